@@ -1,0 +1,38 @@
+# Two commands for a new user: `make demo` and `make test`. Both build .venv first.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+
+.PHONY: help demo test bench-parser bench-servers clean venv
+
+help:
+	@echo "make demo   set up .venv and run the default comparison (all five backends, ~2 min)"
+	@echo "make test   set up .venv and run the test suite"
+	@echo "make bench-parser   parser throughput against h11 and httptools"
+	@echo "make bench-servers  backends against uvicorn/gunicorn/http.server with wrk"
+
+# constraints.txt pins every package (direct and transitive) to the versions tested.
+$(STAMP): pyproject.toml constraints.txt
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "concurbench needs Python 3.11+, found " + sys.version.split()[0])'
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[test,peers]'
+	@touch $(STAMP)
+
+venv: $(STAMP)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest
+
+demo: $(STAMP)
+	$(BIN)/concurbench run --scenario quick --backend all
+
+bench-parser: $(STAMP)
+	$(BIN)/python bench/parser_bench.py
+
+bench-servers: $(STAMP)
+	$(BIN)/python bench/server_bench.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info

@@ -1,0 +1,23 @@
+"""The one error type of the protocol core. servers.http re-exports it."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from servers.http import Request
+
+
+class ProtocolError(Exception):
+    """A request the server must refuse: `status` to answer, `close` if framing is lost.
+
+    `requests` holds the requests completed earlier in the same `feed()` call: the
+    caller answers those first, then the error.
+    """
+
+    def __init__(self, status: int, reason: str, *, close: bool = True) -> None:
+        super().__init__(f"{status} {reason}")
+        self.status = status
+        self.reason = reason
+        self.close = close
+        self.requests: list[Request] = []

@@ -1,0 +1,170 @@
+"""The one application every backend serves: a route table from Request to Reply.
+
+The app is pure: it never sleeps and never touches a socket. A wait is data on the Reply
+(`delay`), so each backend waits in its own model: time.sleep in a thread or process, a
+timer in the selectors loop, call_later in asyncio. Only /cpu burns CPU inline, because
+that it blocks an event loop is the lesson.
+"""
+
+from __future__ import annotations
+
+import mimetypes
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import unquote
+
+from servers.http import Request, Response
+
+MAX_MS = 60_000  # /sleep and /cpu: a minute is longer than any sensible benchmark step
+MAX_SIZE = 64 * 1024 * 1024  # /bytes: 64 MiB exercises partial sends without exhausting RAM
+DEFAULT_DOCROOT = Path(__file__).parent / "docroot"
+
+
+@dataclass(frozen=True, slots=True)
+class Reply(Response):
+    delay: float = 0.0  # seconds the backend waits, in its own model, before sending
+
+
+def _text(status: int, text: str, *, headers: tuple[tuple[str, str], ...] = ()) -> Reply:
+    return Reply(status, text.encode() + b"\n", headers=headers)
+
+
+HELLO = Reply(200, b"Hello, World!")
+NOT_FOUND = _text(404, "Not Found")
+
+
+class App:
+    """Routes requests to handlers; HEAD is served wherever GET is."""
+
+    def __init__(self, *, docroot: Path | None = None) -> None:
+        self.docroot = (docroot or DEFAULT_DOCROOT).resolve()
+        # path -> (allowed methods, handler); /static/ is matched by prefix.
+        self._routes: dict[str, tuple[frozenset[str], Callable[[Request], Reply]]] = {
+            "/": (frozenset({"GET", "HEAD"}), lambda request: HELLO),
+            "/sleep": (frozenset({"GET", "HEAD"}), self._sleep),
+            "/cpu": (frozenset({"GET", "HEAD"}), self._cpu),
+            "/bytes": (frozenset({"GET", "HEAD"}), self._bytes),
+            "/echo": (frozenset({"POST"}), self._echo),
+        }
+        self._static = (frozenset({"GET", "HEAD"}), self._static_file)
+        calibrate_cpu()  # once per process, at start-up rather than on the first /cpu
+
+    def handle(self, request: Request) -> Reply:
+        route = self._routes.get(request.path)
+        if route is None:
+            if not request.path.startswith("/static/"):
+                return NOT_FOUND
+            route = self._static
+        methods, handler = route
+        if request.method not in methods:
+            allow = ", ".join(sorted(methods))
+            return _text(405, "Method Not Allowed", headers=(("Allow", allow),))
+        return handler(request)
+
+    def _sleep(self, request: Request) -> Reply:
+        ms = _int_param(request.query, "ms", MAX_MS)
+        if isinstance(ms, Reply):
+            return ms
+        return Reply(200, b"slept %d ms\n" % ms, delay=ms / 1000)
+
+    def _cpu(self, request: Request) -> Reply:
+        ms = _int_param(request.query, "ms", MAX_MS)
+        if isinstance(ms, Reply):
+            return ms
+        checksum = burn_cpu(ms)
+        return Reply(200, b"burned %d ms (%d)\n" % (ms, checksum))
+
+    def _bytes(self, request: Request) -> Reply:
+        size = _int_param(request.query, "size", MAX_SIZE)
+        if isinstance(size, Reply):
+            return size
+        return Reply(200, b"x" * size, content_type="application/octet-stream")
+
+    def _echo(self, request: Request) -> Reply:
+        content_type = request.headers.get(b"content-type", b"application/octet-stream")
+        return Reply(200, request.body, content_type=content_type.decode("latin-1"))
+
+    def _static_file(self, request: Request) -> Reply:
+        path = resolve_static(self.docroot, request.path[len("/static/") :])
+        if path is None:
+            return NOT_FOUND
+        try:
+            body = path.read_bytes()
+        except OSError:
+            return NOT_FOUND
+        content_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+        return Reply(200, body, content_type=content_type)
+
+
+def resolve_static(docroot: Path, raw: str) -> Path | None:
+    """The file under `docroot` named by the raw URL path `raw`, or None if it escapes.
+
+    Refused: '..' segments (also percent-encoded), an encoded '/', absolute paths, NUL,
+    and any path whose real location, after symlinks, is outside the docroot.
+    """
+    if "%2f" in raw.lower() or "%5c" in raw.lower():
+        return None
+    try:
+        decoded = unquote(raw, errors="strict") if "%" in raw else raw
+    except UnicodeDecodeError:
+        return None
+    if not decoded or decoded.startswith("/") or "\\" in decoded or "\x00" in decoded:
+        return None
+    if any(part in ("..", ".") for part in decoded.split("/")):
+        return None
+    candidate = (docroot / decoded).resolve()
+    if candidate != docroot and docroot not in candidate.parents:
+        return None
+    return candidate if candidate.is_file() else None
+
+
+def _int_param(query: str, name: str, maximum: int) -> int | Reply:
+    """The query parameter `name` as an int in 0..maximum, or a 400 Reply saying why."""
+    for pair in query.split("&"):
+        key, _, value = pair.partition("=")
+        if key == name:
+            if not (value.isascii() and value.isdigit()) or len(value) > 12 or int(value) > maximum:
+                return _text(400, f"{name} must be an integer from 0 to {maximum}")
+            return int(value)
+    return _text(400, f"missing query parameter {name}")
+
+
+# /cpu: pure-Python work calibrated once per process so that burn_cpu(ms) takes about ms.
+# The loop counts iterations instead of reading the clock, so the work is the same in
+# every model: a thread preempted by the GIL does not finish early.
+
+
+def _spin(iterations: int) -> int:
+    acc = 0
+    for i in range(iterations):
+        acc = (acc * 31 + i) & 0xFFFFFFFF
+    return acc
+
+
+def _calibrate() -> float:
+    """Iterations of _spin per millisecond on this machine, best of a few short runs."""
+    best = float("inf")
+    for _ in range(5):
+        start = time.perf_counter()
+        _spin(20_000)
+        best = min(best, time.perf_counter() - start)
+    return 20_000 / (best * 1000)
+
+
+_ITERATIONS_PER_MS: float | None = None
+
+
+def calibrate_cpu() -> float:
+    """Iterations per ms, measured once per process (CONCURBENCH_CPU_ITERS_PER_MS pins it)."""
+    global _ITERATIONS_PER_MS
+    if _ITERATIONS_PER_MS is None:
+        _ITERATIONS_PER_MS = float(os.environ.get("CONCURBENCH_CPU_ITERS_PER_MS") or _calibrate())
+    return _ITERATIONS_PER_MS
+
+
+def burn_cpu(ms: int) -> int:
+    """About `ms` milliseconds of pure-Python CPU work; returns a checksum."""
+    return _spin(int(ms * calibrate_cpu()))

@@ -1,0 +1,147 @@
+"""What every backend shares besides the parser and the app: the listening socket, the
+startup line, the access log, the stop signals and the 503 for too many connections.
+"""
+
+from __future__ import annotations
+
+import errno
+import signal
+import socket
+import sys
+import time
+from collections.abc import Callable
+
+from servers.app import App, Reply
+from servers.config import ServerConfig
+from servers.http import ProtocolError, Request, RequestParser, Response, build_response
+
+# Sent, then the connection closed, when --max-connections is reached.
+OVERLOADED = build_response(Response(503, b"Service Unavailable: too many connections\n"), keep_alive=False)
+# accept() failing with EMFILE/ENFILE/ENOBUFS/ENOMEM: the listener stays readable, so
+# retrying at once spins the CPU. Back off this long; existing connections keep going.
+ACCEPT_BACKOFF = 0.1
+ACCEPT_RESOURCE_ERRNOS = {errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM}
+
+
+def make_listener(config: ServerConfig) -> socket.socket:
+    """A bound, listening TCP socket with SO_REUSEADDR, so a quick restart can bind."""
+    family = socket.AF_INET6 if ":" in config.host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((config.host, config.port))
+    sock.listen(config.backlog)
+    return sock
+
+
+def announce(sock: socket.socket) -> None:
+    """The one stdout line, flushed: the launcher reads the real port from it."""
+    host, port = sock.getsockname()[:2]
+    if ":" in host:
+        host = f"[{host}]"
+    sys.stdout.write(f"listening on http://{host}:{port}\n")
+    sys.stdout.flush()
+
+
+def log(message: str) -> None:
+    sys.stderr.write(f"concurbench-server: {message}\n")
+    sys.stderr.flush()
+
+
+def tune(conn: socket.socket) -> None:
+    """TCP_NODELAY: a response is one buffer, so waiting to coalesce only adds latency."""
+    try:
+        conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    except OSError:
+        pass  # the peer may already be gone; the first recv or send will say so
+
+
+class Responder:
+    """Request -> (bytes to send, delay before sending, keep the connection open)."""
+
+    def __init__(self, config: ServerConfig) -> None:
+        self.app = App(docroot=config.docroot)
+        self.access_log = config.access_log
+
+    def respond(self, request: Request, *, closing: bool = False) -> tuple[bytes, float, bool]:
+        reply: Reply = self.app.handle(request)
+        keep_alive = request.keep_alive and not closing
+        data = build_response(reply, keep_alive=keep_alive, head=request.method == "HEAD")
+        if self.access_log:
+            log(f'"{request.method} {request.target} HTTP/{request.version}" {reply.status} {len(reply.body)}')
+        return data, reply.delay, keep_alive
+
+
+class StopSignals:
+    """SIGTERM and SIGINT set `stopping`; `on_stop` (if any) runs in the handler.
+
+    Handlers run in the main thread between bytecodes. A blocking call interrupted by
+    the signal is retried (PEP 475) unless the handler raises, so `on_stop` may raise to
+    wake a main thread that is idle in accept() or recv().
+    """
+
+    def __init__(self) -> None:
+        self.stopping = False
+        self.since = 0.0
+        self.on_stop: Callable[[], None] | None = None
+
+    def install(self) -> None:
+        signal.signal(signal.SIGTERM, self._handle)
+        signal.signal(signal.SIGINT, self._handle)
+
+    def _handle(self, signum: int, frame: object) -> None:
+        if not self.stopping:
+            self.stopping = True
+            self.since = time.monotonic()
+        if self.on_stop is not None:
+            self.on_stop()
+
+
+class Stop(Exception):
+    """Raised from a signal handler to unwind a main thread that is idle."""
+
+
+def refuse(conn: socket.socket) -> None:
+    """Over --max-connections: a 503 the client can read, then close."""
+    try:
+        conn.sendall(OVERLOADED)
+    except OSError:
+        pass
+    finally:
+        conn.close()
+
+
+def accept_or_backoff(listener: socket.socket) -> socket.socket | None:
+    """accept(), or None after backing off when the process is out of descriptors."""
+    try:
+        conn, _ = listener.accept()
+    except OSError as error:
+        if error.errno in ACCEPT_RESOURCE_ERRNOS:
+            log(f"accept failed ({errno.errorcode.get(error.errno, error.errno)}); backing off {ACCEPT_BACKOFF}s")
+            time.sleep(ACCEPT_BACKOFF)
+            return None
+        if error.errno in (errno.ECONNABORTED, errno.EPROTO, errno.EINTR):
+            return None  # the client gave up before we accepted
+        raise
+    tune(conn)
+    return conn
+
+
+def parse_all(parser: RequestParser, data: bytes) -> list[Request | ProtocolError]:
+    """Requests in order, with a ProtocolError where one occurred (last if it closes).
+
+    The common case is one call to feed(); a recoverable error (a missing Host on a
+    request with no body) is followed by whatever else was pipelined behind it.
+    """
+    try:
+        return parser.feed(data)  # type: ignore[return-value]
+    except ProtocolError as error:
+        items: list[Request | ProtocolError] = [*error.requests, error]
+        while not error.close:
+            try:
+                items.extend(parser.feed(b""))
+                break
+            except ProtocolError as next_error:
+                items.extend(next_error.requests)
+                items.append(next_error)
+                error = next_error
+        return items

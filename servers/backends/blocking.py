@@ -1,0 +1,95 @@
+"""One client on a blocking socket: the loop that iterative, threaded and forking share.
+
+Those three differ only in who runs this loop (the main thread, a thread, a child
+process), as socketserver's mixins differ only in process_request().
+"""
+
+from __future__ import annotations
+
+import socket
+import time
+
+from servers.backends.base import Responder, StopSignals, parse_all
+from servers.config import ServerConfig
+from servers.http import ProtocolError, RequestParser, error_response
+
+RECV_SIZE = 64 * 1024  # one recv takes a whole pipelined burst or a large chunk of body
+
+
+class BlockingConnection:
+    """Read, parse, answer, until the client closes, a timeout fires, or we stop.
+
+    `busy` is true only while requests are being answered: a stop signal then waits for
+    the answers to go out, while an idle or half-received connection is simply closed.
+    """
+
+    def __init__(self, sock: socket.socket, *, responder: Responder, config: ServerConfig,
+                 signals: StopSignals) -> None:
+        self.sock = sock
+        self.responder = responder
+        self.config = config
+        self.signals = signals
+        self.busy = False
+
+    def serve(self) -> None:
+        try:
+            self._serve()
+        except OSError:
+            pass  # reset, broken pipe, or shut down by a stopping server: nothing to answer
+        finally:
+            self.busy = False
+            self.sock.close()
+
+    def _serve(self) -> None:
+        sock, config, signals = self.sock, self.config, self.signals
+        parser = RequestParser(config.limits)
+        respond = self.responder.respond
+        # A new connection gets the request timeout from accept; between keep-alive
+        # requests the idle timeout applies until the first byte of the next request.
+        deadline = time.monotonic() + config.request_timeout
+        idle = fresh = True
+        while not signals.stopping:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                self._timed_out(parser, idle)
+                return
+            sock.settimeout(remaining)
+            try:
+                data = sock.recv(RECV_SIZE)
+            except TimeoutError:
+                self._timed_out(parser, idle)
+                return
+            if not data:
+                return
+            if idle:
+                idle = False
+                if not fresh:
+                    deadline = time.monotonic() + config.request_timeout
+                fresh = False
+            items = parse_all(parser, data)
+            if not items:
+                continue  # a partial request: keep reading against the same deadline
+            self.busy = True
+            for item in items:
+                if type(item) is ProtocolError:
+                    sock.sendall(error_response(item))
+                    if item.close:
+                        return
+                    continue
+                out, delay, keep_alive = respond(item, closing=signals.stopping)  # type: ignore[arg-type]
+                if delay:
+                    time.sleep(delay)
+                sock.sendall(out)
+                if not keep_alive:
+                    return
+            self.busy = False
+            if parser.buffered == 0:
+                idle = True
+                fresh = False
+                deadline = time.monotonic() + config.keepalive_timeout
+
+    def _timed_out(self, parser: RequestParser, idle: bool) -> None:
+        """408 if part of a request arrived; a connection that sent nothing just closes."""
+        if not idle or parser.buffered:
+            self.sock.settimeout(1.0)  # the client may not be reading either
+            self.sock.sendall(error_response(ProtocolError(408, "Request Timeout")))

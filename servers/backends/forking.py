@@ -1,0 +1,159 @@
+"""forking: a process per connection (capped and reaped), or (--workers N) pre-fork.
+
+Per connection, the parent accepts and forks; the child serves that one connection and
+leaves with os._exit, so it never runs the parent's cleanup. At --max-children the
+parent waits for a child to exit, and new connections queue in the backlog. With
+--workers N, N processes each accept on the shared listening socket, one connection at
+a time (gunicorn's sync worker model).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import time
+
+from servers.backends.base import Stop, accept_or_backoff, announce, log, make_listener, refuse
+from servers.backends.iterative import IterativeServer, serve_one_at_a_time
+from servers.backends.blocking import BlockingConnection
+from servers.config import ServerConfig
+
+FORK_RETRY = 0.1  # fork() failing with EAGAIN (process limit): wait this long, then retry
+POLL = 0.01  # the parent's wait for a free child slot; a short sleep cannot miss a SIGCHLD
+# Blocked around fork() and the bookkeeping after it, so a child that exits at once is
+# never reaped before it is recorded, and a stop never leaves a child unrecorded.
+_FORK_MASK = {signal.SIGCHLD, signal.SIGTERM, signal.SIGINT}
+
+
+class ForkingServer(IterativeServer):
+    def __init__(self, config: ServerConfig) -> None:
+        super().__init__(config)
+        self.children: set[int] = set()
+
+    def serve(self) -> None:
+        listener = make_listener(self.config)
+        self.signals.on_stop = self._parent_stop
+        self.signals.install()
+        signal.signal(signal.SIGCHLD, self._reap)
+        announce(listener)
+        try:
+            if self.config.workers:
+                self._prefork(listener)
+            else:
+                self._fork_per_connection(listener)
+        except Stop:
+            pass
+        finally:
+            self.signals.on_stop = None
+            listener.close()
+            self.server_close()
+
+    def _parent_stop(self) -> None:
+        raise Stop  # the parent only waits: in accept(), waitpid() or pause()
+
+    def _reap(self, signum: int = 0, frame: object = None) -> None:
+        """SIGCHLD: collect every exited child, so none lingers as a zombie."""
+        while True:
+            try:
+                pid, _ = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                self.children.clear()
+                return
+            if pid == 0:
+                return
+            self.children.discard(pid)
+
+    def _fork_per_connection(self, listener: socket.socket) -> None:
+        while not self.signals.stopping:
+            while len(self.children) >= self.config.max_children:
+                time.sleep(POLL)  # SIGCHLD reaps; SIGTERM raises Stop out of the sleep
+            conn = accept_or_backoff(listener)
+            if conn is None:
+                continue
+            limit = self.config.max_connections
+            if limit is not None and len(self.children) >= limit:
+                refuse(conn)
+                continue
+            self.process_request(conn, listener)
+
+    def process_request(self, conn: socket.socket, listener: socket.socket) -> None:
+        """The concurrency model in one place: fork, and let the child serve."""
+        pid = self._fork()
+        if pid == 0:
+            listener.close()
+            self._become_child()
+            self._current = BlockingConnection(conn, responder=self.responder, config=self.config,
+                                               signals=self.signals)
+            _child_main(self._current.serve)
+        conn.close()
+
+    def _prefork(self, listener: socket.socket) -> None:
+        workers = self.config.workers or 1
+        while not self.signals.stopping:
+            while len(self.children) < workers and not self.signals.stopping:
+                if self._fork() == 0:
+                    self._become_child()
+                    _child_main(lambda: serve_one_at_a_time(listener, self))
+            time.sleep(0.5)  # SIGCHLD reaps a dead worker; the next pass re-forks it
+
+    def _fork(self) -> int:
+        """fork() and record the child; -1 after logging and backing off if refused (EAGAIN).
+
+        Returns 0 in the child, with the signal mask still blocked: _become_child lifts it.
+        """
+        signal.pthread_sigmask(signal.SIG_BLOCK, _FORK_MASK)
+        try:
+            pid = os.fork()
+        except OSError as error:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, _FORK_MASK)
+            log(f"fork failed ({error.strerror}); retrying in {FORK_RETRY}s")
+            time.sleep(FORK_RETRY)
+            return -1
+        if pid:
+            self.children.add(pid)
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, _FORK_MASK)
+        return pid
+
+    def _become_child(self) -> None:
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        self.children = set()
+        self.signals.on_stop = self._on_stop  # the iterative rule: finish a busy request
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, _FORK_MASK)
+
+    def server_close(self) -> None:
+        """SIGTERM every child, wait for them within the grace, SIGKILL stragglers, reap."""
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        for pid in list(self.children):
+            _kill(pid, signal.SIGTERM)
+        deadline = (self.signals.since or time.monotonic()) + self.config.shutdown_grace
+        while self.children and time.monotonic() < deadline:
+            self._reap()
+            time.sleep(0.01)
+        for pid in list(self.children):
+            _kill(pid, signal.SIGKILL)
+            try:
+                os.waitpid(pid, 0)
+            except ChildProcessError:
+                pass
+        self.children.clear()
+
+
+def _child_main(serve) -> None:  # type: ignore[no-untyped-def]
+    """Run a child's work and leave with os._exit: never the parent's cleanup."""
+    try:
+        serve()
+    except Stop:
+        pass
+    except BaseException as error:  # noqa: BLE001 - a child must never unwind into the parent's code
+        log(f"child {os.getpid()} failed: {error!r}")
+        os._exit(1)
+    os._exit(0)
+
+
+def _kill(pid: int, sig: int) -> None:
+    try:
+        os.kill(pid, sig)
+    except ProcessLookupError:
+        pass
+

@@ -1,0 +1,105 @@
+"""threaded: a thread per connection, or (--threads N) a bounded pool where connections queue.
+
+The main thread only accepts. Threads block in recv() and sleep() independently, so an
+idle connection costs one parked thread instead of stalling everyone; CPU work still
+takes turns on the GIL.
+"""
+
+from __future__ import annotations
+
+import queue
+import socket
+import threading
+import time
+
+from servers.backends.base import Responder, Stop, StopSignals, accept_or_backoff, announce, make_listener, refuse
+from servers.backends.blocking import BlockingConnection
+from servers.config import ServerConfig
+
+
+class ThreadedServer:
+    daemon_threads = True  # a thread stuck past the shutdown grace must not keep the process alive
+
+    def __init__(self, config: ServerConfig) -> None:
+        self.config = config
+        self.signals = StopSignals()
+        self.responder = Responder(config)
+        self._lock = threading.Lock()
+        self._connections: set[BlockingConnection] = set()  # being served now
+        self._queue: queue.Queue[socket.socket | None] = queue.Queue()  # pool mode only
+        self._threads: list[threading.Thread] = []
+
+    def _on_stop(self) -> None:
+        raise Stop  # the main thread only ever waits in accept()
+
+    def serve(self) -> None:
+        listener = make_listener(self.config)
+        self.signals.on_stop = self._on_stop
+        self.signals.install()
+        for _ in range(self.config.threads or 0):
+            self._start(self._pool_worker)
+        announce(listener)
+        try:
+            while not self.signals.stopping:
+                conn = accept_or_backoff(listener)
+                if conn is not None:
+                    self.process_request(conn)
+        except Stop:
+            pass
+        finally:
+            self.signals.on_stop = None
+            listener.close()
+            self.server_close()
+
+    def process_request(self, conn: socket.socket) -> None:
+        """The concurrency model in one place: hand the connection to a thread."""
+        limit = self.config.max_connections
+        if limit is not None and len(self._connections) + self._queue.qsize() >= limit:
+            refuse(conn)
+        elif self.config.threads:
+            self._queue.put(conn)
+        else:
+            self._start(self._serve_one, conn)
+
+    def _start(self, target, *args) -> None:  # type: ignore[no-untyped-def]
+        thread = threading.Thread(target=target, args=args, daemon=self.daemon_threads)
+        thread.start()
+        if self.config.threads:
+            self._threads.append(thread)  # pool threads are joined on close
+        else:
+            self._threads = [t for t in self._threads if t.is_alive()]
+            self._threads.append(thread)
+
+    def _serve_one(self, conn: socket.socket) -> None:
+        connection = BlockingConnection(conn, responder=self.responder, config=self.config, signals=self.signals)
+        with self._lock:
+            self._connections.add(connection)
+        try:
+            connection.serve()
+        finally:
+            with self._lock:
+                self._connections.discard(connection)
+
+    def _pool_worker(self) -> None:
+        while (conn := self._queue.get()) is not None:
+            if self.signals.stopping:
+                conn.close()
+                continue
+            self._serve_one(conn)
+
+    def server_close(self) -> None:
+        """Stop idle connections, let busy ones finish within the grace, join threads."""
+        for _ in range(self.config.threads or 0):
+            self._queue.put(None)
+        with self._lock:
+            connections = list(self._connections)
+        for connection in connections:
+            if not connection.busy:
+                try:
+                    connection.sock.shutdown(socket.SHUT_RD)  # its recv() returns EOF now
+                except OSError:
+                    pass
+        deadline = self.signals.since + self.config.shutdown_grace
+        for thread in self._threads:
+            thread.join(timeout=max(0.0, deadline - time.monotonic()))
+

@@ -1,0 +1,30 @@
+"""ServerConfig: every setting a backend reads, with the defaults the CLI shows."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from servers.http import Limits
+
+
+@dataclass(frozen=True, slots=True)
+class ServerConfig:
+    # 127.0.0.1 is safe by default; a container must bind 0.0.0.0 to be reachable from
+    # the host, because inside it 127.0.0.1 is the container's own loopback.
+    host: str = "127.0.0.1"
+    port: int = 8000  # 0 asks the kernel for any free port; the startup line says which
+    backlog: int = 1024  # the kernel caps this at net.core.somaxconn
+    # Time to receive a complete request (head and body), from its first byte, or from
+    # accept for a new connection. Bounds the iterative server's stall on an idle socket.
+    request_timeout: float = 10.0
+    keepalive_timeout: float = 5.0  # idle time allowed between requests
+    max_connections: int | None = None  # beyond this, new connections get 503 and close
+    access_log: bool = False  # one line per request on stderr
+    threads: int | None = None  # threaded: a bounded pool of N threads instead of one per connection
+    workers: int | None = None  # forking: N pre-forked processes instead of one per connection
+    max_children: int = 64  # forking: connections served at once, one child each
+    loop: str = "asyncio"  # asyncio: "asyncio" or "uvloop"
+    docroot: Path | None = None  # /static; None means the small docroot shipped in the package
+    limits: Limits = field(default_factory=Limits)
+    shutdown_grace: float = 5.0  # on SIGTERM, how long in-flight requests may take to finish

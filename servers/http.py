@@ -1,0 +1,312 @@
+"""Sans-IO HTTP/1.1 (RFC 9112): an incremental request parser and a response builder.
+
+Bytes go in, `Request` objects come out; nothing here touches a socket, so the blocking,
+selectors and asyncio backends all share one parser. A request that breaks the protocol
+raises `ProtocolError`, which carries the status to answer and whether the connection
+must close. One `recv` is never assumed to be one request: `feed()` keeps partial data and
+returns every complete request, pipelined ones included.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from servers._body import BODY_READERS, BodyReader, is_digits
+from servers._errors import ProtocolError
+from servers._response import Response, build_response, error_response
+
+__all__ = [
+    "Headers",
+    "Limits",
+    "ProtocolError",
+    "Request",
+    "RequestParser",
+    "Response",
+    "build_response",
+    "error_response",
+]
+
+# Limits. Each is a default; `Limits(...)` overrides them per server.
+# 8 KiB request line: RFC 9112 3 recommends supporting at least 8000 octets; nginx's
+# default large_client_header_buffers is also 8 KiB.
+MAX_REQUEST_LINE = 8 * 1024
+# 64 KiB header section: above Apache's 8 KiB per field x 100 fields in practice, and the
+# largest default among nginx (32 KiB), node (16 KiB) and tomcat (8 KiB) times two, so real
+# browsers with fat cookies pass while a header flood is cut off early.
+MAX_HEADER_BYTES = 64 * 1024
+# 100 fields: Apache's LimitRequestFields default; browsers send 8-20.
+MAX_HEADER_FIELDS = 100
+# 1 MiB body: nginx's client_max_body_size default. The app's largest input is /echo.
+MAX_BODY = 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """Size limits applied while parsing; each breach has its own status."""
+
+    max_request_line: int = MAX_REQUEST_LINE  # -> 414
+    max_header_bytes: int = MAX_HEADER_BYTES  # -> 431
+    max_header_fields: int = MAX_HEADER_FIELDS  # -> 431
+    max_body: int = MAX_BODY  # -> 413
+
+
+class Headers:
+    """Header fields in their original order and case, with case-insensitive lookup."""
+
+    __slots__ = ("_fields", "_index")
+
+    def __init__(self, fields: list[tuple[bytes, bytes]], index: dict[bytes, bytes]) -> None:
+        self._fields = fields
+        self._index = index  # lowercased name -> value (repeats joined with ", ")
+
+    @classmethod
+    def from_fields(cls, fields: list[tuple[bytes, bytes]]) -> Headers:
+        index: dict[bytes, bytes] = {}
+        for name, value in fields:
+            key = name.lower()
+            index[key] = index[key] + b", " + value if key in index else value
+        return cls(fields, index)
+
+    def get(self, name: str | bytes, default: bytes | None = None) -> bytes | None:
+        key = name.encode("latin-1") if isinstance(name, str) else name
+        return self._index.get(key.lower(), default)
+
+    def __contains__(self, name: object) -> bool:
+        if isinstance(name, str):
+            name = name.encode("latin-1")
+        return isinstance(name, bytes) and name.lower() in self._index
+
+    def __iter__(self):  # type: ignore[no-untyped-def]
+        return iter(self._fields)
+
+    def __len__(self) -> int:
+        return len(self._fields)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Headers) and self._fields == other._fields
+
+    def __repr__(self) -> str:
+        return f"Headers({self._fields!r})"
+
+
+@dataclass(slots=True)
+class Request:
+    method: str
+    target: str
+    path: str
+    query: str
+    version: str
+    headers: Headers
+    body: bytes
+    keep_alive: bool
+
+
+_TOKEN = rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+"
+# method SP request-target SP HTTP-version; the target is visible ASCII only.
+_REQUEST_LINE = re.compile(rb"(" + _TOKEN + rb") ([!-~]+) HTTP/([0-9])\.([0-9])")
+# One field line, anchored on the CRLF before it: a token, a colon, then a value of VCHAR,
+# obs-text, SP and HTAB (no CTLs). A line this does not match (obs-fold, space before the
+# colon, a control byte, a bare CR or LF) makes the match count come up short.
+# The fast pattern refuses trailing OWS with a one-byte lookbehind; the rare line that has
+# some is re-read by the slower pattern, which strips it (OWS is not part of the value).
+_FIELD = re.compile(rb"\r\n(" + _TOKEN + rb"):[ \t]*([\t -~\x80-\xff]*)(?<![ \t])(?=\r\n)")
+_FIELD_OWS = re.compile(rb"\r\n(" + _TOKEN + rb"):[ \t]*([\t -~\x80-\xff]*?)[ \t]*(?=\r\n)")
+# The usual methods, decoded once.
+_METHODS = {m.encode(): m for m in ("GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH")}
+_CRLF = b"\r\n"
+_END_OF_HEAD = b"\r\n\r\n"
+
+
+class RequestParser:
+    """Incremental HTTP/1.1 request parser: `feed(bytes) -> list[Request]`."""
+
+    __slots__ = ("limits", "_pending", "_scan_from", "_reader", "_head", "_failed", "_resume")
+
+    def __init__(self, limits: Limits = Limits()) -> None:
+        self.limits = limits
+        self._pending = bytearray()  # bytes of an incomplete head or chunk-size line
+        self._scan_from = 0  # where to resume looking for the end of the head
+        self._reader: BodyReader | None = None  # set while a body is arriving
+        self._head: Request | None = None  # the request whose body is arriving
+        self._failed: ProtocolError | None = None
+        self._resume = 0  # where the next request starts after a recoverable error
+
+    @property
+    def buffered(self) -> int:
+        """Bytes received for a request that is not complete yet."""
+        return len(self._pending) + (self._reader.received if self._reader else 0)
+
+    def feed(self, data: bytes) -> list[Request]:
+        if self._failed is not None:
+            raise self._failed
+        if self._pending:
+            self._pending += data
+            if self._reader is None and self._pending.find(_END_OF_HEAD, self._scan_from) < 0:
+                self._check_partial_head(self._pending)
+                return []
+            data = bytes(self._pending)
+            self._pending.clear()
+        out: list[Request] = []
+        pos = 0
+        end = len(data)
+        try:
+            while pos < end:
+                if self._reader is not None:
+                    pos = self._reader.read(data, pos)
+                    if not self._reader.done:
+                        break
+                    request = self._head
+                    assert request is not None
+                    request.body = self._reader.body()
+                    self._reader = self._head = None
+                    out.append(request)
+                    continue
+                head_end = data.find(_END_OF_HEAD, pos)
+                if head_end < 0:
+                    if data.startswith(_CRLF, pos) and pos + 2 == end:
+                        pos = end  # a lone CRLF between requests (RFC 9112 2.2)
+                    break
+                pos = self._parse_head(data, pos, head_end, out)
+        except ProtocolError as error:
+            error.requests = out
+            if error.close:
+                self._failed = error
+            else:
+                self._keep(data, pos if self._reader else self._resume)
+            raise
+        if pos < end:
+            self._keep(data, pos)
+        else:
+            self._scan_from = 0
+        return out
+
+    def _keep(self, data: bytes, pos: int) -> None:
+        if pos < len(data):
+            rest = data[pos:]
+            self._pending += rest
+            self._scan_from = max(0, len(self._pending) - 3)
+            if self._reader is None:
+                self._check_partial_head(self._pending)
+        else:
+            self._scan_from = 0
+
+    def _check_partial_head(self, pending: bytearray) -> None:
+        limits = self.limits
+        line_end = pending.find(_CRLF, 2 if pending.startswith(_CRLF) else 0)
+        if line_end < 0:
+            if len(pending) > limits.max_request_line + 2:
+                self._fail(ProtocolError(414, "Request line too long"))
+        elif len(pending) - line_end > limits.max_header_bytes + 4:
+            self._fail(ProtocolError(431, "Request header section too large"))
+        self._scan_from = max(0, len(pending) - 3)
+
+    def _fail(self, error: ProtocolError) -> None:
+        self._failed = error
+        self._pending.clear()
+        raise error
+
+    def _parse_head(self, data: bytes, pos: int, head_end: int, out: list[Request]) -> int:
+        """Parse the head at data[pos:head_end]; return where the next thing starts.
+
+        This is the hot path of every backend: it works on offsets into `data` without
+        copying the head, and leaves the rare cases (repeats, OWS, bodies) to slow paths.
+        """
+        limits = self.limits
+        if data[pos] == 13 and data.startswith(_CRLF, pos):
+            pos += 2  # one empty line before the request line is allowed (RFC 9112 2.2)
+        line_end = data.find(_CRLF, pos)
+        if line_end - pos > limits.max_request_line:
+            raise ProtocolError(414, "Request line too long")
+        self._resume = start = head_end + 4
+        line = _REQUEST_LINE.fullmatch(data, pos, line_end)
+        if line is None:
+            raise ProtocolError(400, "Malformed request line")
+        method, target, major, minor = line.groups()
+        if major != b"1":
+            raise ProtocolError(505, "HTTP version not supported")
+        if head_end - line_end > limits.max_header_bytes:
+            raise ProtocolError(431, "Request header section too large")
+        # Every field line starts after a LF, and the head ends with one more: counting LF
+        # (a one-byte count, the fastest) also catches a bare LF, which no match covers.
+        n_fields = data.count(b"\n", line_end, head_end + 2) - 1
+        if n_fields > limits.max_header_fields:
+            raise ProtocolError(431, "Too many header fields")
+        fields = _FIELD.findall(data, line_end, start)
+        if len(fields) != n_fields:
+            fields = _FIELD_OWS.findall(data, line_end, start)
+            if len(fields) != n_fields:
+                raise ProtocolError(400, "Malformed header field")
+        index = {name.lower(): value for name, value in fields}
+        if len(index) != n_fields:  # a repeated name: join the values, as RFC 9110 5.3 allows
+            index = Headers.from_fields(fields)._index
+        http11 = minor != b"0"  # 1.x with x > 1 is answered as 1.1 (RFC 9110 2.5)
+        conn = index.get(b"connection")
+        if conn is None:
+            keep_alive = http11
+        elif http11:
+            keep_alive = b"close" not in conn.lower() or not _has_token(conn, b"close")
+        else:
+            keep_alive = _has_token(conn, b"keep-alive")
+        target_str = target.decode("ascii")
+        path, _, query = target_str.partition("?")
+        request = Request(
+            _METHODS.get(method) or method.decode("ascii"),
+            target_str,
+            path,
+            query,
+            "1.1" if minor == b"1" else "1." + minor.decode(),
+            Headers(fields, index),
+            b"",
+            keep_alive,
+        )
+        if b"content-length" in index or b"transfer-encoding" in index:
+            kind, length = self._framing(index, http11)
+        else:
+            kind = length = None
+        host = index.get(b"host")
+        if http11 and (host is None or b"," in host):  # repeats are joined with ", "
+            # Host is checked after framing: with no body the connection survives it.
+            raise ProtocolError(400, "Missing or repeated Host header", close=kind is not None)
+        if kind is None:
+            out.append(request)
+            return start
+        if kind == "content-length" and start + length <= len(data):
+            request.body = data[start : start + length]  # the common case: body in hand
+            out.append(request)
+            return start + length
+        self._reader = BODY_READERS[kind](length, limits.max_body)
+        self._head = request
+        return start
+
+    def _framing(self, index: dict[bytes, bytes], http11: bool) -> tuple[str | None, int]:
+        """How the body is delimited: (None, 0), ("content-length", n) or ("chunked", 0)."""
+        te = index.get(b"transfer-encoding")
+        cl = index.get(b"content-length")
+        if te is not None:
+            if cl is not None:
+                raise ProtocolError(400, "Both Content-Length and Transfer-Encoding")
+            if not http11:
+                raise ProtocolError(400, "Transfer-Encoding in an HTTP/1.0 request")
+            if te.lower() != b"chunked":
+                raise ProtocolError(501, "Only chunked transfer coding is supported")
+            return ("chunked", 0)
+        if cl is None:
+            return (None, 0)
+        if not is_digits(cl):  # a repeat shows up here too, joined as "5, 5"
+            raise ProtocolError(400, "Invalid Content-Length")
+        # int() of a huge digit string is slow (and refused past 4300 digits): anything
+        # longer than 18 digits is over any body limit anyway.
+        length = int(cl) if len(cl) <= 18 else self.limits.max_body + 1
+        if length > self.limits.max_body:
+            raise ProtocolError(413, "Request body too large")
+        return (None, 0) if length == 0 else ("content-length", length)
+
+
+def _has_token(value: bytes, token: bytes) -> bool:
+    """Is `token` one of the comma-separated, case-insensitive tokens in `value`?"""
+    value = value.lower()
+    if value == token:
+        return True
+    return token in value and any(part.strip() == token for part in value.split(b","))
+
