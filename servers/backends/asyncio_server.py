@@ -1,0 +1,146 @@
+"""asyncio: an asyncio.Protocol server on one event loop (optionally uvloop).
+
+Protocol rather than streams: the parser is already incremental, so StreamReader's
+buffering and a coroutine per connection would add a task switch and a copy to every
+request for nothing; the callback model also mirrors the selectors backend exactly, so
+the two differ only in whose loop runs the callbacks. A Reply's delay is call_later on
+the loop; asyncio's transport does the write buffering and sets TCP_NODELAY.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import time
+
+from servers.backends.base import OVERLOADED, Responder, StopSignals, announce, make_listener, tune
+from servers.backends.events import SWEEP_INTERVAL, EventConnection
+from servers.config import ServerConfig
+
+
+class HttpProtocol(EventConnection, asyncio.Protocol):
+    def __init__(self, server: AsyncioServer) -> None:
+        super().__init__(responder=server.responder, config=server.config, signals=server.signals)
+        self.server = server
+        self.transport: asyncio.Transport | None = None
+        self._paused = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        limit = self.config.max_connections
+        if limit is not None and len(self.server.connections) >= limit:
+            transport.write(OVERLOADED)  # type: ignore[attr-defined]
+            self.closing = True
+            self.close()
+            return
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            tune(sock)
+        self.server.connections.add(self)
+
+    def data_received(self, data: bytes) -> None:
+        self.received(data)
+
+    def eof_received(self) -> bool:
+        return False  # the client is done sending: close our side too
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self.server.connections.discard(self)
+
+    def pause_writing(self) -> None:
+        # The transport's buffer is over its high-water mark: stop reading requests
+        # from a client that is not reading its answers.
+        self._paused = True
+        if self.transport is not None:
+            self.transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        self._paused = False
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.resume_reading()
+
+    def write(self, data: bytes) -> None:
+        if self.transport is not None and not self.closed:
+            self.transport.write(data)
+
+    def call_later(self, delay: float, callback, *args) -> None:  # type: ignore[no-untyped-def]
+        self.server.loop.call_later(delay, callback, *args)
+
+    def pending_output(self) -> int:
+        return self.transport.get_write_buffer_size() if self.transport and not self.closed else 0
+
+    def close(self) -> None:
+        if self.transport is not None and not self.closed:
+            self.transport.close()  # flushes what is buffered, then closes
+            self.closed = True
+            self.server.connections.discard(self)
+
+    def abort(self) -> None:
+        if self.transport is not None and not self.closed:
+            self.transport.abort()
+            self.closed = True
+            self.server.connections.discard(self)
+
+
+class AsyncioServer:
+    def __init__(self, config: ServerConfig) -> None:
+        self.config = config
+        self.signals = StopSignals()
+        self.responder = Responder(config)
+        self.connections: set[HttpProtocol] = set()
+        self.loop: asyncio.AbstractEventLoop
+        if config.loop == "uvloop":
+            try:
+                import uvloop  # noqa: F401 - optional extra: pip install 'concurbench[uvloop]'
+            except ImportError as error:
+                raise ImportError("--loop uvloop needs uvloop: pip install 'concurbench[uvloop]'") from error
+
+    def serve(self) -> None:
+        if self.config.loop == "uvloop":
+            import uvloop
+
+            loop = uvloop.new_event_loop()
+        else:
+            loop = asyncio.new_event_loop()
+        self.loop = loop
+        try:
+            loop.run_until_complete(self._main())
+        finally:
+            loop.close()
+
+    async def _main(self) -> None:
+        loop = self.loop
+        stopped = asyncio.Event()
+
+        def on_signal() -> None:
+            self.signals._handle(signal.SIGTERM, None)
+            stopped.set()
+
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, on_signal)
+        listener = make_listener(self.config)
+        server = await loop.create_server(lambda: HttpProtocol(self), sock=listener, backlog=self.config.backlog)
+        announce(listener)
+        sweeper = loop.create_task(self._sweep())
+        await stopped.wait()
+        server.close()  # stop accepting; established connections are ours to finish
+        deadline = time.monotonic() + self.config.shutdown_grace
+        while self.connections and time.monotonic() < deadline:
+            for conn in list(self.connections):
+                conn.stop()
+            await asyncio.sleep(0.02)
+        for conn in list(self.connections):
+            conn.abort()
+        sweeper.cancel()
+        await server.wait_closed()
+
+    async def _sweep(self) -> None:
+        while True:
+            await asyncio.sleep(SWEEP_INTERVAL)
+            now = time.monotonic()
+            for conn in list(self.connections):
+                conn.check_deadline(now)
+
+
+

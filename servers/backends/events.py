@@ -1,0 +1,142 @@
+"""One client on an event loop: what the selectors and asyncio backends share.
+
+An event loop must never block, so a connection is a state machine driven by callbacks:
+bytes arrive, requests queue, and each is answered in order. A Reply's delay becomes a
+timer on the loop, and pipelined requests behind it wait their turn. The two event
+backends differ only in the primitives below (write, call_later, close) and in the loop
+that drives them.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+
+from servers.backends.base import Responder, StopSignals, parse_all
+from servers.config import ServerConfig
+from servers.http import ProtocolError, Request, RequestParser, error_response
+
+# How often idle and slow connections are checked against their deadlines. Timeouts are
+# seconds long, so a quarter-second sweep is precise enough and costs O(connections)
+# four times a second instead of a timer per request.
+SWEEP_INTERVAL = 0.25
+# Stop reading from a client whose answers pile up unread beyond this (backpressure).
+MAX_PENDING_OUTPUT = 1024 * 1024
+
+
+class EventConnection:
+    """Requests in, answers out, in order; subclasses supply the I/O primitives."""
+
+    def __init__(self, *, responder: Responder, config: ServerConfig, signals: StopSignals) -> None:
+        self.responder = responder
+        self.config = config
+        self.signals = signals
+        self.parser = RequestParser(config.limits)
+        self.queue: deque[Request | ProtocolError] = deque()
+        self.waiting = False  # a delayed answer is on a timer
+        self.closing = False  # close once the answers queued so far are written
+        self.closed = False
+        self.idle = True  # no part of a request received since the last answer
+        self.fresh = True  # nothing received at all yet: the deadline counts from accept
+        self.deadline = time.monotonic() + config.request_timeout
+
+    # -- primitives each event backend implements --------------------------------------
+    def write(self, data: bytes) -> None:
+        raise NotImplementedError
+
+    def call_later(self, delay: float, callback, *args) -> None:  # type: ignore[no-untyped-def]
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Close once pending output is written (or at once if the peer is gone)."""
+        raise NotImplementedError
+
+    def pending_output(self) -> int:
+        raise NotImplementedError
+
+    # -- the shared state machine -------------------------------------------------------
+    @property
+    def busy(self) -> bool:
+        """Answers owed: a stopping server lets these finish."""
+        return self.waiting or bool(self.queue) or self.pending_output() > 0
+
+    def received(self, data: bytes) -> None:
+        if self.idle:
+            self.idle = False
+            if not self.fresh:
+                self.deadline = time.monotonic() + self.config.request_timeout
+            self.fresh = False
+        items = parse_all(self.parser, data)
+        if items:
+            self.queue.extend(items)
+            if not self.waiting:
+                self.answer()
+
+    def answer(self) -> None:
+        """Answer queued requests in order until one must wait or the queue is empty."""
+        out = []
+        respond = self.responder.respond
+        queue = self.queue
+        while queue:
+            item = queue.popleft()
+            if type(item) is ProtocolError:
+                out.append(error_response(item))
+                if item.close:
+                    self._finish()
+                    break
+                continue
+            data, delay, keep_alive = respond(item, closing=self.signals.stopping)  # type: ignore[arg-type]
+            if delay:
+                self.waiting = True
+                self.call_later(delay, self._delayed, data, keep_alive)
+                break
+            out.append(data)
+            if not keep_alive:
+                self._finish()
+                break
+        if out:
+            self.write(out[0] if len(out) == 1 else b"".join(out))
+        if self.closing:
+            if not self.waiting:
+                self.close()
+        elif not self.waiting and not queue and self.parser.buffered == 0:
+            self.idle = True
+            self.deadline = time.monotonic() + self.config.keepalive_timeout
+
+    def _delayed(self, data: bytes, keep_alive: bool) -> None:
+        if self.closed:
+            return
+        self.waiting = False
+        self.write(data)
+        if not keep_alive:
+            self._finish()
+        self.answer()
+
+    def _finish(self) -> None:
+        self.closing = True
+        self.queue.clear()
+
+    def check_deadline(self, now: float) -> None:
+        """Called by the sweep: close a connection idle or slow past its deadline."""
+        if now < self.deadline or self.waiting or self.queue or self.closing:
+            return
+        if self.pending_output():
+            # A client that does not read its answers: drop it after the same time.
+            self.abort()
+            return
+        if not self.idle or self.parser.buffered:
+            self.write(error_response(ProtocolError(408, "Request Timeout")))
+        self.closing = True
+        self.close()
+
+    def stop(self) -> None:
+        """The server is stopping: close now if idle, else after the answers owed."""
+        if not self.busy:
+            self.closing = True
+            self.close()
+        # A busy connection answers with Connection: close (respond sees stopping) and
+        # closes after its last answer is written.
+
+    def abort(self) -> None:
+        """Close without waiting for output."""
+        raise NotImplementedError

@@ -1,0 +1,235 @@
+"""selectors: one thread, non-blocking sockets, and a hand-written event loop.
+
+selectors.DefaultSelector picks epoll here (kqueue on BSD). Each connection has a read
+side (the parser's buffer) and a write buffer for partial sends: when send() takes only
+part of an answer (EAGAIN), the rest waits for EVENT_WRITE. A timer heap holds Reply
+delays and the timeout sweep. Nothing in the loop blocks except select() itself.
+"""
+
+from __future__ import annotations
+
+import errno
+import heapq
+import itertools
+import selectors
+import signal
+import socket
+import time
+
+from servers.backends.base import (ACCEPT_BACKOFF, ACCEPT_RESOURCE_ERRNOS, Responder, StopSignals, announce, log,
+                                   make_listener, refuse, tune)
+from servers.backends.events import MAX_PENDING_OUTPUT, SWEEP_INTERVAL, EventConnection
+from servers.config import ServerConfig
+
+RECV_SIZE = 64 * 1024
+ACCEPTS_PER_WAKEUP = 64  # drain a burst of connects without starving established clients
+
+
+class SelectorConnection(EventConnection):
+    def __init__(self, sock: socket.socket, loop: SelectorsServer) -> None:
+        super().__init__(responder=loop.responder, config=loop.config, signals=loop.signals)
+        self.sock = sock
+        self.loop = loop
+        self.out = bytearray()  # what send() has not taken yet
+        self.mask = selectors.EVENT_READ
+
+    def on_readable(self) -> None:
+        try:
+            data = self.sock.recv(RECV_SIZE)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            self.abort()
+            return
+        if not data:
+            self.abort()  # the client closed; nothing we could still send would be read
+            return
+        self.received(data)
+
+    def write(self, data: bytes) -> None:
+        if self.out:
+            self.out += data
+        else:
+            try:
+                sent = self.sock.send(data)
+            except (BlockingIOError, InterruptedError):
+                sent = 0
+            except OSError:
+                self.abort()
+                return
+            if sent == len(data):
+                return
+            self.out += data[sent:]
+        self._want(selectors.EVENT_WRITE | (selectors.EVENT_READ if len(self.out) < MAX_PENDING_OUTPUT else 0))
+
+    def on_writable(self) -> None:
+        try:
+            sent = self.sock.send(self.out)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            self.abort()
+            return
+        del self.out[:sent]
+        self.deadline = time.monotonic() + self.config.request_timeout  # progress was made
+        if self.out:
+            return
+        if self.closing and not self.waiting:
+            self.abort()
+        else:
+            self._want(selectors.EVENT_READ)
+
+    def _want(self, mask: int) -> None:
+        if mask != self.mask and not self.closed:
+            self.mask = mask
+            self.loop.selector.modify(self.sock, mask, self)
+
+    def call_later(self, delay: float, callback, *args) -> None:  # type: ignore[no-untyped-def]
+        self.loop.call_later(delay, callback, *args)
+
+    def pending_output(self) -> int:
+        return len(self.out)
+
+    def close(self) -> None:
+        if not self.out:
+            self.abort()
+        # else on_writable closes once the buffer drains
+
+    def abort(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        self.loop.forget(self)
+        self.sock.close()
+
+
+class SelectorsServer:
+    def __init__(self, config: ServerConfig) -> None:
+        self.config = config
+        self.signals = StopSignals()
+        self.responder = Responder(config)
+        self.selector = selectors.DefaultSelector()
+        self.connections: set[SelectorConnection] = set()
+        self._timers: list[tuple[float, int, object, tuple]] = []
+        self._seq = itertools.count()
+        self._listener: socket.socket | None = None
+
+    def call_later(self, delay: float, callback, *args) -> None:  # type: ignore[no-untyped-def]
+        heapq.heappush(self._timers, (time.monotonic() + delay, next(self._seq), callback, args))
+
+    def forget(self, conn: SelectorConnection) -> None:
+        self.connections.discard(conn)
+        try:
+            self.selector.unregister(conn.sock)
+        except (KeyError, ValueError):
+            pass
+
+    def serve(self) -> None:
+        listener = self._listener = make_listener(self.config)
+        listener.setblocking(False)
+        # A signal handler cannot interrupt select() (PEP 475 retries it), so the handler's
+        # byte on a socketpair wakes the loop instead.
+        wake_r, wake_w = socket.socketpair()
+        wake_r.setblocking(False)
+        wake_w.setblocking(False)
+        signal.set_wakeup_fd(wake_w.fileno(), warn_on_full_buffer=False)
+        self.signals.install()
+        self.selector.register(listener, selectors.EVENT_READ, "listener")
+        self.selector.register(wake_r, selectors.EVENT_READ, "wakeup")
+        self.call_later(SWEEP_INTERVAL, self._sweep)
+        announce(listener)
+        try:
+            self._run(wake_r)
+        finally:
+            signal.set_wakeup_fd(-1)
+            for conn in list(self.connections):
+                conn.abort()
+            if self._listener is not None:
+                self._listener.close()
+            self.selector.close()
+            wake_r.close()
+            wake_w.close()
+
+    def _run(self, wake_r: socket.socket) -> None:
+        select = self.selector.select
+        timers = self._timers
+        stopping_since = None
+        while True:
+            timeout = max(0.0, timers[0][0] - time.monotonic()) if timers else None
+            for key, mask in select(timeout):
+                conn = key.data
+                if conn == "listener":
+                    self._accept()
+                elif conn == "wakeup":
+                    _drain(wake_r)
+                else:
+                    if mask & selectors.EVENT_WRITE:
+                        conn.on_writable()
+                    if mask & selectors.EVENT_READ and not conn.closed:
+                        conn.on_readable()
+            if timers:
+                now = time.monotonic()
+                while timers and timers[0][0] <= now:
+                    _, _, callback, args = heapq.heappop(timers)
+                    callback(*args)
+            if self.signals.stopping:
+                if stopping_since is None:
+                    stopping_since = time.monotonic()
+                    self._stop_accepting()
+                for conn in list(self.connections):
+                    conn.stop()
+                if not self.connections or time.monotonic() - stopping_since > self.config.shutdown_grace:
+                    return
+
+    def _accept(self) -> None:
+        listener = self._listener
+        assert listener is not None
+        for _ in range(ACCEPTS_PER_WAKEUP):
+            try:
+                sock, _ = listener.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as error:
+                if error.errno in ACCEPT_RESOURCE_ERRNOS:
+                    # Out of descriptors: stop listening for a while instead of spinning
+                    # on a listener that stays readable; established clients carry on.
+                    log(f"accept failed ({errno.errorcode.get(error.errno)}); pausing accepts {ACCEPT_BACKOFF}s")
+                    self.selector.unregister(listener)
+                    self.call_later(ACCEPT_BACKOFF, self._resume_accepting)
+                return
+            limit = self.config.max_connections
+            if limit is not None and len(self.connections) >= limit:
+                refuse(sock)
+                continue
+            sock.setblocking(False)
+            tune(sock)
+            conn = SelectorConnection(sock, self)
+            self.connections.add(conn)
+            self.selector.register(sock, selectors.EVENT_READ, conn)
+
+    def _resume_accepting(self) -> None:
+        if self._listener is not None and not self.signals.stopping:
+            self.selector.register(self._listener, selectors.EVENT_READ, "listener")
+
+    def _stop_accepting(self) -> None:
+        if self._listener is not None:
+            try:
+                self.selector.unregister(self._listener)
+            except (KeyError, ValueError):
+                pass
+            self._listener.close()
+            self._listener = None
+
+    def _sweep(self) -> None:
+        now = time.monotonic()
+        for conn in list(self.connections):
+            conn.check_deadline(now)
+        self.call_later(SWEEP_INTERVAL, self._sweep)
+
+
+def _drain(sock: socket.socket) -> None:
+    try:
+        while sock.recv(512):
+            pass
+    except (BlockingIOError, InterruptedError):
+        pass
