@@ -19,6 +19,8 @@ MAX_CHUNK_LINE = 4 * 1024
 # Trailers are a header section; give them the same budget as MAX_HEADER_BYTES.
 MAX_TRAILER_BYTES = 64 * 1024
 
+# A trailer field line: the same grammar as a header field line (see servers/http.py).
+_TRAILER_FIELD = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+:[\t -~\x80-\xff]*")
 _CHUNK_SIZE = re.compile(rb"([0-9A-Fa-f]{1,16})(?:[ \t]*;[\t -~\x80-\xff]*)?")
 
 
@@ -109,6 +111,8 @@ class ChunkedReader:
                     self._trailer += line_end - pos + 2
                     if self._trailer > MAX_TRAILER_BYTES:
                         raise ProtocolError(431, "Trailer section too large")
+                    if _TRAILER_FIELD.fullmatch(data, pos, line_end) is None:
+                        raise ProtocolError(400, "Malformed trailer field")  # a bare CR/LF would smuggle
                     pos = line_end + 2
         return pos
 

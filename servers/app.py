@@ -111,7 +111,7 @@ def resolve_static(docroot: Path, raw: str) -> Path | None:
         decoded = unquote(raw, errors="strict") if "%" in raw else raw
     except UnicodeDecodeError:
         return None
-    if not decoded or decoded.startswith("/") or "\\" in decoded or "\x00" in decoded:
+    if not decoded or decoded.startswith("/") or decoded.endswith("/") or "\\" in decoded or "\x00" in decoded:
         return None
     if any(part in ("..", ".") for part in decoded.split("/")):
         return None

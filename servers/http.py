@@ -164,8 +164,6 @@ class RequestParser:
                     continue
                 head_end = data.find(_END_OF_HEAD, pos)
                 if head_end < 0:
-                    if data.startswith(_CRLF, pos) and pos + 2 == end:
-                        pos = end  # a lone CRLF between requests (RFC 9112 2.2)
                     break
                 pos = self._parse_head(data, pos, head_end, out)
         except ProtocolError as error:
@@ -192,11 +190,16 @@ class RequestParser:
             self._scan_from = 0
 
     def _check_partial_head(self, pending: bytearray) -> None:
+        """Refuse an incomplete head as soon as it is certain to break a limit."""
         limits = self.limits
-        line_end = pending.find(_CRLF, 2 if pending.startswith(_CRLF) else 0)
+        start = 2 if pending.startswith(_CRLF) else 0
+        line_end = pending.find(_CRLF, start)
         if line_end < 0:
-            if len(pending) > limits.max_request_line + 2:
+            # The line is at least this long; a final CR may be half of its CRLF.
+            if len(pending) - start - pending.endswith(b"\r") > limits.max_request_line:
                 self._fail(ProtocolError(414, "Request line too long"))
+        elif line_end - start > limits.max_request_line:
+            self._fail(ProtocolError(414, "Request line too long"))
         elif len(pending) - line_end > limits.max_header_bytes + 4:
             self._fail(ProtocolError(431, "Request header section too large"))
         self._scan_from = max(0, len(pending) - 3)
@@ -246,8 +249,8 @@ class RequestParser:
             keep_alive = http11
         elif http11:
             keep_alive = b"close" not in conn.lower() or not _has_token(conn, b"close")
-        else:
-            keep_alive = _has_token(conn, b"keep-alive")
+        else:  # HTTP/1.0: only an explicit keep-alive keeps it open, and close still wins
+            keep_alive = _has_token(conn, b"keep-alive") and not _has_token(conn, b"close")
         target_str = target.decode("ascii")
         path, _, query = target_str.partition("?")
         request = Request(
@@ -255,7 +258,7 @@ class RequestParser:
             target_str,
             path,
             query,
-            "1.1" if minor == b"1" else "1." + minor.decode(),
+            "1.1" if http11 else "1.0",
             Headers(fields, index),
             b"",
             keep_alive,

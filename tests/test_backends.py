@@ -1,0 +1,205 @@
+"""Conformance: every backend variant, over real sockets, behaves the same.
+
+The `server` fixture runs each test against iterative, threaded (and its pool),
+forking (and pre-fork), selectors and asyncio, one process per variant.
+"""
+
+from __future__ import annotations
+
+import socket
+import struct
+import time
+
+import pytest
+
+from conftest import Client, LiveServer, request
+
+pytestmark = pytest.mark.timeout(60)
+
+
+# -- routes ------------------------------------------------------------------------------
+ROUTES = [
+    pytest.param("GET", "/", b"", 200, b"Hello, World!", id="root-says-hello"),
+    pytest.param("GET", "/sleep?ms=10", b"", 200, b"slept 10 ms\n", id="sleep-waits-and-answers"),
+    pytest.param("GET", "/cpu?ms=5", b"", 200, None, id="cpu-computes-and-answers"),
+    pytest.param("GET", "/bytes?size=300000", b"", 200, b"x" * 300000, id="bytes-large-body-partial-sends"),
+    pytest.param("GET", "/bytes?size=0", b"", 200, b"", id="bytes-empty-body"),
+    pytest.param("POST", "/echo", b"ping" * 1000, 200, b"ping" * 1000, id="echo-returns-body"),
+    pytest.param("GET", "/static/hello.txt", b"", 200, b"Hello from the docroot.\n", id="static-file"),
+    pytest.param("GET", "/static/%2e%2e/app.py", b"", 404, None, id="static-refuses-encoded-dotdot"),
+    pytest.param("GET", "/nowhere", b"", 404, None, id="unknown-path-404"),
+    pytest.param("DELETE", "/", b"", 405, None, id="wrong-method-405"),
+    pytest.param("GET", "/sleep?ms=nope", b"", 400, None, id="bad-parameter-400"),
+    pytest.param("GET", "/bytes?size=67108865", b"", 400, None, id="out-of-range-parameter-400"),
+]
+
+
+@pytest.mark.parametrize(("method", "target", "body", "status", "expected"), ROUTES)
+def test_route(client: Client, method: str, target: str, body: bytes, status: int, expected: bytes | None) -> None:
+    client.send(request(method, target, body=body))
+    response = client.read_response(method)
+    assert response.status == status
+    if expected is not None:
+        assert response.body == expected
+    assert int(response.headers["content-length"]) == len(response.body)
+
+
+def test_405_names_allowed_methods(client: Client) -> None:
+    client.send(request("GET", "/echo"))
+    response = client.read_response()
+    assert response.status == 405
+    assert response.headers["allow"] == "POST"
+
+
+def test_head_has_headers_but_no_body(client: Client) -> None:
+    client.send(request("HEAD", "/bytes?size=1000") + request("GET", "/"))
+    head = client.read_response("HEAD")
+    assert head.status == 200 and head.body == b"" and head.headers["content-length"] == "1000"
+    assert client.read_response().body == b"Hello, World!"  # framing survived the HEAD
+
+
+def test_chunked_echo(client: Client) -> None:
+    client.send(b"POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n"
+                b"5;ext=1\r\nhello\r\n6\r\n world\r\n0\r\nTrailer: x\r\n\r\n")
+    assert client.read_response().body == b"hello world"
+
+
+def test_response_carries_date_server_and_type(client: Client) -> None:
+    client.send(request())
+    headers = client.read_response().headers
+    assert {"date", "server", "content-type", "content-length"} <= set(headers)
+
+
+# -- keep-alive, pipelining, partial reads -------------------------------------------------
+def test_keep_alive_serves_many_requests_on_one_connection(client: Client) -> None:
+    for _ in range(5):
+        client.send(request())
+        response = client.read_response()
+        assert response.status == 200 and "connection" not in response.headers
+
+
+def test_pipelined_requests_answered_in_order(client: Client) -> None:
+    targets = ["/sleep?ms=30", "/bytes?size=3", "/", "/sleep?ms=1", "/bytes?size=5"]
+    client.send(b"".join(request("GET", t) for t in targets))
+    bodies = [client.read_response().body for _ in targets]
+    assert bodies == [b"slept 30 ms\n", b"xxx", b"Hello, World!", b"slept 1 ms\n", b"xxxxx"]
+
+
+def test_one_byte_at_a_time(client: Client) -> None:
+    for byte in request("POST", "/echo", body=b"abc"):
+        client.send(bytes([byte]))
+    assert client.read_response().body == b"abc"
+
+
+def test_connection_close_is_honoured(client: Client) -> None:
+    client.send(request(close=True))
+    response = client.read_response()
+    assert response.headers.get("connection") == "close"
+    assert client.closed_by_server()
+
+
+def test_http10_closes_by_default(client: Client) -> None:
+    client.send(b"GET / HTTP/1.0\r\n\r\n")
+    assert client.read_response().status == 200
+    assert client.closed_by_server()
+
+
+# -- every parser rejection, through the socket --------------------------------------------
+REJECTIONS = [
+    pytest.param(b"GET / HTTP/1.1 extra\r\nHost: t\r\n\r\n", 400, True, id="malformed-request-line-400"),
+    pytest.param(b"G(T / HTTP/1.1\r\nHost: t\r\n\r\n", 400, True, id="bad-method-token-400"),
+    pytest.param(b"GET / HTTP/1.x\r\nHost: t\r\n\r\n", 400, True, id="bad-version-syntax-400"),
+    pytest.param(b"GET / HTTP/2.0\r\nHost: t\r\n\r\n", 505, True, id="http2-version-505"),
+    pytest.param(b"GET / HTTP/1.1\r\n\r\n", 400, False, id="missing-host-400-keeps-connection"),
+    pytest.param(b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", 400, False, id="two-hosts-400"),
+    pytest.param(b"GET / HTTP/1.1\r\nHost : t\r\n\r\n", 400, True, id="space-before-colon-400"),
+    pytest.param(b"GET / HTTP/1.1\r\nHost: t\r\nX: a\r\n b\r\n\r\n", 400, True, id="obs-fold-400"),
+    pytest.param(b"GET / HTTP/1.1\r\nHost: t\r\nX: a\rb\r\n\r\n", 400, True, id="bare-cr-400"),
+    pytest.param(b"GET / HTTP/1.1\r\nHost: t\r\nX: a\x00b\r\n\r\n", 400, True, id="nul-in-field-400"),
+    pytest.param(b"GET / HTTP/1.1\r\nHost: t\r\nX: a\x07b\r\n\r\n", 400, True, id="control-char-in-field-400"),
+    pytest.param(b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n",
+                 400, True, id="cl-with-te-400-close"),
+    pytest.param(b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\nContent-Length: 3\r\n\r\nabc",
+                 400, True, id="repeated-cl-400-close"),
+    pytest.param(b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabc",
+                 400, True, id="differing-cl-400-close"),
+    pytest.param(b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: +5\r\n\r\nhello", 400, True, id="cl-plus-sign-400-close"),
+    pytest.param(b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 1_0\r\n\r\n", 400, True, id="cl-underscore-400-close"),
+    pytest.param(b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: -1\r\n\r\n", 400, True, id="cl-negative-400-close"),
+    pytest.param(b"POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: gzip\r\n\r\n", 501, True, id="te-gzip-501"),
+    pytest.param(b"POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked, gzip\r\n\r\n", 501, True,
+                 id="te-chunked-not-final-501"),
+    pytest.param(b"POST /echo HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n", 400, True, id="te-on-http10-400"),
+    pytest.param(b"POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", 400, True,
+                 id="bad-chunk-size-400-close"),
+    pytest.param(b"GET /" + b"a" * 9000 + b" HTTP/1.1\r\nHost: t\r\n\r\n", 414, True, id="request-line-over-8k-414"),
+    pytest.param(b"GET / HTTP/1.1\r\nHost: t\r\n" + b"X-Big: " + b"b" * 70000 + b"\r\n\r\n", 431, True,
+                 id="header-section-over-64k-431"),
+    pytest.param(b"GET / HTTP/1.1\r\nHost: t\r\n" + b"".join(b"X-%d: v\r\n" % i for i in range(101)) + b"\r\n",
+                 431, True, id="over-100-fields-431"),
+    pytest.param(b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 2000000\r\n\r\n", 413, True,
+                 id="body-over-limit-413-before-body"),
+]
+
+
+@pytest.mark.parametrize(("raw", "status", "closes"), REJECTIONS)
+def test_rejection(server: LiveServer, raw: bytes, status: int, closes: bool) -> None:
+    client = Client(server.connect())
+    try:
+        client.send(raw)
+        response = client.read_response()
+        assert response.status == status
+        assert int(response.headers["content-length"]) == len(response.body) > 0  # self-delimiting, with a reason
+        if closes:
+            assert response.headers.get("connection") == "close"
+            assert client.closed_by_server()
+        else:
+            client.send(request())
+            assert client.read_response().status == 200  # the connection survived
+    finally:
+        client.close()
+    assert_still_serving(server)
+
+
+def assert_still_serving(server: LiveServer) -> None:
+    fresh = Client(server.connect())
+    try:
+        fresh.send(request(close=True))
+        assert fresh.read_response().status == 200
+    finally:
+        fresh.close()
+
+
+def test_client_reset_mid_request_does_not_hurt(server: LiveServer) -> None:
+    for _ in range(3):
+        sock = server.connect()
+        sock.sendall(b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 100\r\n\r\npartial")
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        sock.close()  # RST
+    assert_still_serving(server)
+
+
+def test_garbage_then_vanish_does_not_hurt(server: LiveServer) -> None:
+    sock = server.connect()
+    sock.sendall(b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" + bytes(range(256)))  # a TLS hello
+    sock.close()
+    assert_still_serving(server)
+
+
+# -- concurrency: the lesson of each model --------------------------------------------------
+def test_ten_sleeps_run_concurrently_except_where_the_model_forbids(server: LiveServer) -> None:
+    """10 x /sleep?ms=300 at once: ~0.3 s where connections are concurrent.
+
+    iterative serves one at a time (~3 s); a pool of 4 threads or 2 pre-forked workers
+    serves in waves (ceil(10/4) or ceil(10/2) x 0.3 s).
+    """
+    clients = [Client(server.connect()) for _ in range(10)]
+    started = time.monotonic()
+    for c in clients:
+        c.send(request("GET", "/sleep?ms=300", close=True))
+    for c in clients:
+        assert c.read_response().status == 200
+        c.close()
+    elapsed = time.monotonic() - started
+    waves = {"iterative": 10, "threaded-pool4": 3, "forking-prefork2": 5}.get(server.variant, 1)  # type: ignore[attr-defined]
+    assert 0.3 * waves - 0.05 <= elapsed < 0.3 * waves + 0.5, f"{elapsed:.2f}s for {waves} wave(s)"
