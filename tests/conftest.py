@@ -38,6 +38,8 @@ class LiveServer:
     host: str = "127.0.0.1"
     port: int = 0
     startup_line: str = ""
+    stdout_rest: bytes = b""
+    stderr: bytes = b""
 
     def start(self, timeout: float = 10.0) -> LiveServer:
         env = {**os.environ, "PYTHONPATH": str(ROOT), "CONCURBENCH_CPU_ITERS_PER_MS": os.environ.get(
@@ -75,15 +77,20 @@ class LiveServer:
             self.kill()
 
     def kill(self) -> None:
-        """Leave nothing behind: the whole process group, whatever state it is in."""
+        """Leave nothing behind: the whole process group, whatever state it is in.
+
+        What the server wrote after its startup line is kept in `stdout_rest` and `stderr`.
+        """
         try:
             os.killpg(self.process.pid, signal.SIGKILL)
         except (ProcessLookupError, PermissionError):
             pass
         self.process.wait()
-        for stream in (self.process.stdout, self.process.stderr):
-            if stream:
-                stream.close()
+        if self.process.stdout and not self.process.stdout.closed:
+            self.stdout_rest = self.process.stdout.read()
+            self.stderr = self.process.stderr.read()  # type: ignore[union-attr]
+            self.process.stdout.close()
+            self.process.stderr.close()  # type: ignore[union-attr]
 
     def group_alive(self) -> bool:
         try:

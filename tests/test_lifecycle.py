@@ -1,0 +1,203 @@
+"""Start-up, timeouts, limits and shutdown: each backend variant in a fresh process."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import psutil
+import pytest
+
+from conftest import ROOT, VARIANTS, Client, LiveServer, request
+
+pytestmark = pytest.mark.timeout(60)
+ALL = pytest.mark.parametrize("variant", list(VARIANTS))
+
+
+def tree(pid: int) -> list[psutil.Process]:
+    try:
+        return psutil.Process(pid).children(recursive=True)
+    except psutil.NoSuchProcess:
+        return []
+
+
+def run_servers(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "servers", *args], capture_output=True, text=True, cwd=ROOT,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=30)
+
+
+# -- command line ---------------------------------------------------------------------------
+def test_list_names_every_backend_with_a_description() -> None:
+    result = run_servers("--list")
+    assert result.returncode == 0
+    names = [line.split()[0] for line in result.stdout.splitlines()]
+    assert names == ["iterative", "threaded", "forking", "selectors", "asyncio"]
+    assert all(len(line.split()) > 3 for line in result.stdout.splitlines())
+
+
+def test_unknown_backend_lists_valid_ones_and_exits_2() -> None:
+    result = run_servers("--backend", "nope")
+    assert result.returncode == 2
+    assert "iterative" in result.stderr and "asyncio" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_uvloop_missing_is_a_clear_error() -> None:
+    pytest.importorskip("servers")  # always present; uvloop is what matters
+    try:
+        import uvloop  # noqa: F401
+    except ImportError:
+        result = run_servers("--backend", "asyncio", "--loop", "uvloop", "--port", "0")
+        assert result.returncode == 2
+        assert "uvloop" in result.stderr and "Traceback" not in result.stderr
+    else:
+        pytest.skip("uvloop is installed; the missing-uvloop error cannot be shown")
+
+
+def test_port_in_use_is_a_clear_error(start_server) -> None:  # type: ignore[no-untyped-def]
+    first = start_server("--backend", "selectors")
+    result = run_servers("--backend", "selectors", "--port", str(first.port))
+    assert result.returncode == 1
+    assert "Address already in use" in result.stderr and "Traceback" not in result.stderr
+
+
+@ALL
+def test_startup_line_is_exact_and_alone_on_stdout(start_server, variant: str) -> None:  # type: ignore[no-untyped-def]
+    live: LiveServer = start_server(*VARIANTS[variant])
+    assert live.startup_line == f"listening on http://127.0.0.1:{live.port}\n"
+    client = Client(live.connect())
+    client.send(request(close=True))
+    assert client.read_response().status == 200
+    assert live.stop() == 0
+    assert live.stdout_rest == b""
+
+
+def test_binding_all_interfaces_is_reachable_through_loopback(start_server) -> None:  # type: ignore[no-untyped-def]
+    live = start_server("--backend", "asyncio", "--host", "0.0.0.0")
+    assert live.startup_line.startswith("listening on http://0.0.0.0:")
+    client = Client(socket.create_connection(("127.0.0.1", live.port), timeout=5))
+    client.send(request(close=True))
+    assert client.read_response().status == 200
+
+
+@ALL
+def test_quick_restart_on_the_same_port(start_server, variant: str) -> None:  # type: ignore[no-untyped-def]
+    first: LiveServer = start_server(*VARIANTS[variant])
+    client = Client(first.connect())
+    client.send(request())
+    client.read_response()
+    port = first.port
+    assert first.stop() == 0  # the server closes first: its side sits in TIME_WAIT
+    client.close()
+    second = start_server(*VARIANTS[variant], port=port)  # SO_REUSEADDR lets this bind
+    assert second.port == port
+
+
+# -- timeouts ----------------------------------------------------------------------------------
+@ALL
+def test_connection_that_sends_nothing_is_closed_after_request_timeout(start_server, variant: str) -> None:  # type: ignore[no-untyped-def]
+    live: LiveServer = start_server(*VARIANTS[variant], "--request-timeout", "1")
+    client = Client(live.connect())
+    started = time.monotonic()
+    assert client.closed_by_server(timeout=4)  # closed, with no 408: it never asked anything
+    assert 0.9 <= time.monotonic() - started < 2.5
+
+
+@ALL
+def test_trickling_client_is_cut_off_with_408(start_server, variant: str) -> None:  # type: ignore[no-untyped-def]
+    live: LiveServer = start_server(*VARIANTS[variant], "--request-timeout", "1")
+    sock = live.connect()
+    started = time.monotonic()
+    answer = b""
+    try:
+        for byte in b"GET / HTTP/1.1\r\nHost: slow\r\nX-Padding: " + b"p" * 100:
+            sock.sendall(bytes([byte]))  # one byte every 0.1 s: each recv is quick, the head is not
+            time.sleep(0.1)
+            if time.monotonic() - started > 4:
+                break
+    except (BrokenPipeError, ConnectionResetError):
+        pass
+    sock.settimeout(3)
+    try:
+        while chunk := sock.recv(4096):
+            answer += chunk
+    except (ConnectionResetError, TimeoutError):
+        pass
+    elapsed = time.monotonic() - started
+    assert answer.startswith(b"HTTP/1.1 408 ")
+    assert elapsed < 4.5
+
+
+@ALL
+def test_idle_keepalive_connection_closes_after_keepalive_timeout(start_server, variant: str) -> None:  # type: ignore[no-untyped-def]
+    live: LiveServer = start_server(*VARIANTS[variant], "--keepalive-timeout", "0.5", "--request-timeout", "5")
+    client = Client(live.connect())
+    client.send(request())
+    assert client.read_response().status == 200
+    started = time.monotonic()
+    assert client.closed_by_server(timeout=3)
+    assert time.monotonic() - started < 2
+
+
+# -- limits -------------------------------------------------------------------------------------
+@pytest.mark.parametrize("variant", ["threaded", "forking", "selectors", "asyncio"])
+def test_max_connections_refuses_cleanly_with_503(start_server, variant: str) -> None:  # type: ignore[no-untyped-def]
+    live: LiveServer = start_server(*VARIANTS[variant], "--max-connections", "2")
+    held = [Client(live.connect()) for _ in range(2)]
+    for c in held:
+        c.send(request())
+        assert c.read_response().status == 200
+    extra = Client(live.connect())
+    response = extra.read_response()
+    assert response.status == 503 and response.headers["connection"] == "close"
+    for c in held:  # the ones admitted are still served
+        c.send(request())
+        assert c.read_response().status == 200
+
+
+# -- shutdown -----------------------------------------------------------------------------------
+@ALL
+def test_sigterm_lets_the_inflight_request_finish_and_leaves_nothing(start_server, variant: str) -> None:  # type: ignore[no-untyped-def]
+    live: LiveServer = start_server(*VARIANTS[variant])
+    idle = Client(live.connect())  # an open, idle keep-alive connection
+    idle.send(request())
+    idle.read_response()
+    busy = Client(live.connect()) if variant != "iterative" else idle
+    busy.send(request("GET", "/sleep?ms=600"))
+    time.sleep(0.2)
+    children = tree(live.pid)
+    started = time.monotonic()
+    live.process.send_signal(signal.SIGTERM)
+    assert busy.read_response().status == 200  # in flight when the signal came: finished
+    assert live.process.wait(10) == 0
+    assert time.monotonic() - started < 6
+    assert not [c for c in children if c.is_running() and c.status() != psutil.STATUS_ZOMBIE]
+    live.kill()
+    assert b"Traceback" not in live.stderr
+    with pytest.raises(OSError):
+        socket.create_connection(("127.0.0.1", live.port), timeout=1).close()
+
+
+@ALL
+def test_sigint_stops_cleanly(start_server, variant: str) -> None:  # type: ignore[no-untyped-def]
+    live: LiveServer = start_server(*VARIANTS[variant])
+    client = Client(live.connect())
+    client.send(request())
+    client.read_response()
+    assert live.stop(signal.SIGINT) == 0
+    assert b"Traceback" not in live.stderr
+
+
+def test_forking_leaves_no_zombies(start_server) -> None:  # type: ignore[no-untyped-def]
+    live: LiveServer = start_server("--backend", "forking")
+    for _ in range(20):
+        client = Client(live.connect())
+        client.send(request(close=True))
+        client.read_response()
+        client.close()
+    time.sleep(0.5)
+    zombies = [c for c in tree(live.pid) if c.status() == psutil.STATUS_ZOMBIE]
+    assert zombies == []
