@@ -1,0 +1,1 @@
+"""The load side of concurbench: scenarios, launcher, drivers, metrics, results, reports."""

@@ -1,0 +1,350 @@
+"""Scenario files: a TOML description of the load (users, durations, request mix) read
+into an immutable, validated Scenario.
+
+Contract: load_scenario() returns a Scenario or raises ScenarioError naming the file, the
+dotted key (``load.users``, ``request[2].method``) and the reason; nothing else escapes.
+Request indices count from 0, in file order.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import functools
+import hashlib
+import math
+import re
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, NoReturn, Sequence
+
+SCENARIO_DIR = Path(__file__).resolve().with_name("scenarios")
+
+# RFC 9110 section 5.6.2: a method and a header name are tokens.
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+# A path goes on the request line as is: visible ASCII, no space, no fragment.
+_PATH = re.compile(r"/[\x21-\x22\x24-\x7e]*")
+# A header value: visible ASCII, space and tab; CR or LF would split the request.
+_HEADER_VALUE = re.compile(r"[\t\x20-\x7e]*")
+_BARE_SECONDS = re.compile(r"\d+(?:\.\d*)?|\.\d+")
+_DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)\s*(ms|s|m|h)\s*")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+# The driver computes these from the scenario; a file that set them would contradict it.
+_DRIVER_HEADERS = {
+    "host": "the driver sends the target's host",
+    "content-length": "the driver computes it from body",
+    "transfer-encoding": "the driver sends body with Content-Length",
+    "connection": "set load.keep_alive instead",
+}
+# The launcher sets these for every backend (it picks a free port, for one).
+_LAUNCHER_FLAGS = ("--backend", "--host", "--port")
+
+_TYPE_NAMES = {bool: "a boolean", int: "an integer", float: "a float", str: "a string",
+               list: "an array", dict: "a table"}
+
+
+class ScenarioError(Exception):
+    """A scenario file that cannot be used: which file, which key, and why."""
+
+    def __init__(self, *, file: str | Path, key: str, reason: str) -> None:
+        super().__init__(str(file), key, reason)
+        self.file, self.key, self.reason = str(file), key, reason
+
+    def __reduce__(self) -> tuple[Any, ...]:  # keyword-only __init__ needs help to pickle
+        return functools.partial(ScenarioError, file=self.file, key=self.key,
+                                 reason=self.reason), ()
+
+    def __str__(self) -> str:
+        where = f"{self.file}: {self.key}" if self.key else self.file
+        return f"{where}: {self.reason}"
+
+
+@dataclass(frozen=True)
+class RequestSpec:
+    """One entry of the request mix; chosen with probability weight / total weight."""
+
+    method: str = "GET"
+    path: str = "/"
+    body: str = ""
+    headers: tuple[tuple[str, str], ...] = ()
+    weight: int = 1
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """A validated scenario file; durations are in seconds."""
+
+    name: str
+    path: Path
+    description: str
+    requests: tuple[RequestSpec, ...]
+    users: tuple[int, ...]
+    rate: tuple[float, ...]
+    duration_s: float
+    warmup_s: float
+    repeat: int
+    keep_alive: bool
+    timeout_s: float
+    idle_connections: int
+    slow_clients: int
+    slow_interval_s: float
+    server_args: tuple[str, ...]
+    sha256: str
+    overrides: tuple[str, ...] = ()  # what the command line changed, e.g. "repeat=1"
+
+    def with_overrides(self, *, users: Sequence[int] | None = None,
+                       duration_s: float | None = None, warmup_s: float | None = None,
+                       repeat: int | None = None) -> Scenario:
+        """A copy with command-line overrides, held to the file's rules: a bad value
+        raises ScenarioError whose file is "command line"."""
+        given = {"users": None if users is None else list(users), "duration": duration_s,
+                 "warmup": warmup_s, "repeat": repeat}
+        load = _Table(file="command line", prefix="load",
+                      data={key: value for key, value in given.items() if value is not None})
+        changes: dict[str, Any] = {}
+        if users is not None:
+            changes["users"] = load.sweep("users", kind=int, what="user count")
+        if duration_s is not None:
+            changes["duration_s"] = load.duration("duration", default="", positive=True)
+        if warmup_s is not None:
+            changes["warmup_s"] = load.duration("warmup", default="", positive=False)
+        if repeat is not None:
+            changes["repeat"] = load.count("repeat", default=1, minimum=1)
+        noted = tuple(f"{key}={list(v) if isinstance(v, tuple) else v}"
+                      for key, v in changes.items())
+        return dataclasses.replace(self, **changes, overrides=self.overrides + noted)
+
+    def planned_seconds(self, *, backends: int, start_stop_s: float = 1.5) -> float:
+        """Wall time of a run: per load level one warm-up, then the repetitions."""
+        levels = len(self.users) + len(self.rate)
+        per_level = self.warmup_s + self.repeat * self.duration_s
+        return backends * (start_stop_s + levels * per_level)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready form, for results metadata and for a driver in another process."""
+        data = dataclasses.asdict(self)
+        data["path"] = str(self.path)
+        return data
+
+
+def builtin_scenarios() -> dict[str, Path]:
+    """The shipped scenarios by name (the file stem), sorted."""
+    return {p.stem: p for p in sorted(SCENARIO_DIR.glob("*.toml"))}
+
+
+def parse_duration(value: str | int | float) -> float:
+    """Seconds from "500ms", "10s", "2m", "1m30s", "1h", "2.5" or a number; never negative."""
+    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+        raise ValueError(f"a duration is a string like '10s' or seconds, not {_show(value)}")
+    if isinstance(value, str):
+        text = value.strip()
+        if _BARE_SECONDS.fullmatch(text):
+            seconds = float(text)
+        elif text and re.fullmatch(f"(?:{_DURATION_PART.pattern})+", text):
+            parts = _DURATION_PART.findall(text)
+            seconds = sum(float(number) * _UNIT_SECONDS[unit] for number, unit in parts)
+        else:
+            raise ValueError(f"bad duration {value!r}: write e.g. '500ms', '10s' or '1m30s'")
+    else:
+        seconds = float(value)
+    if not math.isfinite(seconds) or seconds < 0:
+        raise ValueError(f"bad duration {value!r}: must be zero or more seconds")
+    return seconds
+
+
+def load_scenario(name_or_path: str | Path) -> Scenario:
+    """A built-in scenario by name, or a scenario file by path."""
+    builtins = builtin_scenarios()
+    path = builtins.get(str(name_or_path)) or Path(name_or_path)
+    top = _Table(file=str(path), prefix="", data={})
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        hint = f"; built-in scenarios: {', '.join(builtins)}" if path.suffix != ".toml" else ""
+        top.fail("", f"no such scenario file{hint}")
+    except IsADirectoryError:
+        top.fail("", "is a directory, not a scenario file")
+    except OSError as exc:
+        top.fail("", f"cannot read: {exc.strerror}")
+    try:
+        doc = tomllib.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        top.fail("", f"not UTF-8 text (byte {exc.start})")
+    except tomllib.TOMLDecodeError as exc:  # Python 3.11 puts the position in the message
+        where = re.search(r" \(at line (\d+), column (\d+)\)$", str(exc))
+        if not where:
+            top.fail("", f"invalid TOML: {exc}")
+        column = f" (column {where[2]})"
+        top.fail(f"line {where[1]}", f"invalid TOML: {str(exc)[:where.start()]}{column}")
+    return _build(_Table(file=str(path), prefix="", data=doc),
+                  name=path.stem, path=path.resolve(), sha256=hashlib.sha256(raw).hexdigest())
+
+
+def _build(top: _Table, *, name: str, path: Path, sha256: str) -> Scenario:
+    top.allow("description", "load", "background", "server", "request")
+    load = top.table("load", required=True)
+    load.allow("users", "rate", "duration", "warmup", "repeat", "keep_alive", "timeout")
+    users = load.sweep("users", kind=int, what="user count")
+    rate = load.sweep("rate", kind=float, what="rate")
+    if not users and not rate:
+        top.fail("load", "needs users (closed loop) or rate (open loop), or both")
+    background = top.table("background", required=False)
+    background.allow("idle_connections", "slow_clients", "slow_interval")
+    server = top.table("server", required=False)
+    server.allow("args")
+    return Scenario(
+        name=name, path=path, sha256=sha256,
+        description=top.value("description", str, "a string", default=""),
+        requests=_request_mix(top),
+        users=users, rate=rate,
+        duration_s=load.duration("duration", default="10s", positive=True),
+        warmup_s=load.duration("warmup", default="2s", positive=False),
+        repeat=load.count("repeat", default=3, minimum=1),
+        keep_alive=load.value("keep_alive", bool, "true or false", default=True),
+        timeout_s=load.duration("timeout", default="10s", positive=True),
+        idle_connections=background.count("idle_connections", default=0, minimum=0),
+        slow_clients=background.count("slow_clients", default=0, minimum=0),
+        slow_interval_s=background.duration("slow_interval", default="1s", positive=True),
+        server_args=_server_args(server),
+    )
+
+
+def _server_args(server: _Table) -> tuple[str, ...]:
+    args = server.value("args", list, "an array of strings", default=[])
+    for i, arg in enumerate(args):
+        if not isinstance(arg, str):
+            server.fail(f"args[{i}]", f"must be a string; got {_show(arg)}")
+        flag = arg.split("=", 1)[0]
+        if flag in _LAUNCHER_FLAGS:
+            server.fail(f"args[{i}]", f"{flag} is set by the launcher for every backend")
+    return tuple(args)
+
+
+def _request_mix(top: _Table) -> tuple[RequestSpec, ...]:
+    entries = top.value("request", list, "an array of tables ([[request]])", default=[])
+    if not entries:
+        top.fail("request", "at least one [[request]] table is required")
+    specs: list[RequestSpec] = []
+    seen: list[tuple[Any, ...]] = []  # what makes two entries the same request
+    for i, entry in enumerate(entries):
+        if not isinstance(entry, dict):
+            top.fail(f"request[{i}]", f"must be a table ([[request]]); got {_show(entry)}")
+        spec = _request(_Table(file=top.file, prefix=f"request[{i}]", data=entry))
+        same = (spec.method, spec.path, spec.body, sorted(spec.headers))
+        if same in seen:
+            top.fail(f"request[{i}]",
+                     f"repeats request[{seen.index(same)}]; raise its weight instead")
+        specs.append(spec)
+        seen.append(same)
+    return tuple(specs)
+
+
+def _request(table: _Table) -> RequestSpec:
+    table.allow("method", "path", "weight", "body", "headers")
+    method = table.value("method", str, "a string", default="GET")
+    if not _TOKEN.fullmatch(method):
+        table.fail("method", f"{method!r} is not an HTTP method (a token such as GET or POST)")
+    if method != method.upper():
+        table.fail("method", f"methods are case-sensitive: write {method.upper()!r}")
+    path = table.value("path", str, "a string", default=None)
+    if path is None:
+        table.fail("path", "required, e.g. path = \"/\"")
+    if not path.startswith("/"):
+        table.fail("path", f"must start with '/'; got {path!r}")
+    if not _PATH.fullmatch(path):
+        table.fail("path", f"must be visible ASCII without spaces or '#' "
+                           f"(percent-encode the rest); got {path!r}")
+    headers = table.table("headers", required=False)
+    seen: dict[str, str] = {}
+    for header, value in headers.data.items():
+        lower = header.lower()
+        if not _TOKEN.fullmatch(header):
+            headers.fail(header, "is not a valid header name (a token)")
+        if lower in _DRIVER_HEADERS:
+            headers.fail(header, f"cannot be set here: {_DRIVER_HEADERS[lower]}")
+        if lower in seen:
+            headers.fail(header, f"repeats {seen[lower]!r} (header names ignore case)")
+        if not isinstance(value, str) or not _HEADER_VALUE.fullmatch(value):
+            headers.fail(header, f"must be a string of printable ASCII; got {_show(value)}")
+        seen[lower] = header
+    return RequestSpec(method=method, path=path,
+                       body=table.value("body", str, "a string", default=""),
+                       headers=tuple(headers.data.items()),
+                       weight=table.count("weight", default=1, minimum=1))
+
+
+@dataclass(frozen=True)
+class _Table:
+    """A TOML table being read, with the dotted prefix its errors are reported under."""
+
+    file: str
+    prefix: str
+    data: dict[str, Any]
+
+    def fail(self, name: str, reason: str) -> NoReturn:
+        key = f"{self.prefix}.{name}" if self.prefix and name else self.prefix or name
+        raise ScenarioError(file=self.file, key=key, reason=reason) from None
+
+    def allow(self, *names: str) -> None:
+        for name in self.data:
+            if name not in names:
+                close = difflib.get_close_matches(name, names, n=1)
+                guess = f" (did you mean {close[0]!r}?)" if close else ""
+                self.fail(name, f"unknown key{guess}; allowed: {', '.join(sorted(names))}")
+
+    def value(self, name: str, kind: type, expected: str, *, default: Any) -> Any:
+        value = self.data.get(name, default)
+        if name in self.data and _wrong_type(value, kind):
+            self.fail(name, f"must be {expected}; got {_show(value)}")
+        return value
+
+    def table(self, name: str, *, required: bool) -> _Table:
+        if required and name not in self.data:
+            self.fail(name, f"required: add a [{name}] table")
+        data = self.value(name, dict, f"a table ([{name}])", default={})
+        return _Table(file=self.file, prefix=f"{self.prefix}.{name}" if self.prefix else name,
+                      data=data)
+
+    def count(self, name: str, *, default: int, minimum: int) -> int:
+        expected = "a positive integer" if minimum == 1 else f"an integer >= {minimum}"
+        value = self.value(name, int, expected, default=default)
+        if value < minimum:
+            self.fail(name, f"must be {expected}; got {value}")
+        return value
+
+    def duration(self, name: str, *, default: str, positive: bool) -> float:
+        try:
+            seconds = parse_duration(self.data.get(name, default))
+        except ValueError as exc:
+            self.fail(name, str(exc))
+        if positive and seconds == 0:
+            self.fail(name, "must be longer than zero")
+        return seconds
+
+    def sweep(self, name: str, *, kind: type, what: str) -> tuple[float, ...]:
+        noun = "integer" if kind is int else "number"  # an int is a number, a bool neither
+        expected = f"a non-empty array of positive {noun}s"
+        values = self.value(name, list, f"{expected}, e.g. [1, 8, 32]", default=[])
+        if name in self.data and not values:
+            self.fail(name, f"empty sweep: must be {expected}")
+        for i, value in enumerate(values):
+            numeric = not _wrong_type(value, kind) or (kind is float and type(value) is int)
+            if not numeric or not math.isfinite(value) or value <= 0:
+                self.fail(f"{name}[{i}]", f"must be a positive {noun}; got {_show(value)}")
+            if value in values[:i]:
+                self.fail(name, f"lists the {what} {value} twice; each value is one step")
+        return tuple(float(v) if kind is float else v for v in values)
+
+
+def _wrong_type(value: Any, kind: type) -> bool:
+    """True unless value is a kind; bool never counts as int (TOML keeps them apart)."""
+    return isinstance(value, bool) is not (kind is bool) or not isinstance(value, kind)
+
+
+def _show(value: Any) -> str:
+    kind = next((n for t, n in _TYPE_NAMES.items() if isinstance(value, t)),
+                type(value).__name__)
+    text = str(value).lower() if isinstance(value, bool) else repr(value)
+    return f"{text[:40]} ({kind})"
