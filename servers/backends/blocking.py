@@ -7,6 +7,7 @@ process), as socketserver's mixins differ only in process_request().
 from __future__ import annotations
 
 import socket
+import struct
 import time
 
 from servers.backends.base import Responder, StopSignals, parse_all
@@ -14,6 +15,31 @@ from servers.config import ServerConfig
 from servers.http import ProtocolError, RequestParser, error_response
 
 RECV_SIZE = 64 * 1024  # one recv takes a whole pipelined burst or a large chunk of body
+# Timeouts are the kernel's (SO_RCVTIMEO/SO_SNDTIMEO) on a blocking socket, not Python's
+# settimeout(): that one polls before every recv, one extra syscall per request.
+# They are set only when the value changes, which in keep-alive steady state is never.
+_MIN_TIMEOUT = 0.001  # a zero timeval means "wait forever" to the kernel
+
+
+def _timeval(seconds: float) -> bytes:
+    seconds = max(seconds, _MIN_TIMEOUT)
+    return struct.pack("ll", int(seconds), int((seconds % 1) * 1_000_000))
+
+
+class _Timeouts:
+    """SO_RCVTIMEO for the next recv, set only when it changes."""
+
+    __slots__ = ("sock", "current")
+
+    def __init__(self, sock: socket.socket, send_timeout: float) -> None:
+        self.sock = sock
+        self.current = -1.0
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, _timeval(send_timeout))
+
+    def receive_within(self, seconds: float) -> None:
+        if seconds != self.current:
+            self.current = seconds
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, _timeval(seconds))
 
 
 class BlockingConnection:
@@ -48,15 +74,20 @@ class BlockingConnection:
         # requests the idle timeout applies until the first byte of the next request.
         deadline = time.monotonic() + config.request_timeout
         idle = fresh = True
+        # A client that stops reading our answers is dropped after the request timeout.
+        timeouts = _Timeouts(sock, config.request_timeout)
         while not signals.stopping:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                self._timed_out(parser, idle)
-                return
-            sock.settimeout(remaining)
+            if idle and not fresh:
+                timeouts.receive_within(config.keepalive_timeout)  # the same value every time
+            else:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    self._timed_out(parser, idle)
+                    return
+                timeouts.receive_within(remaining)
             try:
                 data = sock.recv(RECV_SIZE)
-            except TimeoutError:
+            except BlockingIOError:  # SO_RCVTIMEO expired
                 self._timed_out(parser, idle)
                 return
             if not data:
@@ -91,5 +122,4 @@ class BlockingConnection:
     def _timed_out(self, parser: RequestParser, idle: bool) -> None:
         """408 if part of a request arrived; a connection that sent nothing just closes."""
         if not idle or parser.buffered:
-            self.sock.settimeout(1.0)  # the client may not be reading either
             self.sock.sendall(error_response(ProtocolError(408, "Request Timeout")))
