@@ -1,0 +1,143 @@
+"""concurbench: run | serve | report | compare | list.
+
+This process is the orchestrator: it never imports locust (which would monkey-patch it
+with gevent). Load comes from driver processes; servers run in their own processes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from harness.scenario import ScenarioError, builtin_scenarios, load_scenario, parse_duration
+from servers.backends import BACKENDS
+
+RESULTS_ROOT = Path("results")
+
+
+def _users(text: str) -> tuple[int, ...]:
+    try:
+        values = tuple(int(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a comma list of user counts like 1,8,32, got {text!r}") from None
+    if not values or any(v <= 0 for v in values):
+        raise argparse.ArgumentTypeError(f"user counts must be positive integers, got {text!r}")
+    return values
+
+
+def _duration(text: str) -> float:
+    try:
+        return parse_duration(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def _positive(text: str) -> int:
+    if not text.isdigit() or int(text) <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return int(text)
+
+
+def _cpus(text: str) -> tuple[int, ...]:
+    try:
+        cpus = []
+        for part in text.split(","):
+            lo, _, hi = part.partition("-")
+            cpus.extend(range(int(lo), int(hi or lo) + 1))
+        return tuple(cpus)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected CPUs like 0 or 0-1 or 0,2, got {text!r}") from None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="concurbench", description=__doc__.splitlines()[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    run = sub.add_parser("run", help="run a scenario against backends and store the results",
+                         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    run.add_argument("--scenario", required=True, help="a built-in scenario name (see `concurbench list`) or a TOML file")
+    run.add_argument("--backend", default="all",
+                     help="'all', or a comma list of: " + ", ".join(BACKENDS) + ", or 'cmd:COMMAND with {port}'")
+    run.add_argument("--users", type=_users, help="override the user sweep, e.g. 1,8,32,128")
+    run.add_argument("--duration", type=_duration, help="override each measured step's length, e.g. 10s")
+    run.add_argument("--warmup", type=_duration, help="override the warm-up before each user level, e.g. 2s")
+    run.add_argument("--repeat", type=_positive, help="override repetitions per (backend, users)")
+    run.add_argument("--out", type=Path, default=RESULTS_ROOT, help="directory the run directory is created in")
+    run.add_argument("--server-cpus", type=_cpus, help="CPUs for the server (default: the first half)")
+    run.add_argument("--driver-cpus", type=_cpus, help="CPUs for the driver (default: the second half)")
+    run.add_argument("--no-report", action="store_true", help="skip the charts and HTML report at the end")
+
+    serve = sub.add_parser("serve", help="run one backend in the foreground (same flags as python -m servers)",
+                           add_help=False)
+    serve.add_argument("args", nargs=argparse.REMAINDER)
+
+    sub.add_parser("list", help="list the backends and the built-in scenarios")
+    return parser
+
+
+def cmd_list() -> int:
+    from servers.__main__ import list_backends
+
+    print("backends:")
+    for line in list_backends().splitlines():
+        print(f"  {line}")
+    print("\nscenarios:")
+    scenarios = builtin_scenarios()
+    width = max(map(len, scenarios))
+    for name in scenarios:
+        try:
+            description = load_scenario(name).description
+        except ScenarioError as error:
+            description = f"(invalid: {error.reason})"
+        print(f"  {name:<{width}}  {description}")
+    return 0
+
+
+def parse_backends(text: str) -> list[str]:
+    if text == "all":
+        return list(BACKENDS)
+    if text.startswith("cmd:"):
+        return [text]
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    unknown = [name for name in names if name not in BACKENDS]
+    if unknown or not names:
+        raise ValueError(f"unknown backend {', '.join(unknown) or text!r}; choose from: all, {', '.join(BACKENDS)}, "
+                         "or cmd:COMMAND")
+    return names
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from harness.runner import RunOptions, run_scenario
+
+    try:
+        scenario = load_scenario(args.scenario).with_overrides(
+            users=args.users, duration_s=args.duration, warmup_s=args.warmup, repeat=args.repeat)
+        backends = parse_backends(args.backend)
+    except (ScenarioError, ValueError) as error:
+        print(f"concurbench: error: {error}", file=sys.stderr)
+        return 2
+    options = RunOptions(out_root=args.out, server_cpus=args.server_cpus, driver_cpus=args.driver_cpus,
+                         report=not args.no_report)
+    return run_scenario(scenario, backends, options)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["serve"]:
+        from servers.__main__ import main as serve_main
+
+        return serve_main(argv[1:], prog="concurbench serve")
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command == "list":
+        return cmd_list()
+    if args.command == "run":
+        return cmd_run(args)
+    parser.print_help()
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,295 @@
+"""What a load driver is asked to do (DriverSpec) and what it measured (DriverResult).
+
+Plain dataclasses with JSON (de)serialisation, shared by the orchestrator and the driver
+process. This module must never import locust or gevent (see harness/drivers/__init__.py).
+Latencies are integers in microseconds; a percentile is None when nothing was measured.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+# Result schema history:
+#   1: first version.
+RESULT_VERSION = 1
+
+_TOKEN_CHARS = frozenset("!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")
+
+
+class SpecError(ValueError):
+    """A driver spec that cannot be run; the message names the key and the reason."""
+
+
+@dataclass(frozen=True, slots=True)
+class RequestSpec:
+    """One entry of the request mix; `weight` is its relative share."""
+
+    method: str = "GET"
+    path: str = "/"
+    body: str = ""
+    headers: Mapping[str, str] = field(default_factory=dict)
+    weight: int = 1
+
+
+@dataclass(frozen=True, slots=True)
+class DriverSpec:
+    """Load to generate: `users` closed-loop users plus background sockets against host:port."""
+
+    host: str
+    port: int
+    requests: tuple[RequestSpec, ...]
+    users: int
+    duration_s: float
+    warmup_s: float = 0.0  # once, before the first repetition
+    repeat: int = 1  # consecutive measured windows of duration_s, one result each
+    keep_alive: bool = True  # False: a new connection per request
+    timeout_s: float = 10.0  # per request, connect included
+    spawn_rate: float | None = None  # users started per second; None: all at once
+    idle_connections: int = 0  # connect, send nothing, hold (browser preconnect)
+    slow_clients: int = 0  # trickle a GET one byte every slow_interval_s (slowloris)
+    slow_interval_s: float = 1.0
+
+    @property
+    def effective_spawn_rate(self) -> float:
+        return self.spawn_rate if self.spawn_rate is not None else float(max(self.users, 1))
+
+    @classmethod
+    def from_dict(cls, data: Any) -> DriverSpec:
+        if not isinstance(data, dict):
+            raise SpecError("spec: expected a JSON object")
+        unknown = sorted(set(data) - _SPEC_KEYS)
+        if unknown:
+            raise SpecError(f"spec: unknown key {unknown[0]!r}")
+        for key in ("host", "port", "requests", "users", "duration_s"):
+            if key not in data:
+                raise SpecError(f"spec: missing key {key!r}")
+        host = data["host"]
+        if not isinstance(host, str) or not host or any(c.isspace() for c in host):
+            raise SpecError(f"spec: 'host' must be a host name or address, got {host!r}")
+        raw = data["requests"]
+        if not isinstance(raw, list) or not raw:
+            raise SpecError("spec: 'requests' must be a non-empty list")
+        requests = tuple(_request_from_dict(i, entry) for i, entry in enumerate(raw))
+        if sum(r.weight for r in requests) <= 0:
+            raise SpecError("spec: 'requests' weights must not all be 0")
+        spawn_rate = data.get("spawn_rate")
+        return cls(
+            host=host,
+            port=_int(data, "port", low=1, high=65535),
+            requests=requests,
+            users=_int(data, "users", low=0),
+            duration_s=_number(data, "duration_s", positive=True),
+            warmup_s=_number(data, "warmup_s", default=0.0),
+            repeat=_int(data, "repeat", low=1, default=1),
+            keep_alive=_bool(data, "keep_alive", default=True),
+            timeout_s=_number(data, "timeout_s", default=10.0, positive=True),
+            spawn_rate=None if spawn_rate is None else _number(data, "spawn_rate", positive=True),
+            idle_connections=_int(data, "idle_connections", low=0, default=0),
+            slow_clients=_int(data, "slow_clients", low=0, default=0),
+            slow_interval_s=_number(data, "slow_interval_s", default=1.0, positive=True),
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["requests"] = [dict(asdict(r), headers=dict(r.headers)) for r in self.requests]
+        return data
+
+
+_SPEC_KEYS = frozenset(DriverSpec.__dataclass_fields__)
+_REQUEST_KEYS = frozenset(RequestSpec.__dataclass_fields__)
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorCounts:
+    """Failed requests by kind; bad_status requests also count in `requests`."""
+
+    connect: int = 0  # the connection could not be opened
+    timeout: int = 0  # no complete response within timeout_s
+    reset: int = 0  # connection reset or closed before the response was complete
+    bad_status: int = 0  # a response that is not 2xx (or has no readable status line)
+
+    @property
+    def total(self) -> int:
+        return self.connect + self.timeout + self.reset + self.bad_status
+
+
+@dataclass(frozen=True, slots=True)
+class SecondSample:
+    """One whole second of the measured window; `second` counts from 0."""
+
+    second: int
+    requests: int
+    errors: int
+    p50_us: int | None
+    p99_us: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class BackgroundCounts:
+    """What the idle and slow background sockets did."""
+
+    idle_connected: int = 0  # idle sockets open when the run ended
+    idle_reconnects: int = 0  # times the server closed an idle socket and it was reopened
+    slow_requests: int = 0  # trickled requests that got a complete response
+    slow_reconnects: int = 0  # times a slow client's connection was closed and reopened
+
+
+@dataclass(frozen=True, slots=True)
+class DriverResult:
+    """What one driver process measured over the window after warm-up.
+
+    `requests` counts responses (any status) to requests that started inside the window and
+    finished before it closed; `histogram` holds exactly those latencies (HdrHistogram,
+    1 us .. 60 s, 3 significant digits, base64 from HdrHistogram.encode()).
+    """
+
+    requests: int
+    errors: ErrorCounts
+    # Requests (warm-up ones too) still waiting for a reply when the window closed, and the
+    # age of the oldest. In a closed loop every user has one in flight, so a healthy run
+    # shows unfinished == users and a small age; a stalled server, an age of seconds.
+    unfinished: int
+    unfinished_max_us: int | None
+    duration_s: float
+    rps: float
+    p50_us: int | None
+    p90_us: int | None
+    p99_us: int | None
+    p999_us: int | None
+    max_us: int | None
+    mean_us: float | None
+    histogram: str
+    timeseries: tuple[SecondSample, ...]
+    users: int
+    keep_alive: bool
+    driver_cpu_percent: float  # CPU used by the driver process in the window; 100 = one CPU
+    interrupted: bool = False  # stopped early by SIGTERM/SIGINT
+    background: BackgroundCounts = BackgroundCounts()
+    version: int = RESULT_VERSION
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> DriverResult:
+        if data.get("version") != RESULT_VERSION:
+            raise ValueError(f"driver result version {data.get('version')!r}, expected {RESULT_VERSION}")
+        return cls(
+            **{
+                **data,
+                "errors": ErrorCounts(**data["errors"]),
+                "timeseries": tuple(SecondSample(**s) for s in data["timeseries"]),
+                "background": BackgroundCounts(**data["background"]),
+            }
+        )
+
+
+def load_spec(path: str | os.PathLike[str]) -> DriverSpec:
+    """Read and validate a spec file; every problem is a SpecError."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise SpecError(f"spec: cannot read {path}: {exc.strerror}") from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise SpecError(f"spec: {path} is not valid JSON: {exc}") from None
+    return DriverSpec.from_dict(data)
+
+
+def write_spec(path: str | os.PathLike[str], spec: DriverSpec) -> None:
+    _write_json_atomic(Path(path), spec.to_dict())
+
+
+def write_result(path: str | os.PathLike[str], result: DriverResult) -> None:
+    _write_json_atomic(Path(path), result.to_dict())
+
+
+def read_result(path: str | os.PathLike[str]) -> DriverResult:
+    return DriverResult.from_dict(json.loads(Path(path).read_text(encoding="utf-8")))
+
+
+def _write_json_atomic(path: Path, data: Any) -> None:
+    """Write to a temp file beside `path`, then rename: a reader never sees half a file."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(data, f, sort_keys=True, indent=1)
+            f.write("\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _request_from_dict(index: int, entry: Any) -> RequestSpec:
+    where = f"requests[{index}]"
+    if not isinstance(entry, dict):
+        raise SpecError(f"spec: {where} must be an object")
+    unknown = sorted(set(entry) - _REQUEST_KEYS)
+    if unknown:
+        raise SpecError(f"spec: {where}: unknown key {unknown[0]!r}")
+    method = entry.get("method", "GET")
+    if not isinstance(method, str) or not method or not set(method) <= _TOKEN_CHARS:
+        raise SpecError(f"spec: {where}.method must be an HTTP method token, got {method!r}")
+    path = entry.get("path", "/")
+    if not isinstance(path, str) or not (path.startswith("/") or path == "*") or not _is_target(path):
+        raise SpecError(f"spec: {where}.path must be '/' then printable ASCII, no spaces; got {path!r}")
+    body = entry.get("body", "")
+    if not isinstance(body, str):
+        raise SpecError(f"spec: {where}.body must be a string")
+    headers = entry.get("headers", {})
+    if not isinstance(headers, dict) or not all(
+        isinstance(k, str) and k and set(k) <= _TOKEN_CHARS and isinstance(v, str) and _is_field_value(v)
+        for k, v in headers.items()
+    ):
+        raise SpecError(f"spec: {where}.headers must map header names to single-line Latin-1 strings")
+    weight = entry.get("weight", 1)
+    if not isinstance(weight, int) or isinstance(weight, bool) or weight < 0:
+        raise SpecError(f"spec: {where}.weight must be an int >= 0, got {weight!r}")
+    return RequestSpec(method=method, path=path, body=body, headers=dict(headers), weight=weight)
+
+
+def _is_target(path: str) -> bool:
+    return path.isascii() and path.isprintable() and " " not in path
+
+
+def _is_field_value(value: str) -> bool:
+    return all(c == "\t" or " " <= c <= "~" or "\x80" <= c <= "\xff" for c in value)
+
+
+def _int(
+    data: Mapping[str, Any], key: str, *, low: int, high: int | None = None, default: int | None = None
+) -> int:
+    value = data.get(key, default)
+    ok = isinstance(value, int) and not isinstance(value, bool)
+    if not ok or value < low or (high is not None and value > high):
+        bounds = f">= {low}" if high is None else f"in {low}..{high}"
+        raise SpecError(f"spec: {key!r} must be an int {bounds}, got {value!r}")
+    return value
+
+
+def _number(
+    data: Mapping[str, Any], key: str, *, default: float | None = None, positive: bool = False
+) -> float:
+    value = data.get(key, default)
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if not ok or value < 0 or (positive and value == 0):
+        raise SpecError(f"spec: {key!r} must be a number {'> 0' if positive else '>= 0'}, got {value!r}")
+    return float(value)
+
+
+def _bool(data: Mapping[str, Any], key: str, *, default: bool) -> bool:
+    value = data.get(key, default)
+    if not isinstance(value, bool):
+        raise SpecError(f"spec: {key!r} must be true or false, got {value!r}")
+    return value

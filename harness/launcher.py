@@ -1,0 +1,209 @@
+"""Start a backend in its own process group on its own CPUs, find it, watch it, stop it.
+
+A backend is one of ours (a name from the servers registry) or any server command
+(`cmd:uvicorn --port {port} app:app`). Ours start on port 0 and say where through their
+`listening on` line; a command gets a free port substituted for {port}. Either way the
+backend is health-checked before any load. Stopping is SIGTERM to the whole group, then
+SIGKILL: nothing is left behind, whatever happened.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psutil
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+START_TIMEOUT = 15.0  # seconds for a backend to print its line and answer GET /
+STOP_GRACE = 6.0  # SIGTERM, then this long (the servers' own grace is 5 s), then SIGKILL
+STDERR_TAIL = 40  # lines of a failed backend's stderr kept for the results
+
+
+class LaunchError(Exception):
+    """A backend did not come up, or died; carries the tail of its stderr."""
+
+    def __init__(self, message: str, *, stderr_tail: str = "") -> None:
+        super().__init__(message)
+        self.stderr_tail = stderr_tail
+
+    def __str__(self) -> str:
+        tail = f"\n--- stderr (last lines) ---\n{self.stderr_tail}" if self.stderr_tail else ""
+        return super().__str__() + tail
+
+
+def connect_host(host: str) -> str:
+    """Where to connect for a listening address: 0.0.0.0 and :: mean 'this host'."""
+    return {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(host, host)
+
+
+def default_pinning(cpu_count: int | None = None) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """Split the CPUs in half: the server the first half, the driver the rest.
+
+    On a 2-CPU machine: server on CPU 0, driver on CPU 1. On one CPU both share it (and
+    the results say so through the recorded pinning).
+    """
+    cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else list(range(cpu_count or 1))
+    if len(cpus) < 2:
+        return tuple(cpus), tuple(cpus)
+    half = len(cpus) // 2
+    return tuple(cpus[:half]), tuple(cpus[half:])
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as sock:
+        sock.bind((connect_host(host), 0))
+        return sock.getsockname()[1]
+
+
+def backend_command(backend: str, *, host: str, extra_args: tuple[str, ...] = ()) -> tuple[list[str], int | None]:
+    """The argv for a backend, and the port if we chose it (None: read it from stdout)."""
+    if backend.startswith("cmd:"):
+        port = free_port(host)
+        text = backend[4:].replace("{port}", str(port)).replace("{host}", host)
+        return shlex.split(text), port
+    return [sys.executable, "-m", "servers", "--backend", backend, "--host", host, "--port", "0", *extra_args], None
+
+
+@dataclass
+class RunningBackend:
+    name: str
+    process: subprocess.Popen
+    host: str
+    port: int
+    cpus: tuple[int, ...]
+    _stderr: deque[str] = field(default_factory=lambda: deque(maxlen=STDERR_TAIL))
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def stderr_tail(self) -> str:
+        return "".join(self._stderr)
+
+    def tree(self) -> list[psutil.Process]:
+        try:
+            root = psutil.Process(self.process.pid)
+            return [root, *root.children(recursive=True)]
+        except psutil.NoSuchProcess:
+            return []
+
+    def cpu_seconds(self) -> float:
+        """CPU time of the whole tree so far, reaped children included (forking's)."""
+        total = 0.0
+        for proc in self.tree():
+            try:
+                times = proc.cpu_times()
+            except psutil.Error:
+                continue
+            total += times.user + times.system + getattr(times, "children_user", 0) + getattr(
+                times, "children_system", 0)
+        return total
+
+    def rss_bytes(self) -> int:
+        total = 0
+        for proc in self.tree():
+            try:
+                total += proc.memory_info().rss
+            except psutil.Error:
+                continue
+        return total
+
+    def stop(self) -> int | None:
+        """SIGTERM the group, wait, then SIGKILL; returns the exit status."""
+        try:
+            os.killpg(self.process.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+        try:
+            status = self.process.wait(STOP_GRACE)
+        except subprocess.TimeoutExpired:
+            status = None
+        try:
+            os.killpg(self.process.pid, signal.SIGKILL)  # stragglers: children, grandchildren
+        except ProcessLookupError:
+            pass
+        if status is None:
+            status = self.process.wait()
+        return status
+
+
+def launch_backend(backend: str, *, host: str = "127.0.0.1", cpus: tuple[int, ...] = (),
+                   extra_args: tuple[str, ...] = (), timeout: float = START_TIMEOUT) -> RunningBackend:
+    """Start `backend` pinned to `cpus` and return it once it answers GET /."""
+    argv, port = backend_command(backend, host=host, extra_args=extra_args)
+
+    def pin() -> None:
+        if cpus and hasattr(os, "sched_setaffinity"):
+            os.sched_setaffinity(0, cpus)
+
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(PROJECT_ROOT), os.environ.get("PYTHONPATH")]))}
+    try:
+        process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
+                                   start_new_session=True, preexec_fn=pin, env=env, text=True)
+    except (OSError, ValueError) as error:
+        raise LaunchError(f"cannot start {backend!r}: {error}") from None
+    running = RunningBackend(backend, process, connect_host(host), port or 0, cpus)
+    threading.Thread(target=_collect, args=(process.stderr, running._stderr), daemon=True).start()
+    try:
+        if port is None:
+            running.port = _read_port(process, timeout)
+            threading.Thread(target=_collect, args=(process.stdout, deque(maxlen=1)), daemon=True).start()
+        _wait_healthy(running, timeout)
+    except LaunchError as error:
+        running.stop()
+        time.sleep(0.05)  # let the stderr reader catch the last lines
+        error.stderr_tail = running.stderr_tail()
+        raise
+    return running
+
+
+def _collect(stream, sink: deque[str]) -> None:  # type: ignore[no-untyped-def]
+    for line in stream:
+        sink.append(line)
+
+
+def _read_port(process: subprocess.Popen, timeout: float) -> int:
+    result: list[str] = []
+    reader = threading.Thread(target=lambda: result.append(process.stdout.readline()), daemon=True)  # type: ignore[union-attr]
+    reader.start()
+    reader.join(timeout)
+    line = result[0] if result else ""
+    if not line.startswith("listening on http://"):
+        status = process.poll()
+        why = f"exited with status {status}" if status is not None else f"printed {line!r}" if line else \
+            f"printed nothing in {timeout:.0f}s"
+        raise LaunchError(f"backend did not start: it {why}")
+    return int(line.strip().rsplit(":", 1)[1])
+
+
+def _wait_healthy(running: RunningBackend, timeout: float) -> None:
+    """GET / must answer 200 before load starts (external servers may take a while)."""
+    deadline = time.monotonic() + timeout
+    last_error = "no answer"
+    while time.monotonic() < deadline:
+        if not running.alive():
+            raise LaunchError(f"backend exited with status {running.process.returncode} before answering")
+        try:
+            with socket.create_connection((running.host, running.port), timeout=1) as sock:
+                sock.sendall(b"GET / HTTP/1.1\r\nHost: concurbench\r\nConnection: close\r\n\r\n")
+                head = sock.recv(64)
+            if head.startswith(b"HTTP/1.") and head[9:12] == b"200":
+                return
+            last_error = f"answered {head[:40]!r}"
+        except OSError as error:
+            last_error = str(error)
+        time.sleep(0.05)
+    raise LaunchError(f"backend did not answer GET / with 200 within {timeout:.0f}s ({last_error})")
