@@ -135,8 +135,11 @@ def write_summary_csv(run_dir: Path, steps: Iterable[Mapping[str, Any]]) -> Path
     writer.writerow(SUMMARY_COLUMNS)
     for backend, users in sorted(groups, key=lambda key: (backends.index(key[0]), key[1])):
         reps = groups[backend, users]
-        medians = [_number(summarize([rep[key] for rep in reps]).median)
-                   for key in ("rps", "p50_us", "p90_us", "p99_us")]
+        # A window with no completed request has no percentiles (null): it is left out
+        # of that column's median, and a column with none at all is left empty.
+        present = {key: [rep[key] for rep in reps if rep.get(key) is not None]
+                   for key in ("rps", "p50_us", "p90_us", "p99_us")}
+        medians = [_number(summarize(values).median) if values else "" for values in present.values()]
         errors = _number(summarize([total_errors(rep) for rep in reps]).median)
         driver_bound = any(DRIVER_BOUND in rep.get("flags", ()) for rep in reps)
         writer.writerow([backend, users, *medians, errors, str(driver_bound).lower()])

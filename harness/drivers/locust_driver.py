@@ -235,8 +235,10 @@ class Recorder:
         self.users: list[RawHttpUser] = []
 
     def error(self, kind: str, t0: int) -> None:
+        """Count an error in the window where it is seen. A request that waited through a
+        window boundary (a starved client of an iterative server) still shows up."""
         self.errors_all += 1
-        if t0 >= self.gate_ns:
+        if time.perf_counter_ns() >= self.gate_ns:
             self.errors[kind] += 1
 
 
@@ -271,6 +273,16 @@ class RawHttpUser(User):
         rec, pick, keep_alive, now = self.recorder, self.mix.pick, self.keep_alive, time.perf_counter_ns
         hub = gevent.get_hub()
         rec.users.append(self)
+        try:
+            self._loop(rec, pick, keep_alive, now, hub)
+        finally:
+            # A stopped user (runner.quit, or a level ending) must close its socket: an
+            # iterative server would otherwise keep serving the dead connection.
+            if self.conn is not None:
+                self.conn.close()
+                self.conn = None
+
+    def _loop(self, rec, pick, keep_alive, now, hub) -> None:  # type: ignore[no-untyped-def]
         conn = None
         while True:
             payload, head_only = pick()

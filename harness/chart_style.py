@@ -1,0 +1,152 @@
+"""How every concurbench chart looks: backend colours, titles, figure size, saving.
+
+A backend keeps one colour in every chart of every run, so a reader who learnt "red is
+iterative" on one page can trust it on the next. Charts render with matplotlib's Agg
+canvas on a bare Figure, never through pyplot: no global state, no GUI, safe in a loop.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+import zlib
+from pathlib import Path
+from typing import Any, Callable, Mapping, ParamSpec, Sequence, TypeVar
+
+import matplotlib
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+# About 800 px wide at dpi 100: readable in a README column or a laptop browser.
+FIGSIZE = (8.0, 4.5)
+DPI = 100
+
+# The five models, in a fixed order and colour (tab10 hues). iterative is red: it stalls.
+BACKEND_COLOURS: dict[str, str] = {
+    "iterative": "#d62728",
+    "threaded": "#1f77b4",
+    "forking": "#9467bd",
+    "selectors": "#2ca02c",
+    "asyncio": "#ff7f0e",
+}
+# External backends ("cmd:uvicorn ...") draw from the colours the five do not use.
+EXTRA_COLOURS = ("#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf",
+                 "#393b79", "#637939", "#8c6d31", "#843c39", "#7b4173")
+# One line style and marker per run when runs are overlaid (compare).
+RUN_STYLES: tuple[tuple[str, str], ...] = (("-", "o"), ("--", "s"), (":", "^"), ("-.", "D"))
+
+ERROR_COLOURS: dict[str, str] = {"connect": "#7f7f7f", "timeout": "#d62728",
+                                 "reset": "#ff7f0e", "bad_status": "#9467bd"}
+RC = {
+    "font.size": 9,
+    "axes.titlesize": 10,
+    "axes.grid": True,
+    "grid.alpha": 0.3,
+    "svg.fonttype": "none",  # text stays text: smaller files, searchable, selectable
+    "svg.hashsalt": "concurbench",  # stable ids, so a redrawn SVG diffs cleanly
+}
+_LABEL_WIDTH = 28  # a "cmd:..." command line longer than this is cut in legends
+
+
+def backend_colour(backend: str) -> str:
+    """The backend's colour: fixed for the five models, hash-stable for any other name.
+
+    crc32, not hash(): Python salts str hashes per process, and the colour must not
+    change between two runs of `concurbench report`."""
+    if backend in BACKEND_COLOURS:
+        return BACKEND_COLOURS[backend]
+    return EXTRA_COLOURS[zlib.crc32(backend.encode("utf-8")) % len(EXTRA_COLOURS)]
+
+
+def backend_order(names: Sequence[str]) -> list[str]:
+    """The five models in their usual order first, then the others in the given order."""
+    known = [name for name in BACKEND_COLOURS if name in names]
+    return known + [name for name in dict.fromkeys(names) if name not in BACKEND_COLOURS]
+
+
+def backend_label(backend: str) -> str:
+    """A legend label: the name, with a long external command cut short."""
+    if len(backend) <= _LABEL_WIDTH:
+        return backend
+    return backend[: _LABEL_WIDTH - 1] + "…"
+
+
+def run_style(index: int) -> tuple[str, str]:
+    """(line style, marker) of the index-th run in an overlay."""
+    return RUN_STYLES[index % len(RUN_STYLES)]
+
+
+def short_cpu_model(model: str | None) -> str:
+    """'Intel(R) Xeon(R) Platinum 8375C CPU @ 2.90GHz' -> 'Intel Xeon Platinum 8375C'."""
+    if not model:
+        return "unknown CPU"
+    text = re.sub(r"\((R|TM|tm|r)\)", "", model)
+    text = re.sub(r"\s+@.*$", "", text)
+    text = re.sub(r"\b(CPU|Processor|\d+-Core)\b", "", text)
+    text = " ".join(text.split())
+    return text if len(text) <= 40 else text[:39] + "…"
+
+
+def _cpus(cpus: Any) -> str:
+    if isinstance(cpus, (list, tuple)) and cpus:
+        return ",".join(str(cpu) for cpu in cpus)
+    return "unpinned"
+
+
+def machine_line(metadata: Mapping[str, Any]) -> str:
+    """'bench-1 (Intel Xeon Platinum 8375C) · server CPU 0, driver CPU 1'."""
+    pinning = metadata.get("pinning") or {}
+    server, driver = pinning.get("server"), pinning.get("driver")
+    host = metadata.get("hostname") or "unknown host"
+    return (f"{host} ({short_cpu_model(metadata.get('cpu_model'))}) · "
+            f"server CPU {_cpus(server)}, driver CPU {_cpus(driver)}")
+
+
+def chart_title(results: Mapping[str, Any], what: str) -> str:
+    """Two lines: the scenario and the chart, then the machine and the pinning."""
+    scenario = (results.get("scenario") or {}).get("name", "?")
+    return f"{scenario}: {what}\n{machine_line(results.get('metadata') or {})}"
+
+
+def new_figure(*, height: float = FIGSIZE[1], ncols: int = 1, nrows: int = 1,
+               sharex: bool = False) -> tuple[Figure, Any]:
+    """A figure ~800 px wide and its axes (one, or an array); draw it inside @styled."""
+    figure = Figure(figsize=(FIGSIZE[0], height), dpi=DPI, layout="constrained")
+    FigureCanvasAgg(figure)
+    axes = figure.subplots(nrows=nrows, ncols=ncols, sharex=sharex, squeeze=True)
+    return figure, axes
+
+
+def note_failed(figure: Figure, failed: Mapping[str, str]) -> None:
+    """Name the backends that are not drawn, and why, under the chart."""
+    if failed:
+        text = "; ".join(f"{backend_label(name)}: {reason}" for name, reason in failed.items())
+        figure.text(0.01, 0.005, f"failed, not drawn: {text}", fontsize=7, color="#a00",
+                    ha="left", va="bottom", wrap=True)
+
+
+def save_figure(figure: Figure, out_dir: Path, stem: str) -> list[Path]:
+    """Write stem.png and stem.svg into out_dir; return both paths."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = [out_dir / f"{stem}.png", out_dir / f"{stem}.svg"]
+    figure.savefig(paths[0], dpi=DPI, metadata={"Software": None})
+    figure.savefig(paths[1], metadata={"Date": None})  # reproducible: no timestamp
+    return paths
+
+
+def slug(text: str) -> str:
+    """A file-name-safe form of a backend name ("cmd:uvicorn --port {port}" -> ...)."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("._")[:60] or "backend"
+
+
+def styled(draw: Callable[P, R]) -> Callable[P, R]:
+    """Run a chart function under the house rcParams, leaving the caller's untouched."""
+    @functools.wraps(draw)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        with matplotlib.rc_context(RC):
+            return draw(*args, **kwargs)
+    return wrapper

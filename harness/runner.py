@@ -1,0 +1,314 @@
+"""Run a scenario against backends: the plan, the steps, the results on disk.
+
+For each backend: launch it on the server CPUs, start one driver process on the driver
+CPUs with one spec per user level, and turn each window the driver reports into a step
+record. Every finished step is written to results.json at once (atomically), so a
+failure or Ctrl+C later keeps it. A backend that fails to start or dies is recorded with
+its stderr tail, and the run goes on with the next one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from harness.drivers import LOCUST_DRIVER_MODULE
+from harness.drivers.spec import DriverResult, DriverSpec, RequestSpec, write_spec
+from harness.launcher import PROJECT_ROOT, LaunchError, RunningBackend, default_pinning, launch_backend
+from harness.metrics import summarize
+from harness.progress import Progress, Tick, make_progress
+from harness.scenario import Scenario
+from harness.store import (DRIVER_BOUND, ResultsError, collect_metadata, new_run_dir, write_results,
+                           write_summary_csv)
+from harness.summary import summary_table
+
+# A step whose driver used more than this share of its CPU measured the driver, not the
+# server: the figure is a floor and is flagged.
+DRIVER_BOUND_PERCENT = 90.0
+HIGH_SPREAD = "high-spread"
+DRIVER_START_S = 1.0  # importing locust, per backend: counted in the ETA
+
+
+class BackendFailed(Exception):
+    """The backend or its driver died mid-run."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class RunOptions:
+    out_root: Path
+    server_cpus: tuple[int, ...] | None = None
+    driver_cpus: tuple[int, ...] | None = None
+    host: str = "127.0.0.1"
+    report: bool = True
+
+
+def driver_specs(scenario: Scenario, *, host: str, port: int) -> list[DriverSpec]:
+    """One spec per user level: warm-up once, then `repeat` windows."""
+    requests = tuple(RequestSpec(method=r.method, path=r.path, body=r.body, headers=dict(r.headers), weight=r.weight)
+                     for r in scenario.requests)
+    return [DriverSpec(host=host, port=port, requests=requests, users=users, duration_s=scenario.duration_s,
+                       warmup_s=scenario.warmup_s, repeat=scenario.repeat, keep_alive=scenario.keep_alive,
+                       timeout_s=scenario.timeout_s, idle_connections=scenario.idle_connections,
+                       slow_clients=scenario.slow_clients, slow_interval_s=scenario.slow_interval_s)
+            for users in scenario.users]
+
+
+class DriverProcess:
+    """The locust driver in its own process group on its own CPUs; its stdout as events."""
+
+    def __init__(self, specs: list[DriverSpec], *, workdir: Path, cpus: tuple[int, ...]) -> None:
+        workdir.mkdir(parents=True, exist_ok=True)
+        argv = [sys.executable, "-m", LOCUST_DRIVER_MODULE, "--out-dir", str(workdir)]
+        for index, spec in enumerate(specs):
+            path = workdir / f"spec-{index}.json"
+            write_spec(path, spec)
+            argv += ["--spec", str(path)]
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(PROJECT_ROOT), os.environ.get("PYTHONPATH")]))}
+        self.process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
+                                        text=True, start_new_session=True, env=env,
+                                        preexec_fn=(lambda: os.sched_setaffinity(0, cpus)) if cpus else None)
+        self.events: queue.Queue[dict[str, Any] | None] = queue.Queue()
+        self.stderr: deque[str] = deque(maxlen=30)
+        threading.Thread(target=self._read_stdout, daemon=True).start()
+        threading.Thread(target=lambda: self.stderr.extend(self.process.stderr), daemon=True).start()  # type: ignore[arg-type]
+
+    def _read_stdout(self) -> None:
+        for line in self.process.stdout:  # type: ignore[union-attr]
+            try:
+                self.events.put(json.loads(line))
+            except json.JSONDecodeError:
+                self.stderr.append(line)
+        self.events.put(None)  # end of stream: the driver exited
+
+    def stop(self) -> None:
+        for sig, wait in ((signal.SIGTERM, 5.0), (signal.SIGKILL, 5.0)):
+            try:
+                os.killpg(self.process.pid, sig)
+            except ProcessLookupError:
+                break
+            try:
+                self.process.wait(wait)
+                break
+            except subprocess.TimeoutExpired:
+                continue
+        try:
+            os.killpg(self.process.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+class ServerSampler:
+    """CPU seconds and RSS of the server's process tree, sampled once a second."""
+
+    def __init__(self, backend: RunningBackend) -> None:
+        self.backend = backend
+        self.samples: list[tuple[float, float, int]] = []  # (monotonic, cpu seconds, rss bytes)
+
+    def sample(self) -> None:
+        self.samples.append((time.monotonic(), self.backend.cpu_seconds(), self.backend.rss_bytes()))
+
+    def window(self, seconds: float) -> dict[str, float | int | None]:
+        """CPU % (100 = one CPU) and peak RSS over the last `seconds`."""
+        self.sample()
+        end = self.samples[-1][0]
+        inside = [s for s in self.samples if s[0] >= end - seconds - 0.5]
+        if len(inside) < 2:
+            return {"cpu_percent": None, "rss_bytes": inside[-1][2] if inside else None}
+        (t0, c0, _), (t1, c1, _) = inside[0], inside[-1]
+        return {"cpu_percent": round(100 * (c1 - c0) / (t1 - t0), 1) if t1 > t0 else None,
+                "rss_bytes": max(s[2] for s in inside)}
+
+
+def step_record(backend: str, spec: DriverSpec, repetition: int, result: DriverResult,
+                server: dict[str, Any]) -> dict[str, Any]:
+    data = result.to_dict()
+    flags = [DRIVER_BOUND] if result.driver_cpu_percent > DRIVER_BOUND_PERCENT else []
+    return {
+        "backend": backend, "users": spec.users, "repetition": repetition, "status": "ok", "error": None,
+        "requests": result.requests, "errors": data["errors"], "rps": result.rps, "duration_s": result.duration_s,
+        **{key: data[key] for key in ("p50_us", "p90_us", "p99_us", "p999_us", "max_us", "mean_us")},
+        "histogram": result.histogram, "timeseries": data["timeseries"],
+        "server": server, "driver": {"cpu_percent": result.driver_cpu_percent},
+        "unfinished": result.unfinished, "unfinished_max_us": result.unfinished_max_us,
+        "background": data["background"], "interrupted": result.interrupted, "flags": flags,
+    }
+
+
+class Run:
+    """One `concurbench run`: owns the results dict and writes it after every change."""
+
+    def __init__(self, scenario: Scenario, backends: list[str], options: RunOptions) -> None:
+        self.scenario = scenario
+        self.backends = backends
+        self.options = options
+        default_server, default_driver = default_pinning()
+        self.server_cpus = options.server_cpus or default_server
+        self.driver_cpus = options.driver_cpus or default_driver
+        self.run_dir = new_run_dir(options.out_root, scenario.name)
+        metadata = collect_metadata(scenario_path=scenario.path, scenario_sha256=scenario.sha256,
+                                    pinning={"server": list(self.server_cpus), "driver": list(self.driver_cpus)})
+        metadata["scenario"]["name"] = scenario.name
+        metadata["scenario"]["overrides"] = list(scenario.overrides)
+        self.results: dict[str, Any] = {"metadata": metadata, "scenario": scenario.to_dict(), "status": "running",
+                                        "backends": {}, "steps": []}
+        self.save()
+
+    def save(self) -> None:
+        write_results(self.run_dir, self.results)
+
+    def execute(self, progress: Progress) -> None:
+        for backend in self.backends:
+            self.results["backends"][backend] = self.run_backend(backend, progress)
+            self.save()
+
+    def run_backend(self, backend: str, progress: Progress) -> dict[str, Any]:
+        progress.message(f"{backend}: starting on CPU {','.join(map(str, self.server_cpus))}")
+        extra = () if backend.startswith("cmd:") else self.scenario.server_args
+        try:
+            running = launch_backend(backend, host=self.options.host, cpus=self.server_cpus, extra_args=extra)
+        except LaunchError as error:
+            progress.message(f"{backend}: FAILED to start: {str(error).splitlines()[0]}")
+            return {"status": "failed", "error": str(error).splitlines()[0], "stderr_tail": error.stderr_tail}
+        specs = driver_specs(self.scenario, host=running.host, port=running.port)
+        driver = DriverProcess(specs, workdir=self.run_dir / "driver" / _safe(backend), cpus=self.driver_cpus)
+        try:
+            self._drive(backend, running, driver, specs, progress)
+        except BackendFailed as error:
+            progress.message(f"{backend}: FAILED: {error}")
+            return {"status": "failed", "error": str(error), "stderr_tail": running.stderr_tail(),
+                    "driver_stderr": "".join(driver.stderr)}
+        finally:
+            driver.stop()
+            exit_status = running.stop()
+        return {"status": "ok", "error": None, "stderr_tail": running.stderr_tail(), "exit_status": exit_status}
+
+    def _drive(self, backend: str, running: RunningBackend, driver: DriverProcess, specs: list[DriverSpec],
+               progress: Progress) -> None:
+        sampler = ServerSampler(running)
+        expected = len(specs) * self.scenario.repeat
+        done = 0
+        level = 0
+        while done < expected:
+            try:
+                event = driver.events.get(timeout=1.0)
+            except queue.Empty:
+                event = {"type": "idle"}
+            if not running.alive():
+                raise BackendFailed(f"the backend exited with status {running.process.returncode} mid-run")
+            if event is None:
+                status = driver.process.wait()
+                raise BackendFailed(f"the driver exited with status {status} after {done} of {expected} steps: "
+                                    + ("".join(driver.stderr).strip().splitlines() or ["no output"])[-1])
+            sampler.sample()
+            if event["type"] == "progress":
+                rep = min(done - level * self.scenario.repeat + 1, self.scenario.repeat)
+                step = f"users={specs[level].users} " + ("warm-up" if event["phase"] == "warmup"
+                                                          else f"rep {rep}/{self.scenario.repeat}")
+                progress.tick(Tick(backend, step, event["rps"], event["errors"]))
+            elif event["type"] == "result":
+                level, repetition = event["spec"], event["repetition"]
+                result = DriverResult.from_dict(json.loads(Path(event["path"]).read_text()))
+                record = step_record(backend, specs[level], repetition, result,
+                                     sampler.window(result.duration_s))
+                self.results["steps"].append(record)
+                self.save()
+                done += 1
+                if done % self.scenario.repeat == 0:
+                    level = min(level + 1, len(specs) - 1)
+                errors = sum(record["errors"].values())
+                progress.message(f"{backend}: users={record['users']} rep {repetition + 1}: "
+                                 f"{record['rps']:,.0f} req/s, p99 {_ms(record['p99_us'])}, errors {errors}"
+                                 + (f" [{', '.join(record['flags'])}]" if record["flags"] else ""))
+
+    def finish(self, status: str) -> None:
+        flag_high_spread(self.results["steps"])
+        self.results["status"] = status
+        self.save()
+        write_summary_csv(self.run_dir, self.results["steps"])
+
+
+def flag_high_spread(steps: list[dict[str, Any]]) -> None:
+    """Flag every repetition of a (backend, users) whose req/s spread is over 10%."""
+    groups: dict[tuple[str, int], list[dict[str, Any]]] = {}
+    for step in steps:
+        if step["status"] == "ok":
+            groups.setdefault((step["backend"], step["users"]), []).append(step)
+    for group in groups.values():
+        if len(group) > 1 and summarize([s["rps"] for s in group]).high_spread:
+            for step in group:
+                if HIGH_SPREAD not in step["flags"]:
+                    step["flags"].append(HIGH_SPREAD)
+
+
+def _ms(us: float | None) -> str:
+    return "-" if us is None else f"{us / 1000:.2f} ms"
+
+
+def _safe(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_" else "_" for c in name)[:60]
+
+
+def run_scenario(scenario: Scenario, backends: list[str], options: RunOptions) -> int:
+    """Run, store, summarize; the exit status is 0, 1 (a backend failed) or 130 (interrupted)."""
+    try:
+        run = Run(scenario, backends, options)
+    except (ResultsError, OSError) as error:
+        print(f"concurbench: error: cannot create the results directory: {error}", file=sys.stderr)
+        return 1
+    planned = scenario.planned_seconds(backends=len(backends)) + DRIVER_START_S * len(backends)
+    print(f"concurbench: {scenario.name} on {', '.join(backends)}; about {planned:.0f}s; results in {run.run_dir}")
+    previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+    status = "complete"
+    try:
+        with make_progress(planned_seconds=planned) as progress:
+            run.execute(progress)
+    except KeyboardInterrupt:
+        status = "interrupted"
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    try:
+        run.finish(status)
+    except (ResultsError, OSError) as error:
+        print(f"concurbench: error: could not write the results: {error}", file=sys.stderr)
+        return 1
+    print(summary_table(run.results))
+    if options.report and run.results["steps"]:
+        _report(run.run_dir)
+    print(f"\nresults: {run.run_dir / 'results.json'}\nsummary: {run.run_dir / 'summary.csv'}")
+    failed = [name for name, info in run.results["backends"].items() if info["status"] != "ok"]
+    if status == "interrupted":
+        print("concurbench: interrupted: finished steps are kept in the results", file=sys.stderr)
+        return 130
+    if failed:
+        print(f"concurbench: backend(s) failed: {', '.join(failed)} (see results.json for their stderr)",
+              file=sys.stderr)
+        return 1
+    return 0
+
+
+def _raise_interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def _report(run_dir: Path) -> None:
+    """Charts and report.html, when that part of the harness is present."""
+    try:
+        from harness.report import write_report
+    except ImportError:
+        return
+    try:
+        path = write_report(run_dir)
+    except Exception as error:  # noqa: BLE001 - a chart failing must not lose a finished run
+        print(f"concurbench: warning: the report could not be drawn: {error}", file=sys.stderr)
+        return
+    print(f"report:  {path}")

@@ -1,0 +1,197 @@
+"""`concurbench run` end to end: real backends, a real Locust driver, results on disk."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+from conftest import ROOT
+
+pytestmark = pytest.mark.timeout(120)
+ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
+
+TINY = """
+description = "tiny: two levels of GET /"
+[load]
+users = [1, 4]
+duration = "1s"
+warmup = "0.5s"
+repeat = 2
+timeout = "2s"
+[[request]]
+method = "GET"
+path = "/"
+"""
+
+
+def concurbench(*args: str, **kwargs) -> subprocess.CompletedProcess[str]:  # type: ignore[no-untyped-def]
+    return subprocess.run([sys.executable, "-m", "harness.cli", *args], capture_output=True, text=True, cwd=ROOT,
+                          env=ENV, timeout=110, **kwargs)
+
+
+def start(*args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen([sys.executable, "-m", "harness.cli", *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, cwd=ROOT, env=ENV, start_new_session=True)
+
+
+def only_run_dir(out: Path) -> Path:
+    runs = [p for p in out.iterdir() if p.is_dir()]
+    assert len(runs) == 1
+    return runs[0]
+
+
+def wait_for_steps(out: Path, count: int, timeout: float = 60) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for path in out.glob("*/results.json"):
+            results = json.loads(path.read_text())
+            if len(results["steps"]) >= count:
+                return results
+        time.sleep(0.2)
+    raise AssertionError(f"no {count} steps within {timeout}s")
+
+
+@pytest.fixture
+def tiny(tmp_path: Path) -> Path:
+    path = tmp_path / "tiny.toml"
+    path.write_text(TINY)
+    return path
+
+
+def test_end_to_end_writes_results_and_summary(tiny: Path, tmp_path: Path) -> None:
+    out = tmp_path / "results"
+    done = concurbench("run", "--scenario", str(tiny), "--backend", "selectors,threaded", "--out", str(out),
+                       "--no-report")
+    assert done.returncode == 0, done.stderr
+    run_dir = only_run_dir(out)
+    results = json.loads((run_dir / "results.json").read_text())
+    assert results["version"] == 1 and results["status"] == "complete"
+    meta = results["metadata"]
+    assert meta["pinning"] == {"server": [0], "driver": [1]} or os.cpu_count() != 2
+    assert meta["scenario"]["sha256"] and meta["cpu_count"] and meta["python"] and meta["packages"]["locust"]
+    steps = results["steps"]
+    assert [(s["backend"], s["users"], s["repetition"]) for s in steps] == [
+        (b, u, r) for b in ("selectors", "threaded") for u in (1, 4) for r in (0, 1)]
+    for step in steps:
+        assert step["status"] == "ok" and step["requests"] > 0 and step["rps"] > 0
+        assert 0 < step["p50_us"] <= step["p90_us"] <= step["p99_us"] <= step["p999_us"] <= step["max_us"]
+        assert step["histogram"] and step["timeseries"]
+        assert step["server"]["rss_bytes"] > 0 and step["driver"]["cpu_percent"] > 0
+    with open(run_dir / "summary.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert list(rows[0]) == ["backend", "users", "rps", "p50_us", "p90_us", "p99_us", "errors", "driver_bound"]
+    assert [(r["backend"], r["users"]) for r in rows] == [("selectors", "1"), ("selectors", "4"),
+                                                          ("threaded", "1"), ("threaded", "4")]
+    assert "selectors" in done.stdout and "req/s" in done.stdout  # the summary table
+
+
+def test_a_backend_that_cannot_start_is_recorded_and_the_run_goes_on(tiny: Path, tmp_path: Path) -> None:
+    out = tmp_path / "results"
+    done = concurbench("run", "--scenario", str(tiny), "--backend", "cmd:python3 -c 'import sys; "
+                       "sys.exit(\"boom on {port}\")'", "--users", "1", "--repeat", "1", "--out", str(out),
+                       "--no-report")
+    assert done.returncode == 1
+    results = json.loads((only_run_dir(out) / "results.json").read_text())
+    (info,) = results["backends"].values()
+    assert info["status"] == "failed" and "boom on" in info["stderr_tail"]
+    assert "Traceback" not in done.stderr
+
+
+def test_backend_rejecting_its_flags_is_recorded_with_its_stderr(tiny: Path, tmp_path: Path) -> None:
+    """A scenario passing a flag the server refuses: the failure carries the server's own words."""
+    scenario = tmp_path / "bad-flag.toml"
+    scenario.write_text(TINY.replace("[[request]]", '[server]\nargs = ["--max-body", "0"]\n[[request]]'))
+    out = tmp_path / "results"
+    done = concurbench("run", "--scenario", str(scenario), "--backend", "iterative", "--users", "1", "--repeat", "1",
+                       "--out", str(out), "--no-report")
+    assert done.returncode == 1
+    results = json.loads((only_run_dir(out) / "results.json").read_text())
+    assert results["backends"]["iterative"]["status"] == "failed"
+    assert "--max-body" in results["backends"]["iterative"]["stderr_tail"]
+
+
+def test_backend_killed_mid_step_is_recorded_and_nothing_is_left(tiny: Path, tmp_path: Path) -> None:
+    out = tmp_path / "results"
+    run = start("run", "--scenario", str(tiny), "--backend", "forking,selectors", "--out", str(out), "--no-report")
+    try:
+        wait_for_steps(out, 1)
+        orchestrator = psutil.Process(run.pid)
+        servers = [p for p in orchestrator.children(recursive=True) if "servers" in " ".join(p.cmdline())]
+        assert servers
+        for proc in servers:
+            if "--backend" in proc.cmdline():
+                proc.kill()
+        stdout, stderr = run.communicate(timeout=100)
+    finally:
+        if run.poll() is None:
+            os.killpg(run.pid, signal.SIGKILL)
+    assert run.returncode == 1, stderr
+    results = json.loads((only_run_dir(out) / "results.json").read_text())
+    assert results["backends"]["forking"]["status"] == "failed"
+    assert "exited" in results["backends"]["forking"]["error"]
+    assert results["backends"]["selectors"]["status"] == "ok"  # the run went on
+    assert any(s["backend"] == "forking" for s in results["steps"])  # finished steps were kept
+    assert not [p for p in psutil.process_iter(["cmdline"]) if str(out) in " ".join(p.info["cmdline"] or [])]
+
+
+def test_ctrl_c_keeps_finished_steps_and_leaves_no_process(tiny: Path, tmp_path: Path) -> None:
+    out = tmp_path / "results"
+    run = start("run", "--scenario", str(tiny), "--backend", "asyncio,threaded", "--out", str(out), "--no-report")
+    try:
+        wait_for_steps(out, 1)
+        family = psutil.Process(run.pid).children(recursive=True)
+        assert family
+        os.kill(run.pid, signal.SIGINT)
+        stdout, stderr = run.communicate(timeout=30)
+    finally:
+        if run.poll() is None:
+            os.killpg(run.pid, signal.SIGKILL)
+    assert run.returncode == 130
+    assert "interrupted" in stderr and "Traceback" not in stderr
+    results = json.loads((only_run_dir(out) / "results.json").read_text())
+    assert results["status"] == "interrupted" and len(results["steps"]) >= 1
+    time.sleep(0.5)
+    assert not [p for p in family if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    pytest.param(("--scenario", "nope"), "nope", id="unknown-scenario"),
+    pytest.param(("--scenario", "quick", "--backend", "fibers"), "fibers", id="unknown-backend"),
+    pytest.param(("--scenario", "quick", "--users", "0"), "positive", id="bad-users"),
+])
+def test_bad_input_exits_2_with_one_line(args: tuple[str, ...], message: str, tmp_path: Path) -> None:
+    done = concurbench("run", *args, "--out", str(tmp_path))
+    assert done.returncode == 2
+    assert message in done.stderr and "Traceback" not in done.stderr
+    assert not list(tmp_path.iterdir())  # nothing started, nothing written
+
+
+def test_bad_scenario_file_names_file_key_and_reason(tmp_path: Path) -> None:
+    path = tmp_path / "broken.toml"
+    path.write_text(TINY.replace("repeat = 2", "repeat = \"two\""))
+    done = concurbench("run", "--scenario", str(path), "--out", str(tmp_path / "out"))
+    assert done.returncode == 2
+    assert str(path) in done.stderr and "load.repeat" in done.stderr
+
+
+def test_list_shows_backends_and_scenarios() -> None:
+    done = concurbench("list")
+    assert done.returncode == 0
+    for name in ("iterative", "asyncio", "quick", "idle-preconnect", "c10k"):
+        assert name in done.stdout
+
+
+def test_orchestrator_never_imports_locust_or_gevent() -> None:
+    code = ("import sys, harness.cli, harness.runner, harness.launcher, harness.drivers.spec; "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('locust', 'gevent')))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, env=ENV, timeout=30)
+    assert done.stdout.strip() == "[]", done.stderr
