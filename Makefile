@@ -4,13 +4,15 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: help demo test bench-parser bench-servers clean venv
+.PHONY: help demo test bench-parser bench-servers bench-driver bench-accuracy clean venv
 
 help:
 	@echo "make demo   set up .venv and run the default comparison (all five backends, ~2 min)"
 	@echo "make test   set up .venv and run the test suite"
 	@echo "make bench-parser   parser throughput against h11 and httptools"
 	@echo "make bench-servers  backends against uvicorn/gunicorn/http.server with wrk"
+	@echo "make bench-driver   the Locust driver's capacity on one CPU, against wrk"
+	@echo "make bench-accuracy the harness's req/s and p50 against wrk's on /sleep?ms=10"
 
 # constraints.txt pins every package (direct and transitive) to the versions tested.
 $(STAMP): pyproject.toml constraints.txt
@@ -33,6 +35,12 @@ bench-parser: $(STAMP)
 
 bench-servers: $(STAMP)
 	$(BIN)/python bench/server_bench.py
+
+bench-driver: $(STAMP)
+	$(BIN)/python bench/driver_capacity.py
+
+bench-accuracy: $(STAMP)
+	$(BIN)/python bench/accuracy.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info
