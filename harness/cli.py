@@ -64,6 +64,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--duration", type=_duration, help="override each measured step's length, e.g. 10s")
     run.add_argument("--warmup", type=_duration, help="override the warm-up before each user level, e.g. 2s")
     run.add_argument("--repeat", type=_positive, help="override repetitions per (backend, users)")
+    run.add_argument("--host", default="127.0.0.1",
+                     help="address our backends bind; the driver targets it (0.0.0.0 as a target means this host)")
     run.add_argument("--out", type=Path, default=RESULTS_ROOT, help="directory the run directory is created in")
     run.add_argument("--server-cpus", type=_cpus, help="CPUs for the server (default: the first half)")
     run.add_argument("--driver-cpus", type=_cpus, help="CPUs for the driver (default: the second half)")
@@ -119,7 +121,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"concurbench: error: {error}", file=sys.stderr)
         return 2
     options = RunOptions(out_root=args.out, server_cpus=args.server_cpus, driver_cpus=args.driver_cpus,
-                         report=not args.no_report)
+                         host=args.host, report=not args.no_report)
     return run_scenario(scenario, backends, options)
 
 

@@ -14,10 +14,11 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from matplotlib.lines import Line2D
-from matplotlib.ticker import FuncFormatter, NullLocator
+from matplotlib.ticker import NullLocator
 
 from harness.chart_style import (ERROR_COLOURS, backend_colour, backend_label, backend_order,
-                                 chart_title, new_figure, note_failed, save_figure, styled)
+                                 chart_title, ms_format, new_figure, note_failed, save_figure,
+                                 styled, thousands_format, users_axis)
 from harness.metrics import Spread, merge_histograms, summarize
 from harness.store import DRIVER_BOUND, ERROR_KINDS
 
@@ -91,13 +92,6 @@ def failed_backends(results: Mapping[str, Any]) -> dict[str, str]:
     return failed
 
 
-def _log_users_axis(ax: Any, users: list[int]) -> None:
-    ax.set_xscale("log")
-    ax.set_xticks(users, labels=[str(u) for u in users])
-    ax.xaxis.set_minor_locator(NullLocator())
-    ax.set_xlabel("users (concurrent connections, log scale)")
-
-
 def _all_users(summaries: Mapping[str, Mapping[int, StepSummary]]) -> list[int]:
     return sorted({users for by_users in summaries.values() for users in by_users})
 
@@ -117,15 +111,15 @@ def throughput_vs_users(results: Mapping[str, Any], out_dir: Path) -> list[Path]
         for point in (p for p in points if p.driver_bound):  # hollow: a floor, not capacity
             ax.plot(point.users, point.rps.median, marker="o", markersize=9, color=colour,
                     markerfacecolor="white", markeredgewidth=2, zorder=4)
-            ax.annotate(DRIVER_BOUND, (point.users, point.rps.median), xytext=(6, 6),
-                        textcoords="offset points", fontsize=8, color=colour)
+            ax.annotate(DRIVER_BOUND, (point.users, point.rps.median), xytext=(-6, 8),
+                        textcoords="offset points", fontsize=8, color=colour, ha="right")
     handles, _ = ax.get_legend_handles_labels()
     if any(p.driver_bound for by_users in summaries.values() for p in by_users.values()):
         handles.append(Line2D([], [], color="black", marker="o", markerfacecolor="white",
                               linestyle="", label="driver-bound: a floor, not capacity"))
-    _log_users_axis(ax, _all_users(summaries))
-    ax.set_ylim(bottom=0)
-    ax.yaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:,.0f}"))
+    users_axis(ax, _all_users(summaries))
+    ax.set_ylim(0, ax.get_ylim()[1] * 1.08)  # headroom for the driver-bound labels
+    ax.yaxis.set_major_formatter(thousands_format())
     ax.set_ylabel("requests/s (median, min..max)")
     ax.set_title(chart_title(results, "throughput vs users"))
     if handles:
@@ -149,18 +143,14 @@ def latency_vs_users(results: Mapping[str, Any], out_dir: Path) -> list[Path]:
         handles.append(Line2D([], [], color=colour, label=backend_label(backend)))
     handles += [Line2D([], [], color="black", label="p50"),
                 Line2D([], [], color="black", linestyle="--", label="p99")]
-    _log_users_axis(ax, _all_users(summaries))
+    users_axis(ax, _all_users(summaries))
     ax.set_yscale("log")
-    ax.yaxis.set_major_formatter(FuncFormatter(_ms))
+    ax.yaxis.set_major_formatter(ms_format())
     ax.set_ylabel("latency, ms (log scale)")
     ax.set_title(chart_title(results, "latency vs users (p50 solid, p99 dashed)"))
     ax.legend(handles=handles, fontsize=8, ncols=2)
     note_failed(figure, failed_backends(results))
     return save_figure(figure, out_dir, "latency_vs_users")
-
-
-def _ms(value: float, _position: Any = None) -> str:
-    return f"{value:g}" if value >= 0.01 else f"{value:.3f}"
 
 
 def percentile_spectrum(encoded: list[str]) -> tuple[list[float], list[float]]:
@@ -210,7 +200,7 @@ def latency_spectrum(results: Mapping[str, Any], out_dir: Path, *,
     ax.xaxis.set_minor_locator(NullLocator())
     ax.set_xlabel("percentile (merged over repetitions)")
     ax.set_yscale("log")
-    ax.yaxis.set_major_formatter(FuncFormatter(_ms))
+    ax.yaxis.set_major_formatter(ms_format())
     ax.set_ylabel("latency, ms (log scale)")
     ax.set_title(chart_title(results, f"latency spectrum at {users} users"))
     if summaries:
@@ -231,8 +221,8 @@ def timeseries(results: Mapping[str, Any], out_dir: Path) -> list[Path]:
         rows = [(b, by_users[users].steps[0]) for b, by_users in summaries.items() if users in by_users]
         figure, axes = new_figure(height=1.0 + 1.3 * len(rows), nrows=len(rows), sharex=True)
         axes = [axes] if len(rows) == 1 else list(axes)
-        for index, (ax, (backend, step)) in enumerate(zip(axes, rows)):
-            _timeseries_panel(ax, backend, step, legend=index == 0)
+        for ax, (backend, step) in zip(axes, rows):
+            _timeseries_panel(ax, backend, step)
         axes[-1].set_xlabel("second of the measured window (repetition "
                             f"{rows[0][1].get('repetition', 0)})")
         figure.suptitle(chart_title(results, f"per second at {users} users"), fontsize=10)
@@ -241,30 +231,28 @@ def timeseries(results: Mapping[str, Any], out_dir: Path) -> list[Path]:
     return paths
 
 
-def _timeseries_panel(ax: Any, backend: str, step: Mapping[str, Any], *, legend: bool) -> None:
+def _timeseries_panel(ax: Any, backend: str, step: Mapping[str, Any]) -> None:
     series = step.get("timeseries") or []
     seconds = [s["second"] for s in series]
     colour = backend_colour(backend)
     ax.bar(seconds, [s["requests"] for s in series], width=0.85, color=colour, alpha=0.75)
-    ax.set_ylabel(backend_label(backend), color=colour, fontsize=8)
+    ax.set_ylabel(f"{backend_label(backend)}\nreq/s (bars)", color=colour, fontsize=8)
     ax.set_ylim(bottom=0)
-    ax.yaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:,.0f}"))
+    ax.yaxis.set_major_formatter(thousands_format())
     stalls = [s["second"] for s in series if s["requests"] == 0]
     for second in stalls:
         ax.axvspan(second - 0.5, second + 0.5, color="#d62728", alpha=0.15, linewidth=0)
     if stalls:
-        ax.text(stalls[0], ax.get_ylim()[1] * 0.5, " stall: 0 req/s", color="#a00", fontsize=8)
-    p99 = ax.twinx()
+        ax.text(stalls[0] - 0.4, ax.get_ylim()[1] * 0.5, "stall:\n0 req/s", color="#a00",
+                fontsize=8)
+    p99 = ax.twinx()  # linear from 0: a log axis would hide how big a post-stall spike is
     p99.plot(seconds, [s["p99_us"] / 1000 if s["p99_us"] is not None else math.nan
                        for s in series], color="black", marker=".", linewidth=1)
-    p99.set_yscale("log")
-    p99.yaxis.set_major_formatter(FuncFormatter(_ms))
+    p99.set_ylim(bottom=0)
+    p99.yaxis.set_major_formatter(ms_format())
     p99.grid(False)
     p99.tick_params(labelsize=7)
-    if legend:
-        ax.legend(handles=[Line2D([], [], color="grey", linewidth=6, label="req/s (left)"),
-                           Line2D([], [], color="black", marker=".", label="p99 ms (right, log)")],
-                  fontsize=7, loc="lower left", ncols=2)
+    p99.set_ylabel("p99 ms (line)", fontsize=7)
 
 
 @styled
@@ -280,7 +268,7 @@ def resources(results: Mapping[str, Any], out_dir: Path) -> list[Path]:
         rss.plot(users, [p.rss_bytes / 2 ** 20 if p.rss_bytes is not None else math.nan
                          for p in points], color=colour, marker="o")
     for ax in (cpu, rss):
-        _log_users_axis(ax, _all_users(summaries))
+        users_axis(ax, _all_users(summaries))
         ax.set_ylim(bottom=0)
     cpu.set_ylabel("server CPU % (100 = one CPU)")
     rss.set_ylabel("server RSS, MiB (all its processes)")

@@ -179,7 +179,8 @@ class Run:
         except LaunchError as error:
             progress.message(f"{backend}: FAILED to start: {str(error).splitlines()[0]}")
             return {"status": "failed", "error": str(error).splitlines()[0], "stderr_tail": error.stderr_tail}
-        specs = driver_specs(self.scenario, host=running.host, port=running.port)
+        # The driver gets the address as given: 0.0.0.0 as a destination means this host.
+        specs = driver_specs(self.scenario, host=self.options.host, port=running.port)
         driver = DriverProcess(specs, workdir=self.run_dir / "driver" / _safe(backend), cpus=self.driver_cpus)
         try:
             self._drive(backend, running, driver, specs, progress)

@@ -145,7 +145,8 @@ def test_backend_killed_mid_step_is_recorded_and_nothing_is_left(tiny: Path, tmp
 
 def test_ctrl_c_keeps_finished_steps_and_leaves_no_process(tiny: Path, tmp_path: Path) -> None:
     out = tmp_path / "results"
-    run = start("run", "--scenario", str(tiny), "--backend", "asyncio,threaded", "--out", str(out), "--no-report")
+    run = start("run", "--scenario", str(tiny), "--backend", "asyncio,threaded", "--host", "0.0.0.0", "--out", str(out),
+                "--no-report")
     try:
         wait_for_steps(out, 1)
         family = psutil.Process(run.pid).children(recursive=True)

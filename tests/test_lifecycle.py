@@ -75,6 +75,16 @@ def test_startup_line_is_exact_and_alone_on_stdout(start_server, variant: str) -
     assert live.stdout_rest == b""
 
 
+def test_access_log_goes_to_stderr_and_never_stdout(start_server) -> None:  # type: ignore[no-untyped-def]
+    live: LiveServer = start_server("--backend", "selectors", "--access-log")
+    client = Client(live.connect())
+    client.send(request("GET", "/bytes?size=7", close=True))
+    assert client.read_response().status == 200
+    assert live.stop() == 0
+    assert b'"GET /bytes?size=7 HTTP/1.1" 200 7' in live.stderr
+    assert live.stdout_rest == b""
+
+
 def test_binding_all_interfaces_is_reachable_through_loopback(start_server) -> None:  # type: ignore[no-untyped-def]
     live = start_server("--backend", "asyncio", "--host", "0.0.0.0")
     assert live.startup_line.startswith("listening on http://0.0.0.0:")

@@ -1,0 +1,172 @@
+"""report.html: one self-contained page that opens from the file system and shows the
+summary table, the flags, the failures, the charts and the metadata.
+
+The report is written once per module from a copy of fixture run-b, which has a failed
+backend, a driver-bound step and a high-spread step. A headless Chromium, when there is
+one, checks that the page really renders.
+"""
+
+from __future__ import annotations
+
+import base64
+import shutil
+import struct
+import subprocess
+from html.parser import HTMLParser
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from harness.report import REPORT_FILE, render_report, write_report
+from harness.store import read_results
+
+RUNS = Path(__file__).parent / "fixtures" / "runs"
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+CHROMIUM_TIMEOUT_S = 60
+
+
+class PageParser(HTMLParser):
+    """Collects what the tests look at: images, resource references, table rows."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.images: list[str] = []
+        self.references: list[tuple[str, str, str]] = []  # (tag, attribute, value)
+        self.summary_rows = 0
+        self._in_summary = False
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        values = dict(attrs)
+        if tag == "img":
+            self.images.append(values.get("src") or "")
+        for name in ("src", "href"):
+            if values.get(name):
+                self.references.append((tag, name, values[name] or ""))
+        if tag == "table" and values.get("class") == "summary":
+            self._in_summary = True
+        elif tag == "tr" and self._in_summary:
+            self.summary_rows += 1
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "table":
+            self._in_summary = False
+
+
+def parse(page: str) -> PageParser:
+    parser = PageParser()
+    parser.feed(page)
+    return parser
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    run_dir = tmp_path_factory.mktemp("run") / "run-b"
+    shutil.copytree(RUNS / "run-b", run_dir)
+    return write_report(run_dir)
+
+
+@pytest.fixture(scope="module")
+def page(report: Path) -> str:
+    return report.read_text(encoding="utf-8")
+
+
+@pytest.fixture(scope="module")
+def results() -> dict[str, Any]:
+    return read_results(RUNS / "run-b")
+
+
+def test_report_is_written_beside_the_results(report: Path) -> None:
+    assert report.name == REPORT_FILE and (report.parent / "results.json").exists()
+
+
+def test_report_needs_nothing_from_the_network(page: str) -> None:
+    assert 'src="http' not in page and "<script" not in page and "<link" not in page
+    for tag, attribute, value in parse(page).references:
+        if attribute == "src":
+            assert value.startswith("data:"), (tag, value[:60])
+        else:  # links stay on the page or beside it (the SVG files)
+            assert not value.startswith(("http:", "https:", "//")), value
+
+
+def test_every_image_is_an_embedded_png(page: str, report: Path) -> None:
+    images = parse(page).images
+    pngs = sorted((report.parent / "charts").glob("*.png"))
+    assert len(images) == len(pngs) == 8  # 5 charts + a timeseries per load level
+    for src in images:
+        prefix = "data:image/png;base64,"
+        assert src.startswith(prefix)
+        data = base64.b64decode(src[len(prefix):], validate=True)
+        assert data[:8] == PNG_SIGNATURE
+        width, height = struct.unpack(">II", data[16:24])
+        assert 400 <= width <= 2000 and 200 <= height <= 2000
+
+
+def test_summary_table_has_a_row_per_backend_and_load_level(page: str) -> None:
+    assert parse(page).summary_rows == 1 + 4 * 3  # header; forking failed
+    for header in ("backend", "users", "median req/s", "p50 ms", "p99 ms", "errors", "flags"):
+        assert f">{header}" in page
+
+
+def test_flags_are_marked_and_explained(page: str) -> None:
+    assert 'class="flag flag-driver-bound"' in page and 'class="flag flag-high-spread"' in page
+    assert 'id="flag-driver-bound"' in page and 'id="flag-high-spread"' in page
+    assert "not the server&#x27;s capacity" in page
+
+
+def test_failed_backend_shows_its_error_and_stderr_in_details(page: str) -> None:
+    details = page[page.index("<details>"):page.index("</details>")]
+    assert "forking" in details and "did not come up within 10 s" in details
+    assert "BlockingIOError" in details  # the stderr tail
+
+
+def test_metadata_is_shown(page: str) -> None:
+    for expected in ("bench-1", "Intel(R) Xeon(R) Platinum 8375C", "3.11.9", "sha256", "pinning"):
+        assert expected in page
+
+
+@pytest.mark.parametrize("status, words", [("interrupted", "interrupted"), ("failed", "the run failed")])
+def test_an_unfinished_run_says_so(results: dict[str, Any], status: str, words: str) -> None:
+    assert words in render_report({**results, "status": status}, [])
+
+
+def test_text_from_results_is_escaped(results: dict[str, Any]) -> None:
+    hostile = "cmd:<script>alert(1)</script>"
+    steps = [{**step, "backend": hostile} if step["backend"] == "asyncio" else step
+             for step in results["steps"]]
+    page = render_report({**results, "steps": steps}, [])
+    assert "<script>" not in page and "&lt;script&gt;" in page
+
+
+def _chromium() -> str | None:
+    return shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+def _headless(tmp: Path, *args: str) -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run(
+        [_chromium() or "chromium", "--headless", "--no-sandbox", "--disable-gpu",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync",
+         "--no-first-run", f"--user-data-dir={tmp / 'profile'}", *args],
+        capture_output=True, timeout=CHROMIUM_TIMEOUT_S, check=False)
+
+
+@pytest.mark.skipif(_chromium() is None, reason="no chromium on PATH (apt-get install chromium)")
+def test_chromium_renders_the_report(report: Path, tmp_path: Path) -> None:
+    from matplotlib.image import imread
+    import numpy as np
+
+    url = report.resolve().as_uri()
+    shot = tmp_path / "shot.png"
+    done = _headless(tmp_path, f"--screenshot={shot}", "--window-size=1200,3000", url)
+    assert shot.exists(), done.stderr.decode(errors="replace")[-2000:]
+    pixels = imread(shot)[..., :3]
+    assert pixels.shape[:2] == (3000, 1200)
+    assert pixels.std() > 0.05, "the screenshot is blank"
+    # The charts drew: iterative's red covers far more than its three table swatches.
+    red = np.all(np.abs(pixels * 255 - (214, 39, 40)) < 30, axis=-1).sum()
+    assert red > 1500, f"only {red} iterative-red pixels: charts not rendered?"
+
+    dom = _headless(tmp_path, "--dump-dom", url).stdout.decode("utf-8", errors="replace")
+    rendered = parse(dom)
+    assert len(rendered.images) == 8 and all(s.startswith("data:image/png;base64,") for s in rendered.images)
+    assert rendered.summary_rows == 13
