@@ -75,6 +75,14 @@ def build_parser() -> argparse.ArgumentParser:
                            add_help=False)
     serve.add_argument("args", nargs=argparse.REMAINDER)
 
+    report = sub.add_parser("report", help="draw the charts and report.html of a stored run (no live load)")
+    report.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="a run directory, with its results.json")
+
+    compare = sub.add_parser("compare", help="compare runs of the same scenario: ratios with a significance verdict")
+    compare.add_argument("runs", type=Path, nargs="+", metavar="RUN", help="run directories or results.json files")
+    compare.add_argument("--force", action="store_true", help="compare runs from different machines or scenarios anyway")
+    compare.add_argument("--charts", type=Path, metavar="DIR", help="also draw overlay charts into DIR")
+
     sub.add_parser("list", help="list the backends and the built-in scenarios")
     return parser
 
@@ -125,6 +133,34 @@ def cmd_run(args: argparse.Namespace) -> int:
     return run_scenario(scenario, backends, options)
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    from harness.report import write_report
+    from harness.store import ResultsError
+
+    try:
+        path = write_report(args.run_dir)
+    except ResultsError as error:
+        print(f"concurbench: error: {error}", file=sys.stderr)
+        return 2
+    print(f"report: {path}")
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from harness.compare import CompareError, compare_runs
+    from harness.store import ResultsError
+
+    if len(args.runs) < 2:
+        print("concurbench: error: compare needs at least two runs", file=sys.stderr)
+        return 2
+    try:
+        print(compare_runs(args.runs, force=args.force, chart_dir=args.charts))
+    except (CompareError, ResultsError) as error:
+        print(f"concurbench: error: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["serve"]:
@@ -137,6 +173,10 @@ def main(argv: list[str] | None = None) -> int:
         return cmd_list()
     if args.command == "run":
         return cmd_run(args)
+    if args.command == "report":
+        return cmd_report(args)
+    if args.command == "compare":
+        return cmd_compare(args)
     parser.print_help()
     return 2
 

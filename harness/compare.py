@@ -73,13 +73,15 @@ def verdict(base: StepSummary | None, other: StepSummary | None) -> Verdict:
     """The ratio of medians and its verdict: "1.15x faster", "not significant"..."""
     if base is None or other is None:
         return Verdict(None, None, "missing")
-    ratio = other.rps.median / base.rps.median if base.rps.median else math.inf
+    ratio = other.rps.median / base.rps.median if base.rps.median else None  # base stalled
     significant = welch_significant([s["rps"] for s in base.steps],
                                     [s["rps"] for s in other.steps])
     if significant is None:
         return Verdict(ratio, None, "untested: 1 repetition")
     if not significant:
         return Verdict(ratio, False, NOT_SIGNIFICANT)
+    if ratio is None or ratio == 0:
+        return Verdict(ratio, True, "from 0 req/s" if ratio is None else "down to 0 req/s")
     faster = ratio >= 1
     return Verdict(ratio, True, f"{ratio if faster else 1 / ratio:.2f}x {'faster' if faster else 'slower'}")
 

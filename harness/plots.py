@@ -37,8 +37,8 @@ class StepSummary:
     users: int
     steps: tuple[Mapping[str, Any], ...]
     rps: Spread
-    p50_us: float
-    p99_us: float
+    p50_us: float | None  # None when no repetition completed a request
+    p99_us: float | None
     errors: dict[str, int]  # by kind, summed over the repetitions
     driver_bound: bool
     high_spread: bool
@@ -50,7 +50,7 @@ def summarize_steps(results: Mapping[str, Any]) -> dict[str, dict[int, StepSumma
     """backend -> users -> summary of the "ok" steps, backends in the usual order."""
     groups: dict[tuple[str, int], list[Mapping[str, Any]]] = {}
     for step in results.get("steps", ()):
-        if step.get("status") == "ok" and step.get("requests"):
+        if step.get("status") == "ok":  # 0 requests is a result too: a stalled server
             groups.setdefault((step["backend"], step["users"]), []).append(step)
     summaries: dict[str, dict[int, StepSummary]] = {}
     for backend in backend_order([name for name, _ in groups]):
@@ -60,17 +60,16 @@ def summarize_steps(results: Mapping[str, Any]) -> dict[str, dict[int, StepSumma
 
 
 def _summary(backend: str, users: int, reps: list[Mapping[str, Any]]) -> StepSummary:
-    def median_of(section: str, key: str) -> float | None:
-        values = [(rep.get(section) or {}).get(key) for rep in reps]
-        present = [value for value in values if value is not None]
+    def median_of(section: str | None, key: str) -> float | None:
+        values = [(rep.get(section) or {} if section else rep).get(key) for rep in reps]
+        present = [value for value in values if value is not None]  # None: no request done
         return summarize(present).median if present else None
 
     rps = summarize([rep["rps"] for rep in reps])
     flags = {flag for rep in reps for flag in rep.get("flags") or ()}
     return StepSummary(
         backend=backend, users=users, steps=tuple(reps), rps=rps,
-        p50_us=summarize([rep["p50_us"] or 0 for rep in reps]).median,
-        p99_us=summarize([rep["p99_us"] or 0 for rep in reps]).median,
+        p50_us=median_of(None, "p50_us"), p99_us=median_of(None, "p99_us"),
         errors={kind: sum((rep.get("errors") or {}).get(kind, 0) for rep in reps)
                 for kind in ERROR_KINDS},
         driver_bound=DRIVER_BOUND in flags,
@@ -137,8 +136,8 @@ def latency_vs_users(results: Mapping[str, Any], out_dir: Path) -> list[Path]:
     for backend, by_users in summaries.items():
         colour, points = backend_colour(backend), list(by_users.values())
         users = [p.users for p in points]
-        ax.plot(users, [p.p50_us / 1000 for p in points], color=colour, marker="o")
-        ax.plot(users, [p.p99_us / 1000 for p in points], color=colour, marker="o",
+        ax.plot(users, [_ms(p.p50_us) for p in points], color=colour, marker="o")
+        ax.plot(users, [_ms(p.p99_us) for p in points], color=colour, marker="o",
                 linestyle="--", markerfacecolor="white")
         handles.append(Line2D([], [], color=colour, label=backend_label(backend)))
     handles += [Line2D([], [], color="black", label="p50"),
@@ -151,6 +150,11 @@ def latency_vs_users(results: Mapping[str, Any], out_dir: Path) -> list[Path]:
     ax.legend(handles=handles, fontsize=8, ncols=2)
     note_failed(figure, failed_backends(results))
     return save_figure(figure, out_dir, "latency_vs_users")
+
+
+def _ms(micros: float | None) -> float:
+    """µs to ms for plotting; a missing value is NaN, which matplotlib leaves as a gap."""
+    return math.nan if micros is None else micros / 1000
 
 
 def percentile_spectrum(encoded: list[str]) -> tuple[list[float], list[float]]:
@@ -192,7 +196,7 @@ def latency_spectrum(results: Mapping[str, Any], out_dir: Path, *,
         if users not in by_users:
             missing[backend] = f"no result at {users} users"
             continue
-        xs, ys = percentile_spectrum([step["histogram"] for step in by_users[users].steps])
+        xs, ys = percentile_spectrum([s["histogram"] for s in by_users[users].steps if s.get("histogram")])
         ax.plot(xs, ys, color=backend_colour(backend), label=backend_label(backend))
     ax.set_xscale("log")
     ax.set_xlim(1, 10 ** SPECTRUM_NINES)
@@ -246,8 +250,7 @@ def _timeseries_panel(ax: Any, backend: str, step: Mapping[str, Any]) -> None:
         ax.text(stalls[0] - 0.4, ax.get_ylim()[1] * 0.5, "stall:\n0 req/s", color="#a00",
                 fontsize=8)
     p99 = ax.twinx()  # linear from 0: a log axis would hide how big a post-stall spike is
-    p99.plot(seconds, [s["p99_us"] / 1000 if s["p99_us"] is not None else math.nan
-                       for s in series], color="black", marker=".", linewidth=1)
+    p99.plot(seconds, [_ms(s["p99_us"]) for s in series], color="black", marker=".", linewidth=1)
     p99.set_ylim(bottom=0)
     p99.yaxis.set_major_formatter(ms_format())
     p99.grid(False)

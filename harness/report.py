@@ -90,7 +90,7 @@ def render_report(results: Mapping[str, Any], charts: Sequence[Path]) -> str:
         f'<p class="sub">{_e(scenario.get("description", ""))}<br>{_e(machine_line(metadata))}'
         f' · {_e(metadata.get("date", ""))}</p>',
         _status(results),
-        "<h2>Summary</h2>", _flag_notes(), _summary_table(summaries),
+        "<h2>Summary</h2>", _flag_notes(), _summary_table(summaries, failed_backends(results)),
         _failures(results),
         "<h2>Charts</h2>", *(_figure(path) for path in charts),
         "<h2>Scenario</h2>", _definition_list(scenario),
@@ -109,7 +109,8 @@ def _status(results: Mapping[str, Any]) -> str:
     if status == "complete":
         return ""
     why = {"interrupted": "the run was interrupted: later steps are missing",
-           "failed": "the run failed: what it measured before failing is below"}
+           "failed": "the run failed: what it measured before failing is below",
+           "running": "the run had not finished (or died) when these results were written"}
     return f'<p class="status"><strong>{_e(status)}</strong>: {_e(why.get(status, ""))}</p>'
 
 
@@ -125,7 +126,8 @@ def _badge(flag: str, detail: str = "") -> str:
     return f'<a class="flag flag-{_e(flag)}" href="#flag-{_e(flag)}">{_e(text)}</a>'
 
 
-def _summary_table(summaries: Mapping[str, Mapping[int, StepSummary]]) -> str:
+def _summary_table(summaries: Mapping[str, Mapping[int, StepSummary]],
+                   failed: Mapping[str, str]) -> str:
     head = ("<tr><th class=name>backend</th><th>users</th><th>median req/s</th>"
             "<th>req/s range (spread)</th><th>p50 ms</th><th>p99 ms</th>"
             "<th>errors (all reps)</th><th>reps</th><th class=name>flags</th></tr>")
@@ -141,12 +143,20 @@ def _summary_table(summaries: Mapping[str, Mapping[int, StepSummary]]) -> str:
                 f"</span>{_e(backend)}</td><td>{users}</td>"
                 f"<td><strong>{summary.rps.median:,.0f}</strong></td>"
                 f"<td>{summary.rps.min:,.0f}–{summary.rps.max:,.0f} ({summary.rps.spread:.1%})</td>"
-                f"<td>{summary.p50_us / 1000:,.3f}</td><td>{summary.p99_us / 1000:,.3f}</td>"
+                f"<td>{_ms(summary.p50_us)}</td><td>{_ms(summary.p99_us)}</td>"
                 f'<td title="{_e(kinds or "none")}">{sum(summary.errors.values()):,}</td>'
                 f"<td>{len(summary.steps)}</td><td class=name>{' '.join(flags)}</td></tr>")
+    for backend in failed:
+        rows.append(f'<tr class="failed-row"><td class=name><span class=swatch style="background:'
+                    f'{backend_colour(backend)}"></span>{_e(backend)}</td><td class=name colspan=8>'
+                    f'<a class=failed href="#failures">✗ failed: see Failures</a></td></tr>')
     if not rows:
         rows.append('<tr><td class=name colspan=9>no successful step</td></tr>')
     return f'<table class="summary">{head}{"".join(rows)}</table>'
+
+
+def _ms(micros: float | None) -> str:
+    return "—" if micros is None else f"{micros / 1000:,.3f}"
 
 
 def _failures(results: Mapping[str, Any]) -> str:
@@ -167,7 +177,7 @@ def _failures(results: Mapping[str, Any]) -> str:
                 f'{_e(step.get("error") or "failed")}</summary></details>')
     if not blocks:
         return ""
-    return "<h2>Failures</h2>\n" + "\n".join(blocks)
+    return '<h2 id="failures">Failures</h2>\n' + "\n".join(blocks)
 
 
 def _figure(path: Path) -> str:

@@ -19,7 +19,7 @@ import matplotlib
 import pytest
 
 from harness import plots
-from harness.chart_style import BACKEND_COLOURS, backend_colour, short_cpu_model
+from harness.chart_style import BACKEND_COLOURS, backend_colour, backend_label, short_cpu_model
 from harness.metrics import merge_histograms
 from harness.store import read_results
 
@@ -182,3 +182,19 @@ def test_charts_of_an_empty_run_still_draw(run_a: dict[str, Any], tmp_path: Path
     empty = {**run_a, "steps": [], "backends": {}}
     for draw in (plots.throughput_vs_users, plots.errors, plots.latency_spectrum):
         png_size(draw(empty, tmp_path)[0])
+
+
+def test_a_step_with_no_completed_request_is_drawn_as_zero(run_a: dict[str, Any], tmp_path: Path) -> None:
+    stalled = [{**s, "requests": 0, "rps": 0.0, "p50_us": None, "p99_us": None, "histogram": None}
+               if s["backend"] == "iterative" and s["users"] == 32 else s for s in run_a["steps"]]
+    summary = plots.summarize_steps({**run_a, "steps": stalled})["iterative"][32]
+    assert summary.rps.median == 0 and summary.p99_us is None
+    png_size(plots.latency_vs_users({**run_a, "steps": stalled}, tmp_path)[0])
+
+
+def test_an_external_backend_is_drawn_in_its_own_colour(run_a: dict[str, Any], tmp_path: Path) -> None:
+    name = "cmd:uvicorn --port {port} --workers 1 app:app"
+    steps = [{**s, "backend": name} if s["backend"] == "asyncio" else s for s in run_a["steps"]]
+    text = svg_text(plots.throughput_vs_users({**run_a, "steps": steps}, tmp_path)[1])
+    assert backend_colour(name) in text and backend_label(name) in text and backend_label(name) != name
+    assert BACKEND_COLOURS["asyncio"] not in text

@@ -45,7 +45,7 @@ class PageParser(HTMLParser):
                 self.references.append((tag, name, values[name] or ""))
         if tag == "table" and values.get("class") == "summary":
             self._in_summary = True
-        elif tag == "tr" and self._in_summary:
+        elif tag == "tr" and self._in_summary and values.get("class") != "failed-row":
             self.summary_rows += 1
 
     def handle_endtag(self, tag: str) -> None:
@@ -112,6 +112,12 @@ def test_flags_are_marked_and_explained(page: str) -> None:
     assert 'class="flag flag-driver-bound"' in page and 'class="flag flag-high-spread"' in page
     assert 'id="flag-driver-bound"' in page and 'id="flag-high-spread"' in page
     assert "not the server&#x27;s capacity" in page
+
+
+def test_failed_backend_has_a_row_pointing_to_its_failure(page: str) -> None:
+    row = page[page.index('<tr class="failed-row">'):]
+    row = row[:row.index("</tr>")]
+    assert "forking" in row and 'href="#failures"' in row and 'id="failures"' in page
 
 
 def test_failed_backend_shows_its_error_and_stderr_in_details(page: str) -> None:
