@@ -15,6 +15,7 @@ import queue
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections import deque
@@ -181,7 +182,8 @@ class Run:
             return {"status": "failed", "error": str(error).splitlines()[0], "stderr_tail": error.stderr_tail}
         # The driver gets the address as given: 0.0.0.0 as a destination means this host.
         specs = driver_specs(self.scenario, host=self.options.host, port=running.port)
-        driver = DriverProcess(specs, workdir=self.run_dir / "driver" / _safe(backend), cpus=self.driver_cpus)
+        workdir = tempfile.TemporaryDirectory(prefix=f"concurbench-{_safe(backend)}-")  # specs and raw results
+        driver = DriverProcess(specs, workdir=Path(workdir.name), cpus=self.driver_cpus)
         try:
             self._drive(backend, running, driver, specs, progress)
         except BackendFailed as error:
@@ -191,6 +193,7 @@ class Run:
         finally:
             driver.stop()
             exit_status = running.stop()
+            workdir.cleanup()
         return {"status": "ok", "error": None, "stderr_tail": running.stderr_tail(), "exit_status": exit_status}
 
     def _drive(self, backend: str, running: RunningBackend, driver: DriverProcess, specs: list[DriverSpec],
