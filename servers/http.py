@@ -170,8 +170,9 @@ class RequestParser:
             error.requests = out
             if error.close:
                 self._failed = error
-            else:
-                self._keep(data, pos if self._reader else self._resume)
+            else:  # keep what follows the bad request, unscanned: it may hold whole requests
+                self._pending += data[pos if self._reader else self._resume :]
+                self._scan_from = 0
             raise
         if pos < end:
             self._keep(data, pos)

@@ -984,3 +984,11 @@ def test_server_header_is_present() -> None:
 def test_keep_alive_response_does_not_say_close() -> None:
     head, _, _ = h11_response(build_response(Response(200), keep_alive=True))
     assert b"close" not in b",".join(header_values(head, b"connection")).lower()
+
+
+def test_request_pipelined_behind_a_recoverable_error_is_parsed_next() -> None:
+    parser = RequestParser()
+    with pytest.raises(ProtocolError) as info:
+        parser.feed(b"GET /a HTTP/1.1\r\n\r\n" + SIMPLE_GET)
+    assert info.value.status == 400 and not info.value.close
+    assert [r.method for r in parser.feed(b"")] == ["GET"]

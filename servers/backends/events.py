@@ -61,6 +61,8 @@ class EventConnection:
         return self.waiting or bool(self.queue) or self.pending_output() > 0
 
     def received(self, data: bytes) -> None:
+        if self.closing:
+            return  # answered and closing: whatever else arrives is not read
         if self.idle:
             self.idle = False
             if not self.fresh:

@@ -1,0 +1,193 @@
+"""A raw HTTP/1.1 client on gevent: pre-built requests, minimal response framing.
+
+Imported only by the driver process (harness.drivers.locust_driver), after locust has
+monkey-patched it with gevent; never by the orchestrator or the servers.
+"""
+
+from __future__ import annotations
+
+import bisect
+import errno
+import itertools
+import os
+import random
+import socket
+
+import gevent
+import gevent.event
+import gevent.hub
+from gevent.monkey import get_original
+
+from harness.drivers.spec import (
+    DriverSpec,
+    RequestSpec,
+)
+
+RECV_SIZE = 65536  # one recv takes a whole small response; big bodies are counted, not kept
+MAX_RESPONSE_HEAD = 65536  # a head bigger than this means the framing is lost
+CONNECT_BACKOFF_S = 0.01  # a refused connect returns at once: pause so a dead port can't spin a CPU
+RECONNECT_PAUSE_S = 0.1  # background sockets reopen this long after the server closes them
+WATCHDOG_PERIOD_S = 0.1  # timeouts are enforced to within this
+ERROR_KINDS = ("connect", "timeout", "reset", "bad_status")
+_NS = 1_000_000_000
+RealSocket = get_original("socket", "socket")  # the stdlib class, not gevent's
+
+
+class ClosedEarly(ConnectionError):
+    """The server closed the connection before the response was complete."""
+
+
+# --- the target and the requests -------------------------------------------------------
+
+
+def resolve_target(host: str, port: int) -> tuple[socket.AddressFamily, tuple]:
+    """Address to connect to. As a destination, 0.0.0.0 (or ::) means this host."""
+    host = host.strip("[]")
+    host = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host)
+    family, _, _, _, sockaddr = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+    return family, sockaddr
+
+
+def host_header(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host and not host.startswith("[") else f"{host}:{port}"
+
+
+def build_request(entry: RequestSpec, *, host: str, keep_alive: bool) -> bytes:
+    """The whole request as one buffer: one send per request, nothing for Nagle to hold."""
+    body = entry.body.encode()
+    headers = {"host": ("Host", host)}
+    if body or entry.method in ("POST", "PUT", "PATCH"):
+        headers["content-length"] = ("Content-Length", str(len(body)))
+    if not keep_alive:
+        headers["connection"] = ("Connection", "close")
+    headers.update((name.lower(), (name, value)) for name, value in entry.headers.items())
+    lines = [f"{entry.method} {entry.path} HTTP/1.1", *(f"{n}: {v}" for n, v in headers.values())]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
+
+
+class RequestMix:
+    """Weighted choice of pre-built requests; `pick()` returns (request bytes, is HEAD)."""
+
+    def __init__(self, spec: DriverSpec) -> None:
+        host = host_header(spec.host, spec.port)
+        entries = [e for e in spec.requests if e.weight > 0]
+        self.entries = [
+            (build_request(e, host=host, keep_alive=spec.keep_alive), e.method == "HEAD") for e in entries
+        ]
+        self.cumulative = list(itertools.accumulate(e.weight for e in entries))
+        if len(self.entries) == 1:
+            self.pick = itertools.repeat(self.entries[0]).__next__
+
+    def pick(self) -> tuple[bytes, bool]:
+        return self.entries[bisect.bisect_right(self.cumulative, random.random() * self.cumulative[-1])]
+
+
+def read_response(first: bytes, recv, head_only: bool) -> tuple[int, bool]:
+    """Frame one response from its first chunk plus `recv(n)`; return (status, server will
+    close). Framing is Content-Length only; the body is counted, never kept.
+
+    Raises ClosedEarly (or another OSError) when the connection fails, ValueError when the
+    response cannot be framed.
+    """
+    buf = first
+    end = buf.find(b"\r\n\r\n")
+    while end < 0:
+        if len(buf) > MAX_RESPONSE_HEAD:
+            raise ValueError("response head too long")
+        more = recv(RECV_SIZE)
+        if not more:
+            raise ClosedEarly("connection closed before the response head")
+        buf += more
+        end = buf.find(b"\r\n\r\n")
+    if not buf.startswith(b"HTTP/1."):
+        raise ValueError("not an HTTP/1.x response")
+    status = int(buf[9:12])
+    head = buf[:end].lower()
+    close = b"\r\nconnection: close" in head or buf[7] == 48  # 48: b"0", an HTTP/1.0 response
+    if head_only or status < 200 or status == 204 or status == 304:
+        return status, close
+    i = head.find(b"\r\ncontent-length:")
+    if i < 0:
+        if b"\r\ntransfer-encoding:" in head:
+            raise ValueError("chunked responses are not supported")
+        while recv(RECV_SIZE):  # no length: the body runs until the server closes
+            pass
+        return status, True
+    j = head.find(b"\r\n", i + 2)
+    length = int(head[i + 17 : j] if j > 0 else head[i + 17 :])
+    have = len(buf) - end - 4
+    while have < length:
+        more = recv(min(length - have, RECV_SIZE))
+        if not more:
+            raise ClosedEarly("connection closed in the response body")
+        have += len(more)
+    return status, close or have > length  # extra bytes: framing lost, start afresh
+
+
+class RequestTimeout(Exception):
+    """Thrown into a user's wait by the watchdog when its request is older than timeout_s."""
+
+
+class Connection:
+    """A non-blocking socket waited on through the gevent hub itself.
+
+    gevent's socket costs, per request, a recv that fails with EAGAIN before every wait and
+    a getsockopt(SO_SNDBUF) in sendall; here a request is one send, one wait, one recv.
+    Another greenlet may `cancel(exc)` a wait in progress (see watch_timeouts).
+    """
+
+    __slots__ = ("sock", "hub", "readable", "writable")
+
+    def __init__(self, family: socket.AddressFamily, hub: gevent.hub.Hub) -> None:
+        self.sock = sock = RealSocket(family, socket.SOCK_STREAM)
+        sock.setblocking(False)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.hub = hub
+        self.readable, self.writable = hub.loop.io(sock.fileno(), 1), hub.loop.io(sock.fileno(), 2)
+
+    def connect(self, address: tuple) -> None:
+        err = self.sock.connect_ex(address)
+        if err == errno.EINPROGRESS:
+            self.hub.wait(self.writable)
+            err = self.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+        if err:
+            raise OSError(err, os.strerror(err))
+
+    def send(self, data: bytes) -> None:
+        view = memoryview(data)
+        while view:
+            try:
+                view = view[self.sock.send(view) :]
+            except BlockingIOError:
+                pass
+            if view:
+                self.hub.wait(self.writable)
+
+    def recv_reply(self) -> bytes:
+        """The first chunk after a send: nothing can be there yet, so wait before reading."""
+        while True:
+            self.hub.wait(self.readable)
+            try:
+                return self.sock.recv(RECV_SIZE)
+            except BlockingIOError:
+                pass
+
+    def recv(self, size: int) -> bytes:
+        while True:
+            try:
+                return self.sock.recv(size)
+            except BlockingIOError:
+                self.hub.wait(self.readable)
+
+    def cancel(self, exc: BaseException) -> None:
+        self.hub.cancel_wait(self.readable, exc)
+        self.hub.cancel_wait(self.writable, exc)
+
+    def close(self) -> None:
+        self.readable.close()
+        self.writable.close()
+        self.sock.close()
+
+
+# --- the users --------------------------------------------------------------------------
+
