@@ -59,7 +59,9 @@ def build_parser() -> argparse.ArgumentParser:
                          formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     run.add_argument("--scenario", required=True, help="a built-in scenario name (see `concurbench list`) or a TOML file")
     run.add_argument("--backend", default="all",
-                     help="'all', or a comma list of: " + ", ".join(BACKENDS) + ", or 'cmd:COMMAND with {port}'")
+                     help="'all' (our five), or a comma list of: " + ", ".join(BACKENDS)
+                          + ", a ready-made peer (uvicorn, gunicorn-sync, gunicorn-gthread, http.server), a name from"
+                          " the scenario's [backends], or 'cmd:COMMAND with {port}'")
     run.add_argument("--users", type=_users, help="override the user sweep, e.g. 1,8,32,128")
     run.add_argument("--duration", type=_duration, help="override each measured step's length, e.g. 10s")
     run.add_argument("--warmup", type=_duration, help="override the warm-up before each user level, e.g. 2s")
@@ -93,6 +95,12 @@ def cmd_list() -> int:
     print("backends:")
     for line in list_backends().splitlines():
         print(f"  {line}")
+    from harness.peers import PEERS, available
+
+    print("\nready-made peers (external servers serving the same app):")
+    for name, peer in PEERS.items():
+        note = "" if available(name) else "  [not installed: pip install 'concurbench[peers]']"
+        print(f"  {name:<16}  {peer.description}{note}")
     print("\nscenarios:")
     scenarios = builtin_scenarios()
     width = max(map(len, scenarios))
@@ -105,17 +113,37 @@ def cmd_list() -> int:
     return 0
 
 
-def parse_backends(text: str) -> list[str]:
+def parse_backends(text: str, scenario_backends: tuple[tuple[str, str], ...] = ()) -> dict[str, str]:
+    """--backend as {display name: launch target}: ours by name, a ready-made peer, a
+    scenario's [backends] entry, or a literal cmd:COMMAND (which may contain commas)."""
+    from harness.peers import PEERS, available, peer_command
+
     if text == "all":
-        return list(BACKENDS)
+        return {name: name for name in BACKENDS}
     if text.startswith("cmd:"):
-        return [text]
-    names = [name.strip() for name in text.split(",") if name.strip()]
-    unknown = [name for name in names if name not in BACKENDS]
-    if unknown or not names:
-        raise ValueError(f"unknown backend {', '.join(unknown) or text!r}; choose from: all, {', '.join(BACKENDS)}, "
-                         "or cmd:COMMAND")
-    return names
+        return {text: text}
+    named = dict(scenario_backends)
+    chosen: dict[str, str] = {}
+    for name in (part.strip() for part in text.split(",")):
+        if not name:
+            continue
+        if name == "all":
+            chosen.update({ours: ours for ours in BACKENDS})
+        elif name in BACKENDS:
+            chosen[name] = name
+        elif name in named:
+            chosen[name] = "cmd:" + named[name]
+        elif name in PEERS:
+            if not available(name):
+                raise ValueError(f"backend {name!r} needs {PEERS[name].needs}, which is not installed: "
+                                 "pip install 'concurbench[peers]'")
+            chosen[name] = peer_command(name)
+        else:
+            choices = [*BACKENDS, *PEERS, *named]
+            raise ValueError(f"unknown backend {name!r}; choose from: all, {', '.join(choices)}, or cmd:COMMAND")
+    if not chosen:
+        raise ValueError(f"no backend in {text!r}")
+    return chosen
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -124,7 +152,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     try:
         scenario = load_scenario(args.scenario).with_overrides(
             users=args.users, duration_s=args.duration, warmup_s=args.warmup, repeat=args.repeat)
-        backends = parse_backends(args.backend)
+        backends = parse_backends(args.backend, scenario.backends)
     except (ScenarioError, ValueError) as error:
         print(f"concurbench: error: {error}", file=sys.stderr)
         return 2

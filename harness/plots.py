@@ -44,13 +44,32 @@ class StepSummary:
     high_spread: bool
     cpu_percent: float | None
     rss_bytes: float | None
+    starved: int = 0  # median users with no answer in a window: in no percentile
+
+
+def note_starved(ax: Any, summaries: Mapping[str, Mapping[int, StepSummary]], users: int | None = None) -> None:
+    """Say on the chart which backends left clients unanswered: a closed-loop latency
+    counts only the answers, so a server serving one client while the rest wait looks
+    fast. The count is the honest part of the picture."""
+    lines = []
+    for backend, by_users in summaries.items():
+        for level, summary in by_users.items():
+            if summary.starved and (users is None or level == users):
+                lines.append(f"{backend_label(backend)} at {level} users: {summary.starved} of {level} "
+                             "got no answer in a window (not in these latencies)")
+    if lines:
+        ax.text(0.99, 0.02, "\n".join(lines[:4]) + ("\n..." if len(lines) > 4 else ""), transform=ax.transAxes,
+                ha="right", va="bottom", fontsize=7, color="#a00",
+                bbox={"facecolor": "white", "alpha": 0.85, "edgecolor": "#a00", "linewidth": 0.5})
 
 
 def summarize_steps(results: Mapping[str, Any]) -> dict[str, dict[int, StepSummary]]:
     """backend -> users -> summary of the "ok" steps, backends in the usual order."""
     groups: dict[tuple[str, int], list[Mapping[str, Any]]] = {}
     for step in results.get("steps", ()):
-        if step.get("status") == "ok":  # 0 requests is a result too: a stalled server
+        # 0 requests is a result too (a stalled server); open-loop levels have charts of
+        # their own (harness/plots_open_loop.py), against offered rate instead of users.
+        if step.get("status") == "ok" and step.get("rate") is None:
             groups.setdefault((step["backend"], step["users"]), []).append(step)
     summaries: dict[str, dict[int, StepSummary]] = {}
     for backend in backend_order([name for name, _ in groups]):
@@ -76,6 +95,7 @@ def _summary(backend: str, users: int, reps: list[Mapping[str, Any]]) -> StepSum
         high_spread=rps.high_spread or HIGH_SPREAD_FLAG in flags,
         cpu_percent=median_of("server", "cpu_percent"),
         rss_bytes=median_of("server", "rss_bytes"),
+        starved=int(median_of(None, "starved_users") or 0),
     )
 
 
@@ -85,8 +105,9 @@ def failed_backends(results: Mapping[str, Any]) -> dict[str, str]:
     failed = {name: (entry or {}).get("error") or "failed"
               for name, entry in (results.get("backends") or {}).items()
               if (entry or {}).get("status") == "failed"}
+    good = {step["backend"] for step in results.get("steps", ()) if step.get("status") == "ok"}
     for step in results.get("steps", ()):
-        if step["backend"] not in drawn and step["backend"] not in failed:
+        if step["backend"] not in drawn and step["backend"] not in good and step["backend"] not in failed:
             failed[step["backend"]] = step.get("error") or "no successful step"
     return failed
 
@@ -148,6 +169,7 @@ def latency_vs_users(results: Mapping[str, Any], out_dir: Path) -> list[Path]:
     ax.set_ylabel("latency, ms (log scale)")
     ax.set_title(chart_title(results, "latency vs users (p50 solid, p99 dashed)"))
     ax.legend(handles=handles, fontsize=8, ncols=2)
+    note_starved(ax, summaries)
     note_failed(figure, failed_backends(results))
     return save_figure(figure, out_dir, "latency_vs_users")
 
@@ -209,6 +231,7 @@ def latency_spectrum(results: Mapping[str, Any], out_dir: Path, *,
     ax.set_title(chart_title(results, f"latency spectrum at {users} users"))
     if summaries:
         ax.legend(fontsize=8, loc="upper left")
+    note_starved(ax, summaries, users)
     note_failed(figure, {**failed_backends(results), **missing})
     return save_figure(figure, out_dir, "latency_spectrum")
 
@@ -311,8 +334,11 @@ def errors(results: Mapping[str, Any], out_dir: Path) -> list[Path]:
 
 def draw_all(results: Mapping[str, Any], out_dir: Path) -> list[Path]:
     """Every chart of one run into out_dir; the written paths, PNG and SVG of each."""
+    from harness.plots_open_loop import draw_open_loop
+
     paths: list[Path] = []
-    for draw in (throughput_vs_users, latency_vs_users, latency_spectrum, timeseries,
-                 resources, errors):
-        paths += draw(results, out_dir)
-    return paths
+    if summarize_steps(results):
+        for draw in (throughput_vs_users, latency_vs_users, latency_spectrum, timeseries,
+                     resources, errors):
+            paths += draw(results, out_dir)
+    return paths + draw_open_loop(results, out_dir)

@@ -29,6 +29,9 @@ FLAG_NOTES = {
                   "not the server's capacity",
     "high-spread": f"the repetitions' req/s differ by more than {HIGH_SPREAD:.0%} of their "
                    "median: trust the median less than usual",
+    "starved": "some users got no answer at all during a window (e.g. queued behind an iterative "
+               "server's keep-alive client): their wait is in no latency percentile, so the "
+               "percentiles describe only the clients that were served",
 }
 CHART_CAPTIONS = {
     "throughput_vs_users": "Median requests/s against users; bars span the repetitions. "
@@ -40,6 +43,10 @@ CHART_CAPTIONS = {
                   "in which no request completed (a stall).",
     "resources": "Server CPU and resident memory against users.",
     "errors": "Errors by kind, summed over every load level and repetition.",
+    "latency_vs_rate": "Open loop: latency from each request's intended send time (corrected) against "
+                       "the offered rate; dotted, the p99 a closed-loop tool would report (uncorrected).",
+    "achieved_vs_offered": "Open loop: achieved against offered requests/s; below the diagonal the "
+                           "server is saturated.",
 }
 
 CSS = """
@@ -57,6 +64,7 @@ tr.flagged td { background: #fffbea; }
         font-weight: 600; white-space: nowrap; text-decoration: none; color: inherit; }
 .flag-driver-bound { background: #ffe8a3; border: 1px solid #d4a000; }
 .flag-high-spread { background: #fcd5d3; border: 1px solid #c0392b; }
+.flag-starved { background: #e3d5fc; border: 1px solid #6c3fc0; }
 .status { padding: 0.6em 1em; border-radius: 4px; background: #fcd5d3; }
 .failed { color: #a00; } dt { font-weight: 600; } dd { margin: 0 0 0.4em 1.5em; }
 details { margin: 0.4em 0; } summary { cursor: pointer; }
@@ -91,6 +99,7 @@ def render_report(results: Mapping[str, Any], charts: Sequence[Path]) -> str:
         f' · {_e(metadata.get("date", ""))}</p>',
         _status(results),
         "<h2>Summary</h2>", _flag_notes(), _summary_table(summaries, failed_backends(results)),
+        _open_loop_table(results),
         _failures(results),
         "<h2>Charts</h2>", *(_figure(path) for path in charts),
         "<h2>Scenario</h2>", _definition_list(scenario),
@@ -135,7 +144,8 @@ def _summary_table(summaries: Mapping[str, Mapping[int, StepSummary]],
     for backend, by_users in summaries.items():
         for users, summary in by_users.items():
             flags = ([_badge(DRIVER_BOUND)] if summary.driver_bound else []) + (
-                [_badge("high-spread", f"{summary.rps.spread:.0%}")] if summary.high_spread else [])
+                [_badge("high-spread", f"{summary.rps.spread:.0%}")] if summary.high_spread else []) + (
+                [_badge("starved", f"{summary.starved} of {users}")] if summary.starved else [])
             kinds = ", ".join(f"{kind} {count}" for kind, count in summary.errors.items() if count)
             rows.append(
                 f'<tr class="{"flagged" if flags else ""}">'
@@ -153,6 +163,25 @@ def _summary_table(summaries: Mapping[str, Mapping[int, StepSummary]],
     if not rows:
         rows.append('<tr><td class=name colspan=9>no successful step</td></tr>')
     return f'<table class="summary">{head}{"".join(rows)}</table>'
+
+
+def _open_loop_table(results: Mapping[str, Any]) -> str:
+    """Open-loop levels: achieved rate and corrected/uncorrected latency per offered rate."""
+    from harness.plots_open_loop import _median_of, open_loop_levels
+
+    levels = open_loop_levels(results)
+    if not levels:
+        return ""
+    rows = ["<h3>Open loop</h3><table><tr><th class=name>backend</th><th>offered req/s</th>"
+            "<th>achieved req/s</th><th>p50 ms</th><th>p99 ms</th><th>p99 ms uncorrected</th></tr>"]
+    for backend, by_rate in levels.items():
+        for rate, steps in by_rate.items():
+            achieved = _median_of(steps, "rps")
+            rows.append(f"<tr><td class=name>{_e(backend)}</td><td>{rate:,.0f}</td>"
+                        f"<td>{achieved or 0:,.0f}</td><td>{_ms(_median_of(steps, 'p50_us'))}</td>"
+                        f"<td>{_ms(_median_of(steps, 'p99_us'))}</td>"
+                        f"<td>{_ms(_median_of(steps, 'p99_us', 'uncorrected'))}</td></tr>")
+    return "".join(rows) + "</table>"
 
 
 def _ms(micros: float | None) -> str:

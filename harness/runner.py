@@ -54,14 +54,18 @@ class RunOptions:
 
 
 def driver_specs(scenario: Scenario, *, host: str, port: int) -> list[DriverSpec]:
-    """One spec per user level: warm-up once, then `repeat` windows."""
+    """One spec per load level: each closed-loop user count, then each open-loop rate
+    (spread over `connections`). Each level: a warm-up, then `repeat` windows."""
     requests = tuple(RequestSpec(method=r.method, path=r.path, body=r.body, headers=dict(r.headers), weight=r.weight)
                      for r in scenario.requests)
-    return [DriverSpec(host=host, port=port, requests=requests, users=users, duration_s=scenario.duration_s,
-                       warmup_s=scenario.warmup_s, repeat=scenario.repeat, keep_alive=scenario.keep_alive,
-                       timeout_s=scenario.timeout_s, idle_connections=scenario.idle_connections,
-                       slow_clients=scenario.slow_clients, slow_interval_s=scenario.slow_interval_s)
-            for users in scenario.users]
+    levels: list[tuple[int, float | None]] = [(users, None) for users in scenario.users]
+    levels += [(scenario.connections, rate) for rate in scenario.rate]
+    return [DriverSpec(host=host, port=port, requests=requests, users=users, rate=rate,
+                       duration_s=scenario.duration_s, warmup_s=scenario.warmup_s, repeat=scenario.repeat,
+                       keep_alive=scenario.keep_alive, timeout_s=scenario.timeout_s,
+                       idle_connections=scenario.idle_connections, slow_clients=scenario.slow_clients,
+                       slow_interval_s=scenario.slow_interval_s)
+            for users, rate in levels]
 
 
 class DriverProcess:
@@ -142,13 +146,14 @@ def step_record(backend: str, spec: DriverSpec, repetition: int, result: DriverR
         "server": server, "driver": {"cpu_percent": result.driver_cpu_percent},
         "unfinished": result.unfinished, "unfinished_max_us": result.unfinished_max_us,
         "background": data["background"], "interrupted": result.interrupted, "flags": flags,
+        "rate": result.rate, "uncorrected": data["uncorrected"], "starved_users": result.starved_users,
     }
 
 
 class Run:
     """One `concurbench run`: owns the results dict and writes it after every change."""
 
-    def __init__(self, scenario: Scenario, backends: list[str], options: RunOptions) -> None:
+    def __init__(self, scenario: Scenario, backends: dict[str, str], options: RunOptions) -> None:
         self.scenario = scenario
         self.backends = backends
         self.options = options
@@ -168,18 +173,21 @@ class Run:
         write_results(self.run_dir, self.results)
 
     def execute(self, progress: Progress) -> None:
-        for backend in self.backends:
-            self.results["backends"][backend] = self.run_backend(backend, progress)
+        for backend, target in self.backends.items():
+            self.results["backends"][backend] = self.run_backend(backend, target, progress)
             self.save()
 
-    def run_backend(self, backend: str, progress: Progress) -> dict[str, Any]:
+    def run_backend(self, backend: str, target: str, progress: Progress) -> dict[str, Any]:
+        """Launch `target` (ours, or cmd:...), drive it, and return its entry in results."""
         progress.message(f"{backend}: starting on CPU {','.join(map(str, self.server_cpus))}")
-        extra = () if backend.startswith("cmd:") else self.scenario.server_args
+        external = target.startswith("cmd:")
+        extra = () if external else self.scenario.server_args  # server args are our servers' flags
         try:
-            running = launch_backend(backend, host=self.options.host, cpus=self.server_cpus, extra_args=extra)
+            running = launch_backend(target, host=self.options.host, cpus=self.server_cpus, extra_args=extra)
         except LaunchError as error:
             progress.message(f"{backend}: FAILED to start: {str(error).splitlines()[0]}")
-            return {"status": "failed", "error": str(error).splitlines()[0], "stderr_tail": error.stderr_tail}
+            return {"status": "failed", "error": str(error).splitlines()[0], "stderr_tail": error.stderr_tail,
+                    "command": target if external else None}
         # The driver gets the address as given: 0.0.0.0 as a destination means this host.
         specs = driver_specs(self.scenario, host=self.options.host, port=running.port)
         workdir = tempfile.TemporaryDirectory(prefix=f"concurbench-{_safe(backend)}-")  # specs and raw results
@@ -194,7 +202,8 @@ class Run:
             driver.stop()
             exit_status = running.stop()
             workdir.cleanup()
-        return {"status": "ok", "error": None, "stderr_tail": running.stderr_tail(), "exit_status": exit_status}
+        return {"status": "ok", "error": None, "stderr_tail": running.stderr_tail(), "exit_status": exit_status,
+                "command": target if external else None}
 
     def _drive(self, backend: str, running: RunningBackend, driver: DriverProcess, specs: list[DriverSpec],
                progress: Progress) -> None:
@@ -216,7 +225,7 @@ class Run:
             sampler.sample()
             if event["type"] == "progress":
                 rep = min(done - level * self.scenario.repeat + 1, self.scenario.repeat)
-                step = f"users={specs[level].users} " + ("warm-up" if event["phase"] == "warmup"
+                step = f"{level_name(specs[level])} " + ("warm-up" if event["phase"] == "warmup"
                                                           else f"rep {rep}/{self.scenario.repeat}")
                 progress.tick(Tick(backend, step, event["rps"], event["errors"]))
             elif event["type"] == "result":
@@ -226,13 +235,13 @@ class Run:
                                      sampler.window(result.duration_s))
                 self.results["steps"].append(record)
                 self.save()
+                errors = sum(record["errors"].values())
+                progress.message(f"{backend}: {level_name(specs[level])} rep {repetition + 1}: "
+                                 f"{record['rps']:,.0f} req/s, p99 {_ms(record['p99_us'])}, errors {errors}"
+                                 + (f" [{', '.join(record['flags'])}]" if record["flags"] else ""))
                 done += 1
                 if done % self.scenario.repeat == 0:
                     level = min(level + 1, len(specs) - 1)
-                errors = sum(record["errors"].values())
-                progress.message(f"{backend}: users={record['users']} rep {repetition + 1}: "
-                                 f"{record['rps']:,.0f} req/s, p99 {_ms(record['p99_us'])}, errors {errors}"
-                                 + (f" [{', '.join(record['flags'])}]" if record["flags"] else ""))
 
     def finish(self, status: str) -> None:
         flag_high_spread(self.results["steps"])
@@ -241,12 +250,16 @@ class Run:
         write_summary_csv(self.run_dir, self.results["steps"])
 
 
+def level_name(spec: DriverSpec) -> str:
+    return f"users={spec.users}" if spec.rate is None else f"rate={spec.rate:g}/s"
+
+
 def flag_high_spread(steps: list[dict[str, Any]]) -> None:
-    """Flag every repetition of a (backend, users) whose req/s spread is over 10%."""
-    groups: dict[tuple[str, int], list[dict[str, Any]]] = {}
+    """Flag every repetition of a load level whose req/s spread is over 10%."""
+    groups: dict[tuple[str, int, float | None], list[dict[str, Any]]] = {}
     for step in steps:
         if step["status"] == "ok":
-            groups.setdefault((step["backend"], step["users"]), []).append(step)
+            groups.setdefault((step["backend"], step["users"], step.get("rate")), []).append(step)
     for group in groups.values():
         if len(group) > 1 and summarize([s["rps"] for s in group]).high_spread:
             for step in group:
@@ -262,8 +275,11 @@ def _safe(name: str) -> str:
     return "".join(c if c.isalnum() or c in "-_" else "_" for c in name)[:60]
 
 
-def run_scenario(scenario: Scenario, backends: list[str], options: RunOptions) -> int:
-    """Run, store, summarize; the exit status is 0, 1 (a backend failed) or 130 (interrupted)."""
+def run_scenario(scenario: Scenario, backends: dict[str, str], options: RunOptions) -> int:
+    """Run, store, summarize; the exit status is 0, 1 (a backend failed) or 130 (interrupted).
+
+    `backends` maps each display name to what to launch: ours by name, or cmd:...
+    """
     try:
         run = Run(scenario, backends, options)
     except (ResultsError, OSError) as error:

@@ -81,7 +81,8 @@ class Scenario:
     description: str
     requests: tuple[RequestSpec, ...]
     users: tuple[int, ...]
-    rate: tuple[float, ...]
+    rate: tuple[float, ...]  # open loop: offered req/s, one level each
+    connections: int  # open loop: the connections each rate is spread across
     duration_s: float
     warmup_s: float
     repeat: int
@@ -92,6 +93,7 @@ class Scenario:
     slow_interval_s: float
     server_args: tuple[str, ...]
     sha256: str
+    backends: tuple[tuple[str, str], ...] = ()  # [backends]: named external server commands
     overrides: tuple[str, ...] = ()  # what the command line changed, e.g. "repeat=1"
 
     def with_overrides(self, *, users: Sequence[int] | None = None,
@@ -183,9 +185,9 @@ def load_scenario(name_or_path: str | Path) -> Scenario:
 
 
 def _build(top: _Table, *, name: str, path: Path, sha256: str) -> Scenario:
-    top.allow("description", "load", "background", "server", "request")
+    top.allow("description", "load", "background", "server", "request", "backends")
     load = top.table("load", required=True)
-    load.allow("users", "rate", "duration", "warmup", "repeat", "keep_alive", "timeout")
+    load.allow("users", "rate", "connections", "duration", "warmup", "repeat", "keep_alive", "timeout")
     users = load.sweep("users", kind=int, what="user count")
     rate = load.sweep("rate", kind=float, what="rate")
     if not users and not rate:
@@ -199,6 +201,7 @@ def _build(top: _Table, *, name: str, path: Path, sha256: str) -> Scenario:
         description=top.value("description", str, "a string", default=""),
         requests=_request_mix(top),
         users=users, rate=rate,
+        connections=load.count("connections", default=16, minimum=1),
         duration_s=load.duration("duration", default="10s", positive=True),
         warmup_s=load.duration("warmup", default="2s", positive=False),
         repeat=load.count("repeat", default=3, minimum=1),
@@ -208,7 +211,23 @@ def _build(top: _Table, *, name: str, path: Path, sha256: str) -> Scenario:
         slow_clients=background.count("slow_clients", default=0, minimum=0),
         slow_interval_s=background.duration("slow_interval", default="1s", positive=True),
         server_args=_server_args(server),
+        backends=_named_backends(top.table("backends", required=False)),
     )
+
+
+_BACKEND_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_.-]*")
+
+
+def _named_backends(table: _Table) -> tuple[tuple[str, str], ...]:
+    """[backends] name = "command with {port}": external servers usable as --backend name."""
+    entries = []
+    for name, command in table.data.items():
+        if not _BACKEND_NAME.fullmatch(name):
+            table.fail(name, "a backend name is letters, digits, '.', '_' and '-', starting with a letter")
+        if not isinstance(command, str) or "{port}" not in command:
+            table.fail(name, f"must be a command string containing {{port}}; got {_show(command)}")
+        entries.append((name, command))
+    return tuple(entries)
 
 
 def _server_args(server: _Table) -> tuple[str, ...]:

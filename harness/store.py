@@ -26,7 +26,9 @@ from harness.metrics import summarize
 
 # Schema history of results.json; bump SCHEMA_VERSION on any change a reader must know of.
 #   1  first version: {"version", "metadata", "steps": [step, ...], "backends": {name: {...}}}
-SCHEMA_VERSION = 1
+#   2  open loop: a step may carry "rate" (offered req/s; null for closed loop) and
+#      "uncorrected" (latency from the actual send); version 1 files read as closed loop.
+SCHEMA_VERSION = 2
 
 RESULTS_FILE = "results.json"
 SUMMARY_FILE = "summary.csv"
@@ -43,8 +45,10 @@ STEP_KEYS = (
 )
 ERROR_KINDS = ("connect", "timeout", "reset", "bad_status")
 DRIVER_BOUND = "driver-bound"
+# offered_rate is empty for closed-loop rows; for open-loop rows `users` is the number of
+# connections the rate was spread across.
 SUMMARY_COLUMNS = ("backend", "users", "rps", "p50_us", "p90_us", "p99_us", "errors",
-                   "driver_bound")
+                   "driver_bound", "offered_rate")
 
 # Versions worth recording: they change what is measured. Read without importing them
 # (importing locust would monkey-patch this whole process with gevent).
@@ -113,9 +117,9 @@ def read_results(path: Path) -> dict[str, Any]:
     if version > SCHEMA_VERSION:
         raise ResultsError(f"{path}: written by a newer concurbench (schema version {version},"
                            f" this one reads up to {SCHEMA_VERSION}); upgrade to read it")
-    if version != SCHEMA_VERSION:
+    if version < 1:
         raise ResultsError(f"{path}: unknown results schema version {version}")
-    return document
+    return document  # older versions lack only optional keys (see the history above)
 
 
 def total_errors(step: Mapping[str, Any]) -> int:
@@ -125,16 +129,17 @@ def total_errors(step: Mapping[str, Any]) -> int:
 
 def write_summary_csv(run_dir: Path, steps: Iterable[Mapping[str, Any]]) -> Path:
     """run_dir/summary.csv: per backend and user count, medians over the good repetitions."""
-    groups: dict[tuple[str, int], list[Mapping[str, Any]]] = {}
+    groups: dict[tuple[str, int, float | None], list[Mapping[str, Any]]] = {}
     for step in steps:
         if step.get("status") == "ok":
-            groups.setdefault((step["backend"], step["users"]), []).append(step)
-    backends = list(dict.fromkeys(backend for backend, _ in groups))  # first-seen order
+            groups.setdefault((step["backend"], step["users"], step.get("rate")), []).append(step)
+    backends = list(dict.fromkeys(backend for backend, _, _ in groups))  # first-seen order
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(SUMMARY_COLUMNS)
-    for backend, users in sorted(groups, key=lambda key: (backends.index(key[0]), key[1])):
-        reps = groups[backend, users]
+    order = lambda key: (backends.index(key[0]), key[2] is not None, key[2] or 0, key[1])  # noqa: E731
+    for backend, users, rate in sorted(groups, key=order):
+        reps = groups[backend, users, rate]
         # A window with no completed request has no percentiles (null): it is left out
         # of that column's median, and a column with none at all is left empty.
         present = {key: [rep[key] for rep in reps if rep.get(key) is not None]
@@ -142,7 +147,8 @@ def write_summary_csv(run_dir: Path, steps: Iterable[Mapping[str, Any]]) -> Path
         medians = [_number(summarize(values).median) if values else "" for values in present.values()]
         errors = _number(summarize([total_errors(rep) for rep in reps]).median)
         driver_bound = any(DRIVER_BOUND in rep.get("flags", ()) for rep in reps)
-        writer.writerow([backend, users, *medians, errors, str(driver_bound).lower()])
+        writer.writerow([backend, users, *medians, errors, str(driver_bound).lower(),
+                         "" if rate is None else _number(rate)])
     path = Path(run_dir) / SUMMARY_FILE
     _write_atomically(path, buffer.getvalue())
     return path

@@ -15,6 +15,7 @@ import psutil
 import pytest
 
 from conftest import ROOT
+from harness.store import SCHEMA_VERSION
 
 pytestmark = pytest.mark.timeout(120)
 ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
@@ -74,7 +75,7 @@ def test_end_to_end_writes_results_and_summary(tiny: Path, tmp_path: Path) -> No
     assert done.returncode == 0, done.stderr
     run_dir = only_run_dir(out)
     results = json.loads((run_dir / "results.json").read_text())
-    assert results["version"] == 1 and results["status"] == "complete"
+    assert results["version"] == SCHEMA_VERSION and results["status"] == "complete"
     meta = results["metadata"]
     assert meta["pinning"] == {"server": [0], "driver": [1]} or os.cpu_count() != 2
     assert meta["scenario"]["sha256"] and meta["cpu_count"] and meta["python"] and meta["packages"]["locust"]
@@ -88,7 +89,8 @@ def test_end_to_end_writes_results_and_summary(tiny: Path, tmp_path: Path) -> No
         assert step["server"]["rss_bytes"] > 0 and step["driver"]["cpu_percent"] > 0
     with open(run_dir / "summary.csv") as f:
         rows = list(csv.DictReader(f))
-    assert list(rows[0]) == ["backend", "users", "rps", "p50_us", "p90_us", "p99_us", "errors", "driver_bound"]
+    assert list(rows[0]) == ["backend", "users", "rps", "p50_us", "p90_us", "p99_us", "errors", "driver_bound",
+                            "offered_rate"]
     assert [(r["backend"], r["users"]) for r in rows] == [("selectors", "1"), ("selectors", "4"),
                                                           ("threaded", "1"), ("threaded", "4")]
     assert "selectors" in done.stdout and "req/s" in done.stdout  # the summary table

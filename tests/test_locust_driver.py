@@ -366,3 +366,18 @@ def test_several_levels_and_repetitions_in_one_process(server: Server, tmp_path:
     results = [DriverResult.from_dict(json.loads(Path(a["path"]).read_text())) for a in announced]
     assert [r.users for r in results] == [1, 1, 3, 3]
     assert all(r.requests > 0 and 0.6 < r.duration_s < 1.0 for r in results)
+
+
+@pytest.mark.timeout(20)
+@pytest.mark.parametrize("head, body", [
+    pytest.param(b"Transfer-Encoding: chunked", b"5\r\nhello\r\n0\r\n\r\n", id="chunked"),
+    pytest.param(b"Transfer-Encoding: chunked", b"2;x=1\r\nhi\r\n0\r\nT: 1\r\n\r\n", id="chunked-ext-and-trailer"),
+])
+def test_chunked_responses_are_framed(head: bytes, body: bytes) -> None:
+    """External servers (uvicorn without a length) answer chunked; every reply must frame."""
+    from harness.drivers.raw_http import read_response
+
+    reply = b"HTTP/1.1 200 OK\r\n" + head + b"\r\n\r\n" + body
+    for split in range(1, len(reply)):
+        parts = [reply[split:], b""]
+        assert read_response(reply[:split], lambda n: parts.pop(0), False) == (200, False)

@@ -17,7 +17,7 @@ REQUEST = '[[request]]\nmethod = "GET"\npath = "/"\n'
 GOOD = LOAD + REQUEST
 
 SHIPPED = ["quick", "hello", "close", "io-bound", "cpu-bound", "mixed", "big-response",
-           "idle-preconnect", "slowloris", "c10k"]
+           "idle-preconnect", "slowloris", "c10k", "open-loop"]
 
 
 def write(tmp_path: Path, text: str, name: str = "mine.toml") -> Path:
@@ -31,7 +31,7 @@ def test_builtin_scenario_loads(name: str) -> None:
     scenario = load_scenario(name)
     assert scenario.name == name
     assert scenario.description
-    assert scenario.requests and scenario.users
+    assert scenario.requests and (scenario.users or scenario.rate)
     assert scenario.sha256 == hashlib.sha256(scenario.path.read_bytes()).hexdigest()
 
 
@@ -62,7 +62,7 @@ def test_a_users_file_loads_with_defaults(tmp_path: Path) -> None:
     path = write(tmp_path, GOOD)
     scenario = load_scenario(str(path))
     assert scenario == Scenario(
-        name="mine", path=path.resolve(), description="", users=(1, 8), rate=(),
+        name="mine", path=path.resolve(), description="", users=(1, 8), rate=(), connections=16,
         requests=(RequestSpec(method="GET", path="/"),), duration_s=2.0, warmup_s=2.0,
         repeat=3, keep_alive=True, timeout_s=10.0, idle_connections=0, slow_clients=0,
         slow_interval_s=1.0, server_args=(), sha256=hashlib.sha256(path.read_bytes()).hexdigest())
@@ -109,7 +109,7 @@ def test_open_loop_only_is_accepted(tmp_path: Path) -> None:
 BAD_FILES = [
     # (id, file text, key, fragment of the reason)
     ("toml-syntax-error", GOOD + "oops\n", "line 7", "invalid TOML"),
-    ("unknown-top-level-key", "colour = 1\n" + GOOD, "colour", "unknown key; allowed: background"),
+    ("unknown-top-level-key", "colour = 1\n" + GOOD, "colour", "unknown key; allowed: backends, background"),
     ("misspelt-key-gets-a-guess", "[loads]\n" + GOOD, "loads", "did you mean 'load'?"),
     ("unknown-load-key", LOAD + "user = [3]\n" + REQUEST, "load.user", "did you mean 'users'?"),
     ("unknown-request-key", GOOD + "verb = 'GET'\n", "request[0].verb", "allowed: body, headers"),

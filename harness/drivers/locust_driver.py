@@ -41,14 +41,16 @@ from harness.drivers.spec import (
     ErrorCounts,
     SecondSample,
     SpecError,
+    Uncorrected,
     load_spec,
     write_result,
 )
 
-LOWEST_US, HIGHEST_US, SIGNIFICANT_DIGITS = 1, 60_000_000, 3  # 1 us .. 60 s, 0.1% resolution
 from harness.drivers.background import Background, hold_idle, trickle
 from harness.drivers.raw_http import _NS, host_header, resolve_target
 from harness.drivers.raw_user import ERROR_KINDS, Recorder, user_class, watch_timeouts
+
+LOWEST_US, HIGHEST_US, SIGNIFICANT_DIGITS = 1, 60_000_000, 3  # 1 us .. 60 s, 0.1% resolution
 
 # --- the run ----------------------------------------------------------------------------
 
@@ -83,8 +85,9 @@ class Window:
 
     def __init__(self) -> None:
         self.total = new_histogram()
+        self.sent = new_histogram()  # open loop: the same responses timed from the actual send
         self.series: list[SecondSample] = []
-        self.count = self.sum_us = self.max_us = 0
+        self.count = self.sum_us = self.max_us = self.sent_max_us = 0
 
 
 def run(spec: DriverSpec, stop: gevent.event.Event, emit: Callable[[int, DriverResult], None]) -> bool:
@@ -104,6 +107,7 @@ def run(spec: DriverSpec, stop: gevent.event.Event, emit: Callable[[int, DriverR
     start_ns = time.perf_counter_ns()
     measure_ns = start_ns + int(spec.warmup_s * _NS)
     rec = Recorder(gate_ns=measure_ns)
+    rec.epoch_ns = start_ns  # open loop: the schedule starts with the warm-up
     env = Environment(user_classes=[user_class(spec, rec, family, address)])
     runner = env.create_local_runner()
     if spec.users:
@@ -117,13 +121,13 @@ def run(spec: DriverSpec, stop: gevent.event.Event, emit: Callable[[int, DriverR
         end_ns = window_ns + int(spec.duration_s * _NS)
         rec.gate_ns = window_ns
         rec.errors = dict.fromkeys(ERROR_KINDS, 0)
-        rec.samples = []
+        rec.samples, rec.samples_sent = [], []
         cpu_mark, window = cpu_seconds(), Window()
         stopped = clock.ticks(rec, window_ns, end_ns, stop, window=window)
         last_ns = clock.last_ns
         in_flight = [last_ns - u.t0 for u in rec.users if u.conn is not None and u.t0 <= last_ns]
         emit(rep, result_of(spec, window, rec, in_flight, bg, window_s=max(0, last_ns - window_ns) / _NS,
-                            cpu_used=cpu_seconds() - cpu_mark, stopped=stopped))
+                            cpu_used=cpu_seconds() - cpu_mark, stopped=stopped, starved=rec.starved(window_ns)))
         rep += 1
     rec.gate_ns = sys.maxsize  # nothing after the last window counts
     runner.quit()
@@ -148,6 +152,10 @@ class Clock:
             stopped = stop.wait(timeout=max(0.0, (when - time.perf_counter_ns()) / _NS))
             now_ns = time.perf_counter_ns()
             batch, rec.samples = rec.samples, []
+            sent, rec.samples_sent = rec.samples_sent, []
+            if sent and window is not None:
+                window.sent.add(histogram_of(sent))
+                window.sent_max_us = max(window.sent_max_us, max(sent))
             errors_now = sum(rec.errors.values())
             if batch and window is not None:
                 hist = histogram_of(batch)
@@ -177,7 +185,7 @@ class Clock:
 
 
 def result_of(spec: DriverSpec, window: Window, rec: Recorder, in_flight: list[int], bg: Background, *,
-              window_s: float, cpu_used: float, stopped: bool) -> DriverResult:
+              window_s: float, cpu_used: float, stopped: bool, starved: int = 0) -> DriverResult:
     count, total = window.count, window.total
     pct = (lambda q: total.get_value_at_percentile(q)) if count else (lambda q: None)
     return DriverResult(
@@ -200,6 +208,20 @@ def result_of(spec: DriverSpec, window: Window, rec: Recorder, in_flight: list[i
         driver_cpu_percent=round(100 * cpu_used / window_s, 1) if window_s else 0.0,
         interrupted=stopped,
         background=bg.counts(),
+        starved_users=starved,
+        rate=spec.rate,
+        uncorrected=uncorrected_of(window) if spec.rate else None,
+    )
+
+
+def uncorrected_of(window: Window) -> Uncorrected:
+    sent = window.sent
+    has = sent.get_total_count() > 0
+    return Uncorrected(
+        **{key: sent.get_value_at_percentile(q) if has else None
+           for key, q in (("p50_us", 50), ("p90_us", 90), ("p99_us", 99), ("p999_us", 99.9))},
+        max_us=window.sent_max_us if has else None,
+        histogram=sent.encode().decode("ascii"),
     )
 
 

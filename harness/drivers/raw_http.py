@@ -84,7 +84,7 @@ class RequestMix:
 
 def read_response(first: bytes, recv, head_only: bool) -> tuple[int, bool]:
     """Frame one response from its first chunk plus `recv(n)`; return (status, server will
-    close). Framing is Content-Length only; the body is counted, never kept.
+    close). Content-Length or chunked (external servers use it); the body is never kept.
 
     Raises ClosedEarly (or another OSError) when the connection fails, ValueError when the
     response cannot be framed.
@@ -109,7 +109,7 @@ def read_response(first: bytes, recv, head_only: bool) -> tuple[int, bool]:
     i = head.find(b"\r\ncontent-length:")
     if i < 0:
         if b"\r\ntransfer-encoding:" in head:
-            raise ValueError("chunked responses are not supported")
+            return status, _skip_chunked(buf[end + 4 :], recv) or close
         while recv(RECV_SIZE):  # no length: the body runs until the server closes
             pass
         return status, True
@@ -122,6 +122,37 @@ def read_response(first: bytes, recv, head_only: bool) -> tuple[int, bool]:
             raise ClosedEarly("connection closed in the response body")
         have += len(more)
     return status, close or have > length  # extra bytes: framing lost, start afresh
+
+
+def _skip_chunked(buf: bytes, recv) -> bool:  # type: ignore[no-untyped-def]
+    """Read past a chunked body (sizes, data, trailers); True if bytes followed it,
+    which means the framing is lost and the connection must start afresh."""
+    pos = 0
+    while True:
+        line_end = buf.find(b"\r\n", pos)
+        while line_end < 0:
+            more = recv(RECV_SIZE)
+            if not more:
+                raise ClosedEarly("connection closed in a chunked body")
+            buf += more
+            line_end = buf.find(b"\r\n", pos)
+        size = int(buf[pos:line_end].split(b";", 1)[0], 16)  # ValueError: unframeable
+        pos = line_end + 2
+        if size == 0:
+            end = buf.find(b"\r\n\r\n", pos - 2)  # trailers end with an empty line
+            while end < 0:
+                more = recv(RECV_SIZE)
+                if not more:
+                    raise ClosedEarly("connection closed in the trailers")
+                buf += more
+                end = buf.find(b"\r\n\r\n", pos - 2)
+            return end + 4 < len(buf)
+        while len(buf) < pos + size + 2:
+            more = recv(RECV_SIZE)
+            if not more:
+                raise ClosedEarly("connection closed in a chunk")
+            buf += more
+        buf, pos = buf[pos + size + 2 :], 0  # drop what was read: bodies can be large
 
 
 class RequestTimeout(Exception):

@@ -18,7 +18,9 @@ from typing import Any
 
 # Result schema history:
 #   1: first version.
-RESULT_VERSION = 1
+#   2: open loop: `rate` and `uncorrected` (both null for a closed-loop window);
+#      `starved_users`.
+RESULT_VERSION = 2
 
 _TOKEN_CHARS = frozenset("!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")
 
@@ -49,6 +51,9 @@ class DriverSpec:
     duration_s: float
     warmup_s: float = 0.0  # once, before the first repetition
     repeat: int = 1  # consecutive measured windows of duration_s, one result each
+    # Open loop: requests/s offered at fixed intended times spread across the `users`
+    # connections, latency counted from the intended time (wrk2). None: closed loop.
+    rate: float | None = None
     keep_alive: bool = True  # False: a new connection per request
     timeout_s: float = 10.0  # per request, connect included
     spawn_rate: float | None = None  # users started per second; None: all at once
@@ -88,6 +93,7 @@ class DriverSpec:
             duration_s=_number(data, "duration_s", positive=True),
             warmup_s=_number(data, "warmup_s", default=0.0),
             repeat=_int(data, "repeat", low=1, default=1),
+            rate=None if data.get("rate") is None else _number(data, "rate", positive=True),
             keep_alive=_bool(data, "keep_alive", default=True),
             timeout_s=_number(data, "timeout_s", default=10.0, positive=True),
             spawn_rate=None if spawn_rate is None else _number(data, "spawn_rate", positive=True),
@@ -142,6 +148,21 @@ class BackgroundCounts:
 
 
 @dataclass(frozen=True, slots=True)
+class Uncorrected:
+    """Open loop only: latency from the actual send, as a closed-loop tool would see it.
+
+    Kept beside the corrected figures so the coordinated omission is visible, not hidden.
+    """
+
+    p50_us: int | None
+    p90_us: int | None
+    p99_us: int | None
+    p999_us: int | None
+    max_us: int | None
+    histogram: str
+
+
+@dataclass(frozen=True, slots=True)
 class DriverResult:
     """What one driver process measured over the window after warm-up.
 
@@ -172,6 +193,11 @@ class DriverResult:
     driver_cpu_percent: float  # CPU used by the driver process in the window; 100 = one CPU
     interrupted: bool = False  # stopped early by SIGTERM/SIGINT
     background: BackgroundCounts = BackgroundCounts()
+    # Closed loop: users that got no answer at all during the window. Their waiting is in
+    # no percentile (they sent nothing more), so it is counted here instead.
+    starved_users: int = 0
+    rate: float | None = None  # open loop: the offered rate; latencies are then corrected
+    uncorrected: Uncorrected | None = None  # open loop: from the actual send instead
     version: int = RESULT_VERSION
 
     def to_dict(self) -> dict[str, Any]:
@@ -187,6 +213,7 @@ class DriverResult:
                 "errors": ErrorCounts(**data["errors"]),
                 "timeseries": tuple(SecondSample(**s) for s in data["timeseries"]),
                 "background": BackgroundCounts(**data["background"]),
+                "uncorrected": Uncorrected(**data["uncorrected"]) if data.get("uncorrected") else None,
             }
         )
 

@@ -1,0 +1,75 @@
+"""The one app behind ASGI and WSGI, so real servers (uvicorn, gunicorn) serve it too.
+
+With these, `--backend uvicorn` or `--backend gunicorn-gthread` answers the same routes
+with the same app as our five models, and lands in the same charts. A Reply's delay is
+waited in the peer's own model: asyncio.sleep under ASGI, time.sleep in a WSGI worker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from servers.app import App
+from servers.http import Headers, Request
+
+_app: App | None = None
+
+
+def _the_app() -> App:
+    global _app
+    if _app is None:
+        _app = App()
+    return _app
+
+
+def _request(method: str, path: str, query: str, headers: list[tuple[bytes, bytes]], body: bytes) -> Request:
+    target = f"{path}?{query}" if query else path
+    return Request(method, target, path, query, "1.1", Headers.from_fields(headers), body, True)
+
+
+async def asgi_app(scope: dict[str, Any], receive: Callable[..., Any], send: Callable[..., Any]) -> None:
+    if scope["type"] != "http":
+        return
+    body = b""
+    more = True
+    while more:
+        message = await receive()
+        body += message.get("body", b"")
+        more = message.get("more_body", False)
+    request = _request(scope["method"], scope["path"], scope.get("query_string", b"").decode("latin-1"),
+                       list(scope.get("headers", [])), body)
+    reply = _the_app().handle(request)
+    if reply.delay:
+        await asyncio.sleep(reply.delay)
+    headers = [(b"content-type", reply.content_type.encode()), (b"content-length", b"%d" % len(reply.body)),
+               *((k.encode(), v.encode()) for k, v in reply.headers)]
+    await send({"type": "http.response.start", "status": reply.status, "headers": headers})
+    await send({"type": "http.response.body", "body": reply.body})
+
+
+def wsgi_app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+    length = environ.get("CONTENT_LENGTH") or "0"
+    body = environ["wsgi.input"].read(int(length)) if length.isdigit() and int(length) else b""
+    headers = [(key[5:].replace("_", "-").encode("latin-1"), str(value).encode("latin-1"))
+               for key, value in environ.items() if key.startswith("HTTP_")]
+    request = _request(environ["REQUEST_METHOD"], environ.get("PATH_INFO", "/"), environ.get("QUERY_STRING", ""),
+                       headers, body)
+    reply = _the_app().handle(request)
+    if reply.delay:
+        time.sleep(reply.delay)
+    status = f"{reply.status} {_reason(reply.status)}"
+    start_response(status, [("Content-Type", reply.content_type), ("Content-Length", str(len(reply.body))),
+                            *reply.headers])
+    return [reply.body]
+
+
+def _reason(status: int) -> str:
+    from http import HTTPStatus
+
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return "Unknown"
