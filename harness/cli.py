@@ -72,6 +72,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--server-cpus", type=_cpus, help="CPUs for the server (default: the first half)")
     run.add_argument("--driver-cpus", type=_cpus, help="CPUs for the driver (default: the second half)")
     run.add_argument("--no-report", action="store_true", help="skip the charts and HTML report at the end")
+    run.add_argument("--driver", choices=["locust", "wrk", "both"], default="locust",
+                     help="load generator: the Locust driver, wrk (a cross-check, when wrk is installed), or both "
+                          "in turn against the same server, with the ratio per step")
 
     serve = sub.add_parser("serve", help="run one backend in the foreground (same flags as python -m servers)",
                            add_help=False)
@@ -146,6 +149,24 @@ def parse_backends(text: str, scenario_backends: tuple[tuple[str, str], ...] = (
     return chosen
 
 
+def wrk_problem(scenario) -> str | None:  # type: ignore[no-untyped-def]
+    """Why the wrk driver cannot run this scenario (None if it can), before anything starts."""
+    import shutil
+
+    from harness.drivers.spec import SpecError
+    from harness.drivers.wrk_driver import check_supported
+    from harness.runner import driver_specs
+
+    if shutil.which("wrk") is None:
+        return "--driver wrk needs wrk on PATH (apt-get install wrk)"
+    try:
+        for spec in driver_specs(scenario, host="127.0.0.1", port=1):
+            check_supported(spec)
+    except SpecError as error:
+        return str(error)
+    return None
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from harness.runner import RunOptions, run_scenario
 
@@ -156,8 +177,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     except (ScenarioError, ValueError) as error:
         print(f"concurbench: error: {error}", file=sys.stderr)
         return 2
+    drivers = ("locust", "wrk") if args.driver == "both" else (args.driver,)
+    if "wrk" in drivers:
+        problem = wrk_problem(scenario)
+        if problem:
+            print(f"concurbench: error: {problem}", file=sys.stderr)
+            return 2
     options = RunOptions(out_root=args.out, server_cpus=args.server_cpus, driver_cpus=args.driver_cpus,
-                         host=args.host, report=not args.no_report)
+                         host=args.host, report=not args.no_report, drivers=drivers)
     return run_scenario(scenario, backends, options)
 
 

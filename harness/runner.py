@@ -31,13 +31,15 @@ from harness.progress import Progress, Tick, make_progress
 from harness.scenario import Scenario
 from harness.store import (DRIVER_BOUND, ResultsError, collect_metadata, new_run_dir, write_results,
                            write_summary_csv)
-from harness.summary import summary_table
+from harness.summary import summary_rows, summary_table
 
 # A step whose driver used more than this share of its CPU measured the driver, not the
 # server: the figure is a floor and is flagged.
 DRIVER_BOUND_PERCENT = 90.0
 HIGH_SPREAD = "high-spread"
 DRIVER_START_S = 1.0  # importing locust, per backend: counted in the ETA
+# Load generators that speak the driver protocol (specs in, a result file per window out).
+DRIVER_MODULES = {"locust": LOCUST_DRIVER_MODULE, "wrk": "harness.drivers.wrk_driver"}
 
 
 class BackendFailed(Exception):
@@ -51,6 +53,9 @@ class RunOptions:
     driver_cpus: tuple[int, ...] | None = None
     host: str = "127.0.0.1"
     report: bool = True
+    # "locust", "wrk", or both in turn against the same server process; the second one's
+    # steps are stored under "BACKEND (wrk)", so the two sit side by side in every chart.
+    drivers: tuple[str, ...] = ("locust",)
 
 
 def driver_specs(scenario: Scenario, *, host: str, port: int) -> list[DriverSpec]:
@@ -69,11 +74,12 @@ def driver_specs(scenario: Scenario, *, host: str, port: int) -> list[DriverSpec
 
 
 class DriverProcess:
-    """The locust driver in its own process group on its own CPUs; its stdout as events."""
+    """A driver in its own process group on its own CPUs; its stdout as events."""
 
-    def __init__(self, specs: list[DriverSpec], *, workdir: Path, cpus: tuple[int, ...]) -> None:
+    def __init__(self, specs: list[DriverSpec], *, workdir: Path, cpus: tuple[int, ...],
+                 module: str = LOCUST_DRIVER_MODULE) -> None:
         workdir.mkdir(parents=True, exist_ok=True)
-        argv = [sys.executable, "-m", LOCUST_DRIVER_MODULE, "--out-dir", str(workdir)]
+        argv = [sys.executable, "-m", module, "--out-dir", str(workdir)]
         for index, spec in enumerate(specs):
             path = workdir / f"spec-{index}.json"
             write_spec(path, spec)
@@ -165,6 +171,7 @@ class Run:
                                     pinning={"server": list(self.server_cpus), "driver": list(self.driver_cpus)})
         metadata["scenario"]["name"] = scenario.name
         metadata["scenario"]["overrides"] = list(scenario.overrides)
+        metadata["drivers"] = list(options.drivers)
         self.results: dict[str, Any] = {"metadata": metadata, "scenario": scenario.to_dict(), "status": "running",
                                         "backends": {}, "steps": []}
         self.save()
@@ -188,20 +195,26 @@ class Run:
             progress.message(f"{backend}: FAILED to start: {str(error).splitlines()[0]}")
             return {"status": "failed", "error": str(error).splitlines()[0], "stderr_tail": error.stderr_tail,
                     "command": target if external else None}
-        # The driver gets the address as given: 0.0.0.0 as a destination means this host.
-        specs = driver_specs(self.scenario, host=self.options.host, port=running.port)
-        workdir = tempfile.TemporaryDirectory(prefix=f"concurbench-{_safe(backend)}-")  # specs and raw results
-        driver = DriverProcess(specs, workdir=Path(workdir.name), cpus=self.driver_cpus)
+        driver_stderr = ""
         try:
-            self._drive(backend, running, driver, specs, progress)
+            for tool in self.options.drivers:
+                name = backend if tool == self.options.drivers[0] else f"{backend} ({tool})"
+                # The driver gets the address as given: 0.0.0.0 as a destination means this host.
+                specs = driver_specs(self.scenario, host=self.options.host, port=running.port)
+                with tempfile.TemporaryDirectory(prefix=f"concurbench-{_safe(backend)}-") as workdir:
+                    driver = DriverProcess(specs, workdir=Path(workdir), cpus=self.driver_cpus,
+                                           module=DRIVER_MODULES[tool])
+                    try:
+                        self._drive(name, running, driver, specs, progress)
+                    finally:
+                        driver.stop()
+                        driver_stderr = "".join(driver.stderr)
         except BackendFailed as error:
             progress.message(f"{backend}: FAILED: {error}")
             return {"status": "failed", "error": str(error), "stderr_tail": running.stderr_tail(),
-                    "driver_stderr": "".join(driver.stderr)}
+                    "driver_stderr": driver_stderr, "command": target if external else None}
         finally:
-            driver.stop()
             exit_status = running.stop()
-            workdir.cleanup()
         return {"status": "ok", "error": None, "stderr_tail": running.stderr_tail(), "exit_status": exit_status,
                 "command": target if external else None}
 
@@ -267,6 +280,22 @@ def flag_high_spread(steps: list[dict[str, Any]]) -> None:
                     step["flags"].append(HIGH_SPREAD)
 
 
+def driver_ratios(results: dict[str, Any], drivers: tuple[str, ...]) -> str:
+    """--driver both: each step's figures by the second driver over the first's."""
+    rows = {(r["backend"], r["users"], r["rate"]): r for r in summary_rows(results)}
+    first, second = drivers[0], drivers[1]
+    lines = [f"\n{second} / {first}, per step (medians over repetitions):",
+             f"{'backend':<12} {'load':>10} {'req/s ratio':>12} {'p50 ratio':>10}"]
+    for (backend, users, rate), row in rows.items():
+        other = rows.get((f"{backend} ({second})", users, rate))
+        if other is None or not row["rps"] or not row["p50_us"]:
+            continue
+        load = f"{users} users" if rate is None else f"{rate:g}/s"
+        p50 = f"{other['p50_us'] / row['p50_us']:.3f}" if other["p50_us"] else "-"
+        lines.append(f"{backend:<12} {load:>10} {(other['rps'] or 0) / row['rps']:>12.3f} {p50:>10}")
+    return "\n".join(lines)
+
+
 def _ms(us: float | None) -> str:
     return "-" if us is None else f"{us / 1000:.2f} ms"
 
@@ -302,6 +331,8 @@ def run_scenario(scenario: Scenario, backends: dict[str, str], options: RunOptio
         print(f"concurbench: error: could not write the results: {error}", file=sys.stderr)
         return 1
     print(summary_table(run.results))
+    if len(options.drivers) > 1:
+        print(driver_ratios(run.results, options.drivers))
     if options.report and run.results["steps"]:
         _report(run.run_dir)
     print(f"\nresults: {run.run_dir / 'results.json'}\nsummary: {run.run_dir / 'summary.csv'}")

@@ -198,3 +198,23 @@ def test_orchestrator_never_imports_locust_or_gevent() -> None:
             "print(sorted(m for m in sys.modules if m.split('.')[0] in ('locust', 'gevent')))")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, env=ENV, timeout=30)
     assert done.stdout.strip() == "[]", done.stderr
+
+
+@pytest.mark.skipif(__import__("shutil").which("wrk") is None, reason="wrk is not installed")
+def test_driver_both_runs_locust_then_wrk_on_the_same_server(tiny: Path, tmp_path: Path) -> None:
+    out = tmp_path / "results"
+    done = concurbench("run", "--scenario", str(tiny), "--backend", "selectors", "--users", "2", "--repeat", "1",
+                       "--driver", "both", "--out", str(out), "--no-report")
+    assert done.returncode == 0, done.stderr
+    results = json.loads((only_run_dir(out) / "results.json").read_text())
+    assert {s["backend"] for s in results["steps"]} == {"selectors", "selectors (wrk)"}
+    assert all(s["requests"] > 0 for s in results["steps"])
+    assert results["metadata"]["drivers"] == ["locust", "wrk"]
+    assert "wrk / locust, per step" in done.stdout
+
+
+def test_wrk_refuses_what_it_cannot_express_before_anything_starts(tmp_path: Path) -> None:
+    done = concurbench("run", "--scenario", "idle-preconnect", "--driver", "wrk", "--out", str(tmp_path))
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert ("idle connections" in done.stderr) or ("needs wrk" in done.stderr)
+    assert not list(tmp_path.iterdir())

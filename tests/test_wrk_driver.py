@@ -39,6 +39,7 @@ UNSUPPORTED = {
     "no-users": replace(BASE, users=0),
     "head": replace(BASE, requests=(RequestSpec(method="HEAD"),)),
     "ramp-longer-than-warmup": replace(BASE, users=10, spawn_rate=2.0, warmup_s=1.0),
+    "open-loop": replace(BASE, rate=100.0),
 }
 SUPPORTED = {
     "mix": replace(BASE, requests=(RequestSpec(path="/a", weight=3), RequestSpec(path="/b"))),
@@ -186,9 +187,11 @@ def test_each_window_has_a_result_whose_histogram_matches_it(tmp_path: Path, bac
     assert {e["phase"] for e in events if e["type"] == "progress"} == {"warmup", "measure"}
     for result in results(events):
         assert result.requests > 0 and result.errors.total == 0
-        assert 5000 <= result.p50_us <= result.p90_us <= result.p99_us <= result.p999_us <= result.max_us
+        assert 5000 <= result.p50_us <= result.p90_us <= result.p99_us <= result.p999_us
+        assert result.p999_us <= result.max_us * 1.001 + 1  # a percentile is its bucket's top, max is exact
         assert result.duration_s == pytest.approx(1.0, abs=0.2)
         assert (result.users, result.keep_alive, result.interrupted, result.timeseries) == (4, True, False, ())
+        assert (result.rate, result.uncorrected, result.starved_users) == (None, None, 0)
         hist = decode_histogram(result.histogram)
         assert hist.get_total_count() == result.requests
         assert hist.get_value_at_percentile(50) == pytest.approx(result.p50_us, rel=0.1)
@@ -220,7 +223,7 @@ def test_a_dead_port_gives_connect_errors(tmp_path: Path) -> None:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]  # closed again: nothing listens there
     [result] = results(drive(tmp_path, port=port)[0])
-    assert (result.requests, result.p50_us) == (0, None) and result.errors.connect >= 1
+    assert (result.requests, result.p50_us, result.starved_users) == (0, None, 4) and result.errors.connect >= 1
 
 
 @needs_wrk

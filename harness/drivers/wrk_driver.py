@@ -16,8 +16,11 @@ wrk's latency histogram, which is exact: 1 us buckets, read whole. Differences t
   request; wrk never abandons a request, so one that is never answered counts nowhere;
 - bad_status counts 4xx and 5xx only (wrk's rule), a response wrk cannot parse counts as
   a reset; `timeseries` is empty and `unfinished` is taken as `users` (wrk reports neither);
+- wrk does not say which connection got answers, so `starved_users` is a lower bound,
+  users - requests (exact only when nothing was answered);
 - a target that refuses wrk's first connection makes the window one connect error, 0 requests.
-Idle and slow background clients cannot be expressed in wrk: such a spec exits 2.
+Idle and slow background clients and the open loop (`rate`, wrk2's job) cannot be expressed
+in wrk: such a spec exits 2.
 """
 
 from __future__ import annotations
@@ -82,6 +85,7 @@ def check_supported(spec: DriverSpec) -> None:
     problems = [
         (spec.idle_connections > 0, "background idle connections are not supported"),
         (spec.slow_clients > 0, "slow clients (slowloris) are not supported"),
+        (spec.rate is not None, "the open loop (rate) is not supported: wrk 4 is closed-loop"),
         (spec.users < 1, "users must be >= 1: wrk needs a connection"),
         (bool(methods), f"{'/'.join(methods)} requests are not supported (wrk would wait for a body)"),
         (ramp_s > spec.warmup_s, (f"a {ramp_s:g} s ramp-up (spawn_rate) longer than the warm-up is not "
@@ -266,6 +270,7 @@ def result_of(spec: DriverSpec, run: WrkRun, *, stopped: bool) -> DriverResult:
         mean_us=round(sum(v * c for v, c in counts.items()) / count, 3) if count else None,
         histogram=encode_histogram(hist), timeseries=(), users=spec.users, keep_alive=spec.keep_alive,
         driver_cpu_percent=round(100 * run.cpu_s / window_s, 1) if window_s else 0.0, interrupted=stopped,
+        starved_users=max(0, spec.users - count),  # at least: wrk cannot tell who was answered
     )
 
 
