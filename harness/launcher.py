@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import shlex
+import shutil
 import signal
 import socket
 import subprocess
@@ -140,8 +141,25 @@ class RunningBackend:
         return status
 
 
+def calibrate_cpu_work(cpus: tuple[int, ...]) -> float:
+    """Iterations of /cpu's loop per millisecond, measured once on the server CPUs.
+
+    Every backend of a run gets this one figure (CONCURBENCH_CPU_ITERS_PER_MS), so /cpu?ms=5
+    is the same work in every model; a server calibrating itself would measure whatever else
+    the CPU was doing at that moment (seen: forking did a third less work than the others).
+    """
+    code = "from servers.app import _calibrate; print(max(_calibrate() for _ in range(3)))"
+    argv = [sys.executable, "-c", code]
+    if cpus and shutil.which("taskset"):
+        argv = ["taskset", "-c", ",".join(map(str, cpus)), *argv]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(PROJECT_ROOT), os.environ.get("PYTHONPATH")]))}
+    done = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=60, check=True)
+    return float(done.stdout.strip())
+
+
 def launch_backend(backend: str, *, host: str = "127.0.0.1", cpus: tuple[int, ...] = (),
-                   extra_args: tuple[str, ...] = (), timeout: float = START_TIMEOUT) -> RunningBackend:
+                   extra_args: tuple[str, ...] = (), timeout: float = START_TIMEOUT,
+                   env: dict[str, str] | None = None) -> RunningBackend:
     """Start `backend` pinned to `cpus` and return it once it answers GET /."""
     argv, port = backend_command(backend, host=host, extra_args=extra_args)
 
@@ -149,7 +167,8 @@ def launch_backend(backend: str, *, host: str = "127.0.0.1", cpus: tuple[int, ..
         if cpus and hasattr(os, "sched_setaffinity"):
             os.sched_setaffinity(0, cpus)
 
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(PROJECT_ROOT), os.environ.get("PYTHONPATH")]))}
+    env = {**os.environ, **(env or {}),
+           "PYTHONPATH": os.pathsep.join(filter(None, [str(PROJECT_ROOT), os.environ.get("PYTHONPATH")]))}
     try:
         process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
                                    start_new_session=True, preexec_fn=pin, env=env, text=True)

@@ -25,7 +25,8 @@ from typing import Any
 
 from harness.drivers import LOCUST_DRIVER_MODULE
 from harness.drivers.spec import DriverResult, DriverSpec, RequestSpec, write_spec
-from harness.launcher import PROJECT_ROOT, LaunchError, RunningBackend, default_pinning, launch_backend
+from harness.launcher import (PROJECT_ROOT, LaunchError, RunningBackend, calibrate_cpu_work, default_pinning,
+                              launch_backend)
 from harness.metrics import summarize
 from harness.progress import Progress, Tick, make_progress
 from harness.scenario import Scenario
@@ -172,6 +173,9 @@ class Run:
         metadata["scenario"]["name"] = scenario.name
         metadata["scenario"]["overrides"] = list(scenario.overrides)
         metadata["drivers"] = list(options.drivers)
+        # /cpu work per ms, measured once here and given to every backend (see the launcher).
+        self.cpu_iters_per_ms = calibrate_cpu_work(self.server_cpus)
+        metadata["cpu_iters_per_ms"] = round(self.cpu_iters_per_ms, 1)
         self.results: dict[str, Any] = {"metadata": metadata, "scenario": scenario.to_dict(), "status": "running",
                                         "backends": {}, "steps": []}
         self.save()
@@ -190,7 +194,8 @@ class Run:
         external = target.startswith("cmd:")
         extra = () if external else self.scenario.server_args  # server args are our servers' flags
         try:
-            running = launch_backend(target, host=self.options.host, cpus=self.server_cpus, extra_args=extra)
+            running = launch_backend(target, host=self.options.host, cpus=self.server_cpus, extra_args=extra,
+                                     env={"CONCURBENCH_CPU_ITERS_PER_MS": str(self.cpu_iters_per_ms)})
         except LaunchError as error:
             progress.message(f"{backend}: FAILED to start: {str(error).splitlines()[0]}")
             return {"status": "failed", "error": str(error).splitlines()[0], "stderr_tail": error.stderr_tail,
