@@ -7,6 +7,7 @@ with gevent). Load comes from driver processes; servers run in their own process
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -50,6 +51,27 @@ def _cpus(text: str) -> tuple[int, ...]:
         raise argparse.ArgumentTypeError(f"expected CPUs like 0 or 0-1 or 0,2, got {text!r}") from None
 
 
+def _nonnegative(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
+    return value
+
+
+def _master(text: str) -> tuple[str, int]:
+    """HOST, HOST:PORT, [IPV6]:PORT or a bare IPv6 address; the port defaults to Locust's 5557."""
+    host, sep, port = text.rpartition(":")
+    if not sep or not port.isdigit() or (":" in host and not host.endswith("]")):
+        host, port = text, "5557"
+    host = host.strip("[]")
+    if not host or not 0 < int(port) < 65536:
+        raise argparse.ArgumentTypeError(f"expected HOST or HOST:PORT, got {text!r}")
+    return host, int(port)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="concurbench", description=__doc__.splitlines()[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -72,6 +94,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--server-cpus", type=_cpus, help="CPUs for the server (default: the first half)")
     run.add_argument("--driver-cpus", type=_cpus, help="CPUs for the driver (default: the second half)")
     run.add_argument("--no-report", action="store_true", help="skip the charts and HTML report at the end")
+    run.add_argument("--driver-procs", type=_positive, default=1, metavar="N",
+                     help="Locust load processes: above 1, Locust's master/worker mode with N local workers, "
+                          "one per driver CPU in turn")
+    run.add_argument("--remote-workers", type=_nonnegative, default=0, metavar="M",
+                     help="also wait for M `concurbench worker --master THIS_HOST` on other machines "
+                          "(then --host must be an address they reach)")
     run.add_argument("--driver", choices=["locust", "wrk", "both"], default="locust",
                      help="load generator: the Locust driver, wrk (a cross-check, when wrk is installed), or both "
                           "in turn against the same server, with the ratio per step")
@@ -87,6 +115,11 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("runs", type=Path, nargs="+", metavar="RUN", help="run directories or results.json files")
     compare.add_argument("--force", action="store_true", help="compare runs from different machines or scenarios anyway")
     compare.add_argument("--charts", type=Path, metavar="DIR", help="also draw overlay charts into DIR")
+
+    worker = sub.add_parser("worker", help="lend this machine's CPUs to a `concurbench run --remote-workers` "
+                                           "elsewhere, backend after backend, until Ctrl+C")
+    worker.add_argument("--master", required=True, type=_master, metavar="HOST[:PORT]",
+                        help="the machine running `concurbench run` (port 5557 unless given)")
 
     sub.add_parser("list", help="list the backends and the built-in scenarios")
     return parser
@@ -184,8 +217,21 @@ def cmd_run(args: argparse.Namespace) -> int:
             print(f"concurbench: error: {problem}", file=sys.stderr)
             return 2
     options = RunOptions(out_root=args.out, server_cpus=args.server_cpus, driver_cpus=args.driver_cpus,
-                         host=args.host, report=not args.no_report, drivers=drivers)
+                         host=args.host, report=not args.no_report, drivers=drivers,
+                         driver_procs=args.driver_procs, remote_workers=args.remote_workers)
     return run_scenario(scenario, backends, options)
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    """Become a Locust worker driver (its own interpreter: locust monkey-patches with gevent).
+    --rejoin: `concurbench run` starts one master per backend, all on the same port."""
+    from harness.drivers import LOCUST_DRIVER_MODULE
+    from harness.launcher import PROJECT_ROOT
+
+    host, port = args.master
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(PROJECT_ROOT), os.environ.get("PYTHONPATH")]))}
+    os.execve(sys.executable, [sys.executable, "-m", LOCUST_DRIVER_MODULE, "--worker", "--rejoin",
+                               "--master-host", host, "--master-port", str(port)], env)
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -230,6 +276,8 @@ def main(argv: list[str] | None = None) -> int:
         return cmd_run(args)
     if args.command == "report":
         return cmd_report(args)
+    if args.command == "worker":
+        return cmd_worker(args)
     if args.command == "compare":
         return cmd_compare(args)
     parser.print_help()

@@ -25,8 +25,7 @@ from typing import Any
 
 from harness.drivers import LOCUST_DRIVER_MODULE
 from harness.drivers.spec import DriverResult, DriverSpec, RequestSpec, write_spec
-from harness.launcher import (PROJECT_ROOT, LaunchError, RunningBackend, calibrate_cpu_work, default_pinning,
-                              launch_backend)
+from harness.launcher import PROJECT_ROOT, LaunchError, RunningBackend, default_pinning, launch_backend
 from harness.metrics import summarize
 from harness.progress import Progress, Tick, make_progress
 from harness.scenario import Scenario
@@ -57,6 +56,12 @@ class RunOptions:
     # "locust", "wrk", or both in turn against the same server process; the second one's
     # steps are stored under "BACKEND (wrk)", so the two sit side by side in every chart.
     drivers: tuple[str, ...] = ("locust",)
+    # Locust load processes. Above 1, Locust's master/worker mode: a master that keeps time and
+    # merges the histograms, and this many local workers, one per driver CPU in turn.
+    driver_procs: int = 1
+    # Workers on other machines (`concurbench worker --master THIS_HOST`) the master also waits
+    # for; then it listens on all interfaces, on Locust's port 5557.
+    remote_workers: int = 0
 
 
 def driver_specs(scenario: Scenario, *, host: str, port: int) -> list[DriverSpec]:
@@ -75,24 +80,53 @@ def driver_specs(scenario: Scenario, *, host: str, port: int) -> list[DriverSpec
 
 
 class DriverProcess:
-    """A driver in its own process group on its own CPUs; its stdout as events."""
+    """A driver in its own process group on its own CPUs; its stdout as events.
+
+    With procs > 1 (or remote workers), Locust's master/worker mode: the master writes the
+    same events and results, and `procs` local workers, each in its own process group on one
+    driver CPU in turn, carry the users."""
 
     def __init__(self, specs: list[DriverSpec], *, workdir: Path, cpus: tuple[int, ...],
-                 module: str = LOCUST_DRIVER_MODULE) -> None:
+                 module: str = LOCUST_DRIVER_MODULE, procs: int = 1, remote_workers: int = 0) -> None:
         workdir.mkdir(parents=True, exist_ok=True)
         argv = [sys.executable, "-m", module, "--out-dir", str(workdir)]
         for index, spec in enumerate(specs):
             path = workdir / f"spec-{index}.json"
             write_spec(path, spec)
             argv += ["--spec", str(path)]
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(PROJECT_ROOT), os.environ.get("PYTHONPATH")]))}
-        self.process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
-                                        text=True, start_new_session=True, env=env,
-                                        preexec_fn=(lambda: os.sched_setaffinity(0, cpus)) if cpus else None)
+        distributed = procs > 1 or remote_workers > 0
+        if distributed:
+            where = ["--master-bind", "*", "--master-port", "5557"] if remote_workers else \
+                    ["--master-bind", "127.0.0.1", "--master-port", "0"]
+            argv += ["--master", "--expect-workers", str(procs + remote_workers), *where]
+        self.env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(PROJECT_ROOT), os.environ.get("PYTHONPATH")]))}
         self.events: queue.Queue[dict[str, Any] | None] = queue.Queue()
         self.stderr: deque[str] = deque(maxlen=30)
+        self.process = self._start(argv, cpus, stdout=subprocess.PIPE)
+        self.workers: list[subprocess.Popen] = []
+        port = self._master_port() if distributed else None
+        if port is not None:
+            worker = [sys.executable, "-m", module, "--worker", "--master-host", "127.0.0.1", "--master-port", str(port)]
+            self.workers = [self._start(worker, (cpus[i % len(cpus)],) if cpus else (), stdout=subprocess.DEVNULL)
+                            for i in range(procs)]
         threading.Thread(target=self._read_stdout, daemon=True).start()
-        threading.Thread(target=lambda: self.stderr.extend(self.process.stderr), daemon=True).start()  # type: ignore[arg-type]
+        for process in (self.process, *self.workers):
+            threading.Thread(target=lambda p=process: self.stderr.extend(p.stderr), daemon=True).start()
+
+    def _start(self, argv: list[str], cpus: tuple[int, ...], *, stdout: int) -> subprocess.Popen:
+        return subprocess.Popen(argv, stdout=stdout, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True,
+                                start_new_session=True, env=self.env,
+                                preexec_fn=(lambda: os.sched_setaffinity(0, cpus)) if cpus else None)
+
+    def _master_port(self) -> int | None:
+        """The master's first line, {"type": "master", "port"}: where the workers join. None
+        if it exited first (a bad spec, a busy port): _drive then reports its stderr."""
+        line = self.process.stdout.readline()  # type: ignore[union-attr]
+        try:
+            return int(json.loads(line)["port"])
+        except (ValueError, KeyError, TypeError):
+            self.stderr.append(line)
+            return None
 
     def _read_stdout(self) -> None:
         for line in self.process.stdout:  # type: ignore[union-attr]
@@ -103,20 +137,25 @@ class DriverProcess:
         self.events.put(None)  # end of stream: the driver exited
 
     def stop(self) -> None:
-        for sig, wait in ((signal.SIGTERM, 5.0), (signal.SIGKILL, 5.0)):
-            try:
-                os.killpg(self.process.pid, sig)
-            except ProcessLookupError:
-                break
-            try:
-                self.process.wait(wait)
-                break
-            except subprocess.TimeoutExpired:
-                continue
+        for process in (self.process, *self.workers):  # the master first: it tells its workers to quit
+            _stop_group(process)
+
+
+def _stop_group(process: subprocess.Popen) -> None:
+    for sig, wait in ((signal.SIGTERM, 5.0), (signal.SIGKILL, 5.0)):
         try:
-            os.killpg(self.process.pid, signal.SIGKILL)
+            os.killpg(process.pid, sig)
         except ProcessLookupError:
-            pass
+            break
+        try:
+            process.wait(wait)
+            break
+        except subprocess.TimeoutExpired:
+            continue
+    try:
+        os.killpg(process.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
 
 
 class ServerSampler:
@@ -150,7 +189,8 @@ def step_record(backend: str, spec: DriverSpec, repetition: int, result: DriverR
         "requests": result.requests, "errors": data["errors"], "rps": result.rps, "duration_s": result.duration_s,
         **{key: data[key] for key in ("p50_us", "p90_us", "p99_us", "p999_us", "max_us", "mean_us")},
         "histogram": result.histogram, "timeseries": data["timeseries"],
-        "server": server, "driver": {"cpu_percent": result.driver_cpu_percent},
+        "server": server, "driver": {"cpu_percent": result.driver_cpu_percent, "workers": result.workers,
+                                     "worker_hosts": list(result.worker_hosts)},
         "unfinished": result.unfinished, "unfinished_max_us": result.unfinished_max_us,
         "background": data["background"], "interrupted": result.interrupted, "flags": flags,
         "rate": result.rate, "uncorrected": data["uncorrected"], "starved_users": result.starved_users,
@@ -173,9 +213,6 @@ class Run:
         metadata["scenario"]["name"] = scenario.name
         metadata["scenario"]["overrides"] = list(scenario.overrides)
         metadata["drivers"] = list(options.drivers)
-        # /cpu work per ms, measured once here and given to every backend (see the launcher).
-        self.cpu_iters_per_ms = calibrate_cpu_work(self.server_cpus)
-        metadata["cpu_iters_per_ms"] = round(self.cpu_iters_per_ms, 1)
         self.results: dict[str, Any] = {"metadata": metadata, "scenario": scenario.to_dict(), "status": "running",
                                         "backends": {}, "steps": []}
         self.save()
@@ -194,8 +231,7 @@ class Run:
         external = target.startswith("cmd:")
         extra = () if external else self.scenario.server_args  # server args are our servers' flags
         try:
-            running = launch_backend(target, host=self.options.host, cpus=self.server_cpus, extra_args=extra,
-                                     env={"CONCURBENCH_CPU_ITERS_PER_MS": str(self.cpu_iters_per_ms)})
+            running = launch_backend(target, host=self.options.host, cpus=self.server_cpus, extra_args=extra)
         except LaunchError as error:
             progress.message(f"{backend}: FAILED to start: {str(error).splitlines()[0]}")
             return {"status": "failed", "error": str(error).splitlines()[0], "stderr_tail": error.stderr_tail,
@@ -207,8 +243,11 @@ class Run:
                 # The driver gets the address as given: 0.0.0.0 as a destination means this host.
                 specs = driver_specs(self.scenario, host=self.options.host, port=running.port)
                 with tempfile.TemporaryDirectory(prefix=f"concurbench-{_safe(backend)}-") as workdir:
+                    locust = tool == "locust"
                     driver = DriverProcess(specs, workdir=Path(workdir), cpus=self.driver_cpus,
-                                           module=DRIVER_MODULES[tool])
+                                           module=DRIVER_MODULES[tool],
+                                           procs=self.options.driver_procs if locust else 1,
+                                           remote_workers=self.options.remote_workers if locust else 0)
                     try:
                         self._drive(name, running, driver, specs, progress)
                     finally:

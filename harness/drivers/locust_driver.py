@@ -2,6 +2,9 @@
 
     python -m harness.drivers.locust_driver --spec SPEC.json [--spec SPEC2.json ...] --out-dir DIR
     python -m harness.drivers.locust_driver --spec SPEC.json --out RESULT.json
+    python -m harness.drivers.locust_driver --master --expect-workers N [--expect-timeout S]
+        [--master-bind HOST] [--master-port P] --spec SPEC.json ... --out-dir DIR
+    python -m harness.drivers.locust_driver --worker --master-host HOST [--master-port P] [--rejoin]
 
 Run it only as its own process: importing locust monkey-patches socket, threading and select
 with gevent for the whole interpreter. Each spec is one user level: a warm-up, then
@@ -10,6 +13,11 @@ with gevent for the whole interpreter. Each spec is one user level: a warm-up, t
   and {"type": "result", "spec", "repetition", "path"} as each window's result is written;
 - results are written atomically, also after SIGTERM/SIGINT (then "interrupted": true); exit 0;
 - a bad spec (or an unresolvable host) prints one line on stderr and exits 2.
+With --master the users run in N --worker processes (see distributed.py) and the master
+writes the same results and events; it first prints {"type": "master", "port"}, and each
+"result" event adds "workers" and "worker_hosts". Fewer than N workers within
+--expect-timeout: one line on stderr, exit 2; a worker leaving mid-run: exit 1. A worker
+prints {"type": "worker-window", "spec", "repetition", "requests", "errors"} per window.
 Latencies are taken with perf_counter_ns in each user and kept in microseconds in
 HdrHistogram; Locust's own request stats (whole milliseconds) are not used at all.
 """
@@ -27,7 +35,8 @@ import signal
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import gevent
 import gevent.event
@@ -36,6 +45,7 @@ from hdrh.histogram import HdrHistogram
 from locust.env import Environment
 
 from harness.drivers.spec import (
+    BackgroundCounts,
     DriverResult,
     DriverSpec,
     ErrorCounts,
@@ -47,10 +57,14 @@ from harness.drivers.spec import (
 )
 
 from harness.drivers.background import Background, hold_idle, trickle
+from harness.drivers.distributed import MASTER_PORT, Board, DistributedError, MergedWindow, serve_worker, start_master
 from harness.drivers.raw_http import _NS, host_header, resolve_target
 from harness.drivers.raw_user import ERROR_KINDS, Recorder, user_class, watch_timeouts
 
 LOWEST_US, HIGHEST_US, SIGNIFICANT_DIGITS = 1, 60_000_000, 3  # 1 us .. 60 s, 0.1% resolution
+# A worker learns its share of the load only from the master: room for any level one
+# process can drive (each user and background socket holds one descriptor).
+WORKER_FD_LIMIT = 65536
 
 # --- the run ----------------------------------------------------------------------------
 
@@ -126,8 +140,12 @@ def run(spec: DriverSpec, stop: gevent.event.Event, emit: Callable[[int, DriverR
         stopped = clock.ticks(rec, window_ns, end_ns, stop, window=window)
         last_ns = clock.last_ns
         in_flight = [last_ns - u.t0 for u in rec.users if u.conn is not None and u.t0 <= last_ns]
-        emit(rep, result_of(spec, window, rec, in_flight, bg, window_s=max(0, last_ns - window_ns) / _NS,
-                            cpu_used=cpu_seconds() - cpu_mark, stopped=stopped, starved=rec.starved(window_ns)))
+        window_s = max(0, last_ns - window_ns) / _NS
+        emit(rep, result_of(spec, window, errors=rec.errors, unfinished=len(in_flight),
+                            unfinished_max_us=max(in_flight) // 1000 if in_flight else None,
+                            starved=rec.starved(window_ns), background=bg.counts(), window_s=window_s,
+                            cpu_percent=round(100 * (cpu_seconds() - cpu_mark) / window_s, 1) if window_s else 0.0,
+                            stopped=stopped))
         rep += 1
     rec.gate_ns = sys.maxsize  # nothing after the last window counts
     runner.quit()
@@ -184,15 +202,16 @@ class Clock:
         return False
 
 
-def result_of(spec: DriverSpec, window: Window, rec: Recorder, in_flight: list[int], bg: Background, *,
-              window_s: float, cpu_used: float, stopped: bool, starved: int = 0) -> DriverResult:
+def result_of(spec: DriverSpec, window: Window | MergedWindow, *, errors: Mapping[str, int], unfinished: int,
+              unfinished_max_us: int | None, starved: int, background: BackgroundCounts, window_s: float,
+              cpu_percent: float, stopped: bool, worker_hosts: list[str] | None = None) -> DriverResult:
     count, total = window.count, window.total
     pct = (lambda q: total.get_value_at_percentile(q)) if count else (lambda q: None)
     return DriverResult(
         requests=count,
-        errors=ErrorCounts(**rec.errors),
-        unfinished=len(in_flight),
-        unfinished_max_us=max(in_flight) // 1000 if in_flight else None,
+        errors=ErrorCounts(**errors),
+        unfinished=unfinished,
+        unfinished_max_us=unfinished_max_us,
         duration_s=round(window_s, 6),
         rps=round(count / window_s, 3) if window_s else 0.0,
         p50_us=pct(50),
@@ -205,16 +224,18 @@ def result_of(spec: DriverSpec, window: Window, rec: Recorder, in_flight: list[i
         timeseries=tuple(window.series),
         users=spec.users,
         keep_alive=spec.keep_alive,
-        driver_cpu_percent=round(100 * cpu_used / window_s, 1) if window_s else 0.0,
+        driver_cpu_percent=cpu_percent,
         interrupted=stopped,
-        background=bg.counts(),
+        background=background,
         starved_users=starved,
         rate=spec.rate,
         uncorrected=uncorrected_of(window) if spec.rate else None,
+        workers=None if worker_hosts is None else len(worker_hosts),
+        worker_hosts=tuple(worker_hosts or ()),
     )
 
 
-def uncorrected_of(window: Window) -> Uncorrected:
+def uncorrected_of(window: Window | MergedWindow) -> Uncorrected:
     sent = window.sent
     has = sent.get_total_count() > 0
     return Uncorrected(
@@ -225,17 +246,91 @@ def uncorrected_of(window: Window) -> Uncorrected:
     )
 
 
+def run_distributed(spec: DriverSpec, index: int, board: Board, stop: gevent.event.Event,
+                    emit: Callable[..., None]) -> bool:
+    """run() with the users in the workers: the master keeps the timeline, announces each
+    window, and turns the workers' merged batches into the same results."""
+    start_ns = board.configure(index, spec)
+    measure_ns = start_ns + int(spec.warmup_s * _NS)
+    spawner = board.start_users(spec)
+    stopped = board.ticks(start_ns, measure_ns, stop, phase="warmup")
+    if spec.warmup_s:
+        board.progress("warmup")
+    opened_ns = board.open(None if stopped else 0)  # None: stopped in the warm-up, the level ends
+    rep = 0
+    while not stopped and rep < spec.repeat:
+        end_ns = measure_ns + int((rep + 1) * spec.duration_s * _NS)
+        stopped = board.ticks(opened_ns, end_ns, stop, phase="measure")
+        closed_ns = board.open(None if stopped or rep + 1 == spec.repeat else rep + 1)
+        window_s = (closed_ns - opened_ns) / _NS
+        window = board.collect(rep, whole_seconds=int(window_s) if stopped else int(spec.duration_s))
+        board.progress("measure")  # the window's last second, its final batches in
+        emit(rep, result_of(spec, window, errors=window.errors, unfinished=window.unfinished,
+                            unfinished_max_us=window.unfinished_max_us, starved=window.starved,
+                            background=window.background_counts(), window_s=window_s,
+                            cpu_percent=window.cpu_percent, stopped=stopped, worker_hosts=board.worker_hosts),
+             workers=len(board.level), worker_hosts=board.worker_hosts)
+        rep, opened_ns = rep + 1, closed_ns
+    board.end_level(spawner, spec)
+    return stopped
+
+
+def drive_workers(specs: list[DriverSpec], args: argparse.Namespace, stop: gevent.event.Event,
+                  emit_to: Callable[[int], Callable[..., None]]) -> int:
+    """--master: wait for the workers, then run every level on them; the exit status."""
+    try:
+        board = start_master(args.master_bind, args.master_port)
+    except DistributedError as exc:
+        print(f"locust_driver: {exc}", file=sys.stderr)
+        return exc.exit_status
+    print(json.dumps({"type": "master", "port": board.runner.server.port}), flush=True)
+    try:
+        if board.gather(args.expect_workers, args.expect_timeout, stop):
+            for index, spec in enumerate(specs):
+                if run_distributed(spec, index, board, stop, emit_to(index)):
+                    break
+    except DistributedError as exc:
+        print(f"locust_driver: {exc}", file=sys.stderr)
+        return exc.exit_status
+    finally:
+        board.close()  # the workers quit too
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m harness.drivers.locust_driver", description=__doc__.split("\n")[0]
     )
-    parser.add_argument("--spec", required=True, action="append",
+    parser.add_argument("--spec", action="append",
                         help="DriverSpec JSON file; repeat it to run several levels in sequence")
-    where = parser.add_mutually_exclusive_group(required=True)
+    where = parser.add_mutually_exclusive_group()
     where.add_argument("--out", help="where to write the DriverResult JSON (one spec, repeat 1)")
     where.add_argument("--out-dir", help="write result-<spec>-<repetition>.json here, one per window")
+    role = parser.add_mutually_exclusive_group()
+    role.add_argument("--master", action="store_true", help="run the users in --worker processes, not here")
+    role.add_argument("--worker", action="store_true", help="run the users a --master hands out")
+    parser.add_argument("--expect-workers", type=int, metavar="N", help="--master: wait for N workers")
+    parser.add_argument("--expect-timeout", type=float, default=60.0, metavar="S",
+                        help="--master: give up if N workers have not joined within S seconds (default: %(default)s)")
+    parser.add_argument("--master-bind", default="*", metavar="HOST",
+                        help="--master: interface to listen on for workers (default: all)")
+    parser.add_argument("--master-host", metavar="HOST", help="--worker: the master to join")
+    parser.add_argument("--rejoin", action="store_true",
+                        help="--worker: when the master quits, wait for the next one (one per backend)")
+    parser.add_argument("--master-port", type=int, default=MASTER_PORT, metavar="P",
+                        help="the master's port; --master with 0 picks a free one (default: %(default)s)")
     args = parser.parse_args(argv)
+    if args.worker and (args.master_host is None or args.spec or args.out or args.out_dir):
+        parser.error("--worker takes --master-host and its levels from the master: no --spec, --out or --out-dir")
+    if not args.worker and (not args.spec or not (args.out or args.out_dir)):
+        parser.error("--spec and one of --out/--out-dir are required")
+    if args.master and (args.expect_workers is None or args.expect_workers < 1):
+        parser.error("--master needs --expect-workers N, N >= 1")
     logging.basicConfig(stream=sys.stderr, level=logging.ERROR, format="locust_driver: %(name)s: %(message)s")
+    stop = gevent.event.Event()
+    if args.worker:
+        raise_fd_limit(WORKER_FD_LIMIT)
+        return serve_worker(args.master_host, args.master_port, stop, rejoin=args.rejoin)
     spec = None
     try:
         specs = [load_spec(path) for path in args.spec]
@@ -252,26 +347,30 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as exc:
         print(f"locust_driver: spec: cannot resolve host {spec.host!r}: {exc}", file=sys.stderr)  # type: ignore[union-attr]
         return 2
-    stop = gevent.event.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         gevent.signal_handler(signum, stop.set)
-    failed = False
+    failed: list[str] = []
 
-    for index, spec in enumerate(specs):
-        def emit(rep: int, result: DriverResult, index: int = index) -> None:
-            nonlocal failed
+    def emit_to(index: int) -> Callable[..., None]:
+        def emit(rep: int, result: DriverResult, **event: Any) -> None:
             path = args.out or os.path.join(args.out_dir, f"result-{index}-{rep}.json")
             try:
                 write_result(path, result)
             except OSError as exc:
                 print(f"locust_driver: cannot write {path}: {exc}", file=sys.stderr)
-                failed = True
+                failed.append(path)
                 return
-            print(json.dumps({"type": "result", "spec": index, "repetition": rep, "path": path}), flush=True)
+            print(json.dumps({"type": "result", "spec": index, "repetition": rep, "path": path, **event}), flush=True)
+        return emit
 
-        if run(spec, stop, emit):
-            break
-    return 1 if failed else 0
+    if args.master:
+        status = drive_workers(specs, args, stop, emit_to)
+    else:
+        status = 0
+        for index, spec in enumerate(specs):
+            if run(spec, stop, emit_to(index)):
+                break
+    return status or (1 if failed else 0)
 
 
 if __name__ == "__main__":

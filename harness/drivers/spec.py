@@ -19,7 +19,7 @@ from typing import Any
 # Result schema history:
 #   1: first version.
 #   2: open loop: `rate` and `uncorrected` (both null for a closed-loop window);
-#      `starved_users`.
+#      `starved_users`; distributed load: `workers` and `worker_hosts`.
 RESULT_VERSION = 2
 
 _TOKEN_CHARS = frozenset("!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")
@@ -198,6 +198,11 @@ class DriverResult:
     starved_users: int = 0
     rate: float | None = None  # open loop: the offered rate; latencies are then corrected
     uncorrected: Uncorrected | None = None  # open loop: from the actual send instead
+    # Distributed load (Locust master/worker): the worker processes that carried the users and
+    # their hosts, one entry each; driver_cpu_percent is then the busiest worker's. None and
+    # (): the users ran in the driver process itself.
+    workers: int | None = None
+    worker_hosts: tuple[str, ...] = ()
     version: int = RESULT_VERSION
 
     def to_dict(self) -> dict[str, Any]:
@@ -214,6 +219,7 @@ class DriverResult:
                 "timeseries": tuple(SecondSample(**s) for s in data["timeseries"]),
                 "background": BackgroundCounts(**data["background"]),
                 "uncorrected": Uncorrected(**data["uncorrected"]) if data.get("uncorrected") else None,
+                "worker_hosts": tuple(data.get("worker_hosts", ())),
             }
         )
 

@@ -1,0 +1,158 @@
+"""Distributed load: one master driver, worker drivers carrying the users, a real backend.
+
+The master writes the results exactly as the single-process driver does, from batches the
+workers send it; each worker also prints its own per-window totals, so the merge can be
+checked against what the workers measured themselves.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from harness.drivers.spec import DriverResult, read_result
+from harness.metrics import decode_histogram
+
+ROOT = Path(__file__).resolve().parent.parent
+ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
+DRIVER = [sys.executable, "-m", "harness.drivers.locust_driver"]
+
+Launch = Callable[..., subprocess.Popen]
+
+
+@pytest.fixture
+def launch() -> Iterator[Launch]:
+    """Start driver processes, each in its own process group; all are killed at the end."""
+    started: list[subprocess.Popen] = []
+
+    def start(*args: str) -> subprocess.Popen:
+        process = subprocess.Popen([*DRIVER, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                   cwd=ROOT, env=ENV, start_new_session=True)
+        started.append(process)
+        return process
+
+    yield start
+    for process in started:
+        try:
+            os.killpg(process.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        process.communicate()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def lines(text: str) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in text.splitlines() if line.startswith("{")]
+
+
+def run_distributed(launch: Launch, tmp_path: Path, spec: dict[str, Any], *, workers: int = 2
+                    ) -> tuple[DriverResult, dict[str, Any], list[dict[str, Any]]]:
+    """One level on `workers` local workers: the result, its "result" event, and every
+    "worker-window" line the workers printed."""
+    spec_path = tmp_path / "spec.json"
+    spec_path.write_text(json.dumps(spec))
+    port = str(free_port())
+    master = launch("--master", "--expect-workers", str(workers), "--expect-timeout", "20",
+                    "--master-bind", "127.0.0.1", "--master-port", port, "--spec", str(spec_path),
+                    "--out-dir", str(tmp_path))
+    started = [launch("--worker", "--master-host", "127.0.0.1", "--master-port", port) for _ in range(workers)]
+    out, err = master.communicate(timeout=30)
+    assert master.returncode == 0, err
+    windows = []
+    for worker in started:  # the master's quit ends them
+        worker_out, worker_err = worker.communicate(timeout=10)
+        assert worker.returncode == 0, worker_err
+        windows += [line for line in lines(worker_out) if line["type"] == "worker-window"]
+    [event] = [line for line in lines(out) if line["type"] == "result"]
+    return read_result(event["path"]), event, windows
+
+
+@pytest.mark.timeout(60)
+def test_master_merges_what_every_worker_measured(launch: Launch, start_server, tmp_path: Path) -> None:
+    backend = start_server("--backend", "asyncio")
+    result, event, windows = run_distributed(launch, tmp_path, {
+        "host": "127.0.0.1", "port": backend.port, "requests": [{"path": "/"}],
+        "users": 4, "warmup_s": 1.0, "duration_s": 2.0})
+    assert (tmp_path / "result-0-0.json").exists()
+    assert event["workers"] == 2 and len(event["worker_hosts"]) == 2
+    assert len(windows) == 2 and all(w["requests"] > 0 for w in windows), "users run only in the workers"
+    assert result.requests == sum(w["requests"] for w in windows)
+    assert decode_histogram(result.histogram).get_total_count() == result.requests
+    assert result.errors.total == 0 and result.users == 4 and result.unfinished <= 4
+    assert [s.second for s in result.timeseries] == [0, 1]
+    assert sum(s.requests for s in result.timeseries) <= result.requests
+
+
+@pytest.mark.timeout(60)
+def test_open_loop_rate_is_shared_by_the_workers(launch: Launch, start_server, tmp_path: Path) -> None:
+    backend = start_server("--backend", "asyncio")
+    result, _, windows = run_distributed(launch, tmp_path, {
+        "host": "127.0.0.1", "port": backend.port, "requests": [{"path": "/"}],
+        "users": 4, "rate": 400, "warmup_s": 0.5, "duration_s": 2.0})
+    assert result.rps == pytest.approx(400, rel=0.05)
+    assert all(w["requests"] == pytest.approx(400, rel=0.1) for w in windows), "two users each at 100/s"
+    assert result.uncorrected is not None
+    assert decode_histogram(result.uncorrected.histogram).get_total_count() == result.requests
+
+
+@pytest.mark.timeout(30)
+def test_master_gives_up_when_the_workers_do_not_come(launch: Launch, tmp_path: Path) -> None:
+    spec_path = tmp_path / "spec.json"
+    spec_path.write_text(json.dumps({"host": "127.0.0.1", "port": 9, "requests": [{"path": "/"}],
+                                     "users": 4, "duration_s": 1.0}))
+    master = launch("--master", "--expect-workers", "2", "--expect-timeout", "1", "--master-bind", "127.0.0.1",
+                    "--master-port", "0", "--spec", str(spec_path), "--out-dir", str(tmp_path))
+    _, err = master.communicate(timeout=20)
+    assert master.returncode == 2
+    [line] = err.strip().splitlines()
+    assert "only 0 of 2 workers joined within 1s" in line
+    assert not list(tmp_path.glob("result-*.json"))
+
+
+@pytest.mark.parametrize("args", [
+    pytest.param(["--master", "--spec", "s.json", "--out-dir", "."], id="master-without-expect-workers"),
+    pytest.param(["--worker"], id="worker-without-master-host"),
+    pytest.param(["--worker", "--master-host", "127.0.0.1", "--spec", "s.json"], id="worker-with-spec"),
+    pytest.param(["--master", "--worker", "--expect-workers", "1"], id="master-and-worker"),
+])
+def test_role_flags_are_checked(launch: Launch, args: list[str]) -> None:
+    process = launch(*args)
+    _, err = process.communicate(timeout=20)
+    assert process.returncode == 2
+    assert "error:" in err and "Traceback" not in err
+
+
+@pytest.mark.timeout(60)
+def test_a_rejoining_worker_serves_one_master_after_another(launch: Launch, start_server, tmp_path: Path) -> None:
+    """`concurbench run` starts one master per backend, all on the same port."""
+    backend = start_server("--backend", "asyncio")
+    spec_path = tmp_path / "spec.json"
+    spec_path.write_text(json.dumps({"host": "127.0.0.1", "port": backend.port, "requests": [{"path": "/"}],
+                                     "users": 2, "warmup_s": 0.2, "duration_s": 1.0}))
+    port = str(free_port())
+    worker = launch("--worker", "--rejoin", "--master-host", "127.0.0.1", "--master-port", port)
+    for name in ("first", "second"):
+        (tmp_path / name).mkdir()
+        master = launch("--master", "--expect-workers", "1", "--expect-timeout", "20", "--master-bind", "127.0.0.1",
+                        "--master-port", port, "--spec", str(spec_path), "--out-dir", str(tmp_path / name))
+        _, err = master.communicate(timeout=30)
+        assert master.returncode == 0, err
+        assert read_result(tmp_path / name / "result-0-0.json").requests > 0
+    assert worker.poll() is None, "still waiting for the next master"
+    worker.terminate()
+    out, _ = worker.communicate(timeout=10)
+    assert len([line for line in lines(out) if line["type"] == "worker-window"]) == 2
