@@ -57,7 +57,9 @@ from harness.drivers.spec import (
 )
 
 from harness.drivers.background import Background, hold_idle, trickle
-from harness.drivers.distributed import MASTER_PORT, Board, DistributedError, MergedWindow, serve_worker, start_master
+from harness.drivers.dist_master import Board, MergedWindow
+from harness.drivers.dist_protocol import MASTER_PORT, DistributedError
+from harness.drivers.distributed import serve_worker, start_master
 from harness.drivers.raw_http import _NS, host_header, resolve_target
 from harness.drivers.raw_user import ERROR_KINDS, Recorder, user_class, watch_timeouts
 
