@@ -45,6 +45,7 @@ from hdrh.histogram import HdrHistogram
 from locust.env import Environment
 
 from harness.drivers.spec import (
+    check_outputs,
     BackgroundCounts,
     DriverResult,
     DriverSpec,
@@ -338,11 +339,7 @@ def main(argv: list[str] | None = None) -> int:
         specs = [load_spec(path) for path in args.spec]
         for spec in specs:
             resolve_target(spec.host, spec.port)
-        target = args.out or os.path.join(args.out_dir, "x")
-        if not os.path.isdir(os.path.dirname(os.path.abspath(target))):
-            raise SpecError(f"--out: no such directory for {args.out or args.out_dir}")
-        if args.out and (len(specs) > 1 or specs[0].repeat > 1):
-            raise SpecError("--out takes one spec with repeat 1; use --out-dir for more")
+        check_outputs(out=args.out, out_dir=args.out_dir, specs=specs)
     except SpecError as exc:
         print(f"locust_driver: {exc}", file=sys.stderr)
         return 2

@@ -224,6 +224,16 @@ class DriverResult:
         )
 
 
+def check_outputs(*, out: str | None, out_dir: str | None, specs: list[DriverSpec]) -> None:
+    """A driver's --out (one spec, one window) or --out-dir (a file per window) must be
+    writable before any load starts; SpecError says why not."""
+    target = out or os.path.join(out_dir or ".", "x")
+    if not os.path.isdir(os.path.dirname(os.path.abspath(target))):
+        raise SpecError(f"--out: no such directory for {out or out_dir}")
+    if out and (len(specs) > 1 or specs[0].repeat > 1):
+        raise SpecError("--out takes one spec with repeat 1; use --out-dir for more")
+
+
 def load_spec(path: str | os.PathLike[str]) -> DriverSpec:
     """Read and validate a spec file; every problem is a SpecError."""
     try:

@@ -44,6 +44,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.drivers.spec import (
+    check_outputs,
     DriverResult,
     DriverSpec,
     ErrorCounts,
@@ -327,11 +328,7 @@ def main(argv: list[str] | None = None) -> int:
         for spec in specs:
             check_supported(spec)
             socket.getaddrinfo(destination(spec.host).strip("[]"), spec.port, type=socket.SOCK_STREAM)
-        target = args.out or os.path.join(args.out_dir, "x")
-        if not os.path.isdir(os.path.dirname(os.path.abspath(target))):
-            raise SpecError(f"--out: no such directory for {args.out or args.out_dir}")
-        if args.out and (len(specs) > 1 or specs[0].repeat > 1):
-            raise SpecError("--out takes one spec with repeat 1; use --out-dir for more")
+        check_outputs(out=args.out, out_dir=args.out_dir, specs=specs)
     except SpecError as exc:
         print(f"wrk driver: {exc}", file=sys.stderr)
         return 2
