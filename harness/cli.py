@@ -188,7 +188,7 @@ def wrk_problem(scenario) -> str | None:  # type: ignore[no-untyped-def]
 
     from harness.drivers.spec import SpecError
     from harness.drivers.wrk_driver import check_supported
-    from harness.runner import driver_specs
+    from harness.driver_process import driver_specs
 
     if shutil.which("wrk") is None:
         return "--driver wrk needs wrk on PATH (apt-get install wrk)"

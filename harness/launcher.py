@@ -226,3 +226,25 @@ def _wait_healthy(running: RunningBackend, timeout: float) -> None:
             last_error = str(error)
         time.sleep(0.05)
     raise LaunchError(f"backend did not answer GET / with 200 within {timeout:.0f}s ({last_error})")
+
+
+class ServerSampler:
+    """CPU seconds and RSS of the server's process tree, sampled once a second."""
+
+    def __init__(self, backend: RunningBackend) -> None:
+        self.backend = backend
+        self.samples: list[tuple[float, float, int]] = []  # (monotonic, cpu seconds, rss bytes)
+
+    def sample(self) -> None:
+        self.samples.append((time.monotonic(), self.backend.cpu_seconds(), self.backend.rss_bytes()))
+
+    def window(self, seconds: float) -> dict[str, float | int | None]:
+        """CPU % (100 = one CPU) and peak RSS over the last `seconds`."""
+        self.sample()
+        end = self.samples[-1][0]
+        inside = [s for s in self.samples if s[0] >= end - seconds - 0.5]
+        if len(inside) < 2:
+            return {"cpu_percent": None, "rss_bytes": inside[-1][2] if inside else None}
+        (t0, c0, _), (t1, c1, _) = inside[0], inside[-1]
+        return {"cpu_percent": round(100 * (c1 - c0) / (t1 - t0), 1) if t1 > t0 else None,
+                "rss_bytes": max(s[2] for s in inside)}

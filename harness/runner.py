@@ -10,22 +10,18 @@ its stderr tail, and the run goes on with the next one.
 from __future__ import annotations
 
 import json
-import os
 import queue
 import signal
-import subprocess
 import sys
 import tempfile
-import threading
-import time
-from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from harness.drivers import LOCUST_DRIVER_MODULE
-from harness.drivers.spec import DriverResult, DriverSpec, RequestSpec, write_spec
-from harness.launcher import PROJECT_ROOT, LaunchError, RunningBackend, default_pinning, launch_backend
+from harness.driver_process import DRIVER_MODULES, DriverProcess, driver_specs
+from harness.drivers.spec import DriverResult, DriverSpec
+from harness.launcher import (LaunchError, RunningBackend, ServerSampler, calibrate_cpu_work, default_pinning,
+                              launch_backend)
 from harness.metrics import summarize
 from harness.progress import Progress, Tick, make_progress
 from harness.scenario import Scenario
@@ -38,8 +34,6 @@ from harness.summary import summary_rows, summary_table
 DRIVER_BOUND_PERCENT = 90.0
 HIGH_SPREAD = "high-spread"
 DRIVER_START_S = 1.0  # importing locust, per backend: counted in the ETA
-# Load generators that speak the driver protocol (specs in, a result file per window out).
-DRIVER_MODULES = {"locust": LOCUST_DRIVER_MODULE, "wrk": "harness.drivers.wrk_driver"}
 
 
 class BackendFailed(Exception):
@@ -62,122 +56,6 @@ class RunOptions:
     # Workers on other machines (`concurbench worker --master THIS_HOST`) the master also waits
     # for; then it listens on all interfaces, on Locust's port 5557.
     remote_workers: int = 0
-
-
-def driver_specs(scenario: Scenario, *, host: str, port: int) -> list[DriverSpec]:
-    """One spec per load level: each closed-loop user count, then each open-loop rate
-    (spread over `connections`). Each level: a warm-up, then `repeat` windows."""
-    requests = tuple(RequestSpec(method=r.method, path=r.path, body=r.body, headers=dict(r.headers), weight=r.weight)
-                     for r in scenario.requests)
-    levels: list[tuple[int, float | None]] = [(users, None) for users in scenario.users]
-    levels += [(scenario.connections, rate) for rate in scenario.rate]
-    return [DriverSpec(host=host, port=port, requests=requests, users=users, rate=rate,
-                       duration_s=scenario.duration_s, warmup_s=scenario.warmup_s, repeat=scenario.repeat,
-                       keep_alive=scenario.keep_alive, timeout_s=scenario.timeout_s,
-                       idle_connections=scenario.idle_connections, slow_clients=scenario.slow_clients,
-                       slow_interval_s=scenario.slow_interval_s)
-            for users, rate in levels]
-
-
-class DriverProcess:
-    """A driver in its own process group on its own CPUs; its stdout as events.
-
-    With procs > 1 (or remote workers), Locust's master/worker mode: the master writes the
-    same events and results, and `procs` local workers, each in its own process group on one
-    driver CPU in turn, carry the users."""
-
-    def __init__(self, specs: list[DriverSpec], *, workdir: Path, cpus: tuple[int, ...],
-                 module: str = LOCUST_DRIVER_MODULE, procs: int = 1, remote_workers: int = 0) -> None:
-        workdir.mkdir(parents=True, exist_ok=True)
-        argv = [sys.executable, "-m", module, "--out-dir", str(workdir)]
-        for index, spec in enumerate(specs):
-            path = workdir / f"spec-{index}.json"
-            write_spec(path, spec)
-            argv += ["--spec", str(path)]
-        distributed = procs > 1 or remote_workers > 0
-        if distributed:
-            where = ["--master-bind", "*", "--master-port", "5557"] if remote_workers else \
-                    ["--master-bind", "127.0.0.1", "--master-port", "0"]
-            argv += ["--master", "--expect-workers", str(procs + remote_workers), *where]
-        self.env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(PROJECT_ROOT), os.environ.get("PYTHONPATH")]))}
-        self.events: queue.Queue[dict[str, Any] | None] = queue.Queue()
-        self.stderr: deque[str] = deque(maxlen=30)
-        self.process = self._start(argv, cpus, stdout=subprocess.PIPE)
-        self.workers: list[subprocess.Popen] = []
-        port = self._master_port() if distributed else None
-        if port is not None:
-            worker = [sys.executable, "-m", module, "--worker", "--master-host", "127.0.0.1", "--master-port", str(port)]
-            self.workers = [self._start(worker, (cpus[i % len(cpus)],) if cpus else (), stdout=subprocess.DEVNULL)
-                            for i in range(procs)]
-        threading.Thread(target=self._read_stdout, daemon=True).start()
-        for process in (self.process, *self.workers):
-            threading.Thread(target=lambda p=process: self.stderr.extend(p.stderr), daemon=True).start()
-
-    def _start(self, argv: list[str], cpus: tuple[int, ...], *, stdout: int) -> subprocess.Popen:
-        return subprocess.Popen(argv, stdout=stdout, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True,
-                                start_new_session=True, env=self.env,
-                                preexec_fn=(lambda: os.sched_setaffinity(0, cpus)) if cpus else None)
-
-    def _master_port(self) -> int | None:
-        """The master's first line, {"type": "master", "port"}: where the workers join. None
-        if it exited first (a bad spec, a busy port): _drive then reports its stderr."""
-        line = self.process.stdout.readline()  # type: ignore[union-attr]
-        try:
-            return int(json.loads(line)["port"])
-        except (ValueError, KeyError, TypeError):
-            self.stderr.append(line)
-            return None
-
-    def _read_stdout(self) -> None:
-        for line in self.process.stdout:  # type: ignore[union-attr]
-            try:
-                self.events.put(json.loads(line))
-            except json.JSONDecodeError:
-                self.stderr.append(line)
-        self.events.put(None)  # end of stream: the driver exited
-
-    def stop(self) -> None:
-        for process in (self.process, *self.workers):  # the master first: it tells its workers to quit
-            _stop_group(process)
-
-
-def _stop_group(process: subprocess.Popen) -> None:
-    for sig, wait in ((signal.SIGTERM, 5.0), (signal.SIGKILL, 5.0)):
-        try:
-            os.killpg(process.pid, sig)
-        except ProcessLookupError:
-            break
-        try:
-            process.wait(wait)
-            break
-        except subprocess.TimeoutExpired:
-            continue
-    try:
-        os.killpg(process.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-
-
-class ServerSampler:
-    """CPU seconds and RSS of the server's process tree, sampled once a second."""
-
-    def __init__(self, backend: RunningBackend) -> None:
-        self.backend = backend
-        self.samples: list[tuple[float, float, int]] = []  # (monotonic, cpu seconds, rss bytes)
-
-    def sample(self) -> None:
-        self.samples.append((time.monotonic(), self.backend.cpu_seconds(), self.backend.rss_bytes()))
-
-    def window(self, seconds: float) -> dict[str, float | int | None]:
-        """CPU % (100 = one CPU) and peak RSS over the last `seconds`."""
-        self.sample()
-        end = self.samples[-1][0]
-        inside = [s for s in self.samples if s[0] >= end - seconds - 0.5]
-        if len(inside) < 2:
-            return {"cpu_percent": None, "rss_bytes": inside[-1][2] if inside else None}
-        (t0, c0, _), (t1, c1, _) = inside[0], inside[-1]
-        return {"cpu_percent": round(100 * (c1 - c0) / (t1 - t0), 1) if t1 > t0 else None,
-                "rss_bytes": max(s[2] for s in inside)}
 
 
 def step_record(backend: str, spec: DriverSpec, repetition: int, result: DriverResult,
@@ -213,6 +91,9 @@ class Run:
         metadata["scenario"]["name"] = scenario.name
         metadata["scenario"]["overrides"] = list(scenario.overrides)
         metadata["drivers"] = list(options.drivers)
+        # /cpu work per ms, measured once here and given to every backend (see the launcher).
+        self.cpu_iters_per_ms = calibrate_cpu_work(self.server_cpus)
+        metadata["cpu_iters_per_ms"] = round(self.cpu_iters_per_ms, 1)
         self.results: dict[str, Any] = {"metadata": metadata, "scenario": scenario.to_dict(), "status": "running",
                                         "backends": {}, "steps": []}
         self.save()
@@ -231,7 +112,8 @@ class Run:
         external = target.startswith("cmd:")
         extra = () if external else self.scenario.server_args  # server args are our servers' flags
         try:
-            running = launch_backend(target, host=self.options.host, cpus=self.server_cpus, extra_args=extra)
+            running = launch_backend(target, host=self.options.host, cpus=self.server_cpus, extra_args=extra,
+                                     env={"CONCURBENCH_CPU_ITERS_PER_MS": str(self.cpu_iters_per_ms)})
         except LaunchError as error:
             progress.message(f"{backend}: FAILED to start: {str(error).splitlines()[0]}")
             return {"status": "failed", "error": str(error).splitlines()[0], "stderr_tail": error.stderr_tail,

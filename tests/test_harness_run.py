@@ -79,6 +79,7 @@ def test_end_to_end_writes_results_and_summary(tiny: Path, tmp_path: Path) -> No
     meta = results["metadata"]
     assert meta["pinning"] == {"server": [0], "driver": [1]} or os.cpu_count() != 2
     assert meta["scenario"]["sha256"] and meta["cpu_count"] and meta["python"] and meta["packages"]["locust"]
+    assert meta["cpu_iters_per_ms"] > 0  # /cpu calibrated once, for every backend
     steps = results["steps"]
     assert [(s["backend"], s["users"], s["repetition"]) for s in steps] == [
         (b, u, r) for b in ("selectors", "threaded") for u in (1, 4) for r in (0, 1)]

@@ -1,0 +1,121 @@
+"""A load driver in its own process: the specs it gets, and its stdout as events.
+
+Every driver (the Locust one, wrk) speaks one protocol: specs in, a JSON line per event
+out, a result file per measured window. This module never imports locust: it only starts
+the process that does.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import signal
+import subprocess
+import sys
+import threading
+from collections import deque
+from pathlib import Path
+from typing import Any
+
+from harness.drivers import LOCUST_DRIVER_MODULE
+from harness.drivers.spec import DriverSpec, RequestSpec, write_spec
+from harness.launcher import PROJECT_ROOT
+from harness.scenario import Scenario
+
+# Load generators that speak the driver protocol (specs in, a result file per window out).
+DRIVER_MODULES = {"locust": LOCUST_DRIVER_MODULE, "wrk": "harness.drivers.wrk_driver"}
+
+
+def driver_specs(scenario: Scenario, *, host: str, port: int) -> list[DriverSpec]:
+    """One spec per load level: each closed-loop user count, then each open-loop rate
+    (spread over `connections`). Each level: a warm-up, then `repeat` windows."""
+    requests = tuple(RequestSpec(method=r.method, path=r.path, body=r.body, headers=dict(r.headers), weight=r.weight)
+                     for r in scenario.requests)
+    levels: list[tuple[int, float | None]] = [(users, None) for users in scenario.users]
+    levels += [(scenario.connections, rate) for rate in scenario.rate]
+    return [DriverSpec(host=host, port=port, requests=requests, users=users, rate=rate,
+                       duration_s=scenario.duration_s, warmup_s=scenario.warmup_s, repeat=scenario.repeat,
+                       keep_alive=scenario.keep_alive, timeout_s=scenario.timeout_s,
+                       idle_connections=scenario.idle_connections, slow_clients=scenario.slow_clients,
+                       slow_interval_s=scenario.slow_interval_s)
+            for users, rate in levels]
+
+
+class DriverProcess:
+    """A driver in its own process group on its own CPUs; its stdout as events.
+
+    With procs > 1 (or remote workers), Locust's master/worker mode: the master writes the
+    same events and results, and `procs` local workers, each in its own process group on one
+    driver CPU in turn, carry the users."""
+
+    def __init__(self, specs: list[DriverSpec], *, workdir: Path, cpus: tuple[int, ...],
+                 module: str = LOCUST_DRIVER_MODULE, procs: int = 1, remote_workers: int = 0) -> None:
+        workdir.mkdir(parents=True, exist_ok=True)
+        argv = [sys.executable, "-m", module, "--out-dir", str(workdir)]
+        for index, spec in enumerate(specs):
+            path = workdir / f"spec-{index}.json"
+            write_spec(path, spec)
+            argv += ["--spec", str(path)]
+        distributed = procs > 1 or remote_workers > 0
+        if distributed:
+            where = ["--master-bind", "*", "--master-port", "5557"] if remote_workers else \
+                    ["--master-bind", "127.0.0.1", "--master-port", "0"]
+            argv += ["--master", "--expect-workers", str(procs + remote_workers), *where]
+        self.env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(PROJECT_ROOT), os.environ.get("PYTHONPATH")]))}
+        self.events: queue.Queue[dict[str, Any] | None] = queue.Queue()
+        self.stderr: deque[str] = deque(maxlen=30)
+        self.process = self._start(argv, cpus, stdout=subprocess.PIPE)
+        self.workers: list[subprocess.Popen] = []
+        port = self._master_port() if distributed else None
+        if port is not None:
+            worker = [sys.executable, "-m", module, "--worker", "--master-host", "127.0.0.1", "--master-port", str(port)]
+            self.workers = [self._start(worker, (cpus[i % len(cpus)],) if cpus else (), stdout=subprocess.DEVNULL)
+                            for i in range(procs)]
+        threading.Thread(target=self._read_stdout, daemon=True).start()
+        for process in (self.process, *self.workers):
+            threading.Thread(target=lambda p=process: self.stderr.extend(p.stderr), daemon=True).start()
+
+    def _start(self, argv: list[str], cpus: tuple[int, ...], *, stdout: int) -> subprocess.Popen:
+        return subprocess.Popen(argv, stdout=stdout, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True,
+                                start_new_session=True, env=self.env,
+                                preexec_fn=(lambda: os.sched_setaffinity(0, cpus)) if cpus else None)
+
+    def _master_port(self) -> int | None:
+        """The master's first line, {"type": "master", "port"}: where the workers join. None
+        if it exited first (a bad spec, a busy port): _drive then reports its stderr."""
+        line = self.process.stdout.readline()  # type: ignore[union-attr]
+        try:
+            return int(json.loads(line)["port"])
+        except (ValueError, KeyError, TypeError):
+            self.stderr.append(line)
+            return None
+
+    def _read_stdout(self) -> None:
+        for line in self.process.stdout:  # type: ignore[union-attr]
+            try:
+                self.events.put(json.loads(line))
+            except json.JSONDecodeError:
+                self.stderr.append(line)
+        self.events.put(None)  # end of stream: the driver exited
+
+    def stop(self) -> None:
+        for process in (self.process, *self.workers):  # the master first: it tells its workers to quit
+            _stop_group(process)
+
+
+def _stop_group(process: subprocess.Popen) -> None:
+    for sig, wait in ((signal.SIGTERM, 5.0), (signal.SIGKILL, 5.0)):
+        try:
+            os.killpg(process.pid, sig)
+        except ProcessLookupError:
+            break
+        try:
+            process.wait(wait)
+            break
+        except subprocess.TimeoutExpired:
+            continue
+    try:
+        os.killpg(process.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
