@@ -24,6 +24,8 @@ from pathlib import Path
 
 import psutil
 
+from harness.drivers.wire import destination_host
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 START_TIMEOUT = 15.0  # seconds for a backend to print its line and answer GET /
 STOP_GRACE = 6.0  # SIGTERM, then this long (the servers' own grace is 5 s), then SIGKILL
@@ -42,11 +44,6 @@ class LaunchError(Exception):
         return super().__str__() + tail
 
 
-def connect_host(host: str) -> str:
-    """Where to connect for a listening address: 0.0.0.0 and :: mean 'this host'."""
-    return {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(host, host)
-
-
 def default_pinning(cpu_count: int | None = None) -> tuple[tuple[int, ...], tuple[int, ...]]:
     """Split the CPUs in half: the server the first half, the driver the rest.
 
@@ -62,7 +59,7 @@ def default_pinning(cpu_count: int | None = None) -> tuple[tuple[int, ...], tupl
 
 def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket() as sock:
-        sock.bind((connect_host(host), 0))
+        sock.bind((destination_host(host), 0))
         return sock.getsockname()[1]
 
 
@@ -174,7 +171,7 @@ def launch_backend(backend: str, *, host: str = "127.0.0.1", cpus: tuple[int, ..
                                    start_new_session=True, preexec_fn=pin, env=env, text=True)
     except (OSError, ValueError) as error:
         raise LaunchError(f"cannot start {backend!r}: {error}") from None
-    running = RunningBackend(backend, process, connect_host(host), port or 0, cpus)
+    running = RunningBackend(backend, process, destination_host(host), port or 0, cpus)
     threading.Thread(target=_collect, args=(process.stderr, running._stderr), daemon=True).start()
     try:
         if port is None:

@@ -208,7 +208,7 @@ def flag_high_spread(steps: list[dict[str, Any]]) -> None:
 
 def driver_ratios(results: dict[str, Any], drivers: tuple[str, ...]) -> str:
     """--driver both: each step's figures by the second driver over the first's."""
-    rows = {(r["backend"], r["users"], r["rate"]): r for r in summary_rows(results)}
+    rows = {(r["backend"], r["users"], r["rate"]): r for r in summary_rows(results["steps"])}
     first, second = drivers[0], drivers[1]
     lines = [f"\n{second} / {first}, per step (medians over repetitions):",
              f"{'backend':<12} {'load':>10} {'req/s ratio':>12} {'p50 ratio':>10}"]

@@ -22,7 +22,6 @@ from importlib import metadata as importlib_metadata
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
-from harness.metrics import summarize
 
 # Schema history of results.json; bump SCHEMA_VERSION on any change a reader must know of.
 #   1  first version: {"version", "metadata", "steps": [step, ...], "backends": {name: {...}}}
@@ -128,27 +127,16 @@ def total_errors(step: Mapping[str, Any]) -> int:
 
 
 def write_summary_csv(run_dir: Path, steps: Iterable[Mapping[str, Any]]) -> Path:
-    """run_dir/summary.csv: per backend and user count, medians over the good repetitions."""
-    groups: dict[tuple[str, int, float | None], list[Mapping[str, Any]]] = {}
-    for step in steps:
-        if step.get("status") == "ok":
-            groups.setdefault((step["backend"], step["users"], step.get("rate")), []).append(step)
-    backends = list(dict.fromkeys(backend for backend, _, _ in groups))  # first-seen order
+    """run_dir/summary.csv: per backend and load level, medians over the good repetitions."""
+    from harness.summary import summary_rows  # the one grouping, shared with the printed table
+
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(SUMMARY_COLUMNS)
-    order = lambda key: (backends.index(key[0]), key[2] is not None, key[2] or 0, key[1])  # noqa: E731
-    for backend, users, rate in sorted(groups, key=order):
-        reps = groups[backend, users, rate]
-        # A window with no completed request has no percentiles (null): it is left out
-        # of that column's median, and a column with none at all is left empty.
-        present = {key: [rep[key] for rep in reps if rep.get(key) is not None]
-                   for key in ("rps", "p50_us", "p90_us", "p99_us")}
-        medians = [_number(summarize(values).median) if values else "" for values in present.values()]
-        errors = _number(summarize([total_errors(rep) for rep in reps]).median)
-        driver_bound = any(DRIVER_BOUND in rep.get("flags", ()) for rep in reps)
-        writer.writerow([backend, users, *medians, errors, str(driver_bound).lower(),
-                         "" if rate is None else _number(rate)])
+    for row in summary_rows(steps):
+        medians = ["" if row[key] is None else _number(row[key]) for key in ("rps", "p50_us", "p90_us", "p99_us")]
+        writer.writerow([row["backend"], row["users"], *medians, _number(row["errors"]),
+                         str(row["driver_bound"]).lower(), "" if row["rate"] is None else _number(row["rate"])])
     path = Path(run_dir) / SUMMARY_FILE
     _write_atomically(path, buffer.getvalue())
     return path

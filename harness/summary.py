@@ -2,31 +2,45 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from statistics import median
 from typing import Any
+
+from harness.store import DRIVER_BOUND
 
 
 def _fmt_ms(us: float | None) -> str:
     return "-" if us is None else f"{us / 1000:,.2f}"
 
 
-def summary_rows(results: dict[str, Any]) -> list[dict[str, Any]]:
-    """One row per backend x users (in run order), medians over the repetitions."""
-    groups: dict[tuple[str, int, float | None], list[dict[str, Any]]] = {}
-    for step in results["steps"]:
+def summary_rows(steps: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """One row per backend and load level, medians over the good repetitions.
+
+    Backends in the order they ran; within one, closed-loop levels by users, then
+    open-loop levels by offered rate. A window with no completed request has no
+    percentiles (null): it is left out of that median, which is None if none had any.
+    The printed table and summary.csv both come from these rows.
+    """
+    groups: dict[tuple[str, int, float | None], list[Mapping[str, Any]]] = {}
+    for step in steps:
         if step.get("status") == "ok":
             groups.setdefault((step["backend"], step["users"], step.get("rate")), []).append(step)
+    backends = list(dict.fromkeys(backend for backend, _, _ in groups))
+    order = lambda key: (backends.index(key[0]), key[2] is not None, key[2] or 0, key[1])  # noqa: E731
     rows = []
-    for (backend, users, rate), steps in groups.items():
+    for backend, users, rate in sorted(groups, key=order):
+        reps = groups[backend, users, rate]
+
         def med(key: str) -> float | None:
-            values = [s[key] for s in steps if s.get(key) is not None]
+            values = [rep[key] for rep in reps if rep.get(key) is not None]
             return median(values) if values else None
 
-        flags = sorted({flag for s in steps for flag in s.get("flags", [])})
-        rows.append({"backend": backend, "users": users, "rate": rate, "reps": len(steps), "rps": med("rps"),
-                     "p50_us": med("p50_us"), "p99_us": med("p99_us"),
-                     "errors": median(sum(s["errors"].values()) for s in steps), "flags": flags,
-                     "starved": median(s.get("starved_users") or 0 for s in steps)})
+        flags = sorted({flag for rep in reps for flag in rep.get("flags", [])})
+        rows.append({"backend": backend, "users": users, "rate": rate, "reps": len(reps), "rps": med("rps"),
+                     "p50_us": med("p50_us"), "p90_us": med("p90_us"), "p99_us": med("p99_us"),
+                     "errors": median(sum(rep["errors"].values()) for rep in reps), "flags": flags,
+                     "driver_bound": DRIVER_BOUND in flags,
+                     "starved": median(rep.get("starved_users") or 0 for rep in reps)})
     return rows
 
 
@@ -34,7 +48,7 @@ def summary_table(results: dict[str, Any]) -> str:
     # "starved": users with no answer in a window, whose wait is in no percentile.
     header = ("backend", "load", "req/s", "p50 ms", "p99 ms", "errors", "starved", "flags")
     lines = [header]
-    for row in summary_rows(results):
+    for row in summary_rows(results["steps"]):
         load = f"{row['users']} users" if row["rate"] is None else f"{row['rate']:g}/s offered"
         lines.append((row["backend"], load, "-" if row["rps"] is None else f"{row['rps']:,.0f}",
                       _fmt_ms(row["p50_us"]), _fmt_ms(row["p99_us"]), f"{row['errors']:,.0f}",

@@ -39,7 +39,7 @@ class Second:
 
 
 class MergedWindow:
-    """One window as all the workers saw it: what locust_driver.Window holds for one process,
+    """One window as all the workers saw it: what window.Window holds for one process,
     plus the sums of the workers' final reports."""
 
     def __init__(self, workers: Iterable[str]) -> None:

@@ -34,55 +34,37 @@ import resource
 import signal
 import sys
 import time
-from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Any
 
 import gevent
 import gevent.event
 import gevent.hub
-from hdrh.histogram import HdrHistogram
 from locust.env import Environment
 
 from harness.drivers.spec import (
     check_outputs,
-    BackgroundCounts,
     DriverResult,
     DriverSpec,
-    ErrorCounts,
     SecondSample,
     SpecError,
-    Uncorrected,
     load_spec,
     write_result,
 )
 
 from harness.drivers.background import Background, hold_idle, trickle
-from harness.drivers.dist_master import Board, MergedWindow
+from harness.drivers.dist_master import Board
 from harness.drivers.dist_protocol import MASTER_PORT, DistributedError
 from harness.drivers.distributed import serve_worker, start_master
 from harness.drivers.raw_http import _NS, host_header, resolve_target
 from harness.drivers.raw_user import ERROR_KINDS, Recorder, user_class, watch_timeouts
+from harness.drivers.window import Window, histogram_of, result_of
 
-LOWEST_US, HIGHEST_US, SIGNIFICANT_DIGITS = 1, 60_000_000, 3  # 1 us .. 60 s, 0.1% resolution
 # A worker learns its share of the load only from the master: room for any level one
 # process can drive (each user and background socket holds one descriptor).
 WORKER_FD_LIMIT = 65536
 
 # --- the run ----------------------------------------------------------------------------
-
-
-def new_histogram() -> HdrHistogram:
-    return HdrHistogram(LOWEST_US, HIGHEST_US, SIGNIFICANT_DIGITS)
-
-
-def histogram_of(batch: list[int]) -> HdrHistogram:
-    """Record a batch by distinct value: Counter + one record_value per value is ~10x
-    cheaper than record_value per sample, and the hot loop only appends to a list."""
-    hist = new_histogram()
-    for value, count in Counter(batch).items():
-        hist.record_value(min(value, HIGHEST_US), count)
-    return hist
 
 
 def raise_fd_limit(needed: int) -> None:
@@ -95,16 +77,6 @@ def raise_fd_limit(needed: int) -> None:
 def cpu_seconds() -> float:
     t = os.times()
     return t.user + t.system
-
-
-class Window:
-    """What one measured window collected, tick by tick."""
-
-    def __init__(self) -> None:
-        self.total = new_histogram()
-        self.sent = new_histogram()  # open loop: the same responses timed from the actual send
-        self.series: list[SecondSample] = []
-        self.count = self.sum_us = self.max_us = self.sent_max_us = 0
 
 
 def run(spec: DriverSpec, stop: gevent.event.Event, emit: Callable[[int, DriverResult], None]) -> bool:
@@ -203,50 +175,6 @@ class Clock:
                 return True
         self.errors_before = 0
         return False
-
-
-def result_of(spec: DriverSpec, window: Window | MergedWindow, *, errors: Mapping[str, int], unfinished: int,
-              unfinished_max_us: int | None, starved: int, background: BackgroundCounts, window_s: float,
-              cpu_percent: float, stopped: bool, worker_hosts: list[str] | None = None) -> DriverResult:
-    count, total = window.count, window.total
-    pct = (lambda q: total.get_value_at_percentile(q)) if count else (lambda q: None)
-    return DriverResult(
-        requests=count,
-        errors=ErrorCounts(**errors),
-        unfinished=unfinished,
-        unfinished_max_us=unfinished_max_us,
-        duration_s=round(window_s, 6),
-        rps=round(count / window_s, 3) if window_s else 0.0,
-        p50_us=pct(50),
-        p90_us=pct(90),
-        p99_us=pct(99),
-        p999_us=pct(99.9),
-        max_us=window.max_us if count else None,
-        mean_us=round(window.sum_us / count, 3) if count else None,
-        histogram=total.encode().decode("ascii"),
-        timeseries=tuple(window.series),
-        users=spec.users,
-        keep_alive=spec.keep_alive,
-        driver_cpu_percent=cpu_percent,
-        interrupted=stopped,
-        background=background,
-        starved_users=starved,
-        rate=spec.rate,
-        uncorrected=uncorrected_of(window) if spec.rate else None,
-        workers=None if worker_hosts is None else len(worker_hosts),
-        worker_hosts=tuple(worker_hosts or ()),
-    )
-
-
-def uncorrected_of(window: Window | MergedWindow) -> Uncorrected:
-    sent = window.sent
-    has = sent.get_total_count() > 0
-    return Uncorrected(
-        **{key: sent.get_value_at_percentile(q) if has else None
-           for key, q in (("p50_us", 50), ("p90_us", 90), ("p99_us", 99), ("p999_us", 99.9))},
-        max_us=window.sent_max_us if has else None,
-        histogram=sent.encode().decode("ascii"),
-    )
 
 
 def run_distributed(spec: DriverSpec, index: int, board: Board, stop: gevent.event.Event,

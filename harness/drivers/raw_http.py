@@ -18,9 +18,9 @@ import gevent.event
 import gevent.hub
 from gevent.monkey import get_original
 
+from harness.drivers.wire import build_request, destination_host, host_header
 from harness.drivers.spec import (
     DriverSpec,
-    RequestSpec,
 )
 
 RECV_SIZE = 65536  # one recv takes a whole small response; big bodies are counted, not kept
@@ -42,27 +42,8 @@ class ClosedEarly(ConnectionError):
 
 def resolve_target(host: str, port: int) -> tuple[socket.AddressFamily, tuple]:
     """Address to connect to. As a destination, 0.0.0.0 (or ::) means this host."""
-    host = host.strip("[]")
-    host = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host)
-    family, _, _, _, sockaddr = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+    family, _, _, _, sockaddr = socket.getaddrinfo(destination_host(host), port, type=socket.SOCK_STREAM)[0]
     return family, sockaddr
-
-
-def host_header(host: str, port: int) -> str:
-    return f"[{host}]:{port}" if ":" in host and not host.startswith("[") else f"{host}:{port}"
-
-
-def build_request(entry: RequestSpec, *, host: str, keep_alive: bool) -> bytes:
-    """The whole request as one buffer: one send per request, nothing for Nagle to hold."""
-    body = entry.body.encode()
-    headers = {"host": ("Host", host)}
-    if body or entry.method in ("POST", "PUT", "PATCH"):
-        headers["content-length"] = ("Content-Length", str(len(body)))
-    if not keep_alive:
-        headers["connection"] = ("Connection", "close")
-    headers.update((name.lower(), (name, value)) for name, value in entry.headers.items())
-    lines = [f"{entry.method} {entry.path} HTTP/1.1", *(f"{n}: {v}" for n, v in headers.values())]
-    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
 
 
 class RequestMix:

@@ -6,7 +6,7 @@
 Same arguments, stdout events, result files, signals and exit statuses as
 harness.drivers.locust_driver. Each window (and the warm-up) is one
 `wrk -t1 -c<users> -d<s> --latency -s wrk_report.lua URL` process; wrk_report.lua sends the
-spec's requests (built byte for byte as raw_http.build_request builds them) and reports
+spec's requests (the same bytes as the Locust driver's: both call wire.build_request) and reports
 wrk's latency histogram, which is exact: 1 us buckets, read whole. Differences to know:
 - wrk adds synthetic samples for coordinated omission before reporting; they are taken out
   again here (uncorrected), so the histogram holds measured latencies only;
@@ -43,12 +43,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from harness.drivers.wire import build_request, destination_host, host_header
 from harness.drivers.spec import (
     check_outputs,
     DriverResult,
     DriverSpec,
     ErrorCounts,
-    RequestSpec,
     SpecError,
     load_spec,
     write_result,
@@ -98,33 +98,15 @@ def check_supported(spec: DriverSpec) -> None:
 
 
 def destination(host: str) -> str:
-    """As a destination, 0.0.0.0 (or ::) means this host; IPv6 literals go in brackets."""
-    host = host.strip("[]")
-    host = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host)
+    """The target's host for wrk's URL: IPv6 literals go in brackets."""
+    host = destination_host(host)
     return f"[{host}]" if ":" in host else host
-
-
-def request_bytes(entry: RequestSpec, *, host: str, keep_alive: bool) -> bytes:
-    """raw_http.build_request's bytes (that module needs gevent, so it is mirrored, and tested)."""
-    body = entry.body.encode()
-    headers = {"host": ("Host", host)}
-    if body or entry.method in ("POST", "PUT", "PATCH"):
-        headers["content-length"] = ("Content-Length", str(len(body)))
-    if not keep_alive:
-        headers["connection"] = ("Connection", "close")  # the server closes; wrk reconnects
-    headers.update((name.lower(), (name, value)) for name, value in entry.headers.items())
-    lines = [f"{entry.method} {entry.path} HTTP/1.1", *(f"{n}: {v}" for n, v in headers.values())]
-    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
-
-
-def host_header(host: str, port: int) -> str:
-    return f"[{host}]:{port}" if ":" in host and not host.startswith("[") else f"{host}:{port}"
 
 
 def requests_file(spec: DriverSpec) -> bytes:
     """The requests as wrk_report.lua reads them: "<n>\\n", then "<weight> <length>\\n<bytes>"."""
     host = host_header(spec.host, spec.port)
-    entries = [(r.weight, request_bytes(r, host=host, keep_alive=spec.keep_alive))
+    entries = [(r.weight, build_request(r, host=host, keep_alive=spec.keep_alive))
                for r in spec.requests if r.weight > 0]
     return f"{len(entries)}\n".encode() + b"".join(b"%d %d\n%s" % (w, len(raw), raw) for w, raw in entries)
 

@@ -27,7 +27,7 @@ class ThreadedServer:
         self._lock = threading.Lock()
         self._connections: set[BlockingConnection] = set()  # being served now
         self._queue: queue.Queue[socket.socket | None] = queue.Queue()  # pool mode only
-        self._threads: list[threading.Thread] = []
+        self._threads: set[threading.Thread] = set()  # running; each removes itself when done
 
     def _on_stop(self) -> None:
         raise Stop  # the main thread only ever waits in accept()
@@ -62,13 +62,18 @@ class ThreadedServer:
             self._start(self._serve_one, conn)
 
     def _start(self, target, *args) -> None:  # type: ignore[no-untyped-def]
-        thread = threading.Thread(target=target, args=args, daemon=self.daemon_threads)
+        thread = threading.Thread(target=self._run_then_forget, args=(target, *args), daemon=self.daemon_threads)
+        with self._lock:
+            self._threads.add(thread)
         thread.start()
-        if self.config.threads:
-            self._threads.append(thread)  # pool threads are joined on close
-        else:
-            self._threads = [t for t in self._threads if t.is_alive()]
-            self._threads.append(thread)
+
+    def _run_then_forget(self, target, *args) -> None:  # type: ignore[no-untyped-def]
+        """A thread leaves the set itself, so accept() never walks the threads to prune them."""
+        try:
+            target(*args)
+        finally:
+            with self._lock:
+                self._threads.discard(threading.current_thread())
 
     def _serve_one(self, conn: socket.socket) -> None:
         connection = BlockingConnection(conn, responder=self.responder, config=self.config, signals=self.signals)
@@ -100,6 +105,8 @@ class ThreadedServer:
                 except OSError:
                     pass
         deadline = self.signals.since + self.config.shutdown_grace
-        for thread in self._threads:
+        with self._lock:
+            threads = list(self._threads)
+        for thread in threads:
             thread.join(timeout=max(0.0, deadline - time.monotonic()))
 
