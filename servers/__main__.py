@@ -7,8 +7,12 @@ import sys
 from pathlib import Path
 
 from servers.backends import BACKENDS, load_backend
+from servers.backends.base import raise_fd_limit
 from servers.config import ServerConfig
 from servers.http import Limits
+
+# Fewer descriptors than this after raising the soft limit to the hard one: say so at start.
+FD_LIMIT_WARNING = 4096
 
 
 def positive_int(text: str) -> int:
@@ -60,7 +64,8 @@ def build_parser(prog: str = "python -m servers") -> argparse.ArgumentParser:
     parser.add_argument("--workers", type=positive_int, default=None,
                         help="forking: N pre-forked worker processes (default: a process per connection)")
     parser.add_argument("--max-children", type=positive_int, default=defaults.max_children,
-                        help="forking: children at once; further connections wait in the backlog")
+                        help="forking: children at once; further connections wait in the backlog "
+                             "(with --max-connections, they get a 503 instead)")
     parser.add_argument("--loop", choices=["asyncio", "uvloop"], default=defaults.loop, help="asyncio: event loop")
     parser.add_argument("--docroot", type=Path, default=None, help="directory served under /static/ (default: the bundled one)")
     parser.add_argument("--max-body", type=positive_int, default=limits.max_body, help="largest request body in bytes (413 above)")
@@ -95,6 +100,10 @@ def main(argv: list[str] | None = None, prog: str = "python -m servers") -> int:
     if args.docroot is not None and not args.docroot.is_dir():
         parser.error(f"--docroot {args.docroot} is not a directory")
     config = config_from_args(args)
+    soft, hard = raise_fd_limit()
+    if soft < FD_LIMIT_WARNING:
+        sys.stderr.write(f"concurbench-server: warning: only {soft} file descriptors (hard limit {hard}); "
+                         f"connections past that fail with EMFILE (raise it with ulimit -Hn as root)\n")
     try:
         server = load_backend(args.backend)(config)
     except ImportError as error:  # --loop uvloop without uvloop installed, for one

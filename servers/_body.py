@@ -97,7 +97,9 @@ class ChunkedReader:
             else:
                 line_end = data.find(b"\r\n", pos)
                 if line_end < 0:
-                    if state == _SIZE and end - pos > MAX_CHUNK_LINE:
+                    # A final CR may be half of the CRLF: only a line certain to be too
+                    # long is refused before it ends, as _size_line refuses a whole one.
+                    if state == _SIZE and end - pos - (data[end - 1] == 13) > MAX_CHUNK_LINE:
                         raise ProtocolError(400, "Chunk-size line too long")
                     if state == _TRAILER and self._trailer + end - pos > MAX_TRAILER_BYTES:
                         raise ProtocolError(431, "Trailer section too large")
@@ -117,6 +119,8 @@ class ChunkedReader:
         return pos
 
     def _size_line(self, data: bytes, pos: int, line_end: int) -> int:
+        if line_end - pos > MAX_CHUNK_LINE:  # the same limit whether the line came whole or not
+            raise ProtocolError(400, "Chunk-size line too long")
         match = _CHUNK_SIZE.fullmatch(data, pos, line_end)
         if match is None:
             raise ProtocolError(400, "Malformed chunk size")

@@ -30,6 +30,9 @@ class Response:
 
 _STATUS_LINES = {s.value: f"HTTP/1.1 {s.value} {s.phrase}\r\n".encode() for s in HTTPStatus}
 _CONTENT_TYPES: dict[str, bytes] = {}
+# /echo answers with the client's own Content-Type: an unbounded cache would let a client
+# grow the server's memory one distinct value (up to 64 KiB each) at a time.
+MAX_CACHED_CONTENT_TYPES = 64
 
 
 class _DateCache:
@@ -52,7 +55,9 @@ def build_response(response: Response, *, keep_alive: bool = True, head: bool = 
     status_line = _STATUS_LINES.get(response.status) or f"HTTP/1.1 {response.status} Unknown\r\n".encode()
     content_type = _CONTENT_TYPES.get(response.content_type)
     if content_type is None:
-        content_type = _CONTENT_TYPES[response.content_type] = f"Content-Type: {response.content_type}\r\n".encode("latin-1")
+        content_type = f"Content-Type: {response.content_type}\r\n".encode("latin-1")
+        if len(_CONTENT_TYPES) < MAX_CACHED_CONTENT_TYPES:
+            _CONTENT_TYPES[response.content_type] = content_type
     body = response.body
     parts = [status_line, _DateCache.get(), content_type, b"Content-Length: %d\r\n" % len(body)]
     for name, value in response.headers:
@@ -66,6 +71,6 @@ def build_response(response: Response, *, keep_alive: bool = True, head: bool = 
 
 
 def error_response(error: ProtocolError) -> bytes:
-    """The self-delimiting text answer to a ProtocolError."""
+    """The self-delimiting text answer to a ProtocolError (headers only to a HEAD)."""
     body = f"{error.status} {error.reason}\n".encode("latin-1", "replace")
-    return build_response(Response(error.status, body), keep_alive=not error.close)
+    return build_response(Response(error.status, body), keep_alive=not error.close, head=error.head)

@@ -115,10 +115,13 @@ def resolve_static(docroot: Path, raw: str) -> Path | None:
         return None
     if any(part in ("..", ".") for part in decoded.split("/")):
         return None
-    candidate = (docroot / decoded).resolve()
-    if candidate != docroot and docroot not in candidate.parents:
+    try:  # a name too long for the OS (ENAMETOOLONG), or unreadable: not a file we serve
+        candidate = (docroot / decoded).resolve()
+        if candidate != docroot and docroot not in candidate.parents:
+            return None
+        return candidate if candidate.is_file() else None
+    except OSError:
         return None
-    return candidate if candidate.is_file() else None
 
 
 def _int_param(query: str, name: str, maximum: int) -> int | Reply:

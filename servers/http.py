@@ -121,7 +121,7 @@ _END_OF_HEAD = b"\r\n\r\n"
 class RequestParser:
     """Incremental HTTP/1.1 request parser: `feed(bytes) -> list[Request]`."""
 
-    __slots__ = ("limits", "_pending", "_scan_from", "_reader", "_head", "_failed", "_resume")
+    __slots__ = ("limits", "_pending", "_scan_from", "_reader", "_head", "_head_size", "_failed", "_resume")
 
     def __init__(self, limits: Limits = Limits()) -> None:
         self.limits = limits
@@ -129,17 +129,20 @@ class RequestParser:
         self._scan_from = 0  # where to resume looking for the end of the head
         self._reader: BodyReader | None = None  # set while a body is arriving
         self._head: Request | None = None  # the request whose body is arriving
+        self._head_size = 0  # bytes of that request's head, already parsed
         self._failed: ProtocolError | None = None
         self._resume = 0  # where the next request starts after a recoverable error
 
     @property
     def buffered(self) -> int:
-        """Bytes received for a request that is not complete yet."""
-        return len(self._pending) + (self._reader.received if self._reader else 0)
+        """Bytes received for a request that is not complete yet (0 only between requests)."""
+        if self._reader is None:
+            return len(self._pending)
+        return len(self._pending) + self._head_size + self._reader.received
 
     def feed(self, data: bytes) -> list[Request]:
-        if self._failed is not None:
-            raise self._failed
+        if self._failed is not None:  # a fresh error: no requests were completed by this call
+            raise ProtocolError(self._failed.status, self._failed.reason)
         if self._pending:
             self._pending += data
             if self._reader is None and self._pending.find(_END_OF_HEAD, self._scan_from) < 0:
@@ -168,6 +171,8 @@ class RequestParser:
                 pos = self._parse_head(data, pos, head_end, out)
         except ProtocolError as error:
             error.requests = out
+            if self._head is not None and self._head.method == "HEAD":
+                error.head = True  # a bad body of a HEAD request: still answered without content
             if error.close:
                 self._failed = error
             else:  # keep what follows the bad request, unscanned: it may hold whole requests
@@ -175,7 +180,11 @@ class RequestParser:
                 self._scan_from = 0
             raise
         if pos < end:
-            self._keep(data, pos)
+            try:
+                self._keep(data, pos)
+            except ProtocolError as error:  # the incomplete head already breaks a limit
+                error.requests = out
+                raise
         else:
             self._scan_from = 0
         return out
@@ -217,34 +226,49 @@ class RequestParser:
         copying the head, and leaves the rare cases (repeats, OWS, bodies) to slow paths.
         """
         limits = self.limits
+        first = pos
         if data[pos] == 13 and data.startswith(_CRLF, pos):
             pos += 2  # one empty line before the request line is allowed (RFC 9112 2.2)
         line_end = data.find(_CRLF, pos)
         if line_end - pos > limits.max_request_line:
             raise ProtocolError(414, "Request line too long")
         self._resume = start = head_end + 4
+        # Checked before the request line, as _check_partial_head does for a head still
+        # arriving: the status must not depend on where recv() cut the bytes.
+        if head_end - line_end > limits.max_header_bytes:
+            raise ProtocolError(431, "Request header section too large")
         line = _REQUEST_LINE.fullmatch(data, pos, line_end)
         if line is None:
             raise ProtocolError(400, "Malformed request line")
         method, target, major, minor = line.groups()
-        if major != b"1":
-            raise ProtocolError(505, "HTTP version not supported")
-        if head_end - line_end > limits.max_header_bytes:
-            raise ProtocolError(431, "Request header section too large")
-        # Every field line starts after a LF, and the head ends with one more: counting LF
-        # (a one-byte count, the fastest) also catches a bare LF, which no match covers.
-        n_fields = data.count(b"\n", line_end, head_end + 2) - 1
-        if n_fields > limits.max_header_fields:
-            raise ProtocolError(431, "Too many header fields")
-        fields = _FIELD.findall(data, line_end, start)
-        if len(fields) != n_fields:
-            fields = _FIELD_OWS.findall(data, line_end, start)
+        try:
+            if major != b"1":
+                raise ProtocolError(505, "HTTP version not supported")
+            # Every field line starts after a LF, and the head ends with one more: counting LF
+            # (a one-byte count, the fastest) also catches a bare LF, which no match covers.
+            n_fields = data.count(b"\n", line_end, head_end + 2) - 1
+            if n_fields > limits.max_header_fields:
+                raise ProtocolError(431, "Too many header fields")
+            fields = _FIELD.findall(data, line_end, start)
             if len(fields) != n_fields:
-                raise ProtocolError(400, "Malformed header field")
-        index = {name.lower(): value for name, value in fields}
-        if len(index) != n_fields:  # a repeated name: join the values, as RFC 9110 5.3 allows
-            index = Headers.from_fields(fields)._index
-        http11 = minor != b"0"  # 1.x with x > 1 is answered as 1.1 (RFC 9110 2.5)
+                fields = _FIELD_OWS.findall(data, line_end, start)
+                if len(fields) != n_fields:
+                    raise ProtocolError(400, "Malformed header field")
+            index = {name.lower(): value for name, value in fields}
+            if len(index) != n_fields:  # a repeated name: join the values, as RFC 9110 5.3 allows
+                index = Headers.from_fields(fields)._index
+            http11 = minor != b"0"  # 1.x with x > 1 is answered as 1.1 (RFC 9110 2.5)
+            if b"content-length" in index or b"transfer-encoding" in index:
+                kind, length = self._framing(index, http11)
+            else:
+                kind = length = None
+            host = index.get(b"host")
+            if http11 and (host is None or b"," in host):  # repeats are joined with ", "
+                # Host is checked after framing: with no body the connection survives it.
+                raise ProtocolError(400, "Missing or repeated Host header", close=kind is not None)
+        except ProtocolError as error:
+            error.head = method == b"HEAD"  # the answer to a HEAD has no content, even an error
+            raise
         conn = index.get(b"connection")
         if conn is None:
             keep_alive = http11
@@ -264,14 +288,6 @@ class RequestParser:
             b"",
             keep_alive,
         )
-        if b"content-length" in index or b"transfer-encoding" in index:
-            kind, length = self._framing(index, http11)
-        else:
-            kind = length = None
-        host = index.get(b"host")
-        if http11 and (host is None or b"," in host):  # repeats are joined with ", "
-            # Host is checked after framing: with no body the connection survives it.
-            raise ProtocolError(400, "Missing or repeated Host header", close=kind is not None)
         if kind is None:
             out.append(request)
             return start
@@ -281,6 +297,7 @@ class RequestParser:
             return start + length
         self._reader = BODY_READERS[kind](length, limits.max_body)
         self._head = request
+        self._head_size = start - first
         return start
 
     def _framing(self, index: dict[bytes, bytes], http11: bool) -> tuple[str | None, int]:

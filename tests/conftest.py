@@ -8,7 +8,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -40,6 +40,7 @@ class LiveServer:
     startup_line: str = ""
     stdout_rest: bytes = b""
     stderr: bytes = b""
+    preexec: Callable[[], None] | None = None  # run in the child before exec (limits, uid)
 
     def start(self, timeout: float = 10.0) -> LiveServer:
         env = {**os.environ, "PYTHONPATH": str(ROOT), "CONCURBENCH_CPU_ITERS_PER_MS": os.environ.get(
@@ -47,6 +48,7 @@ class LiveServer:
         self.process = subprocess.Popen(
             [sys.executable, "-m", "servers", "--port", str(self.port), *self.args],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT, env=env, start_new_session=True,
+            preexec_fn=self.preexec,
         )
         deadline = time.monotonic() + timeout
         line = self.process.stdout.readline().decode()  # type: ignore[union-attr]
@@ -115,8 +117,8 @@ def start_server() -> Iterator:
     """Start servers with custom flags; all are killed at the end of the test."""
     started: list[LiveServer] = []
 
-    def start(*args: str, port: int = 0) -> LiveServer:
-        live = LiveServer(tuple(args), port=port).start()
+    def start(*args: str, port: int = 0, preexec: Callable[[], None] | None = None) -> LiveServer:
+        live = LiveServer(tuple(args), port=port, preexec=preexec).start()
         started.append(live)
         return live
 

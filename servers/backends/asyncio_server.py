@@ -10,10 +10,13 @@ the loop; asyncio's transport does the write buffering and sets TCP_NODELAY.
 from __future__ import annotations
 
 import asyncio
+import errno
 import signal
+import socket
 import time
 
-from servers.backends.base import OVERLOADED, Responder, StopSignals, announce, make_listener, tune
+from servers.backends.base import (ACCEPT_RESOURCE_ERRNOS, BACKLOG, OVERLOADED, Responder, StopSignals, announce, log,
+                                   make_listener, tune)
 from servers.backends.events import SWEEP_INTERVAL, EventConnection
 from servers.config import ServerConfig
 
@@ -119,7 +122,8 @@ class AsyncioServer:
 
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, on_signal)
-        listener = make_listener(self.config)
+        loop.set_exception_handler(_one_line_for_accept_errors)
+        listener = _Listener.adopt(make_listener(self.config))
         server = await loop.create_server(lambda: HttpProtocol(self), sock=listener, backlog=self.config.backlog)
         announce(listener)
         sweeper = loop.create_task(self._sweep())
@@ -141,6 +145,41 @@ class AsyncioServer:
             now = time.monotonic()
             for conn in list(self.connections):
                 conn.check_deadline(now)
+            BACKLOG.check()
 
 
+class _Listener(socket.socket):
+    """Works around CPython gh-151615 (fixed after 3.11-3.13): when accept() fails with
+    EMFILE, asyncio pauses accepting for a second but goes on calling accept() up to
+    `backlog` more times in the same pass, each time logging and scheduling another resume.
+    The accept() right after a resource error says "nothing to accept", which ends the pass;
+    on a Python with the fix, that costs one extra wakeup after the pause."""
 
+    _failed_at = 0.0
+
+    @classmethod
+    def adopt(cls, sock: socket.socket) -> _Listener:
+        listener = cls(sock.family, sock.type, sock.proto, fileno=sock.detach())
+        BACKLOG.listener = listener
+        return listener
+
+    def accept(self):  # type: ignore[no-untyped-def]
+        if self._failed_at and time.monotonic() - self._failed_at < 0.05:
+            self._failed_at = 0.0
+            raise BlockingIOError(errno.EAGAIN, "paused after a resource error")
+        try:
+            return super().accept()
+        except OSError as error:
+            if error.errno in ACCEPT_RESOURCE_ERRNOS:
+                self._failed_at = time.monotonic()
+            raise
+
+
+def _one_line_for_accept_errors(loop: asyncio.AbstractEventLoop, context: dict) -> None:
+    """asyncio already pauses accepting for a second when accept() fails with EMFILE (as the
+    other backends do); its default handler would print a traceback each time. One line."""
+    error = context.get("exception")
+    if isinstance(error, OSError) and error.errno in ACCEPT_RESOURCE_ERRNOS:
+        log(f"accept failed ({errno.errorcode.get(error.errno, error.errno)}); asyncio pauses accepts for 1s")
+        return
+    loop.default_exception_handler(context)

@@ -5,10 +5,13 @@ startup line, the access log, the stop signals and the 503 for too many connecti
 from __future__ import annotations
 
 import errno
+import resource
 import signal
 import socket
+import struct
 import sys
 import time
+from pathlib import Path
 from collections.abc import Callable
 
 from servers.app import App, Reply
@@ -21,6 +24,73 @@ OVERLOADED = build_response(Response(503, b"Service Unavailable: too many connec
 # retrying at once spins the CPU. Back off this long; existing connections keep going.
 ACCEPT_BACKOFF = 0.1
 ACCEPT_RESOURCE_ERRNOS = {errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM}
+# A full listen queue is invisible to accept(): the kernel drops the SYNs (the clients
+# retry after 1 s, 3 s, ...). Look at the queue at most this often, and say so at most once
+# per BACKLOG_LOG_INTERVAL.
+BACKLOG_CHECK_INTERVAL = 0.5
+BACKLOG_LOG_INTERVAL = 5.0
+SOMAXCONN = Path("/proc/sys/net/core/somaxconn")
+
+
+def raise_fd_limit() -> tuple[int, int]:
+    """Soft RLIMIT_NOFILE up to the hard limit (as Go and nginx do): a connection is a
+    descriptor, and the usual soft 1,024 would be hit long before the model's real limits.
+    Returns (soft, hard) after the change; a soft limit that cannot move is left alone."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != soft:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+            soft = hard
+        except (ValueError, OSError):
+            pass
+    return soft, hard
+
+
+class BacklogWatch:
+    """Logs when the listening socket's accept queue is full, from TCP_INFO (Linux):
+    tcpi_unacked is the queue's length and tcpi_sacked its limit on a listener."""
+
+    def __init__(self) -> None:
+        self.listener: socket.socket | None = None
+        self.next_check = self.next_log = 0.0
+        self.full_seen = 0
+
+    def watch(self, listener: socket.socket, backlog: int) -> None:
+        self.listener = listener
+        try:
+            cap = int(SOMAXCONN.read_text())
+        except (OSError, ValueError):
+            return
+        if backlog > cap:
+            log(f"listen backlog {backlog} is capped by the kernel at net.core.somaxconn={cap}")
+
+    def queue(self) -> tuple[int, int] | None:
+        """(connections waiting to be accepted, the queue's limit), or None if unknown."""
+        if self.listener is None or not hasattr(socket, "TCP_INFO"):
+            return None
+        try:
+            info = self.listener.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 32)
+        except OSError:
+            return None
+        return struct.unpack_from("6I", info, 8)[4:6] if len(info) >= 32 else None
+
+    def check(self) -> None:
+        now = time.monotonic()
+        if now < self.next_check:
+            return
+        self.next_check = now + BACKLOG_CHECK_INTERVAL
+        queue = self.queue()
+        if queue is None or queue[0] < queue[1]:  # at the limit, the next SYN is dropped
+            return
+        self.full_seen += 1
+        if now >= self.next_log:
+            self.next_log = now + BACKLOG_LOG_INTERVAL
+            log(f"listen backlog full ({queue[0]} of {queue[1]} waiting to be accepted): the kernel drops new "
+                f"connections and their clients will retry (seen {self.full_seen} times; "
+                f"raise --backlog and net.core.somaxconn, or serve faster)")
+
+
+BACKLOG = BacklogWatch()  # one listener per server process
 
 
 def make_listener(config: ServerConfig) -> socket.socket:
@@ -30,6 +100,7 @@ def make_listener(config: ServerConfig) -> socket.socket:
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((config.host, config.port))
     sock.listen(config.backlog)
+    BACKLOG.watch(sock, config.backlog)
     return sock
 
 
@@ -123,6 +194,7 @@ def accept_or_backoff(listener: socket.socket) -> socket.socket | None:
             return None  # the client gave up before we accepted
         raise
     tune(conn)
+    BACKLOG.check()
     return conn
 
 

@@ -65,13 +65,15 @@ class ForkingServer(IterativeServer):
             self.children.discard(pid)
 
     def _fork_per_connection(self, listener: socket.socket) -> None:
+        limit = self.config.max_connections
         while not self.signals.stopping:
-            while len(self.children) >= self.config.max_children:
+            # --max-connections refuses past its limit; without it, connections past
+            # --max-children wait in the backlog until a child exits.
+            while limit is None and len(self.children) >= self.config.max_children:
                 time.sleep(POLL)  # SIGCHLD reaps; SIGTERM raises Stop out of the sleep
             conn = accept_or_backoff(listener)
             if conn is None:
                 continue
-            limit = self.config.max_connections
             if limit is not None and len(self.children) >= limit:
                 refuse(conn)
                 continue
@@ -86,7 +88,10 @@ class ForkingServer(IterativeServer):
             self._current = BlockingConnection(conn, responder=self.responder, config=self.config,
                                                signals=self.signals)
             _child_main(self._current.serve)
-        conn.close()
+        if pid < 0:
+            refuse(conn)  # no process to serve it: a 503 the client can read beats a reset
+        else:
+            conn.close()
 
     def _prefork(self, listener: socket.socket) -> None:
         workers = self.config.workers or 1
@@ -107,7 +112,7 @@ class ForkingServer(IterativeServer):
             pid = os.fork()
         except OSError as error:
             signal.pthread_sigmask(signal.SIG_UNBLOCK, _FORK_MASK)
-            log(f"fork failed ({error.strerror}); retrying in {FORK_RETRY}s")
+            log(f"fork failed ({error.strerror}); a connection waiting for it gets a 503; next fork in {FORK_RETRY}s")
             time.sleep(FORK_RETRY)
             return -1
         if pid:

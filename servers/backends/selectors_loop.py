@@ -16,7 +16,7 @@ import signal
 import socket
 import time
 
-from servers.backends.base import (ACCEPT_BACKOFF, ACCEPT_RESOURCE_ERRNOS, Responder, StopSignals, announce, log,
+from servers.backends.base import (BACKLOG, ACCEPT_BACKOFF, ACCEPT_RESOURCE_ERRNOS, Responder, StopSignals, announce, log,
                                    make_listener, refuse, tune)
 from servers.backends.events import MAX_PENDING_OUTPUT, SWEEP_INTERVAL, EventConnection
 from servers.config import ServerConfig
@@ -224,6 +224,7 @@ class SelectorsServer:
         now = time.monotonic()
         for conn in list(self.connections):
             conn.check_deadline(now)
+        BACKLOG.check()
         self.call_later(SWEEP_INTERVAL, self._sweep)
 
 
