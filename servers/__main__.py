@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import sys
 from pathlib import Path
 
@@ -13,6 +14,7 @@ from servers.http import Limits
 
 # Fewer descriptors than this after raising the soft limit to the hard one: say so at start.
 FD_LIMIT_WARNING = 4096
+BIND_ERRNOS = {errno.EADDRINUSE, errno.EADDRNOTAVAIL, errno.EACCES, errno.EPERM}
 
 
 def positive_int(text: str) -> int:
@@ -111,8 +113,9 @@ def main(argv: list[str] | None = None, prog: str = "python -m servers") -> int:
         return 2
     try:
         server.serve()
-    except OSError as error:  # bind failures: address in use, permission denied
-        sys.stderr.write(f"error: cannot serve on {config.host}:{config.port}: {error.strerror or error}\n")
+    except OSError as error:  # bind failures: address in use, permission denied; or worse
+        where = f"cannot serve on {config.host}:{config.port}" if error.errno in BIND_ERRNOS else "server failed"
+        sys.stderr.write(f"error: {where}: {error.strerror or error}\n")
         return 1
     return 0
 

@@ -45,7 +45,8 @@ class HttpProtocol(EventConnection, asyncio.Protocol):
         self.received(data)
 
     def eof_received(self) -> bool:
-        return False  # the client is done sending: close our side too
+        self.peer_closed()  # a half-close: answer what it sent (a delayed one too), then close
+        return True  # keep the transport open until then; close() is ours to call
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True

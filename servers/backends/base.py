@@ -20,6 +20,8 @@ from servers.http import ProtocolError, Request, RequestParser, Response, build_
 
 # Sent, then the connection closed, when --max-connections is reached.
 OVERLOADED = build_response(Response(503, b"Service Unavailable: too many connections\n"), keep_alive=False)
+# The answer when the app raises: the request's framing is intact, so the connection lives.
+INTERNAL_ERROR = Reply(500, b"Internal Server Error\n")
 # accept() failing with EMFILE/ENFILE/ENOBUFS/ENOMEM: the listener stays readable, so
 # retrying at once spins the CPU. Back off this long; existing connections keep going.
 ACCEPT_BACKOFF = 0.1
@@ -134,7 +136,11 @@ class Responder:
         self.access_log = config.access_log
 
     def respond(self, request: Request, *, closing: bool = False) -> tuple[bytes, float, bool]:
-        reply: Reply = self.app.handle(request)
+        try:
+            reply: Reply = self.app.handle(request)
+        except Exception as error:  # noqa: BLE001 - one request's bug must not take the server down
+            log(f'500 for "{request.method} {request.target[:200]}": {type(error).__name__}: {error}')
+            reply = INTERNAL_ERROR
         keep_alive = request.keep_alive and not closing
         data = build_response(reply, keep_alive=keep_alive, head=request.method == "HEAD")
         if self.access_log:

@@ -36,6 +36,7 @@ class EventConnection:
         self.waiting = False  # a delayed answer is on a timer
         self.closing = False  # close once the answers queued so far are written
         self.closed = False
+        self.eof = False  # the client half-closed: answer what it sent, then close
         self.idle = True  # no part of a request received since the last answer
         self.fresh = True  # nothing received at all yet: the deadline counts from accept
         self.deadline = time.monotonic() + config.request_timeout
@@ -98,12 +99,21 @@ class EventConnection:
                 break
         if out:
             self.write(out[0] if len(out) == 1 else b"".join(out))
+        if self.eof and not self.waiting and not queue:
+            self.closing = True  # all it asked is answered (a partial request never will be)
         if self.closing:
             if not self.waiting:
                 self.close()
         elif not self.waiting and not queue and self.parser.buffered == 0:
             self.idle = True
             self.deadline = time.monotonic() + self.config.keepalive_timeout
+
+    def peer_closed(self) -> None:
+        """EOF from the client: it will send nothing more, but may still read. Requests it
+        sent are answered (a delayed one included), then the connection closes."""
+        self.eof = True
+        if not self.waiting:
+            self.answer()
 
     def _delayed(self, data: bytes, keep_alive: bool) -> None:
         if self.closed:

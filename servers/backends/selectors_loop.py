@@ -42,7 +42,8 @@ class SelectorConnection(EventConnection):
             self.abort()
             return
         if not data:
-            self.abort()  # the client closed; nothing we could still send would be read
+            self._want(selectors.EVENT_WRITE if self.out else 0)  # EOF stays readable: stop asking
+            self.peer_closed()  # a half-close: answers owed are still sent
             return
         self.received(data)
 
@@ -60,7 +61,8 @@ class SelectorConnection(EventConnection):
             if sent == len(data):
                 return
             self.out += data[sent:]
-        self._want(selectors.EVENT_WRITE | (selectors.EVENT_READ if len(self.out) < MAX_PENDING_OUTPUT else 0))
+        self._want(selectors.EVENT_WRITE | (selectors.EVENT_READ if len(self.out) < MAX_PENDING_OUTPUT and
+                                            not self.eof else 0))
 
     def on_writable(self) -> None:
         try:
@@ -77,12 +79,19 @@ class SelectorConnection(EventConnection):
         if self.closing and not self.waiting:
             self.abort()
         else:
-            self._want(selectors.EVENT_READ)
+            self._want(0 if self.eof else selectors.EVENT_READ)
 
     def _want(self, mask: int) -> None:
+        """Watch for these events; 0 (a half-closed client waiting on a timer): none."""
         if mask != self.mask and not self.closed:
+            selector = self.loop.selector
+            if not mask:
+                selector.unregister(self.sock)
+            elif not self.mask:
+                selector.register(self.sock, mask, self)
+            else:
+                selector.modify(self.sock, mask, self)
             self.mask = mask
-            self.loop.selector.modify(self.sock, mask, self)
 
     def call_later(self, delay: float, callback, *args) -> None:  # type: ignore[no-untyped-def]
         self.loop.call_later(delay, callback, *args)
