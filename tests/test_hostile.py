@@ -412,3 +412,15 @@ def test_an_app_that_raises_gets_a_500_and_the_connection_lives() -> None:
     (req,) = RequestParser().feed(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
     data, delay, keep_alive = responder.respond(req)
     assert data.startswith(b"HTTP/1.1 500 ") and delay == 0 and keep_alive
+
+
+def test_preforked_workers_die_with_a_killed_server(start_server: Callable[..., LiveServer]) -> None:
+    """SIGKILL leaves no handler to stop the workers: the kernel's parent-death signal does."""
+    live = start_server("--backend", "forking", "--workers", "2")
+    deadline = time.monotonic() + 5
+    while len(workers := psutil.Process(live.pid).children()) < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert len(workers) == 2
+    os.kill(live.pid, 9)
+    gone, alive = psutil.wait_procs(workers, timeout=5)
+    assert not alive, f"workers outlived their server: {[p.pid for p in alive]}"

@@ -9,9 +9,11 @@ a time (gunicorn's sync worker model).
 
 from __future__ import annotations
 
+import ctypes
 import os
 import signal
 import socket
+import sys
 import time
 
 from servers.backends.base import Stop, accept_or_backoff, announce, log, make_listener, refuse
@@ -32,6 +34,7 @@ class ForkingServer(IterativeServer):
         self.children: set[int] = set()
 
     def serve(self) -> None:
+        self._parent = os.getpid()
         listener = make_listener(self.config)
         self.signals.on_stop = self._parent_stop
         self.signals.install()
@@ -121,6 +124,7 @@ class ForkingServer(IterativeServer):
         return pid
 
     def _become_child(self) -> None:
+        _die_with_parent(self._parent)
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
         self.children = set()
         self.signals.on_stop = self._on_stop  # the iterative rule: finish a busy request
@@ -162,3 +166,20 @@ def _kill(pid: int, sig: int) -> None:
     except ProcessLookupError:
         pass
 
+
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
+_PRCTL = None
+if sys.platform.startswith("linux"):
+    try:
+        _PRCTL = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        pass
+
+
+def _die_with_parent(parent: int) -> None:
+    """SIGTERM this child when the server process dies, even by SIGKILL: a pre-forked
+    worker blocked in accept() would otherwise outlive it (Linux only)."""
+    if _PRCTL is not None:
+        _PRCTL(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+        if os.getppid() != parent:  # it died before prctl took effect
+            os.kill(os.getpid(), signal.SIGTERM)
