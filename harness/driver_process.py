@@ -20,7 +20,7 @@ from typing import Any
 
 from harness.drivers import LOCUST_DRIVER_MODULE
 from harness.drivers.spec import DriverSpec, RequestSpec, write_spec
-from harness.launcher import PROJECT_ROOT
+from harness.launcher import PROJECT_ROOT, forget, spawn
 from harness.scenario import Scenario
 
 # Load generators that speak the driver protocol (specs in, a result file per window out).
@@ -29,17 +29,19 @@ DRIVER_MODULES = {"locust": LOCUST_DRIVER_MODULE, "wrk": "harness.drivers.wrk_dr
 
 def driver_specs(scenario: Scenario, *, host: str, port: int) -> list[DriverSpec]:
     """One spec per load level: each closed-loop user count, then each open-loop rate
-    (spread over `connections`). Each level: a warm-up, then `repeat` windows."""
+    (spread over `connections`), at each idle-connection count in turn (c10k sweeps it).
+    Each level: a warm-up, then `repeat` windows."""
     requests = tuple(RequestSpec(method=r.method, path=r.path, body=r.body, headers=dict(r.headers), weight=r.weight)
                      for r in scenario.requests)
-    levels: list[tuple[int, float | None]] = [(users, None) for users in scenario.users]
-    levels += [(scenario.connections, rate) for rate in scenario.rate]
+    loads: list[tuple[int, float | None]] = [(users, None) for users in scenario.users]
+    loads += [(scenario.connections, rate) for rate in scenario.rate]
+    levels = [(users, rate, idle) for idle in scenario.idle_connections for users, rate in loads]
     return [DriverSpec(host=host, port=port, requests=requests, users=users, rate=rate,
                        duration_s=scenario.duration_s, warmup_s=scenario.warmup_s, repeat=scenario.repeat,
                        keep_alive=scenario.keep_alive, timeout_s=scenario.timeout_s,
-                       idle_connections=scenario.idle_connections, slow_clients=scenario.slow_clients,
+                       idle_connections=idle, slow_clients=scenario.slow_clients,
                        slow_interval_s=scenario.slow_interval_s)
-            for users, rate in levels]
+            for users, rate, idle in levels]
 
 
 class DriverProcess:
@@ -65,21 +67,30 @@ class DriverProcess:
         self.env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(PROJECT_ROOT), os.environ.get("PYTHONPATH")]))}
         self.events: queue.Queue[dict[str, Any] | None] = queue.Queue()
         self.stderr: deque[str] = deque(maxlen=30)
-        self.process = self._start(argv, cpus, stdout=subprocess.PIPE)
         self.workers: list[subprocess.Popen] = []
-        port = self._master_port() if distributed else None
-        if port is not None:
-            worker = [sys.executable, "-m", module, "--worker", "--master-host", "127.0.0.1", "--master-port", str(port)]
-            self.workers = [self._start(worker, (cpus[i % len(cpus)],) if cpus else (), stdout=subprocess.DEVNULL)
-                            for i in range(procs)]
+        self.process = self._start(argv, cpus, stdout=subprocess.PIPE)
+        try:
+            port = self._master_port() if distributed else None
+            if port is not None:
+                worker = [sys.executable, "-m", module, "--worker", "--master-host", "127.0.0.1",
+                          "--master-port", str(port)]
+                for i in range(procs):
+                    self.workers.append(self._start(worker, (cpus[i % len(cpus)],) if cpus else (),
+                                                    stdout=subprocess.DEVNULL))
+        except BaseException:  # Ctrl+C while the workers start: none of them may outlive the run
+            self.stop()
+            raise
         threading.Thread(target=self._read_stdout, daemon=True).start()
         for process in (self.process, *self.workers):
             threading.Thread(target=lambda p=process: self.stderr.extend(p.stderr), daemon=True).start()
 
     def _start(self, argv: list[str], cpus: tuple[int, ...], *, stdout: int) -> subprocess.Popen:
-        return subprocess.Popen(argv, stdout=stdout, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True,
-                                start_new_session=True, env=self.env,
-                                preexec_fn=(lambda: os.sched_setaffinity(0, cpus)) if cpus else None)
+        return spawn(argv, cpus=cpus, stdout=stdout, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True,
+                     env=self.env)
+
+    def dead_worker(self) -> subprocess.Popen | None:
+        """A local worker that has exited, if any (mid-run, that is a fault: see the runner)."""
+        return next((worker for worker in self.workers if worker.poll() is not None), None)
 
     def _master_port(self) -> int | None:
         """The master's first line, {"type": "master", "port"}: where the workers join. None
@@ -103,6 +114,16 @@ class DriverProcess:
         for process in (self.process, *self.workers):  # the master first: it tells its workers to quit
             _stop_group(process)
 
+    def kill(self) -> None:
+        """SIGKILL at once: a driver that lost a process has nothing left to finish cleanly
+        (a master waiting on a dead worker may not even heed SIGTERM)."""
+        for process in (self.process, *self.workers):
+            try:
+                os.killpg(process.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        self.stop()  # reaps them
+
 
 def _stop_group(process: subprocess.Popen) -> None:
     for sig, wait in ((signal.SIGTERM, 5.0), (signal.SIGKILL, 5.0)):
@@ -119,3 +140,4 @@ def _stop_group(process: subprocess.Popen) -> None:
         os.killpg(process.pid, signal.SIGKILL)
     except ProcessLookupError:
         pass
+    forget(process)

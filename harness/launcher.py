@@ -5,10 +5,15 @@ A backend is one of ours (a name from the servers registry) or any server comman
 `listening on` line; a command gets a free port substituted for {port}. Either way the
 backend is health-checked before any load. Stopping is SIGTERM to the whole group, then
 SIGKILL: nothing is left behind, whatever happened.
+
+Every process the orchestrator starts (backends, drivers, their workers) goes through
+`spawn`: its own session, pinned, and (Linux) killed by the kernel if the orchestrator dies,
+even by SIGKILL. `reap_all` at the end of a run kills whatever a fault left behind.
 """
 
 from __future__ import annotations
 
+import ctypes
 import os
 import shlex
 import shutil
@@ -21,6 +26,7 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import psutil
 
@@ -30,6 +36,108 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 START_TIMEOUT = 15.0  # seconds for a backend to print its line and answer GET /
 STOP_GRACE = 6.0  # SIGTERM, then this long (the servers' own grace is 5 s), then SIGKILL
 STDERR_TAIL = 40  # lines of a failed backend's stderr kept for the results
+
+
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+def _load_prctl():  # type: ignore[no-untyped-def]
+    """libc's prctl, looked up once here: the child after fork() only calls it."""
+    if not sys.platform.startswith("linux"):
+        return None
+    for name in (None, "libc.so.6"):  # None: the symbols already loaded, libc's among them
+        try:
+            return ctypes.CDLL(name, use_errno=True).prctl
+        except (OSError, AttributeError):
+            continue
+    return None
+
+
+_PRCTL = _load_prctl()
+# Process groups started by `spawn` and not yet stopped: `reap_all` kills what is left of them.
+_STARTED: dict[int, subprocess.Popen] = {}
+SPAWNED_BY = "CONCURBENCH_SPAWNED_BY"  # in a spawned child's environment: the orchestrator's pid
+
+
+def child_setup(cpus: tuple[int, ...] = ()):  # type: ignore[no-untyped-def]
+    """The preexec_fn of every child: pin it to `cpus`, and have the kernel SIGKILL it when
+    the orchestrator dies, however it dies (Linux; elsewhere only the pinning).
+
+    PR_SET_PDEATHSIG fires when the *thread* that forked the child exits, not the process:
+    every Popen here runs on the orchestrator's main thread, which lives as long as it does.
+    """
+    parent = os.getpid()
+
+    def setup() -> None:
+        if _PRCTL is not None:
+            _PRCTL(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+            if os.getppid() != parent:  # the orchestrator died before prctl took effect
+                os.kill(os.getpid(), signal.SIGKILL)
+        if cpus and hasattr(os, "sched_setaffinity"):
+            os.sched_setaffinity(0, cpus)
+
+    return setup
+
+
+def spawn(argv: list[str], *, cpus: tuple[int, ...] = (), **popen: Any) -> subprocess.Popen:
+    """Popen in a new session (a Ctrl+C at the terminal is the orchestrator's alone to
+    handle), pinned, dying with the orchestrator, and registered for `reap_all`."""
+    env = {**(popen.pop("env", None) or os.environ), SPAWNED_BY: str(os.getpid())}
+    process = subprocess.Popen(argv, start_new_session=True, preexec_fn=child_setup(cpus), env=env, **popen)
+    _STARTED[process.pid] = process
+    return process
+
+
+def forget(process: subprocess.Popen) -> None:
+    """`process` was stopped and reaped, its group killed: no more of `reap_all`'s business."""
+    _STARTED.pop(process.pid, None)
+
+
+def kill_all() -> None:
+    """SIGKILL every process group still registered, without waiting (a second Ctrl+C)."""
+    for pid in list(_STARTED):
+        try:
+            os.killpg(pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+
+def reap_all() -> list[int]:
+    """Kill and reap what a fault left behind: every registered process group, and any child
+    `spawn` started (its environment says so) that never got registered, a Popen cut short
+    by a Ctrl+C before it returned. Returns the pids of those still running (normally none)."""
+    left = []
+    for pid, process in list(_STARTED.items()):
+        if process.poll() is None:
+            left.append(pid)
+        _kill_group(process)
+        forget(process)
+    try:
+        children = psutil.Process().children()
+    except psutil.Error:
+        children = []
+    for child in children:
+        try:
+            if child.environ().get(SPAWNED_BY) != str(os.getpid()) or os.getsid(child.pid) != child.pid:
+                continue  # not one `spawn` started
+            os.killpg(child.pid, signal.SIGKILL)
+            child.wait(5)
+            left.append(child.pid)
+        except (OSError, psutil.Error):
+            continue
+    return left
+
+
+def _kill_group(process: subprocess.Popen) -> None:
+    """SIGKILL `process`'s group, and reap `process`."""
+    try:
+        os.killpg(process.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+    try:
+        process.wait(5)
+    except subprocess.TimeoutExpired:
+        pass
 
 
 class LaunchError(Exception):
@@ -135,6 +243,7 @@ class RunningBackend:
             pass
         if status is None:
             status = self.process.wait()
+        forget(self.process)
         return status
 
 
@@ -150,7 +259,10 @@ def calibrate_cpu_work(cpus: tuple[int, ...]) -> float:
     if cpus and shutil.which("taskset"):
         argv = ["taskset", "-c", ",".join(map(str, cpus)), *argv]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(PROJECT_ROOT), os.environ.get("PYTHONPATH")]))}
-    done = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=60, check=True)
+    # In the orchestrator's process group: a Ctrl+C at the terminal stops it too, and
+    # subprocess.run kills it on any exception; the kernel does if the orchestrator dies.
+    done = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=60, check=True,
+                          preexec_fn=child_setup())
     return float(done.stdout.strip())
 
 
@@ -159,17 +271,12 @@ def launch_backend(backend: str, *, host: str = "127.0.0.1", cpus: tuple[int, ..
                    env: dict[str, str] | None = None) -> RunningBackend:
     """Start `backend` pinned to `cpus` and return it once it answers GET /."""
     argv, port = backend_command(backend, host=host, extra_args=extra_args)
-
-    def pin() -> None:
-        if cpus and hasattr(os, "sched_setaffinity"):
-            os.sched_setaffinity(0, cpus)
-
     env = {**os.environ, **(env or {}),
            "PYTHONPATH": os.pathsep.join(filter(None, [str(PROJECT_ROOT), os.environ.get("PYTHONPATH")]))}
     try:
-        process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
-                                   start_new_session=True, preexec_fn=pin, env=env, text=True)
-    except (OSError, ValueError) as error:
+        process = spawn(argv, cpus=cpus, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
+                        env=env, text=True)
+    except (OSError, ValueError, subprocess.SubprocessError) as error:
         raise LaunchError(f"cannot start {backend!r}: {error}") from None
     running = RunningBackend(backend, process, destination_host(host), port or 0, cpus)
     threading.Thread(target=_collect, args=(process.stderr, running._stderr), daemon=True).start()
@@ -182,6 +289,9 @@ def launch_backend(backend: str, *, host: str = "127.0.0.1", cpus: tuple[int, ..
         running.stop()
         time.sleep(0.05)  # let the stderr reader catch the last lines
         error.stderr_tail = running.stderr_tail()
+        raise
+    except BaseException:  # Ctrl+C while it starts: it must not outlive the run
+        running.stop()
         raise
     return running
 

@@ -66,10 +66,13 @@ def note_starved(ax: Any, summaries: Mapping[str, Mapping[int, StepSummary]], us
 def summarize_steps(results: Mapping[str, Any]) -> dict[str, dict[int, StepSummary]]:
     """backend -> users -> summary of the "ok" steps, backends in the usual order."""
     groups: dict[tuple[str, int], list[Mapping[str, Any]]] = {}
+    baseline = min((step.get("idle_connections") or 0 for step in results.get("steps", ())), default=0)
     for step in results.get("steps", ()):
         # 0 requests is a result too (a stalled server); open-loop levels have charts of
-        # their own (harness/plots_open_loop.py), against offered rate instead of users.
-        if step.get("status") == "ok" and step.get("rate") is None:
+        # their own (harness/plots_open_loop.py), against offered rate instead of users,
+        # and so do c10k's levels above the fewest idle connections (harness/plots_idle.py).
+        if step.get("status") == "ok" and step.get("rate") is None and \
+                (step.get("idle_connections") or 0) == baseline:
             groups.setdefault((step["backend"], step["users"]), []).append(step)
     summaries: dict[str, dict[int, StepSummary]] = {}
     for backend in backend_order([name for name, _ in groups]):
@@ -334,6 +337,7 @@ def errors(results: Mapping[str, Any], out_dir: Path) -> list[Path]:
 
 def draw_all(results: Mapping[str, Any], out_dir: Path) -> list[Path]:
     """Every chart of one run into out_dir; the written paths, PNG and SVG of each."""
+    from harness.plots_idle import draw_idle
     from harness.plots_open_loop import draw_open_loop
 
     paths: list[Path] = []
@@ -341,4 +345,4 @@ def draw_all(results: Mapping[str, Any], out_dir: Path) -> list[Path]:
         for draw in (throughput_vs_users, latency_vs_users, latency_spectrum, timeseries,
                      resources, errors):
             paths += draw(results, out_dir)
-    return paths + draw_open_loop(results, out_dir)
+    return paths + draw_open_loop(results, out_dir) + draw_idle(results, out_dir)

@@ -97,7 +97,7 @@ def render_report(results: Mapping[str, Any], charts: Sequence[Path]) -> str:
         f"<h1>{_e(title)}</h1>",
         f'<p class="sub">{_e(scenario.get("description", ""))}<br>{_e(machine_line(metadata))}'
         f' · {_e(metadata.get("date", ""))}</p>',
-        _status(results),
+        _status(results), _events(results),
         "<h2>Summary</h2>", _flag_notes(), _summary_table(summaries, failed_backends(results)),
         _open_loop_table(results),
         _failures(results),
@@ -121,6 +121,16 @@ def _status(results: Mapping[str, Any]) -> str:
            "failed": "the run failed: what it measured before failing is below",
            "running": "the run had not finished (or died) when these results were written"}
     return f'<p class="status"><strong>{_e(status)}</strong>: {_e(why.get(status, ""))}</p>'
+
+
+def _events(results: Mapping[str, Any]) -> str:
+    """What happened to the run (a backend or driver failing, a Ctrl+C, a failed write)."""
+    events = results.get("events") or []
+    if not events:
+        return ""
+    items = "".join(f'<li><span class="failed">{_e(event.get("kind", ""))}</span> '
+                    f'{_e(event.get("t", ""))}: {_e(event.get("detail", ""))}</li>' for event in events)
+    return f'<ul class="events">{items}</ul>'
 
 
 def _flag_notes() -> str:

@@ -9,6 +9,7 @@ Request indices count from 0, in file order.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import hashlib
 import re
 import tomllib
@@ -18,6 +19,7 @@ from typing import Any, Sequence
 
 # ScenarioError and parse_duration are part of this module's API too.
 from harness.scenario_fields import ScenarioError, _show, _Table, parse_duration  # noqa: F401
+from servers.backends import BACKENDS
 
 SCENARIO_DIR = Path(__file__).resolve().with_name("scenarios")
 
@@ -67,11 +69,14 @@ class Scenario:
     repeat: int
     keep_alive: bool
     timeout_s: float
-    idle_connections: int
+    idle_connections: tuple[int, ...]  # a sweep: every load level is run at each count
     slow_clients: int
     slow_interval_s: float
     server_args: tuple[str, ...]
     sha256: str
+    # [server.backend.NAME] args: flags for one backend only, after server_args (e.g. the
+    # --max-connections that caps threaded and forking in c10k).
+    backend_args: tuple[tuple[str, tuple[str, ...]], ...] = ()
     backends: tuple[tuple[str, str], ...] = ()  # [backends]: named external server commands
     overrides: tuple[str, ...] = ()  # what the command line changed, e.g. "repeat=1"
 
@@ -97,9 +102,13 @@ class Scenario:
                       for key, v in changes.items())
         return dataclasses.replace(self, **changes, overrides=self.overrides + noted)
 
+    def server_args_for(self, backend: str) -> tuple[str, ...]:
+        """The flags one of our backends starts with: [server] args, then its own."""
+        return self.server_args + dict(self.backend_args).get(backend, ())
+
     def planned_seconds(self, *, backends: int, start_stop_s: float = 1.5) -> float:
         """Wall time of a run: per load level one warm-up, then the repetitions."""
-        levels = len(self.users) + len(self.rate)
+        levels = (len(self.users) + len(self.rate)) * len(self.idle_connections)
         per_level = self.warmup_s + self.repeat * self.duration_s
         return backends * (start_stop_s + levels * per_level)
 
@@ -154,7 +163,7 @@ def _build(top: _Table, *, name: str, path: Path, sha256: str) -> Scenario:
     background = top.table("background", required=False)
     background.allow("idle_connections", "slow_clients", "slow_interval")
     server = top.table("server", required=False)
-    server.allow("args")
+    server.allow("args", "backend")
     return Scenario(
         name=name, path=path, sha256=sha256,
         description=top.value("description", str, "a string", default=""),
@@ -166,10 +175,11 @@ def _build(top: _Table, *, name: str, path: Path, sha256: str) -> Scenario:
         repeat=load.count("repeat", default=3, minimum=1),
         keep_alive=load.value("keep_alive", bool, "true or false", default=True),
         timeout_s=load.duration("timeout", default="10s", positive=True),
-        idle_connections=background.count("idle_connections", default=0, minimum=0),
+        idle_connections=_idle_sweep(background),
         slow_clients=background.count("slow_clients", default=0, minimum=0),
         slow_interval_s=background.duration("slow_interval", default="1s", positive=True),
         server_args=_server_args(server),
+        backend_args=_backend_args(server.table("backend", required=False)),
         backends=_named_backends(top.table("backends", required=False)),
     )
 
@@ -186,6 +196,36 @@ def _named_backends(table: _Table) -> tuple[tuple[str, str], ...]:
         if not isinstance(command, str) or "{port}" not in command:
             table.fail(name, f"must be a command string containing {{port}}; got {_show(command)}")
         entries.append((name, command))
+    return tuple(entries)
+
+
+def _idle_sweep(background: _Table) -> tuple[int, ...]:
+    """idle_connections: one count, or an array of counts (0 allowed), each run in turn."""
+    value = background.data.get("idle_connections", 0)
+    if isinstance(value, list):
+        if not value:
+            background.fail("idle_connections", "empty sweep: give a count or an array of counts, e.g. [0, 1000]")
+        values = tuple(value)
+        for i, count in enumerate(values):
+            if isinstance(count, bool) or not isinstance(count, int) or count < 0:
+                background.fail(f"idle_connections[{i}]", f"must be an integer >= 0; got {_show(count)}")
+            if count in values[:i]:
+                background.fail("idle_connections", f"lists {count} twice; each value is one step")
+        return values
+    return (background.count("idle_connections", default=0, minimum=0),)
+
+
+def _backend_args(table: _Table) -> tuple[tuple[str, tuple[str, ...]], ...]:
+    """[server.backend.NAME] args = [...]: extra flags for one of our backends."""
+    entries = []
+    for name in table.data:
+        if name not in BACKENDS:
+            close = difflib.get_close_matches(name, list(BACKENDS), n=1)
+            guess = f" (did you mean {close[0]!r}?)" if close else ""
+            table.fail(name, f"not one of our backends{guess}; they are {', '.join(BACKENDS)}")
+        entry = table.table(name, required=False)
+        entry.allow("args")
+        entries.append((name, _server_args(entry)))
     return tuple(entries)
 
 

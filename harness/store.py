@@ -27,6 +27,15 @@ from typing import Any, Iterable, Mapping, Sequence
 #   1  first version: {"version", "metadata", "steps": [step, ...], "backends": {name: {...}}}
 #   2  open loop: a step may carry "rate" (offered req/s; null for closed loop) and
 #      "uncorrected" (latency from the actual send); version 1 files read as closed loop.
+#      Later, still version 2 (optional keys and new values, which no reader must know of):
+#      the run's "status" ("running", "complete", "interrupted") may be "failed" (results.json
+#      could not be written, or the /cpu calibration failed); a backend entry's "status" is
+#      "running" while it runs and may end "interrupted" (a Ctrl+C); a failed
+#      or interrupted one carries "step": {"users", "rate", "idle_connections", "repetition",
+#      "phase"} (where it was; null if it had not reached load; "phase" "warm-up" or "measure");
+#      "events": [{"t": ISO time, "kind": one of EVENT_KINDS, "backend": name or null,
+#      "step": as above or null, "detail": one line}] — what happened to the run, in order.
+#      A file without "events" is a run with nothing to tell.
 SCHEMA_VERSION = 2
 
 RESULTS_FILE = "results.json"
@@ -43,6 +52,8 @@ STEP_KEYS = (
     "error",  # why it failed, else None
 )
 ERROR_KINDS = ("connect", "timeout", "reset", "bad_status")
+# What the "events" of a run may record (see the schema history above).
+EVENT_KINDS = ("backend-failed", "driver-failed", "interrupted", "write-failed", "run-failed")
 DRIVER_BOUND = "driver-bound"
 # offered_rate is empty for closed-loop rows; for open-loop rows `users` is the number of
 # connections the rate was spread across.
@@ -58,6 +69,14 @@ _GIT_TIMEOUT_S = 5  # a hung git (a network filesystem, a lock) must not stall a
 
 class ResultsError(Exception):
     """A results file that cannot be read: missing, not JSON, or of an unknown version."""
+
+
+class ResultsWriteError(ResultsError):
+    """results.json could not be written (a full disk, say); the previous one is intact."""
+
+    def __init__(self, message: str, *, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason  # the OS's words, e.g. "No space left on device"
 
 
 def new_run_dir(root: Path, scenario_name: str, *, now: datetime | None = None) -> Path:
@@ -90,7 +109,8 @@ def write_results(run_dir: Path, results: Mapping[str, Any]) -> Path:
     try:
         _write_atomically(path, text)
     except OSError as exc:
-        raise ResultsError(f"{path}: cannot write: {exc.strerror or exc}") from exc
+        reason = exc.strerror or str(exc)
+        raise ResultsWriteError(f"{path}: cannot write: {reason}", reason=reason) from exc
     return path
 
 

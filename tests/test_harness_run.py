@@ -138,11 +138,20 @@ def test_backend_killed_mid_step_is_recorded_and_nothing_is_left(tiny: Path, tmp
         if run.poll() is None:
             os.killpg(run.pid, signal.SIGKILL)
     assert run.returncode == 1, stderr
+    assert "Traceback" not in stderr and len(stderr.strip().splitlines()) == 1, stderr
+    assert stderr.startswith("concurbench: 1 of 2 backend(s) failed: forking: the backend exited (killed by SIGKILL)")
     results = json.loads((only_run_dir(out) / "results.json").read_text())
-    assert results["backends"]["forking"]["status"] == "failed"
-    assert "exited" in results["backends"]["forking"]["error"]
+    failed = results["backends"]["forking"]
+    assert failed["status"] == "failed"
+    done = sum(s["backend"] == "forking" for s in results["steps"])
+    assert done >= 1  # finished steps were kept
+    # Which step it died in: the backend, the users level, the repetition (or the warm-up).
+    users, rep = (1, 4)[done // 2], done % 2
+    assert failed["step"]["users"] == users and failed["step"]["repetition"] == rep
+    assert f"during forking users={users} " in failed["error"] and f"after {done} of 4 steps" in failed["error"]
+    assert ("warm-up" if failed["step"]["phase"] == "warm-up" else f"rep {rep + 1}/2") in failed["error"]
+    assert [(e["kind"], e["backend"]) for e in results["events"]] == [("backend-failed", "forking")]
     assert results["backends"]["selectors"]["status"] == "ok"  # the run went on
-    assert any(s["backend"] == "forking" for s in results["steps"])  # finished steps were kept
     assert not [p for p in psutil.process_iter(["cmdline"]) if str(out) in " ".join(p.info["cmdline"] or [])]
 
 
@@ -160,9 +169,12 @@ def test_ctrl_c_keeps_finished_steps_and_leaves_no_process(tiny: Path, tmp_path:
         if run.poll() is None:
             os.killpg(run.pid, signal.SIGKILL)
     assert run.returncode == 130
-    assert "interrupted" in stderr and "Traceback" not in stderr
+    assert "Traceback" not in stderr and len(stderr.strip().splitlines()) == 1, stderr
+    assert stderr.startswith("concurbench: interrupted (SIGINT) during asyncio users=")
     results = json.loads((only_run_dir(out) / "results.json").read_text())
     assert results["status"] == "interrupted" and len(results["steps"]) >= 1
+    assert results["backends"]["asyncio"]["status"] == "interrupted" and results["backends"]["asyncio"]["step"]
+    assert [e["kind"] for e in results["events"]] == ["interrupted"]
     time.sleep(0.5)
     assert not [p for p in family if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
 

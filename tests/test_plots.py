@@ -198,3 +198,43 @@ def test_an_external_backend_is_drawn_in_its_own_colour(run_a: dict[str, Any], t
     text = svg_text(plots.throughput_vs_users({**run_a, "steps": steps}, tmp_path)[1])
     assert backend_colour(name) in text and backend_label(name) in text and backend_label(name) != name
     assert BACKEND_COLOURS["asyncio"] not in text
+
+
+def _idle_sweep(run: dict[str, Any]) -> dict[str, Any]:
+    """run-a's steps at one user level, repeated at 0 and 5,000 idle connections, the second
+    with threaded capped (most held connections refused) and memory up for every backend."""
+    users = min(step["users"] for step in run["steps"])
+    steps = []
+    for idle in (0, 5000):
+        for step in run["steps"]:
+            if step["users"] != users or step.get("rate") is not None:
+                continue
+            copy = {**step, "idle_connections": idle, "server": dict(step["server"]),
+                    "background": {"idle_open": idle, "idle_reconnects": 0, "slow_requests": 0, "slow_reconnects": 0}}
+            if idle:
+                copy["server"]["rss_bytes"] += 50 * 2 ** 20
+                if step["backend"] == "threaded":
+                    copy["background"]["idle_open"] = 500
+                    copy["errors"] = {**step["errors"], "bad_status": step["requests"]}
+            steps.append(copy)
+    return {**run, "steps": steps}
+
+
+def test_idle_sweep_draws_the_c10k_chart_and_keeps_users_charts_at_the_baseline(
+        run_a: dict[str, Any], tmp_path: Path) -> None:
+    from harness.plots_idle import failed_share, held_open, idle_levels
+
+    sweep = _idle_sweep(run_a)
+    levels = idle_levels(sweep)
+    assert levels and all(list(by_idle) == [0, 5000] for by_idle in levels.values())
+    assert held_open(levels["threaded"][5000]) == 500 and failed_share(levels["threaded"][5000]) >= 50
+    assert failed_share(levels["threaded"][0]) < 50
+    # the users charts see only the baseline level: one step group per backend, not two
+    assert all(len(summary.steps) == len([s for s in run_a["steps"] if s["backend"] == name
+                                          and s["users"] == summary.users and s.get("rate") is None])
+               for name, by_users in plots.summarize_steps(sweep).items() for summary in by_users.values())
+    paths = plots.draw_all(sweep, tmp_path)
+    assert tmp_path / "idle_connections.png" in paths
+    png_size(tmp_path / "idle_connections.png")
+    assert "500 held" in svg_text(tmp_path / "idle_connections.svg")
+    assert "idle_connections.png" not in [p.name for p in plots.draw_all(run_a, tmp_path / "plain")]

@@ -49,9 +49,10 @@ def test_quick_takes_about_two_minutes_for_five_backends() -> None:
     ("cpu-bound", lambda s: s.requests[0].path == "/cpu?ms=5"),
     ("mixed", lambda s: [(r.path, r.weight) for r in s.requests] == [("/", 95), ("/cpu?ms=50", 5)]),
     ("big-response", lambda s: s.requests[0].path == "/bytes?size=1048576"),
-    ("idle-preconnect", lambda s: s.idle_connections == 1 and "--request-timeout" in s.server_args),
+    ("idle-preconnect", lambda s: s.idle_connections == (1,) and "--request-timeout" in s.server_args),
     ("slowloris", lambda s: s.slow_clients == 200),
-    ("c10k", lambda s: s.idle_connections == 10_000),
+    ("c10k", lambda s: s.idle_connections == (0, 1000, 5000, 10_000)
+     and "--max-connections" in s.server_args_for("threaded") and "--max-connections" not in s.server_args_for("asyncio")),
     ("hello", lambda s: (s.users, s.duration_s, s.warmup_s, s.repeat) == ((1, 8, 32, 128), 10, 2, 3)),
 ], ids=lambda v: v if isinstance(v, str) else "")
 def test_builtin_scenario_does_what_its_name_says(name: str, check) -> None:
@@ -64,7 +65,7 @@ def test_a_users_file_loads_with_defaults(tmp_path: Path) -> None:
     assert scenario == Scenario(
         name="mine", path=path.resolve(), description="", users=(1, 8), rate=(), connections=16,
         requests=(RequestSpec(method="GET", path="/"),), duration_s=2.0, warmup_s=2.0,
-        repeat=3, keep_alive=True, timeout_s=10.0, idle_connections=0, slow_clients=0,
+        repeat=3, keep_alive=True, timeout_s=10.0, idle_connections=(0,), slow_clients=0,
         slow_interval_s=1.0, server_args=(), sha256=hashlib.sha256(path.read_bytes()).hexdigest())
 
 
@@ -95,10 +96,26 @@ def test_every_field_is_read(tmp_path: Path) -> None:
     assert (scenario.users, scenario.rate, scenario.duration_s, scenario.warmup_s) == (
         (4,), (500.0, 1000.5), 60.0, 0.0)
     assert (scenario.repeat, scenario.keep_alive, scenario.timeout_s) == (1, False, 0.5)
-    assert (scenario.idle_connections, scenario.slow_clients, scenario.slow_interval_s) == (3, 2, 0.25)
+    assert (scenario.idle_connections, scenario.slow_clients, scenario.slow_interval_s) == ((3,), 2, 0.25)
     assert scenario.server_args == ("--request-timeout", "2")
     assert scenario.requests == (RequestSpec(method="POST", path="/echo", body="hi", weight=7,
                                              headers=(("X-Trace", "1"), ("Accept", "text/plain"))),)
+
+
+def test_idle_sweep_and_per_backend_args(tmp_path: Path) -> None:
+    """c10k's shape: each load level at each idle count; one backend's extra flags after the shared ones."""
+    scenario = load_scenario(write(tmp_path, GOOD + """
+        [background]
+        idle_connections = [0, 100]
+        [server]
+        args = ["--request-timeout", "60"]
+        [server.backend.threaded]
+        args = ["--max-connections", "50"]
+        """))
+    assert scenario.idle_connections == (0, 100)
+    assert scenario.server_args_for("threaded") == ("--request-timeout", "60", "--max-connections", "50")
+    assert scenario.server_args_for("selectors") == ("--request-timeout", "60")
+    assert scenario.planned_seconds(backends=1, start_stop_s=0) == 2 * 2 * (2.0 + 3 * 2.0)  # 2 users x 2 idle levels
 
 
 def test_open_loop_only_is_accepted(tmp_path: Path) -> None:
@@ -143,6 +160,18 @@ BAD_FILES = [
     ("keep-alive-is-bool", LOAD + "keep_alive = 1\n" + REQUEST, "load.keep_alive", "true or false"),
     ("idle-connections-not-negative", GOOD + "[background]\nidle_connections = -1\n",
      "background.idle_connections", "integer >= 0"),
+    ("idle-sweep-not-negative", GOOD + "[background]\nidle_connections = [0, -5]\n",
+     "background.idle_connections[1]", "integer >= 0; got -5"),
+    ("idle-sweep-not-empty", GOOD + "[background]\nidle_connections = []\n",
+     "background.idle_connections", "empty sweep"),
+    ("idle-sweep-no-duplicates", GOOD + "[background]\nidle_connections = [10, 10]\n",
+     "background.idle_connections", "lists 10 twice"),
+    ("backend-args-name-a-backend", GOOD + "[server.backend.threads]\nargs = ['--max-connections', '5']\n",
+     "server.backend.threads", "did you mean 'threaded'"),
+    ("backend-args-only-args", GOOD + "[server.backend.forking]\nflags = []\n",
+     "server.backend.forking.flags", "unknown key"),
+    ("backend-args-port-belongs-to-launcher", GOOD + "[server.backend.forking]\nargs = ['--port', '1']\n",
+     "server.backend.forking.args[0]", "--port is set by the launcher"),
     ("slow-clients-is-int", GOOD + "[background]\nslow_clients = '10'\n",
      "background.slow_clients", "(a string)"),
     ("slow-interval-positive", GOOD + "[background]\nslow_interval = 0\n",

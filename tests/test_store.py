@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import csv
+import errno
+import io
 import json
 import os
 import shutil
@@ -105,6 +107,35 @@ def test_failed_rename_keeps_the_previous_file(tmp_path: Path, monkeypatch) -> N
     assert leftovers(tmp_path) == []
 
 
+@pytest.mark.parametrize("where", ["fsync", "write"])
+def test_full_disk_keeps_the_previous_file_and_no_temp_file(tmp_path: Path, monkeypatch, where: str) -> None:
+    """ENOSPC as the data goes out (at the flush of the buffered write, or at fsync): the
+    error names the reason, the last good file is whole, the temp file is gone."""
+    path = write_results(tmp_path, results())
+    before = path.read_bytes()
+
+    def no_space(*args):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    if where == "fsync":
+        monkeypatch.setattr(store.os, "fsync", no_space)
+    else:  # the buffered text file flushes through os.fdopen's FileIO: fail the open file's writes
+        real_fdopen = store.os.fdopen
+
+        class Full(io.TextIOWrapper):
+            def flush(self):
+                no_space()
+
+        def fdopen(fd, mode="r", **kwargs):
+            return Full(real_fdopen(fd, "wb"), encoding=kwargs.get("encoding"))
+        monkeypatch.setattr(store.os, "fdopen", fdopen)
+    with pytest.raises(store.ResultsWriteError, match="No space left on device") as caught:
+        write_results(tmp_path, results(steps=[step(), step(repetition=1)]))
+    assert caught.value.reason == "No space left on device"
+    assert isinstance(caught.value, ResultsError)  # what callers already catch
+    assert path.read_bytes() == before
+    assert leftovers(tmp_path) == []
+
+
 def test_interrupt_mid_write_keeps_the_previous_file(tmp_path: Path, monkeypatch) -> None:
     path = write_results(tmp_path, results())
     before = path.read_bytes()
@@ -126,6 +157,23 @@ def test_unserialisable_results_keep_the_previous_file(tmp_path: Path, bad_value
         write_results(tmp_path, results(metadata={"oops": bad_value}))
     assert path.read_bytes() == before
     assert leftovers(tmp_path) == []
+
+
+@pytest.mark.parametrize("document", [
+    {"version": 1, "metadata": {}, "steps": [], "backends": {}},
+    {"version": 2, "metadata": {}, "steps": [], "backends": {}, "status": "complete"},
+    {"version": 2, "metadata": {}, "steps": [], "status": "failed",
+     "backends": {"forking": {"status": "interrupted", "error": "interrupted (SIGINT) during forking users=8 rep 1/3",
+                              "step": {"users": 8, "rate": None, "idle_connections": 0, "repetition": 0,
+                                       "phase": "measure"}}},
+     "events": [{"t": "2025-03-04T12:30:05.000+00:00", "kind": "interrupted", "backend": "forking", "step": None,
+                 "detail": "SIGINT during forking users=8 rep 1/3"}]},
+], ids=["version-1", "version-2-without-events", "version-2-with-events"])
+def test_older_and_event_carrying_files_are_read(tmp_path: Path, document: dict) -> None:
+    path = tmp_path / "results.json"
+    path.write_text(json.dumps(document))
+    assert read_results(path) == document
+    assert set(store.EVENT_KINDS) >= {e["kind"] for e in document.get("events", [])}
 
 
 def test_write_refuses_another_schema_version(tmp_path: Path) -> None:

@@ -1,0 +1,94 @@
+"""The c10k chart: tail latency, server memory and refusals against idle connections held.
+
+A scenario that sweeps `background.idle_connections` runs the same light load beside more
+and more connections that never send. The three panels say what each model pays for them:
+p99 of the light load (a loop that scans its connections slows down; a thread or process
+per connection does not, until it runs out), resident memory of the whole server tree (a
+thread stack or a process per connection against a small object per socket), and the
+share of requests that failed (threaded and forking hit --max-connections and refuse).
+
+The x axis is the number asked for; where fewer were actually held open (the driver counts
+them), the point is labelled with the held count, so a cap is never mistaken for a cost.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from statistics import median
+from typing import Any, Mapping
+
+from harness.chart_style import (backend_colour, backend_label, backend_order, chart_title, ms_format, new_figure,
+                                 save_figure, styled, thousands_format)
+
+IdleLevels = dict[str, dict[int, list[Mapping[str, Any]]]]
+
+
+def idle_levels(results: Mapping[str, Any]) -> IdleLevels:
+    """backend -> idle connections asked for -> its good closed-loop steps; empty unless the
+    run has more than one idle level (only then is there a curve to draw)."""
+    levels: IdleLevels = {}
+    for step in results.get("steps", ()):
+        if step.get("status") == "ok" and step.get("rate") is None:
+            idle = step.get("idle_connections") or 0
+            levels.setdefault(step["backend"], {}).setdefault(idle, []).append(step)
+    if len({idle for by_idle in levels.values() for idle in by_idle}) < 2:
+        return {}
+    return {name: dict(sorted(levels[name].items())) for name in backend_order(list(levels))}
+
+
+def _median(values: list[float | None]) -> float:
+    present = [v for v in values if v is not None]
+    return median(present) if present else math.nan
+
+
+def held_open(steps: list[Mapping[str, Any]]) -> float:
+    """Median idle connections the driver held open at the end of each window."""
+    return _median([(s.get("background") or {}).get("idle_open") for s in steps])
+
+
+def failed_share(steps: list[Mapping[str, Any]]) -> float:
+    """Failed requests (refused, reset, timed out) as a percentage of all attempted."""
+    errors = sum(sum((s.get("errors") or {}).values()) for s in steps)
+    attempted = errors + sum(s.get("requests") or 0 for s in steps)
+    return 100 * errors / attempted if attempted else math.nan
+
+
+@styled
+def idle_connections_chart(results: Mapping[str, Any], out_dir: Path) -> list[Path]:
+    levels = idle_levels(results)
+    figure, (p99, rss, failed) = new_figure(ncols=3, height=4.2)
+    for backend, by_idle in levels.items():
+        colour, idle = backend_colour(backend), list(by_idle)
+        steps = list(by_idle.values())
+        p99.plot(idle, [_median([s.get("p99_us") for s in reps]) / 1000 for reps in steps], color=colour,
+                 marker="o", label=backend_label(backend))
+        rss.plot(idle, [_median([(s.get("server") or {}).get("rss_bytes") for s in reps]) / 2 ** 20
+                        for reps in steps], color=colour, marker="o")
+        failed.plot(idle, [failed_share(reps) for reps in steps], color=colour, marker="o")
+        for asked, reps in by_idle.items():
+            held = held_open(reps)
+            if asked and not math.isnan(held) and held < 0.95 * asked:
+                rss.annotate(f"{held:,.0f} held", (asked, _median([(s.get("server") or {}).get("rss_bytes")
+                                                                   for s in reps]) / 2 ** 20),
+                             xytext=(4, -10), textcoords="offset points", fontsize=7, color=colour)
+    p99.set_yscale("log")
+    p99.yaxis.set_major_formatter(ms_format())
+    p99.set_ylabel("p99 of the light load (ms, log)")
+    rss.set_ylabel("server RSS, MiB (all its processes)")
+    failed.set_ylabel("requests failed (%)")
+    for ax in (p99, rss, failed):
+        ax.set_xlabel("idle connections asked for")
+        ax.xaxis.set_major_formatter(thousands_format())
+    for ax in (rss, failed):
+        ax.set_ylim(bottom=0)
+    figure.suptitle(chart_title(results, "cost of idle connections"), fontsize=10)
+    if levels:
+        p99.legend(fontsize=7)
+    return save_figure(figure, out_dir, "idle_connections")
+
+
+def draw_idle(results: Mapping[str, Any], out_dir: Path) -> list[Path]:
+    if not idle_levels(results):
+        return []
+    return idle_connections_chart(results, out_dir)

@@ -1,0 +1,543 @@
+"""Harness faults, end to end: real backends, real Locust drivers, a real orchestrator.
+
+A driver killed mid-step, a Locust worker killed, Ctrl+C at each moment of a run (to the
+orchestrator alone, or to its whole process group as a terminal sends it), a second Ctrl+C
+while cleaning up, the orchestrator SIGKILLed, a full disk. Each time: the run records what
+happened, finished steps are kept, nothing of the run is left running, and the exit status
+is non-zero with one line on stderr (no traceback).
+
+Every process of a run is found by a tag in its environment (children inherit it), so one
+that escaped its parent and its process group is found too.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import psutil
+import pytest
+
+from conftest import ROOT
+from harness import runner
+from harness.runner import RunOptions, run_scenario
+from harness.scenario import load_scenario
+
+TAG = "CONCURBENCH_FAULT_TEST"
+TINY = """
+description = "tiny: one level of GET /"
+[load]
+users = [2]
+duration = "1s"
+warmup = "0.5s"
+repeat = 2
+timeout = "2s"
+[[request]]
+method = "GET"
+path = "/"
+"""
+# A backend that never answers: the run is stuck "starting" it (START_TIMEOUT is 15 s).
+SILENT = "python3 -c 'import time; time.sleep(60)' {port}"
+# A backend that answers GET / but ignores SIGTERM: stopping it takes STOP_GRACE (6 s).
+STUBBORN = """
+import http.server, signal, sys
+signal.signal(signal.SIGTERM, signal.SIG_IGN)
+http.server.ThreadingHTTPServer.allow_reuse_address = True
+server = http.server.ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), http.server.SimpleHTTPRequestHandler)
+server.serve_forever()
+"""
+# Imported by every Python process of the run (it is on their PYTHONPATH): holds the /cpu
+# calibration for a minute, so a Ctrl+C surely lands in it.
+SLOW_CALIBRATION = """
+import sys, time
+if "_calibrate" in " ".join(getattr(sys, "orig_argv", ())):
+    time.sleep(60)
+"""
+
+
+class Orchestrator:
+    """`concurbench run` in its own process group, tagged; its stdout read as it comes."""
+
+    def __init__(self, tmp_path: Path, *args: str, pythonpath: Path | None = None, out: Path | None = None) -> None:
+        self.tag = uuid.uuid4().hex
+        self.out = out or tmp_path / "results"
+        path = os.pathsep.join(str(p) for p in (ROOT, pythonpath) if p)
+        env = {**os.environ, "PYTHONPATH": path, TAG: self.tag, "PYTHONUNBUFFERED": "1"}
+        self.process = subprocess.Popen([sys.executable, "-m", "harness.cli", "run", "--out", str(self.out), *args],
+                                        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT, env=env,
+                                        start_new_session=True)
+        self.stdout = ""
+        self.stderr = ""
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def children(self, text: str) -> list[psutil.Process]:
+        """The orchestrator's descendants whose command line holds `text`."""
+        found = []
+        try:
+            family = psutil.Process(self.pid).children(recursive=True)
+        except psutil.Error:
+            return []
+        for proc in family:
+            try:
+                if text in " ".join(proc.cmdline()):
+                    found.append(proc)
+            except psutil.Error:
+                continue
+        return found
+
+    def wait_for_child(self, text: str, timeout: float = 30) -> psutil.Process:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            found = self.children(text)
+            if found:
+                return found[0]
+            assert self.process.poll() is None, self.finish()
+            time.sleep(0.01)
+        raise AssertionError(f"no child running {text!r} within {timeout}s")
+
+    def results(self) -> dict:
+        (path,) = self.out.glob("*/results.json")
+        return json.loads(path.read_text())
+
+    def wait_for(self, condition, timeout: float = 30) -> dict:  # type: ignore[no-untyped-def]
+        """Poll results.json until `condition(results)`."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                results = self.results()
+                if condition(results):
+                    return results
+            except (ValueError, OSError):
+                pass
+            assert self.process.poll() is None, self.finish()
+            time.sleep(0.02)
+        raise AssertionError(f"results.json never met the condition within {timeout}s")
+
+    def wait_for_steps(self, count: int) -> dict:
+        return self.wait_for(lambda results: len(results["steps"]) >= count)
+
+    def wait_for_line(self, text: str, timeout: float = 30) -> None:
+        """Read stdout until a line holding `text` (the orchestrator is unbuffered)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            line = self.process.stdout.readline()  # type: ignore[union-attr]
+            self.stdout += line
+            if text in line:
+                return
+            if not line:
+                break
+        raise AssertionError(f"no line with {text!r} on stdout: {self.stdout}")
+
+    def interrupt(self, *, group: bool) -> None:
+        """SIGINT to the orchestrator, or to its whole process group as a terminal does."""
+        if group:
+            os.killpg(self.pid, signal.SIGINT)
+        else:
+            os.kill(self.pid, signal.SIGINT)
+
+    def finish(self, timeout: float = 60) -> int:
+        try:
+            out, err = self.process.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            out, err = self.process.communicate()
+        self.stdout += out
+        self.stderr += err
+        return self.process.returncode
+
+    def kill(self) -> None:
+        for proc in tagged(self.tag):
+            try:
+                proc.kill()
+            except psutil.Error:
+                pass
+
+    def one_line(self) -> str:
+        """stderr must be exactly one line, and no traceback."""
+        assert "Traceback" not in self.stderr, self.stderr
+        lines = self.stderr.strip().splitlines()
+        assert len(lines) == 1, self.stderr
+        return lines[0]
+
+
+def tagged(tag: str) -> list[psutil.Process]:
+    """Every live (not zombie) process carrying the run's tag in its environment."""
+    found = []
+    for proc in psutil.process_iter():
+        try:
+            if proc.environ().get(TAG) == tag and proc.status() != psutil.STATUS_ZOMBIE:
+                found.append(proc)
+        except psutil.Error:
+            continue
+    return found
+
+
+def assert_nothing_left(run: Orchestrator, timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while (left := tagged(run.tag)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    described = []
+    for proc in left:
+        try:
+            described.append(f"{proc.pid}: {' '.join(proc.cmdline())}")
+        except psutil.Error:
+            continue
+    assert not described, "left running:\n" + "\n".join(described)
+
+
+@pytest.fixture
+def tiny(tmp_path: Path) -> Path:
+    path = tmp_path / "tiny.toml"
+    path.write_text(TINY)
+    return path
+
+
+@pytest.fixture
+def orchestrators():  # type: ignore[no-untyped-def]
+    """Start orchestrators; whatever a failing test leaves is killed at the end."""
+    started: list[Orchestrator] = []
+
+    def start(*args, **kwargs) -> Orchestrator:  # type: ignore[no-untyped-def]
+        run = Orchestrator(*args, **kwargs)
+        started.append(run)
+        return run
+
+    yield start
+    for run in started:
+        if run.process.poll() is None:
+            os.killpg(run.pid, signal.SIGKILL)
+            run.process.wait()
+        run.kill()
+
+
+# --- the driver killed mid-step ---
+
+@pytest.mark.timeout(60)
+def test_driver_killed_mid_step_fails_its_backend_and_the_run_goes_on(tiny: Path, tmp_path: Path,
+                                                                      orchestrators) -> None:
+    run = orchestrators(tmp_path, "--scenario", str(tiny), "--backend", "selectors,threaded", "--no-report")
+    run.wait_for_steps(1)
+    run.wait_for_child("locust_driver").kill()
+    assert run.finish() == 1
+    line = run.one_line()
+    assert line.startswith("concurbench: 1 of 2 backend(s) failed: selectors: the driver exited (killed by SIGKILL)"
+                           " during selectors users=2 rep 2/2, after 1 of 2 steps"), line
+    results = run.results()
+    assert results["status"] == "complete"
+    failed = results["backends"]["selectors"]
+    assert failed["status"] == "failed" and "users=2 rep 2/2" in failed["error"]
+    assert failed["step"] == {"users": 2, "rate": None, "idle_connections": 0, "repetition": 1, "phase": "measure"}
+    assert results["backends"]["threaded"]["status"] == "ok"  # the run went on
+    assert [(s["backend"], s["repetition"]) for s in results["steps"]] == [
+        ("selectors", 0), ("threaded", 0), ("threaded", 1)]  # the finished step was kept
+    (event,) = results["events"]
+    assert event["kind"] == "driver-failed" and event["backend"] == "selectors" and event["step"] == failed["step"]
+    table = run.stdout.split("median over repetitions")[1]  # the table names it, with why
+    assert "selectors  FAILED: the driver exited (killed by SIGKILL) during selectors users=2 rep 2/2" in table
+    assert_nothing_left(run)
+
+
+@pytest.mark.timeout(60)
+def test_a_locust_worker_killed_mid_step_fails_the_backend(tiny: Path, tmp_path: Path, orchestrators) -> None:
+    run = orchestrators(tmp_path, "--scenario", str(tiny), "--backend", "selectors", "--driver-procs", "2",
+                        "--no-report")
+    run.wait_for_steps(1)
+    workers = run.children("--worker")
+    assert len(workers) == 2
+    workers[0].kill()
+    assert run.finish() == 1
+    line = run.one_line()
+    assert line.startswith("concurbench: 1 of 1 backend(s) failed: selectors: "), line
+    assert "during selectors users=2 rep 2/2, after 1 of 2 steps" in line
+    results = run.results()
+    failed = results["backends"]["selectors"]
+    assert failed["status"] == "failed" and failed["step"]["repetition"] == 1
+    assert [e["kind"] for e in results["events"]] == ["driver-failed"]
+    assert len(results["steps"]) == 1
+    assert_nothing_left(run)
+
+
+# --- Ctrl+C ---
+
+@pytest.mark.timeout(60)
+def test_ctrl_c_to_the_process_group_mid_step(tiny: Path, tmp_path: Path, orchestrators) -> None:
+    run = orchestrators(tmp_path, "--scenario", str(tiny), "--backend", "selectors,threaded", "--no-report")
+    run.wait_for_steps(1)
+    run.interrupt(group=True)
+    assert run.finish(timeout=30) == 130
+    line = run.one_line()
+    assert line.startswith("concurbench: interrupted (SIGINT) during selectors users=2 rep 2/2: 1 step kept in "), line
+    results = run.results()
+    assert results["status"] == "interrupted" and len(results["steps"]) == 1
+    entry = results["backends"]["selectors"]
+    assert entry["status"] == "interrupted"
+    assert entry["step"] == {"users": 2, "rate": None, "idle_connections": 0, "repetition": 1, "phase": "measure"}
+    assert "threaded" not in results["backends"]
+    (event,) = results["events"]
+    assert event["kind"] == "interrupted" and event["backend"] == "selectors"
+    assert "selectors  INTERRUPTED: interrupted (SIGINT) during selectors users=2 rep 2/2" in run.stdout  # the table
+    assert_nothing_left(run)
+
+
+@pytest.mark.timeout(60)
+def test_ctrl_c_during_the_cpu_calibration(tiny: Path, tmp_path: Path, orchestrators) -> None:
+    hook = tmp_path / "hook"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(SLOW_CALIBRATION)
+    run = orchestrators(tmp_path, "--scenario", str(tiny), "--backend", "selectors", "--no-report", pythonpath=hook)
+    run.wait_for_child("_calibrate")
+    run.interrupt(group=True)  # the calibration child gets it too
+    assert run.finish(timeout=30) == 130
+    line = run.one_line()
+    assert line.startswith("concurbench: interrupted (SIGINT) during the /cpu calibration: 0 steps kept in "), line
+    results = run.results()
+    assert results["status"] == "interrupted" and results["steps"] == [] and results["backends"] == {}
+    assert [(e["kind"], e["detail"]) for e in results["events"]] == [
+        ("interrupted", "SIGINT during the /cpu calibration")]
+    assert_nothing_left(run)
+
+
+@pytest.mark.timeout(60)
+def test_ctrl_c_while_a_backend_starts(tmp_path: Path, orchestrators) -> None:
+    scenario = tmp_path / "silent.toml"
+    scenario.write_text(TINY + f'[backends]\nsilent = "{SILENT}"\n')
+    run = orchestrators(tmp_path, "--scenario", str(scenario), "--backend", "selectors,silent", "--users", "1",
+                        "--repeat", "1", "--no-report")
+    run.wait_for(lambda results: "selectors" in results["backends"]
+                 and results["backends"]["selectors"]["status"] == "ok")
+    run.wait_for_child("time.sleep(60)")
+    run.interrupt(group=False)
+    assert run.finish(timeout=30) == 130
+    line = run.one_line()
+    assert line.startswith("concurbench: interrupted (SIGINT) while silent was starting: 1 step kept in "), line
+    results = run.results()
+    assert results["status"] == "interrupted"
+    assert results["backends"]["selectors"]["status"] == "ok"
+    entry = results["backends"]["silent"]
+    assert entry["status"] == "interrupted" and entry["step"] is None and "was starting" in entry["error"]
+    assert_nothing_left(run)
+
+
+@pytest.mark.timeout(60)
+def test_ctrl_c_between_backends_then_again_while_cleaning_up(tmp_path: Path, orchestrators) -> None:
+    """The first Ctrl+C as a backend is being stopped after its last step; the backend ignores
+    SIGTERM, so the cleanup would wait its 6 s grace: a second Ctrl+C kills it at once."""
+    server = tmp_path / "stubborn.py"
+    server.write_text(STUBBORN)
+    scenario = tmp_path / "one.toml"
+    scenario.write_text(TINY.replace("repeat = 2", "repeat = 1")
+                        + f'[backends]\nstubborn = "{sys.executable} {server} {{port}}"\n')
+    run = orchestrators(tmp_path, "--scenario", str(scenario), "--backend", "stubborn,selectors", "--no-report")
+    run.wait_for_steps(1)
+    while run.children("locust_driver"):  # its driver is done with: the backend is being stopped
+        time.sleep(0.02)
+    run.interrupt(group=False)
+    time.sleep(0.5)
+    assert run.process.poll() is None  # still cleaning up: the backend has not stopped
+    second = time.monotonic()
+    run.interrupt(group=False)
+    assert run.finish(timeout=30) == 130
+    assert time.monotonic() - second < 3  # not the 6 s grace
+    line = run.one_line()
+    assert line.startswith("concurbench: interrupted (SIGINT) while stubborn"), line
+    assert "1 step kept" in line
+    results = run.results()
+    assert results["status"] == "interrupted" and len(results["steps"]) == 1
+    assert results["backends"]["stubborn"]["status"] == "ok"  # all its steps were measured; then the Ctrl+C
+    (event,) = results["events"]
+    assert event["kind"] == "interrupted" and event["backend"] == "stubborn" and event["step"] is None
+    assert "selectors" not in results["backends"]  # the next backend never started
+    assert_nothing_left(run)
+
+
+@pytest.mark.timeout(60)
+def test_ctrl_c_while_the_report_is_drawn(tmp_path: Path, orchestrators) -> None:
+    scenario = tmp_path / "one.toml"
+    scenario.write_text(TINY.replace("repeat = 2", "repeat = 1"))
+    run = orchestrators(tmp_path, "--scenario", str(scenario), "--backend", "selectors")
+    run.wait_for_line("median over repetitions")  # the summary table: the report comes next
+    time.sleep(0.3)  # drawing it takes seconds (matplotlib alone takes one to import)
+    run.interrupt(group=True)
+    assert run.finish(timeout=30) == 130
+    line = run.one_line()
+    assert line.startswith("concurbench: interrupted (SIGINT) while drawing the report (the results are saved)"
+                           ": 1 step kept in "), line
+    results = run.results()
+    assert results["status"] == "complete"  # every step was measured: only the report is missing
+    assert [e["kind"] for e in results["events"]] == ["interrupted"]
+    assert not list(run.out.glob("*/report.html"))
+    assert_nothing_left(run)
+
+
+@pytest.mark.timeout(60)
+def test_orchestrator_sigkilled_mid_step_leaves_nothing(tiny: Path, tmp_path: Path, orchestrators) -> None:
+    """PR_SET_PDEATHSIG: the kernel kills the backend, the Locust master and its workers."""
+    if not sys.platform.startswith("linux"):
+        pytest.skip("PR_SET_PDEATHSIG is Linux's")
+    run = orchestrators(tmp_path, "--scenario", str(tiny), "--backend", "selectors", "--driver-procs", "2",
+                        "--no-report")
+    run.wait_for_steps(1)
+    assert len(run.children("--worker")) == 2 and run.children("servers")
+    assert len(tagged(run.tag)) >= 5  # the orchestrator, the backend, the master, two workers
+    os.kill(run.pid, signal.SIGKILL)
+    run.finish()
+    assert_nothing_left(run)
+
+
+# --- a full disk ---
+
+@pytest.fixture
+def small_disk(tmp_path: Path):  # type: ignore[no-untyped-def]
+    """A real 64 KiB tmpfs (needs root, or CAP_SYS_ADMIN)."""
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mount)], capture_output=True,
+                          text=True)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs to fill: {done.stderr.strip() or done.returncode}")
+    yield mount
+    subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def fill(directory: Path) -> None:
+    """Write until the filesystem has not a byte left."""
+    with open(directory / "filler", "wb", buffering=0) as file:
+        for chunk in (4096, 1):
+            try:
+                while True:
+                    file.write(b"\0" * chunk)
+            except OSError as error:
+                assert error.errno == errno.ENOSPC
+
+
+@pytest.mark.timeout(60)
+def test_full_disk_stops_the_run_and_keeps_the_last_good_results(tiny: Path, tmp_path: Path, small_disk: Path,
+                                                                orchestrators) -> None:
+    scenario = tmp_path / "three.toml"
+    scenario.write_text(TINY.replace("repeat = 2", "repeat = 3"))
+    run = orchestrators(tmp_path, "--scenario", str(scenario), "--backend", "selectors,threaded", out=small_disk)
+    run.wait_for_steps(1)
+    fill(small_disk)
+    assert run.finish() == 1
+    line = run.one_line()
+    assert line.startswith("concurbench: error: cannot write results (No space left on device): stopped after 2 "
+                           "steps; "), line
+    assert line.endswith("results.json holds the 1 step written before"), line
+    (run_dir,) = (p for p in small_disk.iterdir() if p.is_dir())
+    assert sorted(p.name for p in run_dir.iterdir()) == ["results.json"]  # no temp file, no summary, no report
+    results = run.results()
+    assert results["status"] == "running" and len(results["steps"]) == 1  # the last good file, whole
+    assert "selectors" in run.stdout.split("median over repetitions")[1]  # what was measured is still told
+    assert_nothing_left(run)
+
+
+# --- in-process: the moments too short to hit from outside ---
+
+def fake_step(backend: str = "selectors") -> dict:
+    return {"backend": backend, "users": 2, "repetition": 0, "status": "ok", "error": None, "requests": 10,
+            "errors": {"connect": 0, "timeout": 0, "reset": 0, "bad_status": 0}, "rps": 10.0, "p50_us": 100,
+            "p90_us": 200, "p99_us": 400, "p999_us": 800, "max_us": 1000, "mean_us": 150, "histogram": "",
+            "timeseries": [], "server": {}, "driver": {}, "flags": [], "rate": None, "starved_users": 0}
+
+
+@pytest.fixture
+def fake_run(monkeypatch, tmp_path: Path, tiny: Path):  # type: ignore[no-untyped-def]
+    """run_scenario with every step already measured: no process is started."""
+    def execute(self, progress) -> None:  # type: ignore[no-untyped-def]
+        self.results["backends"]["selectors"] = {"status": "ok", "error": None}
+        self.results["steps"].append(fake_step())
+        self.save()
+
+    monkeypatch.setattr(runner, "calibrate_cpu_work", lambda cpus: 1000.0)
+    monkeypatch.setattr(runner.Run, "execute", execute)
+    scenario = load_scenario(str(tiny))
+    options = RunOptions(out_root=tmp_path / "results", report=False)
+    return lambda **changes: run_scenario(scenario, {"selectors": "selectors"},
+                                          RunOptions(**{**options.__dict__, **changes}))
+
+
+def read_only_run(out: Path) -> dict:
+    (path,) = out.glob("*/results.json")
+    return json.loads(path.read_text())
+
+
+def test_ctrl_c_while_saving_the_results_saves_them_anyway(fake_run, monkeypatch, tmp_path: Path, capsys) -> None:
+    calls = []
+
+    def summary_csv(run_dir, steps):  # type: ignore[no-untyped-def]
+        calls.append(run_dir)
+        if len(calls) == 1:
+            os.kill(os.getpid(), signal.SIGINT)  # the handler raises in the next bytecode
+            time.sleep(1)
+        return run_dir / "summary.csv"
+
+    monkeypatch.setattr(runner, "write_summary_csv", summary_csv)
+    assert fake_run() == 130
+    assert len(calls) == 2  # saved again, the Ctrl+C notwithstanding
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1, err
+    assert err[0].startswith("concurbench: interrupted (SIGINT) while saving the results: 1 step"), err
+    results = read_only_run(tmp_path / "results")
+    assert results["status"] == "complete"
+    assert [(e["kind"], e["detail"]) for e in results["events"]] == [
+        ("interrupted", "SIGINT while saving the results")]
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # put back
+
+
+def test_a_full_disk_for_summary_and_report_is_a_warning(fake_run, monkeypatch, tmp_path: Path, capsys) -> None:
+    def no_space(*args):  # type: ignore[no-untyped-def]
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(runner, "write_summary_csv", no_space)
+    monkeypatch.setattr("harness.report.write_report", no_space)
+    assert fake_run(report=True) == 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["concurbench: warning: summary.csv not written: No space left on device",
+                   "concurbench: warning: the report could not be drawn: [Errno 28] No space left on device"]
+    assert read_only_run(tmp_path / "results")["status"] == "complete"
+
+
+def test_reap_all_kills_a_child_that_was_never_registered() -> None:
+    """A Popen cut short by a Ctrl+C never returns its child: reap_all finds it by its mark."""
+    from harness import launcher
+
+    marked = subprocess.Popen(["sleep", "30"], start_new_session=True,
+                              env={**os.environ, launcher.SPAWNED_BY: str(os.getpid())})
+    stranger = subprocess.Popen(["sleep", "30"], start_new_session=True)  # not the run's: left alone
+    try:
+        reaped = launcher.reap_all()
+        assert reaped == [marked.pid], (reaped, marked.pid, [(c.pid, c.cmdline()) for c in psutil.Process().children()])
+        assert stranger.poll() is None
+    finally:
+        stranger.kill()
+        stranger.wait()
+        marked.wait()
+
+
+def test_summary_table_and_report_tell_failed_and_interrupted_backends() -> None:
+    from harness.report import render_report
+    from harness.summary import summary_table
+
+    results = {"scenario": {"name": "tiny"}, "metadata": {}, "status": "interrupted", "steps": [fake_step()],
+               "backends": {"selectors": {"status": "ok"},
+                            "forking": {"status": "failed", "error": "the backend exited (killed by SIGKILL) during "
+                                                                     "forking users=2 rep 1/2, after 0 of 2 steps"},
+                            "threaded": {"status": "interrupted",
+                                         "error": "interrupted (SIGINT) during threaded users=2 warm-up"}},
+               "events": [{"t": "2025-01-01T00:00:00.000+00:00", "kind": "interrupted", "backend": "threaded",
+                           "step": None, "detail": "SIGINT during threaded users=2 warm-up"}]}
+    lines = summary_table(results).splitlines()
+    assert lines[-2] == ("forking    FAILED: the backend exited (killed by SIGKILL) during forking users=2 rep 1/2, "
+                         "after 0 of 2 steps")
+    assert lines[-1] == "threaded   INTERRUPTED: interrupted (SIGINT) during threaded users=2 warm-up"
+    assert "SIGINT during threaded users=2 warm-up" in render_report(results, [])
