@@ -20,6 +20,7 @@ from harness.chart_style import (ERROR_COLOURS, backend_colour, backend_label, b
                                  chart_title, ms_format, new_figure, note_failed, save_figure,
                                  styled, thousands_format, users_axis)
 from harness.metrics import Spread, merge_histograms, summarize
+from harness.plots_idle import at_fewest_idle
 from harness.store import DRIVER_BOUND, ERROR_KINDS
 
 HIGH_SPREAD_FLAG = "high-spread"
@@ -66,13 +67,11 @@ def note_starved(ax: Any, summaries: Mapping[str, Mapping[int, StepSummary]], us
 def summarize_steps(results: Mapping[str, Any]) -> dict[str, dict[int, StepSummary]]:
     """backend -> users -> summary of the "ok" steps, backends in the usual order."""
     groups: dict[tuple[str, int], list[Mapping[str, Any]]] = {}
-    baseline = min((step.get("idle_connections") or 0 for step in results.get("steps", ())), default=0)
-    for step in results.get("steps", ()):
+    for step in at_fewest_idle(results):
         # 0 requests is a result too (a stalled server); open-loop levels have charts of
         # their own (harness/plots_open_loop.py), against offered rate instead of users,
         # and so do c10k's levels above the fewest idle connections (harness/plots_idle.py).
-        if step.get("status") == "ok" and step.get("rate") is None and \
-                (step.get("idle_connections") or 0) == baseline:
+        if step.get("status") == "ok" and step.get("rate") is None:
             groups.setdefault((step["backend"], step["users"]), []).append(step)
     summaries: dict[str, dict[int, StepSummary]] = {}
     for backend in backend_order([name for name, _ in groups]):

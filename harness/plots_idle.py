@@ -24,12 +24,23 @@ from harness.chart_style import (backend_colour, backend_label, backend_order, c
 IdleLevels = dict[str, dict[int, list[Mapping[str, Any]]]]
 
 
+def at_fewest_idle(results: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    """The steps at the run's fewest idle connections: what the charts against users or
+    offered rate draw, so a c10k sweep does not stack four levels at one x."""
+    steps = results.get("steps", ())
+    fewest = min((step.get("idle_connections") or 0 for step in steps), default=0)
+    return [step for step in steps if (step.get("idle_connections") or 0) == fewest]
+
+
 def idle_levels(results: Mapping[str, Any]) -> IdleLevels:
-    """backend -> idle connections asked for -> its good closed-loop steps; empty unless the
-    run has more than one idle level (only then is there a curve to draw)."""
+    """backend -> idle connections asked for -> its good steps at the run's first load
+    level (c10k has one: a light offered rate); empty unless the run has more than one
+    idle level (only then is there a curve to draw)."""
     levels: IdleLevels = {}
-    for step in results.get("steps", ()):
-        if step.get("status") == "ok" and step.get("rate") is None:
+    steps = [step for step in results.get("steps", ()) if step.get("status") == "ok"]
+    load = (steps[0]["users"], steps[0].get("rate")) if steps else None
+    for step in steps:
+        if (step["users"], step.get("rate")) == load:
             idle = step.get("idle_connections") or 0
             levels.setdefault(step["backend"], {}).setdefault(idle, []).append(step)
     if len({idle for by_idle in levels.values() for idle in by_idle}) < 2:
@@ -74,7 +85,8 @@ def idle_connections_chart(results: Mapping[str, Any], out_dir: Path) -> list[Pa
                              xytext=(4, -10), textcoords="offset points", fontsize=7, color=colour)
     p99.set_yscale("log")
     p99.yaxis.set_major_formatter(ms_format())
-    p99.set_ylabel("p99 of the light load (ms, log)")
+    rate = next((reps[0].get("rate") for by_idle in levels.values() for reps in by_idle.values()), None)
+    p99.set_ylabel(f"p99 at {rate:,.0f} req/s offered (ms, log)" if rate else "p99 of the load (ms, log)")
     rss.set_ylabel("server RSS, MiB (all its processes)")
     failed.set_ylabel("requests failed (%)")
     for ax in (p99, rss, failed):

@@ -15,12 +15,13 @@ from typing import Any, Mapping
 
 from harness.chart_style import (backend_colour, backend_label, backend_order, chart_title, ms_format, new_figure,
                                  save_figure, styled, thousands_format)
+from harness.plots_idle import at_fewest_idle
 
 
 def open_loop_levels(results: Mapping[str, Any]) -> dict[str, dict[float, list[Mapping[str, Any]]]]:
     """backend -> offered rate -> its good open-loop steps."""
     levels: dict[str, dict[float, list[Mapping[str, Any]]]] = {}
-    for step in results.get("steps", ()):
+    for step in at_fewest_idle(results):  # c10k's idle sweep has a chart of its own
         if step.get("status") == "ok" and step.get("rate"):
             levels.setdefault(step["backend"], {}).setdefault(step["rate"], []).append(step)
     return {name: dict(sorted(levels[name].items())) for name in backend_order(list(levels))}
