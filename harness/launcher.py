@@ -219,12 +219,19 @@ class RunningBackend:
         return total
 
     def rss_bytes(self) -> int:
+        """Resident memory of the server. For a process tree (forking), the sum of each
+        process's PSS: a page shared copy-on-write by 500 children is counted once, not 500
+        times, as summing RSS would (7 GiB for a 50 MiB reality in c10k)."""
+        tree = self.tree()
         total = 0
-        for proc in self.tree():
+        for proc in tree:
             try:
-                total += proc.memory_info().rss
-            except psutil.Error:
-                continue
+                total += proc.memory_full_info().pss if len(tree) > 1 else proc.memory_info().rss
+            except (psutil.Error, AttributeError):  # AttributeError: no PSS on this platform
+                try:
+                    total += proc.memory_info().rss
+                except psutil.Error:
+                    continue
         return total
 
     def stop(self) -> int | None:

@@ -299,7 +299,7 @@ def resources(results: Mapping[str, Any], out_dir: Path) -> list[Path]:
         users_axis(ax, _all_users(summaries))
         ax.set_ylim(bottom=0)
     cpu.set_ylabel("server CPU % (100 = one CPU)")
-    rss.set_ylabel("server RSS, MiB (all its processes)")
+    rss.set_ylabel("server memory, MiB (RSS; PSS summed over processes)")
     figure.suptitle(chart_title(results, "server resources vs users"), fontsize=10)
     if summaries:
         cpu.legend(fontsize=8)

@@ -55,7 +55,7 @@ def _median(values: list[float | None]) -> float:
 
 def held_open(steps: list[Mapping[str, Any]]) -> float:
     """Median idle connections the driver held open at the end of each window."""
-    return _median([(s.get("background") or {}).get("idle_open") for s in steps])
+    return _median([(s.get("background") or {}).get("idle_connected") for s in steps])
 
 
 def failed_share(steps: list[Mapping[str, Any]]) -> float:
@@ -87,7 +87,7 @@ def idle_connections_chart(results: Mapping[str, Any], out_dir: Path) -> list[Pa
     p99.yaxis.set_major_formatter(ms_format())
     rate = next((reps[0].get("rate") for by_idle in levels.values() for reps in by_idle.values()), None)
     p99.set_ylabel(f"p99 at {rate:,.0f} req/s offered (ms, log)" if rate else "p99 of the load (ms, log)")
-    rss.set_ylabel("server RSS, MiB (all its processes)")
+    rss.set_ylabel("server memory, MiB (RSS; PSS summed over processes)")
     failed.set_ylabel("requests failed (%)")
     for ax in (p99, rss, failed):
         ax.set_xlabel("idle connections asked for")

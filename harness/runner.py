@@ -87,7 +87,7 @@ def step_record(backend: str, spec: DriverSpec, repetition: int, result: DriverR
         "unfinished": result.unfinished, "unfinished_max_us": result.unfinished_max_us,
         "background": data["background"], "interrupted": result.interrupted, "flags": flags,
         "rate": result.rate, "uncorrected": data["uncorrected"], "starved_users": result.starved_users,
-        "idle_connections": spec.idle_connections,  # asked for; background.idle_open: how many were held
+        "idle_connections": spec.idle_connections,  # asked for; background.idle_connected: how many were held
     }
 
 

@@ -381,3 +381,13 @@ def test_chunked_responses_are_framed(head: bytes, body: bytes) -> None:
     for split in range(1, len(reply)):
         parts = [reply[split:], b""]
         assert read_response(reply[:split], lambda n: parts.pop(0), False) == (200, False)
+
+
+@pytest.mark.timeout(30)
+def test_refused_idle_connections_back_off_instead_of_flooding(start_server, tmp_path: Path) -> None:
+    """Against a server at --max-connections, refused idle sockets retry with a growing
+    pause: 18 refused sockets over 2 s reconnect a few times each, not every 0.1 s (~360)."""
+    live = start_server("--backend", "selectors", "--max-connections", "3", "--request-timeout", "60")
+    result = drive(tmp_path, spec_for(live.port, users=1, idle_connections=20, duration_s=2.0, warmup_s=0.0))
+    assert result.background.idle_connected <= 3
+    assert 18 <= result.background.idle_reconnects <= 18 * 6, result.background

@@ -210,11 +210,11 @@ def _idle_sweep(run: dict[str, Any]) -> dict[str, Any]:
             if step["users"] != users or step.get("rate") is not None:
                 continue
             copy = {**step, "idle_connections": idle, "server": dict(step["server"]),
-                    "background": {"idle_open": idle, "idle_reconnects": 0, "slow_requests": 0, "slow_reconnects": 0}}
+                    "background": {"idle_connected": idle, "idle_reconnects": 0, "slow_requests": 0, "slow_reconnects": 0}}
             if idle:
                 copy["server"]["rss_bytes"] += 50 * 2 ** 20
                 if step["backend"] == "threaded":
-                    copy["background"]["idle_open"] = 500
+                    copy["background"]["idle_connected"] = 500
                     copy["errors"] = {**step["errors"], "bad_status": step["requests"]}
             steps.append(copy)
     return {**run, "steps": steps}

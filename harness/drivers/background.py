@@ -5,6 +5,7 @@ Imported only by the driver process (harness.drivers.locust_driver).
 
 from __future__ import annotations
 
+import random
 import socket
 
 import gevent
@@ -17,6 +18,8 @@ from harness.drivers.spec import (
 )
 
 from harness.drivers.raw_http import RECONNECT_PAUSE_S, RECV_SIZE, read_response
+
+REFUSED_BACKOFF_MAX_S = 5.0
 
 
 
@@ -41,25 +44,32 @@ def _open(family: socket.AddressFamily, address: tuple, timeout_s: float) -> soc
 
 
 def hold_idle(family: socket.AddressFamily, address: tuple, timeout_s: float, bg: Background) -> None:
-    """Connect and send nothing, like a browser's preconnect; reopen when the server closes."""
+    """Connect and send nothing, like a browser's preconnect; reopen when the server closes.
+
+    A server at its --max-connections answers 503 and closes: like a browser, back off
+    (doubling up to REFUSED_BACKOFF_MAX_S) instead of reconnecting ten times a second, or
+    thousands of refused sockets become a connection flood that is all the run measures."""
     first = True
+    backoff = RECONNECT_PAUSE_S
     while True:
         sock = _open(family, address, timeout_s)
         if first:
             bg.idle_tried, first = bg.idle_tried + 1, False
+        refused = False
         if sock is not None:
             sock.settimeout(None)
             bg.idle_open += 1
             try:
-                while sock.recv(RECV_SIZE):  # e.g. a 408 before the server closes
-                    pass
+                while data := sock.recv(RECV_SIZE):  # e.g. a 408 before the server closes
+                    refused = refused or data.startswith(b"HTTP/1.1 503")
             except OSError:
                 pass
             finally:
                 bg.idle_open -= 1
                 sock.close()
             bg.idle_reconnects += 1
-        gevent.sleep(RECONNECT_PAUSE_S)
+        backoff = min(backoff * 2, REFUSED_BACKOFF_MAX_S) if refused else RECONNECT_PAUSE_S
+        gevent.sleep(backoff * (0.5 + random.random()) if refused else backoff)  # jitter: no herd
 
 
 def trickle(
