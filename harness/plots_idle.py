@@ -7,8 +7,8 @@ per connection does not, until it runs out), resident memory of the whole server
 thread stack or a process per connection against a small object per socket), and the
 share of requests that failed (threaded and forking hit --max-connections and refuse).
 
-The x axis is the number asked for; where fewer were actually held open (the driver counts
-them), the point is labelled with the held count, so a cap is never mistaken for a cost.
+The x axis is the number asked for; where fewer were actually connected (the driver counts
+them), the point is labelled with that count, so a cap is never mistaken for a cost.
 """
 
 from __future__ import annotations
@@ -17,6 +17,8 @@ import math
 from pathlib import Path
 from statistics import median
 from typing import Any, Mapping
+
+from matplotlib.ticker import NullFormatter
 
 from harness.chart_style import (backend_colour, backend_label, backend_order, chart_title, ms_format, new_figure,
                                  save_figure, styled, thousands_format)
@@ -54,15 +56,25 @@ def _median(values: list[float | None]) -> float:
 
 
 def held_open(steps: list[Mapping[str, Any]]) -> float:
-    """Median idle connections the driver held open at the end of each window."""
+    """Median idle sockets connected at the end of each window, from the driver's side:
+    those the server holds, and those whose handshake the kernel completed that wait in
+    its listen queue to be accepted (or refused)."""
     return _median([(s.get("background") or {}).get("idle_connected") for s in steps])
 
 
 def failed_share(steps: list[Mapping[str, Any]]) -> float:
-    """Failed requests (refused, reset, timed out) as a percentage of all attempted."""
-    errors = sum(sum((s.get("errors") or {}).values()) for s in steps)
-    attempted = errors + sum(s.get("requests") or 0 for s in steps)
-    return 100 * errors / attempted if attempted else math.nan
+    """Requests without a good answer, as a percentage: refused (a 503 is counted among
+    `requests` and as a bad_status error), failed, or, at an offered rate, never answered
+    at all (an iterative server stuck on an idle connection answers nothing and fails nothing)."""
+    wanted = good = 0.0
+    for step in steps:
+        errors = step.get("errors") or {}
+        answered = step.get("requests") or 0
+        good += answered - errors.get("bad_status", 0)
+        failed = sum(errors.values()) - errors.get("bad_status", 0)  # these never got an answer
+        offered = (step.get("rate") or 0) * (step.get("duration_s") or 0)
+        wanted += max(offered, answered + failed)
+    return 100 * (1 - good / wanted) if wanted else math.nan
 
 
 @styled
@@ -72,28 +84,32 @@ def idle_connections_chart(results: Mapping[str, Any], out_dir: Path) -> list[Pa
     for backend, by_idle in levels.items():
         colour, idle = backend_colour(backend), list(by_idle)
         steps = list(by_idle.values())
-        p99.plot(idle, [_median([s.get("p99_us") for s in reps]) / 1000 for reps in steps], color=colour,
-                 marker="o", label=backend_label(backend))
+        # the p99 of refusals is not the cost of anything: drawn only where most were served
+        p99.plot(idle, [_median([s.get("p99_us") for s in reps]) / 1000 if failed_share(reps) < 50 else math.nan
+                        for reps in steps], color=colour, marker="o", label=backend_label(backend))
         rss.plot(idle, [_median([(s.get("server") or {}).get("rss_bytes") for s in reps]) / 2 ** 20
                         for reps in steps], color=colour, marker="o")
         failed.plot(idle, [failed_share(reps) for reps in steps], color=colour, marker="o")
-        for asked, reps in by_idle.items():
-            held = held_open(reps)
-            if asked and not math.isnan(held) and held < 0.95 * asked:
-                rss.annotate(f"{held:,.0f} held", (asked, _median([(s.get("server") or {}).get("rss_bytes")
-                                                                   for s in reps]) / 2 ** 20),
-                             xytext=(4, -10), textcoords="offset points", fontsize=7, color=colour)
-    p99.set_yscale("log")
+        asked, reps = idle[-1], steps[-1]  # the largest level only: labels at every one collide
+        held = held_open(reps)
+        if asked and not math.isnan(held) and held < 0.95 * asked:
+            rss.annotate(f"{held:,.0f} connected", (asked, _median([(s.get("server") or {}).get("rss_bytes")
+                                                                for s in reps]) / 2 ** 20),
+                         xytext=(-4, 4), textcoords="offset points", fontsize=7, color=colour, ha="right")
+    p99.set_ylim(bottom=0)
     p99.yaxis.set_major_formatter(ms_format())
     rate = next((reps[0].get("rate") for by_idle in levels.values() for reps in by_idle.values()), None)
-    p99.set_ylabel(f"p99 at {rate:,.0f} req/s offered (ms, log)" if rate else "p99 of the load (ms, log)")
-    rss.set_ylabel("server memory, MiB (RSS; PSS summed over processes)")
-    failed.set_ylabel("requests failed (%)")
+    p99.set_ylabel((f"p99 at {rate:,.0f} req/s offered (ms)" if rate else "p99 of the load (ms)")
+                   + "\nwhere most requests were served")
+    rss.set_ylabel("server memory, MiB, log (PSS summed over processes)")
+    failed.set_ylabel("requests without a good answer (%)")
     for ax in (p99, rss, failed):
         ax.set_xlabel("idle connections asked for")
         ax.xaxis.set_major_formatter(thousands_format())
-    for ax in (rss, failed):
-        ax.set_ylim(bottom=0)
+    rss.set_yscale("log")  # a process per connection and a few KiB per socket, on one axis
+    rss.yaxis.set_major_formatter(thousands_format())
+    rss.yaxis.set_minor_formatter(NullFormatter())
+    failed.set_ylim(bottom=0)
     figure.suptitle(chart_title(results, "cost of idle connections"), fontsize=10)
     if levels:
         p99.legend(fontsize=7)
