@@ -44,6 +44,14 @@ def start(*args: str) -> subprocess.Popen[str]:
                             stderr=subprocess.PIPE, text=True, cwd=ROOT, env=ENV, start_new_session=True)
 
 
+def _cmdline(proc: psutil.Process) -> list[str]:
+    """A process's argv, or [] if it has exited meanwhile (a reaped forking child, a zombie)."""
+    try:
+        return proc.cmdline()
+    except psutil.Error:
+        return []
+
+
 def only_run_dir(out: Path) -> Path:
     runs = [p for p in out.iterdir() if p.is_dir()]
     assert len(runs) == 1
@@ -128,11 +136,10 @@ def test_backend_killed_mid_step_is_recorded_and_nothing_is_left(tiny: Path, tmp
     try:
         wait_for_steps(out, 1)
         orchestrator = psutil.Process(run.pid)
-        servers = [p for p in orchestrator.children(recursive=True) if "servers" in " ".join(p.cmdline())]
+        servers = [p for p in orchestrator.children(recursive=True) if "--backend" in _cmdline(p)]
         assert servers
         for proc in servers:
-            if "--backend" in proc.cmdline():
-                proc.kill()
+            proc.kill()
         stdout, stderr = run.communicate(timeout=100)
     finally:
         if run.poll() is None:
