@@ -62,6 +62,18 @@ if "_calibrate" in " ".join(getattr(sys, "orig_argv", ())):
     time.sleep(60)
 """
 
+# The same for the report: the orchestrator draws it for a minute, so a Ctrl+C lands in it.
+SLOW_REPORT = """
+import sys, time
+if "harness.cli" in " ".join(getattr(sys, "orig_argv", ())):
+    import harness.report
+    draw = harness.report.write_report
+    def slow(run_dir):
+        time.sleep(60)
+        return draw(run_dir)
+    harness.report.write_report = slow
+"""
+
 
 class Orchestrator:
     """`concurbench run` in its own process group, tagged; its stdout read as it comes."""
@@ -368,9 +380,12 @@ def test_ctrl_c_between_backends_then_again_while_cleaning_up(tmp_path: Path, or
 def test_ctrl_c_while_the_report_is_drawn(tmp_path: Path, orchestrators) -> None:
     scenario = tmp_path / "one.toml"
     scenario.write_text(TINY.replace("repeat = 2", "repeat = 1"))
-    run = orchestrators(tmp_path, "--scenario", str(scenario), "--backend", "selectors")
+    hook = tmp_path / "hook"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(SLOW_REPORT)
+    run = orchestrators(tmp_path, "--scenario", str(scenario), "--backend", "selectors", pythonpath=hook)
     run.wait_for_line("median over repetitions")  # the summary table: the report comes next
-    time.sleep(0.3)  # drawing it takes seconds (matplotlib alone takes one to import)
+    time.sleep(0.3)
     run.interrupt(group=True)
     assert run.finish(timeout=30) == 130
     line = run.one_line()
