@@ -15,8 +15,8 @@ import signal
 import socket
 import time
 
-from servers.backends.base import (ACCEPT_RESOURCE_ERRNOS, BACKLOG, OVERLOADED, Responder, StopSignals, announce, log,
-                                   make_listener, tune)
+from servers.backends.base import (ACCEPT_RESOURCE_ERRNOS, BACKLOG, OVERLOADED, Responder, StopSignals, announce,
+                                   log_accept_failure, make_listener, tune)
 from servers.backends.events import SWEEP_INTERVAL, EventConnection
 from servers.config import ServerConfig
 
@@ -181,6 +181,6 @@ def _one_line_for_accept_errors(loop: asyncio.AbstractEventLoop, context: dict) 
     other backends do); its default handler would print a traceback each time. One line."""
     error = context.get("exception")
     if isinstance(error, OSError) and error.errno in ACCEPT_RESOURCE_ERRNOS:
-        log(f"accept failed ({errno.errorcode.get(error.errno, error.errno)}); asyncio pauses accepts for 1s")
+        log_accept_failure(error, "asyncio pauses accepts for 1s each time")
         return
     loop.default_exception_handler(context)

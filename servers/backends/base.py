@@ -187,13 +187,29 @@ def refuse(conn: socket.socket) -> None:
         conn.close()
 
 
+_accept_failures = {"count": 0, "next_log": 0.0}
+ACCEPT_LOG_INTERVAL = 5.0  # a server out of descriptors fails every back-off: say so once in a while
+
+
+def log_accept_failure(error: OSError, doing: str) -> None:
+    """One line for the first accept() failure, then at most one per ACCEPT_LOG_INTERVAL
+    with the count since: the condition can last, the log must not flood."""
+    _accept_failures["count"] += 1
+    now = time.monotonic()
+    if now >= _accept_failures["next_log"]:
+        count, _accept_failures["count"] = _accept_failures["count"], 0
+        _accept_failures["next_log"] = now + ACCEPT_LOG_INTERVAL
+        times = f" ({count} times since the last report)" if count > 1 else ""
+        log(f"accept failed ({errno.errorcode.get(error.errno, error.errno)}){times}; {doing}")
+
+
 def accept_or_backoff(listener: socket.socket) -> socket.socket | None:
     """accept(), or None after backing off when the process is out of descriptors."""
     try:
         conn, _ = listener.accept()
     except OSError as error:
         if error.errno in ACCEPT_RESOURCE_ERRNOS:
-            log(f"accept failed ({errno.errorcode.get(error.errno, error.errno)}); backing off {ACCEPT_BACKOFF}s")
+            log_accept_failure(error, f"backing off {ACCEPT_BACKOFF}s each time")
             time.sleep(ACCEPT_BACKOFF)
             return None
         if error.errno in (errno.ECONNABORTED, errno.EPROTO, errno.EINTR):

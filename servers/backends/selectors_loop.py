@@ -8,7 +8,6 @@ delays and the timeout sweep. Nothing in the loop blocks except select() itself.
 
 from __future__ import annotations
 
-import errno
 import heapq
 import itertools
 import selectors
@@ -16,8 +15,8 @@ import signal
 import socket
 import time
 
-from servers.backends.base import (BACKLOG, ACCEPT_BACKOFF, ACCEPT_RESOURCE_ERRNOS, Responder, StopSignals, announce, log,
-                                   make_listener, refuse, tune)
+from servers.backends.base import (ACCEPT_BACKOFF, ACCEPT_RESOURCE_ERRNOS, BACKLOG, Responder, StopSignals, announce,
+                                   log_accept_failure, make_listener, refuse, tune)
 from servers.backends.events import MAX_PENDING_OUTPUT, SWEEP_INTERVAL, EventConnection
 from servers.config import ServerConfig
 
@@ -202,7 +201,7 @@ class SelectorsServer:
                 if error.errno in ACCEPT_RESOURCE_ERRNOS:
                     # Out of descriptors: stop listening for a while instead of spinning
                     # on a listener that stays readable; established clients carry on.
-                    log(f"accept failed ({errno.errorcode.get(error.errno)}); pausing accepts {ACCEPT_BACKOFF}s")
+                    log_accept_failure(error, f"pausing accepts {ACCEPT_BACKOFF}s each time")
                     self.selector.unregister(listener)
                     self.call_later(ACCEPT_BACKOFF, self._resume_accepting)
                 return
