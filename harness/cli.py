@@ -201,7 +201,7 @@ def wrk_problem(scenario) -> str | None:  # type: ignore[no-untyped-def]
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from harness.runner import RunOptions, run_scenario
+    from harness.run_command import RunOptions, run_scenario
 
     try:
         scenario = load_scenario(args.scenario).with_overrides(
@@ -265,7 +265,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     try:
         return _main(argv)
-    except KeyboardInterrupt:  # a run handles its own (see harness.runner): this is any other moment
+    except KeyboardInterrupt:  # a run handles its own (see harness.run_command): this is any other moment
         print("concurbench: interrupted", file=sys.stderr)
         return 130
 

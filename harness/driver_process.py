@@ -20,10 +20,13 @@ from typing import Any
 
 from harness.drivers import LOCUST_DRIVER_MODULE
 from harness.drivers.spec import DriverSpec, RequestSpec, write_spec
-from harness.launcher import PROJECT_ROOT, forget, spawn
+from harness.launcher import PROJECT_ROOT
+from harness.processes import spawn, stop_group
 from harness.scenario import Scenario
 
 # Load generators that speak the driver protocol (specs in, a result file per window out).
+# SIGTERM, then this long for a driver to write its last result and exit, then SIGKILL.
+DRIVER_STOP_GRACE = 5.0
 DRIVER_MODULES = {"locust": LOCUST_DRIVER_MODULE, "wrk": "harness.drivers.wrk_driver"}
 
 
@@ -112,7 +115,7 @@ class DriverProcess:
 
     def stop(self) -> None:
         for process in (self.process, *self.workers):  # the master first: it tells its workers to quit
-            _stop_group(process)
+            stop_group(process, DRIVER_STOP_GRACE)
 
     def kill(self) -> None:
         """SIGKILL at once: a driver that lost a process has nothing left to finish cleanly
@@ -123,21 +126,3 @@ class DriverProcess:
             except ProcessLookupError:
                 pass
         self.stop()  # reaps them
-
-
-def _stop_group(process: subprocess.Popen) -> None:
-    for sig, wait in ((signal.SIGTERM, 5.0), (signal.SIGKILL, 5.0)):
-        try:
-            os.killpg(process.pid, sig)
-        except ProcessLookupError:
-            break
-        try:
-            process.wait(wait)
-            break
-        except subprocess.TimeoutExpired:
-            continue
-    try:
-        os.killpg(process.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-    forget(process)

@@ -6,18 +6,15 @@ A backend is one of ours (a name from the servers registry) or any server comman
 backend is health-checked before any load. Stopping is SIGTERM to the whole group, then
 SIGKILL: nothing is left behind, whatever happened.
 
-Every process the orchestrator starts (backends, drivers, their workers) goes through
-`spawn`: its own session, pinned, and (Linux) killed by the kernel if the orchestrator dies,
-even by SIGKILL. `reap_all` at the end of a run kills whatever a fault left behind.
+Every process goes through harness.processes.spawn (its own session, pinned, dying with
+the orchestrator).
 """
 
 from __future__ import annotations
 
-import ctypes
 import os
 import shlex
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -26,118 +23,16 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import psutil
 
 from harness.drivers.wire import destination_host
+from harness.processes import child_setup, spawn, stop_group
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 START_TIMEOUT = 15.0  # seconds for a backend to print its line and answer GET /
 STOP_GRACE = 6.0  # SIGTERM, then this long (the servers' own grace is 5 s), then SIGKILL
 STDERR_TAIL = 40  # lines of a failed backend's stderr kept for the results
-
-
-PR_SET_PDEATHSIG = 1  # linux/prctl.h
-
-
-def _load_prctl():  # type: ignore[no-untyped-def]
-    """libc's prctl, looked up once here: the child after fork() only calls it."""
-    if not sys.platform.startswith("linux"):
-        return None
-    for name in (None, "libc.so.6"):  # None: the symbols already loaded, libc's among them
-        try:
-            return ctypes.CDLL(name, use_errno=True).prctl
-        except (OSError, AttributeError):
-            continue
-    return None
-
-
-_PRCTL = _load_prctl()
-# Process groups started by `spawn` and not yet stopped: `reap_all` kills what is left of them.
-_STARTED: dict[int, subprocess.Popen] = {}
-SPAWNED_BY = "CONCURBENCH_SPAWNED_BY"  # in a spawned child's environment: the orchestrator's pid
-
-
-def child_setup(cpus: tuple[int, ...] = ()):  # type: ignore[no-untyped-def]
-    """The preexec_fn of every child: pin it to `cpus`, and have the kernel SIGKILL it when
-    the orchestrator dies, however it dies (Linux; elsewhere only the pinning).
-
-    PR_SET_PDEATHSIG fires when the *thread* that forked the child exits, not the process:
-    every Popen here runs on the orchestrator's main thread, which lives as long as it does.
-    """
-    parent = os.getpid()
-
-    def setup() -> None:
-        if _PRCTL is not None:
-            _PRCTL(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-            if os.getppid() != parent:  # the orchestrator died before prctl took effect
-                os.kill(os.getpid(), signal.SIGKILL)
-        if cpus and hasattr(os, "sched_setaffinity"):
-            os.sched_setaffinity(0, cpus)
-
-    return setup
-
-
-def spawn(argv: list[str], *, cpus: tuple[int, ...] = (), **popen: Any) -> subprocess.Popen:
-    """Popen in a new session (a Ctrl+C at the terminal is the orchestrator's alone to
-    handle), pinned, dying with the orchestrator, and registered for `reap_all`."""
-    env = {**(popen.pop("env", None) or os.environ), SPAWNED_BY: str(os.getpid())}
-    process = subprocess.Popen(argv, start_new_session=True, preexec_fn=child_setup(cpus), env=env, **popen)
-    _STARTED[process.pid] = process
-    return process
-
-
-def forget(process: subprocess.Popen) -> None:
-    """`process` was stopped and reaped, its group killed: no more of `reap_all`'s business."""
-    _STARTED.pop(process.pid, None)
-
-
-def kill_all() -> None:
-    """SIGKILL every process group still registered, without waiting (a second Ctrl+C)."""
-    for pid in list(_STARTED):
-        try:
-            os.killpg(pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
-
-
-def reap_all() -> list[int]:
-    """Kill and reap what a fault left behind: every registered process group, and any child
-    `spawn` started (its environment says so) that never got registered, a Popen cut short
-    by a Ctrl+C before it returned. Returns the pids of those still running (normally none)."""
-    left = []
-    for pid, process in list(_STARTED.items()):
-        if process.poll() is None:
-            left.append(pid)
-        _kill_group(process)
-        forget(process)
-    try:
-        children = psutil.Process().children()
-    except psutil.Error:
-        children = []
-    for child in children:
-        try:
-            if child.environ().get(SPAWNED_BY) != str(os.getpid()) or os.getsid(child.pid) != child.pid:
-                continue  # not one `spawn` started
-            os.killpg(child.pid, signal.SIGKILL)
-            child.wait(5)
-            left.append(child.pid)
-        except (OSError, psutil.Error):
-            continue
-    return left
-
-
-def _kill_group(process: subprocess.Popen) -> None:
-    """SIGKILL `process`'s group, and reap `process`."""
-    try:
-        os.killpg(process.pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
-    try:
-        process.wait(5)
-    except subprocess.TimeoutExpired:
-        pass
 
 
 class LaunchError(Exception):
@@ -235,23 +130,8 @@ class RunningBackend:
         return total
 
     def stop(self) -> int | None:
-        """SIGTERM the group, wait, then SIGKILL; returns the exit status."""
-        try:
-            os.killpg(self.process.pid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
-        try:
-            status = self.process.wait(STOP_GRACE)
-        except subprocess.TimeoutExpired:
-            status = None
-        try:
-            os.killpg(self.process.pid, signal.SIGKILL)  # stragglers: children, grandchildren
-        except ProcessLookupError:
-            pass
-        if status is None:
-            status = self.process.wait()
-        forget(self.process)
-        return status
+        """SIGTERM the group, wait STOP_GRACE, then SIGKILL; returns the exit status."""
+        return stop_group(self.process, STOP_GRACE)
 
 
 def calibrate_cpu_work(cpus: tuple[int, ...]) -> float:

@@ -15,13 +15,13 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from statistics import median
 from typing import Any, Mapping
 
 from matplotlib.ticker import NullFormatter
 
 from harness.chart_style import (backend_colour, backend_label, backend_order, chart_title, ms_format, new_figure,
                                  save_figure, styled, thousands_format)
+from harness.steps import median_of
 
 IdleLevels = dict[str, dict[int, list[Mapping[str, Any]]]]
 
@@ -50,16 +50,15 @@ def idle_levels(results: Mapping[str, Any]) -> IdleLevels:
     return {name: dict(sorted(levels[name].items())) for name in backend_order(list(levels))}
 
 
-def _median(values: list[float | None]) -> float:
-    present = [v for v in values if v is not None]
-    return median(present) if present else math.nan
+def _nan_if_none(value: float | None) -> float:
+    return math.nan if value is None else value
 
 
 def held_open(steps: list[Mapping[str, Any]]) -> float:
     """Median idle sockets connected at the end of each window, from the driver's side:
     those the server holds, and those whose handshake the kernel completed that wait in
     its listen queue to be accepted (or refused)."""
-    return _median([(s.get("background") or {}).get("idle_connected") for s in steps])
+    return _nan_if_none(median_of(steps, "idle_connected", "background"))
 
 
 def failed_share(steps: list[Mapping[str, Any]]) -> float:
@@ -85,16 +84,16 @@ def idle_connections_chart(results: Mapping[str, Any], out_dir: Path) -> list[Pa
         colour, idle = backend_colour(backend), list(by_idle)
         steps = list(by_idle.values())
         # the p99 of refusals is not the cost of anything: drawn only where most were served
-        p99.plot(idle, [_median([s.get("p99_us") for s in reps]) / 1000 if failed_share(reps) < 50 else math.nan
+        p99.plot(idle, [_nan_if_none(median_of(reps, "p99_us")) / 1000 if failed_share(reps) < 50 else math.nan
                         for reps in steps], color=colour, marker="o", label=backend_label(backend))
-        rss.plot(idle, [_median([(s.get("server") or {}).get("rss_bytes") for s in reps]) / 2 ** 20
+        rss.plot(idle, [_nan_if_none(median_of(reps, "rss_bytes", "server")) / 2 ** 20
                         for reps in steps], color=colour, marker="o")
         failed.plot(idle, [failed_share(reps) for reps in steps], color=colour, marker="o")
         asked, reps = idle[-1], steps[-1]  # the largest level only: labels at every one collide
         held = held_open(reps)
         if asked and not math.isnan(held) and held < 0.95 * asked:
-            rss.annotate(f"{held:,.0f} connected", (asked, _median([(s.get("server") or {}).get("rss_bytes")
-                                                                for s in reps]) / 2 ** 20),
+            memory = _nan_if_none(median_of(reps, "rss_bytes", "server")) / 2 ** 20
+            rss.annotate(f"{held:,.0f} connected", (asked, memory),
                          xytext=(-4, 4), textcoords="offset points", fontsize=7, color=colour, ha="right")
     p99.set_ylim(bottom=0)
     p99.yaxis.set_major_formatter(ms_format())

@@ -10,12 +10,12 @@ up like a hockey stick.
 from __future__ import annotations
 
 from pathlib import Path
-from statistics import median
 from typing import Any, Mapping
 
 from harness.chart_style import (backend_colour, backend_label, backend_order, chart_title, ms_format, new_figure,
                                  save_figure, styled, thousands_format)
 from harness.plots_idle import at_fewest_idle
+from harness.steps import median_of
 
 
 def open_loop_levels(results: Mapping[str, Any]) -> dict[str, dict[float, list[Mapping[str, Any]]]]:
@@ -25,12 +25,6 @@ def open_loop_levels(results: Mapping[str, Any]) -> dict[str, dict[float, list[M
         if step.get("status") == "ok" and step.get("rate"):
             levels.setdefault(step["backend"], {}).setdefault(step["rate"], []).append(step)
     return {name: dict(sorted(levels[name].items())) for name in backend_order(list(levels))}
-
-
-def _median_of(steps: list[Mapping[str, Any]], key: str, nested: str | None = None) -> float | None:
-    values = [(s.get(nested) or {}).get(key) if nested else s.get(key) for s in steps]
-    present = [v for v in values if v is not None]
-    return median(present) if present else None
 
 
 def _rate_axis(ax: Any, rates: list[float]) -> None:
@@ -47,7 +41,7 @@ def latency_vs_rate(results: Mapping[str, Any], out_dir: Path) -> list[Path]:
     figure, ax = new_figure()
     for backend, by_rate in levels.items():
         rates, colour = list(by_rate), backend_colour(backend)
-        ms = lambda key, nested=None: [(_median_of(s, key, nested) or float("nan")) / 1000 for s in by_rate.values()]  # noqa: E731
+        ms = lambda key, nested=None: [(median_of(s, key, nested) or float("nan")) / 1000 for s in by_rate.values()]  # noqa: E731
         ax.plot(rates, ms("p50_us"), color=colour, marker="o", label=f"{backend_label(backend)} p50")
         ax.plot(rates, ms("p99_us"), color=colour, marker="o", linestyle="--", label=f"{backend_label(backend)} p99")
         ax.plot(rates, ms("p99_us", "uncorrected"), color=colour, linestyle=":", alpha=0.7,
@@ -69,7 +63,7 @@ def achieved_vs_offered(results: Mapping[str, Any], out_dir: Path) -> list[Path]
     rates = sorted({r for by_rate in levels.values() for r in by_rate})
     ax.plot(rates, rates, color="#999", linestyle=":", label="offered")
     for backend, by_rate in levels.items():
-        ax.plot(list(by_rate), [_median_of(s, "rps") for s in by_rate.values()], color=backend_colour(backend),
+        ax.plot(list(by_rate), [median_of(s, "rps") for s in by_rate.values()], color=backend_colour(backend),
                 marker="o", label=backend_label(backend))
     _rate_axis(ax, rates)
     ax.set_yscale("log")

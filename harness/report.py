@@ -177,7 +177,8 @@ def _summary_table(summaries: Mapping[str, Mapping[int, StepSummary]],
 
 def _open_loop_table(results: Mapping[str, Any]) -> str:
     """Open-loop levels: achieved rate and corrected/uncorrected latency per offered rate."""
-    from harness.plots_open_loop import _median_of, open_loop_levels
+    from harness.plots_open_loop import open_loop_levels
+    from harness.steps import median_of
 
     levels = open_loop_levels(results)
     if not levels:
@@ -186,11 +187,11 @@ def _open_loop_table(results: Mapping[str, Any]) -> str:
             "<th>achieved req/s</th><th>p50 ms</th><th>p99 ms</th><th>p99 ms uncorrected</th></tr>"]
     for backend, by_rate in levels.items():
         for rate, steps in by_rate.items():
-            achieved = _median_of(steps, "rps")
+            achieved = median_of(steps, "rps")
             rows.append(f"<tr><td class=name>{_e(backend)}</td><td>{rate:,.0f}</td>"
-                        f"<td>{achieved or 0:,.0f}</td><td>{_ms(_median_of(steps, 'p50_us'))}</td>"
-                        f"<td>{_ms(_median_of(steps, 'p99_us'))}</td>"
-                        f"<td>{_ms(_median_of(steps, 'p99_us', 'uncorrected'))}</td></tr>")
+                        f"<td>{achieved or 0:,.0f}</td><td>{_ms(median_of(steps, 'p50_us'))}</td>"
+                        f"<td>{_ms(median_of(steps, 'p99_us'))}</td>"
+                        f"<td>{_ms(median_of(steps, 'p99_us', 'uncorrected'))}</td></tr>")
     return "".join(rows) + "</table>"
 
 

@@ -24,20 +24,14 @@ from typing import Any
 from harness.driver_process import DRIVER_MODULES, DriverProcess, driver_specs
 from harness.drivers.spec import DriverResult, DriverSpec
 from harness.launcher import (LaunchError, RunningBackend, ServerSampler, calibrate_cpu_work, default_pinning,
-                              kill_all, launch_backend, reap_all)
+                              launch_backend)
 from harness.limits import ensure_fd_limit, needed_descriptors
-from harness.metrics import summarize
-from harness.progress import Progress, Tick, make_progress
+from harness.progress import Progress, Tick
 from harness.scenario import Scenario
-from harness.store import (DRIVER_BOUND, RESULTS_FILE, ResultsError, collect_metadata, new_run_dir,
+from harness.steps import flag_high_spread, level_name, step_record
+from harness.store import (RESULTS_FILE, ResultsError, collect_metadata, new_run_dir,
                            write_results, write_summary_csv)
-from harness.summary import summary_rows, summary_table
 
-# A step whose driver used more than this share of its CPU measured the driver, not the
-# server: the figure is a floor and is flagged.
-DRIVER_BOUND_PERCENT = 90.0
-HIGH_SPREAD = "high-spread"
-DRIVER_START_S = 1.0  # importing locust, per backend: counted in the ETA
 
 
 WORKER_GRACE_S = 1.0  # a dead Locust worker with the master still going: a fault after this long
@@ -71,24 +65,6 @@ class RunOptions:
     # Workers on other machines (`concurbench worker --master THIS_HOST`) the master also waits
     # for; then it listens on all interfaces, on Locust's port 5557.
     remote_workers: int = 0
-
-
-def step_record(backend: str, spec: DriverSpec, repetition: int, result: DriverResult,
-                server: dict[str, Any]) -> dict[str, Any]:
-    data = result.to_dict()
-    flags = [DRIVER_BOUND] if result.driver_cpu_percent > DRIVER_BOUND_PERCENT else []
-    return {
-        "backend": backend, "users": spec.users, "repetition": repetition, "status": "ok", "error": None,
-        "requests": result.requests, "errors": data["errors"], "rps": result.rps, "duration_s": result.duration_s,
-        **{key: data[key] for key in ("p50_us", "p90_us", "p99_us", "p999_us", "max_us", "mean_us")},
-        "histogram": result.histogram, "timeseries": data["timeseries"],
-        "server": server, "driver": {"cpu_percent": result.driver_cpu_percent, "workers": result.workers,
-                                     "worker_hosts": list(result.worker_hosts)},
-        "unfinished": result.unfinished, "unfinished_max_us": result.unfinished_max_us,
-        "background": data["background"], "interrupted": result.interrupted, "flags": flags,
-        "rate": result.rate, "uncorrected": data["uncorrected"], "starved_users": result.starved_users,
-        "idle_connections": spec.idle_connections,  # asked for; background.idle_connected: how many were held
-    }
 
 
 class Run:
@@ -130,7 +106,7 @@ class Run:
         except (subprocess.SubprocessError, OSError, ValueError) as error:
             last = (getattr(error, "stderr", None) or "").strip().splitlines()  # the child's last words
             self.stop_here()
-            raise RunFailed(f"the /cpu calibration failed: {last[-1] if last else _first_line(error)}") from None
+            raise RunFailed(f"the /cpu calibration failed: {last[-1] if last else first_line(error)}") from None
         self.results["metadata"]["cpu_iters_per_ms"] = round(self.cpu_iters_per_ms, 1)
         self.save()
 
@@ -186,10 +162,10 @@ class Run:
         self.results["status"] = "failed"
         try:
             self.save()
-            held = f"all {_steps(measured)} and this error are in {self.run_dir / RESULTS_FILE} after all"
+            held = f"all {plural_steps(measured)} and this error are in {self.run_dir / RESULTS_FILE} after all"
         except ResultsError:
-            held = f"{self.run_dir / RESULTS_FILE} holds the {_steps(kept)} written before"
-        return f"concurbench: error: cannot write results ({reason}): stopped after {_steps(measured)}; {held}"
+            held = f"{self.run_dir / RESULTS_FILE} holds the {plural_steps(kept)} written before"
+        return f"concurbench: error: cannot write results ({reason}): stopped after {plural_steps(measured)}; {held}"
 
     def run_backend(self, backend: str, target: str, progress: Progress) -> dict[str, Any]:
         """Launch `target` (ours, or cmd:...), drive it, and return its entry in results.
@@ -323,40 +299,6 @@ class Run:
             print(f"concurbench: warning: summary.csv not written: {error.strerror or error}", file=sys.stderr)
 
 
-def level_name(spec: DriverSpec) -> str:
-    load = f"users={spec.users}" if spec.rate is None else f"rate={spec.rate:g}/s"
-    return f"{load} idle={spec.idle_connections}" if spec.idle_connections else load
-
-
-def flag_high_spread(steps: list[dict[str, Any]]) -> None:
-    """Flag every repetition of a load level whose req/s spread is over 10%."""
-    groups: dict[tuple[str, int, float | None], list[dict[str, Any]]] = {}
-    for step in steps:
-        if step["status"] == "ok":
-            groups.setdefault((step["backend"], step["users"], step.get("rate")), []).append(step)
-    for group in groups.values():
-        if len(group) > 1 and summarize([s["rps"] for s in group]).high_spread:
-            for step in group:
-                if HIGH_SPREAD not in step["flags"]:
-                    step["flags"].append(HIGH_SPREAD)
-
-
-def driver_ratios(results: dict[str, Any], drivers: tuple[str, ...]) -> str:
-    """--driver both: each step's figures by the second driver over the first's."""
-    rows = {(r["backend"], r["users"], r["rate"]): r for r in summary_rows(results["steps"])}
-    first, second = drivers[0], drivers[1]
-    lines = [f"\n{second} / {first}, per step (medians over repetitions):",
-             f"{'backend':<12} {'load':>10} {'req/s ratio':>12} {'p50 ratio':>10}"]
-    for (backend, users, rate), row in rows.items():
-        other = rows.get((f"{backend} ({second})", users, rate))
-        if other is None or not row["rps"] or not row["p50_us"]:
-            continue
-        load = f"{users} users" if rate is None else f"{rate:g}/s"
-        p50 = f"{other['p50_us'] / row['p50_us']:.3f}" if other["p50_us"] else "-"
-        lines.append(f"{backend:<12} {load:>10} {(other['rps'] or 0) / row['rps']:>12.3f} {p50:>10}")
-    return "\n".join(lines)
-
-
 def _ms(us: float | None) -> str:
     return "-" if us is None else f"{us / 1000:.2f} ms"
 
@@ -365,157 +307,11 @@ def _safe(name: str) -> str:
     return "".join(c if c.isalnum() or c in "-_" else "_" for c in name)[:60]
 
 
-def run_scenario(scenario: Scenario, backends: dict[str, str], options: RunOptions) -> int:
-    """Run, store, summarize; the exit status is 0, 1 (a backend failed, or the results
-    could not be written) or 130 (interrupted). Whatever happens, it ends with one line on
-    stderr saying why (if not 0), and with no process of the run left behind.
-
-    `backends` maps each display name to what to launch: ours by name, or cmd:...
-    """
-    with Interrupts() as interrupts:
-        try:
-            return _run_scenario(scenario, backends, options, interrupts)
-        except KeyboardInterrupt:  # at a moment _run_scenario does not expect one (a few bytecodes)
-            run = interrupts.run
-            if run is None:
-                print(f"concurbench: interrupted ({interrupts.signame}) before the run started", file=sys.stderr)
-                return 130
-            where = run.interrupted(interrupts.signame)
-            _save_quietly(run)
-            print(f"concurbench: interrupted ({interrupts.signame}) {where}: {_steps(len(run.results['steps']))} "
-                  f"kept in {run.run_dir / RESULTS_FILE}", file=sys.stderr)
-            return 130
-        finally:
-            interrupts.closing = True
-            reap_all()
-
-
-def _run_scenario(scenario: Scenario, backends: dict[str, str], options: RunOptions,
-                  interrupts: Interrupts) -> int:
-    try:
-        run = Run(scenario, backends, options)
-    except ResultsError as error:
-        print(f"concurbench: error: cannot write results: {error}; nothing was run", file=sys.stderr)
-        return 1
-    except OSError as error:
-        print(f"concurbench: error: cannot create the results directory: {error}", file=sys.stderr)
-        return 1
-    interrupts.run = run
-    planned = scenario.planned_seconds(backends=len(backends)) + DRIVER_START_S * len(backends)
-    status, where = "complete", None
-    try:
-        print(f"concurbench: {scenario.name} on {', '.join(backends)}; about {planned:.0f}s; results in {run.run_dir}")
-        if run.fd_limit.warning:
-            print(f"concurbench: warning: {run.fd_limit.warning}", file=sys.stderr)
-        run.calibrate()
-        with make_progress(planned_seconds=planned) as progress:
-            run.execute(progress)
-    except KeyboardInterrupt:
-        status, where = "interrupted", run.interrupted(interrupts.signame)
-    except ResultsError as error:
-        print(run.write_failed(error), file=sys.stderr)
-        print(summary_table(run.results))  # what was measured, though it could not all be stored
-        return 1
-    except RunFailed as error:
-        run.event("run-failed", str(error))
-        run.results["status"] = "failed"
-        _save_quietly(run)
-        print(f"concurbench: error: {error}", file=sys.stderr)
-        return 1
-    try:
-        run.finish(status)
-    except KeyboardInterrupt:  # the first one, while saving a complete run: it stays complete, and saved
-        where = run.interrupted(interrupts.signame)
-        _finish_quietly(run, status)
-    except ResultsError as error:
-        print(run.write_failed(error), file=sys.stderr)
-        print(summary_table(run.results))
-        return 1
-    results_path = run.run_dir / RESULTS_FILE
-    try:
-        run.doing = "while printing the summary (the results are saved)"
-        print(summary_table(run.results))
-        if len(options.drivers) > 1:
-            print(driver_ratios(run.results, options.drivers))
-        if options.report and run.results["steps"] and where is None:
-            run.doing = "while drawing the report (the results are saved)"
-            _report(run.run_dir)
-        print(f"\nresults: {results_path}\nsummary: {run.run_dir / 'summary.csv'}")
-    except KeyboardInterrupt:
-        where = run.interrupted(interrupts.signame)
-        _save_quietly(run)
-    interrupts.closing = True  # what is left is quick: a Ctrl+C now changes nothing
-    if where is not None:
-        steps = _steps(len(run.results["steps"]))
-        print(f"concurbench: interrupted ({interrupts.signame}) {where}: {steps} kept in {results_path}",
-              file=sys.stderr)
-        return 130
-    failed = {name: info for name, info in run.results["backends"].items() if info["status"] != "ok"}
-    if failed:
-        reasons = "; ".join(f"{name}: {_first_line(info.get('error') or 'failed')}" for name, info in failed.items())
-        print(f"concurbench: {len(failed)} of {len(run.results['backends'])} backend(s) failed: {reasons} "
-              f"(see {results_path})", file=sys.stderr)
-        return 1
-    return 0
-
-
-class Interrupts:
-    """SIGINT and SIGTERM for the length of a run.
-
-    The first one raises KeyboardInterrupt wherever the run is (after noting where that is:
-    Run.stop_here). The cleanup that follows must not be cut short, so later ones do not
-    raise: they hurry it, SIGKILLing every process group still running. None raises once
-    the run is `closing`, or once a fault has stopped it (a failed write: its cleanup too).
-    """
-
-    def __init__(self) -> None:
-        self.count = 0
-        self.signame = "SIGINT"
-        self.closing = False
-        self.run: Run | None = None
-        self._previous: dict[int, Any] = {}
-
-    def __enter__(self) -> Interrupts:
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            self._previous[signum] = signal.signal(signum, self._handle)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        for signum, handler in self._previous.items():
-            signal.signal(signum, handler)
-
-    def _handle(self, signum: int, frame: object) -> None:
-        self.count += 1
-        stopped = self.run is not None and self.run.stopped_at is not None
-        if self.count == 1 and not self.closing and not stopped:
-            self.signame = signal.Signals(signum).name
-            if self.run is not None:
-                self.run.stop_here()
-            raise KeyboardInterrupt
-        kill_all()
-
-
-def _finish_quietly(run: Run, status: str) -> None:
-    try:
-        run.finish(status)
-    except ResultsError:
-        pass
-
-
-def _save_quietly(run: Run) -> None:
-    """Record the last word (an interruption, a failure) if the disk lets us; the results
-    on disk are complete either way, or as complete as they were."""
-    try:
-        run.save()
-    except ResultsError:
-        pass
-
-
-def _first_line(error: object) -> str:
+def first_line(error: object) -> str:
     return (str(error).strip().splitlines() or [type(error).__name__])[0]
 
 
-def _steps(count: int) -> str:
+def plural_steps(count: int) -> str:
     return f"{count} step" + ("" if count == 1 else "s")
 
 
@@ -527,17 +323,3 @@ def _how(status: int | None) -> str:
         except ValueError:
             return f"killed by signal {-status}"
     return f"status {status}"
-
-
-def _report(run_dir: Path) -> None:
-    """Charts and report.html, when that part of the harness is present."""
-    try:
-        from harness.report import write_report
-    except ImportError:
-        return
-    try:
-        path = write_report(run_dir)
-    except Exception as error:  # noqa: BLE001 - a chart failing must not lose a finished run
-        print(f"concurbench: warning: the report could not be drawn: {error}", file=sys.stderr)
-        return
-    print(f"report:  {path}")

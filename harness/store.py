@@ -56,9 +56,10 @@ ERROR_KINDS = ("connect", "timeout", "reset", "bad_status")
 EVENT_KINDS = ("backend-failed", "driver-failed", "interrupted", "write-failed", "run-failed")
 DRIVER_BOUND = "driver-bound"
 # offered_rate is empty for closed-loop rows; for open-loop rows `users` is the number of
-# connections the rate was spread across.
+# connections the rate was spread across. idle_connections: held open beside the load (c10k
+# sweeps it, so without it two rows of one backend and load could not be told apart).
 SUMMARY_COLUMNS = ("backend", "users", "rps", "p50_us", "p90_us", "p99_us", "errors",
-                   "driver_bound", "offered_rate")
+                   "driver_bound", "offered_rate", "idle_connections")
 
 # Versions worth recording: they change what is measured. Read without importing them
 # (importing locust would monkey-patch this whole process with gevent).
@@ -156,7 +157,8 @@ def write_summary_csv(run_dir: Path, steps: Iterable[Mapping[str, Any]]) -> Path
     for row in summary_rows(steps):
         medians = ["" if row[key] is None else _number(row[key]) for key in ("rps", "p50_us", "p90_us", "p99_us")]
         writer.writerow([row["backend"], row["users"], *medians, _number(row["errors"]),
-                         str(row["driver_bound"]).lower(), "" if row["rate"] is None else _number(row["rate"])])
+                         str(row["driver_bound"]).lower(), "" if row["rate"] is None else _number(row["rate"]),
+                         row["idle"]])
     path = Path(run_dir) / SUMMARY_FILE
     _write_atomically(path, buffer.getvalue())
     return path

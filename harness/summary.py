@@ -6,6 +6,7 @@ from collections.abc import Iterable, Mapping
 from statistics import median
 from typing import Any
 
+from harness.steps import LevelKey, level_key
 from harness.store import DRIVER_BOUND
 
 
@@ -21,11 +22,10 @@ def summary_rows(steps: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
     percentiles (null): it is left out of that median, which is None if none had any.
     The printed table and summary.csv both come from these rows.
     """
-    groups: dict[tuple[str, int, float | None, int], list[Mapping[str, Any]]] = {}
+    groups: dict[LevelKey, list[Mapping[str, Any]]] = {}
     for step in steps:
         if step.get("status") == "ok":
-            key = (step["backend"], step["users"], step.get("rate"), step.get("idle_connections") or 0)
-            groups.setdefault(key, []).append(step)
+            groups.setdefault(level_key(step), []).append(step)
     backends = list(dict.fromkeys(key[0] for key in groups))
     order = lambda key: (backends.index(key[0]), key[3], key[2] is not None, key[2] or 0, key[1])  # noqa: E731
     rows = []

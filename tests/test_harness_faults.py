@@ -27,7 +27,7 @@ import pytest
 
 from conftest import ROOT
 from harness import runner
-from harness.runner import RunOptions, run_scenario
+from harness.run_command import RunOptions, run_scenario
 from harness.scenario import load_scenario
 
 TAG = "CONCURBENCH_FAULT_TEST"
@@ -528,13 +528,13 @@ def test_a_full_disk_for_summary_and_report_is_a_warning(fake_run, monkeypatch, 
 
 def test_reap_all_kills_a_child_that_was_never_registered() -> None:
     """A Popen cut short by a Ctrl+C never returns its child: reap_all finds it by its mark."""
-    from harness import launcher
+    from harness import processes
 
     marked = subprocess.Popen(["sleep", "30"], start_new_session=True,
-                              env={**os.environ, launcher.SPAWNED_BY: str(os.getpid())})
+                              env={**os.environ, processes.SPAWNED_BY: str(os.getpid())})
     stranger = subprocess.Popen(["sleep", "30"], start_new_session=True)  # not the run's: left alone
     try:
-        reaped = launcher.reap_all()
+        reaped = processes.reap_all()
         assert reaped == [marked.pid], (reaped, marked.pid, [(c.pid, c.cmdline()) for c in psutil.Process().children()])
         assert stranger.poll() is None
     finally:

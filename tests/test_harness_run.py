@@ -99,7 +99,7 @@ def test_end_to_end_writes_results_and_summary(tiny: Path, tmp_path: Path) -> No
     with open(run_dir / "summary.csv") as f:
         rows = list(csv.DictReader(f))
     assert list(rows[0]) == ["backend", "users", "rps", "p50_us", "p90_us", "p99_us", "errors", "driver_bound",
-                            "offered_rate"]
+                            "offered_rate", "idle_connections"]
     assert [(r["backend"], r["users"]) for r in rows] == [("selectors", "1"), ("selectors", "4"),
                                                           ("threaded", "1"), ("threaded", "4")]
     assert "selectors" in done.stdout and "req/s" in done.stdout  # the summary table
@@ -214,7 +214,7 @@ def test_list_shows_backends_and_scenarios() -> None:
 
 
 def test_orchestrator_never_imports_locust_or_gevent() -> None:
-    code = ("import sys, harness.cli, harness.runner, harness.launcher, harness.drivers.spec; "
+    code = ("import sys, harness.cli, harness.runner, harness.run_command, harness.launcher, harness.drivers.spec; "
             "print(sorted(m for m in sys.modules if m.split('.')[0] in ('locust', 'gevent')))")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, env=ENV, timeout=30)
     assert done.stdout.strip() == "[]", done.stderr

@@ -207,37 +207,40 @@ def test_read_refuses_what_it_cannot_trust(tmp_path: Path, content, message: str
 
 # --- summary.csv ---
 
-HEADER = "backend,users,rps,p50_us,p90_us,p99_us,errors,driver_bound,offered_rate"
+HEADER = "backend,users,rps,p50_us,p90_us,p99_us,errors,driver_bound,offered_rate,idle_connections"
 TIMEOUTS = {"connect": 1, "timeout": 2, "reset": 0, "bad_status": 0}
 
 CSV_CASES = [
     ("median-of-three-repetitions",
      [step(rps=900, p50=100), step(rps=1000, p50=300, repetition=1), step(rps=5000, p50=200, repetition=2)],
-     ["threaded,8,1000,200,400,800,0,false,"]),
+     ["threaded,8,1000,200,400,800,0,false,,0"]),
     ("median-of-two-is-their-mean",
      [step(rps=1000, p50=100), step(rps=1001, p50=101, repetition=1)],
-     ["threaded,8,1000.5,100.5,201,402,0,false,"]),
+     ["threaded,8,1000.5,100.5,201,402,0,false,,0"]),
     ("errors-summed-over-kinds-then-median",
      [step(errors=TIMEOUTS), step(errors=TIMEOUTS, repetition=1), step(repetition=2)],
-     ["threaded,8,1000,100,200,400,3,false,"]),
+     ["threaded,8,1000,100,200,400,3,false,,0"]),
     ("driver-bound-if-any-repetition-was",
      [step(), step(flags=("driver-bound",), repetition=1), step(flags=("high-spread",), repetition=2)],
-     ["threaded,8,1000,100,200,400,0,true,"]),
+     ["threaded,8,1000,100,200,400,0,true,,0"]),
     ("failed-repetition-left-out",
      [step(rps=1000), step(rps=1, status="failed", repetition=1), step(rps=1200, repetition=2)],
-     ["threaded,8,1100,100,200,400,0,false,"]),
+     ["threaded,8,1100,100,200,400,0,false,,0"]),
     ("backend-with-only-failures-has-no-row",
      [step("iterative", status="failed"), step("asyncio", rps=2000)],
-     ["asyncio,8,2000,100,200,400,0,false,"]),
+     ["asyncio,8,2000,100,200,400,0,false,,0"]),
     ("backends-in-run-order-users-ascending",
      [step("selectors", 64), step("selectors", 1), step("forking", 8), step("selectors", 8)],
-     ["selectors,1,1000,100,200,400,0,false,", "selectors,8,1000,100,200,400,0,false,",
-      "selectors,64,1000,100,200,400,0,false,", "forking,8,1000,100,200,400,0,false,"]),
+     ["selectors,1,1000,100,200,400,0,false,,0", "selectors,8,1000,100,200,400,0,false,,0",
+      "selectors,64,1000,100,200,400,0,false,,0", "forking,8,1000,100,200,400,0,false,,0"]),
     ("no-steps-header-only", [], []),
     ("open-loop-levels-after-closed-loop-by-rate",
      [dict(step("asyncio", 32), rate=2000.0), step("asyncio", 8), dict(step("asyncio", 32), rate=500.0)],
-     ["asyncio,8,1000,100,200,400,0,false,", "asyncio,32,1000,100,200,400,0,false,500",
-      "asyncio,32,1000,100,200,400,0,false,2000"]),
+     ["asyncio,8,1000,100,200,400,0,false,,0", "asyncio,32,1000,100,200,400,0,false,500,0",
+      "asyncio,32,1000,100,200,400,0,false,2000,0"]),
+    ("idle-levels-are-rows-of-their-own",
+     [dict(step("selectors", 8), idle_connections=1000), step("selectors", 8)],
+     ["selectors,8,1000,100,200,400,0,false,,0", "selectors,8,1000,100,200,400,0,false,,1000"]),
 ]
 
 

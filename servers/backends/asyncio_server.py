@@ -124,7 +124,7 @@ class AsyncioServer:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, on_signal)
         loop.set_exception_handler(_one_line_for_accept_errors)
-        listener = _Listener.adopt(make_listener(self.config))
+        listener = make_listener(self.config, _Listener)
         server = await loop.create_server(lambda: HttpProtocol(self), sock=listener, backlog=self.config.backlog)
         announce(listener)
         sweeper = loop.create_task(self._sweep())
@@ -157,12 +157,6 @@ class _Listener(socket.socket):
     on a Python with the fix, that costs one extra wakeup after the pause."""
 
     _failed_at = 0.0
-
-    @classmethod
-    def adopt(cls, sock: socket.socket) -> _Listener:
-        listener = cls(sock.family, sock.type, sock.proto, fileno=sock.detach())
-        BACKLOG.listener = listener
-        return listener
 
     def accept(self):  # type: ignore[no-untyped-def]
         if self._failed_at and time.monotonic() - self._failed_at < 0.05:

@@ -95,10 +95,11 @@ class BacklogWatch:
 BACKLOG = BacklogWatch()  # one listener per server process
 
 
-def make_listener(config: ServerConfig) -> socket.socket:
-    """A bound, listening TCP socket with SO_REUSEADDR, so a quick restart can bind."""
+def make_listener(config: ServerConfig, kind: type[socket.socket] = socket.socket) -> socket.socket:
+    """A bound, listening TCP socket with SO_REUSEADDR, so a quick restart can bind;
+    `kind` is the socket class (asyncio's backend needs its own accept())."""
     family = socket.AF_INET6 if ":" in config.host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock = kind(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((config.host, config.port))
     sock.listen(config.backlog)
