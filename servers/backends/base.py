@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import errno
 import resource
+import select
 import signal
 import socket
 import struct
 import sys
+import threading
 import time
 from pathlib import Path
 from collections.abc import Callable
@@ -96,13 +98,15 @@ BACKLOG = BacklogWatch()  # one listener per server process
 
 
 def make_listener(config: ServerConfig, kind: type[socket.socket] = socket.socket) -> socket.socket:
-    """A bound, listening TCP socket with SO_REUSEADDR, so a quick restart can bind;
-    `kind` is the socket class (asyncio's backend needs its own accept())."""
+    """A bound, listening, non-blocking TCP socket with SO_REUSEADDR, so a quick restart
+    can bind; `kind` is the socket class (asyncio's backend needs its own accept()).
+    Non-blocking, because no model may block in accept(): see StopSignals."""
     family = socket.AF_INET6 if ":" in config.host else socket.AF_INET
     sock = kind(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((config.host, config.port))
     sock.listen(config.backlog)
+    sock.setblocking(False)
     BACKLOG.watch(sock, config.backlog)
     return sock
 
@@ -155,16 +159,61 @@ class StopSignals:
     Handlers run in the main thread between bytecodes. A blocking call interrupted by
     the signal is retried (PEP 475) unless the handler raises, so `on_stop` may raise to
     wake a main thread that is idle in accept() or recv().
+
+    That alone has a race: a signal that lands just before the main thread enters a
+    blocking call (more likely the busier the CPU) interrupts nothing, and the handler
+    waits for a wake-up that never comes. So the C-level handler also writes a byte to a
+    socketpair (`signal.set_wakeup_fd`), and the main thread waits with `wait_readable`,
+    which watches that byte beside its own socket, instead of blocking in the call itself.
     """
 
     def __init__(self) -> None:
         self.stopping = False
         self.since = 0.0
         self.on_stop: Callable[[], None] | None = None
+        self.wakeup: socket.socket | None = None  # readable once a signal has arrived
+        self._waker: socket.socket | None = None
+        self._pollers: dict[int, select.poll] = {}
 
     def install(self) -> None:
+        """Handlers and a fresh wake-up pair (a forked child calls this again: a pair
+        shared with its parent would let one drain the other's wake-up)."""
+        self.close()
+        self.wakeup, self._waker = socket.socketpair()
+        self.wakeup.setblocking(False)
+        self._waker.setblocking(False)
+        signal.set_wakeup_fd(self._waker.fileno(), warn_on_full_buffer=False)
         signal.signal(signal.SIGTERM, self._handle)
         signal.signal(signal.SIGINT, self._handle)
+
+    def close(self) -> None:
+        if self.wakeup is not None:
+            signal.set_wakeup_fd(-1)
+            self.wakeup.close()
+            self._waker.close()  # type: ignore[union-attr]
+            self.wakeup = self._waker = None
+            self._pollers.clear()
+
+    def wait_readable(self, sock: socket.socket, timeout: float | None = None) -> None:
+        """Return once `sock` is readable, a signal has arrived, or `timeout` passes.
+
+        A signal's handler runs as soon as this returns (or raises out of it)."""
+        poller = self._pollers.get(sock.fileno())
+        if poller is None:
+            poller = self._pollers[sock.fileno()] = select.poll()
+            poller.register(sock, select.POLLIN)
+            if self.wakeup is not None:
+                poller.register(self.wakeup, select.POLLIN)
+        ready = poller.poll(None if timeout is None else timeout * 1000)
+        if self.wakeup is not None and any(fd == self.wakeup.fileno() for fd, _ in ready):
+            drain(self.wakeup)
+
+    def sleep(self, seconds: float) -> None:
+        """time.sleep that a stop signal always cuts short."""
+        if self.wakeup is None:
+            time.sleep(seconds)
+        else:
+            self.wait_readable(self.wakeup, seconds)
 
     def _handle(self, signum: int, frame: object) -> None:
         if not self.stopping:
@@ -174,8 +223,35 @@ class StopSignals:
             self.on_stop()
 
 
+def drain(sock: socket.socket) -> None:
+    """Read a non-blocking socket empty."""
+    try:
+        while sock.recv(512):
+            pass
+    except (BlockingIOError, InterruptedError):
+        pass
+
+
 class Stop(Exception):
     """Raised from a signal handler to unwind a main thread that is idle."""
+
+
+STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT}
+
+
+def start_thread(thread: threading.Thread) -> None:
+    """Start `thread` with SIGTERM and SIGINT blocked in it, so they reach the main thread.
+
+    Linux hands a process-directed signal to any thread that does not block it. If a
+    worker takes it, CPython only sets a flag, and a main thread blocked in accept() never
+    runs the handler: the server ignores SIGTERM. A new thread inherits the mask of the
+    thread that starts it, so the mask is set around start() and restored after.
+    """
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+    try:
+        thread.start()
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
 def refuse(conn: socket.socket) -> None:
@@ -204,10 +280,18 @@ def log_accept_failure(error: OSError, doing: str) -> None:
         log(f"accept failed ({errno.errorcode.get(error.errno, error.errno)}){times}; {doing}")
 
 
-def accept_or_backoff(listener: socket.socket) -> socket.socket | None:
-    """accept(), or None after backing off when the process is out of descriptors."""
+def accept_or_backoff(listener: socket.socket, signals: StopSignals) -> socket.socket | None:
+    """accept() on a non-blocking listener, or None after waiting for one (or a signal),
+    or after backing off when the process is out of descriptors.
+
+    Accepting first costs nothing extra when clients are queued; only an empty queue
+    waits, in `signals.wait_readable`, where a stop signal cannot be missed.
+    """
     try:
         conn, _ = listener.accept()
+    except BlockingIOError:
+        signals.wait_readable(listener)
+        return None
     except OSError as error:
         if error.errno in ACCEPT_RESOURCE_ERRNOS:
             log_accept_failure(error, f"backing off {ACCEPT_BACKOFF}s each time")
@@ -216,6 +300,7 @@ def accept_or_backoff(listener: socket.socket) -> socket.socket | None:
         if error.errno in (errno.ECONNABORTED, errno.EPROTO, errno.EINTR):
             return None  # the client gave up before we accepted
         raise
+    # conn is blocking: Linux's accept() does not pass O_NONBLOCK on, nor does Python.
     tune(conn)
     BACKLOG.check()
     return conn

@@ -73,8 +73,8 @@ class ForkingServer(IterativeServer):
             # --max-connections refuses past its limit; without it, connections past
             # --max-children wait in the backlog until a child exits.
             while limit is None and len(self.children) >= self.config.max_children:
-                time.sleep(POLL)  # SIGCHLD reaps; SIGTERM raises Stop out of the sleep
-            conn = accept_or_backoff(listener)
+                self.signals.sleep(POLL)  # SIGCHLD reaps; SIGTERM raises Stop out of the sleep
+            conn = accept_or_backoff(listener, self.signals)
             if conn is None:
                 continue
             if limit is not None and len(self.children) >= limit:
@@ -103,7 +103,7 @@ class ForkingServer(IterativeServer):
                 if self._fork() == 0:
                     self._become_child()
                     _child_main(lambda: serve_one_at_a_time(listener, self))
-            time.sleep(0.5)  # SIGCHLD reaps a dead worker; the next pass re-forks it
+            self.signals.sleep(0.5)  # SIGCHLD reaps a dead worker; the next pass re-forks it
 
     def _fork(self) -> int:
         """fork() and record the child; -1 after logging and backing off if refused (EAGAIN).
@@ -128,6 +128,7 @@ class ForkingServer(IterativeServer):
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
         self.children = set()
         self.signals.on_stop = self._on_stop  # the iterative rule: finish a busy request
+        self.signals.install()  # its own wake-up pair: the parent's is not this child's to drain
         signal.pthread_sigmask(signal.SIG_UNBLOCK, _FORK_MASK)
 
     def server_close(self) -> None:

@@ -40,7 +40,7 @@ class IterativeServer:
 def serve_one_at_a_time(listener, server: IterativeServer) -> None:  # type: ignore[no-untyped-def]
     """The accept loop: also what each pre-forked worker runs."""
     while not server.signals.stopping:
-        conn = accept_or_backoff(listener)
+        conn = accept_or_backoff(listener, server.signals)
         if conn is None:
             continue
         server._current = BlockingConnection(conn, responder=server.responder, config=server.config,

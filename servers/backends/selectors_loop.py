@@ -11,11 +11,10 @@ from __future__ import annotations
 import heapq
 import itertools
 import selectors
-import signal
 import socket
 import time
 
-from servers.backends.base import (ACCEPT_BACKOFF, ACCEPT_RESOURCE_ERRNOS, BACKLOG, Responder, StopSignals, announce,
+from servers.backends.base import (ACCEPT_BACKOFF, ACCEPT_RESOURCE_ERRNOS, BACKLOG, Responder, StopSignals, announce, drain,
                                    log_accept_failure, make_listener, refuse, tune)
 from servers.backends.events import MAX_PENDING_OUTPUT, SWEEP_INTERVAL, EventConnection
 from servers.config import ServerConfig
@@ -134,14 +133,11 @@ class SelectorsServer:
 
     def serve(self) -> None:
         listener = self._listener = make_listener(self.config)
-        listener.setblocking(False)
         # A signal handler cannot interrupt select() (PEP 475 retries it), so the handler's
-        # byte on a socketpair wakes the loop instead.
-        wake_r, wake_w = socket.socketpair()
-        wake_r.setblocking(False)
-        wake_w.setblocking(False)
-        signal.set_wakeup_fd(wake_w.fileno(), warn_on_full_buffer=False)
+        # byte on the signals' wake-up socket wakes the loop instead.
         self.signals.install()
+        wake_r = self.signals.wakeup
+        assert wake_r is not None
         self.selector.register(listener, selectors.EVENT_READ, "listener")
         self.selector.register(wake_r, selectors.EVENT_READ, "wakeup")
         self.call_later(SWEEP_INTERVAL, self._sweep)
@@ -149,14 +145,12 @@ class SelectorsServer:
         try:
             self._run(wake_r)
         finally:
-            signal.set_wakeup_fd(-1)
+            self.signals.close()
             for conn in list(self.connections):
                 conn.abort()
             if self._listener is not None:
                 self._listener.close()
             self.selector.close()
-            wake_r.close()
-            wake_w.close()
 
     def _run(self, wake_r: socket.socket) -> None:
         select = self.selector.select
@@ -169,7 +163,7 @@ class SelectorsServer:
                 if conn == "listener":
                     self._accept()
                 elif conn == "wakeup":
-                    _drain(wake_r)
+                    drain(wake_r)
                 else:
                     if mask & selectors.EVENT_WRITE:
                         conn.on_writable()
@@ -235,10 +229,3 @@ class SelectorsServer:
         BACKLOG.check()
         self.call_later(SWEEP_INTERVAL, self._sweep)
 
-
-def _drain(sock: socket.socket) -> None:
-    try:
-        while sock.recv(512):
-            pass
-    except (BlockingIOError, InterruptedError):
-        pass

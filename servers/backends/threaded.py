@@ -12,7 +12,8 @@ import socket
 import threading
 import time
 
-from servers.backends.base import Responder, Stop, StopSignals, accept_or_backoff, announce, make_listener, refuse
+from servers.backends.base import (Responder, Stop, StopSignals, accept_or_backoff, announce, make_listener, refuse,
+                                   start_thread)
 from servers.backends.blocking import BlockingConnection
 from servers.config import ServerConfig
 
@@ -41,7 +42,7 @@ class ThreadedServer:
         announce(listener)
         try:
             while not self.signals.stopping:
-                conn = accept_or_backoff(listener)
+                conn = accept_or_backoff(listener, self.signals)
                 if conn is not None:
                     self.process_request(conn)
         except Stop:
@@ -65,7 +66,7 @@ class ThreadedServer:
         thread = threading.Thread(target=self._run_then_forget, args=(target, *args), daemon=self.daemon_threads)
         with self._lock:
             self._threads.add(thread)
-        thread.start()
+        start_thread(thread)
 
     def _run_then_forget(self, target, *args) -> None:  # type: ignore[no-untyped-def]
         """A thread leaves the set itself, so accept() never walks the threads to prune them."""
