@@ -26,6 +26,7 @@ from __future__ import annotations
 import re
 import sys
 import time
+from urllib.parse import urlsplit
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -67,7 +68,11 @@ def check_error(error: ProtocolError) -> None:
 def check_request(request: Request) -> None:
     assert _TOKEN.fullmatch(request.method.encode("ascii")), request.method
     assert _TARGET.fullmatch(request.target), request.target
-    assert request.path + ("?" + request.query if "?" in request.target else "") == request.target
+    if request.target.startswith("/"):  # origin-form: path and query are the target, split
+        assert request.path + ("?" + request.query if "?" in request.target else "") == request.target
+    elif request.target[:8].lower().startswith(("http://", "https://")):  # absolute-form: its path
+        url = urlsplit(request.target)
+        assert (request.path, request.query) == (url.path or "/", url.query), request.target
     assert request.version in ("1.0", "1.1"), request.version
     assert type(request.keep_alive) is bool
     names = [name.lower() for name, _ in request.headers]

@@ -28,6 +28,8 @@ class Response:
     headers: tuple[tuple[str, str], ...] = ()
 
 
+# The interim answer to "Expect: 100-continue": send the body now (RFC 9110 10.1.1).
+CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 _STATUS_LINES = {s.value: f"HTTP/1.1 {s.value} {s.phrase}\r\n".encode() for s in HTTPStatus}
 _CONTENT_TYPES: dict[str, bytes] = {}
 # /echo answers with the client's own Content-Type: an unbounded cache would let a client
@@ -50,8 +52,12 @@ class _DateCache:
         return cls.line
 
 
-def build_response(response: Response, *, keep_alive: bool = True, head: bool = False) -> bytes:
-    """Serialize `response` to one buffer; for HEAD, the headers only."""
+def build_response(response: Response, *, keep_alive: bool = True, head: bool = False, http10: bool = False) -> bytes:
+    """Serialize `response` to one buffer; for HEAD, the headers only.
+
+    An HTTP/1.0 client assumes the server closes unless told otherwise, so keeping its
+    connection open must be said (RFC 9112 9.3, RFC 7230 A.1.2); HTTP/1.1's default is to keep it.
+    """
     status_line = _STATUS_LINES.get(response.status) or f"HTTP/1.1 {response.status} Unknown\r\n".encode()
     content_type = _CONTENT_TYPES.get(response.content_type)
     if content_type is None:
@@ -64,6 +70,8 @@ def build_response(response: Response, *, keep_alive: bool = True, head: bool = 
         parts.append(f"{name}: {value}\r\n".encode("latin-1"))
     if not keep_alive:
         parts.append(b"Connection: close\r\n")
+    elif http10:
+        parts.append(b"Connection: keep-alive\r\n")
     parts.append(b"\r\n")
     if not head and body:
         parts.append(body)

@@ -14,9 +14,10 @@ from dataclasses import dataclass
 
 from servers._body import BODY_READERS, BodyReader, is_digits
 from servers._errors import ProtocolError
-from servers._response import Response, build_response, error_response
+from servers._response import CONTINUE, Response, build_response, error_response
 
 __all__ = [
+    "CONTINUE",
     "Headers",
     "Limits",
     "ProtocolError",
@@ -114,6 +115,19 @@ _FIELD = re.compile(rb"\r\n(" + _TOKEN + rb"):[ \t]*([\t -~\x80-\xff]*)(?<![ \t]
 _FIELD_OWS = re.compile(rb"\r\n(" + _TOKEN + rb"):[ \t]*([\t -~\x80-\xff]*?)[ \t]*(?=\r\n)")
 # The usual methods, decoded once.
 _METHODS = {m.encode(): m for m in ("GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH")}
+# Host = uri-host [ ":" port ] (RFC 9110 7.2, RFC 3986 3.2.2): an IP literal in brackets, or
+# a reg-name / IPv4 of unreserved, pct-encoded and sub-delims characters. No whitespace,
+# no "@" (userinfo), no "/": a repeated Host, joined with ", ", fails here too.
+_HOST = re.compile(
+    rb"(?:\[(?:[0-9A-Fa-f:.]+|[vV][0-9A-Fa-f]+\.[A-Za-z0-9\-._~!$&'()*+,;=:]+)\]"
+    rb"|(?:[A-Za-z0-9\-._~!$&'()*+,;=]|%[0-9A-Fa-f]{2})*)(?::[0-9]*)?"
+)
+# Hosts already checked: clients repeat one Host on every request, so the common case is a
+# set lookup. Bounded, so a client cannot grow it with distinct values.
+_HOSTS_SEEN: set[bytes] = set()
+MAX_HOSTS_SEEN = 64
+# absolute-form (RFC 9112 3.2.2): scheme "://" authority, then the path and query, if any.
+_ABSOLUTE_FORM = re.compile(r"[Hh][Tt][Tt][Pp][Ss]?://([^/?#]*)([^#]*)")
 _CRLF = b"\r\n"
 _END_OF_HEAD = b"\r\n\r\n"
 
@@ -121,10 +135,15 @@ _END_OF_HEAD = b"\r\n\r\n"
 class RequestParser:
     """Incremental HTTP/1.1 request parser: `feed(bytes) -> list[Request]`."""
 
-    __slots__ = ("limits", "_pending", "_scan_from", "_reader", "_head", "_head_size", "_failed", "_resume")
+    __slots__ = ("limits", "client_awaits_continue", "_pending", "_scan_from", "_reader", "_head", "_head_size",
+                 "_failed", "_resume")
 
     def __init__(self, limits: Limits = Limits()) -> None:
         self.limits = limits
+        # True once a request's head asked "Expect: 100-continue" and none of its body has
+        # come: its sender waits for CONTINUE. The caller sends it after the answers it
+        # owes, then sets this False; it turns False by itself once the body is complete.
+        self.client_awaits_continue = False
         self._pending = bytearray()  # bytes of an incomplete head or chunk-size line
         self._scan_from = 0  # where to resume looking for the end of the head
         self._reader: BodyReader | None = None  # set while a body is arriving
@@ -163,6 +182,7 @@ class RequestParser:
                     assert request is not None
                     request.body = self._reader.body()
                     self._reader = self._head = None
+                    self.client_awaits_continue = False
                     out.append(request)
                     continue
                 head_end = data.find(_END_OF_HEAD, pos)
@@ -263,9 +283,20 @@ class RequestParser:
             else:
                 kind = length = None
             host = index.get(b"host")
-            if http11 and (host is None or b"," in host):  # repeats are joined with ", "
-                # Host is checked after framing: with no body the connection survives it.
-                raise ProtocolError(400, "Missing or repeated Host header", close=kind is not None)
+            # Host is checked after framing: with no body an HTTP/1.1 connection survives it.
+            if host is None:
+                if http11:
+                    raise ProtocolError(400, "Missing Host header", close=kind is not None)
+            elif host not in _HOSTS_SEEN:
+                if _HOST.fullmatch(host) is None:  # RFC 9112 3.2: any request, 1.0 included
+                    raise ProtocolError(400, "Invalid or repeated Host header", close=kind is not None or not http11)
+                if len(_HOSTS_SEEN) < MAX_HOSTS_SEEN:
+                    _HOSTS_SEEN.add(host)
+            target_str = target.decode("ascii")
+            if target[0] == 47:  # "/": origin-form, all but every request
+                path, _, query = target_str.partition("?")
+            else:
+                path, query = _other_form(target_str, close=kind is not None or not http11)
         except ProtocolError as error:
             error.head = method == b"HEAD"  # the answer to a HEAD has no content, even an error
             raise
@@ -276,8 +307,6 @@ class RequestParser:
             keep_alive = b"close" not in conn.lower() or not _has_token(conn, b"close")
         else:  # HTTP/1.0: only an explicit keep-alive keeps it open, and close still wins
             keep_alive = _has_token(conn, b"keep-alive") and not _has_token(conn, b"close")
-        target_str = target.decode("ascii")
-        path, _, query = target_str.partition("?")
         request = Request(
             _METHODS.get(method) or method.decode("ascii"),
             target_str,
@@ -298,6 +327,8 @@ class RequestParser:
         self._reader = BODY_READERS[kind](length, limits.max_body)
         self._head = request
         self._head_size = start - first
+        if start == len(data) and http11 and _expects_continue(index):  # RFC 9110 10.1.1: 1.0 must be ignored
+            self.client_awaits_continue = True
         return start
 
     def _framing(self, index: dict[bytes, bytes], http11: bool) -> tuple[str | None, int]:
@@ -309,7 +340,12 @@ class RequestParser:
                 raise ProtocolError(400, "Both Content-Length and Transfer-Encoding")
             if not http11:
                 raise ProtocolError(400, "Transfer-Encoding in an HTTP/1.0 request")
-            if te.lower() != b"chunked":
+            te = te.lower()
+            if te != b"chunked":
+                codings = [coding.strip() for coding in te.split(b",")]
+                if codings[-1] != b"chunked" or b"chunked" in codings[:-1]:
+                    # No reliable length: refuse and close (RFC 9112 6.3, rule 4).
+                    raise ProtocolError(400, "Transfer-Encoding must end with chunked, once")
                 raise ProtocolError(501, "Only chunked transfer coding is supported")
             return ("chunked", 0)
         if cl is None:
@@ -322,6 +358,30 @@ class RequestParser:
         if length > self.limits.max_body:
             raise ProtocolError(413, "Request body too large")
         return (None, 0) if length == 0 else ("content-length", length)
+
+
+def _other_form(target: str, *, close: bool) -> tuple[str, str]:
+    """(path, query) of a request-target that does not start with "/".
+
+    absolute-form is served by its path: a server MUST accept it (RFC 9112 3.2.2), and its
+    authority stands in for Host, so it must be a valid host too. Anything else
+    (asterisk-form "*", authority-form) keeps the target as its path: no route has one.
+    """
+    match = _ABSOLUTE_FORM.fullmatch(target)
+    if match is None:
+        path, _, query = target.partition("?")
+        return path, query
+    authority, rest = match.groups()
+    # An http(s) URI with an empty host MUST be rejected (RFC 9110 4.2.1 and 4.2.2).
+    if authority[:1] in ("", ":") or _HOST.fullmatch(authority.encode("ascii")) is None:
+        raise ProtocolError(400, "Invalid authority in absolute-form target", close=close)
+    path, _, query = rest.partition("?")
+    return path or "/", query
+
+
+def _expects_continue(index: dict[bytes, bytes]) -> bool:
+    expect = index.get(b"expect")
+    return expect is not None and expect.lower() == b"100-continue"
 
 
 def _has_token(value: bytes, token: bytes) -> bool:

@@ -13,6 +13,7 @@ import time
 import pytest
 
 from conftest import Client, LiveServer, request
+from servers.http import CONTINUE
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -104,6 +105,77 @@ def test_http10_closes_by_default(client: Client) -> None:
     assert client.closed_by_server()
 
 
+def test_http10_keep_alive_is_said_and_kept(client: Client) -> None:
+    """An HTTP/1.0 client waits for the close unless the answer says keep-alive (ab -k)."""
+    for _ in range(3):
+        client.send(b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
+        response = client.read_response()
+        assert (response.status, response.headers.get("connection")) == (200, "keep-alive")
+    client.send(b"GET / HTTP/1.0\r\nConnection: keep-alive, close\r\n\r\n")
+    assert client.read_response().headers.get("connection") == "close"
+    assert client.closed_by_server()
+
+
+def test_absolute_form_target_is_served_by_its_path(client: Client) -> None:
+    client.send(b"GET http://localhost/ HTTP/1.1\r\nHost: localhost\r\n\r\n")
+    response = client.read_response()
+    assert (response.status, response.body) == (200, b"Hello, World!")
+    client.send(b"GET http://localhost:8080/bytes?size=7 HTTP/1.1\r\nHost: localhost\r\n\r\n")
+    assert client.read_response().body == b"x" * 7
+
+
+def read_exactly(client: Client, size: int, timeout: float = 3.0) -> bytes:
+    """`size` raw bytes from the server (or fewer if it stops sending for `timeout`)."""
+    client.sock.settimeout(timeout)
+    data = client.buffer
+    while len(data) < size:
+        try:
+            more = client.sock.recv(size - len(data))
+        except TimeoutError:
+            break
+        if not more:
+            break
+        data += more
+    client.buffer = data[size:]
+    return data[:size]
+
+
+def test_expect_100_continue_gets_continue_before_the_body(client: Client) -> None:
+    client.send(b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n")
+    assert read_exactly(client, len(CONTINUE)) == CONTINUE
+    client.send(b"hello")
+    response = client.read_response("POST")
+    assert (response.status, response.body) == (200, b"hello")
+    client.send(request())  # the connection is still in step
+    assert client.read_response().body == b"Hello, World!"
+
+
+def test_continue_comes_after_the_answers_owed_before_it(client: Client) -> None:
+    """Pipelined behind a slow request, the 100 must not overtake that request's answer."""
+    client.send(request("GET", "/sleep?ms=100") +
+                b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 2\r\nExpect: 100-continue\r\n\r\n")
+    first = client.read_response()
+    assert first.status == 200 and first.body.startswith(b"slept")
+    assert read_exactly(client, len(CONTINUE)) == CONTINUE
+    client.send(b"ok")
+    assert client.read_response("POST").body == b"ok"
+
+
+def test_expect_100_continue_with_the_body_already_sent_gets_no_100(client: Client) -> None:
+    client.send(b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\nhello")
+    response = client.read_response("POST")
+    assert (response.status, response.body) == (200, b"hello")
+    client.send(request())
+    assert client.read_response().body == b"Hello, World!"  # no stray 100 came before this answer
+
+
+def test_expect_100_continue_over_the_body_limit_is_refused_without_100(client: Client) -> None:
+    client.send(b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 2000000\r\nExpect: 100-continue\r\n\r\n")
+    response = client.read_response("POST")
+    assert response.status == 413
+    assert client.closed_by_server()
+
+
 # -- every parser rejection, through the socket --------------------------------------------
 REJECTIONS = [
     pytest.param(b"GET / HTTP/1.1 extra\r\nHost: t\r\n\r\n", 400, True, id="malformed-request-line-400"),
@@ -126,9 +198,19 @@ REJECTIONS = [
     pytest.param(b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: +5\r\n\r\nhello", 400, True, id="cl-plus-sign-400-close"),
     pytest.param(b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 1_0\r\n\r\n", 400, True, id="cl-underscore-400-close"),
     pytest.param(b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: -1\r\n\r\n", 400, True, id="cl-negative-400-close"),
-    pytest.param(b"POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: gzip\r\n\r\n", 501, True, id="te-gzip-501"),
-    pytest.param(b"POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked, gzip\r\n\r\n", 501, True,
-                 id="te-chunked-not-final-501"),
+    pytest.param(b"POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: gzip\r\n\r\n", 400, True, id="te-gzip-400-close"),
+    pytest.param(b"POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked, gzip\r\n\r\n", 400, True,
+                 id="te-chunked-not-final-400-close"),
+    pytest.param(b"POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n", 501, True,
+                 id="te-gzip-then-chunked-501"),
+    pytest.param(b"GET / HTTP/1.1\r\nHost: bad host\r\n\r\n", 400, False, id="host-with-space-400"),
+    pytest.param(b"GET / HTTP/1.1\r\nHost: a/b\r\n\r\n", 400, False, id="host-with-slash-400"),
+    pytest.param(b"GET / HTTP/1.0\r\nHost: a\r\nHost: b\r\nConnection: keep-alive\r\n\r\n", 400, True,
+                 id="two-hosts-on-http10-400-close"),
+    pytest.param(b"GET http://user@a/ HTTP/1.1\r\nHost: a\r\n\r\n", 400, False, id="absolute-form-userinfo-400"),
+    pytest.param(b"GET /\r HTTP/1.1\r\nHost: t\r\n\r\n", 400, True, id="bare-cr-in-request-line-400"),
+    pytest.param(b"POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n5\r;x\r\nhello\r\n0\r\n\r\n",
+                 400, True, id="bare-cr-in-chunk-size-line-400-close"),
     pytest.param(b"POST /echo HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n", 400, True, id="te-on-http10-400"),
     pytest.param(b"POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", 400, True,
                  id="bad-chunk-size-400-close"),

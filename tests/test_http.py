@@ -280,6 +280,34 @@ VALID = [
         dict(body=b"0\r\n\r\n"),
         id="chunk data that looks like a last chunk is data",
     ),
+    # absolute-form is served by its path (RFC 9112 3.2.2: a server MUST accept it)
+    pytest.param(
+        b"GET http://localhost/ HTTP/1.1\r\nHost: localhost\r\n\r\n",
+        dict(target="http://localhost/", path="/", query=""),
+        id="absolute-form target",
+    ),
+    pytest.param(
+        b"GET HTTP://example.com:8080/sleep?ms=1 HTTP/1.1\r\nHost: other\r\n\r\n",
+        dict(path="/sleep", query="ms=1"),
+        id="absolute-form target with a port and query, any Host, scheme in any case",
+    ),
+    pytest.param(
+        b"GET https://localhost HTTP/1.1\r\nHost: localhost\r\n\r\n",
+        dict(path="/", query=""),
+        id="absolute-form target with an empty path is /",
+    ),
+    pytest.param(
+        b"GET http://a?x=1 HTTP/1.1\r\nHost: a\r\n\r\n",
+        dict(path="/", query="x=1"),
+        id="absolute-form target with a query and no path",
+    ),
+    # Host values within the grammar
+    pytest.param(b"GET / HTTP/1.1\r\nHost: [::1]:8080\r\n\r\n", dict(), id="Host IPv6 literal with a port"),
+    pytest.param(b"GET / HTTP/1.1\r\nHost: 127.0.0.1:80\r\n\r\n", dict(), id="Host IPv4 with a port"),
+    pytest.param(b"GET / HTTP/1.1\r\nHost: xn--bcher-kva.example~_!$&'()*+,;=%41\r\n\r\n", dict(),
+                 id="Host with every reg-name character class"),
+    pytest.param(b"GET / HTTP/1.1\r\nHost:\r\n\r\n", dict(), id="Host empty (a target with no authority)"),
+    pytest.param(b"GET / HTTP/1.1\r\nHost: a:\r\n\r\n", dict(), id="Host with an empty port"),
 ]
 
 
@@ -403,6 +431,29 @@ REJECT = [
     pytest.param(_get(head=b""), 400, None, id="HTTP/1.1 without Host"),
     pytest.param(_get(head=b"Host: a\r\nHost: a\r\n"), 400, None, id="two identical Host fields"),
     pytest.param(_get(head=b"Host: a\r\nhost: b\r\n"), 400, None, id="two Host fields differing in case"),
+    # RFC 9112 3.2: a Host outside the RFC 3986 grammar, or repeated, on any request.
+    pytest.param(_get(head=b"Host: bad host\r\n"), 400, None, id="Host with a space"),
+    pytest.param(_get(head=b"Host: a\tb\r\n"), 400, None, id="Host with a tab"),
+    pytest.param(_get(head=b"Host: a/b\r\n"), 400, None, id="Host with a slash"),
+    pytest.param(_get(head=b"Host: user@a\r\n"), 400, None, id="Host with userinfo"),
+    pytest.param(_get(head=b"Host: a:80x\r\n"), 400, None, id="Host with a port that is not digits"),
+    pytest.param(_get(head=b"Host: [::1\r\n"), 400, None, id="Host with an unclosed IP literal"),
+    pytest.param(_get(head=b"Host: a\"b\r\n"), 400, None, id="Host with a quote"),
+    pytest.param(_get(head=b"Host: %zz\r\n"), 400, None, id="Host with a bad percent-encoding"),
+    pytest.param(_get(b"GET / HTTP/1.0", b"Host: a\r\nHost: b\r\n"), 400, True, id="two Host fields on HTTP/1.0"),
+    pytest.param(_get(b"GET / HTTP/1.0", b"Host: bad host\r\n"), 400, True, id="invalid Host on HTTP/1.0"),
+    # absolute-form: its authority stands in for Host, so it must be one
+    pytest.param(_get(b"GET http://a b/ HTTP/1.1"), 400, None, id="absolute-form with a space"),
+    pytest.param(_get(b"GET http://user@a/ HTTP/1.1"), 400, False, id="absolute-form with userinfo"),
+    pytest.param(_get(b"GET http:///x HTTP/1.1"), 400, False, id="absolute-form with an empty host"),
+    pytest.param(_get(b"GET http://:80/x HTTP/1.1"), 400, False, id="absolute-form with only a port"),
+    # bare CR: a line ends only at CRLF
+    pytest.param(_get(b"GET /\r HTTP/1.1"), 400, None, id="bare CR in the request line"),
+    pytest.param(_get(b"GET / HTTP/1.1\r"), 400, None, id="bare CR ending the request line"),
+    pytest.param(_get(b"GET\r/ HTTP/1.1"), 400, None, id="bare CR for a space in the request line"),
+    pytest.param(_chunked(b"5\r;a\r\nhello\r\n0\r\n\r\n"), 400, True, id="bare CR in a chunk-size line"),
+    pytest.param(_chunked(b"5\rhello\r\n0\r\n\r\n"), 400, True, id="bare CR ending a chunk-size line"),
+    pytest.param(_chunked(b"5;a=\rb\r\nhello\r\n0\r\n\r\n"), 400, True, id="bare CR in a chunk extension"),
     # field syntax
     pytest.param(_get(head=b"Host : a\r\n"), 400, None, id="space between field name and colon"),
     pytest.param(_get(head=H + b"X-A\t: b\r\n"), 400, None, id="tab between field name and colon"),
@@ -446,13 +497,19 @@ REJECT = [
     pytest.param(_post(b"Content-Length:\r\n"), 400, True, id="Content-Length empty"),
     pytest.param(_post(b"Content-Length: five\r\n", b"hello"), 400, True, id="Content-Length in words"),
     # Transfer-Encoding
-    pytest.param(_post(b"Transfer-Encoding: gzip\r\n"), 501, None, id="Transfer-Encoding gzip"),
-    pytest.param(_post(b"Transfer-Encoding: chunked, gzip\r\n"), 501, None,
+    # RFC 9112 6.3 rule 4: chunked not final leaves no reliable length: 400, then close.
+    pytest.param(_post(b"Transfer-Encoding: gzip\r\n"), 400, True, id="Transfer-Encoding gzip"),
+    pytest.param(_post(b"Transfer-Encoding: chunked, gzip\r\n"), 400, True,
                  id="Transfer-Encoding with chunked not final"),
-    pytest.param(_post(b"Transfer-Encoding: chunked\r\nTransfer-Encoding: gzip\r\n"), 501, None,
+    pytest.param(_post(b"Transfer-Encoding: chunked\r\nTransfer-Encoding: gzip\r\n"), 400, True,
                  id="Transfer-Encoding with chunked not final across two fields"),
-    pytest.param(_post(b"Transfer-Encoding: identity\r\n"), 501, None,
+    pytest.param(_post(b"Transfer-Encoding: identity\r\n"), 400, True,
                  id="Transfer-Encoding identity"),
+    pytest.param(_post(b"Transfer-Encoding: chunked, chunked\r\n"), 400, True,
+                 id="Transfer-Encoding chunked twice"),
+    # chunked final, but after a coding we cannot undo: a length we know, a coding we lack.
+    pytest.param(_post(b"Transfer-Encoding: gzip, chunked\r\n", b"0\r\n\r\n"), 501, True,
+                 id="Transfer-Encoding gzip then chunked"),
     pytest.param(b"POST /echo HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 400, None,
                  id="Transfer-Encoding on HTTP/1.0"),
     # chunk-size lines
@@ -740,6 +797,10 @@ FRAMING = {b"host", b"content-length", b"transfer-encoding", b"connection", b"up
            b"expect", b"te", b"trailer"}
 
 tokens = st.text(TCHAR, min_size=1, max_size=12)
+# uri-host [":" port] (RFC 3986 3.2.2): reg-name characters, not every token character.
+REG_NAME = string.ascii_letters + string.digits + "-._~!$&'()*+,;="
+hosts = st.builds(lambda name, port: name + port, st.text(REG_NAME, min_size=1, max_size=12),
+                  st.sampled_from(["", ":80", ":8080", ":"]))
 methods = tokens.filter(lambda m: m not in ("CONNECT",))
 segments = st.lists(
     st.one_of(st.text(PCHAR, max_size=8), st.from_regex(r"\A%[0-9A-F]{2}\Z")), max_size=3
@@ -780,7 +841,7 @@ def valid_requests(draw) -> tuple[bytes, dict]:
     method = draw(methods)
     target = draw(targets)
     version = draw(st.sampled_from(["1.1", "1.1", "1.0"]))
-    headers = [(b"Host", draw(tokens).encode())] if version == "1.1" else []
+    headers = [(b"Host", draw(hosts).encode())] if version == "1.1" else []
     extra = draw(st.lists(st.tuples(field_names, field_values), max_size=6))
     headers[draw(st.integers(0, len(headers))):0] = extra
     body = draw(st.binary(max_size=64))
@@ -992,3 +1053,73 @@ def test_request_pipelined_behind_a_recoverable_error_is_parsed_next() -> None:
         parser.feed(b"GET /a HTTP/1.1\r\n\r\n" + SIMPLE_GET)
     assert info.value.status == 400 and not info.value.close
     assert [r.method for r in parser.feed(b"")] == ["GET"]
+
+
+# ---------------------------------------------------------------------------
+# HTTP/1.0 keep-alive and Expect: 100-continue
+
+def test_http10_keep_alive_response_says_keep_alive() -> None:
+    """An HTTP/1.0 client closes unless told to keep the connection (RFC 9112 9.3)."""
+    head, _, _ = h11_response(build_response(Response(200, b"hi"), keep_alive=True, http10=True))
+    assert header_values(head, b"connection") == [b"keep-alive"]
+
+
+def test_http10_closing_response_says_close() -> None:
+    head, _, _ = h11_response(build_response(Response(200, b"hi"), keep_alive=False, http10=True))
+    assert header_values(head, b"connection") == [b"close"]
+
+
+def test_http11_keep_alive_response_has_no_connection_header() -> None:
+    head, _, _ = h11_response(build_response(Response(200, b"hi"), keep_alive=True))
+    assert header_values(head, b"connection") == []
+
+
+EXPECT_HEAD = b"POST /echo HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n"
+
+
+def test_expect_100_continue_waits_for_continue_until_the_body_comes() -> None:
+    parser = RequestParser()
+    assert parser.feed(EXPECT_HEAD) == []
+    assert parser.client_awaits_continue
+    parser.client_awaits_continue = False  # the caller sent CONTINUE
+    assert [r.body for r in parser.feed(b"hello")] == [b"hello"]
+    assert not parser.client_awaits_continue
+
+
+def test_expect_100_continue_is_dropped_once_the_body_is_complete() -> None:
+    """A body that came before CONTINUE was sent: no 100 may follow the final answer."""
+    parser = RequestParser()
+    parser.feed(EXPECT_HEAD)
+    assert [r.body for r in parser.feed(b"hello")] == [b"hello"]
+    assert not parser.client_awaits_continue
+
+
+@pytest.mark.parametrize("raw", [
+    pytest.param(EXPECT_HEAD + b"hello", id="body sent with the head"),
+    pytest.param(EXPECT_HEAD + b"he", id="part of the body sent with the head"),
+    pytest.param(EXPECT_HEAD.replace(b"HTTP/1.1", b"HTTP/1.0"), id="HTTP/1.0 (RFC 9110 10.1.1: ignore it)"),
+    pytest.param(EXPECT_HEAD.replace(b"100-continue", b"something-else"), id="another expectation"),
+    pytest.param(b"POST /echo HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\n", id="no Expect"),
+])
+def test_no_continue_is_owed(raw: bytes) -> None:
+    parser = RequestParser()
+    parser.feed(raw)
+    assert not parser.client_awaits_continue
+
+
+def test_expect_100_continue_on_a_chunked_body() -> None:
+    parser = RequestParser()
+    assert parser.feed(b"POST /echo HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n"
+                       b"Expect: 100-Continue\r\n\r\n") == []
+    assert parser.client_awaits_continue
+    assert [r.body for r in parser.feed(b"5\r\nhello\r\n0\r\n\r\n")] == [b"hello"]
+    assert not parser.client_awaits_continue
+
+
+def test_expect_100_continue_with_a_body_over_the_limit_is_refused_at_once() -> None:
+    """A final status instead of 100 is allowed, and the client never sends the body."""
+    parser = RequestParser(Limits(max_body=4))
+    with pytest.raises(ProtocolError) as info:
+        parser.feed(EXPECT_HEAD)
+    assert (info.value.status, info.value.close) == (413, True)
+    assert not parser.client_awaits_continue

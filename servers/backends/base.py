@@ -147,7 +147,8 @@ class Responder:
             log(f'500 for "{request.method} {request.target[:200]}": {type(error).__name__}: {error}')
             reply = INTERNAL_ERROR
         keep_alive = request.keep_alive and not closing
-        data = build_response(reply, keep_alive=keep_alive, head=request.method == "HEAD")
+        data = build_response(reply, keep_alive=keep_alive, head=request.method == "HEAD",
+                              http10=request.version == "1.0")
         if self.access_log:
             log(f'"{request.method} {request.target} HTTP/{request.version}" {reply.status} {len(reply.body)}')
         return data, reply.delay, keep_alive

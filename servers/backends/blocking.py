@@ -12,7 +12,7 @@ import time
 
 from servers.backends.base import Responder, StopSignals, parse_all
 from servers.config import ServerConfig
-from servers.http import ProtocolError, RequestParser, error_response
+from servers.http import CONTINUE, ProtocolError, RequestParser, error_response
 
 RECV_SIZE = 64 * 1024  # one recv takes a whole pipelined burst or a large chunk of body
 # Timeouts are the kernel's (SO_RCVTIMEO/SO_SNDTIMEO) on a blocking socket, not Python's
@@ -99,6 +99,9 @@ class BlockingConnection:
                 fresh = False
             items = parse_all(parser, data)
             if not items:
+                if parser.client_awaits_continue:
+                    parser.client_awaits_continue = False
+                    sock.sendall(CONTINUE)
                 continue  # a partial request: keep reading against the same deadline
             self.busy = True
             for item in items:
@@ -114,6 +117,9 @@ class BlockingConnection:
                 if not keep_alive:
                     return
             self.busy = False
+            if parser.client_awaits_continue:  # after the answers owed before it
+                parser.client_awaits_continue = False
+                sock.sendall(CONTINUE)
             if parser.buffered == 0:
                 idle = True
                 fresh = False

@@ -14,7 +14,7 @@ from collections import deque
 
 from servers.backends.base import Responder, StopSignals, parse_all
 from servers.config import ServerConfig
-from servers.http import ProtocolError, Request, RequestParser, error_response
+from servers.http import CONTINUE, ProtocolError, Request, RequestParser, error_response
 
 # How often idle and slow connections are checked against their deadlines. Timeouts are
 # seconds long, so a quarter-second sweep is precise enough and costs O(connections)
@@ -74,6 +74,9 @@ class EventConnection:
             self.queue.extend(items)
             if not self.waiting:
                 self.answer()
+        elif self.parser.client_awaits_continue and not self.waiting and not self.queue:
+            self.parser.client_awaits_continue = False
+            self.write(CONTINUE)
 
     def answer(self) -> None:
         """Answer queued requests in order until one must wait or the queue is empty."""
@@ -97,6 +100,9 @@ class EventConnection:
             if not keep_alive:
                 self._finish()
                 break
+        if self.parser.client_awaits_continue and not queue and not self.waiting and not self.closing:
+            self.parser.client_awaits_continue = False  # its turn: every answer before it is out
+            out.append(CONTINUE)
         if out:
             self.write(out[0] if len(out) == 1 else b"".join(out))
         if self.eof and not self.waiting and not queue:
