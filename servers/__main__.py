@@ -88,7 +88,7 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
 
 def list_backends() -> str:
     width = max(map(len, BACKENDS))
-    return "\n".join(f"{name:<{width}}  {description}" for name, (_, description) in BACKENDS.items())
+    return "\n".join(f"{name:<{width}}  {backend.description}" for name, backend in BACKENDS.items())
 
 
 def main(argv: list[str] | None = None, prog: str = "python -m servers") -> int:

@@ -15,18 +15,14 @@ from pathlib import Path
 import h11
 import pytest
 
+from servers.backends import variants
+
 ROOT = Path(__file__).resolve().parent.parent
 
-# Every registered backend, plus the variants that change its model.
-VARIANTS: dict[str, tuple[str, ...]] = {
-    "iterative": ("--backend", "iterative"),
-    "threaded": ("--backend", "threaded"),
-    "threaded-pool4": ("--backend", "threaded", "--threads", "4"),
-    "forking": ("--backend", "forking"),
-    "forking-prefork2": ("--backend", "forking", "--workers", "2"),
-    "selectors": ("--backend", "selectors"),
-    "asyncio": ("--backend", "asyncio"),
-}
+# Every registered backend, plus the variants that change its model: from the registry,
+# so a new backend is tested by every conformance test without editing one.
+REGISTRY = variants()
+VARIANTS: dict[str, tuple[str, ...]] = {name: variant.flags for name, variant in REGISTRY.items()}
 
 
 @dataclass

@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from conftest import Client, LiveServer, request
+from conftest import REGISTRY, Client, LiveServer, request
 from servers.http import CONTINUE
 
 pytestmark = pytest.mark.timeout(60)
@@ -283,5 +283,6 @@ def test_ten_sleeps_run_concurrently_except_where_the_model_forbids(server: Live
         assert c.read_response().status == 200
         c.close()
     elapsed = time.monotonic() - started
-    waves = {"iterative": 10, "threaded-pool4": 3, "forking-prefork2": 5}.get(server.variant, 1)  # type: ignore[attr-defined]
+    at_once = REGISTRY[server.variant].at_once  # type: ignore[attr-defined]
+    waves = -(-10 // at_once) if at_once else 1
     assert 0.3 * waves - 0.05 <= elapsed < 0.3 * waves + 0.5, f"{elapsed:.2f}s for {waves} wave(s)"

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import LiveServer
+from conftest import REGISTRY, LiveServer
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -38,8 +38,7 @@ needs_curl = pytest.mark.skipif(shutil.which("curl") is None, reason="curl is no
 # free a slot (measured: 10.4 s against iterative, 5.2 s against forking-prefork2). That
 # is the lesson of those models (see test_ten_sleeps_run_concurrently_... in
 # test_backends.py), not a bug, so ab opens no more connections than the variant serves.
-# A new variant with a fixed number of slots belongs here.
-CONNECTIONS_AT_ONCE = {"iterative": 1, "forking-prefork2": 2, "threaded-pool4": 4}
+# The registry says how many connections each variant serves at once.
 
 
 def run(argv: list[str], *, within: float = SANE_SECONDS,
@@ -80,7 +79,7 @@ def test_ab_keep_alive_http10(server: LiveServer) -> None:
     """ab -k sends HTTP/1.0 with `Connection: keep-alive` and reuses a connection only if the
     response says `Connection: keep-alive`; otherwise it reads until the server closes, which
     here is after the 5 s keep-alive timeout, so ab's socket timeout expires first."""
-    concurrency = min(4, CONNECTIONS_AT_ONCE.get(variant(server), 4))
+    concurrency = min(4, REGISTRY[variant(server)].at_once or 4)
     argv = ["ab", "-k", "-s", str(AB_SOCKET_TIMEOUT), "-n", str(AB_REQUESTS), "-c", str(concurrency), url(server)]
     done, elapsed = run(argv, within=10.0)
     assert done.returncode == 0, (

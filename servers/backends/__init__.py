@@ -1,27 +1,59 @@
-"""The backend registry: flag name -> (import string, one-line description).
+"""The backend registry: flag name -> where the class lives, what it is, and its variants.
 
 Modules load lazily, so an optional dependency (uvloop) costs nothing until asked for.
+Every test that runs "against every backend" takes its list from `variants()`, so a new
+backend registered here is covered by all of them without editing a test.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from importlib import import_module
 from typing import Protocol
 
 from servers.config import ServerConfig
 
-BACKENDS: dict[str, tuple[str, str]] = {
-    "iterative": ("servers.backends.iterative:IterativeServer",
-                  "one connection at a time on the main thread; others wait in the backlog"),
-    "threaded": ("servers.backends.threaded:ThreadedServer",
-                 "a thread per connection (--threads N: a bounded pool)"),
-    "forking": ("servers.backends.forking:ForkingServer",
-                "a process per connection, capped and reaped (--workers N: pre-fork)"),
-    "selectors": ("servers.backends.selectors_loop:SelectorsServer",
-                  "one thread, non-blocking sockets, a hand-written selectors event loop"),
-    "asyncio": ("servers.backends.asyncio_server:AsyncioServer",
-                "an asyncio.Protocol server on one event loop (--loop uvloop)"),
+
+@dataclass(frozen=True)
+class Variant:
+    """A setting that changes the concurrency model, as tests and charts run it."""
+
+    flags: tuple[str, ...]
+    at_once: int | None = None  # connections served at once (None: as many as arrive)
+
+
+@dataclass(frozen=True)
+class Backend:
+    target: str  # "module:Class"
+    description: str  # one line, for --list and --help
+    at_once: int | None = None  # connections served at once by the plain model
+    variants: dict[str, Variant] = field(default_factory=dict)  # id suffix -> variant
+
+
+BACKENDS: dict[str, Backend] = {
+    "iterative": Backend("servers.backends.iterative:IterativeServer",
+                         "one connection at a time on the main thread; others wait in the backlog", at_once=1),
+    "threaded": Backend("servers.backends.threaded:ThreadedServer",
+                        "a thread per connection (--threads N: a bounded pool)",
+                        variants={"pool4": Variant(("--threads", "4"), at_once=4)}),
+    "forking": Backend("servers.backends.forking:ForkingServer",
+                       "a process per connection, capped and reaped (--workers N: pre-fork)",
+                       variants={"prefork2": Variant(("--workers", "2"), at_once=2)}),
+    "selectors": Backend("servers.backends.selectors_loop:SelectorsServer",
+                         "one thread, non-blocking sockets, a hand-written selectors event loop"),
+    "asyncio": Backend("servers.backends.asyncio_server:AsyncioServer",
+                       "an asyncio.Protocol server on one event loop (--loop uvloop)"),
 }
+
+
+def variants() -> dict[str, Variant]:
+    """Every backend and each of its variants: "threaded", "threaded-pool4", ... -> how to run it."""
+    out: dict[str, Variant] = {}
+    for name, backend in BACKENDS.items():
+        out[name] = Variant(("--backend", name), backend.at_once)
+        for suffix, variant in backend.variants.items():
+            out[f"{name}-{suffix}"] = Variant(("--backend", name, *variant.flags), variant.at_once)
+    return out
 
 
 class Server(Protocol):
@@ -34,5 +66,5 @@ class Server(Protocol):
 def load_backend(name: str) -> type[Server]:
     if name not in BACKENDS:
         raise KeyError(f"unknown backend {name!r}; choose from: {', '.join(BACKENDS)}")
-    module, _, attr = BACKENDS[name][0].partition(":")
+    module, _, attr = BACKENDS[name].target.partition(":")
     return getattr(import_module(module), attr)
