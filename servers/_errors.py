@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from servers.http import Request
+    from servers._messages import Request
 
 
 class ProtocolError(Exception):

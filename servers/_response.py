@@ -8,24 +8,16 @@ written separately, with Nagle on, the body waits for the client's delayed ACK (
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 from email.utils import formatdate
 from http import HTTPStatus
 from typing import TYPE_CHECKING
+
+from servers._messages import Response
 
 if TYPE_CHECKING:
     from servers._errors import ProtocolError
 
 SERVER_NAME = b"concurbench"
-TEXT_PLAIN = "text/plain; charset=utf-8"
-
-
-@dataclass(frozen=True, slots=True)
-class Response:
-    status: int
-    body: bytes = b""
-    content_type: str = TEXT_PLAIN
-    headers: tuple[tuple[str, str], ...] = ()
 
 
 # The interim answer to "Expect: 100-continue": send the body now (RFC 9110 10.1.1).

@@ -9,12 +9,14 @@ returns every complete request, pipelined ones included.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
 from servers._body import BODY_READERS, BodyReader, is_digits
 from servers._errors import ProtocolError
-from servers._response import CONTINUE, Response, build_response, error_response
+from servers._grammar import (FIELD, FIELD_OWS, HOSTS_SEEN, METHODS, REQUEST_LINE, expects_continue, has_token,
+                              other_form, valid_host)
+from servers._messages import Headers, Request, Response
+from servers._response import CONTINUE, build_response, error_response
 
 __all__ = [
     "CONTINUE",
@@ -52,82 +54,6 @@ class Limits:
     max_body: int = MAX_BODY  # -> 413
 
 
-class Headers:
-    """Header fields in their original order and case, with case-insensitive lookup."""
-
-    __slots__ = ("_fields", "_index")
-
-    def __init__(self, fields: list[tuple[bytes, bytes]], index: dict[bytes, bytes]) -> None:
-        self._fields = fields
-        self._index = index  # lowercased name -> value (repeats joined with ", ")
-
-    @classmethod
-    def from_fields(cls, fields: list[tuple[bytes, bytes]]) -> Headers:
-        index: dict[bytes, bytes] = {}
-        for name, value in fields:
-            key = name.lower()
-            index[key] = index[key] + b", " + value if key in index else value
-        return cls(fields, index)
-
-    def get(self, name: str | bytes, default: bytes | None = None) -> bytes | None:
-        key = name.encode("latin-1") if isinstance(name, str) else name
-        return self._index.get(key.lower(), default)
-
-    def __contains__(self, name: object) -> bool:
-        if isinstance(name, str):
-            name = name.encode("latin-1")
-        return isinstance(name, bytes) and name.lower() in self._index
-
-    def __iter__(self):  # type: ignore[no-untyped-def]
-        return iter(self._fields)
-
-    def __len__(self) -> int:
-        return len(self._fields)
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Headers) and self._fields == other._fields
-
-    def __repr__(self) -> str:
-        return f"Headers({self._fields!r})"
-
-
-@dataclass(slots=True)
-class Request:
-    method: str
-    target: str
-    path: str
-    query: str
-    version: str
-    headers: Headers
-    body: bytes
-    keep_alive: bool
-
-
-_TOKEN = rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+"
-# method SP request-target SP HTTP-version; the target is visible ASCII only.
-_REQUEST_LINE = re.compile(rb"(" + _TOKEN + rb") ([!-~]+) HTTP/([0-9])\.([0-9])")
-# One field line, anchored on the CRLF before it: a token, a colon, then a value of VCHAR,
-# obs-text, SP and HTAB (no CTLs). A line this does not match (obs-fold, space before the
-# colon, a control byte, a bare CR or LF) makes the match count come up short.
-# The fast pattern refuses trailing OWS with a one-byte lookbehind; the rare line that has
-# some is re-read by the slower pattern, which strips it (OWS is not part of the value).
-_FIELD = re.compile(rb"\r\n(" + _TOKEN + rb"):[ \t]*([\t -~\x80-\xff]*)(?<![ \t])(?=\r\n)")
-_FIELD_OWS = re.compile(rb"\r\n(" + _TOKEN + rb"):[ \t]*([\t -~\x80-\xff]*?)[ \t]*(?=\r\n)")
-# The usual methods, decoded once.
-_METHODS = {m.encode(): m for m in ("GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH")}
-# Host = uri-host [ ":" port ] (RFC 9110 7.2, RFC 3986 3.2.2): an IP literal in brackets, or
-# a reg-name / IPv4 of unreserved, pct-encoded and sub-delims characters. No whitespace,
-# no "@" (userinfo), no "/": a repeated Host, joined with ", ", fails here too.
-_HOST = re.compile(
-    rb"(?:\[(?:[0-9A-Fa-f:.]+|[vV][0-9A-Fa-f]+\.[A-Za-z0-9\-._~!$&'()*+,;=:]+)\]"
-    rb"|(?:[A-Za-z0-9\-._~!$&'()*+,;=]|%[0-9A-Fa-f]{2})*)(?::[0-9]*)?"
-)
-# Hosts already checked: clients repeat one Host on every request, so the common case is a
-# set lookup. Bounded, so a client cannot grow it with distinct values.
-_HOSTS_SEEN: set[bytes] = set()
-MAX_HOSTS_SEEN = 64
-# absolute-form (RFC 9112 3.2.2): scheme "://" authority, then the path and query, if any.
-_ABSOLUTE_FORM = re.compile(r"[Hh][Tt][Tt][Pp][Ss]?://([^/?#]*)([^#]*)")
 _CRLF = b"\r\n"
 _END_OF_HEAD = b"\r\n\r\n"
 
@@ -209,6 +135,27 @@ class RequestParser:
             self._scan_from = 0
         return out
 
+    def parse(self, data: bytes) -> list[Request | ProtocolError]:
+        """What a server answers, in order: requests, with a ProtocolError where one
+        occurred (last, if it closes the connection).
+
+        The common case is one call to feed(); a recoverable error (a missing Host on a
+        request with no body) is followed by whatever else was pipelined behind it.
+        """
+        try:
+            return self.feed(data)  # type: ignore[return-value]
+        except ProtocolError as error:
+            items: list[Request | ProtocolError] = [*error.requests, error]
+            while not error.close:
+                try:
+                    items.extend(self.feed(b""))
+                    break
+                except ProtocolError as next_error:
+                    items.extend(next_error.requests)
+                    items.append(next_error)
+                    error = next_error
+            return items
+
     def _keep(self, data: bytes, pos: int) -> None:
         if pos < len(data):
             rest = data[pos:]
@@ -257,7 +204,7 @@ class RequestParser:
         # arriving: the status must not depend on where recv() cut the bytes.
         if head_end - line_end > limits.max_header_bytes:
             raise ProtocolError(431, "Request header section too large")
-        line = _REQUEST_LINE.fullmatch(data, pos, line_end)
+        line = REQUEST_LINE.fullmatch(data, pos, line_end)
         if line is None:
             raise ProtocolError(400, "Malformed request line")
         method, target, major, minor = line.groups()
@@ -269,9 +216,9 @@ class RequestParser:
             n_fields = data.count(b"\n", line_end, head_end + 2) - 1
             if n_fields > limits.max_header_fields:
                 raise ProtocolError(431, "Too many header fields")
-            fields = _FIELD.findall(data, line_end, start)
+            fields = FIELD.findall(data, line_end, start)
             if len(fields) != n_fields:
-                fields = _FIELD_OWS.findall(data, line_end, start)
+                fields = FIELD_OWS.findall(data, line_end, start)
                 if len(fields) != n_fields:
                     raise ProtocolError(400, "Malformed header field")
             index = {name.lower(): value for name, value in fields}
@@ -287,16 +234,13 @@ class RequestParser:
             if host is None:
                 if http11:
                     raise ProtocolError(400, "Missing Host header", close=kind is not None)
-            elif host not in _HOSTS_SEEN:
-                if _HOST.fullmatch(host) is None:  # RFC 9112 3.2: any request, 1.0 included
-                    raise ProtocolError(400, "Invalid or repeated Host header", close=kind is not None or not http11)
-                if len(_HOSTS_SEEN) < MAX_HOSTS_SEEN:
-                    _HOSTS_SEEN.add(host)
+            elif host not in HOSTS_SEEN and not valid_host(host):  # RFC 9112 3.2: any request, 1.0 too
+                raise ProtocolError(400, "Invalid or repeated Host header", close=kind is not None or not http11)
             target_str = target.decode("ascii")
             if target[0] == 47:  # "/": origin-form, all but every request
                 path, _, query = target_str.partition("?")
             else:
-                path, query = _other_form(target_str, close=kind is not None or not http11)
+                path, query = other_form(target_str, close=kind is not None or not http11)
         except ProtocolError as error:
             error.head = method == b"HEAD"  # the answer to a HEAD has no content, even an error
             raise
@@ -304,11 +248,11 @@ class RequestParser:
         if conn is None:
             keep_alive = http11
         elif http11:
-            keep_alive = b"close" not in conn.lower() or not _has_token(conn, b"close")
+            keep_alive = b"close" not in conn.lower() or not has_token(conn, b"close")
         else:  # HTTP/1.0: only an explicit keep-alive keeps it open, and close still wins
-            keep_alive = _has_token(conn, b"keep-alive") and not _has_token(conn, b"close")
+            keep_alive = has_token(conn, b"keep-alive") and not has_token(conn, b"close")
         request = Request(
-            _METHODS.get(method) or method.decode("ascii"),
+            METHODS.get(method) or method.decode("ascii"),
             target_str,
             path,
             query,
@@ -327,7 +271,7 @@ class RequestParser:
         self._reader = BODY_READERS[kind](length, limits.max_body)
         self._head = request
         self._head_size = start - first
-        if start == len(data) and http11 and _expects_continue(index):  # RFC 9110 10.1.1: 1.0 must be ignored
+        if start == len(data) and http11 and expects_continue(index):  # RFC 9110 10.1.1: 1.0 must be ignored
             self.client_awaits_continue = True
         return start
 
@@ -358,36 +302,3 @@ class RequestParser:
         if length > self.limits.max_body:
             raise ProtocolError(413, "Request body too large")
         return (None, 0) if length == 0 else ("content-length", length)
-
-
-def _other_form(target: str, *, close: bool) -> tuple[str, str]:
-    """(path, query) of a request-target that does not start with "/".
-
-    absolute-form is served by its path: a server MUST accept it (RFC 9112 3.2.2), and its
-    authority stands in for Host, so it must be a valid host too. Anything else
-    (asterisk-form "*", authority-form) keeps the target as its path: no route has one.
-    """
-    match = _ABSOLUTE_FORM.fullmatch(target)
-    if match is None:
-        path, _, query = target.partition("?")
-        return path, query
-    authority, rest = match.groups()
-    # An http(s) URI with an empty host MUST be rejected (RFC 9110 4.2.1 and 4.2.2).
-    if authority[:1] in ("", ":") or _HOST.fullmatch(authority.encode("ascii")) is None:
-        raise ProtocolError(400, "Invalid authority in absolute-form target", close=close)
-    path, _, query = rest.partition("?")
-    return path or "/", query
-
-
-def _expects_continue(index: dict[bytes, bytes]) -> bool:
-    expect = index.get(b"expect")
-    return expect is not None and expect.lower() == b"100-continue"
-
-
-def _has_token(value: bytes, token: bytes) -> bool:
-    """Is `token` one of the comma-separated, case-insensitive tokens in `value`?"""
-    value = value.lower()
-    if value == token:
-        return True
-    return token in value and any(part.strip() == token for part in value.split(b","))
-

@@ -83,7 +83,7 @@ def expected_answers(payload: bytes) -> tuple[list[Expected], bool]:
     parser = RequestParser()
     items: list[Request | ProtocolError] = []
     data = payload
-    while True:  # as servers.backends.base.parse_all: go on after a recoverable error
+    while True:  # as RequestParser.parse: go on after a recoverable error
         try:
             items += parser.feed(data)
             break

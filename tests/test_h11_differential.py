@@ -240,8 +240,8 @@ def _ours(request: Request) -> Message:
 
 
 def our_run(pieces: list[bytes]) -> list[Message | Refusal]:
-    """What our parser makes of the pieces, fed as a backend feeds them (parse_all in
-    servers/backends/base.py): after a refusal that does not close, it goes on."""
+    """What our parser makes of the pieces, fed as a backend feeds them (as RequestParser.parse
+    does): after a refusal that does not close, it goes on."""
     parser = RequestParser()
     out: list[Message | Refusal] = []
     for piece in pieces:

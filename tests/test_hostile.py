@@ -399,7 +399,7 @@ def test_half_closed_client_gets_every_answer_it_asked_for(
 def test_an_app_that_raises_gets_a_500_and_the_connection_lives() -> None:
     """No route raises today (fuzzing found and fixed one that did): the guard is checked on
     the shared Responder with an app that raises, since nothing real can make it raise."""
-    from servers.backends.base import Responder
+    from servers.backends.responder import Responder
     from servers.config import ServerConfig
     from servers.http import RequestParser
 

@@ -15,9 +15,10 @@ import signal
 import socket
 import time
 
-from servers.backends.base import (ACCEPT_RESOURCE_ERRNOS, BACKLOG, OVERLOADED, Responder, StopSignals, announce,
-                                   log_accept_failure, make_listener, tune)
 from servers.backends.events import SWEEP_INTERVAL, EventConnection
+from servers.backends.listener import ACCEPT_RESOURCE_ERRNOS, BACKLOG, announce, log_accept_failure, make_listener, tune
+from servers.backends.responder import OVERLOADED
+from servers.backends.server import BaseServer
 from servers.config import ServerConfig
 
 
@@ -26,19 +27,18 @@ class HttpProtocol(EventConnection, asyncio.Protocol):
         super().__init__(responder=server.responder, config=server.config, signals=server.signals)
         self.server = server
         self.transport: asyncio.Transport | None = None
-        self._paused = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
-        limit = self.config.max_connections
-        if limit is not None and len(self.server.connections) >= limit:
+        if self.server.over_capacity(len(self.server.connections)):
             transport.write(OVERLOADED)  # type: ignore[attr-defined]
             self.closing = True
             self.close()
             return
-        sock = transport.get_extra_info("socket")
-        if sock is not None:
-            tune(sock)
+        if self.server.tune_sockets:
+            sock = transport.get_extra_info("socket")
+            if sock is not None:
+                tune(sock)
         self.server.connections.add(self)
 
     def data_received(self, data: bytes) -> None:
@@ -55,12 +55,10 @@ class HttpProtocol(EventConnection, asyncio.Protocol):
     def pause_writing(self) -> None:
         # The transport's buffer is over its high-water mark: stop reading requests
         # from a client that is not reading its answers.
-        self._paused = True
         if self.transport is not None:
             self.transport.pause_reading()
 
     def resume_writing(self) -> None:
-        self._paused = False
         if self.transport is not None and not self.transport.is_closing():
             self.transport.resume_reading()
 
@@ -87,11 +85,36 @@ class HttpProtocol(EventConnection, asyncio.Protocol):
             self.server.connections.discard(self)
 
 
-class AsyncioServer:
+class _Listener(socket.socket):
+    """Works around CPython gh-151615 (fixed after 3.11-3.13): when accept() fails with
+    EMFILE, asyncio pauses accepting for a second but goes on calling accept() up to
+    `backlog` more times in the same pass, each time logging and scheduling another resume.
+    The accept() right after a resource error says "nothing to accept", which ends the pass;
+    on a Python with the fix, that costs one extra wakeup after the pause."""
+
+    _failed_at = 0.0
+
+    def accept(self):  # type: ignore[no-untyped-def]
+        if self._failed_at and time.monotonic() - self._failed_at < 0.05:
+            self._failed_at = 0.0
+            raise BlockingIOError(errno.EAGAIN, "paused after a resource error")
+        try:
+            return super().accept()
+        except OSError as error:
+            if error.errno in ACCEPT_RESOURCE_ERRNOS:
+                self._failed_at = time.monotonic()
+            raise
+
+
+class AsyncioServer(BaseServer):
+    """serve() is the loop's own: asyncio installs the signal handlers and owns the listener."""
+
+    listener_class = _Listener
+
     def __init__(self, config: ServerConfig) -> None:
-        self.config = config
-        self.signals = StopSignals()
-        self.responder = Responder(config)
+        super().__init__(config)
+        # asyncio's own transport sets TCP_NODELAY on every connection; uvloop's is tuned here.
+        self.tune_sockets = config.loop == "uvloop"
         self.connections: set[HttpProtocol] = set()
         self.loop: asyncio.AbstractEventLoop
         if config.loop == "uvloop":
@@ -124,7 +147,7 @@ class AsyncioServer:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, on_signal)
         loop.set_exception_handler(_one_line_for_accept_errors)
-        listener = make_listener(self.config, _Listener)
+        listener = make_listener(self.config, self.listener_class)
         server = await loop.create_server(lambda: HttpProtocol(self), sock=listener, backlog=self.config.backlog)
         announce(listener)
         sweeper = loop.create_task(self._sweep())
@@ -147,27 +170,6 @@ class AsyncioServer:
             for conn in list(self.connections):
                 conn.check_deadline(now)
             BACKLOG.check()
-
-
-class _Listener(socket.socket):
-    """Works around CPython gh-151615 (fixed after 3.11-3.13): when accept() fails with
-    EMFILE, asyncio pauses accepting for a second but goes on calling accept() up to
-    `backlog` more times in the same pass, each time logging and scheduling another resume.
-    The accept() right after a resource error says "nothing to accept", which ends the pass;
-    on a Python with the fix, that costs one extra wakeup after the pause."""
-
-    _failed_at = 0.0
-
-    def accept(self):  # type: ignore[no-untyped-def]
-        if self._failed_at and time.monotonic() - self._failed_at < 0.05:
-            self._failed_at = 0.0
-            raise BlockingIOError(errno.EAGAIN, "paused after a resource error")
-        try:
-            return super().accept()
-        except OSError as error:
-            if error.errno in ACCEPT_RESOURCE_ERRNOS:
-                self._failed_at = time.monotonic()
-            raise
 
 
 def _one_line_for_accept_errors(loop: asyncio.AbstractEventLoop, context: dict) -> None:

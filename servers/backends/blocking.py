@@ -10,7 +10,8 @@ import socket
 import struct
 import time
 
-from servers.backends.base import Responder, StopSignals, parse_all
+from servers.backends.responder import Responder
+from servers.backends.signals import StopSignals
 from servers.config import ServerConfig
 from servers.http import CONTINUE, ProtocolError, RequestParser, error_response
 
@@ -97,7 +98,7 @@ class BlockingConnection:
                 if not fresh:
                     deadline = time.monotonic() + config.request_timeout
                 fresh = False
-            items = parse_all(parser, data)
+            items = parser.parse(data)
             if not items:
                 if parser.client_awaits_continue:
                     parser.client_awaits_continue = False
@@ -121,9 +122,7 @@ class BlockingConnection:
                 parser.client_awaits_continue = False
                 sock.sendall(CONTINUE)
             if parser.buffered == 0:
-                idle = True
-                fresh = False
-                deadline = time.monotonic() + config.keepalive_timeout
+                idle = True  # the keep-alive timeout applies until the next request's first byte
 
     def _timed_out(self, parser: RequestParser, idle: bool) -> None:
         """408 if part of a request arrived; a connection that sent nothing just closes."""

@@ -12,7 +12,8 @@ from __future__ import annotations
 import time
 from collections import deque
 
-from servers.backends.base import Responder, StopSignals, parse_all
+from servers.backends.responder import Responder
+from servers.backends.signals import StopSignals
 from servers.config import ServerConfig
 from servers.http import CONTINUE, ProtocolError, Request, RequestParser, error_response
 
@@ -69,7 +70,7 @@ class EventConnection:
             if not self.fresh:
                 self.deadline = time.monotonic() + self.config.request_timeout
             self.fresh = False
-        items = parse_all(self.parser, data)
+        items = self.parser.parse(data)
         if items:
             self.queue.extend(items)
             if not self.waiting:

@@ -16,44 +16,45 @@ import socket
 import sys
 import time
 
-from servers.backends.base import Stop, accept_or_backoff, announce, log, make_listener, refuse
-from servers.backends.iterative import IterativeServer, serve_one_at_a_time
-from servers.backends.blocking import BlockingConnection
+from servers.backends.log import log
+from servers.backends.responder import refuse
+from servers.backends.server import BlockingServer
+from servers.backends.signals import Stop
 from servers.config import ServerConfig
 
-FORK_RETRY = 0.1  # fork() failing with EAGAIN (process limit): wait this long, then retry
-POLL = 0.01  # the parent's wait for a free child slot; a short sleep cannot miss a SIGCHLD
 # Blocked around fork() and the bookkeeping after it, so a child that exits at once is
 # never reaped before it is recorded, and a stop never leaves a child unrecorded.
 _FORK_MASK = {signal.SIGCHLD, signal.SIGTERM, signal.SIGINT}
 
 
-class ForkingServer(IterativeServer):
+class ForkingServer(BlockingServer):
+    fork_retry = 0.1  # fork() failing with EAGAIN (process limit): wait this long, then retry
+    slot_poll = 0.01  # the wait for a free child slot; a short sleep cannot miss a SIGCHLD
+    worker_check = 0.5  # how often the pre-fork parent looks for a dead worker to replace
+
     def __init__(self, config: ServerConfig) -> None:
         super().__init__(config)
         self.children: set[int] = set()
-
-    def serve(self) -> None:
         self._parent = os.getpid()
-        listener = make_listener(self.config)
-        self.signals.on_stop = self._parent_stop
-        self.signals.install()
-        signal.signal(signal.SIGCHLD, self._reap)
-        announce(listener)
-        try:
-            if self.config.workers:
-                self._prefork(listener)
-            else:
-                self._fork_per_connection(listener)
-        except Stop:
-            pass
-        finally:
-            self.signals.on_stop = None
-            listener.close()
-            self.server_close()
 
-    def _parent_stop(self) -> None:
-        raise Stop  # the parent only waits: in accept(), waitpid() or pause()
+    def server_activate(self) -> None:
+        self._parent = os.getpid()
+        signal.signal(signal.SIGCHLD, self._reap)
+
+    def serve_forever(self, listener: socket.socket) -> None:
+        if self.config.workers:
+            self._prefork(listener)
+        else:
+            self.accept_loop(listener, lambda conn: self.process_request(conn, listener))
+
+    def service_actions(self) -> None:
+        # --max-connections refuses past its limit; without it, connections past
+        # --max-children wait in the backlog until a child exits.
+        while self.config.max_connections is None and len(self.children) >= self.config.max_children:
+            self.signals.sleep(self.slot_poll)  # SIGCHLD reaps; SIGTERM raises Stop out of the sleep
+
+    def active_connections(self) -> int:
+        return len(self.children)
 
     def _reap(self, signum: int = 0, frame: object = None) -> None:
         """SIGCHLD: collect every exited child, so none lingers as a zombie."""
@@ -67,43 +68,27 @@ class ForkingServer(IterativeServer):
                 return
             self.children.discard(pid)
 
-    def _fork_per_connection(self, listener: socket.socket) -> None:
-        limit = self.config.max_connections
-        while not self.signals.stopping:
-            # --max-connections refuses past its limit; without it, connections past
-            # --max-children wait in the backlog until a child exits.
-            while limit is None and len(self.children) >= self.config.max_children:
-                self.signals.sleep(POLL)  # SIGCHLD reaps; SIGTERM raises Stop out of the sleep
-            conn = accept_or_backoff(listener, self.signals)
-            if conn is None:
-                continue
-            if limit is not None and len(self.children) >= limit:
-                refuse(conn)
-                continue
-            self.process_request(conn, listener)
-
-    def process_request(self, conn: socket.socket, listener: socket.socket) -> None:
+    def process_request(self, conn: socket.socket, listener: socket.socket) -> None:  # type: ignore[override]
         """The concurrency model in one place: fork, and let the child serve."""
         pid = self._fork()
         if pid == 0:
             listener.close()
             self._become_child()
-            self._current = BlockingConnection(conn, responder=self.responder, config=self.config,
-                                               signals=self.signals)
-            _child_main(self._current.serve)
+            _child_main(lambda: self.serve_here(conn))
         if pid < 0:
             refuse(conn)  # no process to serve it: a 503 the client can read beats a reset
         else:
             conn.close()
 
     def _prefork(self, listener: socket.socket) -> None:
+        """--workers N: N children, each an iterative server on the shared listener."""
         workers = self.config.workers or 1
         while not self.signals.stopping:
             while len(self.children) < workers and not self.signals.stopping:
                 if self._fork() == 0:
                     self._become_child()
-                    _child_main(lambda: serve_one_at_a_time(listener, self))
-            self.signals.sleep(0.5)  # SIGCHLD reaps a dead worker; the next pass re-forks it
+                    _child_main(lambda: self.accept_loop(listener, self.serve_here))
+            self.signals.sleep(self.worker_check)  # SIGCHLD reaps a dead worker; the next pass re-forks it
 
     def _fork(self) -> int:
         """fork() and record the child; -1 after logging and backing off if refused (EAGAIN).
@@ -115,8 +100,9 @@ class ForkingServer(IterativeServer):
             pid = os.fork()
         except OSError as error:
             signal.pthread_sigmask(signal.SIG_UNBLOCK, _FORK_MASK)
-            log(f"fork failed ({error.strerror}); a connection waiting for it gets a 503; next fork in {FORK_RETRY}s")
-            time.sleep(FORK_RETRY)
+            log(f"fork failed ({error.strerror}); a connection waiting for it gets a 503; "
+                f"next fork in {self.fork_retry}s")
+            time.sleep(self.fork_retry)
             return -1
         if pid:
             self.children.add(pid)
@@ -127,7 +113,7 @@ class ForkingServer(IterativeServer):
         _die_with_parent(self._parent)
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
         self.children = set()
-        self.signals.on_stop = self._on_stop  # the iterative rule: finish a busy request
+        self.signals.on_stop = self.stop_unless_busy  # a child serves: a busy request finishes
         self.signals.install()  # its own wake-up pair: the parent's is not this child's to drain
         signal.pthread_sigmask(signal.SIG_UNBLOCK, _FORK_MASK)
 

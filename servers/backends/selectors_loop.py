@@ -14,13 +14,14 @@ import selectors
 import socket
 import time
 
-from servers.backends.base import (ACCEPT_BACKOFF, ACCEPT_RESOURCE_ERRNOS, BACKLOG, Responder, StopSignals, announce, drain,
-                                   log_accept_failure, make_listener, refuse, tune)
 from servers.backends.events import MAX_PENDING_OUTPUT, SWEEP_INTERVAL, EventConnection
+from servers.backends.listener import ACCEPT_BACKOFF, ACCEPT_RESOURCE_ERRNOS, BACKLOG, log_accept_failure, tune
+from servers.backends.responder import refuse
+from servers.backends.server import BaseServer
+from servers.backends.signals import drain
 from servers.config import ServerConfig
 
 RECV_SIZE = 64 * 1024
-ACCEPTS_PER_WAKEUP = 64  # drain a burst of connects without starving established clients
 
 
 class SelectorConnection(EventConnection):
@@ -110,11 +111,11 @@ class SelectorConnection(EventConnection):
         self.sock.close()
 
 
-class SelectorsServer:
+class SelectorsServer(BaseServer):
+    accepts_per_wakeup = 64  # drain a burst of connects without starving established clients
+
     def __init__(self, config: ServerConfig) -> None:
-        self.config = config
-        self.signals = StopSignals()
-        self.responder = Responder(config)
+        super().__init__(config)
         self.selector = selectors.DefaultSelector()
         self.connections: set[SelectorConnection] = set()
         self._timers: list[tuple[float, int, object, tuple]] = []
@@ -131,26 +132,21 @@ class SelectorsServer:
         except (KeyError, ValueError):
             pass
 
-    def serve(self) -> None:
-        listener = self._listener = make_listener(self.config)
+    def serve_forever(self, listener: socket.socket) -> None:
         # A signal handler cannot interrupt select() (PEP 475 retries it), so the handler's
         # byte on the signals' wake-up socket wakes the loop instead.
-        self.signals.install()
+        self._listener = listener
         wake_r = self.signals.wakeup
         assert wake_r is not None
         self.selector.register(listener, selectors.EVENT_READ, "listener")
         self.selector.register(wake_r, selectors.EVENT_READ, "wakeup")
         self.call_later(SWEEP_INTERVAL, self._sweep)
-        announce(listener)
-        try:
-            self._run(wake_r)
-        finally:
-            self.signals.close()
-            for conn in list(self.connections):
-                conn.abort()
-            if self._listener is not None:
-                self._listener.close()
-            self.selector.close()
+        self._run(wake_r)
+
+    def server_close(self) -> None:
+        for conn in list(self.connections):
+            conn.abort()
+        self.selector.close()
 
     def _run(self, wake_r: socket.socket) -> None:
         select = self.selector.select
@@ -186,7 +182,7 @@ class SelectorsServer:
     def _accept(self) -> None:
         listener = self._listener
         assert listener is not None
-        for _ in range(ACCEPTS_PER_WAKEUP):
+        for _ in range(self.accepts_per_wakeup):
             try:
                 sock, _ = listener.accept()
             except (BlockingIOError, InterruptedError):
@@ -199,8 +195,7 @@ class SelectorsServer:
                     self.selector.unregister(listener)
                     self.call_later(ACCEPT_BACKOFF, self._resume_accepting)
                 return
-            limit = self.config.max_connections
-            if limit is not None and len(self.connections) >= limit:
+            if self.over_capacity(len(self.connections)):
                 refuse(sock)
                 continue
             sock.setblocking(False)

@@ -12,52 +12,32 @@ import socket
 import threading
 import time
 
-from servers.backends.base import (Responder, Stop, StopSignals, accept_or_backoff, announce, make_listener, refuse,
-                                   start_thread)
 from servers.backends.blocking import BlockingConnection
+from servers.backends.server import BlockingServer
+from servers.backends.signals import start_thread
 from servers.config import ServerConfig
 
 
-class ThreadedServer:
+class ThreadedServer(BlockingServer):
     daemon_threads = True  # a thread stuck past the shutdown grace must not keep the process alive
 
     def __init__(self, config: ServerConfig) -> None:
-        self.config = config
-        self.signals = StopSignals()
-        self.responder = Responder(config)
+        super().__init__(config)
         self._lock = threading.Lock()
         self._connections: set[BlockingConnection] = set()  # being served now
         self._queue: queue.Queue[socket.socket | None] = queue.Queue()  # pool mode only
         self._threads: set[threading.Thread] = set()  # running; each removes itself when done
 
-    def _on_stop(self) -> None:
-        raise Stop  # the main thread only ever waits in accept()
-
-    def serve(self) -> None:
-        listener = make_listener(self.config)
-        self.signals.on_stop = self._on_stop
-        self.signals.install()
+    def server_activate(self) -> None:
         for _ in range(self.config.threads or 0):
             self._start(self._pool_worker)
-        announce(listener)
-        try:
-            while not self.signals.stopping:
-                conn = accept_or_backoff(listener, self.signals)
-                if conn is not None:
-                    self.process_request(conn)
-        except Stop:
-            pass
-        finally:
-            self.signals.on_stop = None
-            listener.close()
-            self.server_close()
+
+    def active_connections(self) -> int:
+        return len(self._connections) + self._queue.qsize()
 
     def process_request(self, conn: socket.socket) -> None:
         """The concurrency model in one place: hand the connection to a thread."""
-        limit = self.config.max_connections
-        if limit is not None and len(self._connections) + self._queue.qsize() >= limit:
-            refuse(conn)
-        elif self.config.threads:
+        if self.config.threads:
             self._queue.put(conn)
         else:
             self._start(self._serve_one, conn)
@@ -110,4 +90,3 @@ class ThreadedServer:
             threads = list(self._threads)
         for thread in threads:
             thread.join(timeout=max(0.0, deadline - time.monotonic()))
-

@@ -1,0 +1,71 @@
+"""The messages: a request's header fields, a parsed request, a response to build.
+
+Plain data with no behaviour beyond lookup, and no imports from the package, so the
+parser, the builder, the error type and the app all depend on this module and it on none
+of them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+TEXT_PLAIN = "text/plain; charset=utf-8"
+
+
+class Headers:
+    """Header fields in their original order and case, with case-insensitive lookup."""
+
+    __slots__ = ("_fields", "_index")
+
+    def __init__(self, fields: list[tuple[bytes, bytes]], index: dict[bytes, bytes]) -> None:
+        self._fields = fields
+        self._index = index  # lowercased name -> value (repeats joined with ", ")
+
+    @classmethod
+    def from_fields(cls, fields: list[tuple[bytes, bytes]]) -> Headers:
+        index: dict[bytes, bytes] = {}
+        for name, value in fields:
+            key = name.lower()
+            index[key] = index[key] + b", " + value if key in index else value
+        return cls(fields, index)
+
+    def get(self, name: str | bytes, default: bytes | None = None) -> bytes | None:
+        key = name.encode("latin-1") if isinstance(name, str) else name
+        return self._index.get(key.lower(), default)
+
+    def __contains__(self, name: object) -> bool:
+        if isinstance(name, str):
+            name = name.encode("latin-1")
+        return isinstance(name, bytes) and name.lower() in self._index
+
+    def __iter__(self):  # type: ignore[no-untyped-def]
+        return iter(self._fields)
+
+    def __len__(self) -> int:
+        return len(self._fields)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Headers) and self._fields == other._fields
+
+    def __repr__(self) -> str:
+        return f"Headers({self._fields!r})"
+
+
+@dataclass(slots=True)
+class Request:
+    method: str
+    target: str
+    path: str
+    query: str
+    version: str
+    headers: Headers
+    body: bytes
+    keep_alive: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Response:
+    status: int
+    body: bytes = b""
+    content_type: str = TEXT_PLAIN
+    headers: tuple[tuple[str, str], ...] = ()

@@ -1,0 +1,162 @@
+"""The listening socket: bind, announce, accept (backing off when out of descriptors), and
+watch the accept queue. Also the descriptor limit, since every connection is one.
+"""
+
+from __future__ import annotations
+
+import errno
+import resource
+import socket
+import struct
+import sys
+import time
+from pathlib import Path
+
+from servers.backends.log import log
+from servers.backends.signals import StopSignals
+from servers.config import ServerConfig
+
+# accept() failing with EMFILE/ENFILE/ENOBUFS/ENOMEM: the listener stays readable, so
+# retrying at once spins the CPU. Back off this long; existing connections keep going.
+ACCEPT_BACKOFF = 0.1
+ACCEPT_RESOURCE_ERRNOS = {errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM}
+# A full listen queue is invisible to accept(): the kernel drops the SYNs (the clients
+# retry after 1 s, 3 s, ...). Look at the queue at most this often, and say so at most once
+# per BACKLOG_LOG_INTERVAL.
+BACKLOG_CHECK_INTERVAL = 0.5
+BACKLOG_LOG_INTERVAL = 5.0
+SOMAXCONN = Path("/proc/sys/net/core/somaxconn")
+
+
+def raise_fd_limit() -> tuple[int, int]:
+    """Soft RLIMIT_NOFILE up to the hard limit (as Go and nginx do): a connection is a
+    descriptor, and the usual soft 1,024 would be hit long before the model's real limits.
+    Returns (soft, hard) after the change; a soft limit that cannot move is left alone."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != soft:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+            soft = hard
+        except (ValueError, OSError):
+            pass
+    return soft, hard
+
+
+class BacklogWatch:
+    """Logs when the listening socket's accept queue is full, from TCP_INFO (Linux):
+    tcpi_unacked is the queue's length and tcpi_sacked its limit on a listener."""
+
+    def __init__(self) -> None:
+        self.listener: socket.socket | None = None
+        self.next_check = self.next_log = 0.0
+        self.full_seen = 0
+
+    def watch(self, listener: socket.socket, backlog: int) -> None:
+        self.listener = listener
+        try:
+            cap = int(SOMAXCONN.read_text())
+        except (OSError, ValueError):
+            return
+        if backlog > cap:
+            log(f"listen backlog {backlog} is capped by the kernel at net.core.somaxconn={cap}")
+
+    def queue(self) -> tuple[int, int] | None:
+        """(connections waiting to be accepted, the queue's limit), or None if unknown."""
+        if self.listener is None or not hasattr(socket, "TCP_INFO"):
+            return None
+        try:
+            info = self.listener.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 32)
+        except OSError:
+            return None
+        return struct.unpack_from("6I", info, 8)[4:6] if len(info) >= 32 else None
+
+    def check(self) -> None:
+        now = time.monotonic()
+        if now < self.next_check:
+            return
+        self.next_check = now + BACKLOG_CHECK_INTERVAL
+        queue = self.queue()
+        if queue is None or queue[0] < queue[1]:  # at the limit, the next SYN is dropped
+            return
+        self.full_seen += 1
+        if now >= self.next_log:
+            self.next_log = now + BACKLOG_LOG_INTERVAL
+            log(f"listen backlog full ({queue[0]} of {queue[1]} waiting to be accepted): the kernel drops new "
+                f"connections and their clients will retry (seen {self.full_seen} times; "
+                f"raise --backlog and net.core.somaxconn, or serve faster)")
+
+
+BACKLOG = BacklogWatch()  # one listener per server process
+
+
+def make_listener(config: ServerConfig, kind: type[socket.socket] = socket.socket) -> socket.socket:
+    """A bound, listening, non-blocking TCP socket with SO_REUSEADDR, so a quick restart
+    can bind; `kind` is the socket class (asyncio's backend needs its own accept()).
+    Non-blocking, because no model may block in accept(): see StopSignals."""
+    family = socket.AF_INET6 if ":" in config.host else socket.AF_INET
+    sock = kind(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((config.host, config.port))
+    sock.listen(config.backlog)
+    sock.setblocking(False)
+    BACKLOG.watch(sock, config.backlog)
+    return sock
+
+
+def announce(sock: socket.socket) -> None:
+    """The one stdout line, flushed: the launcher reads the real port from it."""
+    host, port = sock.getsockname()[:2]
+    if ":" in host:
+        host = f"[{host}]"
+    sys.stdout.write(f"listening on http://{host}:{port}\n")
+    sys.stdout.flush()
+
+
+def tune(conn: socket.socket) -> None:
+    """TCP_NODELAY: a response is one buffer, so waiting to coalesce only adds latency."""
+    try:
+        conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    except OSError:
+        pass  # the peer may already be gone; the first recv or send will say so
+
+
+_accept_failures = {"count": 0, "next_log": 0.0}
+ACCEPT_LOG_INTERVAL = 5.0  # a server out of descriptors fails every back-off: say so once in a while
+
+
+def log_accept_failure(error: OSError, doing: str) -> None:
+    """One line for the first accept() failure, then at most one per ACCEPT_LOG_INTERVAL
+    with the count since: the condition can last, the log must not flood."""
+    _accept_failures["count"] += 1
+    now = time.monotonic()
+    if now >= _accept_failures["next_log"]:
+        count, _accept_failures["count"] = _accept_failures["count"], 0
+        _accept_failures["next_log"] = now + ACCEPT_LOG_INTERVAL
+        times = f" ({count} times since the last report)" if count > 1 else ""
+        log(f"accept failed ({errno.errorcode.get(error.errno, error.errno)}){times}; {doing}")
+
+
+def accept_or_backoff(listener: socket.socket, signals: StopSignals) -> socket.socket | None:
+    """accept() on a non-blocking listener, or None after waiting for one (or a signal),
+    or after backing off when the process is out of descriptors.
+
+    Accepting first costs nothing extra when clients are queued; only an empty queue
+    waits, in `signals.wait_readable`, where a stop signal cannot be missed.
+    """
+    try:
+        conn, _ = listener.accept()
+    except BlockingIOError:
+        signals.wait_readable(listener)
+        return None
+    except OSError as error:
+        if error.errno in ACCEPT_RESOURCE_ERRNOS:
+            log_accept_failure(error, f"backing off {ACCEPT_BACKOFF}s each time")
+            time.sleep(ACCEPT_BACKOFF)
+            return None
+        if error.errno in (errno.ECONNABORTED, errno.EPROTO, errno.EINTR):
+            return None  # the client gave up before we accepted
+        raise
+    # conn is blocking: Linux's accept() does not pass O_NONBLOCK on, nor does Python.
+    tune(conn)
+    BACKLOG.check()
+    return conn
