@@ -24,7 +24,7 @@ from servers.config import ServerConfig
 
 class HttpProtocol(EventConnection, asyncio.Protocol):
     def __init__(self, server: AsyncioServer) -> None:
-        super().__init__(responder=server.responder, config=server.config, signals=server.signals)
+        super().__init__(responder=server.responder, config=server.config, signals=server.signals, clock=server)
         self.server = server
         self.transport: asyncio.Transport | None = None
 
@@ -42,7 +42,12 @@ class HttpProtocol(EventConnection, asyncio.Protocol):
         self.server.connections.add(self)
 
     def data_received(self, data: bytes) -> None:
+        self.server.now = time.monotonic()  # the one clock read of this callback
         self.received(data)
+
+    def _delayed(self, data: bytes, keep_alive: bool) -> None:
+        self.server.now = time.monotonic()
+        super()._delayed(data, keep_alive)
 
     def eof_received(self) -> bool:
         self.peer_closed()  # a half-close: answer what it sent (a delayed one too), then close
@@ -116,6 +121,7 @@ class AsyncioServer(BaseServer):
         # asyncio's own transport sets TCP_NODELAY on every connection; uvloop's is tuned here.
         self.tune_sockets = config.loop == "uvloop"
         self.connections: set[HttpProtocol] = set()
+        self.now = time.monotonic()  # the clock for deadlines: read once per callback
         self.loop: asyncio.AbstractEventLoop
         if config.loop == "uvloop":
             try:
@@ -166,7 +172,7 @@ class AsyncioServer(BaseServer):
     async def _sweep(self) -> None:
         while True:
             await asyncio.sleep(SWEEP_INTERVAL)
-            now = time.monotonic()
+            self.now = now = time.monotonic()
             for conn in list(self.connections):
                 conn.check_deadline(now)
             BACKLOG.check()

@@ -9,8 +9,8 @@ that drives them.
 
 from __future__ import annotations
 
-import time
 from collections import deque
+from typing import Protocol
 
 from servers.backends.responder import Responder
 from servers.backends.signals import StopSignals
@@ -25,10 +25,18 @@ SWEEP_INTERVAL = 0.25
 MAX_PENDING_OUTPUT = 1024 * 1024
 
 
+class Clock(Protocol):
+    """The loop's time, read once per pass of the loop (or per callback), not per request:
+    deadlines are seconds long and checked by a quarter-second sweep."""
+
+    now: float
+
+
 class EventConnection:
     """Requests in, answers out, in order; subclasses supply the I/O primitives."""
 
-    def __init__(self, *, responder: Responder, config: ServerConfig, signals: StopSignals) -> None:
+    def __init__(self, *, responder: Responder, config: ServerConfig, signals: StopSignals, clock: Clock) -> None:
+        self.clock = clock
         self.responder = responder
         self.config = config
         self.signals = signals
@@ -40,7 +48,7 @@ class EventConnection:
         self.eof = False  # the client half-closed: answer what it sent, then close
         self.idle = True  # no part of a request received since the last answer
         self.fresh = True  # nothing received at all yet: the deadline counts from accept
-        self.deadline = time.monotonic() + config.request_timeout
+        self.deadline = clock.now + config.request_timeout
 
     # -- primitives each event backend implements --------------------------------------
     def write(self, data: bytes) -> None:
@@ -68,7 +76,7 @@ class EventConnection:
         if self.idle:
             self.idle = False
             if not self.fresh:
-                self.deadline = time.monotonic() + self.config.request_timeout
+                self.deadline = self.clock.now + self.config.request_timeout
             self.fresh = False
         items = self.parser.parse(data)
         if items:
@@ -113,7 +121,7 @@ class EventConnection:
                 self.close()
         elif not self.waiting and not queue and self.parser.buffered == 0:
             self.idle = True
-            self.deadline = time.monotonic() + self.config.keepalive_timeout
+            self.deadline = self.clock.now + self.config.keepalive_timeout
 
     def peer_closed(self) -> None:
         """EOF from the client: it will send nothing more, but may still read. Requests it

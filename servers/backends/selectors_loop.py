@@ -26,7 +26,7 @@ RECV_SIZE = 64 * 1024
 
 class SelectorConnection(EventConnection):
     def __init__(self, sock: socket.socket, loop: SelectorsServer) -> None:
-        super().__init__(responder=loop.responder, config=loop.config, signals=loop.signals)
+        super().__init__(responder=loop.responder, config=loop.config, signals=loop.signals, clock=loop)
         self.sock = sock
         self.loop = loop
         self.out = bytearray()  # what send() has not taken yet
@@ -72,13 +72,20 @@ class SelectorConnection(EventConnection):
             self.abort()
             return
         del self.out[:sent]
-        self.deadline = time.monotonic() + self.config.request_timeout  # progress was made
+        self.deadline = self.clock.now + self.config.request_timeout  # progress was made
         if self.out:
             return
         if self.closing and not self.waiting:
             self.abort()
         else:
             self._want(0 if self.eof else selectors.EVENT_READ)
+
+    def on_event(self, mask: int) -> None:
+        """The selector key's data: the loop calls this, with no lookup, for each event."""
+        if mask & selectors.EVENT_WRITE:
+            self.on_writable()
+        if mask & selectors.EVENT_READ and not self.closed:
+            self.on_readable()
 
     def _want(self, mask: int) -> None:
         """Watch for these events; 0 (a half-closed client waiting on a timer): none."""
@@ -87,9 +94,9 @@ class SelectorConnection(EventConnection):
             if not mask:
                 selector.unregister(self.sock)
             elif not self.mask:
-                selector.register(self.sock, mask, self)
+                selector.register(self.sock, mask, self.on_event)
             else:
-                selector.modify(self.sock, mask, self)
+                selector.modify(self.sock, mask, self.on_event)
             self.mask = mask
 
     def call_later(self, delay: float, callback, *args) -> None:  # type: ignore[no-untyped-def]
@@ -121,9 +128,10 @@ class SelectorsServer(BaseServer):
         self._timers: list[tuple[float, int, object, tuple]] = []
         self._seq = itertools.count()
         self._listener: socket.socket | None = None
+        self.now = time.monotonic()  # read once per pass of the loop, after select()
 
     def call_later(self, delay: float, callback, *args) -> None:  # type: ignore[no-untyped-def]
-        heapq.heappush(self._timers, (time.monotonic() + delay, next(self._seq), callback, args))
+        heapq.heappush(self._timers, (self.now + delay, next(self._seq), callback, args))
 
     def forget(self, conn: SelectorConnection) -> None:
         self.connections.discard(conn)
@@ -138,45 +146,36 @@ class SelectorsServer(BaseServer):
         self._listener = listener
         wake_r = self.signals.wakeup
         assert wake_r is not None
-        self.selector.register(listener, selectors.EVENT_READ, "listener")
-        self.selector.register(wake_r, selectors.EVENT_READ, "wakeup")
+        self.selector.register(listener, selectors.EVENT_READ, lambda mask: self._accept())
+        self.selector.register(wake_r, selectors.EVENT_READ, lambda mask: drain(wake_r))
         self.call_later(SWEEP_INTERVAL, self._sweep)
-        self._run(wake_r)
+        self._run()
 
     def server_close(self) -> None:
         for conn in list(self.connections):
             conn.abort()
         self.selector.close()
 
-    def _run(self, wake_r: socket.socket) -> None:
+    def _run(self) -> None:
         select = self.selector.select
-        timers = self._timers
+        timers = self._timers  # never empty: the sweep re-arms itself
+        monotonic = time.monotonic
         stopping_since = None
         while True:
-            timeout = max(0.0, timers[0][0] - time.monotonic()) if timers else None
-            for key, mask in select(timeout):
-                conn = key.data
-                if conn == "listener":
-                    self._accept()
-                elif conn == "wakeup":
-                    drain(wake_r)
-                else:
-                    if mask & selectors.EVENT_WRITE:
-                        conn.on_writable()
-                    if mask & selectors.EVENT_READ and not conn.closed:
-                        conn.on_readable()
-            if timers:
-                now = time.monotonic()
-                while timers and timers[0][0] <= now:
-                    _, _, callback, args = heapq.heappop(timers)
-                    callback(*args)
+            ready = select(max(0.0, timers[0][0] - self.now))
+            self.now = now = monotonic()  # the one clock read of this pass
+            for key, mask in ready:
+                key.data(mask)  # a connection's on_event, the listener's accept, the wake-up's drain
+            while timers and timers[0][0] <= now:
+                _, _, callback, args = heapq.heappop(timers)
+                callback(*args)
             if self.signals.stopping:
                 if stopping_since is None:
-                    stopping_since = time.monotonic()
+                    stopping_since = now
                     self._stop_accepting()
                 for conn in list(self.connections):
                     conn.stop()
-                if not self.connections or time.monotonic() - stopping_since > self.config.shutdown_grace:
+                if not self.connections or now - stopping_since > self.config.shutdown_grace:
                     return
 
     def _accept(self) -> None:
@@ -202,11 +201,11 @@ class SelectorsServer(BaseServer):
             tune(sock)
             conn = SelectorConnection(sock, self)
             self.connections.add(conn)
-            self.selector.register(sock, selectors.EVENT_READ, conn)
+            self.selector.register(sock, selectors.EVENT_READ, conn.on_event)
 
     def _resume_accepting(self) -> None:
         if self._listener is not None and not self.signals.stopping:
-            self.selector.register(self._listener, selectors.EVENT_READ, "listener")
+            self.selector.register(self._listener, selectors.EVENT_READ, lambda mask: self._accept())
 
     def _stop_accepting(self) -> None:
         if self._listener is not None:
@@ -218,7 +217,7 @@ class SelectorsServer(BaseServer):
             self._listener = None
 
     def _sweep(self) -> None:
-        now = time.monotonic()
+        now = self.now
         for conn in list(self.connections):
             conn.check_deadline(now)
         BACKLOG.check()
