@@ -29,45 +29,47 @@ _CONTENT_TYPES: dict[str, bytes] = {}
 MAX_CACHED_CONTENT_TYPES = 64
 
 
-class _DateCache:
-    """The Date header changes once a second; formatting it per response is waste."""
+_date = {"second": -1, "line": b""}
 
-    second = -1
-    line = b""
 
-    @classmethod
-    def get(cls) -> bytes:
-        now = int(time.time())
-        if now != cls.second:  # a benign race between threads: both write the same value
-            cls.line = b"Date: " + formatdate(now, usegmt=True).encode() + b"\r\nServer: " + SERVER_NAME + b"\r\n"
-            cls.second = now
-        return cls.line
+def _date_line() -> bytes:
+    """The Date and Server lines. Date changes once a second; formatting it per response is
+    waste. (A benign race between threads: both write the same value.)"""
+    now = int(time.time())
+    if now != _date["second"]:
+        _date["line"] = b"Date: " + formatdate(now, usegmt=True).encode() + b"\r\nServer: " + SERVER_NAME + b"\r\n"
+        _date["second"] = now
+    return _date["line"]
+
+
+def _content_type_line(content_type: str) -> bytes:
+    line = f"Content-Type: {content_type}\r\n".encode("latin-1")
+    if len(_CONTENT_TYPES) < MAX_CACHED_CONTENT_TYPES:
+        _CONTENT_TYPES[content_type] = line
+    return line
+
+
+# The line(s) that end a head, by (keep_alive, http10): HTTP/1.1 keeps the connection by
+# default; an HTTP/1.0 client assumes the server closes unless told otherwise (RFC 9112
+# 9.3, RFC 7230 A.1.2).
+_END = {
+    (True, False): b"\r\n",
+    (True, True): b"Connection: keep-alive\r\n\r\n",
+    (False, False): b"Connection: close\r\n\r\n",
+    (False, True): b"Connection: close\r\n\r\n",
+}
 
 
 def build_response(response: Response, *, keep_alive: bool = True, head: bool = False, http10: bool = False) -> bytes:
-    """Serialize `response` to one buffer; for HEAD, the headers only.
-
-    An HTTP/1.0 client assumes the server closes unless told otherwise, so keeping its
-    connection open must be said (RFC 9112 9.3, RFC 7230 A.1.2); HTTP/1.1's default is to keep it.
-    """
+    """Serialize `response` to one buffer; for HEAD, the headers only."""
     status_line = _STATUS_LINES.get(response.status) or f"HTTP/1.1 {response.status} Unknown\r\n".encode()
-    content_type = _CONTENT_TYPES.get(response.content_type)
-    if content_type is None:
-        content_type = f"Content-Type: {response.content_type}\r\n".encode("latin-1")
-        if len(_CONTENT_TYPES) < MAX_CACHED_CONTENT_TYPES:
-            _CONTENT_TYPES[response.content_type] = content_type
+    content_type = _CONTENT_TYPES.get(response.content_type) or _content_type_line(response.content_type)
     body = response.body
-    parts = [status_line, _DateCache.get(), content_type, b"Content-Length: %d\r\n" % len(body)]
-    for name, value in response.headers:
-        parts.append(f"{name}: {value}\r\n".encode("latin-1"))
-    if not keep_alive:
-        parts.append(b"Connection: close\r\n")
-    elif http10:
-        parts.append(b"Connection: keep-alive\r\n")
-    parts.append(b"\r\n")
-    if not head and body:
-        parts.append(body)
-    return b"".join(parts)
+    end = _END[keep_alive, http10]
+    if response.headers:
+        end = b"".join(f"{name}: {value}\r\n".encode("latin-1") for name, value in response.headers) + end
+    return b"".join((status_line, _date_line(), content_type, b"Content-Length: %d\r\n" % len(body), end,
+                     b"" if head else body))
 
 
 def error_response(error: ProtocolError) -> bytes:
