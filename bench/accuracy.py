@@ -24,8 +24,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from harness.drivers.spec import DriverResult, DriverSpec, RequestSpec  # noqa: E402
-from harness.launcher import default_pinning, launch_backend  # noqa: E402
-from harness.driver_process import DriverProcess  # noqa: E402
+from harness.run.backend import default_pinning, launch_backend  # noqa: E402
+from harness.run.driver import DriverProcess  # noqa: E402
 
 _UNITS = {"us": 1.0, "ms": 1000.0, "s": 1_000_000.0}
 

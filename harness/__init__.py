@@ -1,1 +1,2 @@
-"""The load side of concurbench: scenarios, launcher, drivers, metrics, results, reports."""
+"""The load side of concurbench, one package per stage: scenario -> run -> results -> charts,
+with drivers/ running in processes of their own."""

@@ -7,7 +7,6 @@ with gevent). Load comes from driver processes; servers run in their own process
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
@@ -131,7 +130,7 @@ def cmd_list() -> int:
     print("backends:")
     for line in list_backends().splitlines():
         print(f"  {line}")
-    from harness.peers import PEERS, available
+    from harness.run.backend import PEERS, available
 
     print("\nready-made peers (external servers serving the same app):")
     for name, peer in PEERS.items():
@@ -149,94 +148,27 @@ def cmd_list() -> int:
     return 0
 
 
-def parse_backends(text: str, scenario_backends: tuple[tuple[str, str], ...] = ()) -> dict[str, str]:
-    """--backend as {display name: launch target}: ours by name, a ready-made peer, a
-    scenario's [backends] entry, or a literal cmd:COMMAND (which may contain commas)."""
-    from harness.peers import PEERS, available, peer_command
-
-    if text == "all":
-        return {name: name for name in BACKENDS}
-    if text.startswith("cmd:"):
-        return {text: text}
-    named = dict(scenario_backends)
-    chosen: dict[str, str] = {}
-    for name in (part.strip() for part in text.split(",")):
-        if not name:
-            continue
-        if name == "all":
-            chosen.update({ours: ours for ours in BACKENDS})
-        elif name in BACKENDS:
-            chosen[name] = name
-        elif name in named:
-            chosen[name] = "cmd:" + named[name]
-        elif name in PEERS:
-            if not available(name):
-                raise ValueError(f"backend {name!r} needs {PEERS[name].needs}, which is not installed: "
-                                 "pip install 'concurbench[peers]'")
-            chosen[name] = peer_command(name)
-        else:
-            choices = [*BACKENDS, *PEERS, *named]
-            raise ValueError(f"unknown backend {name!r}; choose from: all, {', '.join(choices)}, or cmd:COMMAND")
-    if not chosen:
-        raise ValueError(f"no backend in {text!r}")
-    return chosen
-
-
-def wrk_problem(scenario) -> str | None:  # type: ignore[no-untyped-def]
-    """Why the wrk driver cannot run this scenario (None if it can), before anything starts."""
-    import shutil
-
-    from harness.drivers.spec import SpecError
-    from harness.drivers.wrk_driver import check_supported
-    from harness.driver_process import driver_specs
-
-    if shutil.which("wrk") is None:
-        return "--driver wrk needs wrk on PATH (apt-get install wrk)"
-    try:
-        for spec in driver_specs(scenario, host="127.0.0.1", port=1):
-            check_supported(spec)
-    except SpecError as error:
-        return str(error)
-    return None
-
-
 def cmd_run(args: argparse.Namespace) -> int:
-    from harness.run_command import RunOptions, run_scenario
+    from harness.run.command import RunOptions, run_command
 
-    try:
-        scenario = load_scenario(args.scenario).with_overrides(
-            users=args.users, duration_s=args.duration, warmup_s=args.warmup, repeat=args.repeat)
-        backends = parse_backends(args.backend, scenario.backends)
-    except (ScenarioError, ValueError) as error:
-        print(f"concurbench: error: {error}", file=sys.stderr)
-        return 2
     drivers = ("locust", "wrk") if args.driver == "both" else (args.driver,)
-    if "wrk" in drivers:
-        problem = wrk_problem(scenario)
-        if problem:
-            print(f"concurbench: error: {problem}", file=sys.stderr)
-            return 2
     options = RunOptions(out_root=args.out, server_cpus=args.server_cpus, driver_cpus=args.driver_cpus,
                          host=args.host, report=not args.no_report, drivers=drivers,
                          driver_procs=args.driver_procs, remote_workers=args.remote_workers)
-    return run_scenario(scenario, backends, options)
+    return run_command(args.scenario, backend=args.backend, users=args.users, duration_s=args.duration,
+                       warmup_s=args.warmup, repeat=args.repeat, options=options)
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
-    """Become a Locust worker driver (its own interpreter: locust monkey-patches with gevent).
-    --rejoin: `concurbench run` starts one master per backend, all on the same port."""
-    from harness.drivers import LOCUST_DRIVER_MODULE
-    from harness.launcher import PROJECT_ROOT
+    from harness.run.driver import become_worker
 
     host, port = args.master
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(PROJECT_ROOT), os.environ.get("PYTHONPATH")]))}
-    os.execve(sys.executable, [sys.executable, "-m", LOCUST_DRIVER_MODULE, "--worker", "--rejoin",
-                               "--master-host", host, "--master-port", str(port)], env)
+    become_worker(host, port)
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from harness.report import write_report
-    from harness.store import ResultsError
+    from harness.charts.report import write_report
+    from harness.results.store import ResultsError
 
     try:
         path = write_report(args.run_dir)
@@ -248,8 +180,8 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from harness.compare import CompareError, compare_runs
-    from harness.store import ResultsError
+    from harness.charts.compare import CompareError, compare_runs
+    from harness.results.store import ResultsError
 
     if len(args.runs) < 2:
         print("concurbench: error: compare needs at least two runs", file=sys.stderr)
@@ -265,7 +197,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     try:
         return _main(argv)
-    except KeyboardInterrupt:  # a run handles its own (see harness.run_command): this is any other moment
+    except KeyboardInterrupt:  # a run handles its own (see harness.run.command): this is any other moment
         print("concurbench: interrupted", file=sys.stderr)
         return 130
 

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from harness.compare import (NOT_SIGNIFICANT, CompareError, compare_runs, t_critical_95,
+from harness.charts.compare import (NOT_SIGNIFICANT, CompareError, compare_runs, t_critical_95,
                              welch_significant)
-from harness.store import read_results, write_results
+from harness.results.store import read_results, write_results
 
 RUNS = Path(__file__).parent / "fixtures" / "runs"
 RUN_A, RUN_B, RUN_C = RUNS / "run-a", RUNS / "run-b", RUNS / "run-c"

@@ -20,11 +20,11 @@ from typing import Any
 import pytest
 
 from harness.drivers.spec import DriverResult, read_result
-from harness.metrics import decode_histogram
+from harness.results.metrics import decode_histogram
 
 ROOT = Path(__file__).resolve().parent.parent
 ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
-DRIVER = [sys.executable, "-m", "harness.drivers.locust_driver"]
+DRIVER = [sys.executable, "-m", "harness.drivers.locust.driver"]
 
 Launch = Callable[..., subprocess.Popen]
 

@@ -26,8 +26,8 @@ import psutil
 import pytest
 
 from conftest import ROOT
-from harness import runner
-from harness.run_command import RunOptions, run_scenario
+from harness.run import runner
+from harness.run.command import RunOptions, run_scenario
 from harness.scenario import load_scenario
 
 TAG = "CONCURBENCH_FAULT_TEST"
@@ -66,12 +66,12 @@ if "_calibrate" in " ".join(getattr(sys, "orig_argv", ())):
 SLOW_REPORT = """
 import sys, time
 if "harness.cli" in " ".join(getattr(sys, "orig_argv", ())):
-    import harness.report
-    draw = harness.report.write_report
+    import harness.charts.report
+    draw = harness.charts.report.write_report
     def slow(run_dir):
         time.sleep(60)
         return draw(run_dir)
-    harness.report.write_report = slow
+    harness.charts.report.write_report = slow
 """
 
 
@@ -240,7 +240,7 @@ def test_driver_killed_mid_step_fails_its_backend_and_the_run_goes_on(tiny: Path
                                                                       orchestrators) -> None:
     run = orchestrators(tmp_path, "--scenario", str(tiny), "--backend", "selectors,threaded", "--no-report")
     run.wait_for_steps(1)
-    run.wait_for_child("locust_driver").kill()
+    run.wait_for_child("harness.drivers.locust.driver").kill()
     assert run.finish() == 1
     line = run.one_line()
     assert line.startswith("concurbench: 1 of 2 backend(s) failed: selectors: the driver exited (killed by SIGKILL)"
@@ -518,7 +518,7 @@ def test_a_full_disk_for_summary_and_report_is_a_warning(fake_run, monkeypatch, 
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(runner, "write_summary_csv", no_space)
-    monkeypatch.setattr("harness.report.write_report", no_space)
+    monkeypatch.setattr("harness.charts.report.write_report", no_space)
     assert fake_run(report=True) == 0
     err = capsys.readouterr().err.strip().splitlines()
     assert err == ["concurbench: warning: summary.csv not written: No space left on device",
@@ -528,7 +528,7 @@ def test_a_full_disk_for_summary_and_report_is_a_warning(fake_run, monkeypatch, 
 
 def test_reap_all_kills_a_child_that_was_never_registered() -> None:
     """A Popen cut short by a Ctrl+C never returns its child: reap_all finds it by its mark."""
-    from harness import processes
+    from harness.run import processes
 
     marked = subprocess.Popen(["sleep", "30"], start_new_session=True,
                               env={**os.environ, processes.SPAWNED_BY: str(os.getpid())})
@@ -544,8 +544,8 @@ def test_reap_all_kills_a_child_that_was_never_registered() -> None:
 
 
 def test_summary_table_and_report_tell_failed_and_interrupted_backends() -> None:
-    from harness.report import render_report
-    from harness.summary import summary_table
+    from harness.charts.report import render_report
+    from harness.results.summary import summary_table
 
     results = {"scenario": {"name": "tiny"}, "metadata": {}, "status": "interrupted", "steps": [fake_step()],
                "backends": {"selectors": {"status": "ok"},

@@ -16,7 +16,8 @@ ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
 CODE = """
 import json, resource, sys
 resource.setrlimit(resource.RLIMIT_NOFILE, (int(sys.argv[1]), int(sys.argv[2])))
-from harness.limits import ensure_fd_limit, needed_descriptors
+from harness.run.limits import ensure_fd_limit
+from harness.run.plan import needed_descriptors
 from harness.scenario import load_scenario
 limit = ensure_fd_limit(needed_descriptors(load_scenario(sys.argv[3])))
 print(json.dumps({**limit.to_dict(), "warning": limit.warning}))

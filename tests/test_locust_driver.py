@@ -356,7 +356,7 @@ def test_several_levels_and_repetitions_in_one_process(server: Server, tmp_path:
         paths.append(path)
     out = tmp_path / "out"
     out.mkdir()
-    argv = [sys.executable, "-m", "harness.drivers.locust_driver", "--out-dir", str(out)]
+    argv = [sys.executable, "-m", "harness.drivers.locust.driver", "--out-dir", str(out)]
     for path in paths:
         argv += ["--spec", str(path)]
     done = subprocess.run(argv, capture_output=True, text=True, timeout=25, cwd=REPO, env=ENV)
@@ -375,7 +375,7 @@ def test_several_levels_and_repetitions_in_one_process(server: Server, tmp_path:
 ])
 def test_chunked_responses_are_framed(head: bytes, body: bytes) -> None:
     """External servers (uvicorn without a length) answer chunked; every reply must frame."""
-    from harness.drivers.raw_http import read_response
+    from harness.drivers.locust.client import read_response
 
     reply = b"HTTP/1.1 200 OK\r\n" + head + b"\r\n\r\n" + body
     for split in range(1, len(reply)):

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from harness.drivers.spec import DriverResult
-from harness.metrics import decode_histogram
+from harness.results.metrics import decode_histogram
 
 ROOT = Path(__file__).resolve().parent.parent
 ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
@@ -57,7 +57,7 @@ def stalling_server():
 def drive(tmp_path: Path, spec: dict) -> DriverResult:
     spec_path, out = tmp_path / "spec.json", tmp_path / "result.json"
     spec_path.write_text(json.dumps(spec))
-    done = subprocess.run([sys.executable, "-m", "harness.drivers.locust_driver", "--spec", str(spec_path),
+    done = subprocess.run([sys.executable, "-m", "harness.drivers.locust.driver", "--spec", str(spec_path),
                            "--out", str(out)], capture_output=True, text=True, cwd=ROOT, env=ENV, timeout=60)
     assert done.returncode == 0, done.stderr
     return DriverResult.from_dict(json.loads(out.read_text()))

@@ -18,10 +18,10 @@ from typing import Any, Callable
 import matplotlib
 import pytest
 
-from harness import plots
-from harness.chart_style import BACKEND_COLOURS, backend_colour, backend_label, short_cpu_model
-from harness.metrics import merge_histograms
-from harness.store import read_results
+from harness.charts import runs as plots
+from harness.charts.style import BACKEND_COLOURS, backend_colour, backend_label, short_cpu_model
+from harness.results.metrics import merge_histograms
+from harness.results.store import read_results
 
 RUNS = Path(__file__).parent / "fixtures" / "runs"
 ROOT = Path(__file__).resolve().parent.parent
@@ -158,7 +158,7 @@ def test_other_backends_get_a_colour_stable_across_processes() -> None:
     colours = [backend_colour(name) for name in OTHER_BACKENDS]
     assert not set(colours) & set(BACKEND_COLOURS.values())
     child = subprocess.run(  # str hashes are salted per process; the colour must not be
-        [sys.executable, "-c", "from harness.chart_style import backend_colour; "
+        [sys.executable, "-c", "from harness.charts.style import backend_colour; "
          f"print(*map(backend_colour, {OTHER_BACKENDS!r}))"],
         cwd=ROOT, env={**os.environ, "PYTHONHASHSEED": "12345"}, capture_output=True, text=True, check=True)
     assert child.stdout.split() == colours
@@ -222,7 +222,7 @@ def _idle_sweep(run: dict[str, Any]) -> dict[str, Any]:
 
 def test_idle_sweep_draws_the_c10k_chart_and_keeps_users_charts_at_the_baseline(
         run_a: dict[str, Any], tmp_path: Path) -> None:
-    from harness.plots_idle import failed_share, held_open, idle_levels
+    from harness.charts.idle import failed_share, held_open, idle_levels
 
     sweep = _idle_sweep(run_a)
     levels = idle_levels(sweep)

@@ -18,8 +18,8 @@ from typing import Any
 
 import pytest
 
-from harness.report import REPORT_FILE, render_report, write_report
-from harness.store import read_results
+from harness.charts.report import REPORT_FILE, render_report, write_report
+from harness.results.store import read_results
 
 RUNS = Path(__file__).parent / "fixtures" / "runs"
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from harness.run.plan import planned_seconds
 from harness.scenario import (
     RequestSpec, Scenario, ScenarioError, builtin_scenarios, load_scenario, parse_duration,
 )
@@ -40,7 +41,7 @@ def test_every_shipped_file_is_listed_and_nothing_else() -> None:
 
 
 def test_quick_takes_about_two_minutes_for_five_backends() -> None:
-    assert 90 <= load_scenario("quick").planned_seconds(backends=5, start_stop_s=1.5) <= 130
+    assert 90 <= planned_seconds(load_scenario("quick"), backends=5, start_stop_s=1.5) <= 130
 
 
 @pytest.mark.parametrize("name, check", [
@@ -115,7 +116,7 @@ def test_idle_sweep_and_per_backend_args(tmp_path: Path) -> None:
     assert scenario.idle_connections == (0, 100)
     assert scenario.server_args_for("threaded") == ("--request-timeout", "60", "--max-connections", "50")
     assert scenario.server_args_for("selectors") == ("--request-timeout", "60")
-    assert scenario.planned_seconds(backends=1, start_stop_s=0) == 2 * 2 * (2.0 + 3 * 2.0)  # 2 users x 2 idle levels
+    assert planned_seconds(scenario, backends=1, start_stop_s=0) == 2 * 2 * (2.0 + 3 * 2.0)  # 2 users x 2 idle levels
 
 
 def test_open_loop_only_is_accepted(tmp_path: Path) -> None:

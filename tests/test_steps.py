@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from harness.steps import HIGH_SPREAD, flag_high_spread, level_key, median_of
+from harness.results.steps import HIGH_SPREAD, flag_high_spread, level_key, median_of
 
 
 def step(rps: float, *, idle: int = 0, rate: float | None = None, rep: int = 0) -> dict:

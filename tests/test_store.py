@@ -15,12 +15,12 @@ from pathlib import Path
 
 import pytest
 
-from harness import store
-from harness.metrics import encode_histogram, new_histogram
-from harness.store import (
-    SCHEMA_VERSION, ResultsError, collect_cpu_model, collect_git_commit, collect_metadata,
-    collect_packages, new_run_dir, read_results, write_results, write_summary_csv,
-)
+from harness.results import store
+from harness.run import metadata
+from harness.results.metrics import encode_histogram, new_histogram
+from harness.results.store import SCHEMA_VERSION, ResultsError, new_run_dir, read_results, write_results
+from harness.results.summary import write_summary_csv
+from harness.run.metadata import collect_cpu_model, collect_git_commit, collect_metadata, collect_packages
 
 NOON = datetime(2025, 3, 4, 12, 30, 5, tzinfo=timezone.utc)
 
@@ -269,10 +269,10 @@ def test_metadata_has_every_field_design_md_asks_for() -> None:
 
 
 def test_packages_are_read_without_importing_them() -> None:
-    code = ("import sys; from harness.store import collect_packages; v = collect_packages();"
+    code = ("import sys; from harness.run.metadata import collect_packages; v = collect_packages();"
             "assert 'locust' not in sys.modules and 'gevent' not in sys.modules, sys.modules;"
             "print(v)")
-    done = subprocess.run([sys.executable, "-c", code], cwd=Path(store.__file__).parent.parent,
+    done = subprocess.run([sys.executable, "-c", code], cwd=Path(store.__file__).parents[2],
                           capture_output=True, text=True, check=False)
     assert done.returncode == 0, done.stderr
 
@@ -294,7 +294,7 @@ def test_cpu_model_from_proc_cpuinfo(tmp_path: Path, cpuinfo: str, model: str) -
 
 
 def test_cpu_model_falls_back_without_proc(tmp_path: Path, monkeypatch) -> None:
-    monkeypatch.setattr(store.platform, "processor", lambda: "x86_64")
+    monkeypatch.setattr(metadata.platform, "processor", lambda: "x86_64")
     assert collect_cpu_model(cpuinfo=tmp_path / "absent") == "x86_64"
 
 

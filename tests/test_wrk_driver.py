@@ -22,8 +22,8 @@ from conftest import LiveServer
 
 from harness.drivers.spec import DriverSpec, RequestSpec, SpecError, read_result
 from harness.drivers.wire import build_request
-from harness.drivers.wrk_driver import check_supported, from_percentiles, uncorrected
-from harness.metrics import decode_histogram, new_histogram
+from harness.drivers.wrk.driver import check_supported, from_percentiles, uncorrected
+from harness.results.metrics import decode_histogram, new_histogram
 
 REPO = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
@@ -137,7 +137,7 @@ def write_spec(path: Path, **spec: Any) -> Path:
 
 
 def start_driver(tmp_path: Path, *specs: Path, env: dict[str, str] = ENV) -> subprocess.Popen:
-    argv = [sys.executable, "-m", "harness.drivers.wrk_driver", "--out-dir", str(tmp_path)]
+    argv = [sys.executable, "-m", "harness.drivers.wrk.driver", "--out-dir", str(tmp_path)]
     for spec in specs:
         argv += ["--spec", str(spec)]
     return subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO, env=env)

@@ -1,8 +1,9 @@
 """Load drivers: each runs in its own process and talks to the orchestrator through JSON.
 
-`spec` holds the DriverSpec/DriverResult data and is safe to import anywhere.
-`locust_driver` imports locust, which monkey-patches socket, threading and select with
-gevent for the whole process: never import it, run it with `locust_driver_argv()`.
+`spec` (what to do, what was measured) and `wire` (the request bytes) are safe to import
+anywhere. `locust/` and `distributed/` import locust, which monkey-patches socket, threading
+and select with gevent for the whole process: never import them, run them as a module
+(DRIVER_MODULES, `locust_driver_argv()`). `wrk/` runs the wrk tool.
 """
 
 from __future__ import annotations
@@ -10,7 +11,10 @@ from __future__ import annotations
 import os
 import sys
 
-LOCUST_DRIVER_MODULE = "harness.drivers.locust_driver"
+LOCUST_DRIVER_MODULE = "harness.drivers.locust.driver"
+WRK_DRIVER_MODULE = "harness.drivers.wrk.driver"
+# Load generators that speak the driver protocol (specs in, a result file per window out).
+DRIVER_MODULES = {"locust": LOCUST_DRIVER_MODULE, "wrk": WRK_DRIVER_MODULE}
 
 
 def locust_driver_argv(

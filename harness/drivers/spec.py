@@ -10,11 +10,13 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
+
+from harness.drivers.wire import RequestSpec, SpecError
+from harness.results.store import write_atomically
 
 # Result schema history:
 #   1: first version.
@@ -22,22 +24,9 @@ from typing import Any
 #      `starved_users`; distributed load: `workers` and `worker_hosts`.
 RESULT_VERSION = 2
 
-_TOKEN_CHARS = frozenset("!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")
-
-
-class SpecError(ValueError):
-    """A driver spec that cannot be run; the message names the key and the reason."""
-
-
-@dataclass(frozen=True, slots=True)
-class RequestSpec:
-    """One entry of the request mix; `weight` is its relative share."""
-
-    method: str = "GET"
-    path: str = "/"
-    body: str = ""
-    headers: Mapping[str, str] = field(default_factory=dict)
-    weight: int = 1
+# Descriptors a driver process holds beyond its sockets: the interpreter, pipes, result
+# files, epoll, logs.
+DESCRIPTOR_HEADROOM = 256
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +49,12 @@ class DriverSpec:
     idle_connections: int = 0  # connect, send nothing, hold (browser preconnect)
     slow_clients: int = 0  # trickle a GET one byte every slow_interval_s (slowloris)
     slow_interval_s: float = 1.0
+
+    @property
+    def descriptors(self) -> int:
+        """The most descriptors a driver running this spec holds at once: a socket per user
+        and per background client, and its own."""
+        return self.users + self.idle_connections + self.slow_clients + DESCRIPTOR_HEADROOM
 
     @property
     def effective_spawn_rate(self) -> float:
@@ -248,30 +243,20 @@ def load_spec(path: str | os.PathLike[str]) -> DriverSpec:
 
 
 def write_spec(path: str | os.PathLike[str], spec: DriverSpec) -> None:
-    _write_json_atomic(Path(path), spec.to_dict())
+    _write_json(Path(path), spec.to_dict())
 
 
 def write_result(path: str | os.PathLike[str], result: DriverResult) -> None:
-    _write_json_atomic(Path(path), result.to_dict())
+    _write_json(Path(path), result.to_dict())
 
 
 def read_result(path: str | os.PathLike[str]) -> DriverResult:
     return DriverResult.from_dict(json.loads(Path(path).read_text(encoding="utf-8")))
 
 
-def _write_json_atomic(path: Path, data: Any) -> None:
-    """Write to a temp file beside `path`, then rename: a reader never sees half a file."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(data, f, sort_keys=True, indent=1)
-            f.write("\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+def _write_json(path: Path, data: Any) -> None:
+    """Atomically: the reader (the orchestrator, polling) never sees half a file."""
+    write_atomically(path, json.dumps(data, sort_keys=True, indent=1) + "\n")
 
 
 def _request_from_dict(index: int, entry: Any) -> RequestSpec:
@@ -281,38 +266,15 @@ def _request_from_dict(index: int, entry: Any) -> RequestSpec:
     unknown = sorted(set(entry) - _REQUEST_KEYS)
     if unknown:
         raise SpecError(f"spec: {where}: unknown key {unknown[0]!r}")
-    method = entry.get("method", "GET")
-    if not isinstance(method, str) or not method or not set(method) <= _TOKEN_CHARS:
-        raise SpecError(f"spec: {where}.method must be an HTTP method token, got {method!r}")
-    path = entry.get("path", "/")
-    if not isinstance(path, str) or not (path.startswith("/") or path == "*") or not _is_target(path):
-        raise SpecError(f"spec: {where}.path must be '/' then printable ASCII, no spaces; got {path!r}")
-    body = entry.get("body", "")
-    if not isinstance(body, str):
-        raise SpecError(f"spec: {where}.body must be a string")
-    headers = entry.get("headers", {})
-    if not isinstance(headers, dict) or not all(
-        isinstance(k, str) and k and set(k) <= _TOKEN_CHARS and isinstance(v, str) and _is_field_value(v)
-        for k, v in headers.items()
-    ):
+    if not isinstance(entry.get("headers", {}), dict):
         raise SpecError(f"spec: {where}.headers must map header names to single-line Latin-1 strings")
-    weight = entry.get("weight", 1)
-    if not isinstance(weight, int) or isinstance(weight, bool) or weight < 0:
-        raise SpecError(f"spec: {where}.weight must be an int >= 0, got {weight!r}")
-    return RequestSpec(method=method, path=path, body=body, headers=dict(headers), weight=weight)
+    try:
+        return RequestSpec(**entry)
+    except SpecError as exc:
+        raise SpecError(f"spec: {where}.{exc}") from None
 
 
-def _is_target(path: str) -> bool:
-    return path.isascii() and path.isprintable() and " " not in path
-
-
-def _is_field_value(value: str) -> bool:
-    return all(c == "\t" or " " <= c <= "~" or "\x80" <= c <= "\xff" for c in value)
-
-
-def _int(
-    data: Mapping[str, Any], key: str, *, low: int, high: int | None = None, default: int | None = None
-) -> int:
+def _int(data: Mapping[str, Any], key: str, *, low: int, high: int | None = None, default: int | None = None) -> int:
     value = data.get(key, default)
     ok = isinstance(value, int) and not isinstance(value, bool)
     if not ok or value < low or (high is not None and value > high):
@@ -321,9 +283,7 @@ def _int(
     return value
 
 
-def _number(
-    data: Mapping[str, Any], key: str, *, default: float | None = None, positive: bool = False
-) -> float:
+def _number(data: Mapping[str, Any], key: str, *, default: float | None = None, positive: bool = False) -> float:
     value = data.get(key, default)
     ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
     if not ok or value < 0 or (positive and value == 0):

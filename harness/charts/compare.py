@@ -1,0 +1,231 @@
+"""Compare runs of one scenario on one machine: a table of ratios, and overlay charts.
+
+As pyperf's compare does, a difference only counts when the repetitions say it is real.
+The verdict is Welch's t-test (unequal variances) on the repetitions' req/s, two-sided at
+95%, with critical values from a t table: the stdlib has no t distribution. Fewer than two
+repetitions on either side cannot be tested, and say so. Runs from different machines or
+of different scenarios are refused unless forced: their ratios would measure the change
+of machine or workload, not of the code.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+from harness.charts.style import (backend_colour, backend_order, chart_title,
+                                 machine_line, new_figure, note_failed, run_style, save_figure,
+                                 short_cpu_model, slug, styled, thousands_format, users_axis)
+from harness.charts.runs import StepSummary, failed_backends, summarize_steps
+from harness.results.store import read_results
+
+# Two-sided 95% critical values of Student's t by degrees of freedom.
+T_95 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306,
+        9: 2.262, 10: 2.228, 11: 2.201, 12: 2.179, 13: 2.160, 14: 2.145, 15: 2.131,
+        16: 2.120, 17: 2.110, 18: 2.101, 19: 2.093, 20: 2.086, 21: 2.080, 22: 2.074,
+        23: 2.069, 24: 2.064, 25: 2.060, 26: 2.056, 27: 2.052, 28: 2.048, 29: 2.045,
+        30: 2.042, 40: 2.021, 60: 2.000, 120: 1.980}
+T_95_INFINITE_DF = 1.960
+NOT_SIGNIFICANT = "not significant"
+
+
+class CompareError(Exception):
+    """Runs that cannot be compared: too few, or from different machines or scenarios."""
+
+
+def t_critical_95(df: float) -> float:
+    """The two-sided 95% critical t for df degrees of freedom (df may be fractional).
+
+    Welch's df is fractional; rounding it down to the table's next entry is conservative
+    (a larger critical value), so noise is never called a difference."""
+    if df < 1:
+        return T_95[1]
+    floor = max(key for key in T_95 if key <= df)
+    return T_95_INFINITE_DF if df > 1000 else T_95[floor]
+
+
+def welch_significant(a: Sequence[float], b: Sequence[float]) -> bool | None:
+    """Whether the means of a and b differ at 95% (Welch); None if either has < 2 values."""
+    if len(a) < 2 or len(b) < 2:
+        return None
+    mean_a, mean_b = statistics.fmean(a), statistics.fmean(b)
+    var_a, var_b = statistics.variance(a) / len(a), statistics.variance(b) / len(b)
+    if var_a + var_b == 0:  # identical repetitions on both sides: any difference is real
+        return mean_a != mean_b
+    t = abs(mean_a - mean_b) / math.sqrt(var_a + var_b)
+    df = (var_a + var_b) ** 2 / (var_a ** 2 / (len(a) - 1) + var_b ** 2 / (len(b) - 1))
+    return t > t_critical_95(df)
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """How one run's req/s at one step compares with the first run's."""
+
+    ratio: float | None  # median req/s of this run / of the first run
+    significant: bool | None  # None: not testable (a side is missing or has 1 repetition)
+    text: str
+
+
+def verdict(base: StepSummary | None, other: StepSummary | None) -> Verdict:
+    """The ratio of medians and its verdict: "1.15x faster", "not significant"..."""
+    if base is None or other is None:
+        return Verdict(None, None, "missing")
+    ratio = other.rps.median / base.rps.median if base.rps.median else None  # base stalled
+    significant = welch_significant([s["rps"] for s in base.steps],
+                                    [s["rps"] for s in other.steps])
+    if significant is None:
+        return Verdict(ratio, None, "untested: 1 repetition")
+    if not significant:
+        return Verdict(ratio, False, NOT_SIGNIFICANT)
+    if ratio is None or ratio == 0:
+        return Verdict(ratio, True, "from 0 req/s" if ratio is None else "down to 0 req/s")
+    faster = ratio >= 1
+    return Verdict(ratio, True, f"{ratio if faster else 1 / ratio:.2f}x {'faster' if faster else 'slower'}")
+
+
+def run_label(path: Path) -> str:
+    """A run's name in tables and legends: its directory's name."""
+    path = Path(path)
+    return (path.parent if path.name == "results.json" else path).name
+
+
+def mismatches(runs: Sequence[Mapping[str, Any]], labels: Sequence[str]) -> list[str]:
+    """Why these runs should not be compared: each a sentence naming both runs."""
+    problems = []
+    first, first_label = runs[0], labels[0]
+    for run, label in zip(runs[1:], labels[1:]):
+        meta, base = run.get("metadata") or {}, first.get("metadata") or {}
+        for key in ("hostname", "cpu_model"):
+            if meta.get(key) != base.get(key):
+                problems.append(
+                    f"{label} ran on {meta.get('hostname')} ({short_cpu_model(meta.get('cpu_model'))}) "
+                    f"but {first_label} on {base.get('hostname')} "
+                    f"({short_cpu_model(base.get('cpu_model'))}): different machines")
+                break
+        name, base_name = (run.get("scenario") or {}).get("name"), (first.get("scenario") or {}).get("name")
+        digest = (meta.get("scenario") or {}).get("sha256")
+        base_digest = (base.get("scenario") or {}).get("sha256")
+        if name != base_name:
+            problems.append(f"{label} ran scenario {name!r} but {first_label} ran {base_name!r}")
+        elif digest != base_digest:
+            problems.append(f"{label} and {first_label} both ran {name!r}, but from different "
+                            f"scenario files (sha256 {str(digest)[:12]} vs {str(base_digest)[:12]})")
+    return problems
+
+
+def compare_runs(paths: Sequence[Path], *, force: bool = False,
+                 chart_dir: Path | None = None) -> str:
+    """A printable table comparing the runs' req/s with the first run's.
+
+    Raises CompareError for fewer than two runs, or for runs of different machines or
+    scenarios unless force is true. With chart_dir, also draws one overlay per backend."""
+    if len(paths) < 2:
+        raise CompareError("compare needs at least two runs")
+    runs = [read_results(Path(path)) for path in paths]
+    labels = [run_label(Path(path)) for path in paths]
+    if len(set(labels)) < len(labels):
+        labels = [str(path) for path in paths]
+    problems = mismatches(runs, labels)
+    if problems and not force:
+        raise CompareError("refusing to compare: " + "; ".join(problems)
+                           + ". Pass force=True (--force) to compare anyway.")
+    lines = [f"comparing {len(runs)} runs of {(runs[0].get('scenario') or {}).get('name')!r} on "
+             f"{machine_line(runs[0].get('metadata') or {})}"]
+    lines += [f"WARNING (forced): {problem}" for problem in problems]
+    for label, run in zip(labels, runs):
+        git = (run.get("metadata") or {}).get("git") or {}
+        commit = (git.get("commit") or "")[:10] + ("+dirty" if git.get("dirty") else "")
+        lines.append(f"  {label}: {(run.get('metadata') or {}).get('date', '?')}  "
+                     f"commit {commit or 'unknown'}  status {run.get('status', '?')}")
+    lines += ["verdict: Welch's t-test on the repetitions' req/s, two-sided 95%", ""]
+    lines += _table(runs, labels)
+    if chart_dir is not None:
+        written = draw_overlays(runs, labels, Path(chart_dir))
+        lines += ["", f"overlay charts: {len(written) // 2} written to {chart_dir}"]
+    return "\n".join(lines)
+
+
+def _table(runs: Sequence[Mapping[str, Any]], labels: Sequence[str]) -> list[str]:
+    """One row per backend and load level; per later run: req/s, ratio, verdict."""
+    summaries = [summarize_steps(run) for run in runs]
+    failed = [failed_backends(run) for run in runs]
+    header = ["backend", "users", f"{labels[0]} req/s"]
+    for label in labels[1:]:
+        header += [f"{label} req/s", "ratio", "verdict"]
+    rows = []
+    for backend in backend_order([b for s in summaries for b in s] + [b for f in failed for b in f]):
+        levels = sorted({u for s in summaries for u in s.get(backend, {})})
+        for users in levels or [0]:
+            base = summaries[0].get(backend, {}).get(users)
+            cells = [backend, str(users or ""), _rps(base, backend in failed[0])]
+            for label, summary, failures in zip(labels[1:], summaries[1:], failed[1:]):
+                other = summary.get(backend, {}).get(users)
+                result = verdict(base, other)
+                text = result.text
+                if base is None and backend in failed[0]:
+                    text = f"failed in {labels[0]}"
+                elif other is None and backend in failures:
+                    text = f"failed in {label}"
+                cells += [_rps(other, backend in failures),
+                          "—" if result.ratio is None else f"{result.ratio:.2f}x", text]
+            rows.append(cells)
+    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
+    left = {i for i, name in enumerate(header) if name in ("backend", "verdict")}
+
+    def line(cells: list[str]) -> str:
+        return "  ".join(cell.ljust(width) if i in left else cell.rjust(width)
+                         for i, (cell, width) in enumerate(zip(cells, widths))).rstrip()
+    return [line(header), line(["-" * width for width in widths]), *map(line, rows)]
+
+
+def _rps(summary: StepSummary | None, failed: bool) -> str:
+    if summary is None:
+        return "failed" if failed else "—"
+    return f"{summary.rps.median:,.0f}"
+
+
+@styled
+def draw_overlays(runs: Sequence[Mapping[str, Any]], labels: Sequence[str],
+                  out_dir: Path) -> list[Path]:
+    """Per backend, throughput vs users with one line per run: the backend's colour, a
+    line style per run. Written as compare_<backend>.png/.svg; returns the paths."""
+    summaries = [summarize_steps(run) for run in runs]
+    failed = [failed_backends(run) for run in runs]
+    hosts = sorted({str((run.get("metadata") or {}).get("hostname")) for run in runs})
+    mixed = f" (forced: machines {', '.join(hosts)})" if mismatches(runs, labels) else ""
+    paths: list[Path] = []
+    for backend in backend_order([b for s in summaries for b in s]):
+        figure, ax = new_figure()
+        colour = backend_colour(backend)
+        levels: set[int] = set()
+        bound: dict[int, list[tuple[str, float]]] = {}
+        for index, (label, summary) in enumerate(zip(labels, summaries)):
+            points = list(summary.get(backend, {}).values())
+            if not points:
+                continue
+            style, marker = run_style(index)
+            levels.update(p.users for p in points)
+            ax.errorbar([p.users for p in points], [p.rps.median for p in points],
+                        yerr=[[p.rps.median - p.rps.min for p in points],
+                              [p.rps.max - p.rps.median for p in points]],
+                        color=colour, linestyle=style, marker=marker, capsize=3, label=label)
+            for point in (p for p in points if p.driver_bound):  # hollow, as in one run's chart
+                ax.plot(point.users, point.rps.median, marker=marker, markersize=9, color=colour,
+                        markerfacecolor="white", markeredgewidth=2, zorder=4)
+                bound.setdefault(point.users, []).append((label, point.rps.median))
+        for users, marks in bound.items():  # one label per load level, naming the runs
+            ax.annotate(f"driver-bound: {', '.join(label for label, _ in marks)}",
+                        (users, max(rps for _, rps in marks)), xytext=(-6, 8),
+                        textcoords="offset points", fontsize=8, color=colour, ha="right")
+        users_axis(ax, sorted(levels))
+        ax.set_ylim(0, ax.get_ylim()[1] * 1.08)  # headroom for the driver-bound labels
+        ax.yaxis.set_major_formatter(thousands_format())
+        ax.set_ylabel("requests/s (median, min..max)")
+        ax.set_title(chart_title(runs[0], f"{backend} throughput, run by run{mixed}"))
+        ax.legend(fontsize=8, title="run", title_fontsize=8)
+        note_failed(figure, {label: f[backend] for label, f in zip(labels, failed) if backend in f})
+        paths += save_figure(figure, out_dir, f"compare_{slug(backend)}")
+    return paths

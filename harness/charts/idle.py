@@ -1,0 +1,120 @@
+"""The c10k chart: tail latency, server memory and refusals against idle connections held.
+
+A scenario that sweeps `background.idle_connections` runs the same light load beside more
+and more connections that never send. The three panels say what each model pays for them:
+p99 of the light load (a loop that scans its connections slows down; a thread or process
+per connection does not, until it runs out), resident memory of the whole server tree (a
+thread stack or a process per connection against a small object per socket), and the
+share of requests that failed (threaded and forking hit --max-connections and refuse).
+
+The x axis is the number asked for; where fewer were actually connected (the driver counts
+them), the point is labelled with that count, so a cap is never mistaken for a cost.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any, Mapping
+
+from matplotlib.ticker import NullFormatter
+
+from harness.charts.style import (backend_colour, backend_label, backend_order, chart_title, ms_format, new_figure,
+                                 save_figure, styled, thousands_format)
+from harness.results.steps import group_levels, median_of
+
+IdleLevels = dict[str, dict[int, list[Mapping[str, Any]]]]
+
+
+def at_fewest_idle(results: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    """The steps at the run's fewest idle connections: what the charts against users or
+    offered rate draw, so a c10k sweep does not stack four levels at one x."""
+    steps = results.get("steps", ())
+    fewest = min((step.get("idle_connections") or 0 for step in steps), default=0)
+    return [step for step in steps if (step.get("idle_connections") or 0) == fewest]
+
+
+def idle_levels(results: Mapping[str, Any]) -> IdleLevels:
+    """backend -> idle connections asked for -> its good steps at the run's first load
+    level (c10k has one: a light offered rate); empty unless the run has more than one
+    idle level (only then is there a curve to draw)."""
+    groups = group_levels(results.get("steps", ()))
+    first = next(iter(groups), None)
+    levels: IdleLevels = {}
+    for (backend, users, rate, idle), reps in groups.items():
+        if first is not None and (users, rate) == first[1:3]:
+            levels.setdefault(backend, {}).setdefault(idle, []).extend(reps)
+    if len({idle for by_idle in levels.values() for idle in by_idle}) < 2:
+        return {}
+    return {name: dict(sorted(levels[name].items())) for name in backend_order(list(levels))}
+
+
+def _nan_if_none(value: float | None) -> float:
+    return math.nan if value is None else value
+
+
+def held_open(steps: list[Mapping[str, Any]]) -> float:
+    """Median idle sockets connected at the end of each window, from the driver's side:
+    those the server holds, and those whose handshake the kernel completed that wait in
+    its listen queue to be accepted (or refused)."""
+    return _nan_if_none(median_of(steps, "idle_connected", "background"))
+
+
+def failed_share(steps: list[Mapping[str, Any]]) -> float:
+    """Requests without a good answer, as a percentage: refused (a 503 is counted among
+    `requests` and as a bad_status error), failed, or, at an offered rate, never answered
+    at all (an iterative server stuck on an idle connection answers nothing and fails nothing)."""
+    wanted = good = 0.0
+    for step in steps:
+        errors = step.get("errors") or {}
+        answered = step.get("requests") or 0
+        good += answered - errors.get("bad_status", 0)
+        failed = sum(errors.values()) - errors.get("bad_status", 0)  # these never got an answer
+        offered = (step.get("rate") or 0) * (step.get("duration_s") or 0)
+        wanted += max(offered, answered + failed)
+    return 100 * (1 - good / wanted) if wanted else math.nan
+
+
+@styled
+def idle_connections_chart(results: Mapping[str, Any], out_dir: Path) -> list[Path]:
+    levels = idle_levels(results)
+    figure, (p99, rss, failed) = new_figure(ncols=3, height=4.2)
+    for backend, by_idle in levels.items():
+        colour, idle = backend_colour(backend), list(by_idle)
+        steps = list(by_idle.values())
+        # the p99 of refusals is not the cost of anything: drawn only where most were served
+        p99.plot(idle, [_nan_if_none(median_of(reps, "p99_us")) / 1000 if failed_share(reps) < 50 else math.nan
+                        for reps in steps], color=colour, marker="o", label=backend_label(backend))
+        rss.plot(idle, [_nan_if_none(median_of(reps, "rss_bytes", "server")) / 2 ** 20
+                        for reps in steps], color=colour, marker="o")
+        failed.plot(idle, [failed_share(reps) for reps in steps], color=colour, marker="o")
+        asked, reps = idle[-1], steps[-1]  # the largest level only: labels at every one collide
+        held = held_open(reps)
+        if asked and not math.isnan(held) and held < 0.95 * asked:
+            memory = _nan_if_none(median_of(reps, "rss_bytes", "server")) / 2 ** 20
+            rss.annotate(f"{held:,.0f} connected", (asked, memory),
+                         xytext=(-4, 4), textcoords="offset points", fontsize=7, color=colour, ha="right")
+    p99.set_ylim(bottom=0)
+    p99.yaxis.set_major_formatter(ms_format())
+    rate = next((reps[0].get("rate") for by_idle in levels.values() for reps in by_idle.values()), None)
+    p99.set_ylabel((f"p99 at {rate:,.0f} req/s offered (ms)" if rate else "p99 of the load (ms)")
+                   + "\nwhere most requests were served")
+    rss.set_ylabel("server memory, MiB, log (PSS summed over processes)")
+    failed.set_ylabel("requests without a good answer (%)")
+    for ax in (p99, rss, failed):
+        ax.set_xlabel("idle connections asked for")
+        ax.xaxis.set_major_formatter(thousands_format())
+    rss.set_yscale("log")  # a process per connection and a few KiB per socket, on one axis
+    rss.yaxis.set_major_formatter(thousands_format())
+    rss.yaxis.set_minor_formatter(NullFormatter())
+    failed.set_ylim(bottom=0)
+    figure.suptitle(chart_title(results, "cost of idle connections"), fontsize=10)
+    if levels:
+        p99.legend(fontsize=7)
+    return save_figure(figure, out_dir, "idle_connections")
+
+
+def draw_idle(results: Mapping[str, Any], out_dir: Path) -> list[Path]:
+    if not idle_levels(results):
+        return []
+    return idle_connections_chart(results, out_dir)

@@ -1,0 +1,242 @@
+"""The HTML report of one run: run_dir/report.html, a single self-contained page.
+
+The charts are embedded as base64 PNG data URIs and the styles are inline, so the page
+opens from the file system, survives being mailed or attached to an issue, and needs no
+server and no JavaScript. Everything comes from results.json (measurement rule 7).
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+from harness.charts.style import backend_colour, machine_line
+from harness.results.metrics import HIGH_SPREAD_LIMIT
+from harness.charts.runs import StepSummary, draw_all, failed_backends, summarize_steps
+from harness.results.steps import DRIVER_BOUND, HIGH_SPREAD, median_of
+from harness.results.store import read_results, write_atomically
+
+REPORT_FILE = "report.html"
+CHARTS_DIR = "charts"  # beside report.html: the PNG and SVG files the page embeds
+
+# What each flag means, shown once above the table; the badges in the table link here.
+FLAG_NOTES = {
+    DRIVER_BOUND: "the load generator's CPU was over 90%: the figure is a floor, "
+                  "not the server's capacity",
+    HIGH_SPREAD: f"the repetitions' req/s differ by more than {HIGH_SPREAD_LIMIT:.0%} of their "
+                   "median: trust the median less than usual",
+    "starved": "some users got no answer at all during a window (e.g. queued behind an iterative "
+               "server's keep-alive client): their wait is in no latency percentile, so the "
+               "percentiles describe only the clients that were served",
+}
+CHART_CAPTIONS = {
+    "throughput_vs_users": "Median requests/s against users; bars span the repetitions. "
+                           "Hollow markers are driver-bound.",
+    "latency_vs_users": "p50 (solid) and p99 (dashed) against users, log scale.",
+    "latency_spectrum": "Every percentile from 0 to 99.99%, merged over the repetitions, "
+                        "at the highest load level.",
+    "timeseries": "Requests and p99 per second of one repetition: a red band is a second "
+                  "in which no request completed (a stall).",
+    "resources": "Server CPU and resident memory against users.",
+    "errors": "Errors by kind, summed over every load level and repetition.",
+    "latency_vs_rate": "Open loop: latency from each request's intended send time (corrected) against "
+                       "the offered rate; dotted, the p99 a closed-loop tool would report (uncorrected).",
+    "achieved_vs_offered": "Open loop: achieved against offered requests/s; below the diagonal the "
+                           "server is saturated.",
+}
+
+CSS = """
+body { font: 15px/1.45 system-ui, -apple-system, "Segoe UI", sans-serif; color: #222;
+       max-width: 1000px; margin: 2em auto; padding: 0 1em; }
+h1 { margin-bottom: 0.1em; } .sub { color: #555; margin-top: 0; }
+table { border-collapse: collapse; margin: 0.5em 0 1.5em; }
+th, td { padding: 0.25em 0.6em; border-bottom: 1px solid #ddd; text-align: right; }
+td { white-space: nowrap; }
+th { background: #f4f4f4; } td.name, th.name { text-align: left; }
+tr.flagged td { background: #fffbea; }
+.swatch { display: inline-block; width: 0.8em; height: 0.8em; margin-right: 0.4em;
+          border-radius: 2px; vertical-align: baseline; }
+.flag { display: inline-block; padding: 0 0.45em; border-radius: 0.8em; font-size: 0.8em;
+        font-weight: 600; white-space: nowrap; text-decoration: none; color: inherit; }
+.flag-driver-bound { background: #ffe8a3; border: 1px solid #d4a000; }
+.flag-high-spread { background: #fcd5d3; border: 1px solid #c0392b; }
+.flag-starved { background: #e3d5fc; border: 1px solid #6c3fc0; }
+.status { padding: 0.6em 1em; border-radius: 4px; background: #fcd5d3; }
+.failed { color: #a00; } dt { font-weight: 600; } dd { margin: 0 0 0.4em 1.5em; }
+details { margin: 0.4em 0; } summary { cursor: pointer; }
+pre { background: #f6f6f6; padding: 0.6em; overflow-x: auto; font-size: 0.85em; }
+figure { margin: 1.2em 0; } figure img { max-width: 100%; height: auto; border: 1px solid #eee; }
+figcaption { color: #555; font-size: 0.9em; }
+"""
+
+
+def write_report(run_dir: Path) -> Path:
+    """Draw the run's charts into run_dir/charts and write run_dir/report.html."""
+    run_dir = Path(run_dir)
+    results = read_results(run_dir)
+    charts = [path for path in draw_all(results, run_dir / CHARTS_DIR) if path.suffix == ".png"]
+    path = run_dir / REPORT_FILE
+    write_atomically(path, render_report(results, charts))
+    return path
+
+
+def render_report(results: Mapping[str, Any], charts: Sequence[Path]) -> str:
+    """The whole page as text, with the given PNG charts embedded."""
+    scenario = results.get("scenario") or {}
+    metadata = results.get("metadata") or {}
+    summaries = summarize_steps(results)
+    title = f"concurbench: {scenario.get('name', '?')}"
+    parts = [
+        "<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
+        '<meta name="viewport" content="width=device-width, initial-scale=1">',
+        f"<title>{_e(title)}</title><style>{CSS}</style></head><body>",
+        f"<h1>{_e(title)}</h1>",
+        f'<p class="sub">{_e(scenario.get("description", ""))}<br>{_e(machine_line(metadata))}'
+        f' · {_e(metadata.get("date", ""))}</p>',
+        _status(results), _events(results),
+        "<h2>Summary</h2>", _flag_notes(), _summary_table(summaries, failed_backends(results)),
+        _open_loop_table(results),
+        _failures(results),
+        "<h2>Charts</h2>", *(_figure(path) for path in charts),
+        "<h2>Scenario</h2>", _definition_list(scenario),
+        "<h2>Machine and software</h2>", _definition_list(metadata),
+        "</body></html>",
+    ]
+    return "\n".join(part for part in parts if part) + "\n"
+
+
+def _e(value: Any) -> str:
+    return html.escape(str(value), quote=True)
+
+
+def _status(results: Mapping[str, Any]) -> str:
+    status = results.get("status", "complete")
+    if status == "complete":
+        return ""
+    why = {"interrupted": "the run was interrupted: later steps are missing",
+           "failed": "the run failed: what it measured before failing is below",
+           "running": "the run had not finished (or died) when these results were written"}
+    return f'<p class="status"><strong>{_e(status)}</strong>: {_e(why.get(status, ""))}</p>'
+
+
+def _events(results: Mapping[str, Any]) -> str:
+    """What happened to the run (a backend or driver failing, a Ctrl+C, a failed write)."""
+    events = results.get("events") or []
+    if not events:
+        return ""
+    items = "".join(f'<li><span class="failed">{_e(event.get("kind", ""))}</span> '
+                    f'{_e(event.get("t", ""))}: {_e(event.get("detail", ""))}</li>' for event in events)
+    return f'<ul class="events">{items}</ul>'
+
+
+def _flag_notes() -> str:
+    items = "".join(f'<li id="flag-{_e(flag)}">{_badge(flag)} {_e(note)}</li>'
+                    for flag, note in FLAG_NOTES.items())
+    return f'<ul class="flag-notes">{items}</ul>'
+
+
+def _badge(flag: str, detail: str = "") -> str:
+    """A flag as a labelled badge: readable without colour, and linked to its meaning."""
+    text = f"⚠ {flag}{' ' + detail if detail else ''}"
+    return f'<a class="flag flag-{_e(flag)}" href="#flag-{_e(flag)}">{_e(text)}</a>'
+
+
+def _summary_table(summaries: Mapping[str, Mapping[int, StepSummary]],
+                   failed: Mapping[str, str]) -> str:
+    head = ("<tr><th class=name>backend</th><th>users</th><th>median req/s</th>"
+            "<th>req/s range (spread)</th><th>p50 ms</th><th>p99 ms</th>"
+            "<th>errors (all reps)</th><th>reps</th><th class=name>flags</th></tr>")
+    rows = []
+    for backend, by_users in summaries.items():
+        for users, summary in by_users.items():
+            flags = ([_badge(DRIVER_BOUND)] if summary.driver_bound else []) + (
+                [_badge(HIGH_SPREAD, f"{summary.rps.spread:.0%}")] if summary.high_spread else []) + (
+                [_badge("starved", f"{summary.starved} of {users}")] if summary.starved else [])
+            kinds = ", ".join(f"{kind} {count}" for kind, count in summary.errors.items() if count)
+            rows.append(
+                f'<tr class="{"flagged" if flags else ""}">'
+                f'<td class=name><span class=swatch style="background:{backend_colour(backend)}">'
+                f"</span>{_e(backend)}</td><td>{users}</td>"
+                f"<td><strong>{summary.rps.median:,.0f}</strong></td>"
+                f"<td>{summary.rps.min:,.0f}–{summary.rps.max:,.0f} ({summary.rps.spread:.1%})</td>"
+                f"<td>{_ms(summary.p50_us)}</td><td>{_ms(summary.p99_us)}</td>"
+                f'<td title="{_e(kinds or "none")}">{sum(summary.errors.values()):,}</td>'
+                f"<td>{len(summary.steps)}</td><td class=name>{' '.join(flags)}</td></tr>")
+    for backend in failed:
+        rows.append(f'<tr class="failed-row"><td class=name><span class=swatch style="background:'
+                    f'{backend_colour(backend)}"></span>{_e(backend)}</td><td class=name colspan=8>'
+                    f'<a class=failed href="#failures">✗ failed: see Failures</a></td></tr>')
+    if not rows:
+        rows.append('<tr><td class=name colspan=9>no successful step</td></tr>')
+    return f'<table class="summary">{head}{"".join(rows)}</table>'
+
+
+def _open_loop_table(results: Mapping[str, Any]) -> str:
+    """Open-loop levels: achieved rate and corrected/uncorrected latency per offered rate."""
+    from harness.charts.open_loop import open_loop_levels
+
+    levels = open_loop_levels(results)
+    if not levels:
+        return ""
+    rows = ["<h3>Open loop</h3><table><tr><th class=name>backend</th><th>offered req/s</th>"
+            "<th>achieved req/s</th><th>p50 ms</th><th>p99 ms</th><th>p99 ms uncorrected</th></tr>"]
+    for backend, by_rate in levels.items():
+        for rate, steps in by_rate.items():
+            achieved = median_of(steps, "rps")
+            rows.append(f"<tr><td class=name>{_e(backend)}</td><td>{rate:,.0f}</td>"
+                        f"<td>{achieved or 0:,.0f}</td><td>{_ms(median_of(steps, 'p50_us'))}</td>"
+                        f"<td>{_ms(median_of(steps, 'p99_us'))}</td>"
+                        f"<td>{_ms(median_of(steps, 'p99_us', 'uncorrected'))}</td></tr>")
+    return "".join(rows) + "</table>"
+
+
+def _ms(micros: float | None) -> str:
+    return "—" if micros is None else f"{micros / 1000:,.3f}"
+
+
+def _failures(results: Mapping[str, Any]) -> str:
+    """Failed backends (error and stderr tail) and failed steps of the others."""
+    entries = results.get("backends") or {}
+    failed = failed_backends(results)
+    blocks = []
+    for name, error in failed.items():
+        tail = (entries.get(name) or {}).get("stderr_tail") or ""
+        blocks.append(
+            f'<details><summary><span class="failed">✗ {_e(name)} failed</span>: {_e(error)}'
+            f"</summary><pre>{_e(tail) if tail else '(no stderr)'}</pre></details>")
+    for step in results.get("steps", ()):
+        if step.get("status") == "failed" and step["backend"] not in failed:
+            blocks.append(
+                f'<details><summary><span class="failed">✗ {_e(step["backend"])} at '
+                f'{step["users"]} users, repetition {step.get("repetition", 0)}</span>: '
+                f'{_e(step.get("error") or "failed")}</summary></details>')
+    if not blocks:
+        return ""
+    return '<h2 id="failures">Failures</h2>\n' + "\n".join(blocks)
+
+
+def _figure(path: Path) -> str:
+    data = base64.b64encode(path.read_bytes()).decode("ascii")
+    stem = path.stem
+    caption = CHART_CAPTIONS.get(stem.split("_u")[0] if stem.startswith("timeseries") else stem, "")
+    svg = path.with_suffix(".svg")
+    link = (f' <a href="{_e(path.parent.name)}/{_e(svg.name)}">SVG</a>' if svg.exists() else "")
+    return (f'<figure><img src="data:image/png;base64,{data}" alt="{_e(stem)}" width="800">'
+            f"<figcaption>{_e(caption)}{link}</figcaption></figure>")
+
+
+def _definition_list(mapping: Mapping[str, Any]) -> str:
+    items = "".join(f"<dt>{_e(key)}</dt><dd>{_value(value)}</dd>" for key, value in mapping.items())
+    return f"<dl>{items}</dl>"
+
+
+def _value(value: Any) -> str:
+    """Scalars as text, small mappings inline, anything nested as compact JSON."""
+    if isinstance(value, Mapping) and all(not isinstance(v, (Mapping, list)) for v in value.values()):
+        return ", ".join(f"{_e(k)}: {_e(v)}" for k, v in value.items()) or "—"
+    if isinstance(value, (Mapping, list)):
+        return f"<code>{_e(json.dumps(value, sort_keys=True))}</code>"
+    return _e("—" if value is None else value)

@@ -1,0 +1,176 @@
+"""The worker side of a distributed run: run the levels the master sends, report batches.
+
+Imported only by the driver process (the messages: protocol.py).
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import asdict
+from typing import Any
+
+import gevent
+import gevent.event
+from locust.runners import WorkerRunner
+
+from harness.drivers.locust.background import Background, hold_idle, trickle
+from harness.drivers.locust.client import _NS, host_header, resolve_target
+from harness.drivers.locust.user import Recorder, watch_timeouts
+from harness.drivers.spec import DriverSpec, SpecError
+from harness.results.steps import ERROR_KINDS
+from harness.drivers.distributed.protocol import (BATCH, HELLO, LEVEL, POLL_S, READY, READY_TIMEOUT_S, WELCOME,
+                                                  WINDOW, DistributedUser, encode_samples)
+
+
+
+class WorkerLevel:
+    """One level on one worker: its recorder, its background sockets, the open window."""
+
+    def __init__(self, *, index: int, spec: DriverSpec, rec: Recorder, bg: Background,
+                 greenlets: list[gevent.Greenlet], send: Callable[[dict[str, Any]], None]) -> None:
+        self.index, self.spec, self.rec, self.bg, self.greenlets, self.send = index, spec, rec, bg, greenlets, send
+        self.generation = 0
+        self.warm_before = 0
+        self._open(-1, time.perf_counter_ns())  # -1: the warm-up, reported for progress only
+        self.greenlets.append(gevent.spawn(self._tick))
+
+    def _open(self, rep: int, now_ns: int) -> None:
+        self.rep, self.base_ns, self.second, self.batches, self.requests = rep, now_ns, 0, 0, 0
+        self.batch_ns = now_ns  # when the last batch was taken
+        self.errors_before = dict.fromkeys(ERROR_KINDS, 0)
+        self.cpu_mark = time.process_time()
+        self.generation += 1
+
+    def boundary(self, open_rep: int | None) -> dict[str, Any]:
+        """Close the open window and open the next one. Nothing here yields, so no response
+        lands between the two: it is in the last batch of one window or the next window."""
+        now_ns = time.perf_counter_ns()
+        final = self._batch(now_ns, final=True)
+        rec = self.rec
+        if open_rep is None:
+            rec.gate_ns = sys.maxsize
+            self.generation += 1
+        else:
+            rec.gate_ns = now_ns
+            rec.errors = dict.fromkeys(ERROR_KINDS, 0)
+            self._open(open_rep, now_ns)
+        return final
+
+    def _batch(self, now_ns: int, *, final: bool) -> dict[str, Any]:
+        """What this worker measured since its last batch. `second` counts the batches of the
+        window; a final batch says how many the window had, so the master knows it has all."""
+        rec = self.rec
+        samples, rec.samples = rec.samples, []
+        sent, rec.samples_sent = rec.samples_sent, []
+        errors = {kind: rec.errors[kind] - self.errors_before[kind] for kind in ERROR_KINDS}
+        self.errors_before = dict(rec.errors)
+        warm, self.warm_before = rec.warm - self.warm_before, rec.warm
+        span_ns, self.batch_ns = now_ns - self.batch_ns, now_ns
+        self.batches += 1
+        self.requests += len(samples)
+        measured = self.rep >= 0
+        data: dict[str, Any] = {
+            "index": self.index, "rep": self.rep, "second": self.second, "final": final, "batches": self.batches,
+            "count": len(samples), "sum_us": sum(samples), "max_us": max(samples, default=0),
+            "histogram": encode_samples(samples) if measured else None,
+            "sent_histogram": encode_samples(sent) if measured and self.spec.rate else None,
+            "sent_max_us": max(sent, default=0),
+            "errors": errors, "errors_all": rec.errors_all, "warm": warm, "span_ns": span_ns,
+        }
+        self.second += 1
+        if final and measured:
+            in_flight = [now_ns - u.t0 for u in rec.users if u.conn is not None and u.t0 <= now_ns]
+            window_s = (now_ns - self.base_ns) / _NS
+            cpu_s = time.process_time() - self.cpu_mark
+            data.update(unfinished=len(in_flight), unfinished_max_us=max(in_flight) // 1000 if in_flight else None,
+                        starved_users=rec.starved(self.base_ns), background=asdict(self.bg.counts()),
+                        cpu_percent=round(100 * cpu_s / window_s, 1) if window_s else 0.0,
+                        duration_s=round(window_s, 6), requests=self.requests, window_errors=sum(rec.errors.values()))
+        return data
+
+    def _tick(self) -> None:
+        """A batch at every whole second of the open window, on this worker's clock."""
+        while True:
+            generation, due_ns = self.generation, self.base_ns + (self.second + 1) * _NS
+            gevent.sleep(max(0.0, (due_ns - time.perf_counter_ns()) / _NS))
+            if generation == self.generation:  # else a boundary came first: start over
+                self.send(self._batch(time.perf_counter_ns(), final=False))
+
+    def stop(self) -> None:
+        self.rec.gate_ns = sys.maxsize
+        gevent.killall(self.greenlets)
+
+
+class WorkerSide:
+    """The worker's handlers: set up each level the master sends, and close and open its
+    windows when the master says so."""
+
+    def __init__(self, runner: WorkerRunner) -> None:
+        self.runner = runner
+        self.level: WorkerLevel | None = None
+        self.welcomed = gevent.event.Event()
+        runner.register_message(WELCOME, lambda environment, msg: self.welcomed.set())
+        runner.register_message(LEVEL, self._on_level)
+        runner.register_message(WINDOW, self._on_window)
+        runner.send_message(HELLO, {"hostname": socket.gethostname()})
+
+    def _send(self, data: dict[str, Any]) -> None:
+        self.runner.send_message(BATCH, data)
+
+    def _on_level(self, environment: Any, msg: Any) -> None:
+        gevent.spawn(self._start_level, msg.data)  # waits for sockets: not in the message loop
+
+    def _start_level(self, data: dict[str, Any]) -> None:
+        index = data["index"]
+        if self.level is not None:
+            self.level.stop()
+            self.level = None
+        deadline = time.monotonic() + READY_TIMEOUT_S
+        while self.runner.user_count and time.monotonic() < deadline:  # the last level's users
+            gevent.sleep(POLL_S)
+        try:
+            spec = DriverSpec.from_dict(data["spec"])
+            family, address = resolve_target(spec.host, spec.port)
+        except SpecError as exc:
+            self.runner.send_message(READY, {"index": index, "error": str(exc)})
+            return
+        except OSError as exc:
+            self.runner.send_message(READY, {"index": index, "error": f"cannot resolve host {spec.host!r}: {exc}"})
+            return
+        rec = Recorder(gate_ns=sys.maxsize)  # all warm-up until the master opens a window
+        DistributedUser.configure(spec, rec, family, address, slot=data["slot"], workers=data["workers"])
+        bg = Background()
+        slow_request = f"GET / HTTP/1.1\r\nHost: {host_header(spec.host, spec.port)}\r\n\r\n".encode()
+        greenlets = [
+            *(gevent.spawn(hold_idle, family, address, spec.timeout_s, bg) for _ in range(spec.idle_connections)),
+            *(gevent.spawn(trickle, family, address, slow_request, spec, bg) for _ in range(spec.slow_clients)),
+            gevent.spawn(watch_timeouts, rec, spec.timeout_s),
+        ]
+        while bg.idle_tried < spec.idle_connections:  # idle sockets go first, as in one process
+            gevent.sleep(0.01)
+        self.level = WorkerLevel(index=index, spec=spec, rec=rec, bg=bg, greenlets=greenlets, send=self._send)
+        self.runner.send_message(READY, {"index": index, "error": None})
+
+    def _on_window(self, environment: Any, msg: Any) -> None:
+        level = self.level
+        if level is None or level.index != msg.data["index"]:
+            return
+        closed_rep, open_rep = level.rep, msg.data["open"]
+        final = level.boundary(open_rep)
+        self._send(final)
+        if closed_rep >= 0:  # this worker's own totals, for whoever checks the merge
+            print(json.dumps({"type": "worker-window", "spec": level.index, "repetition": closed_rep,
+                              "requests": final["requests"], "errors": final["window_errors"]}), flush=True)
+        if open_rep is None:
+            level.stop()
+            self.level = None
+
+    def close(self) -> None:
+        if self.level is not None:
+            self.level.stop()
+
+

@@ -1,0 +1,218 @@
+"""`concurbench run` as a command: a Run from start to end, whatever happens on the way.
+
+The run itself (the plan, the steps, the results on disk) is harness.run.runner. This module
+owns what surrounds it: the summary table and the report at the end, the one line on
+stderr that says why the exit status is not 0, the signals (a Ctrl+C at any moment), and
+the guarantee that no process of the run is left behind.
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+from harness.run.processes import kill_all, reap_all
+from harness.run.progress import make_progress
+from harness.run.runner import Run, RunFailed, RunOptions, first_line, plural_steps
+from harness.run.backend import resolve_backends
+from harness.run.driver import wrk_problem
+from harness.scenario import Scenario, ScenarioError, load_scenario
+from harness.results.store import RESULTS_FILE, ResultsError
+from harness.results.summary import summary_rows, summary_table
+
+__all__ = ["RunOptions", "run_command", "run_scenario"]
+
+def run_command(scenario_name: str, *, backend: str, users: tuple[int, ...] | None, duration_s: float | None,
+                warmup_s: float | None, repeat: int | None, options: RunOptions) -> int:
+    """`concurbench run`: the scenario with its overrides, against the --backend list; 2 (and
+    one line on stderr) for a scenario, backend or driver that cannot be used, before
+    anything starts; otherwise what run_scenario returns."""
+    try:
+        scenario = load_scenario(scenario_name).with_overrides(
+            users=users, duration_s=duration_s, warmup_s=warmup_s, repeat=repeat)
+        backends = resolve_backends(backend, scenario.backends)
+    except (ScenarioError, ValueError) as error:
+        print(f"concurbench: error: {error}", file=sys.stderr)
+        return 2
+    if "wrk" in options.drivers:
+        problem = wrk_problem(scenario)
+        if problem:
+            print(f"concurbench: error: {problem}", file=sys.stderr)
+            return 2
+    return run_scenario(scenario, backends, options)
+
+
+def run_scenario(scenario: Scenario, backends: dict[str, str], options: RunOptions) -> int:
+    """Run, store, summarize; the exit status is 0, 1 (a backend failed, or the results
+    could not be written) or 130 (interrupted). Whatever happens, it ends with one line on
+    stderr saying why (if not 0), and with no process of the run left behind.
+
+    `backends` maps each display name to what to launch: ours by name, or cmd:...
+    """
+    with Interrupts() as interrupts:
+        try:
+            return _run_scenario(scenario, backends, options, interrupts)
+        except KeyboardInterrupt:  # at a moment _run_scenario does not expect one (a few bytecodes)
+            run = interrupts.run
+            if run is None:
+                print(f"concurbench: interrupted ({interrupts.signame}) before the run started", file=sys.stderr)
+                return 130
+            where = run.interrupted(interrupts.signame)
+            _save_quietly(run)
+            print(f"concurbench: interrupted ({interrupts.signame}) {where}: {plural_steps(len(run.results['steps']))} "
+                  f"kept in {run.run_dir / RESULTS_FILE}", file=sys.stderr)
+            return 130
+        finally:
+            interrupts.closing = True
+            reap_all()
+
+
+def _run_scenario(scenario: Scenario, backends: dict[str, str], options: RunOptions,
+                  interrupts: Interrupts) -> int:
+    try:
+        run = Run(scenario, backends, options)
+    except ResultsError as error:
+        print(f"concurbench: error: cannot write results: {error}; nothing was run", file=sys.stderr)
+        return 1
+    except OSError as error:
+        print(f"concurbench: error: cannot create the results directory: {error}", file=sys.stderr)
+        return 1
+    interrupts.run = run
+    planned = run.plan.seconds
+    status, where = "complete", None
+    try:
+        print(f"concurbench: {scenario.name} on {', '.join(backends)}; about {planned:.0f}s; results in {run.run_dir}")
+        if run.fd_limit.warning:
+            print(f"concurbench: warning: {run.fd_limit.warning}", file=sys.stderr)
+        run.calibrate()
+        with make_progress(planned_seconds=planned) as progress:
+            run.execute(progress)
+    except KeyboardInterrupt:
+        status, where = "interrupted", run.interrupted(interrupts.signame)
+    except ResultsError as error:
+        print(run.write_failed(error), file=sys.stderr)
+        print(summary_table(run.results))  # what was measured, though it could not all be stored
+        return 1
+    except RunFailed as error:
+        run.event("run-failed", str(error))
+        run.results["status"] = "failed"
+        _save_quietly(run)
+        print(f"concurbench: error: {error}", file=sys.stderr)
+        return 1
+    try:
+        run.finish(status)
+    except KeyboardInterrupt:  # the first one, while saving a complete run: it stays complete, and saved
+        where = run.interrupted(interrupts.signame)
+        _finish_quietly(run, status)
+    except ResultsError as error:
+        print(run.write_failed(error), file=sys.stderr)
+        print(summary_table(run.results))
+        return 1
+    results_path = run.run_dir / RESULTS_FILE
+    try:
+        run.doing = "while printing the summary (the results are saved)"
+        print(summary_table(run.results))
+        if len(options.drivers) > 1:
+            print(driver_ratios(run.results, options.drivers))
+        if options.report and run.results["steps"] and where is None:
+            run.doing = "while drawing the report (the results are saved)"
+            _report(run.run_dir)
+        print(f"\nresults: {results_path}\nsummary: {run.run_dir / 'summary.csv'}")
+    except KeyboardInterrupt:
+        where = run.interrupted(interrupts.signame)
+        _save_quietly(run)
+    interrupts.closing = True  # what is left is quick: a Ctrl+C now changes nothing
+    if where is not None:
+        steps = plural_steps(len(run.results["steps"]))
+        print(f"concurbench: interrupted ({interrupts.signame}) {where}: {steps} kept in {results_path}",
+              file=sys.stderr)
+        return 130
+    failed = {name: info for name, info in run.results["backends"].items() if info["status"] != "ok"}
+    if failed:
+        reasons = "; ".join(f"{name}: {first_line(info.get('error') or 'failed')}" for name, info in failed.items())
+        print(f"concurbench: {len(failed)} of {len(run.results['backends'])} backend(s) failed: {reasons} "
+              f"(see {results_path})", file=sys.stderr)
+        return 1
+    return 0
+
+
+class Interrupts:
+    """SIGINT and SIGTERM for the length of a run.
+
+    The first one raises KeyboardInterrupt wherever the run is (after noting where that is:
+    Run.stop_here). The cleanup that follows must not be cut short, so later ones do not
+    raise: they hurry it, SIGKILLing every process group still running. None raises once
+    the run is `closing`, or once a fault has stopped it (a failed write: its cleanup too).
+    """
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.signame = "SIGINT"
+        self.closing = False
+        self.run: Run | None = None
+        self._previous: dict[int, Any] = {}
+
+    def __enter__(self) -> Interrupts:
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            self._previous[signum] = signal.signal(signum, self._handle)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+
+    def _handle(self, signum: int, frame: object) -> None:
+        self.count += 1
+        stopped = self.run is not None and self.run.stopped_at is not None
+        if self.count == 1 and not self.closing and not stopped:
+            self.signame = signal.Signals(signum).name
+            if self.run is not None:
+                self.run.stop_here()
+            raise KeyboardInterrupt
+        kill_all()
+
+
+def _finish_quietly(run: Run, status: str) -> None:
+    try:
+        run.finish(status)
+    except ResultsError:
+        pass
+
+
+def _save_quietly(run: Run) -> None:
+    """Record the last word (an interruption, a failure) if the disk lets us; the results
+    on disk are complete either way, or as complete as they were."""
+    try:
+        run.save()
+    except ResultsError:
+        pass
+
+
+def driver_ratios(results: dict[str, Any], drivers: tuple[str, ...]) -> str:
+    """--driver both: each step's figures by the second driver over the first's."""
+    rows = {(r["backend"], r["users"], r["rate"]): r for r in summary_rows(results["steps"])}
+    first, second = drivers[0], drivers[1]
+    lines = [f"\n{second} / {first}, per step (medians over repetitions):",
+             f"{'backend':<12} {'load':>10} {'req/s ratio':>12} {'p50 ratio':>10}"]
+    for (backend, users, rate), row in rows.items():
+        other = rows.get((f"{backend} ({second})", users, rate))
+        if other is None or not row["rps"] or not row["p50_us"]:
+            continue
+        load = f"{users} users" if rate is None else f"{rate:g}/s"
+        p50 = f"{other['p50_us'] / row['p50_us']:.3f}" if other["p50_us"] else "-"
+        lines.append(f"{backend:<12} {load:>10} {(other['rps'] or 0) / row['rps']:>12.3f} {p50:>10}")
+    return "\n".join(lines)
+
+
+def _report(run_dir: Path) -> None:
+    """Charts and report.html; a chart that fails costs the report, not the run."""
+    from harness.charts.report import write_report  # here: matplotlib loads only to draw
+
+    try:
+        path = write_report(run_dir)
+    except Exception as error:  # noqa: BLE001 - a chart failing must not lose a finished run
+        print(f"concurbench: warning: the report could not be drawn: {error}", file=sys.stderr)
+        return
+    print(f"report:  {path}")

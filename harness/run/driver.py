@@ -1,0 +1,132 @@
+"""A load driver in its own process: the specs it gets, and its stdout as events.
+
+Every driver (the Locust one, wrk) speaks one protocol: specs in, a JSON line per event
+out, a result file per measured window. This module never imports locust: it only starts
+the process that does.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+from collections import deque
+from pathlib import Path
+from typing import Any, NoReturn
+
+from harness.drivers import LOCUST_DRIVER_MODULE
+from harness.drivers.spec import DriverSpec, SpecError, write_spec
+from harness.run.processes import child_env, spawn, stop_group
+from harness.run.plan import plan_run
+from harness.scenario import Scenario
+
+# SIGTERM, then this long for a driver to write its last result and exit, then SIGKILL.
+DRIVER_STOP_GRACE = 5.0
+
+
+class DriverProcess:
+    """A driver in its own process group on its own CPUs; its stdout as events.
+
+    With procs > 1 (or remote workers), Locust's master/worker mode: the master writes the
+    same events and results, and `procs` local workers, each in its own process group on one
+    driver CPU in turn, carry the users."""
+
+    def __init__(self, specs: list[DriverSpec], *, workdir: Path, cpus: tuple[int, ...],
+                 module: str = LOCUST_DRIVER_MODULE, procs: int = 1, remote_workers: int = 0) -> None:
+        workdir.mkdir(parents=True, exist_ok=True)
+        argv = [sys.executable, "-m", module, "--out-dir", str(workdir)]
+        for index, spec in enumerate(specs):
+            path = workdir / f"spec-{index}.json"
+            write_spec(path, spec)
+            argv += ["--spec", str(path)]
+        distributed = procs > 1 or remote_workers > 0
+        if distributed:
+            where = ["--master-bind", "*", "--master-port", "5557"] if remote_workers else \
+                    ["--master-bind", "127.0.0.1", "--master-port", "0"]
+            argv += ["--master", "--expect-workers", str(procs + remote_workers), *where]
+        self.env = child_env()
+        self.events: queue.Queue[dict[str, Any] | None] = queue.Queue()
+        self.stderr: deque[str] = deque(maxlen=30)
+        self.workers: list[subprocess.Popen] = []
+        self.process = self._start(argv, cpus, stdout=subprocess.PIPE)
+        try:
+            port = self._master_port() if distributed else None
+            if port is not None:
+                worker = [sys.executable, "-m", module, "--worker", "--master-host", "127.0.0.1",
+                          "--master-port", str(port)]
+                for i in range(procs):
+                    self.workers.append(self._start(worker, (cpus[i % len(cpus)],) if cpus else (),
+                                                    stdout=subprocess.DEVNULL))
+        except BaseException:  # Ctrl+C while the workers start: none of them may outlive the run
+            self.stop()
+            raise
+        threading.Thread(target=self._read_stdout, daemon=True).start()
+        for process in (self.process, *self.workers):
+            threading.Thread(target=lambda p=process: self.stderr.extend(p.stderr), daemon=True).start()
+
+    def _start(self, argv: list[str], cpus: tuple[int, ...], *, stdout: int) -> subprocess.Popen:
+        return spawn(argv, cpus=cpus, stdout=stdout, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True,
+                     env=self.env)
+
+    def dead_worker(self) -> subprocess.Popen | None:
+        """A local worker that has exited, if any (mid-run, that is a fault: see the runner)."""
+        return next((worker for worker in self.workers if worker.poll() is not None), None)
+
+    def _master_port(self) -> int | None:
+        """The master's first line, {"type": "master", "port"}: where the workers join. None
+        if it exited first (a bad spec, a busy port): _drive then reports its stderr."""
+        line = self.process.stdout.readline()  # type: ignore[union-attr]
+        try:
+            return int(json.loads(line)["port"])
+        except (ValueError, KeyError, TypeError):
+            self.stderr.append(line)
+            return None
+
+    def _read_stdout(self) -> None:
+        for line in self.process.stdout:  # type: ignore[union-attr]
+            try:
+                self.events.put(json.loads(line))
+            except json.JSONDecodeError:
+                self.stderr.append(line)
+        self.events.put(None)  # end of stream: the driver exited
+
+    def stop(self) -> None:
+        for process in (self.process, *self.workers):  # the master first: it tells its workers to quit
+            stop_group(process, DRIVER_STOP_GRACE)
+
+    def kill(self) -> None:
+        """SIGKILL at once: a driver that lost a process has nothing left to finish cleanly
+        (a master waiting on a dead worker may not even heed SIGTERM)."""
+        for process in (self.process, *self.workers):
+            try:
+                os.killpg(process.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        self.stop()  # reaps them
+
+
+def wrk_problem(scenario: Scenario) -> str | None:
+    """Why the wrk driver cannot run this scenario (None if it can), before anything starts."""
+    from harness.drivers.wrk.driver import check_supported
+
+    if shutil.which("wrk") is None:
+        return "--driver wrk needs wrk on PATH (apt-get install wrk)"
+    try:
+        for spec in plan_run(scenario, ()).specs(host="127.0.0.1", port=1):
+            check_supported(spec)
+    except SpecError as error:
+        return str(error)
+    return None
+
+
+def become_worker(master_host: str, master_port: int) -> NoReturn:
+    """`concurbench worker`: replace this process with a Locust worker driver (its own
+    interpreter: locust monkey-patches with gevent). --rejoin: `concurbench run` starts one
+    master per backend, all on the same port."""
+    os.execve(sys.executable, [sys.executable, "-m", LOCUST_DRIVER_MODULE, "--worker", "--rejoin",
+                               "--master-host", master_host, "--master-port", str(master_port)], child_env())

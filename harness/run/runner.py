@@ -1,0 +1,328 @@
+"""Execute a plan (harness.run.plan): launch, drive, hand each step to results.
+
+For each backend: launch it on the server CPUs, start one driver process on the driver
+CPUs with one spec per load level, and turn each window the driver reports into a step
+record. Every finished step is written to results.json at once (atomically), so a
+failure or Ctrl+C later keeps it. A backend that fails to start or dies is recorded with
+its stderr tail, and the run goes on with the next one.
+"""
+
+from __future__ import annotations
+
+import json
+import queue
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from harness.drivers import DRIVER_MODULES
+from harness.drivers.spec import DriverResult
+from harness.run.driver import DriverProcess
+from harness.run.backend import (LaunchError, RunningBackend, ServerSampler, calibrate_cpu_work, default_pinning,
+                              launch_backend)
+from harness.results.steps import flag_high_spread, step_record
+from harness.results.store import RESULTS_FILE, ResultsError, new_run_dir, write_results
+from harness.results.summary import write_summary_csv
+from harness.run.limits import ensure_fd_limit
+from harness.run.metadata import collect_metadata
+from harness.run.plan import Plan, PlannedStep, plan_run
+from harness.run.progress import Progress, Tick
+from harness.scenario import Scenario
+
+
+WORKER_GRACE_S = 1.0  # a dead Locust worker with the master still going: a fault after this long
+
+
+class RunFailed(Exception):
+    """Nothing can be measured (the /cpu calibration failed): the run stops."""
+
+
+class BackendFailed(Exception):
+    """The backend or its driver died mid-run; `kind` is the event recorded for it."""
+
+    def __init__(self, message: str, *, kind: str = "backend-failed") -> None:
+        super().__init__(message)
+        self.kind = kind
+
+
+@dataclass(frozen=True, kw_only=True)
+class RunOptions:
+    out_root: Path
+    server_cpus: tuple[int, ...] | None = None
+    driver_cpus: tuple[int, ...] | None = None
+    host: str = "127.0.0.1"
+    report: bool = True
+    # "locust", "wrk", or both in turn against the same server process; the second one's
+    # steps are stored under "BACKEND (wrk)", so the two sit side by side in every chart.
+    drivers: tuple[str, ...] = ("locust",)
+    # Locust load processes. Above 1, Locust's master/worker mode: a master that keeps time and
+    # merges the histograms, and this many local workers, one per driver CPU in turn.
+    driver_procs: int = 1
+    # Workers on other machines (`concurbench worker --master THIS_HOST`) the master also waits
+    # for; then it listens on all interfaces, on Locust's port 5557.
+    remote_workers: int = 0
+
+
+class Run:
+    """One `concurbench run`: owns the results dict and writes it after every change."""
+
+    def __init__(self, scenario: Scenario, backends: dict[str, str], options: RunOptions) -> None:
+        self.scenario = scenario
+        self.backends = backends
+        self.plan: Plan = plan_run(scenario, backends)
+        self.options = options
+        default_server, default_driver = default_pinning()
+        self.server_cpus = options.server_cpus or default_server
+        self.driver_cpus = options.driver_cpus or default_driver
+        metadata = collect_metadata(scenario_path=scenario.path, scenario_sha256=scenario.sha256,
+                                    pinning={"server": list(self.server_cpus), "driver": list(self.driver_cpus)})
+        metadata["scenario"]["name"] = scenario.name
+        metadata["scenario"]["overrides"] = list(scenario.overrides)
+        metadata["drivers"] = list(options.drivers)
+        # Raised here, inherited by every backend and driver (c10k needs > 10,000).
+        self.fd_limit = ensure_fd_limit(self.plan.descriptors)
+        metadata["fd_limit"] = self.fd_limit.to_dict()
+        self.cpu_iters_per_ms: float | None = None  # see calibrate()
+        self.results: dict[str, Any] = {"metadata": metadata, "scenario": scenario.to_dict(), "status": "running",
+                                        "backends": {}, "steps": [], "events": []}
+        # Where the run is, for the record of a fault or a Ctrl+C: a phrase ("during the /cpu
+        # calibration"), the backend running if any, and the step it is in (see _at).
+        self.doing = "before the run started"
+        self.backend: str | None = None
+        self.step: dict[str, Any] | None = None
+        self.stopped_at: tuple[str, str | None, dict[str, Any] | None] | None = None  # see stop_here
+        self.saved_steps = 0  # steps in the results.json on disk
+        self.run_dir = new_run_dir(options.out_root, scenario.name)
+        self.save()
+
+    def calibrate(self) -> None:
+        """/cpu work per ms, measured once here and given to every backend (see the launcher)."""
+        self.doing = "during the /cpu calibration"
+        try:
+            self.cpu_iters_per_ms = calibrate_cpu_work(self.server_cpus)
+        except (subprocess.SubprocessError, OSError, ValueError) as error:
+            last = (getattr(error, "stderr", None) or "").strip().splitlines()  # the child's last words
+            self.stop_here()
+            raise RunFailed(f"the /cpu calibration failed: {last[-1] if last else first_line(error)}") from None
+        self.results["metadata"]["cpu_iters_per_ms"] = round(self.cpu_iters_per_ms, 1)
+        self.save()
+
+    def save(self) -> None:
+        try:
+            write_results(self.run_dir, self.results)
+        except ResultsError:
+            self.stop_here()
+            raise
+        self.saved_steps = len(self.results["steps"])
+
+    def stop_here(self) -> None:
+        """Note where the run is as a fault stops it, before the cleanup on the way out moves
+        on (the first fault counts: a Ctrl+C calls this from its signal handler)."""
+        if self.stopped_at is None:
+            self.stopped_at = (self.doing, self.backend, self.step)
+
+    def event(self, kind: str, detail: str, *, backend: str | None = None,
+              step: dict[str, Any] | None = None) -> None:
+        """Record what happened to the run (see EVENT_KINDS); written with the next save."""
+        self.results["events"].append({"t": datetime.now(timezone.utc).isoformat(timespec="milliseconds"),
+                                       "kind": kind, "backend": backend, "step": step,
+                                       "detail": detail.splitlines()[0] if detail else ""})
+
+    def execute(self, progress: Progress) -> None:
+        for backend, target in self.backends.items():
+            self.run_backend(backend, target, progress)
+            self.doing, self.backend, self.step = f"between backends (after {backend})", None, None
+            self.save()
+        self.doing = "after the last backend"
+
+    def interrupted(self, signame: str) -> str:
+        """A Ctrl+C (or SIGTERM): record where it found the run, and what was running as
+        interrupted; returns where ("during selectors users=4 rep 1/2")."""
+        doing, backend, step = self.stopped_at or (self.doing, self.backend, self.step)
+        for entry in self.results["backends"].values():
+            if entry.get("status") == "running":
+                entry.update(status="interrupted", error=f"interrupted ({signame}) {doing}", step=step)
+        self.event("interrupted", f"{signame} {doing}", backend=backend, step=step)
+        return doing
+
+    def write_failed(self, error: ResultsError) -> str:
+        """results.json cannot be written: the run stops. Record why (one last atomic try, in
+        case the space came back) and return the one line that says it."""
+        reason = getattr(error, "reason", None) or str(error)
+        measured, kept = len(self.results["steps"]), self.saved_steps
+        doing, backend, step = self.stopped_at or (self.doing, self.backend, self.step)
+        for entry in self.results["backends"].values():
+            if entry.get("status") == "running":
+                entry.update(status="failed", error=f"stopped: results.json could not be written ({reason})",
+                             step=step)
+        self.event("write-failed", f"cannot write results.json ({reason}) {doing}", backend=backend, step=step)
+        self.results["status"] = "failed"
+        try:
+            self.save()
+            held = f"all {plural_steps(measured)} and this error are in {self.run_dir / RESULTS_FILE} after all"
+        except ResultsError:
+            held = f"{self.run_dir / RESULTS_FILE} holds the {plural_steps(kept)} written before"
+        return f"concurbench: error: cannot write results ({reason}): stopped after {plural_steps(measured)}; {held}"
+
+    def run_backend(self, backend: str, target: str, progress: Progress) -> dict[str, Any]:
+        """Launch `target` (ours, or cmd:...), drive it, and return its entry in results.
+
+        The entry is in results from the start, "running" until the backend is done with;
+        a Ctrl+C or a failed write then finds it there (see interrupted, write_failed)."""
+        external = target.startswith("cmd:")
+        entry: dict[str, Any] = {"status": "running", "error": None, "command": target if external else None}
+        self.results["backends"][backend] = entry
+        self.doing, self.backend, self.step = f"while {backend} was starting", backend, None
+        progress.message(f"{backend}: starting on CPU {','.join(map(str, self.server_cpus))}")
+        extra = () if external else self.scenario.server_args_for(backend)  # our servers' flags
+        try:
+            running = launch_backend(target, host=self.options.host, cpus=self.server_cpus, extra_args=extra,
+                                     env={"CONCURBENCH_CPU_ITERS_PER_MS": str(self.cpu_iters_per_ms)})
+        except LaunchError as error:
+            why = str(error).splitlines()[0]
+            progress.message(f"{backend}: FAILED to start: {why}")
+            entry.update(status="failed", error=why, stderr_tail=error.stderr_tail)
+            self.event("backend-failed", f"{backend} did not start: {why}", backend=backend)
+            return entry
+        driver_stderr = ""
+        try:
+            for tool in self.options.drivers:
+                name = backend if tool == self.options.drivers[0] else f"{backend} ({tool})"
+                # The driver gets the address as given: 0.0.0.0 as a destination means this host.
+                specs = self.plan.specs(host=self.options.host, port=running.port)
+                with tempfile.TemporaryDirectory(prefix=f"concurbench-{_safe(backend)}-") as workdir:
+                    locust = tool == "locust"
+                    driver = DriverProcess(specs, workdir=Path(workdir), cpus=self.driver_cpus,
+                                           module=DRIVER_MODULES[tool],
+                                           procs=self.options.driver_procs if locust else 1,
+                                           remote_workers=self.options.remote_workers if locust else 0)
+                    try:
+                        self._drive(name, running, driver, progress)
+                        if tool == self.options.drivers[-1]:  # every step measured: the rest is cleanup
+                            entry.update(status="ok", error=None)
+                    except BackendFailed as error:
+                        if error.kind == "driver-failed":
+                            driver.kill()
+                        raise
+                    finally:
+                        driver.stop()
+                        driver_stderr = "".join(driver.stderr)
+        except (BackendFailed, OSError) as error:
+            if isinstance(error, OSError):  # the driver's files or process (results.json's: ResultsError)
+                error = BackendFailed(f"the driver failed {self.doing}: {error}", kind="driver-failed")
+            progress.message(f"{backend}: FAILED: {error}")
+            entry.update(status="failed", error=str(error), step=self.step, driver_stderr=driver_stderr)
+            self.event(error.kind, f"{backend}: {error}", backend=backend, step=self.step)
+        finally:
+            self.doing, self.step = f"while {backend} was stopping", None
+            entry["exit_status"] = running.stop()
+            entry["stderr_tail"] = running.stderr_tail()
+        return entry
+
+    def _drive(self, backend: str, running: RunningBackend, driver: DriverProcess, progress: Progress) -> None:
+        sampler = ServerSampler(running)
+        steps = self.plan.steps_of(backend)
+        repeat, expected = self.scenario.repeat, len(steps)
+        done = 0
+        first_phase = "warmup" if self.scenario.warmup_s else "measure"  # of each level
+        phase = first_phase
+        worker_gone_at: float | None = None
+        where = self._at(backend, steps, done, phase)
+        while done < expected:
+            try:
+                event = driver.events.get(timeout=0.5)
+            except queue.Empty:
+                event = {"type": "idle"}
+            if not running.alive():
+                raise BackendFailed(f"the backend exited ({_how(running.process.returncode)}) {where}, "
+                                    f"after {done} of {expected} steps", kind="backend-failed")
+            if event is None:
+                status = driver.process.wait()
+                last = "".join(driver.stderr).strip().splitlines()
+                raise BackendFailed(f"the driver exited ({_how(status)}) {where}, after {done} of {expected} steps"
+                                    + (f": {last[-1]}" if last else ""), kind="driver-failed")
+            gone = driver.dead_worker()
+            if gone is not None:
+                # Workers quit once the master is done: give its last events a moment to arrive.
+                worker_gone_at = worker_gone_at or time.monotonic()
+                if time.monotonic() - worker_gone_at > WORKER_GRACE_S:
+                    raise BackendFailed(f"a driver worker (pid {gone.pid}) exited ({_how(gone.returncode)}) {where}, "
+                                        f"after {done} of {expected} steps", kind="driver-failed")
+            sampler.sample()
+            if event["type"] == "progress":
+                phase = event["phase"]
+                where = self._at(backend, steps, done, phase)
+                progress.tick(Tick(backend, self.doing.removeprefix(f"during {backend} "), event["rps"],
+                                   event["errors"]))
+            elif event["type"] == "result":
+                level, repetition = self.plan.levels[event["spec"]], event["repetition"]
+                result = DriverResult.from_dict(json.loads(Path(event["path"]).read_text()))
+                record = step_record(backend, users=level.users, idle_connections=level.idle_connections,
+                                     repetition=repetition, result=result.to_dict(),
+                                     server=sampler.window(result.duration_s))
+                self.results["steps"].append(record)
+                done += 1
+                phase = first_phase if done % repeat == 0 else "measure"
+                where = self._at(backend, steps, done, phase)  # the driver is on to the next step already
+                self.save()
+                errors = sum(record["errors"].values())
+                progress.message(f"{backend}: {level.name} rep {repetition + 1}: "
+                                 f"{record['rps']:,.0f} req/s, p99 {_ms(record['p99_us'])}, errors {errors}"
+                                 + (f" [{', '.join(record['flags'])}]" if record["flags"] else ""))
+
+    def _at(self, backend: str, steps: list[PlannedStep], done: int, phase: str) -> str:
+        """The run is in the step after `done` of `backend`'s steps (warm-up or measuring);
+        returns it as a phrase: "during selectors users=4 rep 1/2"."""
+        if done >= len(steps):
+            self.step, self.doing = None, f"while {backend}'s driver was stopping"
+            return self.doing
+        level, rep = steps[done].level, steps[done].repetition
+        warmup = phase == "warmup" and rep == 0
+        self.step = {"users": level.users, "rate": level.rate, "idle_connections": level.idle_connections,
+                     "repetition": rep, "phase": "warm-up" if warmup else "measure"}
+        where = "warm-up" if warmup else f"rep {rep + 1}/{self.scenario.repeat}"
+        self.doing = f"during {backend} {level.name} {where}"
+        return self.doing
+
+    def finish(self, status: str) -> None:
+        """Mark the run `status` and write it; summary.csv too (a warning if that fails)."""
+        self.doing, self.backend, self.step = "while saving the results", None, None
+        flag_high_spread(self.results["steps"])
+        self.results["status"] = status
+        self.save()
+        try:
+            write_summary_csv(self.run_dir, self.results["steps"])
+        except OSError as error:
+            print(f"concurbench: warning: summary.csv not written: {error.strerror or error}", file=sys.stderr)
+
+
+def _ms(us: float | None) -> str:
+    return "-" if us is None else f"{us / 1000:.2f} ms"
+
+
+def _safe(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_" else "_" for c in name)[:60]
+
+
+def first_line(error: object) -> str:
+    return (str(error).strip().splitlines() or [type(error).__name__])[0]
+
+
+def plural_steps(count: int) -> str:
+    return f"{count} step" + ("" if count == 1 else "s")
+
+
+def _how(status: int | None) -> str:
+    """An exit status as words: "status 1", "killed by SIGKILL"."""
+    if status is not None and status < 0:
+        try:
+            return f"killed by {signal.Signals(-status).name}"
+        except ValueError:
+            return f"killed by signal {-status}"
+    return f"status {status}"
