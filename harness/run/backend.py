@@ -8,6 +8,10 @@ SIGKILL: nothing is left behind, whatever happened.
 
 Every process goes through harness.run.processes.spawn (its own session, pinned, dying with
 the orchestrator).
+
+Ready-made peers are real servers serving the same app (servers/adapters.py) as `cmd:`
+backends under a short name, available when installed (`pip install 'concurbench[peers]'`);
+`resolve_backends` turns --backend into what to launch.
 """
 
 from __future__ import annotations
@@ -49,6 +53,8 @@ class LaunchError(Exception):
 
 @dataclass(frozen=True)
 class Peer:
+    """An external server under a short name: its command and the module it needs."""
+
     command: str  # {python}, {host} and {port} are filled in at launch
     needs: str | None  # the module that must be importable
     description: str
