@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from servers.backends import BACKENDS, load_backend
-from servers.backends.listener import raise_fd_limit
+from servers.descriptors import raise_fd_limit
 from servers.config import ServerConfig
 from servers.http import Limits
 

@@ -1,7 +1,7 @@
 """The descriptor limit a run needs, raised before anything starts.
 
-The orchestrator raises its own RLIMIT_NOFILE (see harness.drivers.limits), and the
-backends and drivers it starts inherit it. When the limit cannot reach what the plan needs
+The orchestrator raises its own RLIMIT_NOFILE (with servers.descriptors.raise_fd_limit,
+the project's one owner of that), and the backends and drivers it starts inherit it. When the limit cannot reach what the plan needs
 (harness.run.plan.needed_descriptors), the run says so before it starts and records the
 limit, rather than letting connections fail with EMFILE mid-step.
 """
@@ -11,7 +11,7 @@ from __future__ import annotations
 import resource
 from dataclasses import dataclass
 
-from harness.drivers.limits import raise_fd_limit
+from servers.descriptors import raise_fd_limit
 
 
 @dataclass(frozen=True)

@@ -1,11 +1,10 @@
 """The listening socket: bind, announce, accept (backing off when out of descriptors), and
-watch the accept queue. Also the descriptor limit, since every connection is one.
+watch the accept queue.
 """
 
 from __future__ import annotations
 
 import errno
-import resource
 import socket
 import struct
 import sys
@@ -26,20 +25,6 @@ ACCEPT_RESOURCE_ERRNOS = {errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOME
 BACKLOG_CHECK_INTERVAL = 0.5
 BACKLOG_LOG_INTERVAL = 5.0
 SOMAXCONN = Path("/proc/sys/net/core/somaxconn")
-
-
-def raise_fd_limit() -> tuple[int, int]:
-    """Soft RLIMIT_NOFILE up to the hard limit (as Go and nginx do): a connection is a
-    descriptor, and the usual soft 1,024 would be hit long before the model's real limits.
-    Returns (soft, hard) after the change; a soft limit that cannot move is left alone."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if hard != soft:
-        try:
-            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-            soft = hard
-        except (ValueError, OSError):
-            pass
-    return soft, hard
 
 
 class BacklogWatch:

@@ -51,7 +51,7 @@ from harness.drivers.spec import (
     write_result,
 )
 
-from harness.drivers.limits import raise_fd_limit
+from servers.descriptors import raise_fd_limit
 from harness.drivers.locust.background import Background, hold_idle, trickle
 from harness.drivers.distributed.master import Board
 from harness.drivers.distributed.protocol import MASTER_PORT, DistributedError

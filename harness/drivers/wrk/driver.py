@@ -43,7 +43,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from harness.drivers.limits import raise_fd_limit
+from servers.descriptors import raise_fd_limit
 from harness.drivers.wire import build_request, destination_host, host_header
 from harness.drivers.spec import (
     check_outputs,
