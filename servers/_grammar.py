@@ -1,8 +1,10 @@
-"""The request grammar of RFC 9110, 9112 and 3986 as regular expressions and small checks:
-the request line, a field line, a Host, the forms of a request-target, list tokens.
+"""The request grammar of RFC 9110, 9112 and 3986 off the parser's hot path, as regular
+expressions and small checks: a Host, the forms of a request-target, list tokens.
 
 The parser (servers/http.py) applies them; keeping the ABNF here lets a reader check each
-rule against its RFC without the parser's bookkeeping in the way.
+rule against its RFC without the parser's bookkeeping in the way. The request line and
+field line patterns stay in http.py beside the code that runs them on every request:
+measured, the same patterns imported from here made feed() 7% slower (CPython 3.11).
 """
 
 from __future__ import annotations
@@ -12,17 +14,6 @@ import re
 from servers._errors import ProtocolError
 
 TOKEN = rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+"
-# method SP request-target SP HTTP-version; the target is visible ASCII only.
-REQUEST_LINE = re.compile(rb"(" + TOKEN + rb") ([!-~]+) HTTP/([0-9])\.([0-9])")
-# One field line, anchored on the CRLF before it: a token, a colon, then a value of VCHAR,
-# obs-text, SP and HTAB (no CTLs). A line this does not match (obs-fold, space before the
-# colon, a control byte, a bare CR or LF) makes the match count come up short.
-# The fast pattern refuses trailing OWS with a one-byte lookbehind; the rare line that has
-# some is re-read by the slower pattern, which strips it (OWS is not part of the value).
-FIELD = re.compile(rb"\r\n(" + TOKEN + rb"):[ \t]*([\t -~\x80-\xff]*)(?<![ \t])(?=\r\n)")
-FIELD_OWS = re.compile(rb"\r\n(" + TOKEN + rb"):[ \t]*([\t -~\x80-\xff]*?)[ \t]*(?=\r\n)")
-# The usual methods, decoded once.
-METHODS = {m.encode(): m for m in ("GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH")}
 # Host = uri-host [ ":" port ] (RFC 9110 7.2, RFC 3986 3.2.2): an IP literal in brackets, or
 # a reg-name / IPv4 of unreserved, pct-encoded and sub-delims characters. No whitespace,
 # no "@" (userinfo), no "/": a repeated Host, joined with ", ", fails here too.

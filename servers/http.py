@@ -9,12 +9,12 @@ returns every complete request, pipelined ones included.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from servers._body import BODY_READERS, BodyReader, is_digits
 from servers._errors import ProtocolError
-from servers._grammar import (FIELD, FIELD_OWS, HOSTS_SEEN, METHODS, REQUEST_LINE, expects_continue, has_token,
-                              other_form, valid_host)
+from servers._grammar import HOSTS_SEEN, TOKEN, expects_continue, has_token, other_form, valid_host
 from servers._messages import Headers, Request, Response
 from servers._response import CONTINUE, build_response, error_response
 
@@ -54,6 +54,17 @@ class Limits:
     max_body: int = MAX_BODY  # -> 413
 
 
+# method SP request-target SP HTTP-version; the target is visible ASCII only.
+REQUEST_LINE = re.compile(rb"(" + TOKEN + rb") ([!-~]+) HTTP/([0-9])\.([0-9])")
+# One field line, anchored on the CRLF before it: a token, a colon, then a value of VCHAR,
+# obs-text, SP and HTAB (no CTLs). A line this does not match (obs-fold, space before the
+# colon, a control byte, a bare CR or LF) makes the match count come up short.
+# The fast pattern refuses trailing OWS with a one-byte lookbehind; the rare line that has
+# some is re-read by the slower pattern, which strips it (OWS is not part of the value).
+FIELD = re.compile(rb"\r\n(" + TOKEN + rb"):[ \t]*([\t -~\x80-\xff]*)(?<![ \t])(?=\r\n)")
+FIELD_OWS = re.compile(rb"\r\n(" + TOKEN + rb"):[ \t]*([\t -~\x80-\xff]*?)[ \t]*(?=\r\n)")
+# The usual methods, decoded once.
+METHODS = {m.encode(): m for m in ("GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH")}
 _CRLF = b"\r\n"
 _END_OF_HEAD = b"\r\n\r\n"
 
