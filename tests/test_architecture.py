@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import ast
 from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
+from support import ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = ROOT
 
 # What each stage of the harness may import from the harness (itself included). The stages
 # look down: results is a leaf that anyone may read, charts read results only, drivers run

@@ -14,7 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 import psutil
 import pytest
 
-from conftest import ROOT, VARIANTS, Client, LiveServer, request
+from support import ROOT, VARIANTS, Client, LiveServer, request
 
 pytestmark = pytest.mark.timeout(60)
 ALL = pytest.mark.parametrize("variant", list(VARIANTS))

@@ -18,14 +18,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import LiveServer
+from support import ROOT, LiveServer
 
 from harness.drivers.spec import DriverSpec, RequestSpec, SpecError, read_result
 from harness.drivers.wire import build_request
 from harness.drivers.wrk.driver import check_supported, from_percentiles, uncorrected
 from harness.results.metrics import decode_histogram, new_histogram
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = ROOT
 ENV = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
 needs_wrk = pytest.mark.skipif(shutil.which("wrk") is None, reason="wrk is not installed (apt-get install wrk)")
 

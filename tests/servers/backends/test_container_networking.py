@@ -18,7 +18,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from conftest import ROOT
+from support import ROOT
 
 pytestmark = [
     pytest.mark.timeout(60),

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REGISTRY, LiveServer
+from support import REGISTRY, LiveServer
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from conftest import ROOT
+from support import ROOT
 from harness.results.store import SCHEMA_VERSION
 
 pytestmark = pytest.mark.timeout(120)

@@ -20,7 +20,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from conftest import Client, LiveServer, request
+from support import Client, LiveServer, request
 
 pytestmark = pytest.mark.timeout(60)
 

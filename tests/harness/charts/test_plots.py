@@ -22,9 +22,10 @@ from harness.charts import runs as plots
 from harness.charts.style import BACKEND_COLOURS, backend_colour, backend_label, short_cpu_model
 from harness.results.metrics import merge_histograms
 from harness.results.store import read_results
+from support import FIXTURES, ROOT
 
-RUNS = Path(__file__).parent / "fixtures" / "runs"
-ROOT = Path(__file__).resolve().parent.parent
+RUNS = FIXTURES / "runs"
+ROOT = ROOT
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 CHARTS: dict[str, Callable[..., list[Path]]] = {

@@ -25,8 +25,9 @@ from hdrh.histogram import HdrHistogram
 
 from harness.drivers import locust_driver_argv
 from harness.drivers.spec import DriverResult, DriverSpec, SpecError, read_result
+from support import ROOT
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = ROOT
 ENV = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
 
 SERVER = r"""

@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from conftest import REGISTRY, Client, LiveServer, request
+from support import REGISTRY, Client, LiveServer, request
 from servers.http import CONTINUE
 
 pytestmark = pytest.mark.timeout(60)

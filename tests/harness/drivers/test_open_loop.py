@@ -17,8 +17,8 @@ import pytest
 
 from harness.drivers.spec import DriverResult
 from harness.results.metrics import decode_histogram
+from support import ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
 ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
 
 # Answers every request at once, except that 2 s after the first one it blocks its whole

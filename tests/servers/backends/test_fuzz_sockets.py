@@ -31,7 +31,7 @@ from dataclasses import dataclass
 import pytest
 from hypothesis import HealthCheck, assume, given, settings
 
-from conftest import VARIANTS, Client, LiveServer
+from support import VARIANTS, Client, LiveServer
 from fuzz_corpus import CORPUS, get, post, sends
 from servers.app import App
 from servers.http import ProtocolError, Request, RequestParser

@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from conftest import ROOT
+from support import ROOT
 
 ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
 CODE = """

@@ -25,7 +25,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from conftest import ROOT
+from support import ROOT
 from harness.run import runner
 from harness.run.command import RunOptions, run_scenario
 from harness.scenario import load_scenario

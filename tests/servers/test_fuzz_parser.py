@@ -10,7 +10,6 @@ binary. The regressions below are the bugs it found, each pinned by a direct tes
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -19,8 +18,9 @@ from hypothesis import strategies as st
 from fuzz_corpus import CORPUS, HOST, chunked, get, payloads, post
 from servers import _response
 from servers.http import ProtocolError, RequestParser, Response, build_response, error_response
+from support import BENCH
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+sys.path.insert(0, str(BENCH))
 from fuzz_parser import PROBE, check_stream, fuzz_one, run  # noqa: E402
 
 FAST = settings(max_examples=300, deadline=None, derandomize=True, database=None,

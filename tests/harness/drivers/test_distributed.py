@@ -21,8 +21,9 @@ import pytest
 
 from harness.drivers.spec import DriverResult, read_result
 from harness.results.metrics import decode_histogram
+from support import ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = ROOT
 ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
 DRIVER = [sys.executable, "-m", "harness.drivers.locust.driver"]
 

@@ -20,8 +20,9 @@ import pytest
 
 from harness.charts.report import REPORT_FILE, render_report, write_report
 from harness.results.store import read_results
+from support import FIXTURES
 
-RUNS = Path(__file__).parent / "fixtures" / "runs"
+RUNS = FIXTURES / "runs"
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 CHROMIUM_TIMEOUT_S = 60
 

@@ -16,8 +16,9 @@ import pytest
 from harness.charts.compare import (NOT_SIGNIFICANT, CompareError, compare_runs, t_critical_95,
                              welch_significant)
 from harness.results.store import read_results, write_results
+from support import FIXTURES
 
-RUNS = Path(__file__).parent / "fixtures" / "runs"
+RUNS = FIXTURES / "runs"
 RUN_A, RUN_B, RUN_C = RUNS / "run-a", RUNS / "run-b", RUNS / "run-c"
 
 
