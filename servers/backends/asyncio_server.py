@@ -29,6 +29,8 @@ class HttpProtocol(EventConnection, asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.server.now = time.monotonic()  # the request timeout counts from here
+        self.deadline = self.server.now + self.config.request_timeout
         self.transport = transport  # type: ignore[assignment]
         if self.server.over_capacity(len(self.server.connections)):
             transport.write(OVERLOADED)  # type: ignore[attr-defined]
