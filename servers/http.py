@@ -148,24 +148,29 @@ class RequestParser:
 
     def parse(self, data: bytes) -> list[Request | ProtocolError]:
         """What a server answers, in order: requests, with a ProtocolError where one
-        occurred (last, if it closes the connection).
-
-        The common case is one call to feed(); a recoverable error (a missing Host on a
-        request with no body) is followed by whatever else was pipelined behind it.
-        """
+        occurred (last, if it closes the connection)."""
         try:
             return self.feed(data)  # type: ignore[return-value]
         except ProtocolError as error:
-            items: list[Request | ProtocolError] = [*error.requests, error]
-            while not error.close:
-                try:
-                    items.extend(self.feed(b""))
-                    break
-                except ProtocolError as next_error:
-                    items.extend(next_error.requests)
-                    items.append(next_error)
-                    error = next_error
-            return items
+            return self.after_error(error)
+
+    def after_error(self, error: ProtocolError) -> list[Request | ProtocolError]:
+        """The rest of parse() once feed() raised `error`: the requests completed before it,
+        the error, and, when the error does not close the connection (a missing Host on a
+        request with no body), whatever else was pipelined behind it.
+
+        A backend on the hot path calls feed() in its own try and this in its except, which
+        saves parse()'s extra call on every request."""
+        items: list[Request | ProtocolError] = [*error.requests, error]
+        while not error.close:
+            try:
+                items.extend(self.feed(b""))
+                break
+            except ProtocolError as next_error:
+                items.extend(next_error.requests)
+                items.append(next_error)
+                error = next_error
+        return items
 
     def _keep(self, data: bytes, pos: int) -> None:
         if pos < len(data):

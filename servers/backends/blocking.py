@@ -98,7 +98,10 @@ class BlockingConnection:
                 if not fresh:
                     deadline = time.monotonic() + config.request_timeout
                 fresh = False
-            items = parser.parse(data)
+            try:
+                items = parser.feed(data)  # parser.parse(data), less a call per request
+            except ProtocolError as error:
+                items = parser.after_error(error)  # type: ignore[assignment]
             if not items:
                 if parser.client_awaits_continue:
                     parser.client_awaits_continue = False
@@ -111,7 +114,7 @@ class BlockingConnection:
                     if item.close:
                         return
                     continue
-                out, delay, keep_alive = respond(item, closing=signals.stopping)  # type: ignore[arg-type]
+                out, delay, keep_alive = respond(item, signals.stopping)  # type: ignore[arg-type]
                 if delay:
                     time.sleep(delay)
                 sock.sendall(out)

@@ -78,7 +78,10 @@ class EventConnection:
             if not self.fresh:
                 self.deadline = self.clock.now + self.config.request_timeout
             self.fresh = False
-        items = self.parser.parse(data)
+        try:
+            items = self.parser.feed(data)  # parser.parse(data), less a call per request
+        except ProtocolError as error:
+            items = self.parser.after_error(error)  # type: ignore[assignment]
         if items:
             self.queue.extend(items)
             if not self.waiting:
@@ -100,7 +103,7 @@ class EventConnection:
                     self._finish()
                     break
                 continue
-            data, delay, keep_alive = respond(item, closing=self.signals.stopping)  # type: ignore[arg-type]
+            data, delay, keep_alive = respond(item, self.signals.stopping)  # type: ignore[arg-type]
             if delay:
                 self.waiting = True
                 self.call_later(delay, self._delayed, data, keep_alive)

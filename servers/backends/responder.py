@@ -23,7 +23,7 @@ class Responder:
         self.app = App(docroot=config.docroot)
         self.access_log = config.access_log
 
-    def respond(self, request: Request, *, closing: bool = False) -> tuple[bytes, float, bool]:
+    def respond(self, request: Request, closing: bool = False) -> tuple[bytes, float, bool]:
         try:
             reply: Reply = self.app.handle(request)
         except Exception as error:  # noqa: BLE001 - one request's bug must not take the server down
