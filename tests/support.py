@@ -8,6 +8,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -176,3 +177,37 @@ def request(method: str = "GET", target: str = "/", headers: dict[str, str] | No
     if close:
         lines.append("Connection: close")
     return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
+
+
+class StallMeter:
+    """How long this machine stalled while a measurement ran: a thread asks to wake every
+    5 ms and keeps the worst lateness. A few ms on a quiet machine (the GIL's switch
+    interval included); on a shared VM whose hypervisor steals the CPU, the pause that the
+    server, the driver and this client suffered too. A latency bound that adds it is as
+    strict as before on a quiet machine, and fails on the code's own delays, not the host's."""
+
+    TICK_S = 0.005
+
+    def __init__(self) -> None:
+        self.worst_s = 0.0
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while True:
+            before = time.perf_counter()
+            if self._done.wait(self.TICK_S):
+                return
+            self.worst_s = max(self.worst_s, time.perf_counter() - before - self.TICK_S)
+
+    @property
+    def worst_us(self) -> int:
+        return int(self.worst_s * 1_000_000)
+
+    def __enter__(self) -> StallMeter:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._done.set()
+        self._thread.join()

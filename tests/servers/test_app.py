@@ -71,6 +71,27 @@ def timed(app: App, req: Request) -> tuple[Reply, float]:
     return reply, time.perf_counter() - start
 
 
+def quick(app: App, req: Request, *, within: float = 0.05, tries: int = 3) -> tuple[Reply, float]:
+    """The reply and the shortest wall time of up to `tries` calls, stopping at the first
+    under `within`: a handler that waits or works is slow every time, while a shared CI
+    machine can pause this process for longer than `within` in any one call."""
+    reply, best = timed(app, req)
+    for _ in range(tries - 1):
+        if best < within:
+            break
+        reply, elapsed = timed(app, req)
+        best = min(best, elapsed)
+    return reply, best
+
+
+def cpu_timed(app: App, req: Request) -> tuple[Reply, float]:
+    """The reply and the CPU time this thread spent on it. Unlike wall time, it does not grow
+    while other processes have the CPU (or the hypervisor steals it), and a wait adds nothing."""
+    start = time.thread_time()
+    reply = app.handle(req)
+    return reply, time.thread_time() - start
+
+
 # ---------------------------------------------------------------------------
 # the contract's types
 
@@ -120,7 +141,7 @@ def test_sleep_returns_its_delay_as_data(app: App, query: str, delay: float) -> 
 
 @pytest.mark.parametrize(("query", "delay"), SLEEP)
 def test_sleep_handler_itself_does_not_wait(app: App, query: str, delay: float) -> None:
-    _, elapsed = timed(app, request("GET", f"/sleep?{query}"))
+    _, elapsed = quick(app, request("GET", f"/sleep?{query}"))
     assert elapsed < 0.05
 
 
@@ -129,25 +150,27 @@ def test_sleep_handler_itself_does_not_wait(app: App, query: str, delay: float) 
 
 
 def test_cpu_burns_about_the_asked_time_inline(app: App) -> None:
+    """Inline: the handler itself spends the time (no delay handed to the backend). Counted
+    in this thread's CPU time, which CPU contention does not stretch as it does wall time."""
     app.handle(request("GET", "/cpu?ms=1"))  # warm up
     times = []
     for _ in range(3):
-        reply, elapsed = timed(app, request("GET", "/cpu?ms=50"))
+        reply, spent = cpu_timed(app, request("GET", "/cpu?ms=50"))
         assert reply.status == 200 and reply.delay == 0.0
-        times.append(elapsed)
+        times.append(spent)
     assert 0.025 <= statistics.median(times) <= 0.200
 
 
 def test_cpu_zero_returns_at_once(app: App) -> None:
-    reply, elapsed = timed(app, request("GET", "/cpu?ms=0"))
+    reply, elapsed = quick(app, request("GET", "/cpu?ms=0"))
     assert reply.status == 200 and elapsed < 0.05
 
 
 def test_cpu_does_not_sleep(app: App) -> None:
-    """The work is CPU time, not a wait: process time grows with wall time."""
-    cpu_start = time.process_time()
-    _, elapsed = timed(app, request("GET", "/cpu?ms=50"))
-    assert time.process_time() - cpu_start >= 0.5 * elapsed
+    """The work is CPU time, not a wait: most of the asked 50 ms is spent on the CPU. (Not
+    compared with wall time, which a busy machine stretches while the CPU time stays.)"""
+    _, spent = cpu_timed(app, request("GET", "/cpu?ms=50"))
+    assert spent >= 0.5 * 0.050
 
 
 # ---------------------------------------------------------------------------
@@ -342,7 +365,7 @@ BAD_PARAMS = [
 
 @pytest.mark.parametrize("target", BAD_PARAMS)
 def test_bad_parameter_is_400(app: App, target: str) -> None:
-    reply, elapsed = timed(app, request("GET", target))
+    reply, elapsed = quick(app, request("GET", target))
     assert reply.status == 400
     assert elapsed < 0.05 and reply.delay == 0.0
 

@@ -492,6 +492,9 @@ def read_only_run(out: Path) -> dict:
 
 def test_ctrl_c_while_saving_the_results_saves_them_anyway(fake_run, monkeypatch, tmp_path: Path, capsys) -> None:
     calls = []
+    # Not always default_int_handler: a CI job started in the background (`cmd &` in a
+    # script, nohup) runs with SIGINT ignored, and the run must put back what it found.
+    handler_before = signal.getsignal(signal.SIGINT)
 
     def summary_csv(run_dir, steps):  # type: ignore[no-untyped-def]
         calls.append(run_dir)
@@ -510,7 +513,7 @@ def test_ctrl_c_while_saving_the_results_saves_them_anyway(fake_run, monkeypatch
     assert results["status"] == "complete"
     assert [(e["kind"], e["detail"]) for e in results["events"]] == [
         ("interrupted", "SIGINT while saving the results")]
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # put back
+    assert signal.getsignal(signal.SIGINT) is handler_before  # put back
 
 
 def test_a_full_disk_for_summary_and_report_is_a_warning(fake_run, monkeypatch, tmp_path: Path, capsys) -> None:

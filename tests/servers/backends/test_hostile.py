@@ -20,7 +20,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from support import Client, LiveServer, request
+from support import Client, LiveServer, StallMeter, request
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -132,9 +132,12 @@ def test_slowloris_does_not_slow_normal_traffic(variant: str, start_server: Call
     live = start_server(*SLOWLORIS[variant], "--request-timeout", "5")
     with trickling(live, 200) as slow:
         time.sleep(0.6)  # every slow connection accepted and a few bytes in
-        latencies = get_latencies(live, 100)
+        with StallMeter() as stalls:  # forking's p99 was 180 ms when the VM paused ~150 ms at a time
+            latencies = get_latencies(live, 100)
         assert slow.cut_off() == 0, "the slow clients were cut off before the measurement ended"
-    assert p99(latencies) < P99_BUDGET_S, f"{variant}: p99 {p99(latencies) * 1000:.1f} ms beside 200 slow clients"
+    assert p99(latencies) < P99_BUDGET_S + stalls.worst_s, (
+        f"{variant}: p99 {p99(latencies) * 1000:.1f} ms beside 200 slow clients "
+        f"(the machine stalled up to {stalls.worst_s * 1000:.1f} ms)")
     assert live.process.poll() is None
 
 
@@ -152,8 +155,11 @@ def test_slowloris_stalls_iterative_only_until_the_timeout_cuts_them_off(
     expected = slow_clients * timeout
     assert expected * 0.7 < stalled < expected * 2 + 1, f"waited {stalled:.2f}s behind {slow_clients} x {timeout}s"
     assert time.perf_counter() - start < expected * 2 + 2
-    after = get_latencies(live, 40, mixed=False)
-    assert p99(after) < P99_BUDGET_S, f"p99 {p99(after) * 1000:.1f} ms after the slow clients were cut off"
+    with StallMeter() as stalls:
+        after = get_latencies(live, 40, mixed=False)
+    assert p99(after) < P99_BUDGET_S + stalls.worst_s, (
+        f"p99 {p99(after) * 1000:.1f} ms after the slow clients were cut off "
+        f"(the machine stalled up to {stalls.worst_s * 1000:.1f} ms)")
 
 
 # --- many idle connections ---------------------------------------------------------------
@@ -174,14 +180,17 @@ def test_event_loops_hold_thousands_of_idle_connections_and_keep_serving(
     rss_before = proc.memory_info().rss
     idle = open_idle(live, idle_count)
     try:
-        latencies = get_latencies(live, 60)
+        with StallMeter() as stalls:
+            latencies = get_latencies(live, 60)
         held = proc.num_fds()
         rss_after = proc.memory_info().rss
     finally:
         for sock in idle:
             sock.close()
     assert held >= idle_count, f"the server holds {held} descriptors for {idle_count} idle connections"
-    assert p99(latencies) < P99_BUDGET_S, f"p99 {p99(latencies) * 1000:.1f} ms beside {idle_count} idle"
+    assert p99(latencies) < P99_BUDGET_S + stalls.worst_s, (
+        f"p99 {p99(latencies) * 1000:.1f} ms beside {idle_count} idle "
+        f"(the machine stalled up to {stalls.worst_s * 1000:.1f} ms)")
     # Report the cost: a few KiB per connection for a loop, far from a thread's or a process's.
     per_connection = (rss_after - rss_before) / idle_count
     assert per_connection < 64 * 1024, f"{per_connection / 1024:.1f} KiB RSS per idle connection"
