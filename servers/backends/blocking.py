@@ -102,30 +102,26 @@ class BlockingConnection:
                 items = parser.feed(data)  # parser.parse(data), less a call per request
             except ProtocolError as error:
                 items = parser.after_error(error)  # type: ignore[assignment]
-            if not items:
-                if parser.client_awaits_continue:
-                    parser.client_awaits_continue = False
-                    sock.sendall(CONTINUE)
-                continue  # a partial request: keep reading against the same deadline
-            self.busy = True
-            for item in items:
-                if type(item) is ProtocolError:
-                    sock.sendall(error_response(item))
-                    if item.close:
+            if items:
+                self.busy = True
+                for item in items:
+                    if type(item) is ProtocolError:
+                        sock.sendall(error_response(item))
+                        if item.close:
+                            return
+                        continue
+                    out, delay, keep_alive = respond(item, signals.stopping)  # type: ignore[arg-type]
+                    if delay:
+                        time.sleep(delay)
+                    sock.sendall(out)
+                    if not keep_alive:
                         return
-                    continue
-                out, delay, keep_alive = respond(item, signals.stopping)  # type: ignore[arg-type]
-                if delay:
-                    time.sleep(delay)
-                sock.sendall(out)
-                if not keep_alive:
-                    return
-            self.busy = False
+                self.busy = False
+                if parser.buffered == 0:
+                    idle = True  # the keep-alive timeout applies until the next request's first byte
             if parser.client_awaits_continue:  # after the answers owed before it
                 parser.client_awaits_continue = False
                 sock.sendall(CONTINUE)
-            if parser.buffered == 0:
-                idle = True  # the keep-alive timeout applies until the next request's first byte
 
     def _timed_out(self, parser: RequestParser, idle: bool) -> None:
         """408 if part of a request arrived; a connection that sent nothing just closes."""

@@ -84,11 +84,8 @@ class EventConnection:
             items = self.parser.after_error(error)  # type: ignore[assignment]
         if items:
             self.queue.extend(items)
-            if not self.waiting:
-                self.answer()
-        elif self.parser.client_awaits_continue and not self.waiting and not self.queue:
-            self.parser.client_awaits_continue = False
-            self.write(CONTINUE)
+        if not self.waiting and (items or self.parser.client_awaits_continue):
+            self.answer()  # which also sends a CONTINUE that is due
 
     def answer(self) -> None:
         """Answer queued requests in order until one must wait or the queue is empty."""
