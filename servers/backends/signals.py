@@ -5,7 +5,6 @@ from __future__ import annotations
 import select
 import signal
 import socket
-import threading
 import time
 from collections.abc import Callable
 
@@ -22,6 +21,8 @@ class StopSignals:
     waits for a wake-up that never comes. So the C-level handler also writes a byte to a
     socketpair (`signal.set_wakeup_fd`), and the main thread waits with `wait_readable`,
     which watches that byte beside its own socket, instead of blocking in the call itself.
+    The byte is written whichever thread the kernel hands the signal to, so worker threads
+    need no signal mask.
     """
 
     def __init__(self) -> None:
@@ -92,20 +93,3 @@ def drain(sock: socket.socket) -> None:
 class Stop(Exception):
     """Raised from a signal handler to unwind a main thread that is idle."""
 
-
-STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT}
-
-
-def start_thread(thread: threading.Thread) -> None:
-    """Start `thread` with SIGTERM and SIGINT blocked in it, so they reach the main thread.
-
-    Linux hands a process-directed signal to any thread that does not block it. If a
-    worker takes it, CPython only sets a flag, and a main thread blocked in accept() never
-    runs the handler: the server ignores SIGTERM. A new thread inherits the mask of the
-    thread that starts it, so the mask is set around start() and restored after.
-    """
-    previous = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
-    try:
-        thread.start()
-    finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, previous)

@@ -14,7 +14,6 @@ import time
 
 from servers.backends.blocking import BlockingConnection
 from servers.backends.server import BlockingServer
-from servers.backends.signals import start_thread
 from servers.config import ServerConfig
 
 
@@ -46,7 +45,7 @@ class ThreadedServer(BlockingServer):
         thread = threading.Thread(target=self._run_then_forget, args=(target, *args), daemon=self.daemon_threads)
         with self._lock:
             self._threads.add(thread)
-        start_thread(thread)
+        thread.start()
 
     def _run_then_forget(self, target, *args) -> None:  # type: ignore[no-untyped-def]
         """A thread leaves the set itself, so accept() never walks the threads to prune them."""
