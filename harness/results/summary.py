@@ -1,37 +1,138 @@
-"""The summary of a run: one row per backend and load level, medians over repetitions;
-printed as a table at the end of a run, and written as summary.csv beside results.json."""
+"""The summary of a run: one row per backend and load level; printed as a table at the end
+of a run (and by `concurbench summary RUN_DIR [--markdown]`), and written as summary.csv
+beside results.json.
+
+How a row aggregates its repetitions (one rule, so that the numbers of a row belong together):
+- rps, good_rps, the percentiles, censored, cpu_us_per_request: from ONE repetition, the one
+  with the median good_rps (for an even count, the lower of the two middle ones; a step from
+  before goodput was recorded has no good_rps and is ranked by rps). Its percentiles are its
+  own: never a median of percentiles, which no single window had.
+- errors and dropped: SUMMED over the repetitions (a median turns 7, 31, 127 timeouts into 31
+  and 0, 0, 127 into 0); error_share pools them: failed / attempted over every repetition.
+- starved: the LARGEST over repetitions; steal_pct: the largest of server and driver steal,
+  largest over repetitions; flags: every flag any repetition carries.
+A value a step does not carry (results written before goodput, censoring, steal or CPU cost
+were recorded) is missing: empty in summary.csv, "-" in the table; never a guess.
+"""
 
 from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from statistics import median
 from typing import Any
 
-from harness.results.steps import DRIVER_BOUND, group_levels, median_of
+from harness.results.steps import DRIVER_BOUND, ERROR_KINDS, group_levels
 from harness.results.store import write_atomically
 
 SUMMARY_FILE = "summary.csv"
-# offered_rate is empty for closed-loop rows; for open-loop rows `users` is the number of
-# connections the rate was spread across. idle_connections: held open beside the load (c10k
-# sweeps it, so without it two rows of one backend and load could not be told apart).
-SUMMARY_COLUMNS = ("backend", "users", "rps", "p50_us", "p90_us", "p99_us", "errors",
-                   "driver_bound", "offered_rate", "idle_connections")
+
+# The columns of summary.csv, each with what it holds (also shown by `concurbench summary --help`).
+COLUMN_NOTES: dict[str, str] = {
+    "backend": "the server model (or external command) measured",
+    "users": "closed loop: concurrent users; open loop: the connections the offered rate is spread across",
+    "offered_rate": "open loop: offered requests/s (empty for closed loop)",
+    "idle_connections": "idle connections held open beside the load (c10k sweeps it)",
+    "reps": "how many good repetitions the level has",
+    "repetition": "the repetition this row's rps, good_rps, percentiles and CPU cost come from: "
+                  "the one with the median good_rps (the lower middle one for an even count)",
+    "rps": "answers of any status per second",
+    "good_rps": "goodput: 2xx/3xx answers per second",
+    "p50_us": "latency percentiles, µs, of that repetition: good answers plus censored waits",
+    "p90_us": "",
+    "p99_us": "",
+    "censored": "how many values in that repetition's latency record are censored waits (timeouts at "
+                "their timeout, starved users and unsent open-loop requests at their wait so far)",
+    "p50_lower_bound": "true when the percentile reaches a censored wait (censored > 0 and the value is at "
+                       "least the smallest one): the true percentile is at least this; the table shows >=",
+    "p90_lower_bound": "",
+    "p99_lower_bound": "",
+    "errors": "failed requests of every kind (connect, timeout, reset, bad status), summed over repetitions",
+    "error_share": "(bad answers + requests with no answer) / (answers + requests with no answer), "
+                   "over all repetitions; 0..1",
+    "starved": "users that got no answer in a window: the largest over repetitions",
+    "dropped": "open loop: requests due but never sent before their window closed, summed over repetitions",
+    "cpu_us_per_request": "server CPU (whole process tree) µs per answer, of that repetition",
+    "steal_pct": "CPU steal %, the largest of server and driver CPUs, largest over repetitions",
+    "driver_bound": "true when any repetition's driver CPU was over 90%: a floor, not the server's capacity",
+    "flags": "every flag of any repetition, ';'-separated (driver-bound, high-spread, noisy, littles-law)",
+}
+SUMMARY_COLUMNS = tuple(COLUMN_NOTES)
+PERCENTILES = ("p50_us", "p90_us", "p99_us")
+# Requests that got no answer at all (the contract's `failures`); bad_status ones did.
+NO_ANSWER_KINDS = tuple(kind for kind in ERROR_KINDS if kind != "bad_status")
 
 
-def _fmt_ms(us: float | None) -> str:
-    return "-" if us is None else f"{us / 1000:,.2f}"
+def _present(value: Any) -> bool:
+    return value is not None
+
+
+def pick_repetition(reps: Sequence[Mapping[str, Any]]) -> Mapping[str, Any]:
+    """The repetition with the median good_rps (rps for a step without good_rps); for an even
+    count the lower of the two middle ones; ties in run order."""
+    if not reps:
+        raise ValueError("pick_repetition() needs at least one repetition")
+    ranked = sorted(range(len(reps)), key=lambda i: (_throughput(reps[i]), i))
+    return reps[ranked[(len(reps) - 1) // 2]]
+
+
+def _throughput(step: Mapping[str, Any]) -> float:
+    good = step.get("good_rps")
+    return float(good if good is not None else step.get("rps") or 0.0)
+
+
+def lower_bound(step: Mapping[str, Any], key: str) -> bool | None:
+    """Whether step[key] (a percentile) is a lower bound: the step has censored values and
+    the percentile is at or above the smallest; None when the step does not say (an older
+    result) or has no such percentile."""
+    value, censored = step.get(key), step.get("censored")
+    if value is None or censored is None:
+        return None
+    minimum = step.get("censored_min_us")
+    return bool(censored) and minimum is not None and value >= minimum
+
+
+def step_steal(step: Mapping[str, Any]) -> float | None:
+    """The larger of the server's and the driver's CPU steal %, None if neither was measured."""
+    values = [(step.get(side) or {}).get("steal_percent") for side in ("server", "driver")]
+    present = [v for v in values if v is not None]
+    return max(present) if present else None
+
+
+def _error_count(step: Mapping[str, Any]) -> int:
+    return sum((step.get("errors") or {}).values())
+
+
+def pooled_error_share(reps: Iterable[Mapping[str, Any]]) -> float:
+    """(bad answers + requests with no answer) / (answers + requests with no answer), over
+    every repetition; 0.0 when there was nothing at all."""
+    failed = attempted = 0
+    for step in reps:
+        errors = step.get("errors") or {}
+        no_answer = sum(errors.get(kind, 0) for kind in NO_ANSWER_KINDS)
+        failed += no_answer + errors.get("bad_status", 0)
+        attempted += (step.get("requests") or 0) + no_answer
+    return failed / attempted if attempted else 0.0
+
+
+def _max_of(values: Iterable[Any]) -> Any:
+    present = [v for v in values if v is not None]
+    return max(present) if present else None
+
+
+def _sum_of(values: Iterable[Any]) -> Any:
+    present = [v for v in values if v is not None]
+    return sum(present) if present else None
 
 
 def summary_rows(steps: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    """One row per backend and load level, medians over the good repetitions.
+    """One row per backend and load level (see the module's docstring for the aggregation).
 
     Backends in the order they ran; within one, by idle connections held (c10k's sweep),
-    then closed-loop levels by users, then open-loop levels by offered rate. A window with no completed request has no
-    percentiles (null): it is left out of that median, which is None if none had any.
-    The printed table and summary.csv both come from these rows.
+    then closed-loop levels by users, then open-loop levels by offered rate. A window with no
+    completed request has no percentiles (None). The printed table and summary.csv both come
+    from these rows.
     """
     groups = group_levels(steps)
     backends = list(dict.fromkeys(key[0] for key in groups))
@@ -39,53 +140,170 @@ def summary_rows(steps: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
     rows = []
     for backend, users, rate, idle in sorted(groups, key=order):
         reps = groups[backend, users, rate, idle]
-        flags = sorted({flag for rep in reps for flag in rep.get("flags", [])})
-        rows.append({"backend": backend, "users": users, "rate": rate, "idle": idle, "reps": len(reps),
-                     **{key: median_of(reps, key) for key in ("rps", "p50_us", "p90_us", "p99_us")},
-                     "errors": median(sum(rep["errors"].values()) for rep in reps), "flags": flags,
-                     "driver_bound": DRIVER_BOUND in flags,
-                     "starved": median(rep.get("starved_users") or 0 for rep in reps)})
+        rep = pick_repetition(reps)
+        flags = sorted({flag for step in reps for flag in step.get("flags") or ()})
+        rows.append({
+            "backend": backend, "users": users, "rate": rate, "idle": idle, "reps": len(reps),
+            "repetition": rep.get("repetition"),
+            "rps": rep.get("rps"), "good_rps": rep.get("good_rps"),
+            **{key: rep.get(key) for key in PERCENTILES},
+            "censored": rep.get("censored"), "censored_min_us": rep.get("censored_min_us"),
+            "lower_bound": {key: lower_bound(rep, key) for key in PERCENTILES},
+            "errors": sum(_error_count(step) for step in reps),
+            "error_share": pooled_error_share(reps),
+            "starved": _max_of(step.get("starved_users") for step in reps),
+            "dropped": _sum_of(step.get("dropped") for step in reps),
+            "cpu_us_per_request": (rep.get("server") or {}).get("cpu_us_per_request"),
+            "steal_pct": _max_of(step_steal(step) for step in reps),
+            "flags": flags, "driver_bound": DRIVER_BOUND in flags,
+        })
     return rows
 
 
-def summary_table(results: dict[str, Any]) -> str:
-    # "starved": users with no answer in a window, whose wait is in no percentile.
-    header = ("backend", "load", "req/s", "p50 ms", "p99 ms", "errors", "starved", "flags")
-    lines = [header]
-    for row in summary_rows(results["steps"]):
-        load = f"{row['users']} users" if row["rate"] is None else f"{row['rate']:g}/s offered"
-        if row["idle"]:
-            load += f" + {row['idle']:,} idle"
-        lines.append((row["backend"], load, "-" if row["rps"] is None else f"{row['rps']:,.0f}",
-                      _fmt_ms(row["p50_us"]), _fmt_ms(row["p99_us"]), f"{row['errors']:,.0f}",
-                      f"{row['starved']:,.0f}" if row["starved"] else "", ", ".join(row["flags"])))
-    failures = []  # under the table: failed or interrupted backends, each with its one-line reason
-    for name, info in results.get("backends", {}).items():
-        if info.get("status") != "ok":
-            reason = ((info.get("error") or "").strip().splitlines() or [""])[0]
-            failures.append((name, f"{str(info.get('status') or 'failed').upper()}: {reason}"))
-    widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
+# --- the printed table ---------------------------------------------------------------------
+
+TABLE_HEADER = ("backend", "load", "req/s", "good req/s", "p50 ms", "p99 ms", "errors", "error share",
+                "starved", "dropped", "CPU µs/req", "steal %", "flags")
+_LEFT = {0, 1, 12}  # left-aligned columns (the rest are numbers)
+LOWER_BOUND_NOTE = (">= : a lower bound: the percentile reaches requests that timed out or were still "
+                    "waiting, counted at their wait so far")
+
+
+def _dash(value: Any, form: str) -> str:
+    """value formatted with `form` (a format spec), or "-" when it is missing."""
+    return "-" if value is None else format(value, form)
+
+
+def _fmt_rps(value: float | None) -> str:
+    return _dash(value, ",.0f" if value is None or value >= 100 else ",.1f")
+
+
+def _fmt_ms(us: float | None, bound: bool | None = None) -> str:
+    return "-" if us is None else f"{'>=' if bound else ''}{us / 1000:,.2f}"
+
+
+def _fmt_share(share: float | None) -> str:
+    if share is None:
+        return "-"
+    if share == 0:
+        return "0%"
+    return "<0.1%" if share < 0.001 else f"{share:.1%}"
+
+
+def _fmt_cpu(us: float | None) -> str:
+    return _dash(us, ",.0f" if us is None or us >= 1000 else ",.1f")
+
+
+def load_label(row: Mapping[str, Any]) -> str:
+    """'8 users', '2,000/s offered', '1 users + 1,000 idle'."""
+    load = f"{row['users']} users" if row["rate"] is None else f"{row['rate']:,g}/s offered"
+    if row["idle"]:
+        load += f" + {row['idle']:,} idle"
+    return load
+
+
+def _cells(row: Mapping[str, Any]) -> tuple[str, ...]:
+    bound = row["lower_bound"]
+    return (row["backend"], load_label(row), _fmt_rps(row["rps"]), _fmt_rps(row["good_rps"]),
+            _fmt_ms(row["p50_us"], bound["p50_us"]), _fmt_ms(row["p99_us"], bound["p99_us"]),
+            f"{row['errors']:,}", _fmt_share(row["error_share"]), _dash(row["starved"], ","),
+            _dash(row["dropped"], ","), _fmt_cpu(row["cpu_us_per_request"]), _dash(row["steal_pct"], ".1f"),
+            ", ".join(row["flags"]))
+
+
+def summary_title(results: Mapping[str, Any], rows: Sequence[Mapping[str, Any]]) -> str:
+    """What the table is, in one line: which repetition a row is, and what is summed."""
+    name = (results.get("scenario") or {}).get("name", "?")
+    measure = "good req/s" if any(row["good_rps"] is not None for row in rows) or not rows else "req/s"
+    return (f"{name}: each row is the repetition with the median {measure}, with its own percentiles; "
+            "errors and dropped summed over repetitions, starved and steal the largest, flags of any")
+
+
+def _failures(results: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """Failed or interrupted backends, each with its one-line reason."""
+    failures = []
+    for name, info in (results.get("backends") or {}).items():
+        if (info or {}).get("status") != "ok":
+            reason = (((info or {}).get("error") or "").strip().splitlines() or [""])[0]
+            failures.append((name, f"{str((info or {}).get('status') or 'failed').upper()}: {reason}"))
+    return failures
+
+
+def summary_table(results: Mapping[str, Any]) -> str:
+    """The summary as a plain-text table; failed or interrupted backends under it, one line each."""
+    rows = summary_rows(results.get("steps") or ())
+    lines = [TABLE_HEADER, *(_cells(row) for row in rows)]
+    failures = _failures(results)
+    widths = [max(len(line[i]) for line in lines) for i in range(len(TABLE_HEADER))]
     widths[0] = max([widths[0], *(len(name) for name, _ in failures)])
-    title = f"\n{results['scenario']['name']}: median over repetitions"
-    body = ["  ".join(cell.ljust(w) if i in (0, 7) else cell.rjust(w) for i, (cell, w) in enumerate(zip(line, widths)))
-            for line in lines]
-    return "\n".join([title, body[0], "-" * len(body[0]), *body[1:],
+    body = ["  ".join(cell.ljust(w) if i in _LEFT else cell.rjust(w)
+                      for i, (cell, w) in enumerate(zip(line, widths))).rstrip() for line in lines]
+    title = ["", summary_title(results, rows)]
+    if any(any(row["lower_bound"].values()) for row in rows):
+        title.append(LOWER_BOUND_NOTE)
+    return "\n".join([*title, body[0], "-" * max(len(line) for line in body), *body[1:],
                       *(f"{name.ljust(widths[0])}  {text}" for name, text in failures)])
 
 
+def _md(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("|", "\\|")
+
+
+def summary_markdown(results: Mapping[str, Any]) -> str:
+    """The summary as a GitHub markdown table (what the README pastes), the title above it
+    and failed or interrupted backends as a list under it."""
+    rows = summary_rows(results.get("steps") or ())
+    lines = [f"*{_md(summary_title(results, rows))}*", ""]
+    if any(any(row["lower_bound"].values()) for row in rows):
+        lines[-1:-1] = ["", f"*{_md(LOWER_BOUND_NOTE)}*"]
+    lines.append("| " + " | ".join(TABLE_HEADER) + " |")
+    lines.append("|" + "|".join(":---" if i in _LEFT else "---:" for i in range(len(TABLE_HEADER))) + "|")
+    lines += ["| " + " | ".join(_md(cell) for cell in _cells(row)) + " |" for row in rows]
+    failures = _failures(results)
+    if failures:
+        lines += ["", *(f"- **{_md(name)}**: {_md(text)}" for name, text in failures)]
+    return "\n".join(lines)
+
+
+# --- summary.csv ---------------------------------------------------------------------------
+
 def write_summary_csv(run_dir: Path, steps: Iterable[Mapping[str, Any]]) -> Path:
-    """run_dir/summary.csv: the summary rows, as the printed table has them."""
+    """run_dir/summary.csv: the summary rows, one column each of SUMMARY_COLUMNS (see
+    COLUMN_NOTES); a missing value is an empty cell, booleans are true/false."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(SUMMARY_COLUMNS)
     for row in summary_rows(steps):
-        medians = ["" if row[key] is None else _number(row[key]) for key in ("rps", "p50_us", "p90_us", "p99_us")]
-        writer.writerow([row["backend"], row["users"], *medians, _number(row["errors"]),
-                         str(row["driver_bound"]).lower(), "" if row["rate"] is None else _number(row["rate"]),
-                         row["idle"]])
+        values = {
+            **{key: row[key] for key in ("backend", "users", "reps", "repetition", "rps", "good_rps", *PERCENTILES,
+                                         "censored", "errors", "starved", "dropped", "cpu_us_per_request",
+                                         "driver_bound")},
+            "offered_rate": row["rate"], "idle_connections": row["idle"],
+            **{f"{key[:-3]}_lower_bound": row["lower_bound"][key] for key in PERCENTILES},
+            "error_share": _decimal(row["error_share"], 6), "steal_pct": _decimal(row["steal_pct"], 2),
+            "flags": ";".join(row["flags"]),
+        }
+        writer.writerow([_cell(values[column]) for column in SUMMARY_COLUMNS])
     path = Path(run_dir) / SUMMARY_FILE
     write_atomically(path, buffer.getvalue())
     return path
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, (int, float)):
+        return _number(value)
+    return str(value)
+
+
+def _decimal(value: float | None, places: int) -> str | None:
+    """A share or percentage to `places` decimals, without trailing zeros ("0.0125", "0")."""
+    if value is None:
+        return None
+    return f"{value:.{places}f}".rstrip("0").rstrip(".")
 
 
 def _number(value: float) -> str:

@@ -1,8 +1,7 @@
-"""Results on disk: atomic writes, versioned reads, the summary CSV and run metadata."""
+"""Results on disk: atomic writes, versioned reads and run metadata (summary.csv: test_summary.py)."""
 
 from __future__ import annotations
 
-import csv
 import errno
 import io
 import json
@@ -19,7 +18,6 @@ from harness.results import store
 from harness.run import metadata
 from harness.results.metrics import encode_histogram, new_histogram
 from harness.results.store import SCHEMA_VERSION, ResultsError, new_run_dir, read_results, write_results
-from harness.results.summary import write_summary_csv
 from harness.run.metadata import collect_cpu_model, collect_git_commit, collect_metadata, collect_packages
 
 NOON = datetime(2025, 3, 4, 12, 30, 5, tzinfo=timezone.utc)
@@ -203,55 +201,6 @@ def test_read_refuses_what_it_cannot_trust(tmp_path: Path, content, message: str
         read_results(path)
     assert str(caught.value).startswith(f"{path}: ")
     assert message in str(caught.value)
-
-
-# --- summary.csv ---
-
-HEADER = "backend,users,rps,p50_us,p90_us,p99_us,errors,driver_bound,offered_rate,idle_connections"
-TIMEOUTS = {"connect": 1, "timeout": 2, "reset": 0, "bad_status": 0}
-
-CSV_CASES = [
-    ("median-of-three-repetitions",
-     [step(rps=900, p50=100), step(rps=1000, p50=300, repetition=1), step(rps=5000, p50=200, repetition=2)],
-     ["threaded,8,1000,200,400,800,0,false,,0"]),
-    ("median-of-two-is-their-mean",
-     [step(rps=1000, p50=100), step(rps=1001, p50=101, repetition=1)],
-     ["threaded,8,1000.5,100.5,201,402,0,false,,0"]),
-    ("errors-summed-over-kinds-then-median",
-     [step(errors=TIMEOUTS), step(errors=TIMEOUTS, repetition=1), step(repetition=2)],
-     ["threaded,8,1000,100,200,400,3,false,,0"]),
-    ("driver-bound-if-any-repetition-was",
-     [step(), step(flags=("driver-bound",), repetition=1), step(flags=("high-spread",), repetition=2)],
-     ["threaded,8,1000,100,200,400,0,true,,0"]),
-    ("failed-repetition-left-out",
-     [step(rps=1000), step(rps=1, status="failed", repetition=1), step(rps=1200, repetition=2)],
-     ["threaded,8,1100,100,200,400,0,false,,0"]),
-    ("backend-with-only-failures-has-no-row",
-     [step("iterative", status="failed"), step("asyncio", rps=2000)],
-     ["asyncio,8,2000,100,200,400,0,false,,0"]),
-    ("backends-in-run-order-users-ascending",
-     [step("selectors", 64), step("selectors", 1), step("forking", 8), step("selectors", 8)],
-     ["selectors,1,1000,100,200,400,0,false,,0", "selectors,8,1000,100,200,400,0,false,,0",
-      "selectors,64,1000,100,200,400,0,false,,0", "forking,8,1000,100,200,400,0,false,,0"]),
-    ("no-steps-header-only", [], []),
-    ("open-loop-levels-after-closed-loop-by-rate",
-     [dict(step("asyncio", 32), rate=2000.0), step("asyncio", 8), dict(step("asyncio", 32), rate=500.0)],
-     ["asyncio,8,1000,100,200,400,0,false,,0", "asyncio,32,1000,100,200,400,0,false,500,0",
-      "asyncio,32,1000,100,200,400,0,false,2000,0"]),
-    ("idle-levels-are-rows-of-their-own",
-     [dict(step("selectors", 8), idle_connections=1000), step("selectors", 8)],
-     ["selectors,8,1000,100,200,400,0,false,,0", "selectors,8,1000,100,200,400,0,false,,1000"]),
-]
-
-
-@pytest.mark.parametrize("steps, rows", [case[1:] for case in CSV_CASES],
-                         ids=[case[0] for case in CSV_CASES])
-def test_summary_csv_holds_medians_over_repetitions(tmp_path: Path, steps, rows) -> None:
-    path = write_summary_csv(tmp_path, steps)
-    assert path == tmp_path / "summary.csv"
-    assert path.read_text().splitlines() == [HEADER, *rows]
-    assert list(csv.DictReader(path.open())) == [dict(zip(HEADER.split(","), row.split(",")))
-                                                  for row in rows]
 
 
 # --- metadata ---
