@@ -1,4 +1,4 @@
-"""concurbench: run | serve | report | compare | list.
+"""concurbench: run | serve | report | summary | compare | list.
 
 This process is the orchestrator: it never imports locust (which would monkey-patch it
 with gevent). Load comes from driver processes; servers run in their own processes.
@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import textwrap
 from pathlib import Path
 
 from harness.scenario import ScenarioError, builtin_scenarios, load_scenario, parse_duration
@@ -71,6 +72,17 @@ def _master(text: str) -> tuple[str, int]:
     return host, int(port)
 
 
+def _summary_columns() -> str:
+    """The columns of summary.csv and what each holds, for `concurbench summary --help`."""
+    from harness.results.summary import COLUMN_NOTES
+
+    lines = ["summary.csv, written beside results.json by every run, has these columns:"]
+    for column, note in COLUMN_NOTES.items():
+        lines.append(textwrap.fill(note or "as above", width=100, initial_indent=f"  {column:<20} ",
+                                   subsequent_indent=" " * 23))
+    return "\n".join(lines)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="concurbench", description=__doc__.splitlines()[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -109,6 +121,20 @@ def build_parser() -> argparse.ArgumentParser:
 
     report = sub.add_parser("report", help="draw the charts and report.html of a stored run (no live load)")
     report.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="a run directory, with its results.json")
+
+    summary = sub.add_parser(
+        "summary", help="print the summary table of a stored run (--markdown: as a GitHub table)",
+        description=textwrap.fill("Print the summary table of a stored run, from its results.json alone (no live load): one "
+                    "row per backend and load level. Each row is the repetition with the median good req/s "
+                    "(2xx/3xx answers per second; req/s for results recorded before goodput), with its own "
+                    "percentiles; errors and dropped are summed over the repetitions, starved and steal are the "
+                    "largest, flags are those of any repetition. A percentile shown as >=N is a lower bound: it "
+                    "reaches requests that timed out or were still waiting. '-': not recorded by the "
+                    "concurbench that made the run.", width=100),
+        epilog=_summary_columns(), formatter_class=argparse.RawDescriptionHelpFormatter)
+    summary.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="a run directory, with its results.json")
+    summary.add_argument("--markdown", action="store_true",
+                         help="print a GitHub markdown table (what the README pastes) instead of plain text")
 
     compare = sub.add_parser("compare", help="compare runs of the same scenario: ratios with a significance verdict")
     compare.add_argument("runs", type=Path, nargs="+", metavar="RUN", help="run directories or results.json files")
@@ -179,6 +205,28 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_summary(args: argparse.Namespace) -> int:
+    from harness.results.store import ResultsError, read_results
+    from harness.results.summary import summary_markdown, summary_table
+
+    run_dir: Path = args.run_dir
+    try:
+        if not run_dir.exists():
+            raise ResultsError(f"{run_dir}: no such run directory")
+        results = read_results(run_dir)
+        if not isinstance(results.get("steps", []), list):
+            raise ResultsError(f"{run_dir}: results.json has no list of steps")
+        text = summary_markdown(results) if args.markdown else summary_table(results).lstrip("\n")
+    except ResultsError as error:
+        print(f"concurbench: error: {error}", file=sys.stderr)
+        return 2
+    except (KeyError, TypeError, ValueError, AttributeError) as error:  # a step without what every step has
+        print(f"concurbench: error: {run_dir}: unreadable results ({type(error).__name__}: {error})", file=sys.stderr)
+        return 2
+    print(text)
+    return 0
+
+
 def cmd_compare(args: argparse.Namespace) -> int:
     from harness.charts.compare import CompareError, compare_runs
     from harness.results.store import ResultsError
@@ -218,6 +266,8 @@ def _main(argv: list[str] | None = None) -> int:
         return cmd_report(args)
     if args.command == "worker":
         return cmd_worker(args)
+    if args.command == "summary":
+        return cmd_summary(args)
     if args.command == "compare":
         return cmd_compare(args)
     parser.print_help()

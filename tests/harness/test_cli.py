@@ -1,0 +1,67 @@
+"""The command line, in process: `concurbench summary RUN_DIR [--markdown]` prints a stored
+run's summary table, and refuses in one line (exit 2) what it cannot read."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from harness.cli import main
+from harness.results.store import read_results
+from harness.results.summary import summary_markdown, summary_rows, summary_table
+from support import FIXTURES
+
+RUN_B = FIXTURES / "runs" / "run-b"
+
+
+def test_summary_prints_the_table_of_a_stored_run(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["summary", str(RUN_B)]) == 0
+    out = capsys.readouterr().out
+    assert out == summary_table(read_results(RUN_B)).lstrip("\n") + "\n"
+    assert out.startswith("hello: each row is the repetition with the median")
+    assert "forking    FAILED: " in out  # run-b's forking did not start
+
+
+def test_summary_markdown_prints_a_github_table(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["summary", str(RUN_B), "--markdown"]) == 0
+    out = capsys.readouterr().out
+    assert out == summary_markdown(read_results(RUN_B)) + "\n"
+    table = [line for line in out.splitlines() if line.startswith("|")]
+    assert table[0].startswith("| backend | load | req/s | good req/s |") and table[1].startswith("|:---|")
+    assert len(table) == 2 + len(summary_rows(read_results(RUN_B)["steps"]))
+    assert all(line.count(" | ") == table[0].count(" | ") for line in table[2:])
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda tmp: tmp / "absent", "no such run directory"),
+    (lambda tmp: tmp, "no such results file"),
+    (lambda tmp: (tmp / "results.json").write_text("{oops") and tmp, "not valid JSON"),
+    (lambda tmp: (tmp / "results.json").write_text('{"version": 2, "steps": [{"status": "ok"}]}') and tmp,
+     "unreadable results (KeyError"),
+    (lambda tmp: (tmp / "results.json").write_text('{"version": 2, "steps": 3}') and tmp, "no list of steps"),
+], ids=["missing-dir", "no-results-json", "not-json", "step-without-backend", "steps-not-a-list"])
+def test_summary_refuses_in_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str], make, message: str) -> None:
+    run_dir = make(tmp_path)
+    assert main(["summary", str(run_dir)]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err.count("\n") == 1 and captured.err.startswith("concurbench: error: ")
+    assert message in captured.err and str(run_dir) in captured.err
+
+
+def test_summary_of_a_results_file_path_works_too(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    shutil.copy(RUN_B / "results.json", tmp_path / "results.json")
+    assert main(["summary", str(tmp_path / "results.json")]) == 0
+    assert "selectors" in capsys.readouterr().out
+
+
+def test_summary_help_explains_the_row_and_the_columns(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["summary", "--help"])
+    assert exited.value.code == 0
+    out = " ".join(capsys.readouterr().out.split())
+    for words in ("median good req/s", "own percentiles", "summed", "lower bound", "--markdown",
+                  "error_share", "cpu_us_per_request", "steal_pct", "p99_lower_bound"):
+        assert words in out, words
