@@ -22,7 +22,10 @@ from harness.results.store import write_atomically
 #   1: first version.
 #   2: open loop: `rate` and `uncorrected` (both null for a closed-loop window);
 #      `starved_users`; distributed load: `workers` and `worker_hosts`.
-RESULT_VERSION = 2
+#   3: measurement truth (issue 13): a request belongs to the window it completes in;
+#      `good_requests`, `good_rps`, `answers_by_class`; the histogram holds good answers and
+#      censored waits (`censored`, `censored_min_us`); open loop `dropped`; `cycles`.
+RESULT_VERSION = 3
 
 # Descriptors a driver process holds beyond its sockets: the interpreter, pipes, result
 # files, epoll, logs.
@@ -158,12 +161,28 @@ class Uncorrected:
 
 
 @dataclass(frozen=True, slots=True)
-class DriverResult:
-    """What one driver process measured over the window after warm-up.
+class Cycles:
+    """Closed loop, for Little's law: each completion (answer of any status, or failure) in
+    the window with its latency, and the driver's own time between a completion and the
+    next send (`gaps` of them)."""
 
-    `requests` counts responses (any status) to requests that started inside the window and
-    finished before it closed; `histogram` holds exactly those latencies (HdrHistogram,
-    1 us .. 60 s, 3 significant digits, base64 from HdrHistogram.encode()).
+    completions: int = 0
+    latency_sum_us: int = 0
+    gaps: int = 0
+    gap_sum_us: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class DriverResult:
+    """What one driver process measured over one window after warm-up.
+
+    A request belongs to the window in which it completes; windows are contiguous, so none
+    is lost between repetitions. `requests` counts the answers (any status) completed in the
+    window, `good_requests` the 2xx/3xx ones. `histogram` (HdrHistogram, 1 us .. 60 s, 3
+    significant digits, base64 from HdrHistogram.encode()) and the percentiles hold the good
+    answers' latencies plus `censored` waits known only as lower bounds: timeouts at their
+    timeout, starved users and (open loop) dropped slots at their wait when the window
+    closed. A percentile at or above `censored_min_us` is itself a lower bound.
     """
 
     requests: int
@@ -188,9 +207,19 @@ class DriverResult:
     driver_cpu_percent: float  # CPU used by the driver process in the window; 100 = one CPU
     interrupted: bool = False  # stopped early by SIGTERM/SIGINT
     background: BackgroundCounts = BackgroundCounts()
-    # Closed loop: users that got no answer at all during the window. Their waiting is in
-    # no percentile (they sent nothing more), so it is counted here instead.
+    # Users that got no answer at all during the window; the wait of each one still waiting
+    # on a request sent before the window opened is a censored value of the histogram.
     starved_users: int = 0
+    good_requests: int = 0  # 2xx/3xx answers among `requests`
+    good_rps: float = 0.0  # goodput
+    answers_by_class: dict[str, int] | None = None  # "2xx", "3xx", "4xx", "5xx", "other"
+    censored: int = 0  # values in the histogram that are lower bounds
+    censored_min_us: int | None = None  # the smallest of them
+    # Open loop: slots that fell due in the window on a connection still busy with an
+    # earlier request, not sent by its close (k6's dropped_iterations), and the longest wait.
+    dropped: int = 0
+    dropped_max_us: int | None = None
+    cycles: Cycles = Cycles()
     rate: float | None = None  # open loop: the offered rate; latencies are then corrected
     uncorrected: Uncorrected | None = None  # open loop: from the actual send instead
     # Distributed load (Locust master/worker): the worker processes that carried the users and
@@ -215,6 +244,7 @@ class DriverResult:
                 "background": BackgroundCounts(**data["background"]),
                 "uncorrected": Uncorrected(**data["uncorrected"]) if data.get("uncorrected") else None,
                 "worker_hosts": tuple(data.get("worker_hosts", ())),
+                "cycles": Cycles(**data.get("cycles") or {}),
             }
         )
 

@@ -16,28 +16,85 @@ from harness.results.metrics import summarize
 
 # The kinds of failed request a step counts, as keys of its "errors" (and of a driver's).
 ERROR_KINDS = ("connect", "timeout", "reset", "bad_status")
-# A step whose driver used more than this share of its CPU measured the driver, not the
-# server: the figure is a floor and is flagged.
+# A step whose driver used more than this share of its busiest CPU measured the driver,
+# not the server: the figure is a floor and is flagged.
 DRIVER_BOUND_PERCENT = 90.0
 DRIVER_BOUND = "driver-bound"  # the flag
 HIGH_SPREAD = "high-spread"  # the flag: the level's req/s spread is over metrics.HIGH_SPREAD_LIMIT
+# Measurement rule 8: a closed-loop step whose users and throughput x cycle time (Little's
+# law) disagree by more than this share has something waiting that no percentile shows.
+LITTLES_LAW_LIMIT = 0.05
+LITTLES_LAW = "littles-law"  # the flag
+# Measurement rule 11: a step in which the hypervisor took more than this share of the
+# server's or the driver's CPUs (steal) measured the machine's neighbours too.
+NOISY_STEAL_PERCENT = 5.0
+NOISY = "noisy"  # the flag
+# What each flag means, for the report and the printed table's legend.
+FLAG_MEANINGS = {
+    DRIVER_BOUND: f"the driver's busiest CPU was over {DRIVER_BOUND_PERCENT:g}% busy: the figure is the "
+                  "driver's limit, a floor for the server",
+    HIGH_SPREAD: "the repetitions' req/s are more than 10% apart: the median is less certain",
+    LITTLES_LAW: f"users and throughput x cycle time disagree by more than {LITTLES_LAW_LIMIT:.0%}: "
+                 "requests waited that no percentile shows (starved users, a stall)",
+    NOISY: f"CPU steal over {NOISY_STEAL_PERCENT:g}% on the server or driver CPUs: the hypervisor took "
+           "CPU time from the measurement",
+}
+
+
+def littles_law(result: Mapping[str, Any]) -> dict[str, Any] | None:
+    """Closed loop: users against throughput x mean cycle time (Little's law, L = lambda W).
+
+    Every completion in the window (an answer of any status, or a failure) ends a cycle of
+    latency + the driver's own gap before the next send. A user waiting through the whole
+    window completes nothing, so it is missing from lambda: predicted < users, flagged.
+    None for an open-loop step (its users are connections, not a population in the loop).
+    """
+    cycles, users, window_s = result.get("cycles"), result["users"], result["duration_s"]
+    if result.get("rate") is not None or not cycles or not users or not window_s:
+        return None
+    completions = cycles["completions"]
+    gap_us = cycles["gap_sum_us"] / cycles["gaps"] if cycles["gaps"] else 0.0
+    cycle_us = cycles["latency_sum_us"] / completions + gap_us if completions else 0.0
+    predicted = completions / window_s * cycle_us / 1e6
+    return {"users": users, "predicted": round(predicted, 3), "ratio": round(predicted / users, 4),
+            "gap_us": round(gap_us, 1)}
 
 
 def step_record(backend: str, *, users: int, idle_connections: int, repetition: int, result: Mapping[str, Any],
-                server: dict[str, Any]) -> dict[str, Any]:
-    """The record of one window, from the driver's result (DriverResult.to_dict()) and the
-    server's CPU and memory over it."""
-    flags = [DRIVER_BOUND] if result["driver_cpu_percent"] > DRIVER_BOUND_PERCENT else []
+                server: dict[str, Any], driver: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The record of one window, from the driver's result (DriverResult.to_dict()), the
+    server's CPU and memory over it, and the orchestrator's view of the driver's CPUs
+    (`driver`: its busiest CPU's cpu_percent, steal; without it, the driver's own figure)."""
+    sampled = dict(driver or {})
+    sampled.setdefault("cpu_percent", result["driver_cpu_percent"])
+    sampled["self_cpu_percent"] = result["driver_cpu_percent"]
+    errors = result["errors"]
+    failures = errors["connect"] + errors["timeout"] + errors["reset"]
+    attempts = result["requests"] + failures
+    littles = littles_law(result)
+    flags = []
+    if sampled["cpu_percent"] is not None and sampled["cpu_percent"] > DRIVER_BOUND_PERCENT:
+        flags.append(DRIVER_BOUND)
+    if littles is not None and abs(littles["ratio"] - 1) > LITTLES_LAW_LIMIT:
+        flags.append(LITTLES_LAW)
+    steal = [side.get("steal_percent") for side in (server, sampled)]
+    if any(value is not None and value > NOISY_STEAL_PERCENT for value in steal):
+        flags.append(NOISY)
     return {
         "backend": backend, "users": users, "repetition": repetition, "status": "ok", "error": None,
-        "requests": result["requests"], "errors": result["errors"], "rps": result["rps"],
+        "requests": result["requests"], "good_requests": result["good_requests"], "errors": errors,
+        "failures": failures, "error_share": round((errors["bad_status"] + failures) / attempts, 6) if attempts else 0.0,
+        "answers_by_class": result["answers_by_class"], "rps": result["rps"], "good_rps": result["good_rps"],
         "duration_s": result["duration_s"],
         **{key: result[key] for key in ("p50_us", "p90_us", "p99_us", "p999_us", "max_us", "mean_us")},
+        "censored": result["censored"], "censored_min_us": result["censored_min_us"],
+        "dropped": result["dropped"], "dropped_max_us": result["dropped_max_us"],
         "histogram": result["histogram"], "timeseries": result["timeseries"],
-        "server": server, "driver": {"cpu_percent": result["driver_cpu_percent"], "workers": result["workers"],
-                                     "worker_hosts": list(result["worker_hosts"])},
+        "server": server,
+        "driver": {**sampled, "workers": result["workers"], "worker_hosts": list(result["worker_hosts"])},
         "unfinished": result["unfinished"], "unfinished_max_us": result["unfinished_max_us"],
         "background": result["background"], "interrupted": result["interrupted"], "flags": flags,
+        "littles": littles, "cycles": result["cycles"],
         "rate": result["rate"], "uncorrected": result["uncorrected"], "starved_users": result["starved_users"],
         "idle_connections": idle_connections,  # asked for; background.idle_connected: how many were held
     }

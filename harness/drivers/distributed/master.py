@@ -18,11 +18,10 @@ import gevent.event
 from locust.runners import MasterRunner
 
 from harness.drivers.locust.client import _NS
-from harness.drivers.locust.window import Window
+from harness.drivers.locust.window import Waiting, Window
 from harness.drivers.spec import BackgroundCounts, DriverSpec, SecondSample
-from harness.results.metrics import decode_histogram, new_histogram
-from harness.results.steps import ERROR_KINDS
-from harness.drivers.distributed.protocol import (BATCH, FINAL_BATCH_TIMEOUT_S, HELLO, LEVEL, POLL_S,
+from harness.results.metrics import new_histogram
+from harness.drivers.distributed.protocol import (BATCH, EPOCH, FINAL_BATCH_TIMEOUT_S, HELLO, LEVEL, POLL_S,
                                                   PROGRESS_LAG_NS, READY, READY_TIMEOUT_S, WELCOME, WINDOW,
                                                   DistributedError, share)
 
@@ -47,11 +46,12 @@ class MergedWindow(Window):
 
     def __init__(self, workers: Iterable[str]) -> None:
         super().__init__()
-        self.errors = dict.fromkeys(ERROR_KINDS, 0)
-        self.unfinished = self.starved = 0
+        self.unfinished = 0
         self.unfinished_max_us: int | None = None
         self.cpu_percent = 0.0  # the busiest worker's
         self.background: Counter[str] = Counter()
+        # Each worker's totals over its own span: the window's rates are their sums.
+        self.spans: dict[str, tuple[float, int, int]] = {}  # worker -> (duration_s, requests, good)
         self.received: Counter[str] = Counter()  # batches, by worker
         self.expected: dict[str, int] = {}  # batches, by worker, known from its final batch
         self.reached = dict.fromkeys(workers, -1)  # the latest second each worker has sent
@@ -63,35 +63,39 @@ class MergedWindow(Window):
         return all(self.received[w] == self.expected.get(w) for w in self.reached)
 
     def fold(self, worker: str, data: dict[str, Any]) -> None:
-        hist = decode_histogram(data["histogram"])
-        self.total.add(hist)
-        self.count += data["count"]
-        self.sum_us += data["sum_us"]
-        self.max_us = max(self.max_us, data["max_us"])
-        if data["sent_histogram"]:
-            self.sent.add(decode_histogram(data["sent_histogram"]))
-            self.sent_max_us = max(self.sent_max_us, data["sent_max_us"])
-        for kind, count in data["errors"].items():
-            self.errors[kind] += count
+        hist = self.add_message(data["tally"])
         second = data["second"]
         if second not in self.settled:  # ZMQ keeps one worker's messages in order: always true
             part = self.seconds.setdefault(second, Second())
-            part.hist.add(hist)
+            if hist is not None:
+                part.hist.add(hist)
             part.count += data["count"]
-            part.errors += sum(data["errors"].values())
+            part.errors += data["errors"]
         self.received[worker] += 1
         self.reached[worker] = max(self.reached[worker], second)
         if data["final"]:
             self.expected[worker] = data["batches"]
             self.unfinished += data["unfinished"]
-            self.starved += data["starved_users"]
+            self.add_waiting(Waiting(**data["waiting"]))
             if data["unfinished_max_us"] is not None:
                 self.unfinished_max_us = max(self.unfinished_max_us or 0, data["unfinished_max_us"])
             self.cpu_percent = max(self.cpu_percent, data["cpu_percent"])
             self.background.update(data["background"])
+            self.spans[worker] = (data["duration_s"], data["requests"], data["good"])
         if self.received[worker] == self.expected.get(worker):
             self.reached[worker] = sys.maxsize
         self._settle()
+
+    def rates(self) -> tuple[float, float]:
+        """(rps, good_rps): each worker's counts over its own span, summed. A worker whose
+        window message came late (a busy CPU) measured over a longer span, not the master's."""
+        return (sum(requests / span for span, requests, _ in self.spans.values() if span),
+                sum(good / span for span, _, good in self.spans.values() if span))
+
+    def span_s(self, master_s: float) -> float:
+        """The window's length: the workers' spans' mean (the master's when none reported)."""
+        spans = [span for span, _, _ in self.spans.values()]
+        return sum(spans) / len(spans) if spans else master_s
 
     def _settle(self) -> None:
         """Turn the seconds every worker has moved past into samples, and drop their histograms."""
@@ -212,6 +216,9 @@ class Board:
         """Locust spreads the users over the workers (runner.start blocks while it does)."""
         if not spec.users:
             return None
+        epoch = {"index": self.index, "wall_ns": time.time_ns()}
+        for client in self.level:  # before Locust's spawn message, which follows it in order
+            self.runner.send_message(EPOCH, epoch, client_id=client)
         return gevent.spawn(self.runner.start, spec.users, spawn_rate=spec.effective_spawn_rate)
 
     def end_level(self, spawner: gevent.Greenlet | None, spec: DriverSpec) -> None:

@@ -11,18 +11,24 @@ messages (runner.start on the master), the two sides exchange:
     master -> worker  concurbench_level   {"index", "spec", "slot", "workers"}: one load level;
                       "spec" carries this worker's share of the background sockets
     worker -> master  concurbench_ready   {"index", "error"}: configured, idle sockets open
+    master -> worker  concurbench_epoch   {"index", "wall_ns"}: the open-loop schedule of the
+                      level starts at this wall-clock instant (time.time_ns()) on every worker
     master -> worker  concurbench_window  {"index", "open"}: close the open window now, then
                       open window `open` (a repetition), or none (null: the level is over)
     worker -> master  concurbench_batch   once a second of the open window, and when it closes:
                       {"index", "rep" (-1: the warm-up), "second", "final", "batches",
-                      "count", "sum_us", "max_us", "histogram", "sent_histogram" (open loop),
-                      "sent_max_us", "errors" (by kind), "errors_all", "warm", "span_ns"};
-                      the final batch of a measured window adds "unfinished",
-                      "unfinished_max_us", "starved_users", "background", "cpu_percent",
-                      "duration_s", "requests" and "window_errors" (the window's totals)
+                      "count" (answers), "errors", "tally" (window.tally_message: what the
+                      users recorded since the last batch; null in the warm-up),
+                      "errors_all", "warm", "span_ns"}; the final batch of a measured window
+                      adds "unfinished", "unfinished_max_us", "waiting" (starved users and
+                      dropped slots at the close: window.Waiting), "background",
+                      "cpu_percent", and the window's totals on this worker's own clock:
+                      "duration_s", "requests", "good", "window_errors"
 
-A window's boundaries are the master's, but each worker gates its requests on its own clock
-when the message arrives: clocks of different machines never need to agree. Batches carry
+A window's boundaries are the master's, but each worker cuts its recorder on its own clock
+when the message arrives, and its rates are its counts over its own span: clocks of
+different machines never need to agree, except for the open-loop epoch (wall clocks, which
+agree exactly on one machine and to NTP's precision across machines). Batches carry
 encoded HdrHistograms (harness.results.metrics' text form), which the master merges losslessly.
 """
 
@@ -38,12 +44,10 @@ import gevent.event
 from harness.drivers.locust.client import _NS, RequestMix
 from harness.drivers.locust.user import RawHttpUser, Recorder
 from harness.drivers.spec import DriverSpec
-from harness.drivers.locust.window import histogram_of
-from harness.results.metrics import encode_histogram
 
 MASTER_PORT = 5557  # Locust's own default
-HELLO, WELCOME, LEVEL, READY, WINDOW, BATCH = (
-    f"concurbench_{name}" for name in ("hello", "welcome", "level", "ready", "window", "batch"))
+HELLO, WELCOME, LEVEL, READY, EPOCH, WINDOW, BATCH = (
+    f"concurbench_{name}" for name in ("hello", "welcome", "level", "ready", "epoch", "window", "batch"))
 WELCOME_TIMEOUT_S = 2.0  # after Locust's ack: a master that is up answers in milliseconds
 READY_TIMEOUT_S = 30.0  # a level's idle sockets open, and the previous level's users stop, within this
 # The last batch of a window crosses the network after the window closes; a worker whose CPU
@@ -97,11 +101,6 @@ class DistributedUser(RawHttpUser):
         while True:
             yield epoch + slot * period
             slot += stride
-
-
-def encode_samples(samples: list[int]) -> str:
-    """A batch of latencies (us) as encoded HdrHistogram text."""
-    return encode_histogram(histogram_of(samples))
 
 
 def share(total: int, *, slot: int, workers: int) -> int:

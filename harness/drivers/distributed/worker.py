@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 import socket
-import sys
+
 import time
 from collections.abc import Callable
 from dataclasses import asdict
@@ -21,9 +21,9 @@ from harness.drivers.locust.background import Background, hold_idle, trickle
 from harness.drivers.locust.client import _NS, host_header, resolve_target
 from harness.drivers.locust.user import Recorder, watch_timeouts
 from harness.drivers.spec import DriverSpec, SpecError
-from harness.results.steps import ERROR_KINDS
-from harness.drivers.distributed.protocol import (BATCH, HELLO, LEVEL, POLL_S, READY, READY_TIMEOUT_S, WELCOME,
-                                                  WINDOW, DistributedUser, encode_samples)
+from harness.drivers.locust.window import tally_message
+from harness.drivers.distributed.protocol import (BATCH, EPOCH, HELLO, LEVEL, POLL_S, READY, READY_TIMEOUT_S, WELCOME,
+                                                  WINDOW, DistributedUser)
 
 
 
@@ -39,9 +39,9 @@ class WorkerLevel:
         self.greenlets.append(gevent.spawn(self._tick))
 
     def _open(self, rep: int, now_ns: int) -> None:
-        self.rep, self.base_ns, self.second, self.batches, self.requests = rep, now_ns, 0, 0, 0
+        self.rep, self.base_ns, self.second, self.batches = rep, now_ns, 0, 0
+        self.requests = self.good = self.window_errors = 0  # the window's totals so far
         self.batch_ns = now_ns  # when the last batch was taken
-        self.errors_before = dict.fromkeys(ERROR_KINDS, 0)
         self.cpu_mark = time.process_time()
         self.generation += 1
 
@@ -50,46 +50,44 @@ class WorkerLevel:
         lands between the two: it is in the last batch of one window or the next window."""
         now_ns = time.perf_counter_ns()
         final = self._batch(now_ns, final=True)
-        rec = self.rec
+        self.rec.measuring = open_rep is not None
         if open_rep is None:
-            rec.gate_ns = sys.maxsize
             self.generation += 1
         else:
-            rec.gate_ns = now_ns
-            rec.errors = dict.fromkeys(ERROR_KINDS, 0)
             self._open(open_rep, now_ns)
         return final
 
     def _batch(self, now_ns: int, *, final: bool) -> dict[str, Any]:
-        """What this worker measured since its last batch. `second` counts the batches of the
-        window; a final batch says how many the window had, so the master knows it has all."""
+        """What this worker recorded since its last batch (a cut of its recorder). `second`
+        counts the batches of the window; a final batch says how many the window had, so the
+        master knows it has all."""
         rec = self.rec
-        samples, rec.samples = rec.samples, []
-        sent, rec.samples_sent = rec.samples_sent, []
-        errors = {kind: rec.errors[kind] - self.errors_before[kind] for kind in ERROR_KINDS}
-        self.errors_before = dict(rec.errors)
+        tally = rec.cut()
         warm, self.warm_before = rec.warm - self.warm_before, rec.warm
         span_ns, self.batch_ns = now_ns - self.batch_ns, now_ns
         self.batches += 1
-        self.requests += len(samples)
+        answers, errors = len(tally.samples) + len(tally.bad), sum(tally.errors.values())
+        self.requests += answers
+        self.good += len(tally.samples)
+        self.window_errors += errors
         measured = self.rep >= 0
         data: dict[str, Any] = {
             "index": self.index, "rep": self.rep, "second": self.second, "final": final, "batches": self.batches,
-            "count": len(samples), "sum_us": sum(samples), "max_us": max(samples, default=0),
-            "histogram": encode_samples(samples) if measured else None,
-            "sent_histogram": encode_samples(sent) if measured and self.spec.rate else None,
-            "sent_max_us": max(sent, default=0),
-            "errors": errors, "errors_all": rec.errors_all, "warm": warm, "span_ns": span_ns,
+            "count": answers, "errors": errors,
+            "tally": tally_message(tally, open_loop=bool(self.spec.rate)) if measured else None,
+            "errors_all": rec.errors_all, "warm": warm, "span_ns": span_ns,
         }
         self.second += 1
         if final and measured:
-            in_flight = [now_ns - u.t0 for u in rec.users if u.conn is not None and u.t0 <= now_ns]
+            waiting = rec.waiting(self.base_ns, now_ns)
+            in_flight = [now_ns - u.t0 for u in rec.users if u.busy and u.t0 <= now_ns]
             window_s = (now_ns - self.base_ns) / _NS
             cpu_s = time.process_time() - self.cpu_mark
             data.update(unfinished=len(in_flight), unfinished_max_us=max(in_flight) // 1000 if in_flight else None,
-                        starved_users=rec.starved(self.base_ns), background=asdict(self.bg.counts()),
+                        waiting=waiting._asdict(), background=asdict(self.bg.counts()),
                         cpu_percent=round(100 * cpu_s / window_s, 1) if window_s else 0.0,
-                        duration_s=round(window_s, 6), requests=self.requests, window_errors=sum(rec.errors.values()))
+                        duration_s=round(window_s, 6), requests=self.requests, good=self.good,
+                        window_errors=self.window_errors)
         return data
 
     def _tick(self) -> None:
@@ -101,7 +99,7 @@ class WorkerLevel:
                 self.send(self._batch(time.perf_counter_ns(), final=False))
 
     def stop(self) -> None:
-        self.rec.gate_ns = sys.maxsize
+        self.rec.measuring = False
         gevent.killall(self.greenlets)
 
 
@@ -116,6 +114,7 @@ class WorkerSide:
         runner.register_message(WELCOME, lambda environment, msg: self.welcomed.set())
         runner.register_message(LEVEL, self._on_level)
         runner.register_message(WINDOW, self._on_window)
+        runner.register_message(EPOCH, self._on_epoch)
         runner.send_message(HELLO, {"hostname": socket.gethostname()})
 
     def _send(self, data: dict[str, Any]) -> None:
@@ -141,7 +140,7 @@ class WorkerSide:
         except OSError as exc:
             self.runner.send_message(READY, {"index": index, "error": f"cannot resolve host {spec.host!r}: {exc}"})
             return
-        rec = Recorder(gate_ns=sys.maxsize)  # all warm-up until the master opens a window
+        rec = Recorder()  # all warm-up until the master opens a window
         DistributedUser.configure(spec, rec, family, address, slot=data["slot"], workers=data["workers"])
         bg = Background()
         slow_request = f"GET / HTTP/1.1\r\nHost: {host_header(spec.host, spec.port)}\r\n\r\n".encode()
@@ -154,6 +153,13 @@ class WorkerSide:
             gevent.sleep(0.01)
         self.level = WorkerLevel(index=index, spec=spec, rec=rec, bg=bg, greenlets=greenlets, send=self._send)
         self.runner.send_message(READY, {"index": index, "error": None})
+
+    def _on_epoch(self, environment: Any, msg: Any) -> None:
+        """The level's open-loop schedule starts at the master's wall-clock instant: every
+        worker's slots then fall on one timeline (the users start after this message)."""
+        level = self.level
+        if level is not None and level.index == msg.data["index"]:
+            level.rec.epoch_ns = time.perf_counter_ns() - (time.time_ns() - msg.data["wall_ns"])
 
     def _on_window(self, environment: Any, msg: Any) -> None:
         level = self.level

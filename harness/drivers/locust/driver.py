@@ -58,8 +58,7 @@ from harness.drivers.distributed.protocol import MASTER_PORT, DistributedError
 from harness.drivers.distributed.roles import serve_worker, start_master
 from harness.drivers.locust.client import _NS, host_header, resolve_target
 from harness.drivers.locust.user import Recorder, user_class, watch_timeouts
-from harness.drivers.locust.window import Window, histogram_of, result_of
-from harness.results.steps import ERROR_KINDS
+from harness.drivers.locust.window import Window, result_of
 
 # A worker learns its share of the load only from the master: room for any level one
 # process can drive (each user and background socket holds one descriptor).
@@ -89,7 +88,7 @@ def run(spec: DriverSpec, stop: gevent.event.Event, emit: Callable[[int, DriverR
 
     start_ns = time.perf_counter_ns()
     measure_ns = start_ns + int(spec.warmup_s * _NS)
-    rec = Recorder(gate_ns=measure_ns)
+    rec = Recorder()
     rec.epoch_ns = start_ns  # open loop: the schedule starts with the warm-up
     env = Environment(user_classes=[user_class(spec, rec, family, address)])
     runner = env.create_local_runner()
@@ -98,64 +97,59 @@ def run(spec: DriverSpec, stop: gevent.event.Event, emit: Callable[[int, DriverR
     background.append(gevent.spawn(watch_timeouts, rec, spec.timeout_s))
     clock = Clock(start_ns)
     stopped = clock.ticks(rec, start_ns, measure_ns, stop, window=None)  # warm-up: progress only
+    rec.measuring = True  # from the warm-up's last cut on, every completion counts
+    opened_ns = clock.last_ns
     rep = 0
     while not stopped and rep < spec.repeat:
-        window_ns = measure_ns + int(rep * spec.duration_s * _NS)
-        end_ns = window_ns + int(spec.duration_s * _NS)
-        rec.gate_ns = window_ns
-        rec.errors = dict.fromkeys(ERROR_KINDS, 0)
-        rec.samples, rec.samples_sent = [], []
+        # Ticks keep to the planned timeline (whole seconds of each window); the window's
+        # span runs from cut to cut.
+        begin_ns, end_ns = (measure_ns + int(k * spec.duration_s * _NS) for k in (rep, rep + 1))
         cpu_mark, window = cpu_seconds(), Window()
-        stopped = clock.ticks(rec, window_ns, end_ns, stop, window=window)
-        last_ns = clock.last_ns
-        in_flight = [last_ns - u.t0 for u in rec.users if u.conn is not None and u.t0 <= last_ns]
-        window_s = max(0, last_ns - window_ns) / _NS
-        emit(rep, result_of(spec, window, errors=rec.errors, unfinished=len(in_flight),
+        stopped = clock.ticks(rec, begin_ns, end_ns, stop, window=window)
+        closed_ns = clock.last_ns  # the last cut: the next window opens at this instant
+        window.add_waiting(rec.waiting(opened_ns, closed_ns))
+        in_flight = [closed_ns - u.t0 for u in rec.users if u.busy and u.t0 <= closed_ns]
+        window_s = (closed_ns - opened_ns) / _NS
+        emit(rep, result_of(spec, window, unfinished=len(in_flight),
                             unfinished_max_us=max(in_flight) // 1000 if in_flight else None,
-                            starved=rec.starved(window_ns), background=bg.counts(), window_s=window_s,
+                            background=bg.counts(), window_s=window_s,
                             cpu_percent=round(100 * (cpu_seconds() - cpu_mark) / window_s, 1) if window_s else 0.0,
                             stopped=stopped))
-        rep += 1
-    rec.gate_ns = sys.maxsize  # nothing after the last window counts
+        rep, opened_ns = rep + 1, closed_ns
+    rec.measuring = False  # nothing after the last window counts
     runner.quit()
     gevent.killall(background)
     return stopped
 
 
 class Clock:
-    """One tick a second: fold the latencies in, print a progress line, fill the series."""
+    """One tick a second: cut what the users recorded, print a progress line, fill the series."""
 
     def __init__(self, start_ns: int) -> None:
         self.start_ns = self.last_ns = start_ns
-        self.errors_before = self.warm_before = 0
+        self.warm_before = 0
 
     def ticks(self, rec: Recorder, from_ns: int, until_ns: int, stop: gevent.event.Event, *,
               window: Window | None) -> bool:
-        """Tick at every whole second after from_ns, and at until_ns; True if stopped."""
+        """Tick at every whole second after from_ns, and at until_ns; True if stopped. Each
+        tick cuts the recorder at `last_ns` without yielding in between, so a completion
+        belongs to the cut (and the window) whose span it happened in."""
         second = 0
-        base_ns = from_ns
         while self.last_ns < until_ns:
-            when = min(base_ns + (second + 1) * _NS, until_ns)
+            whole = from_ns + (second + 1) * _NS
+            when = min(whole, until_ns)
             stopped = stop.wait(timeout=max(0.0, (when - time.perf_counter_ns()) / _NS))
             now_ns = time.perf_counter_ns()
-            batch, rec.samples = rec.samples, []
-            sent, rec.samples_sent = rec.samples_sent, []
-            if sent and window is not None:
-                window.sent.add(histogram_of(sent))
-                window.sent_max_us = max(window.sent_max_us, max(sent))
-            errors_now = sum(rec.errors.values())
-            if batch and window is not None:
-                hist = histogram_of(batch)
-                window.total.add(hist)
-                window.count += len(batch)
-                window.sum_us += sum(batch)
-                window.max_us = max(window.max_us, max(batch))
-                if when == base_ns + (second + 1) * _NS and not stopped:  # a whole second
-                    p50, p99 = hist.get_value_at_percentile(50), hist.get_value_at_percentile(99)
-                    window.series.append(SecondSample(second, len(batch), errors_now - self.errors_before, p50, p99))
-            elif window is not None and when == base_ns + (second + 1) * _NS and not stopped:
-                window.series.append(SecondSample(second, 0, errors_now - self.errors_before, None, None))
-            done = len(batch) + rec.warm - self.warm_before
+            tally = rec.cut()
+            if window is not None:
+                hist = window.add(tally)
+                if when == whole and not stopped:  # a whole second
+                    answers = len(tally.samples) + len(tally.bad)
+                    errors = sum(tally.errors.values())
+                    p50, p99 = (hist.get_value_at_percentile(50), hist.get_value_at_percentile(99)) if hist \
+                        else (None, None)
+                    window.series.append(SecondSample(second, answers, errors, p50, p99))
+            done = len(tally.samples) + len(tally.bad) + rec.warm - self.warm_before
             print(json.dumps({
                 "type": "progress",
                 "elapsed": round((now_ns - self.start_ns) / _NS, 3),
@@ -163,11 +157,10 @@ class Clock:
                 "errors": rec.errors_all,
                 "phase": "warmup" if window is None else "measure",
             }), flush=True)
-            self.errors_before, self.warm_before, self.last_ns = errors_now, rec.warm, now_ns
+            self.warm_before, self.last_ns = rec.warm, now_ns
             second += 1
             if stopped:
                 return True
-        self.errors_before = 0
         return False
 
 
@@ -190,10 +183,10 @@ def run_distributed(spec: DriverSpec, index: int, board: Board, stop: gevent.eve
         window_s = (closed_ns - opened_ns) / _NS
         window = board.collect(rep, whole_seconds=int(window_s) if stopped else int(spec.duration_s))
         board.progress("measure")  # the window's last second, its final batches in
-        emit(rep, result_of(spec, window, errors=window.errors, unfinished=window.unfinished,
-                            unfinished_max_us=window.unfinished_max_us, starved=window.starved,
-                            background=window.background_counts(), window_s=window_s,
-                            cpu_percent=window.cpu_percent, stopped=stopped, worker_hosts=board.worker_hosts),
+        emit(rep, result_of(spec, window, unfinished=window.unfinished, unfinished_max_us=window.unfinished_max_us,
+                            background=window.background_counts(), window_s=window.span_s(window_s),
+                            cpu_percent=window.cpu_percent, stopped=stopped, worker_hosts=board.worker_hosts,
+                            rates=window.rates()),
              workers=len(board.level), worker_hosts=board.worker_hosts)
         rep, opened_ns = rep + 1, closed_ns
     board.end_level(spawner, spec)

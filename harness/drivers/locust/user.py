@@ -29,33 +29,79 @@ from harness.drivers.locust.client import (
     RequestTimeout,
     read_response,
 )
+from harness.drivers.locust.window import Tally, Waiting
 from harness.results.steps import ERROR_KINDS
 
 class Recorder:
-    """Counts shared by every user in this process; greenlets are cooperative, so no locks."""
+    """What every user in this process records; greenlets are cooperative, so no locks.
 
-    def __init__(self, gate_ns: int) -> None:
-        self.gate_ns = gate_ns  # requests that start before this are warm-up
-        self.samples: list[int] = []  # latencies (us) of measured responses since the last tick
-        # Open loop: the same responses timed from the actual send (uncorrected).
-        self.samples_sent: list[int] = []
+    Attribution: a request belongs to the window in which it completes (answer or failure).
+    Nothing counts until `measuring` is set, when the warm-up ends; `cut()` takes everything
+    recorded since the last cut and starts afresh. The driver cuts once a second and at every
+    window boundary, from one greenlet, without yielding in between: each completion lands in
+    exactly one cut, so windows are contiguous and none is lost at a boundary.
+    """
+
+    def __init__(self) -> None:
+        self.measuring = False
         self.epoch_ns = 0  # open loop: intended send times count from here
         self.joined = 0  # users started so far: each takes the next slot of the schedule
-        self.warm = 0  # warm-up responses, for progress only
-        self.errors = dict.fromkeys(ERROR_KINDS, 0)  # measured window
+        self.warm = 0  # warm-up completions, for progress only
         self.errors_all = 0  # warm-up included, for progress
         self.users: list[RawHttpUser] = []
+        self._reset()
 
-    def starved(self, since_ns: int) -> int:
-        """Users with no answer at all since `since_ns`: a closed-loop histogram cannot show
-        them (they sent nothing more), so they are counted (an iterative server's queue)."""
-        return sum(1 for user in self.users if user.last_done_ns < since_ns)
+    def _reset(self) -> None:
+        self.samples: list[int] = []  # latency (us) of each good (2xx/3xx) answer
+        # Open loop: the same good answers timed from the actual send (service time).
+        self.samples_sent: list[int] = []
+        self.censored: list[int] = []  # waits known only as a lower bound: timeouts
+        self.bad: list[int] = []  # the status of each answer that is not 2xx/3xx
+        self.redirects = 0  # 3xx answers (good, in `samples`)
+        self.errors = dict.fromkeys(ERROR_KINDS, 0)  # failures, and bad_status answers
+        # Little's law: every completion's latency (answers of any status, failures), and the
+        # driver's own time from a completion to the next send.
+        self.latency_sum_us = self.completions = self.gap_sum_ns = self.gaps = 0
 
-    def error(self, kind: str, t0: int) -> None:
-        """Count an error in the window where it is seen. A request that waited through a
-        window boundary (a starved client of an iterative server) still shows up."""
+    def cut(self) -> Tally:
+        """Everything recorded since the last cut; recording starts afresh."""
+        tally = Tally(self.samples, self.samples_sent, self.censored, self.bad, self.redirects, self.errors,
+                      self.latency_sum_us, self.completions, self.gap_sum_ns, self.gaps)
+        self._reset()
+        return tally
+
+    def waiting(self, opened_ns: int, closed_ns: int) -> Waiting:
+        """At a window's close: what is still waiting, recorded at its wait so far.
+
+        - A user with no answer in the window whose request was sent before it opened: its
+          wait (from the intended send) is a censored value of this window.
+        - Open loop: each slot that fell due in the window on a connection still busy with
+          an earlier request was not sent (k6's dropped_iterations); its wait so far is a
+          censored value too. A slot is dropped once, in the window it fell due in.
+        """
+        starved, censored, dropped = 0, [], []
+        for user in self.users:
+            if user.last_done_ns >= opened_ns:
+                continue
+            starved += 1
+            if user.busy and user.intended < opened_ns:
+                censored.append((closed_ns - user.intended) // 1000)
+        for user in self.users:
+            step = user.period_ns and user.period_ns * user.stride
+            if not step or not user.busy:
+                continue
+            due = user.intended + step  # the next slot: it waits for the answer in flight
+            if due < opened_ns:
+                due += -(-(opened_ns - due) // step) * step  # its first slot due in this window
+            while due < closed_ns:
+                dropped.append((closed_ns - due) // 1000)
+                due += step
+        return Waiting(starved, censored, dropped)
+
+    def error(self, kind: str) -> None:
+        """Count a failure (or a bad answer) in the window where it is seen."""
         self.errors_all += 1
-        if time.perf_counter_ns() >= self.gate_ns:
+        if self.measuring:
             self.errors[kind] += 1
 
 
@@ -80,10 +126,23 @@ class RawHttpUser(User):
         super().__init__(environment)
         self.conn: Connection | None = None
         self.t0 = 0  # perf_counter_ns() when the request in flight started
+        self.intended = 0  # when it was due (open loop; closed loop: t0)
+        self.busy = False  # a request is in flight (connecting, sent, or being read)
         self.last_done_ns = 0  # when this user last got an answer
+        self.end_ns = 0  # when its last request completed (answer or failure)
 
     def failed(self, kind: str) -> None:
-        self.recorder.error(kind, self.t0)
+        """The request in flight failed: count it, and its wait (a timeout's wait is a lower
+        bound of its latency, so it enters the latency record as a censored value)."""
+        rec, self.busy = self.recorder, False
+        self.end_ns = now = time.perf_counter_ns()
+        rec.error(kind)
+        if rec.measuring:
+            waited = (now - self.intended) // 1000
+            rec.latency_sum_us += waited
+            rec.completions += 1
+            if kind == "timeout":
+                rec.censored.append(waited)
         if self.conn is not None:
             self.conn.close()
             self.conn = None
@@ -119,7 +178,7 @@ class RawHttpUser(User):
         while True:
             payload, head_only = pick()
             if schedule is None:
-                intended = t0 = self.t0 = now()
+                intended = t0 = now()
             else:
                 # Open loop: wait for the intended time; when behind (a stalled server),
                 # send at once. Latency counts from `intended`, so the wait a stalled
@@ -128,7 +187,11 @@ class RawHttpUser(User):
                 ahead = intended - now()
                 if ahead > 0:
                     gevent.sleep(ahead / _NS)
-                t0 = self.t0 = now()
+                t0 = now()
+            self.t0, self.intended, self.busy = t0, intended, True
+            if rec.measuring and self.end_ns:
+                rec.gap_sum_ns += t0 - self.end_ns  # the driver's own time between requests
+                rec.gaps += 1
             if conn is None:
                 conn = self.conn = Connection(self.family, hub)
                 try:
@@ -157,13 +220,21 @@ class RawHttpUser(User):
                 self.failed("bad_status")
                 conn = None
                 continue
-            self.last_done_ns = done = now()
-            if intended >= rec.gate_ns:
-                rec.samples.append((done - intended) // 1000)
-                if schedule is not None:
-                    rec.samples_sent.append((done - t0) // 1000)
-                if not 200 <= status < 300:
-                    rec.error("bad_status", t0)
+            self.last_done_ns = self.end_ns = done = now()
+            self.busy = False
+            if rec.measuring:
+                latency = (done - intended) // 1000
+                rec.latency_sum_us += latency
+                rec.completions += 1
+                if 200 <= status < 400:  # goodput: the latency record holds good answers only
+                    rec.samples.append(latency)
+                    if schedule is not None:
+                        rec.samples_sent.append((done - t0) // 1000)
+                    if status >= 300:
+                        rec.redirects += 1
+                else:
+                    rec.bad.append(status)
+                    rec.error("bad_status")
             else:
                 rec.warm += 1
             if close or not keep_alive:

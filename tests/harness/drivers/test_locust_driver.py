@@ -25,6 +25,7 @@ from hdrh.histogram import HdrHistogram
 
 from harness.drivers import locust_driver_argv
 from harness.drivers.spec import DriverResult, DriverSpec, SpecError, read_result
+from harness.results.steps import littles_law
 from support import ROOT
 
 REPO = ROOT
@@ -139,6 +140,18 @@ def drive(tmp_path: Path, spec: dict[str, Any]) -> DriverResult:
     return finish(tmp_path, start_driver(tmp_path, spec))[0]
 
 
+def drive_windows(tmp_path: Path, spec: dict[str, Any]) -> list[DriverResult]:
+    """Every window of one spec, in order (--out-dir)."""
+    (tmp_path / "spec.json").write_text(json.dumps(spec))
+    out = tmp_path / "out"
+    out.mkdir()
+    argv = [sys.executable, "-m", "harness.drivers.locust.driver", "--spec", str(tmp_path / "spec.json"),
+            "--out-dir", str(out)]
+    done = subprocess.run(argv, cwd=REPO, env=ENV, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    return [read_result(out / f"result-0-{rep}.json") for rep in range(spec.get("repeat", 1))]
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -190,16 +203,35 @@ def test_percentiles_of_a_delayed_route(server: Server, tmp_path: Path) -> None:
 
 
 @pytest.mark.timeout(20)
-def test_only_requests_started_after_warmup_count(server: Server, tmp_path: Path) -> None:
-    # 1 user, 600 ms per request, window 0.3..1.5 s: the request that started at 0 ends
-    # inside the window but is warm-up; the one from 0.6 counts; the one from 1.2 ends late.
-    # Every start and end is 0.3 s from the window's edges, so the pauses of a busy machine
-    # do not move a request across one (a window ending at 1.3 s left 0.1 s, and a stalled
-    # machine's second request ended after it).
+def test_a_request_counts_in_the_window_it_completes_in(server: Server, tmp_path: Path) -> None:
+    # 1 user, 600 ms per request, warm-up 0..0.3 s, window 0.3..1.5 s: the requests ending at
+    # 0.6 (sent in the warm-up) and 1.2 s count; the one ending at 1.8 s is still in flight.
+    # Every end is 0.3 s from the window's edges, so a busy machine's pauses do not move one
+    # across an edge.
     spec = spec_for(server.port, users=1, warmup_s=0.3, duration_s=1.2, requests=[get("/?delay_ms=600")])
     result = drive(tmp_path, spec)
-    assert result.requests == 1
+    assert result.requests == result.good_requests == 2
     assert result.unfinished == 1
+    assert result.cycles.completions == 2
+    assert result.cycles.gaps == 2  # the sends at 0.6 and 1.2 s, each after an answer
+    # The first one's latency counts whole, from its send in the warm-up.
+    assert result.cycles.latency_sum_us >= 2 * 600_000
+
+
+@pytest.mark.timeout(30)
+def test_consecutive_windows_lose_no_request_at_their_boundaries(server: Server, tmp_path: Path) -> None:
+    # 8 users on 100 ms requests, three 0.5 s windows back to back: a request in flight at a
+    # boundary ends in the next window. Little's law then holds in every window: the users
+    # equal throughput x (latency + the driver's gap) to within a few percent, where the old
+    # rule (count a request only if it started inside the window) lost ~users/window of them.
+    spec = spec_for(server.port, users=8, warmup_s=0.3, duration_s=0.5, repeat=3,
+                    requests=[get("/?delay_ms=100")])
+    results = drive_windows(tmp_path, spec)
+    assert len(results) == 3
+    for result in results:
+        law = littles_law(result.to_dict())
+        assert law is not None and law["ratio"] == pytest.approx(1.0, abs=0.05), law
+        assert result.rps == pytest.approx(8 / 0.1, rel=0.08)
 
 
 @pytest.mark.timeout(20)
