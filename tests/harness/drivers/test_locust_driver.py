@@ -25,6 +25,7 @@ from hdrh.histogram import HdrHistogram
 
 from harness.drivers import locust_driver_argv
 from harness.drivers.spec import DriverResult, DriverSpec, SpecError, read_result
+from harness.results.metrics import decode_histogram
 from harness.results.steps import littles_law
 from support import ROOT
 
@@ -431,3 +432,58 @@ def test_refused_idle_connections_back_off_instead_of_flooding(start_server, tmp
     result = drive(tmp_path, spec_for(live.port, users=1, idle_connections=20, duration_s=2.0, warmup_s=0.0))
     assert result.background.idle_connected <= 3
     assert 18 <= result.background.idle_reconnects <= 18 * 6, result.background
+
+
+# --- measurement truth (issue 13): goodput, censored waits, dropped slots ---------------
+
+
+@pytest.mark.timeout(20)
+def test_refusals_are_answers_but_not_goodput(server: Server, tmp_path: Path) -> None:
+    # Half the mix is refused with 503: it counts in rps, never in good_rps or the latencies.
+    result = drive(tmp_path, spec_for(server.port, requests=[get("/"), get("/?status=503")]))
+    classes = result.answers_by_class
+    assert result.good_requests > 0 and classes["5xx"] > 0
+    assert result.requests == result.good_requests + classes["5xx"]
+    assert classes["2xx"] == result.good_requests and classes["4xx"] == classes["3xx"] == 0
+    assert result.errors.bad_status == classes["5xx"]
+    assert decode_histogram(result.histogram).get_total_count() == result.good_requests
+    assert result.good_rps == pytest.approx(result.good_requests / result.duration_s, rel=1e-3)
+    assert result.good_rps < result.rps
+
+
+@pytest.mark.timeout(20)
+def test_starved_users_enter_the_latency_record_at_their_wait_so_far(server: Server, tmp_path: Path) -> None:
+    # Two users whose first answers come after 5 s: the window (0.3..1.3 s) sees no answer,
+    # yet its latency record shows both waits, each at least the 1.3 s waited so far.
+    spec = spec_for(server.port, users=2, warmup_s=0.3, duration_s=1.0, requests=[get("/?delay_ms=5000")])
+    result = drive(tmp_path, spec)
+    assert result.requests == 0 and result.starved_users == 2
+    assert result.censored == 2
+    assert 1_200_000 <= result.censored_min_us <= 3_000_000
+    assert result.p50_us >= result.censored_min_us * 0.99  # a lower bound, and marked as one
+    assert decode_histogram(result.histogram).get_total_count() == 2
+
+
+@pytest.mark.timeout(20)
+def test_timeouts_enter_the_latency_record_at_their_timeout(server: Server, tmp_path: Path) -> None:
+    spec = spec_for(server.port, users=2, warmup_s=0.2, duration_s=1.2, timeout_s=0.4,
+                    requests=[get("/?delay_ms=3000")])
+    result = drive(tmp_path, spec)
+    assert result.errors.timeout >= 2
+    assert result.censored >= result.errors.timeout  # every timeout, plus any starved wait
+    assert result.censored_min_us >= 400_000
+    assert result.requests == 0 and result.p50_us >= 400_000
+
+
+@pytest.mark.timeout(20)
+def test_open_loop_counts_slots_due_on_a_blocked_connection_as_dropped(server: Server, tmp_path: Path) -> None:
+    # 100/s offered over 2 connections whose answers take 2 s: after the first request each
+    # connection is blocked, so nearly every slot of the 1 s window is due and unsent.
+    spec = spec_for(server.port, users=2, rate=100, warmup_s=0.3, duration_s=1.0,
+                    requests=[get("/?delay_ms=2000")])
+    result = drive(tmp_path, spec)
+    assert result.requests == 0
+    assert 85 <= result.dropped <= 101  # 100 slots fall due in the window; none can be sent
+    assert result.censored == result.dropped + result.starved_users
+    assert result.dropped_max_us >= 900_000  # the window's first slot waited ~its length
+    assert result.censored_min_us < 50_000  # its last slot fell due just before the close
