@@ -26,8 +26,8 @@ from hdrh.histogram import HdrHistogram
 from harness.drivers import locust_driver_argv
 from harness.drivers.spec import DriverResult, DriverSpec, SpecError, read_result
 from harness.results.metrics import decode_histogram
-from harness.results.steps import littles_law
-from support import ROOT
+from harness.results.steps import littles_law, step_record
+from support import ROOT, LiveServer
 
 REPO = ROOT
 ENV = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
@@ -487,3 +487,32 @@ def test_open_loop_counts_slots_due_on_a_blocked_connection_as_dropped(server: S
     assert result.censored == result.dropped + result.starved_users
     assert result.dropped_max_us >= 900_000  # the window's first slot waited ~its length
     assert result.censored_min_us < 50_000  # its last slot fell due just before the close
+
+
+@pytest.mark.timeout(40)
+@pytest.mark.parametrize("backend", ["iterative", "asyncio"])
+def test_littles_law_holds_on_a_known_server_and_flags_starvation(backend: str, tmp_path: Path) -> None:
+    # Our own backends on /sleep?ms=40, 8 users, two 1 s windows. asyncio answers every user
+    # in ~40 ms: users = rps x (latency + the driver's gap) within 2%, and rps is what 8 users
+    # at 40 ms each allow. The iterative server serves one keep-alive connection at a time:
+    # 7 users get nothing, and the law's check is what shows it (nothing else in the
+    # latency record of the one served user would).
+    live = LiveServer(("--backend", backend)).start()
+    try:
+        spec = spec_for(live.port, host="127.0.0.1", users=8, warmup_s=0.5, duration_s=1.0, repeat=2,
+                        requests=[get("/sleep?ms=40")])
+        results = drive_windows(tmp_path, spec)
+    finally:
+        live.kill()
+    for result in results:
+        law = littles_law(result.to_dict())
+        assert law is not None
+        if backend == "asyncio":
+            assert law["ratio"] == pytest.approx(1.0, abs=0.02), law
+            assert result.starved_users == 0
+            assert 8 / 0.050 <= result.rps <= 8 / 0.040
+        else:
+            assert result.starved_users == 7
+            assert law["ratio"] == pytest.approx(1 / 8, abs=0.02), law
+            assert step_record(backend, users=8, idle_connections=0, repetition=0, result=result.to_dict(),
+                               server={})["flags"] == ["littles-law"]
