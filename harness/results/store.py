@@ -31,7 +31,17 @@ from typing import Any, Mapping
 #      "events": [{"t": ISO time, "kind": one of EVENT_KINDS, "backend": name or null,
 #      "step": as above or null, "detail": one line}] — what happened to the run, in order.
 #      A file without "events" is a run with nothing to tell.
-SCHEMA_VERSION = 2
+#   3  measurement truth (issue 13; docs/ARCHITECTURE.md "What a window counts"): a request
+#      belongs to the window it completes in; "rps" counts answers of any status and
+#      "good_rps" the 2xx/3xx ones; the histogram and percentiles hold good answers plus
+#      "censored" lower bounds; "failures", "error_share", "answers_by_class", "dropped",
+#      "littles", "cycles"; "server" gains "pss_bytes", "cpu_seconds",
+#      "cpu_us_per_request", "steal_percent"; "driver" gains "self_cpu_percent",
+#      "cpu_percent_by_cpu", "steal_percent"; flags "littles-law" and "noisy"; a step's
+#      "repetition" is the round of an interleaved run (metadata "order"). Version 2 steps
+#      lack these keys: readers show them as unknown, and their figures are not comparable
+#      one for one (their windows lost the requests in flight at each boundary).
+SCHEMA_VERSION = 3
 
 RESULTS_FILE = "results.json"
 # What the "events" of a run may record (see the schema history above).
