@@ -23,7 +23,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from harness.results.steps import DRIVER_BOUND, ERROR_KINDS, group_levels
+from harness.results.steps import DRIVER_BOUND, ERROR_KINDS, FLAG_MEANINGS, group_levels
 from harness.results.store import write_atomically
 
 SUMMARY_FILE = "summary.csv"
@@ -219,6 +219,14 @@ def summary_title(results: Mapping[str, Any], rows: Sequence[Mapping[str, Any]])
             "errors and dropped summed over repetitions, starved and steal the largest, flags of any")
 
 
+def legend(rows: Sequence[Mapping[str, Any]]) -> list[str]:
+    """What the marks in these rows mean: ">=" and each flag that appears, one line each."""
+    notes = [LOWER_BOUND_NOTE] if any(any(row["lower_bound"].values()) for row in rows) else []
+    flags = sorted({flag for row in rows for flag in row["flags"]})
+    return notes + [f"{flag}: {FLAG_MEANINGS.get(flag, 'a flag this concurbench has no explanation for')}"
+                    for flag in flags]
+
+
 def _failures(results: Mapping[str, Any]) -> list[tuple[str, str]]:
     """Failed or interrupted backends, each with its one-line reason."""
     failures = []
@@ -238,9 +246,7 @@ def summary_table(results: Mapping[str, Any]) -> str:
     widths[0] = max([widths[0], *(len(name) for name, _ in failures)])
     body = ["  ".join(cell.ljust(w) if i in _LEFT else cell.rjust(w)
                       for i, (cell, w) in enumerate(zip(line, widths))).rstrip() for line in lines]
-    title = ["", summary_title(results, rows)]
-    if any(any(row["lower_bound"].values()) for row in rows):
-        title.append(LOWER_BOUND_NOTE)
+    title = ["", summary_title(results, rows), *legend(rows)]
     return "\n".join([*title, body[0], "-" * max(len(line) for line in body), *body[1:],
                       *(f"{name.ljust(widths[0])}  {text}" for name, text in failures)])
 
@@ -254,8 +260,9 @@ def summary_markdown(results: Mapping[str, Any]) -> str:
     and failed or interrupted backends as a list under it."""
     rows = summary_rows(results.get("steps") or ())
     lines = [f"*{_md(summary_title(results, rows))}*", ""]
-    if any(any(row["lower_bound"].values()) for row in rows):
-        lines[-1:-1] = ["", f"*{_md(LOWER_BOUND_NOTE)}*"]
+    notes = legend(rows)
+    if notes:
+        lines += [*(f"- {_md(note)}".replace("- >", "- \\>", 1) for note in notes), ""]  # not a blockquote
     lines.append("| " + " | ".join(TABLE_HEADER) + " |")
     lines.append("|" + "|".join(":---" if i in _LEFT else "---:" for i in range(len(TABLE_HEADER))) + "|")
     lines += ["| " + " | ".join(_md(cell) for cell in _cells(row)) + " |" for row in rows]

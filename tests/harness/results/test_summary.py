@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from harness.results.metrics import encode_histogram, new_histogram
+from harness.results.steps import FLAG_MEANINGS
 from harness.results.store import read_results
 from harness.results.summary import (COLUMN_NOTES, SUMMARY_COLUMNS, pick_repetition, summary_markdown,
                                      summary_rows, summary_table, write_summary_csv)
@@ -122,7 +123,8 @@ def test_error_share_counts_refusals() -> None:
     refused = step(rps=1000, good_rps=0, errors={"bad_status": 10_000})
     row = only_row([refused])
     assert (row["rps"], row["good_rps"], row["error_share"]) == (1000, 0, 1.0)
-    assert table_lines(run([refused]))["threaded"][2:4] + table_lines(run([refused]))["threaded"][7:8] == ["1,000", "0.0", "100.0%"]
+    cells = table_lines(run([refused]))["threaded"]
+    assert (cells[2], cells[3], cells[7]) == ("1,000", "0.0", "100.0%")
 
 
 def test_starved_is_the_largest_over_repetitions() -> None:
@@ -160,6 +162,19 @@ def test_censored_values_below_the_percentile_only_when_censored() -> None:
     clean = step(p50=100, p99=5000, censored=0, censored_min_us=None)
     assert only_row([clean])["lower_bound"] == {"p50_us": False, "p90_us": False, "p99_us": False}
     assert ">=" not in summary_table(run([clean]))
+
+
+def test_the_marks_in_the_table_are_explained_above_it() -> None:
+    results = run([step(flags=("noisy",), p99=9000, censored=1, censored_min_us=8000), step("asyncio")])
+    text = summary_table(results).splitlines()
+    header = next(i for i, line in enumerate(text) if line.startswith("backend"))
+    assert text[2:header] == [
+        ">= : a lower bound: the percentile reaches requests that timed out or were still waiting, counted at "
+        "their wait so far", f"noisy: {FLAG_MEANINGS['noisy']}"]
+    markdown = summary_markdown(results).splitlines()
+    assert markdown[2:4] == ["- \\>= : a lower bound: the percentile reaches requests that timed out or were still "
+                             "waiting, counted at their wait so far", f"- noisy: {FLAG_MEANINGS['noisy']}"]
+    assert "high-spread" not in summary_table(results)  # only the flags the table shows
 
 
 # --- older results ---
