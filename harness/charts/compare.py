@@ -1,7 +1,9 @@
 """Compare runs of one scenario on one machine: a table of ratios, and overlay charts.
 
 As pyperf's compare does, a difference only counts when the repetitions say it is real.
-The verdict is Welch's t-test (unequal variances) on the repetitions' req/s, two-sided at
+What is compared is goodput (good req/s: 2xx/3xx answers per second) wherever every run has
+it, else req/s (results from before goodput was recorded): a server that answers faster with
+refusals is not faster. The verdict is Welch's t-test (unequal variances) on the repetitions' values, two-sided at
 95%, with critical values from a t table: the stdlib has no t distribution. Fewer than two
 repetitions on either side cannot be tested, and say so. Runs from different machines or
 of different scenarios are refused unless forced: their ratios would measure the change
@@ -60,28 +62,43 @@ def welch_significant(a: Sequence[float], b: Sequence[float]) -> bool | None:
     return t > t_critical_95(df)
 
 
+# What a row compares: goodput where every run has it, else all answers.
+MEASURE_NAMES = {"good_rps": "good req/s", "rps": "req/s"}
+
+
 @dataclass(frozen=True)
 class Verdict:
-    """How one run's req/s at one step compares with the first run's."""
+    """How one run's good req/s (or req/s) at one step compares with the first run's."""
 
-    ratio: float | None  # median req/s of this run / of the first run
+    ratio: float | None  # median of this run / of the first run
     significant: bool | None  # None: not testable (a side is missing or has 1 repetition)
     text: str
 
 
-def verdict(base: StepSummary | None, other: StepSummary | None) -> Verdict:
+def measure_of(summaries: Sequence[StepSummary | None]) -> str:
+    """"good_rps" when every run that has this level recorded goodput, else "rps"."""
+    present = [summary for summary in summaries if summary is not None]
+    return "good_rps" if present and all(summary.good_rps is not None for summary in present) else "rps"
+
+
+def _spread(summary: StepSummary, measure: str) -> Any:
+    return summary.good_rps if measure == "good_rps" and summary.good_rps is not None else summary.rps
+
+
+def verdict(base: StepSummary | None, other: StepSummary | None, measure: str = "rps") -> Verdict:
     """The ratio of medians and its verdict: "1.15x faster", "not significant"..."""
     if base is None or other is None:
         return Verdict(None, None, "missing")
-    ratio = other.rps.median / base.rps.median if base.rps.median else None  # base stalled
-    significant = welch_significant([s["rps"] for s in base.steps],
-                                    [s["rps"] for s in other.steps])
+    base_median, other_median = _spread(base, measure).median, _spread(other, measure).median
+    ratio = other_median / base_median if base_median else None  # base stalled
+    significant = welch_significant([s[measure] for s in base.steps], [s[measure] for s in other.steps])
     if significant is None:
         return Verdict(ratio, None, "untested: 1 repetition")
     if not significant:
         return Verdict(ratio, False, NOT_SIGNIFICANT)
     if ratio is None or ratio == 0:
-        return Verdict(ratio, True, "from 0 req/s" if ratio is None else "down to 0 req/s")
+        unit = MEASURE_NAMES[measure]
+        return Verdict(ratio, True, f"from 0 {unit}" if ratio is None else f"down to 0 {unit}")
     faster = ratio >= 1
     return Verdict(ratio, True, f"{ratio if faster else 1 / ratio:.2f}x {'faster' if faster else 'slower'}")
 
@@ -116,6 +133,22 @@ def mismatches(runs: Sequence[Mapping[str, Any]], labels: Sequence[str]) -> list
     return problems
 
 
+# From this results schema on, a window counts every request that completes in it; before,
+# the requests in flight at each window boundary were lost, so req/s read low by about
+# users / window (store.py's schema history).
+COUNTS_EVERY_REQUEST = 3
+
+
+def schema_gaps(runs: Sequence[Mapping[str, Any]], labels: Sequence[str]) -> list[str]:
+    """Runs recorded before every request was counted, when compared with runs after."""
+    versions = [run.get("version") or 0 for run in runs]
+    if all(v >= COUNTS_EVERY_REQUEST for v in versions) or all(v < COUNTS_EVERY_REQUEST for v in versions):
+        return []
+    return [f"{label} was recorded with results schema {version}, whose windows lost the requests in flight "
+            f"at each boundary (and counted refusals as throughput): its ratios against later runs are not like "
+            f"for like" for label, version in zip(labels, versions) if version < COUNTS_EVERY_REQUEST]
+
+
 def compare_runs(paths: Sequence[Path], *, force: bool = False,
                  chart_dir: Path | None = None) -> str:
     """A printable table comparing the runs' req/s with the first run's.
@@ -135,56 +168,72 @@ def compare_runs(paths: Sequence[Path], *, force: bool = False,
     lines = [f"comparing {len(runs)} runs of {(runs[0].get('scenario') or {}).get('name')!r} on "
              f"{machine_line(runs[0].get('metadata') or {})}"]
     lines += [f"WARNING (forced): {problem}" for problem in problems]
+    lines += [f"WARNING: {problem}" for problem in schema_gaps(runs, labels)]
     for label, run in zip(labels, runs):
         git = (run.get("metadata") or {}).get("git") or {}
         commit = (git.get("commit") or "")[:10] + ("+dirty" if git.get("dirty") else "")
         lines.append(f"  {label}: {(run.get('metadata') or {}).get('date', '?')}  "
                      f"commit {commit or 'unknown'}  status {run.get('status', '?')}")
-    lines += ["verdict: Welch's t-test on the repetitions' req/s, two-sided 95%", ""]
-    lines += _table(runs, labels)
+    table, measures = _table(runs, labels)
+    if measures == {"rps"}:
+        what = "req/s (answers of any status: these runs did not record goodput)"
+    elif measures == {"good_rps"}:
+        what = "good req/s (2xx/3xx answers per second)"
+    else:
+        what = "good req/s (2xx/3xx answers) where every run recorded it; rows marked * compare req/s (any status)"
+    lines += [f"verdict: Welch's t-test on the repetitions' {what}, two-sided 95%", ""]
+    lines += table
     if chart_dir is not None:
         written = draw_overlays(runs, labels, Path(chart_dir))
         lines += ["", f"overlay charts: {len(written) // 2} written to {chart_dir}"]
     return "\n".join(lines)
 
 
-def _table(runs: Sequence[Mapping[str, Any]], labels: Sequence[str]) -> list[str]:
-    """One row per backend and load level; per later run: req/s, ratio, verdict."""
+def _table(runs: Sequence[Mapping[str, Any]], labels: Sequence[str]) -> tuple[list[str], set[str]]:
+    """One row per backend and load level; per later run: good req/s (or req/s), ratio,
+    verdict. Also the measures the rows compared."""
     summaries = [summarize_steps(run) for run in runs]
     failed = [failed_backends(run) for run in runs]
-    header = ["backend", "users", f"{labels[0]} req/s"]
-    for label in labels[1:]:
-        header += [f"{label} req/s", "ratio", "verdict"]
-    rows = []
+    rows, measures = [], []
     for backend in backend_order([b for s in summaries for b in s] + [b for f in failed for b in f]):
         levels = sorted({u for s in summaries for u in s.get(backend, {})})
         for users in levels or [0]:
-            base = summaries[0].get(backend, {}).get(users)
-            cells = [backend, str(users or ""), _rps(base, backend in failed[0])]
-            for label, summary, failures in zip(labels[1:], summaries[1:], failed[1:]):
-                other = summary.get(backend, {}).get(users)
-                result = verdict(base, other)
+            level = [summary.get(backend, {}).get(users) for summary in summaries]
+            measure = measure_of(level)
+            measures.append(measure)
+            base = level[0]
+            cells = [backend, str(users or ""), _rps(base, backend in failed[0], measure)]
+            for label, other, failures in zip(labels[1:], level[1:], failed[1:]):
+                result = verdict(base, other, measure)
                 text = result.text
                 if base is None and backend in failed[0]:
                     text = f"failed in {labels[0]}"
                 elif other is None and backend in failures:
                     text = f"failed in {label}"
-                cells += [_rps(other, backend in failures),
+                cells += [_rps(other, backend in failures, measure),
                           "—" if result.ratio is None else f"{result.ratio:.2f}x", text]
             rows.append(cells)
+    unit = MEASURE_NAMES[measures[0]] if len(set(measures)) == 1 else "good req/s"
+    if len(set(measures)) > 1:  # mark the rows that fell back to all answers
+        for cells, measure in zip(rows, measures):
+            if measure == "rps":
+                cells[0] += " *"
+    header = ["backend", "users", f"{labels[0]} {unit}"]
+    for label in labels[1:]:
+        header += [f"{label} {unit}", "ratio", "verdict"]
     widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
     left = {i for i, name in enumerate(header) if name in ("backend", "verdict")}
 
     def line(cells: list[str]) -> str:
         return "  ".join(cell.ljust(width) if i in left else cell.rjust(width)
                          for i, (cell, width) in enumerate(zip(cells, widths))).rstrip()
-    return [line(header), line(["-" * width for width in widths]), *map(line, rows)]
+    return [line(header), line(["-" * width for width in widths]), *map(line, rows)], set(measures)
 
 
-def _rps(summary: StepSummary | None, failed: bool) -> str:
+def _rps(summary: StepSummary | None, failed: bool, measure: str = "rps") -> str:
     if summary is None:
         return "failed" if failed else "—"
-    return f"{summary.rps.median:,.0f}"
+    return f"{_spread(summary, measure).median:,.0f}"
 
 
 @styled
@@ -200,6 +249,8 @@ def draw_overlays(runs: Sequence[Mapping[str, Any]], labels: Sequence[str],
     for backend in backend_order([b for s in summaries for b in s]):
         figure, ax = new_figure()
         colour = backend_colour(backend)
+        points_of_runs = [p for summary in summaries for p in summary.get(backend, {}).values()]
+        measure = measure_of(points_of_runs)
         levels: set[int] = set()
         bound: dict[int, list[tuple[str, float]]] = {}
         for index, (label, summary) in enumerate(zip(labels, summaries)):
@@ -208,14 +259,16 @@ def draw_overlays(runs: Sequence[Mapping[str, Any]], labels: Sequence[str],
                 continue
             style, marker = run_style(index)
             levels.update(p.users for p in points)
-            ax.errorbar([p.users for p in points], [p.rps.median for p in points],
-                        yerr=[[p.rps.median - p.rps.min for p in points],
-                              [p.rps.max - p.rps.median for p in points]],
+            spreads = [_spread(p, measure) for p in points]
+            ax.errorbar([p.users for p in points], [v.median for v in spreads],
+                        yerr=[[v.median - v.min for v in spreads], [v.max - v.median for v in spreads]],
                         color=colour, linestyle=style, marker=marker, capsize=3, label=label)
-            for point in (p for p in points if p.driver_bound):  # hollow, as in one run's chart
-                ax.plot(point.users, point.rps.median, marker=marker, markersize=9, color=colour,
+            for point, value in zip(points, spreads):  # hollow where driver-bound, as in one run's chart
+                if not point.driver_bound:
+                    continue
+                ax.plot(point.users, value.median, marker=marker, markersize=9, color=colour,
                         markerfacecolor="white", markeredgewidth=2, zorder=4)
-                bound.setdefault(point.users, []).append((label, point.rps.median))
+                bound.setdefault(point.users, []).append((label, value.median))
         for users, marks in bound.items():  # one label per load level, naming the runs
             ax.annotate(f"driver-bound: {', '.join(label for label, _ in marks)}",
                         (users, max(rps for _, rps in marks)), xytext=(-6, 8),
@@ -223,8 +276,10 @@ def draw_overlays(runs: Sequence[Mapping[str, Any]], labels: Sequence[str],
         users_axis(ax, sorted(levels))
         ax.set_ylim(0, ax.get_ylim()[1] * 1.08)  # headroom for the driver-bound labels
         ax.yaxis.set_major_formatter(thousands_format())
-        ax.set_ylabel("requests/s (median, min..max)")
-        ax.set_title(chart_title(runs[0], f"{backend} throughput, run by run{mixed}"))
+        ax.set_ylabel(("good requests/s (2xx/3xx answers)" if measure == "good_rps" else "requests/s")
+                      + " (median, min..max)")
+        ax.set_title(chart_title(runs[0], f"{backend} {'goodput' if measure == 'good_rps' else 'throughput'}, "
+                                          f"run by run{mixed}"))
         ax.legend(fontsize=8, title="run", title_fontsize=8)
         note_failed(figure, {label: f[backend] for label, f in zip(labels, failed) if backend in f})
         paths += save_figure(figure, out_dir, f"compare_{slug(backend)}")
