@@ -19,9 +19,11 @@ from typing import Any, Mapping
 
 from matplotlib.ticker import NullFormatter
 
-from harness.charts.style import (backend_colour, backend_label, backend_order, chart_title, ms_format, new_figure,
-                                 save_figure, styled, thousands_format)
+from harness.charts.style import (LATENCY, LOWER_BOUND_LABEL, LOWER_BOUND_MARKER, RESPONSE_TIME, backend_colour,
+                                  backend_label, backend_order, chart_title, ms_format, new_figure, save_figure, styled,
+                                  thousands_format)
 from harness.results.steps import group_levels, median_of
+from harness.results.summary import lower_bound, pick_repetition
 
 IdleLevels = dict[str, dict[int, list[Mapping[str, Any]]]]
 
@@ -68,7 +70,8 @@ def failed_share(steps: list[Mapping[str, Any]]) -> float:
     for step in steps:
         errors = step.get("errors") or {}
         answered = step.get("requests") or 0
-        good += answered - errors.get("bad_status", 0)
+        good_requests = step.get("good_requests")  # since goodput is recorded; before, answers less refusals
+        good += answered - errors.get("bad_status", 0) if good_requests is None else good_requests
         failed = sum(errors.values()) - errors.get("bad_status", 0)  # these never got an answer
         offered = (step.get("rate") or 0) * (step.get("duration_s") or 0)
         wanted += max(offered, answered + failed)
@@ -79,12 +82,21 @@ def failed_share(steps: list[Mapping[str, Any]]) -> float:
 def idle_connections_chart(results: Mapping[str, Any], out_dir: Path) -> list[Path]:
     levels = idle_levels(results)
     figure, (p99, rss, failed) = new_figure(ncols=3, height=4.2)
+    bounded = False
     for backend, by_idle in levels.items():
         colour, idle = backend_colour(backend), list(by_idle)
         steps = list(by_idle.values())
-        # the p99 of refusals is not the cost of anything: drawn only where most were served
-        p99.plot(idle, [_nan_if_none(median_of(reps, "p99_us")) / 1000 if failed_share(reps) < 50 else math.nan
-                        for reps in steps], color=colour, marker="o", label=backend_label(backend))
+        # the p99 of refusals is not the cost of anything: drawn only where most were served; it is
+        # the p99 of the repetition summary.csv shows (the median by goodput), a triangle if a lower bound
+        chosen = [pick_repetition(reps) for reps in steps]
+        ys = [_nan_if_none(rep.get("p99_us")) / 1000 if failed_share(reps) < 50 else math.nan
+              for rep, reps in zip(chosen, steps)]
+        p99.plot(idle, ys, color=colour, marker="o", label=backend_label(backend))
+        marked = [(x, y) for x, y, rep in zip(idle, ys, chosen) if lower_bound(rep, "p99_us") and not math.isnan(y)]
+        if marked:
+            p99.plot(*zip(*marked), linestyle="", marker=LOWER_BOUND_MARKER, markersize=9, color=colour, zorder=5,
+                     label=LOWER_BOUND_LABEL if not bounded else None)
+            bounded = True
         rss.plot(idle, [_nan_if_none(median_of(reps, "rss_bytes", "server")) / 2 ** 20
                         for reps in steps], color=colour, marker="o")
         failed.plot(idle, [failed_share(reps) for reps in steps], color=colour, marker="o")
@@ -97,7 +109,9 @@ def idle_connections_chart(results: Mapping[str, Any], out_dir: Path) -> list[Pa
     p99.set_ylim(bottom=0)
     p99.yaxis.set_major_formatter(ms_format())
     rate = next((reps[0].get("rate") for by_idle in levels.values() for reps in by_idle.values()), None)
-    p99.set_ylabel((f"p99 at {rate:,.0f} req/s offered (ms)" if rate else "p99 of the load (ms)")
+    which = RESPONSE_TIME if rate else LATENCY  # "response time (intended send -> answer)"
+    name, _, span = which.partition(" (")
+    p99.set_ylabel(f"p99 {name}, ms\n({span}" + (f" at {rate:,.0f}/s offered" if rate else "")
                    + "\nwhere most requests were served")
     rss.set_ylabel("server memory, MiB, log (PSS summed over processes)")
     failed.set_ylabel("requests without a good answer (%)")

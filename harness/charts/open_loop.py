@@ -1,10 +1,11 @@
 """Open-loop charts: latency and achieved rate against the offered rate.
 
 Closed-loop charts put users on the x axis; an open-loop level is an offered rate, so
-these two charts put that on x. Latency is the corrected one (from each request's
-intended send time), with the uncorrected p99 dotted beside it: where they part, a
-closed-loop tool would have hidden the queueing. Past capacity the corrected curve turns
-up like a hockey stick.
+these two charts put that on x. Latency is response time (from each request's intended send
+time: coordinated omission corrected), with the service time p99 (from the actual send, what a
+closed-loop tool reports) dotted beside it: where they part, a closed-loop tool would have
+hidden the queueing. Past capacity the response time turns up like a hockey stick. Percentiles
+are the repetition summary.csv shows (the median by goodput); a triangle marks a lower bound.
 """
 
 from __future__ import annotations
@@ -12,10 +13,17 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Mapping
 
-from harness.charts.style import (backend_colour, backend_label, backend_order, chart_title, ms_format, new_figure,
-                                 save_figure, styled, thousands_format)
+import math
+
+from matplotlib.lines import Line2D
+
+from harness.charts.notes import draw_notes, load_text
+from harness.charts.style import (LOWER_BOUND_LABEL, LOWER_BOUND_MARKER, RESPONSE_TIME, SERVICE_TIME, backend_colour,
+                                  backend_label, backend_order, chart_title, ms_format, new_figure, save_figure,
+                                  styled, thousands_format)
 from harness.charts.idle import at_fewest_idle
 from harness.results.steps import group_levels, median_of
+from harness.results.summary import lower_bound, pick_repetition
 
 
 def open_loop_levels(results: Mapping[str, Any]) -> dict[str, dict[float, list[Mapping[str, Any]]]]:
@@ -34,43 +42,84 @@ def _rate_axis(ax: Any, rates: list[float]) -> None:
     ax.set_xlabel("offered rate (requests/s, log scale)")
 
 
+def _ms(value: float | None) -> float:
+    return math.nan if value is None else value / 1000
+
+
+def dropped_notes(levels: Mapping[str, Mapping[float, list[Mapping[str, Any]]]]) -> list[str]:
+    """One line per backend and rate whose requests were due but never sent: their wait is
+    only a lower bound in the response time, and they are in no throughput."""
+    lines = []
+    for backend, by_rate in levels.items():
+        for rate, steps in by_rate.items():
+            dropped = sum(step.get("dropped") or 0 for step in steps)
+            if dropped:
+                lines.append(f"{backend_label(backend)} at {load_text(0, rate)}: {dropped:,} requests due were "
+                             f"never sent (over {len(steps)} repetitions)")
+    return lines
+
+
 @styled
 def latency_vs_rate(results: Mapping[str, Any], out_dir: Path) -> list[Path]:
-    """Corrected p50 (solid) and p99 (dashed), uncorrected p99 (dotted), against offered rate."""
+    """Response time p50 (solid) and p99 (dashed), service time p99 (dotted), against offered rate."""
     levels = open_loop_levels(results)
     figure, ax = new_figure()
+    bounded = False
     for backend, by_rate in levels.items():
         rates, colour = list(by_rate), backend_colour(backend)
-        ms = lambda key, nested=None: [(median_of(s, key, nested) or float("nan")) / 1000 for s in by_rate.values()]  # noqa: E731
-        ax.plot(rates, ms("p50_us"), color=colour, marker="o", label=f"{backend_label(backend)} p50")
-        ax.plot(rates, ms("p99_us"), color=colour, marker="o", linestyle="--", label=f"{backend_label(backend)} p99")
-        ax.plot(rates, ms("p99_us", "uncorrected"), color=colour, linestyle=":", alpha=0.7,
-                label=f"{backend_label(backend)} p99 uncorrected")
+        chosen = [pick_repetition(steps) for steps in by_rate.values()]
+        for key, style in (("p50_us", "-"), ("p99_us", "--")):
+            ys = [_ms(step.get(key)) for step in chosen]
+            ax.plot(rates, ys, color=colour, marker="o", linestyle=style,
+                    label=f"{backend_label(backend)} {key[:3]}")
+            marked = [(r, y) for r, y, step in zip(rates, ys, chosen) if lower_bound(step, key) and not math.isnan(y)]
+            if marked:
+                ax.plot(*zip(*marked), linestyle="", marker=LOWER_BOUND_MARKER, markersize=9, color=colour, zorder=5)
+                bounded = True
+        ax.plot(rates, [_ms((step.get("uncorrected") or {}).get("p99_us")) for step in chosen], color=colour,
+                linestyle=":", alpha=0.7, label=f"{backend_label(backend)} p99 service time")
     _rate_axis(ax, sorted({r for by_rate in levels.values() for r in by_rate}))
     ax.set_yscale("log")
     ax.yaxis.set_major_formatter(ms_format())
-    ax.set_ylabel("latency from intended send (ms, log)")
-    ax.set_title(chart_title(results, "open loop: latency vs offered rate"))
-    ax.legend(fontsize=7, ncols=2)
+    ax.set_ylabel(f"{RESPONSE_TIME}, ms (log)")
+    ax.set_title(chart_title(results, f"open loop: {RESPONSE_TIME} vs offered rate"))
+    handles, _ = ax.get_legend_handles_labels()
+    handles.append(Line2D([], [], color="black", linestyle=":", label=f"dotted: p99 {SERVICE_TIME}"))
+    if bounded:
+        handles.append(Line2D([], [], color="black", linestyle="", marker=LOWER_BOUND_MARKER, label=LOWER_BOUND_LABEL))
+    ax.legend(handles=handles, fontsize=7, ncols=2)
+    draw_notes(ax, dropped_notes(levels))
     return save_figure(figure, out_dir, "latency_vs_rate")
 
 
 @styled
 def achieved_vs_offered(results: Mapping[str, Any], out_dir: Path) -> list[Path]:
-    """Achieved req/s against offered: on the diagonal until the server saturates."""
+    """Achieved req/s against offered: on the diagonal until the server saturates; goodput
+    dashed beside it where some answers were not 2xx/3xx."""
     levels = open_loop_levels(results)
     figure, ax = new_figure()
     rates = sorted({r for by_rate in levels.values() for r in by_rate})
     ax.plot(rates, rates, color="#999", linestyle=":", label="offered")
+    any_good = False
     for backend, by_rate in levels.items():
-        ax.plot(list(by_rate), [median_of(s, "rps") for s in by_rate.values()], color=backend_colour(backend),
-                marker="o", label=backend_label(backend))
+        achieved = [median_of(s, "rps") for s in by_rate.values()]
+        ax.plot(list(by_rate), achieved, color=backend_colour(backend), marker="o", label=backend_label(backend))
+        good = [median_of(s, "good_rps") for s in by_rate.values()]
+        if None not in good and any(abs(g - (a or 0)) > 0.005 * max(a or 0, 1e-9) for g, a in zip(good, achieved)):
+            ax.plot(list(by_rate), [max(g, 0.1) for g in good], color=backend_colour(backend), marker="o",
+                    linestyle="--", markerfacecolor="white", markersize=5)  # log axis: 0 drawn at its floor
+            any_good = True
     _rate_axis(ax, rates)
     ax.set_yscale("log")
     ax.yaxis.set_major_formatter(thousands_format())
-    ax.set_ylabel("achieved requests/s (log)")
+    ax.set_ylabel("achieved requests/s (median, log)")
     ax.set_title(chart_title(results, "open loop: achieved vs offered rate"))
-    ax.legend(fontsize=8)
+    handles, _ = ax.get_legend_handles_labels()
+    if any_good:
+        handles.append(Line2D([], [], color="black", marker="o", markerfacecolor="white", markersize=5,
+                              linestyle="--", label="good req/s (2xx/3xx answers)"))
+    ax.legend(handles=handles, fontsize=8)
+    draw_notes(ax, dropped_notes(levels))
     return save_figure(figure, out_dir, "achieved_vs_offered")
 
 

@@ -13,39 +13,51 @@ import json
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from harness.charts.style import backend_colour, machine_line
-from harness.results.metrics import HIGH_SPREAD_LIMIT
-from harness.charts.runs import StepSummary, draw_all, failed_backends, summarize_steps
-from harness.results.steps import DRIVER_BOUND, HIGH_SPREAD, median_of
+from harness.charts.notes import FLAGS, step_warnings
+from harness.charts.style import LATENCY, RESPONSE_TIME, SERVICE_TIME, backend_colour, machine_line
+from harness.results.metrics import summarize
+from harness.charts.runs import draw_all, failed_backends, starved_notes, summarize_steps
+from harness.results.steps import FLAG_MEANINGS, group_levels, median_of
 from harness.results.store import read_results, write_atomically
+from harness.results.summary import (PERCENTILES, load_label, lower_bound, pick_repetition, summary_rows,
+                                     summary_title)
 
 REPORT_FILE = "report.html"
 CHARTS_DIR = "charts"  # beside report.html: the PNG and SVG files the page embeds
 
-# What each flag means, shown once above the table; the badges in the table link here.
+# What each flag and warning means, shown once above the table; the badges link here.
 FLAG_NOTES = {
-    DRIVER_BOUND: "the load generator's CPU was over 90%: the figure is a floor, "
-                  "not the server's capacity",
-    HIGH_SPREAD: f"the repetitions' req/s differ by more than {HIGH_SPREAD_LIMIT:.0%} of their "
-                   "median: trust the median less than usual",
+    **{flag: FLAG_MEANINGS[flag] for flag in FLAGS},
     "starved": "some users got no answer at all during a window (e.g. queued behind an iterative "
-               "server's keep-alive client): their wait is in no latency percentile, so the "
-               "percentiles describe only the clients that were served",
+               "server's keep-alive client): in results from before issue 13 their wait is in no latency "
+               "percentile; since, it is recorded at its wait so far, a lower bound",
+    "censored": "the latency record holds waits cut short (timeouts at their timeout, starved users and "
+                "unsent open-loop requests at their wait so far): a percentile at or above the shortest of "
+                "them is a lower bound, shown as ≥",
+    "dropped": "open loop: requests that were due but never sent before their window closed (a blocked "
+               "connection): in no throughput, and a lower bound in the response time",
 }
 CHART_CAPTIONS = {
-    "throughput_vs_users": "Median requests/s against users; bars span the repetitions. "
-                           "Hollow markers are driver-bound.",
-    "latency_vs_users": "p50 (solid) and p99 (dashed) against users, log scale.",
-    "latency_spectrum": "Every percentile from 0 to 99.99%, merged over the repetitions, "
-                        "at the highest load level.",
-    "timeseries": "Requests and p99 per second of one repetition: a red band is a second "
+    "throughput_vs_users": "Median requests/s against users; bars span the repetitions. Dashed with hollow "
+                           "markers: good requests/s (2xx/3xx answers) where it differs. Hollow markers are "
+                           "driver-bound.",
+    "latency_vs_users": f"Closed loop {LATENCY}: p50 (solid) and p99 (dashed) against users, log scale, of the "
+                        "repetition with the median goodput. A triangle marks a lower bound.",
+    "latency_spectrum": f"Closed loop {LATENCY}: every percentile from 0 to 99.99%, merged over the "
+                        "repetitions, at the highest load level. Triangles: lower bounds.",
+    "timeseries": f"Requests and p99 {LATENCY} per second of one repetition: a red band is a second "
                   "in which no request completed (a stall).",
     "resources": "Server CPU and resident memory against users.",
     "errors": "Errors by kind, summed over every load level and repetition.",
-    "latency_vs_rate": "Open loop: latency from each request's intended send time (corrected) against "
-                       "the offered rate; dotted, the p99 a closed-loop tool would report (uncorrected).",
+    "cpu_per_request": "Server CPU µs per request (the whole process tree) at every load level: what one "
+                       "answer costs. The bar is the repetition with the median goodput; whiskers span the "
+                       "repetitions.",
+    "latency_vs_rate": f"Open loop: {RESPONSE_TIME} against the offered rate (coordinated omission corrected); "
+                       f"dotted, the p99 {SERVICE_TIME}, what a closed-loop tool would report.",
     "achieved_vs_offered": "Open loop: achieved against offered requests/s; below the diagonal the "
-                           "server is saturated.",
+                           "server is saturated. Dashed: good requests/s where it differs.",
+    "idle_connections": f"c10k: p99 {RESPONSE_TIME} of the light load, server memory and requests without "
+                        "a good answer, against idle connections held.",
 }
 
 CSS = """
@@ -64,6 +76,9 @@ tr.flagged td { background: #fffbea; }
 .flag-driver-bound { background: #ffe8a3; border: 1px solid #d4a000; }
 .flag-high-spread { background: #fcd5d3; border: 1px solid #c0392b; }
 .flag-starved { background: #e3d5fc; border: 1px solid #6c3fc0; }
+.flag-littles-law { background: #d5e8fc; border: 1px solid #2a6cc0; }
+.flag-noisy { background: #e6e6e6; border: 1px solid #777; }
+.flag-censored, .flag-dropped { background: #fde3c8; border: 1px solid #c06a1a; }
 .status { padding: 0.6em 1em; border-radius: 4px; background: #fcd5d3; }
 .failed { color: #a00; } dt { font-weight: 600; } dd { margin: 0 0 0.4em 1.5em; }
 details { margin: 0.4em 0; } summary { cursor: pointer; }
@@ -97,8 +112,9 @@ def render_report(results: Mapping[str, Any], charts: Sequence[Path]) -> str:
         f'<p class="sub">{_e(scenario.get("description", ""))}<br>{_e(machine_line(metadata))}'
         f' · {_e(metadata.get("date", ""))}</p>',
         _status(results), _events(results),
-        "<h2>Summary</h2>", _flag_notes(), _summary_table(summaries, failed_backends(results)),
+        "<h2>Summary</h2>", _flag_notes(), _summary_table(results, failed_backends(results)),
         _open_loop_table(results),
+        _warnings(results, summaries),
         _failures(results),
         "<h2>Charts</h2>", *(_figure(path) for path in charts),
         "<h2>Scenario</h2>", _definition_list(scenario),
@@ -144,57 +160,121 @@ def _badge(flag: str, detail: str = "") -> str:
     return f'<a class="flag flag-{_e(flag)}" href="#flag-{_e(flag)}">{_e(text)}</a>'
 
 
-def _summary_table(summaries: Mapping[str, Mapping[int, StepSummary]],
-                   failed: Mapping[str, str]) -> str:
-    head = ("<tr><th class=name>backend</th><th>users</th><th>median req/s</th>"
-            "<th>req/s range (spread)</th><th>p50 ms</th><th>p99 ms</th>"
-            "<th>errors (all reps)</th><th>reps</th><th class=name>flags</th></tr>")
+def _summary_table(results: Mapping[str, Any], failed: Mapping[str, str]) -> str:
+    """The summary rows (what summary.csv and `concurbench summary` show), every load level,
+    with the repetitions' req/s range beside them."""
+    rows_data = summary_rows(results.get("steps", ()))
+    levels = group_levels(results.get("steps", ()))
+    head = (f"<caption>{_e(summary_title(results, rows_data))}</caption>"
+            "<tr><th class=name>backend</th><th class=name>load</th><th>req/s</th><th>good req/s</th>"
+            "<th>req/s over reps (spread)</th><th>p50 ms</th><th>p99 ms</th>"
+            "<th>errors (all reps)</th><th>error share</th><th>CPU µs/req</th><th>steal %</th>"
+            "<th>reps</th><th class=name>flags</th></tr>")
     rows = []
-    for backend, by_users in summaries.items():
-        for users, summary in by_users.items():
-            flags = ([_badge(DRIVER_BOUND)] if summary.driver_bound else []) + (
-                [_badge(HIGH_SPREAD, f"{summary.rps.spread:.0%}")] if summary.high_spread else []) + (
-                [_badge("starved", f"{summary.starved} of {users}")] if summary.starved else [])
-            kinds = ", ".join(f"{kind} {count}" for kind, count in summary.errors.items() if count)
-            rows.append(
-                f'<tr class="{"flagged" if flags else ""}">'
-                f'<td class=name><span class=swatch style="background:{backend_colour(backend)}">'
-                f"</span>{_e(backend)}</td><td>{users}</td>"
-                f"<td><strong>{summary.rps.median:,.0f}</strong></td>"
-                f"<td>{summary.rps.min:,.0f}–{summary.rps.max:,.0f} ({summary.rps.spread:.1%})</td>"
-                f"<td>{_ms(summary.p50_us)}</td><td>{_ms(summary.p99_us)}</td>"
-                f'<td title="{_e(kinds or "none")}">{sum(summary.errors.values()):,}</td>'
-                f"<td>{len(summary.steps)}</td><td class=name>{' '.join(flags)}</td></tr>")
+    for row in rows_data:
+        reps = levels[row["backend"], row["users"], row["rate"], row["idle"]]
+        spread = summarize([rep["rps"] for rep in reps])
+        flags = [_badge(flag, f"{spread.spread:.0%}" if flag == "high-spread" else "") for flag in row["flags"]]
+        if row["starved"]:
+            flags.append(_badge("starved", f"{row['starved']} of {row['users']}"))
+        if row["dropped"]:
+            flags.append(_badge("dropped", f"{row['dropped']:,}"))
+        kinds = ", ".join(f"{kind} {count}" for kind, count in _error_kinds(reps).items() if count)
+        bounds = row["lower_bound"]
+        rows.append(
+            f'<tr class="{"flagged" if flags else ""}">'
+            f'<td class=name><span class=swatch style="background:{backend_colour(row["backend"])}">'
+            f'</span>{_e(row["backend"])}</td><td class=name>{_e(load_label(row))}</td>'
+            f"<td><strong>{_num(row['rps'])}</strong></td><td><strong>{_num(row['good_rps'])}</strong></td>"
+            f"<td>{spread.min:,.0f}–{spread.max:,.0f} ({spread.spread:.1%})</td>"
+            f"<td>{_ms(row['p50_us'], bounds['p50_us'])}</td><td>{_ms(row['p99_us'], bounds['p99_us'])}</td>"
+            f'<td title="{_e(kinds or "none")}">{row["errors"]:,}</td><td>{_share(row["error_share"])}</td>'
+            f"<td>{_num(row['cpu_us_per_request'], 1)}</td><td>{_num(row['steal_pct'], 1)}</td>"
+            f"<td>{row['reps']}</td><td class=name>{' '.join(flags)}</td></tr>")
     for backend in failed:
         rows.append(f'<tr class="failed-row"><td class=name><span class=swatch style="background:'
-                    f'{backend_colour(backend)}"></span>{_e(backend)}</td><td class=name colspan=8>'
+                    f'{backend_colour(backend)}"></span>{_e(backend)}</td><td class=name colspan=12>'
                     f'<a class=failed href="#failures">✗ failed: see Failures</a></td></tr>')
     if not rows:
-        rows.append('<tr><td class=name colspan=9>no successful step</td></tr>')
+        rows.append('<tr><td class=name colspan=13>no successful step</td></tr>')
     return f'<table class="summary">{head}{"".join(rows)}</table>'
 
 
+def _error_kinds(reps: Sequence[Mapping[str, Any]]) -> dict[str, int]:
+    kinds: dict[str, int] = {}
+    for rep in reps:
+        for kind, count in (rep.get("errors") or {}).items():
+            kinds[kind] = kinds.get(kind, 0) + count
+    return kinds
+
+
+def _num(value: float | None, places: int = 0) -> str:
+    return "—" if value is None else f"{value:,.{places}f}"
+
+
+def _share(share: float | None) -> str:
+    if share is None:
+        return "—"
+    return "0%" if share == 0 else "&lt;0.1%" if share < 0.001 else f"{share:.1%}"
+
+
+def _warnings(results: Mapping[str, Any], summaries: Mapping[str, Any]) -> str:
+    """Every warning a chart may only count ("N more in the report"), and every flagged step
+    with what each of its flags means there."""
+    from harness.charts.open_loop import dropped_notes, open_loop_levels
+
+    notes = starved_notes(summaries) + dropped_notes(open_loop_levels(results))
+    found = step_warnings(results)
+    if not notes and not found:
+        return ""
+    parts = ['<h2 id="warnings">Flags and warnings</h2>']
+    if notes:
+        parts.append('<ul class="chart-notes">' + "".join(f"<li>{_e(note)}</li>" for note in notes) + "</ul>")
+    if found:
+        rows = []
+        for warning in found:
+            for name, text in warning.items:
+                rows.append(f"<tr><td class=name>{_e(warning.backend)}</td><td class=name>{_e(warning.load)}</td>"
+                            f"<td>{warning.repetition}</td><td class=name>{_badge(name)}</td>"
+                            f'<td class="name why">{_e(text)}</td></tr>')
+        parts.append('<table class="warnings"><tr><th class=name>backend</th><th class=name>load</th>'
+                     "<th>repetition</th><th class=name>flag</th><th class=name>what it means here</th></tr>"
+                     + "".join(rows) + "</table>")
+    return "\n".join(parts)
+
+
 def _open_loop_table(results: Mapping[str, Any]) -> str:
-    """Open-loop levels: achieved rate and corrected/uncorrected latency per offered rate."""
+    """Open-loop levels: achieved rate, response time and service time per offered rate, of
+    the repetition with the median goodput."""
     from harness.charts.open_loop import open_loop_levels
 
     levels = open_loop_levels(results)
     if not levels:
         return ""
     rows = ["<h3>Open loop</h3><table><tr><th class=name>backend</th><th>offered req/s</th>"
-            "<th>achieved req/s</th><th>p50 ms</th><th>p99 ms</th><th>p99 ms uncorrected</th></tr>"]
+            "<th>achieved req/s (median)</th><th>good req/s (median)</th><th>dropped (all reps)</th>"
+            f"<th>p50 ms {_e(RESPONSE_TIME)}</th><th>p99 ms {_e(RESPONSE_TIME)}</th>"
+            f"<th>p99 ms {_e(SERVICE_TIME)}</th></tr>"]
     for backend, by_rate in levels.items():
         for rate, steps in by_rate.items():
-            achieved = median_of(steps, "rps")
+            chosen = pick_repetition(steps)
+            bounds = {key: _lower(chosen, key) for key in PERCENTILES}
+            dropped = [step.get("dropped") for step in steps if step.get("dropped") is not None]
             rows.append(f"<tr><td class=name>{_e(backend)}</td><td>{rate:,.0f}</td>"
-                        f"<td>{achieved or 0:,.0f}</td><td>{_ms(median_of(steps, 'p50_us'))}</td>"
-                        f"<td>{_ms(median_of(steps, 'p99_us'))}</td>"
-                        f"<td>{_ms(median_of(steps, 'p99_us', 'uncorrected'))}</td></tr>")
+                        f"<td>{_num(median_of(steps, 'rps'))}</td><td>{_num(median_of(steps, 'good_rps'))}</td>"
+                        f"<td>{_num(sum(dropped) if dropped else None)}</td>"
+                        f"<td>{_ms(chosen.get('p50_us'), bounds['p50_us'])}</td>"
+                        f"<td>{_ms(chosen.get('p99_us'), bounds['p99_us'])}</td>"
+                        f"<td>{_ms((chosen.get('uncorrected') or {}).get('p99_us'))}</td></tr>")
     return "".join(rows) + "</table>"
 
 
-def _ms(micros: float | None) -> str:
-    return "—" if micros is None else f"{micros / 1000:,.3f}"
+def _lower(step: Mapping[str, Any], key: str) -> bool:
+    return bool(lower_bound(step, key))
+
+
+def _ms(micros: float | None, bound: bool = False) -> str:
+    return "—" if micros is None else f"{'≥' if bound else ''}{micros / 1000:,.3f}"
 
 
 def _failures(results: Mapping[str, Any]) -> str:

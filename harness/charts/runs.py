@@ -1,8 +1,11 @@
 """Charts of one run against users, drawn from its stored results only (measurement rule 7).
 
 Every chart function takes the results document and a directory, writes NAME.png and
-NAME.svg there, and returns the paths. Repetitions are summarised as the report and
-summary.csv do: the median, with the min..max range as the error bar.
+NAME.svg there, and returns the paths. Throughput is the median over repetitions, with the
+min..max range as the error bar, and goodput (2xx/3xx answers) beside it where it differs;
+percentiles and CPU cost are those of the repetition summary.csv shows (the median by
+goodput), and a percentile that reaches censored waits is drawn as a lower bound (a triangle).
+Every latency chart says which latency it is (style.LATENCY, RESPONSE_TIME, SERVICE_TIME).
 """
 
 from __future__ import annotations
@@ -16,12 +19,14 @@ from typing import Any, Mapping
 from matplotlib.lines import Line2D
 from matplotlib.ticker import NullLocator
 
-from harness.charts.style import (ERROR_COLOURS, backend_colour, backend_label, backend_order,
-                                 chart_title, ms_format, new_figure, note_failed, save_figure,
-                                 styled, thousands_format, users_axis)
+from harness.charts.notes import draw_notes, starved_text
+from harness.charts.style import (ERROR_COLOURS, LATENCY, LOWER_BOUND_LABEL, LOWER_BOUND_MARKER, backend_colour,
+                                  backend_label, backend_order, chart_title, ms_format, new_figure, note_failed,
+                                  save_figure, styled, thousands_format, users_axis)
 from harness.results.metrics import Spread, merge_histograms, summarize
 from harness.charts.idle import at_fewest_idle
 from harness.results.steps import DRIVER_BOUND, ERROR_KINDS, HIGH_SPREAD, group_levels, median_of
+from harness.results.summary import load_label, lower_bound, pick_repetition, summary_rows
 
 # The spectrum's x axis: 0 .. 99.99%, i.e. 1/(1-q) from 1 to 10^4, sampled evenly in nines.
 SPECTRUM_NINES = 4
@@ -37,30 +42,39 @@ class StepSummary:
     users: int
     steps: tuple[Mapping[str, Any], ...]
     rps: Spread
-    p50_us: float | None  # None when no repetition completed a request
+    p50_us: float | None  # of the repetition with the median goodput; None: no completed request
     p99_us: float | None
     errors: dict[str, int]  # by kind, summed over the repetitions
     driver_bound: bool
     high_spread: bool
     cpu_percent: float | None
     rss_bytes: float | None
-    starved: int = 0  # median users with no answer in a window: in no percentile
+    starved: int = 0  # the most users with no answer in a window, over the repetitions
+    good_rps: Spread | None = None  # 2xx/3xx answers/s; None for results recorded before goodput
+    p50_lower_bound: bool = False  # the percentile reaches censored waits: the truth is at least this
+    p99_lower_bound: bool = False
+    recorded: bool = False  # the steps record censored waits (a starved user's wait is in the percentiles)
+    cpu_us_per_request: float | None = None  # of the median-goodput repetition
+    repetition: Mapping[str, Any] | None = None  # that repetition
+
+    def good_differs(self) -> bool:
+        """Whether goodput is not simply throughput (some answer was not 2xx/3xx)."""
+        return self.good_rps is not None and abs(self.good_rps.median - self.rps.median) > 0.005 * max(
+            self.rps.median, 1e-9)
 
 
 def note_starved(ax: Any, summaries: Mapping[str, Mapping[int, StepSummary]], users: int | None = None) -> None:
-    """Say on the chart which backends left clients unanswered: a closed-loop latency
-    counts only the answers, so a server serving one client while the rest wait looks
-    fast. The count is the honest part of the picture."""
-    lines = []
-    for backend, by_users in summaries.items():
-        for level, summary in by_users.items():
-            if summary.starved and (users is None or level == users):
-                lines.append(f"{backend_label(backend)} at {level} users: {summary.starved} of {level} "
-                             "got no answer in a window (not in these latencies)")
-    if lines:
-        ax.text(0.99, 0.02, "\n".join(lines[:4]) + ("\n..." if len(lines) > 4 else ""), transform=ax.transAxes,
-                ha="right", va="bottom", fontsize=7, color="#a00",
-                bbox={"facecolor": "white", "alpha": 0.85, "edgecolor": "#a00", "linewidth": 0.5})
+    """Say on the chart which backends left clients unanswered: a closed-loop latency of
+    answers only makes a server serving one client while the rest wait look fast. Every note
+    is drawn, or counted: what does not fit is in the report (notes.chart_lines)."""
+    draw_notes(ax, starved_notes(summaries, users))
+
+
+def starved_notes(summaries: Mapping[str, Mapping[int, StepSummary]], users: int | None = None) -> list[str]:
+    """One line per backend and level (at `users`, or all) where some user got no answer."""
+    return [f"{backend_label(backend)} at {level} users: {starved_text(level, summary.starved, summary.recorded)}"
+            for backend, by_users in summaries.items() for level, summary in by_users.items()
+            if summary.starved and (users is None or level == users)]
 
 
 def summarize_steps(results: Mapping[str, Any]) -> dict[str, dict[int, StepSummary]]:
@@ -79,17 +93,24 @@ def summarize_steps(results: Mapping[str, Any]) -> dict[str, dict[int, StepSumma
 
 def _summary(backend: str, users: int, reps: list[Mapping[str, Any]]) -> StepSummary:
     rps = summarize([rep["rps"] for rep in reps])
+    good = [rep.get("good_rps") for rep in reps]
     flags = {flag for rep in reps for flag in rep.get("flags") or ()}
+    chosen = pick_repetition(reps)
     return StepSummary(
         backend=backend, users=users, steps=tuple(reps), rps=rps,
-        p50_us=median_of(reps, "p50_us"), p99_us=median_of(reps, "p99_us"),
+        p50_us=chosen.get("p50_us"), p99_us=chosen.get("p99_us"),
         errors={kind: sum((rep.get("errors") or {}).get(kind, 0) for rep in reps)
                 for kind in ERROR_KINDS},
         driver_bound=DRIVER_BOUND in flags,
         high_spread=rps.high_spread or HIGH_SPREAD in flags,
         cpu_percent=median_of(reps, "cpu_percent", "server"),
         rss_bytes=median_of(reps, "rss_bytes", "server"),
-        starved=int(median_of(reps, "starved_users") or 0),
+        starved=max(rep.get("starved_users") or 0 for rep in reps),
+        good_rps=summarize(good) if None not in good else None,  # type: ignore[arg-type]
+        p50_lower_bound=bool(lower_bound(chosen, "p50_us")), p99_lower_bound=bool(lower_bound(chosen, "p99_us")),
+        recorded=any(rep.get("censored") is not None for rep in reps),
+        cpu_us_per_request=(chosen.get("server") or {}).get("cpu_us_per_request"),
+        repetition=chosen,
     )
 
 
@@ -112,7 +133,8 @@ def _all_users(summaries: Mapping[str, Mapping[int, StepSummary]]) -> list[int]:
 
 @styled
 def throughput_vs_users(results: Mapping[str, Any], out_dir: Path) -> list[Path]:
-    """Median req/s per backend against users; bars span the repetitions' min..max."""
+    """Median req/s per backend against users; bars span the repetitions' min..max. Where
+    some answers were not 2xx/3xx, goodput is drawn beside it: dashed, hollow markers."""
     summaries = summarize_steps(results)
     figure, ax = new_figure()
     for backend, by_users in summaries.items():
@@ -122,13 +144,23 @@ def throughput_vs_users(results: Mapping[str, Any], out_dir: Path) -> list[Path]
                     yerr=[[p.rps.median - p.rps.min for p in points],
                           [p.rps.max - p.rps.median for p in points]],
                     label=backend_label(backend))
+        if any(p.good_differs() for p in points):
+            ax.plot([p.users for p in points],
+                    [p.good_rps.median if p.good_rps else math.nan for p in points],
+                    color=colour, marker="o", linestyle="--", markerfacecolor="white", markersize=5)
         for point in (p for p in points if p.driver_bound):  # hollow: a floor, not capacity
             ax.plot(point.users, point.rps.median, marker="o", markersize=9, color=colour,
                     markerfacecolor="white", markeredgewidth=2, zorder=4)
             ax.annotate(DRIVER_BOUND, (point.users, point.rps.median), xytext=(-6, 8),
                         textcoords="offset points", fontsize=8, color=colour, ha="right")
     handles, _ = ax.get_legend_handles_labels()
-    if any(p.driver_bound for by_users in summaries.values() for p in by_users.values()):
+    points = [p for by_users in summaries.values() for p in by_users.values()]
+    if any(p.good_differs() for p in points):
+        handles.append(Line2D([], [], color="black", marker="o", markerfacecolor="white", markersize=5,
+                              linestyle="--", label="good req/s (2xx/3xx answers)"))
+    elif points and all(p.good_rps is not None for p in points):
+        handles.append(Line2D([], [], linestyle="", label="every answer 2xx/3xx: good req/s = req/s"))
+    if any(p.driver_bound for p in points):
         handles.append(Line2D([], [], color="black", marker="o", markerfacecolor="white",
                               linestyle="", label="driver-bound: a floor, not capacity"))
     users_axis(ax, _all_users(summaries))
@@ -142,26 +174,43 @@ def throughput_vs_users(results: Mapping[str, Any], out_dir: Path) -> list[Path]
     return save_figure(figure, out_dir, "throughput_vs_users")
 
 
+def mark_lower_bounds(ax: Any, xs: list[float], ys: list[float], bounds: list[bool], colour: str) -> bool:
+    """Draw an upward triangle on each point that is a lower bound; whether any was."""
+    marked = [(x, y) for x, y, bound in zip(xs, ys, bounds) if bound and not math.isnan(y)]
+    if marked:
+        ax.plot(*zip(*marked), linestyle="", marker=LOWER_BOUND_MARKER, markersize=9, color=colour, zorder=5)
+    return bool(marked)
+
+
+def lower_bound_handle() -> Line2D:
+    return Line2D([], [], color="black", linestyle="", marker=LOWER_BOUND_MARKER, label=LOWER_BOUND_LABEL)
+
+
 @styled
 def latency_vs_users(results: Mapping[str, Any], out_dir: Path) -> list[Path]:
-    """Median p50 (solid) and p99 (dashed) per backend against users, log ms."""
+    """p50 (solid) and p99 (dashed) per backend against users, log ms: of the repetition
+    with the median goodput; a triangle where the percentile is a lower bound."""
     summaries = summarize_steps(results)
     figure, ax = new_figure()
-    handles = []
+    handles, bounded = [], False
     for backend, by_users in summaries.items():
         colour, points = backend_colour(backend), list(by_users.values())
         users = [p.users for p in points]
-        ax.plot(users, [_ms(p.p50_us) for p in points], color=colour, marker="o")
-        ax.plot(users, [_ms(p.p99_us) for p in points], color=colour, marker="o",
-                linestyle="--", markerfacecolor="white")
+        p50, p99 = [_ms(p.p50_us) for p in points], [_ms(p.p99_us) for p in points]
+        ax.plot(users, p50, color=colour, marker="o")
+        ax.plot(users, p99, color=colour, marker="o", linestyle="--", markerfacecolor="white")
+        bounded |= mark_lower_bounds(ax, users, p50, [p.p50_lower_bound for p in points], colour)
+        bounded |= mark_lower_bounds(ax, users, p99, [p.p99_lower_bound for p in points], colour)
         handles.append(Line2D([], [], color=colour, label=backend_label(backend)))
     handles += [Line2D([], [], color="black", label="p50"),
                 Line2D([], [], color="black", linestyle="--", label="p99")]
+    if bounded:
+        handles.append(lower_bound_handle())
     users_axis(ax, _all_users(summaries))
     ax.set_yscale("log")
     ax.yaxis.set_major_formatter(ms_format())
-    ax.set_ylabel("latency, ms (log scale)")
-    ax.set_title(chart_title(results, "latency vs users (p50 solid, p99 dashed)"))
+    ax.set_ylabel(f"{LATENCY}, ms (log scale)")
+    ax.set_title(chart_title(results, f"{LATENCY} vs users (p50 solid, p99 dashed)"))
     ax.legend(handles=handles, fontsize=8, ncols=2)
     note_starved(ax, summaries)
     note_failed(figure, failed_backends(results))
@@ -207,13 +256,21 @@ def latency_spectrum(results: Mapping[str, Any], out_dir: Path, *,
     levels = _all_users(summaries)
     users = users if users is not None else (levels[-1] if levels else 0)
     figure, ax = new_figure()
-    missing = {}
+    missing, bounded = {}, False
     for backend, by_users in summaries.items():
         if users not in by_users:
             missing[backend] = f"no result at {users} users"
             continue
-        xs, ys = percentile_spectrum([s["histogram"] for s in by_users[users].steps if s.get("histogram")])
+        steps = by_users[users].steps
+        xs, ys = percentile_spectrum([s["histogram"] for s in steps if s.get("histogram")])
         ax.plot(xs, ys, color=backend_colour(backend), label=backend_label(backend))
+        floors = [s["censored_min_us"] for s in steps if s.get("censored") and s.get("censored_min_us") is not None]
+        if floors:  # from the smallest censored wait up, the merged percentiles are lower bounds
+            above = [(x, y) for x, y in zip(xs, ys) if y * 1000 >= min(floors)]
+            if above:
+                ax.plot(*zip(*above), linestyle="", marker=LOWER_BOUND_MARKER, markevery=max(1, len(above) // 8),
+                        markersize=6, color=backend_colour(backend))
+                bounded = True
     ax.set_xscale("log")
     ax.set_xlim(1, 10 ** SPECTRUM_NINES)
     ax.set_xticks(list(NINES_TICKS), labels=list(NINES_TICKS.values()))
@@ -221,10 +278,11 @@ def latency_spectrum(results: Mapping[str, Any], out_dir: Path, *,
     ax.set_xlabel("percentile (merged over repetitions)")
     ax.set_yscale("log")
     ax.yaxis.set_major_formatter(ms_format())
-    ax.set_ylabel("latency, ms (log scale)")
-    ax.set_title(chart_title(results, f"latency spectrum at {users} users"))
+    ax.set_ylabel(f"{LATENCY}, ms (log scale)")
+    ax.set_title(chart_title(results, f"{LATENCY} spectrum at {users} users"))
     if summaries:
-        ax.legend(fontsize=8, loc="upper left")
+        handles, _ = ax.get_legend_handles_labels()
+        ax.legend(handles=handles + ([lower_bound_handle()] if bounded else []), fontsize=8, loc="upper left")
     note_starved(ax, summaries, users)
     note_failed(figure, {**failed_backends(results), **missing})
     return save_figure(figure, out_dir, "latency_spectrum")
@@ -272,7 +330,7 @@ def _timeseries_panel(ax: Any, backend: str, step: Mapping[str, Any]) -> None:
     p99.yaxis.set_major_formatter(ms_format())
     p99.grid(False)
     p99.tick_params(labelsize=7)
-    p99.set_ylabel("p99 ms (line)", fontsize=7)
+    p99.set_ylabel(f"p99 {LATENCY}\nms (line)", fontsize=7)
 
 
 @styled
@@ -326,6 +384,62 @@ def errors(results: Mapping[str, Any], out_dir: Path) -> list[Path]:
     return save_figure(figure, out_dir, "errors")
 
 
+def cpu_levels(results: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The summary rows (every load level: closed, open loop, idle connections) with the
+    min..max of server CPU µs per request over their repetitions ("cpu_min", "cpu_max")."""
+    levels = group_levels(results.get("steps", ()))
+    rows = []
+    for row in summary_rows(results.get("steps", ())):
+        reps = levels[row["backend"], row["users"], row["rate"], row["idle"]]
+        values = [v for v in ((rep.get("server") or {}).get("cpu_us_per_request") for rep in reps) if v is not None]
+        rows.append({**row, "cpu_min": min(values, default=None), "cpu_max": max(values, default=None)})
+    return rows
+
+
+@styled
+def cpu_per_request(results: Mapping[str, Any], out_dir: Path) -> list[Path]:
+    """Server CPU µs per request (the whole process tree) per backend at every load level:
+    what an answer costs, which separates "fast because idle" from "fast because cheap".
+    A bar is the repetition summary.csv shows; the whisker spans the repetitions."""
+    rows = cpu_levels(results)
+    loads = list(dict.fromkeys(load_label(row) for row in sorted(
+        rows, key=lambda r: (r["idle"], r["rate"] is not None, r["rate"] or 0, r["users"]))))
+    backends = backend_order([row["backend"] for row in rows])
+    figure, ax = new_figure()
+    width = 0.8 / max(len(backends), 1)
+    for index, backend in enumerate(backends):
+        mine = {load_label(row): row for row in rows if row["backend"] == backend
+                and row["cpu_us_per_request"] is not None}
+        xs = [i + (index - (len(backends) - 1) / 2) * width for i, load in enumerate(loads) if load in mine]
+        drawn = [mine[load] for load in loads if load in mine]
+        ax.bar(xs, [row["cpu_us_per_request"] for row in drawn], width=width * 0.9, color=backend_colour(backend),
+               label=backend_label(backend),
+               yerr=[[row["cpu_us_per_request"] - row["cpu_min"] for row in drawn],
+                     [row["cpu_max"] - row["cpu_us_per_request"] for row in drawn]],
+               error_kw={"elinewidth": 0.8, "capsize": 2, "ecolor": "#333"})
+    ax.set_xticks(range(len(loads)), labels=[load.replace(" + ", "\n+ ") for load in loads],
+                  fontsize=8 if len(loads) < 8 else 6)
+    values = [row["cpu_us_per_request"] for row in rows if row["cpu_us_per_request"]]
+    if values and max(values) / min(values) > 50:  # a process per request beside a callback: log
+        ax.set_yscale("log")
+    else:
+        ax.set_ylim(bottom=0)
+    ax.yaxis.set_major_formatter(thousands_format() if max(values, default=0) >= 10 else ms_format())
+    ax.set_ylabel("server CPU µs per request\n(whole process tree, lower is cheaper)")
+    ax.set_xlabel("load level")
+    ax.set_title(chart_title(results, "server CPU per request"))
+    if backends:
+        ax.legend(fontsize=8)
+    note_failed(figure, failed_backends(results))
+    return save_figure(figure, out_dir, "cpu_per_request")
+
+
+def has_cpu_per_request(results: Mapping[str, Any]) -> bool:
+    """Whether any good step recorded its server CPU per request (issue 13 on)."""
+    return any((step.get("server") or {}).get("cpu_us_per_request") is not None
+               for step in results.get("steps", ()) if step.get("status") == "ok")
+
+
 def draw_all(results: Mapping[str, Any], out_dir: Path) -> list[Path]:
     """Every chart of one run into out_dir; the written paths, PNG and SVG of each."""
     from harness.charts.idle import draw_idle
@@ -336,4 +450,6 @@ def draw_all(results: Mapping[str, Any], out_dir: Path) -> list[Path]:
         for draw in (throughput_vs_users, latency_vs_users, latency_spectrum, timeseries,
                      resources, errors):
             paths += draw(results, out_dir)
+    if has_cpu_per_request(results):
+        paths += cpu_per_request(results, out_dir)
     return paths + draw_open_loop(results, out_dir) + draw_idle(results, out_dir)

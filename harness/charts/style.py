@@ -41,6 +41,18 @@ RUN_STYLES: tuple[tuple[str, str], ...] = (("-", "o"), ("--", "s"), (":", "^"), 
 
 ERROR_COLOURS: dict[str, str] = {"connect": "#7f7f7f", "timeout": "#d62728",
                                  "reset": "#ff7f0e", "bad_status": "#9467bd"}
+# Which latency a chart shows, said on every latency chart. A closed-loop user sends when
+# its last answer came, so send -> answer is the whole story; an open-loop request has an
+# intended send time, and a blocked connection sends it late: response time counts from the
+# intention (coordinated omission corrected, as wrk2 does), service time from the actual send.
+LATENCY = "latency (send -> answer)"
+RESPONSE_TIME = "response time (intended send -> answer)"
+SERVICE_TIME = "service time (actual send -> answer)"
+# A percentile that reaches a censored wait (a timeout, a starved user, an unsent request) is
+# only a lower bound: drawn with an upward triangle.
+LOWER_BOUND_MARKER = "^"
+LOWER_BOUND_LABEL = "lower bound (reaches timeouts or waits so far)"
+
 RC = {
     "font.size": 9,
     "axes.titlesize": 10,

@@ -105,14 +105,17 @@ def test_every_image_is_an_embedded_png(page: str, report: Path) -> None:
 
 def test_summary_table_has_a_row_per_backend_and_load_level(page: str) -> None:
     assert parse(page).summary_rows == 1 + 4 * 3  # header; forking failed
-    for header in ("backend", "users", "median req/s", "p50 ms", "p99 ms", "errors", "flags"):
+    for header in ("backend", "load", "req/s", "good req/s", "req/s over reps (spread)", "p50 ms", "p99 ms",
+                   "errors", "error share", "CPU µs/req", "steal %", "flags"):
         assert f">{header}" in page
 
 
 def test_flags_are_marked_and_explained(page: str) -> None:
     assert 'class="flag flag-driver-bound"' in page and 'class="flag flag-high-spread"' in page
     assert 'id="flag-driver-bound"' in page and 'id="flag-high-spread"' in page
-    assert "not the server&#x27;s capacity" in page
+    assert "a floor for the server" in page
+    for flag in ("littles-law", "noisy", "starved", "censored", "dropped"):  # explained even when absent
+        assert f'id="flag-{flag}"' in page
 
 
 def test_failed_backend_has_a_row_pointing_to_its_failure(page: str) -> None:

@@ -1,0 +1,118 @@
+"""Warnings that change how a chart or a table reads, in one place: the charts show what fits
+and say how many more the report holds; the report lists every one of them.
+
+A warning belongs to a step (one repetition of one backend at one load level): its flags
+(driver-bound, high-spread, littles-law, noisy), each explained with that step's own
+numbers, and what the step could not put in a percentile: starved users, censored waits,
+dropped open-loop requests.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Mapping, Sequence
+
+from harness.results.metrics import HIGH_SPREAD_LIMIT, summarize
+from harness.results.steps import (DRIVER_BOUND, DRIVER_BOUND_PERCENT, FLAG_MEANINGS, HIGH_SPREAD, LITTLES_LAW,
+                                   LITTLES_LAW_LIMIT, NOISY, NOISY_STEAL_PERCENT, group_levels, level_key)
+
+# A chart shows at most this many notes; the rest are counted and left to the report.
+MAX_CHART_NOTES = 4
+REPORT_POINTER = "in the report (report.html, Flags and warnings)"
+# The flags, in the order the report explains them.
+FLAGS = (DRIVER_BOUND, HIGH_SPREAD, LITTLES_LAW, NOISY)
+
+
+def chart_lines(lines: Sequence[str], limit: int = MAX_CHART_NOTES) -> list[str]:
+    """The notes a chart has room for; when there are more, the last line says how many
+    more the report holds (never a bare "...": a cut warning must say it was cut)."""
+    if len(lines) <= limit:
+        return list(lines)
+    return [*lines[:limit - 1], f"+ {len(lines) - limit + 1} more {REPORT_POINTER}"]
+
+
+def draw_notes(ax: Any, lines: Sequence[str]) -> None:
+    """The notes in a red-edged box in the lower right of the axes."""
+    if lines:
+        ax.text(0.99, 0.02, "\n".join(chart_lines(lines)), transform=ax.transAxes, ha="right", va="bottom",
+                fontsize=7, color="#a00",
+                bbox={"facecolor": "white", "alpha": 0.85, "edgecolor": "#a00", "linewidth": 0.5})
+
+
+def load_text(users: int, rate: float | None = None, idle: int = 0) -> str:
+    """'32 users', '2,000/s offered', '2,000/s offered + 1,000 idle'."""
+    text = f"{users} users" if rate is None else f"{rate:,g}/s offered"
+    return text + (f" + {idle:,} idle" if idle else "")
+
+
+def starved_text(users: int, starved: int, recorded: bool) -> str:
+    """How many users waited, and whether their wait is in the percentiles.
+
+    recorded: the step records censored values (issue 13 on), so a starved user's wait so far
+    is in the latency record as a lower bound; before, it was in no percentile at all."""
+    where = ("their wait so far is in these latencies, as a lower bound" if recorded
+             else "their wait is in no latency percentile")
+    return f"{starved} of {users} got no answer in a window ({where})"
+
+
+def _ms(micros: float | None) -> str:
+    return "?" if micros is None else f"{micros / 1000:,.1f} ms"
+
+
+def flag_explanation(flag: str, step: Mapping[str, Any], level: Sequence[Mapping[str, Any]]) -> str:
+    """Why this step carries this flag, with its own numbers, in one line."""
+    driver, server = step.get("driver") or {}, step.get("server") or {}
+    if flag == DRIVER_BOUND and driver.get("cpu_percent") is not None:
+        return (f"the driver's busiest CPU was {driver['cpu_percent']:.0f}% busy (over {DRIVER_BOUND_PERCENT:g}%): "
+                "the figure is the driver's limit, a floor for the server")
+    if flag == HIGH_SPREAD and len(level) > 1:
+        spread = summarize([rep["rps"] for rep in level]).spread
+        return (f"the level's repetitions' req/s are {spread:.0%} of their median apart (over "
+                f"{HIGH_SPREAD_LIMIT:.0%}): the median is less certain")
+    littles = step.get("littles") or {}
+    if flag == LITTLES_LAW and littles.get("ratio") is not None:
+        return (f"{littles['users']} users, but throughput x cycle time gives {littles['predicted']:,.1f} "
+                f"(ratio {littles['ratio']:.2f}, more than {LITTLES_LAW_LIMIT:.0%} off): requests waited "
+                "that no percentile shows")
+    steal = [side.get("steal_percent") for side in (server, driver)]
+    if flag == NOISY and any(value is not None for value in steal):
+        shown = ", ".join(f"{name} {value:.1f}%" for name, value in zip(("server", "driver"), steal)
+                          if value is not None)
+        return (f"CPU steal {shown} (over {NOISY_STEAL_PERCENT:g}%): the hypervisor took CPU time from "
+                "the measurement")
+    return FLAG_MEANINGS.get(flag, "a flag this concurbench has no explanation for")
+
+
+@dataclass(frozen=True)
+class StepWarnings:
+    """What one step warns of: (name, one-line explanation) pairs."""
+
+    backend: str
+    load: str
+    repetition: int
+    items: tuple[tuple[str, str], ...]
+
+
+def step_warnings(results: Mapping[str, Any]) -> list[StepWarnings]:
+    """Every good step with a flag or something left out of a plain percentile, in run order."""
+    levels = group_levels(results.get("steps", ()))
+    found = []
+    for step in results.get("steps", ()):
+        if step.get("status") != "ok":
+            continue
+        level = levels.get(level_key(step), [step])
+        items = [(flag, flag_explanation(flag, step, level)) for flag in step.get("flags") or ()]
+        users, recorded = step["users"], step.get("censored") is not None
+        if step.get("starved_users"):
+            items.append(("starved", starved_text(users, step["starved_users"], recorded)))
+        if step.get("censored"):
+            items.append(("censored", f"{step['censored']:,} latency values are waits cut short (timeouts, starved "
+                                      f"users, unsent requests), the shortest {_ms(step.get('censored_min_us'))}: "
+                                      "percentiles at or above it are lower bounds"))
+        if step.get("dropped"):
+            items.append(("dropped", f"{step['dropped']:,} requests were due but never sent before the window "
+                                     f"closed (the longest waited {_ms(step.get('dropped_max_us'))})"))
+        if items:
+            found.append(StepWarnings(step["backend"], load_text(users, step.get("rate"), step.get("idle_connections")
+                                                                 or 0), step.get("repetition", 0), tuple(items)))
+    return found
