@@ -14,6 +14,7 @@ them), the point is labelled with that count, so a cap is never mistaken for a c
 from __future__ import annotations
 
 import math
+import statistics
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -23,7 +24,7 @@ from harness.charts.style import (LATENCY, LOWER_BOUND_LABEL, LOWER_BOUND_MARKER
                                   backend_label, backend_order, chart_title, ms_format, new_figure, save_figure, styled,
                                   thousands_format)
 from harness.results.steps import group_levels, median_of
-from harness.results.summary import lower_bound, pick_repetition
+from harness.results.summary import lower_bound, pick_repetition, server_memory
 
 IdleLevels = dict[str, dict[int, list[Mapping[str, Any]]]]
 
@@ -53,6 +54,12 @@ def idle_levels(results: Mapping[str, Any]) -> IdleLevels:
 
 def _nan_if_none(value: float | None) -> float:
     return math.nan if value is None else value
+
+
+def _memory(steps: list[Mapping[str, Any]]) -> float | None:
+    """Median server memory over steps: PSS of the process tree, else RSS (summary.server_memory)."""
+    present = [m for m in map(server_memory, steps) if m is not None]
+    return statistics.median(present) if present else None
 
 
 def held_open(steps: list[Mapping[str, Any]]) -> float:
@@ -97,13 +104,13 @@ def idle_connections_chart(results: Mapping[str, Any], out_dir: Path) -> list[Pa
             p99.plot(*zip(*marked), linestyle="", marker=LOWER_BOUND_MARKER, markersize=9, color=colour, zorder=5,
                      label=LOWER_BOUND_LABEL if not bounded else None)
             bounded = True
-        rss.plot(idle, [_nan_if_none(median_of(reps, "rss_bytes", "server")) / 2 ** 20
+        rss.plot(idle, [_nan_if_none(_memory(reps)) / 2 ** 20
                         for reps in steps], color=colour, marker="o")
         failed.plot(idle, [failed_share(reps) for reps in steps], color=colour, marker="o")
         asked, reps = idle[-1], steps[-1]  # the largest level only: labels at every one collide
         held = held_open(reps)
         if asked and not math.isnan(held) and held < 0.95 * asked:
-            memory = _nan_if_none(median_of(reps, "rss_bytes", "server")) / 2 ** 20
+            memory = _nan_if_none(_memory(reps)) / 2 ** 20
             rss.annotate(f"{held:,.0f} connected", (asked, memory),
                          xytext=(-4, 4), textcoords="offset points", fontsize=7, color=colour, ha="right")
     p99.set_ylim(bottom=0)
@@ -113,7 +120,7 @@ def idle_connections_chart(results: Mapping[str, Any], out_dir: Path) -> list[Pa
     name, _, span = which.partition(" (")
     p99.set_ylabel(f"p99 {name}, ms\n({span}" + (f" at {rate:,.0f}/s offered" if rate else "")
                    + "\nwhere most requests were served")
-    rss.set_ylabel("server memory, MiB, log (PSS summed over processes)")
+    rss.set_ylabel("server memory, MiB, log\n(PSS of a process tree, RSS of one process)")
     failed.set_ylabel("requests without a good answer (%)")
     for ax in (p99, rss, failed):
         ax.set_xlabel("idle connections asked for")

@@ -47,7 +47,8 @@ CHART_CAPTIONS = {
                         "repetitions, at the highest load level. Triangles: lower bounds.",
     "timeseries": f"Requests and p99 {LATENCY} per second of one repetition: a red band is a second "
                   "in which no request completed (a stall).",
-    "resources": "Server CPU and resident memory against users.",
+    "resources": "Server CPU and memory against users: the PSS of a process tree (a page its processes "
+                 "share counts once), the RSS of a single process.",
     "errors": "Errors by kind, summed over every load level and repetition.",
     "cpu_per_request": "Server CPU µs per request (the whole process tree) at every load level: what one "
                        "answer costs. The bar is the repetition with the median goodput; whiskers span the "

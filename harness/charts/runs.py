@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import bisect
 import math
+import statistics
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
@@ -26,7 +27,7 @@ from harness.charts.style import (ERROR_COLOURS, LATENCY, LOWER_BOUND_LABEL, LOW
 from harness.results.metrics import Spread, merge_histograms, summarize
 from harness.charts.idle import at_fewest_idle
 from harness.results.steps import DRIVER_BOUND, ERROR_KINDS, HIGH_SPREAD, group_levels, median_of
-from harness.results.summary import load_label, lower_bound, pick_repetition, summary_rows
+from harness.results.summary import load_label, lower_bound, pick_repetition, server_memory, summary_rows
 
 # The spectrum's x axis: 0 .. 99.99%, i.e. 1/(1-q) from 1 to 10^4, sampled evenly in nines.
 SPECTRUM_NINES = 4
@@ -48,7 +49,7 @@ class StepSummary:
     driver_bound: bool
     high_spread: bool
     cpu_percent: float | None
-    rss_bytes: float | None
+    rss_bytes: float | None  # median memory: PSS of a process tree, else RSS (summary.server_memory)
     starved: int = 0  # the most users with no answer in a window, over the repetitions
     good_rps: Spread | None = None  # 2xx/3xx answers/s; None for results recorded before goodput
     p50_lower_bound: bool = False  # the percentile reaches censored waits: the truth is at least this
@@ -104,7 +105,7 @@ def _summary(backend: str, users: int, reps: list[Mapping[str, Any]]) -> StepSum
         driver_bound=DRIVER_BOUND in flags,
         high_spread=rps.high_spread or HIGH_SPREAD in flags,
         cpu_percent=median_of(reps, "cpu_percent", "server"),
-        rss_bytes=median_of(reps, "rss_bytes", "server"),
+        rss_bytes=_median([server_memory(rep) for rep in reps]),
         starved=max(rep.get("starved_users") or 0 for rep in reps),
         good_rps=summarize(good) if None not in good else None,  # type: ignore[arg-type]
         p50_lower_bound=bool(lower_bound(chosen, "p50_us")), p99_lower_bound=bool(lower_bound(chosen, "p99_us")),
@@ -112,6 +113,11 @@ def _summary(backend: str, users: int, reps: list[Mapping[str, Any]]) -> StepSum
         cpu_us_per_request=(chosen.get("server") or {}).get("cpu_us_per_request"),
         repetition=chosen,
     )
+
+
+def _median(values: list[float | None]) -> float | None:
+    present = [v for v in values if v is not None]
+    return statistics.median(present) if present else None
 
 
 def failed_backends(results: Mapping[str, Any]) -> dict[str, str]:
@@ -349,7 +355,7 @@ def resources(results: Mapping[str, Any], out_dir: Path) -> list[Path]:
         users_axis(ax, _all_users(summaries))
         ax.set_ylim(bottom=0)
     cpu.set_ylabel("server CPU % (100 = one CPU)")
-    rss.set_ylabel("server memory, MiB (RSS; PSS summed over processes)")
+    rss.set_ylabel("server memory, MiB\n(PSS of a process tree, RSS of one process)")
     figure.suptitle(chart_title(results, "server resources vs users"), fontsize=10)
     if summaries:
         cpu.legend(fontsize=8)

@@ -100,6 +100,14 @@ def step_steal(step: Mapping[str, Any]) -> float | None:
     return max(present) if present else None
 
 
+def server_memory(step: Mapping[str, Any]) -> float | None:
+    """The server's memory in bytes: the PSS of its process tree where measured (a page that
+    500 forked children share counts once), else its RSS (one process). Before schema 3,
+    rss_bytes already held exactly this; since, the two have their own names."""
+    server = step.get("server") or {}
+    return server["pss_bytes"] if server.get("pss_bytes") is not None else server.get("rss_bytes")
+
+
 def _error_count(step: Mapping[str, Any]) -> int:
     return sum((step.get("errors") or {}).values())
 

@@ -207,6 +207,9 @@ def test_summary_of_a_level_is_the_median_goodput_repetition(new_run: dict[str, 
     chosen = sorted(reps, key=lambda s: s["good_rps"])[1]
     assert (summary.p99_us, summary.cpu_us_per_request) == (chosen["p99_us"], chosen["server"]["cpu_us_per_request"])
     assert summary.starved == 30 and summary.good_differs()
+    for rep in reps:  # a process tree: RSS counts shared pages once per process, PSS once
+        rep["server"].update(rss_bytes=7 * 2 ** 30, pss_bytes=50 * 2 ** 20)
+    assert plots._summary("threaded", 32, reps).rss_bytes == 50 * 2 ** 20
 
 
 def test_open_loop_charts_draw_for_the_new_keys(new_run: dict[str, Any], tmp_path: Path) -> None:

@@ -13,8 +13,8 @@ import pytest
 from harness.results.metrics import encode_histogram, new_histogram
 from harness.results.steps import FLAG_MEANINGS
 from harness.results.store import read_results
-from harness.results.summary import (COLUMN_NOTES, SUMMARY_COLUMNS, pick_repetition, summary_markdown,
-                                     summary_rows, summary_table, write_summary_csv)
+from harness.results.summary import (COLUMN_NOTES, SUMMARY_COLUMNS, pick_repetition, server_memory,
+                                     summary_markdown, summary_rows, summary_table, write_summary_csv)
 from support import FIXTURES, ROOT
 
 NO_ERRORS = {"connect": 0, "timeout": 0, "reset": 0, "bad_status": 0}
@@ -145,6 +145,16 @@ def test_flags_are_the_union() -> None:
             step(flags=("noisy", "high-spread"), repetition=2)]
     row = only_row(reps)
     assert row["flags"] == ["driver-bound", "high-spread", "littles-law", "noisy"] and row["driver_bound"]
+
+
+@pytest.mark.parametrize("server, memory", [
+    ({"rss_bytes": 7 * 2 ** 30, "pss_bytes": 50 * 2 ** 20}, 50 * 2 ** 20),  # forking's tree: PSS
+    ({"rss_bytes": 30 * 2 ** 20, "pss_bytes": None}, 30 * 2 ** 20),  # one process: RSS
+    ({"rss_bytes": 30 * 2 ** 20}, 30 * 2 ** 20),  # before schema 3, rss_bytes meant this already
+    ({}, None),
+], ids=["tree-pss", "one-process-rss", "older", "unknown"])
+def test_server_memory_is_pss_of_a_tree_else_rss(server: dict, memory: int | None) -> None:
+    assert server_memory({"server": server}) == memory
 
 
 # --- lower bounds ---
