@@ -3,7 +3,9 @@
 The run itself (the plan, the steps, the results on disk) is harness.run.runner. This module
 owns what surrounds it: the summary table and the report at the end, the one line on
 stderr that says why the exit status is not 0, the signals (a Ctrl+C at any moment), and
-the guarantee that no process of the run is left behind.
+the guarantee that no process of the run is left behind; and the guard on reference
+results (measurement rule 13): a run writes under results/reference/ only from a clean git
+tree with the project's own .venv, or it does not start.
 """
 
 from __future__ import annotations
@@ -13,7 +15,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from harness.run.processes import kill_all, reap_all
+from harness.run.metadata import collect_git_commit
+from harness.run.processes import PROJECT_ROOT, kill_all, reap_all
 from harness.run.progress import make_progress
 from harness.run.runner import Run, RunFailed, RunOptions, first_line, plural_steps
 from harness.run.backend import resolve_backends
@@ -22,13 +25,41 @@ from harness.scenario import Scenario, ScenarioError, load_scenario
 from harness.results.store import RESULTS_FILE, ResultsError
 from harness.results.summary import summary_rows, summary_table
 
-__all__ = ["RunOptions", "run_command", "run_scenario"]
+__all__ = ["RunOptions", "reference_problem", "run_command", "run_scenario"]
+
+
+def reference_problem(out_root: Path, *, root: Path = PROJECT_ROOT, prefix: str | None = None) -> str | None:
+    """Why a run may not write into `out_root` (None: it may): anywhere under the project's
+    results/reference/ takes a clean git tree (`git status --porcelain --untracked-files=no`
+    empty) and the project's own interpreter (sys.prefix is root/.venv)."""
+    reference = (root / "results" / "reference").resolve()
+    if not Path(out_root).resolve().is_relative_to(reference):
+        return None
+    git = collect_git_commit(root=root)
+    if git is None or git.get("dirty") is None:
+        return (f"--out {out_root}: reference results come from a clean git tree, and git cannot tell this "
+                "one's state; write elsewhere with --out")
+    if git["dirty"]:
+        return (f"--out {out_root}: reference results come from a clean git tree, and this one has uncommitted "
+                "changes (git status --porcelain --untracked-files=no); commit them, or write elsewhere with --out")
+    venv = root / ".venv"
+    prefix = sys.prefix if prefix is None else prefix
+    if Path(prefix).resolve() != venv.resolve():
+        return (f"--out {out_root}: reference results come from the project's own environment: run it with "
+                f"{venv / 'bin' / 'concurbench'} (this interpreter is {prefix}'s)")
+    return None
+
 
 def run_command(scenario_name: str, *, backend: str, users: tuple[int, ...] | None, duration_s: float | None,
                 warmup_s: float | None, repeat: int | None, options: RunOptions) -> int:
     """`concurbench run`: the scenario with its overrides, against the --backend list; 2 (and
     one line on stderr) for a scenario, backend or driver that cannot be used, before
-    anything starts; otherwise what run_scenario returns."""
+    anything starts (a reference run from a dirty tree or another environment too);
+    otherwise what run_scenario returns."""
+    problem = reference_problem(options.out_root)
+    if problem:
+        print(f"concurbench: error: {problem}", file=sys.stderr)
+        return 2
     try:
         scenario = load_scenario(scenario_name).with_overrides(
             users=users, duration_s=duration_s, warmup_s=warmup_s, repeat=repeat)

@@ -1,5 +1,8 @@
 """What a run records about where it ran (measurement rule 6), collected by small
-functions as pyperf does: date, host, CPU, Python, package versions, git commit.
+functions as pyperf does: date, host, CPU, kernel, Python, package versions, git commit.
+
+No path of the machine goes in (measurement rule 13): the interpreter is its version and
+implementation, and a scenario inside the project is recorded relative to it.
 """
 
 from __future__ import annotations
@@ -8,7 +11,6 @@ import os
 import platform
 import socket
 import subprocess
-import sys
 from datetime import datetime, timezone
 from importlib import metadata as importlib_metadata
 from pathlib import Path
@@ -18,7 +20,7 @@ from harness.run.processes import PROJECT_ROOT
 
 # Versions worth recording: they change what is measured. Read without importing them
 # (importing locust would monkey-patch this whole process with gevent).
-TRACKED_PACKAGES = ("locust", "hdrhistogram", "matplotlib", "psutil")
+TRACKED_PACKAGES = ("locust", "gevent", "greenlet", "hdrhistogram", "matplotlib", "psutil")
 _GIT_TIMEOUT_S = 5  # a hung git (a network filesystem, a lock) must not stall a run
 
 
@@ -46,10 +48,22 @@ def collect_cpu_count() -> int | None:
     return os.cpu_count()
 
 
+def collect_kernel() -> str:
+    return platform.release()
+
+
 def collect_python() -> dict[str, str]:
-    return {"version": platform.python_version(),
-            "implementation": platform.python_implementation(),
-            "executable": sys.executable}
+    """The interpreter as its version and implementation: its path is the machine's."""
+    return {"version": platform.python_version(), "implementation": platform.python_implementation()}
+
+
+def recorded_path(path: Path | str, *, root: Path = PROJECT_ROOT) -> str:
+    """A scenario file as the record names it: relative to the project when inside it (a
+    built-in: harness/scenario/builtin/quick.toml), else as given."""
+    try:
+        return Path(path).resolve().relative_to(root.resolve()).as_posix()
+    except ValueError:
+        return str(path)
 
 
 def collect_packages(names: Sequence[str] = TRACKED_PACKAGES) -> dict[str, str | None]:
@@ -91,11 +105,12 @@ def collect_metadata(*, scenario_path: Path | str, scenario_sha256: str,
         "date": collect_date(),
         "hostname": collect_hostname(),
         "platform": platform.platform(),
+        "kernel": collect_kernel(),
         "cpu_model": collect_cpu_model(),
         "cpu_count": collect_cpu_count(),
         "python": collect_python(),
         "packages": collect_packages(),
         "git": collect_git_commit(),
-        "scenario": {"path": str(scenario_path), "sha256": scenario_sha256},
+        "scenario": {"path": recorded_path(scenario_path), "sha256": scenario_sha256},
         "pinning": dict(pinning),
     }
