@@ -1,0 +1,202 @@
+"""What the orchestrator measures around each window: the server's CPU time and memory, the
+whole driver's CPU per driver CPU, and the hypervisor's steal on both sides.
+
+Counters (CPU seconds, /proc/stat jiffies) are sampled at every driver event (about twice a
+second) and read at the window's two boundaries by linear interpolation between the samples
+around each: the window ends when its "result" event arrived, and began `duration_s` (the
+driver's exact figure) before. Memory is the peak over the samples inside the window.
+
+Steal (measurement rule 11) comes from the per-CPU lines of /proc/stat: the 8th value is the
+jiffies the hypervisor ran something else while this CPU had work. The share is steal over
+all jiffies of those CPUs (user .. steal; guest and guest_nice are already inside user and
+nice, so they are not added again).
+"""
+
+from __future__ import annotations
+
+import time
+from bisect import bisect_right
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+PROC_STAT = Path("/proc/stat")
+STEAL_AT_START_S = 0.5  # how long the steal at the start of a run is measured over
+
+Jiffies = dict[int, tuple[int, int]]  # CPU -> (steal, total) so far
+
+
+def read_jiffies(path: Path = PROC_STAT) -> Jiffies | None:
+    """Per CPU, (steal, all) jiffies since boot from /proc/stat; None if it cannot be read
+    (not Linux, no /proc). A kernel that lists fewer than 8 values has no steal: 0."""
+    try:
+        text = path.read_text(encoding="ascii", errors="replace")
+    except OSError:
+        return None
+    cpus: Jiffies = {}
+    for line in text.splitlines():
+        name, _, rest = line.partition(" ")
+        if not (name.startswith("cpu") and name[3:].isdigit()):
+            continue  # "cpu" (the sum of all), intr, ctxt, ...
+        try:
+            values = [int(v) for v in rest.split()[:8]]
+        except ValueError:
+            continue
+        cpus[int(name[3:])] = (values[7] if len(values) >= 8 else 0, sum(values))
+    return cpus or None
+
+
+def steal_percent(before: Jiffies | None, after: Jiffies | None, cpus: Iterable[int]) -> float | None:
+    """Steal over all jiffies of `cpus` between two readings, in percent; None when either
+    reading is missing, holds none of those CPUs, or no jiffy passed."""
+    if before is None or after is None:
+        return None
+    common = [cpu for cpu in cpus if cpu in before and cpu in after]
+    total = sum(after[cpu][1] - before[cpu][1] for cpu in common)
+    if not common or total <= 0:
+        return None
+    return round(100 * sum(after[cpu][0] - before[cpu][0] for cpu in common) / total, 2)
+
+
+def steal_at_start(server_cpus: Sequence[int], driver_cpus: Sequence[int], *, seconds: float = STEAL_AT_START_S,
+                   path: Path = PROC_STAT) -> dict[str, Any]:
+    """The steal share of the server and driver CPUs over `seconds`, before anything runs."""
+    before = read_jiffies(path)
+    time.sleep(seconds)
+    after = read_jiffies(path)
+    return {"server": steal_percent(before, after, server_cpus), "driver": steal_percent(before, after, driver_cpus),
+            "seconds": seconds}
+
+
+def tree_cpu_seconds(root: psutil.Process) -> float | None:
+    """User + system CPU seconds of `root` and every live descendant, children they reaped
+    included; None if `root` is gone."""
+    try:
+        family = [root, *root.children(recursive=True)]
+    except psutil.Error:
+        return None
+    total, seen = 0.0, False
+    for proc in family:
+        try:
+            times = proc.cpu_times()
+        except psutil.Error:
+            continue
+        seen = True
+        total += times.user + times.system + getattr(times, "children_user", 0) + getattr(times, "children_system", 0)
+    return total if seen else None
+
+
+@dataclass
+class Sample:
+    t: float  # time.monotonic()
+    server_cpu_s: float
+    rss_bytes: int | None
+    pss_bytes: int | None
+    driver_cpu_s: tuple[float | None, ...]  # per driver process (see WindowSampler.driver), None: unknown yet
+    jiffies: Jiffies | None
+
+
+@dataclass
+class WindowSampler:
+    """Samples the server and the local driver processes; `window` turns them into the
+    step's "server" and "driver" dicts.
+
+    `server_cpu` and `server_memory` read the server tree (RunningBackend.cpu_seconds and
+    .memory); `driver` are the driver's local processes (the master and each worker), whose
+    CPU counts on the CPUs each is pinned to, split evenly when it is pinned to several."""
+
+    server_cpu: Callable[[], float]
+    server_memory: Callable[[], tuple[int | None, int | None]]
+    driver: Sequence[int]  # pids
+    server_cpus: tuple[int, ...]
+    driver_cpus: tuple[int, ...]
+    proc_stat: Path = PROC_STAT
+    samples: list[Sample] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self._procs: list[psutil.Process | None] = []
+        self._pinned: list[tuple[int, ...]] = []
+        for pid in self.driver:
+            try:
+                proc = psutil.Process(pid)
+                pinned = tuple(proc.cpu_affinity() or ()) if hasattr(proc, "cpu_affinity") else ()
+            except psutil.Error:
+                proc, pinned = None, ()
+            self._procs.append(proc)
+            self._pinned.append(pinned or self.driver_cpus)
+
+    def sample(self) -> Sample:
+        before = time.monotonic()
+        server_cpu = self.server_cpu()
+        jiffies = read_jiffies(self.proc_stat)
+        driver = [tree_cpu_seconds(proc) if proc is not None else None for proc in self._procs]
+        t = (before + time.monotonic()) / 2  # the counters' moment (a forking tree takes a while to walk)
+        rss, pss = self.server_memory()
+        if self.samples:  # a driver process that has exited keeps its last figure
+            last = self.samples[-1].driver_cpu_s
+            driver = [now if now is not None else then for now, then in zip(driver, last)]
+        sample = Sample(t, server_cpu, rss, pss, tuple(driver), jiffies)
+        self.samples.append(sample)
+        return sample
+
+    def window(self, *, end: float, seconds: float, requests: int) -> tuple[dict[str, Any], dict[str, Any]]:
+        """The server and driver figures over [end - seconds, end] (monotonic time): samples
+        on both sides of each boundary are needed for exact figures; without, the nearest."""
+        if not self.samples or self.samples[-1].t < end:
+            self.sample()
+        start = end - seconds
+        span = seconds if seconds > 0 else None
+        server_cpu = _delta(self.samples, start, end, lambda s: s.server_cpu_s)
+        inside = [s for s in self.samples if start - 0.25 <= s.t <= end + 0.25] or self.samples[-1:]
+        server = {
+            "cpu_percent": round(100 * server_cpu / span, 1) if span and server_cpu is not None else None,
+            "rss_bytes": max((s.rss_bytes for s in inside if s.rss_bytes is not None), default=None),
+            "pss_bytes": max((s.pss_bytes for s in inside if s.pss_bytes is not None), default=None),
+            "cpu_seconds": round(server_cpu, 4) if server_cpu is not None else None,
+            "cpu_us_per_request": round(server_cpu * 1e6 / requests, 1) if server_cpu is not None and requests else None,
+            "steal_percent": self._steal(start, end, self.server_cpus),
+        }
+        by_cpu: dict[int, float] = dict.fromkeys(self.driver_cpus, 0.0)
+        for index, pinned in enumerate(self._pinned):
+            used = _delta(self.samples, start, end, lambda s, i=index: s.driver_cpu_s[i])
+            for cpu in pinned:
+                by_cpu[cpu] = by_cpu.get(cpu, 0.0) + (used or 0.0) / len(pinned)
+        percent = {str(cpu): round(100 * used / span, 1) for cpu, used in sorted(by_cpu.items())} if span else {}
+        driver = {"cpu_percent": max(percent.values()) if percent else None, "cpu_percent_by_cpu": percent,
+                  "steal_percent": self._steal(start, end, self.driver_cpus)}
+        return server, driver
+
+    def _steal(self, start: float, end: float, cpus: tuple[int, ...]) -> float | None:
+        def jiffies(kind: int) -> Callable[[Sample], float | None]:
+            def read(sample: Sample) -> float | None:
+                found = [sample.jiffies[cpu][kind] for cpu in cpus if sample.jiffies and cpu in sample.jiffies]
+                return float(sum(found)) if found else None
+            return read
+
+        if len({s.t for s in self.samples}) < 2:
+            return None
+        steal, total = _delta(self.samples, start, end, jiffies(0)), _delta(self.samples, start, end, jiffies(1))
+        return round(100 * steal / total, 2) if steal is not None and total else None
+
+
+def _at(samples: list[Sample], t: float, value: Callable[[Sample], float | None]) -> float | None:
+    """A counter at time t, linear between the samples on either side (the nearest at an end)."""
+    known = [(s.t, v) for s in samples if (v := value(s)) is not None]
+    if not known:
+        return None
+    times = [k[0] for k in known]
+    index = bisect_right(times, t)
+    if index == 0:
+        return known[0][1]
+    if index == len(known):
+        return known[-1][1]
+    (t0, v0), (t1, v1) = known[index - 1], known[index]
+    return v0 + (v1 - v0) * (t - t0) / (t1 - t0) if t1 > t0 else v1
+
+
+def _delta(samples: list[Sample], start: float, end: float, value: Callable[[Sample], float | None]) -> float | None:
+    first, last = _at(samples, start, value), _at(samples, end, value)
+    return max(0.0, last - first) if first is not None and last is not None else None
