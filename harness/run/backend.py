@@ -180,21 +180,31 @@ class RunningBackend:
                 times, "children_system", 0)
         return total
 
-    def rss_bytes(self) -> int:
-        """Resident memory of the server. For a process tree (forking), the sum of each
-        process's PSS: a page shared copy-on-write by 500 children is counted once, not 500
-        times, as summing RSS would (7 GiB for a 50 MiB reality in c10k)."""
+    def memory(self) -> tuple[int | None, int | None]:
+        """(RSS, PSS) of the server in bytes, each under its own name.
+
+        RSS: the sum over the tree (one process: its RSS). PSS: for a process tree (forking
+        with children), the sum of each process's proportional share, None for one process
+        or where the platform has none. A page shared copy-on-write by 500 children is
+        counted once in PSS, 500 times in RSS (7 GiB of RSS for 50 MiB of PSS in c10k)."""
         tree = self.tree()
-        total = 0
+        rss = pss = 0
+        seen = pss_known = False
         for proc in tree:
             try:
-                total += proc.memory_full_info().pss if len(tree) > 1 else proc.memory_info().rss
-            except (psutil.Error, AttributeError):  # AttributeError: no PSS on this platform
-                try:
-                    total += proc.memory_info().rss
-                except psutil.Error:
-                    continue
-        return total
+                if len(tree) > 1:
+                    try:
+                        full = proc.memory_full_info()
+                        rss, pss, pss_known = rss + full.rss, pss + full.pss, True
+                        seen = True
+                        continue
+                    except AttributeError:  # no PSS on this platform
+                        pass
+                rss += proc.memory_info().rss
+                seen = True
+            except psutil.Error:
+                continue
+        return (rss if seen else None), (pss if pss_known else None)
 
     def stop(self) -> int | None:
         """SIGTERM the group, wait STOP_GRACE, then SIGKILL; returns the exit status."""
@@ -286,25 +296,3 @@ def _wait_healthy(running: RunningBackend, timeout: float) -> None:
             last_error = str(error)
         time.sleep(0.05)
     raise LaunchError(f"backend did not answer GET / with 200 within {timeout:.0f}s ({last_error})")
-
-
-class ServerSampler:
-    """CPU seconds and RSS of the server's process tree, sampled once a second."""
-
-    def __init__(self, backend: RunningBackend) -> None:
-        self.backend = backend
-        self.samples: list[tuple[float, float, int]] = []  # (monotonic, cpu seconds, rss bytes)
-
-    def sample(self) -> None:
-        self.samples.append((time.monotonic(), self.backend.cpu_seconds(), self.backend.rss_bytes()))
-
-    def window(self, seconds: float) -> dict[str, float | int | None]:
-        """CPU % (100 = one CPU) and peak RSS over the last `seconds`."""
-        self.sample()
-        end = self.samples[-1][0]
-        inside = [s for s in self.samples if s[0] >= end - seconds - 0.5]
-        if len(inside) < 2:
-            return {"cpu_percent": None, "rss_bytes": inside[-1][2] if inside else None}
-        (t0, c0, _), (t1, c1, _) = inside[0], inside[-1]
-        return {"cpu_percent": round(100 * (c1 - c0) / (t1 - t0), 1) if t1 > t0 else None,
-                "rss_bytes": max(s[2] for s in inside)}

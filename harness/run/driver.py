@@ -15,6 +15,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from collections import deque
 from pathlib import Path
 from typing import Any, NoReturn
@@ -30,7 +31,8 @@ DRIVER_STOP_GRACE = 5.0
 
 
 class DriverProcess:
-    """A driver in its own process group on its own CPUs; its stdout as events.
+    """A driver in its own process group on its own CPUs; its stdout as events, each
+    stamped with the time.monotonic() it arrived at ("received").
 
     With procs > 1 (or remote workers), Locust's master/worker mode: the master writes the
     same events and results, and `procs` local workers, each in its own process group on one
@@ -87,12 +89,22 @@ class DriverProcess:
             self.stderr.append(line)
             return None
 
+    @property
+    def pids(self) -> list[int]:
+        """The local processes that make the load: the driver (or master) and its workers."""
+        return [process.pid for process in (self.process, *self.workers)]
+
     def _read_stdout(self) -> None:
         for line in self.process.stdout:  # type: ignore[union-attr]
+            received = time.monotonic()  # when it was said: the runner may read it later
             try:
-                self.events.put(json.loads(line))
+                event = json.loads(line)
             except json.JSONDecodeError:
                 self.stderr.append(line)
+                continue
+            if isinstance(event, dict):
+                event["received"] = received
+            self.events.put(event)
         self.events.put(None)  # end of stream: the driver exited
 
     def stop(self) -> None:
@@ -127,6 +139,6 @@ def wrk_problem(scenario: Scenario) -> str | None:
 def become_worker(master_host: str, master_port: int) -> NoReturn:
     """`concurbench worker`: replace this process with a Locust worker driver (its own
     interpreter: locust monkey-patches with gevent). --rejoin: `concurbench run` starts one
-    master per backend, all on the same port."""
+    master per backend and round, all on the same port."""
     os.execve(sys.executable, [sys.executable, "-m", LOCUST_DRIVER_MODULE, "--worker", "--rejoin",
                                "--master-host", master_host, "--master-port", str(master_port)], child_env())

@@ -3,9 +3,13 @@ on each backend, and what the run will take (wall time, descriptors).
 
 This is the one place the levels of a scenario are enumerated: each closed-loop user count,
 then each open-loop rate (spread over the scenario's `connections`), at each idle-connection
-count in turn (c10k sweeps it). Each level is a warm-up, then `repeat` measured windows,
-one step each; backends run one after another, each through every level. A stored step is
-matched back to its level by harness.results.steps.level_key, from the same three fields.
+count in turn (c10k sweeps it). A stored step is matched back to its level by
+harness.results.steps.level_key, from the same three fields.
+
+A run goes in rounds, one per repetition (measurement rule 11): in round r each backend in
+turn is started, driven through every level (a warm-up, then one measured window: step
+repetition r), and stopped. A B C A B C: a machine that slows down over the run spreads its
+drift over every backend instead of landing on the last one.
 """
 
 from __future__ import annotations
@@ -16,8 +20,8 @@ from dataclasses import dataclass
 from harness.drivers.spec import DriverSpec
 from harness.scenario import Scenario
 
-DRIVER_START_S = 1.0  # importing locust, per backend: counted in the ETA
-START_STOP_S = 1.5  # starting and stopping a backend
+DRIVER_START_S = 1.0  # importing locust, per backend and round: counted in the ETA
+START_STOP_S = 1.5  # starting and stopping a backend, every round
 
 
 @dataclass(frozen=True)
@@ -38,7 +42,7 @@ class Level:
 
 @dataclass(frozen=True)
 class PlannedStep:
-    """One measured window: a backend at a level, repetition 0, 1, ..."""
+    """One measured window: a backend at a level, in round (repetition) 0, 1, ..."""
 
     backend: str
     level: Level
@@ -53,25 +57,36 @@ def levels(scenario: Scenario) -> tuple[Level, ...]:
 
 @dataclass(frozen=True)
 class Plan:
-    """What a run will do: every backend (display names, in order) through every level."""
+    """What a run will do: every backend (display names, in order) through every level,
+    once per round."""
 
     scenario: Scenario
     backends: tuple[str, ...]
     levels: tuple[Level, ...]
 
-    def steps_of(self, backend: str) -> list[PlannedStep]:
-        """`backend`'s steps in the order its driver measures them."""
-        return [PlannedStep(backend, level, rep) for level in self.levels for rep in range(self.scenario.repeat)]
+    @property
+    def rounds(self) -> int:
+        return self.scenario.repeat
+
+    @property
+    def order(self) -> list[tuple[int, str]]:
+        """(round, backend) in the order they run: A B C A B C."""
+        return [(round_, backend) for round_ in range(self.rounds) for backend in self.backends]
+
+    def steps_of(self, backend: str, round_: int | None = None) -> list[PlannedStep]:
+        """`backend`'s steps in round `round_` (None: in every round), in the order they run."""
+        rounds = range(self.rounds) if round_ is None else (round_,)
+        return [PlannedStep(backend, level, rep) for rep in rounds for level in self.levels]
 
     @property
     def steps(self) -> list[PlannedStep]:
-        return [step for backend in self.backends for step in self.steps_of(backend)]
+        return [step for round_, backend in self.order for step in self.steps_of(backend, round_)]
 
     def specs(self, *, host: str, port: int) -> list[DriverSpec]:
-        """One driver spec per level, against host:port: a warm-up, then `repeat` windows."""
+        """One round's driver specs against host:port, one per level: a warm-up, then one window."""
         scenario = self.scenario
         return [DriverSpec(host=host, port=port, requests=scenario.requests, users=level.users, rate=level.rate,
-                           duration_s=scenario.duration_s, warmup_s=scenario.warmup_s, repeat=scenario.repeat,
+                           duration_s=scenario.duration_s, warmup_s=scenario.warmup_s, repeat=1,
                            keep_alive=scenario.keep_alive, timeout_s=scenario.timeout_s,
                            idle_connections=level.idle_connections, slow_clients=scenario.slow_clients,
                            slow_interval_s=scenario.slow_interval_s)
@@ -79,9 +94,9 @@ class Plan:
 
     @property
     def seconds(self) -> float:
-        """The wall time to expect, for the ETA."""
+        """The wall time to expect, for the ETA: every start, warm-up and window of every round."""
         backends = len(self.backends)
-        return planned_seconds(self.scenario, backends=backends) + DRIVER_START_S * backends
+        return planned_seconds(self.scenario, backends=backends) + DRIVER_START_S * backends * self.rounds
 
     @property
     def descriptors(self) -> int:
@@ -94,10 +109,10 @@ def plan_run(scenario: Scenario, backends: Iterable[str]) -> Plan:
 
 
 def planned_seconds(scenario: Scenario, *, backends: int, start_stop_s: float = START_STOP_S) -> float:
-    """Wall time of the scenario's levels on `backends` backends: per level one warm-up,
-    then the repetitions; per backend, its start and stop."""
-    per_level = scenario.warmup_s + scenario.repeat * scenario.duration_s
-    return backends * (start_stop_s + len(levels(scenario)) * per_level)
+    """Wall time of the scenario's levels on `backends` backends: in every round, each
+    backend's start and stop, and per level a warm-up and one window."""
+    per_level = scenario.warmup_s + scenario.duration_s
+    return scenario.repeat * backends * (start_stop_s + len(levels(scenario)) * per_level)
 
 
 def needed_descriptors(scenario: Scenario) -> int:

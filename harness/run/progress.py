@@ -20,7 +20,7 @@ def fmt_duration(seconds: float) -> str:
 @dataclass
 class Tick:
     backend: str
-    step: str  # e.g. "users=16 rep 1/2" or "users=16 warm-up"
+    step: str  # e.g. "users=16 rep 1/2" or "users=16 rep 2/2 warm-up"
     rps: float
     errors: int
 
@@ -55,7 +55,7 @@ class Progress:
         now = time.monotonic()
         if now - self._last_line >= self.LINE_EVERY:
             self._last_line = now
-            self._print(f"  {tick.backend:<10} {tick.step:<22} {tick.rps:>9,.0f} req/s  errors {tick.errors}")
+            self._print(f"  {tick.backend:<10} {tick.step:<26} {tick.rps:>9,.0f} req/s  errors {tick.errors}")
 
     def _print(self, text: str) -> None:
         stamp = f"[{fmt_duration(self.elapsed())} / ETA {fmt_duration(self.eta())}]"

@@ -1,10 +1,16 @@
 """Execute a plan (harness.run.plan): launch, drive, hand each step to results.
 
-For each backend: launch it on the server CPUs, start one driver process on the driver
-CPUs with one spec per load level, and turn each window the driver reports into a step
-record. Every finished step is written to results.json at once (atomically), so a
-failure or Ctrl+C later keeps it. A backend that fails to start or dies is recorded with
-its stderr tail, and the run goes on with the next one.
+The run goes in rounds, one per repetition. In each round, for each backend in turn:
+launch it on the server CPUs, start one driver process on the driver CPUs with one spec per
+load level (a warm-up, then one window), turn each window the driver reports into a step
+record (its repetition is the round), and stop it. results["metadata"]["order"] records
+each (backend, round) as it is started. Every finished step is written to results.json at
+once (atomically), so a failure or Ctrl+C later keeps it. A backend that fails to start or
+dies is recorded with its stderr tail and left out of the later rounds; the run goes on.
+
+Around each window the orchestrator measures what the driver cannot (harness.run.sampling):
+the server tree's CPU seconds, CPU us per request and memory, the whole local driver's CPU
+per driver CPU, and the steal on both sides.
 """
 
 from __future__ import annotations
@@ -24,8 +30,7 @@ from typing import Any
 from harness.drivers import DRIVER_MODULES
 from harness.drivers.spec import DriverResult
 from harness.run.driver import DriverProcess
-from harness.run.backend import (LaunchError, RunningBackend, ServerSampler, calibrate_cpu_work, default_pinning,
-                              launch_backend)
+from harness.run.backend import LaunchError, RunningBackend, calibrate_cpu_work, default_pinning, launch_backend
 from harness.results.steps import flag_high_spread, step_record
 from harness.results.store import RESULTS_FILE, ResultsError, new_run_dir, write_results
 from harness.results.summary import write_summary_csv
@@ -33,6 +38,7 @@ from harness.run.limits import ensure_fd_limit
 from harness.run.metadata import collect_metadata
 from harness.run.plan import Plan, PlannedStep, plan_run
 from harness.run.progress import Progress, Tick
+from harness.run.sampling import WindowSampler, steal_at_start
 from harness.scenario import Scenario
 
 
@@ -85,11 +91,15 @@ class Run:
         metadata["scenario"]["name"] = scenario.name
         metadata["scenario"]["overrides"] = list(scenario.overrides)
         metadata["drivers"] = list(options.drivers)
+        metadata["steal_at_start"] = steal_at_start(self.server_cpus, self.driver_cpus)
+        metadata["rounds"] = self.plan.rounds
+        metadata["order"] = []  # {"backend", "round"} as each is started: see execute
         # Raised here, inherited by every backend and driver (c10k needs > 10,000).
         self.fd_limit = ensure_fd_limit(self.plan.descriptors)
         metadata["fd_limit"] = self.fd_limit.to_dict()
         self.cpu_iters_per_ms: float | None = None  # see calibrate()
-        self.results: dict[str, Any] = {"metadata": metadata, "scenario": scenario.to_dict(), "status": "running",
+        recorded = {**scenario.to_dict(), "path": metadata["scenario"]["path"]}  # no path of this machine
+        self.results: dict[str, Any] = {"metadata": metadata, "scenario": recorded, "status": "running",
                                         "backends": {}, "steps": [], "events": []}
         # Where the run is, for the record of a fault or a Ctrl+C: a phrase ("during the /cpu
         # calibration"), the backend running if any, and the step it is in (see _at).
@@ -135,19 +145,40 @@ class Run:
                                        "detail": detail.splitlines()[0] if detail else ""})
 
     def execute(self, progress: Progress) -> None:
-        for backend, target in self.backends.items():
-            self.run_backend(backend, target, progress)
-            self.doing, self.backend, self.step = f"between backends (after {backend})", None, None
+        """Every round, every backend in turn (A B C A B C); one that failed sits out the
+        later rounds."""
+        for round_, backend in self.plan.order:
+            entry = self.results["backends"].get(backend)
+            if entry is not None and entry["status"] == "failed":
+                continue
+            self.results["metadata"]["order"].append({"backend": backend, "round": round_})
+            self.run_backend(backend, self.backends[backend], round_, progress)
+            after = f"{backend}, round {round_ + 1}/{self.plan.rounds}" if self.plan.rounds > 1 else backend
+            self.doing, self.backend, self.step = f"between backends (after {after})", None, None
             self.save()
         self.doing = "after the last backend"
+
+    def _round(self, round_: int) -> str:
+        """" (round 2/3)" in what progress and errors say; nothing when there is one round."""
+        return f" (round {round_ + 1}/{self.plan.rounds})" if self.plan.rounds > 1 else ""
+
+    def _unfinished(self, status: str, why: str, backend: str | None, step: dict[str, Any] | None) -> None:
+        """Every backend not done with its rounds ends `status`: the one running at `step`,
+        the others between two of their rounds."""
+        for name, entry in self.results["backends"].items():
+            if entry.get("status") != "running":
+                continue
+            if name == backend:
+                entry.update(status=status, error=why, step=step)
+            else:
+                done = entry.get("rounds_done", 0)
+                entry.update(status=status, error=f"{why}, after {done} of {self.plan.rounds} rounds", step=None)
 
     def interrupted(self, signame: str) -> str:
         """A Ctrl+C (or SIGTERM): record where it found the run, and what was running as
         interrupted; returns where ("during selectors users=4 rep 1/2")."""
         doing, backend, step = self.stopped_at or (self.doing, self.backend, self.step)
-        for entry in self.results["backends"].values():
-            if entry.get("status") == "running":
-                entry.update(status="interrupted", error=f"interrupted ({signame}) {doing}", step=step)
+        self._unfinished("interrupted", f"interrupted ({signame}) {doing}", backend, step)
         self.event("interrupted", f"{signame} {doing}", backend=backend, step=step)
         return doing
 
@@ -157,10 +188,7 @@ class Run:
         reason = getattr(error, "reason", None) or str(error)
         measured, kept = len(self.results["steps"]), self.saved_steps
         doing, backend, step = self.stopped_at or (self.doing, self.backend, self.step)
-        for entry in self.results["backends"].values():
-            if entry.get("status") == "running":
-                entry.update(status="failed", error=f"stopped: results.json could not be written ({reason})",
-                             step=step)
+        self._unfinished("failed", f"stopped: results.json could not be written ({reason})", backend, step)
         self.event("write-failed", f"cannot write results.json ({reason}) {doing}", backend=backend, step=step)
         self.results["status"] = "failed"
         try:
@@ -170,25 +198,29 @@ class Run:
             held = f"{self.run_dir / RESULTS_FILE} holds the {plural_steps(kept)} written before"
         return f"concurbench: error: cannot write results ({reason}): stopped after {plural_steps(measured)}; {held}"
 
-    def run_backend(self, backend: str, target: str, progress: Progress) -> dict[str, Any]:
-        """Launch `target` (ours, or cmd:...), drive it, and return its entry in results.
+    def run_backend(self, backend: str, target: str, round_: int, progress: Progress) -> dict[str, Any]:
+        """Round `round_` of `backend`: launch `target` (ours, or cmd:...), drive it through
+        every level, stop it; returns its entry in results.
 
-        The entry is in results from the start, "running" until the backend is done with;
-        a Ctrl+C or a failed write then finds it there (see interrupted, write_failed)."""
+        The entry is in results from its first round on, "running" until its last round is
+        done ("ok") or one fails ("failed"); a Ctrl+C or a failed write then finds it there
+        (see interrupted, write_failed). "rounds_done" counts the rounds it finished."""
         external = target.startswith("cmd:")
-        entry: dict[str, Any] = {"status": "running", "error": None, "command": target if external else None}
-        self.results["backends"][backend] = entry
-        self.doing, self.backend, self.step = f"while {backend} was starting", backend, None
-        progress.message(f"{backend}: starting on CPU {','.join(map(str, self.server_cpus))}")
+        command = target.replace(sys.executable, "python") if external else None  # a peer's: no path of this machine
+        entry: dict[str, Any] = self.results["backends"].setdefault(
+            backend, {"status": "running", "error": None, "command": command, "rounds_done": 0})
+        of = self._round(round_)
+        self.doing, self.backend, self.step = f"while {backend} was starting{of}", backend, None
+        progress.message(f"{backend}: starting on CPU {','.join(map(str, self.server_cpus))}{of}")
         extra = () if external else self.scenario.server_args_for(backend)  # our servers' flags
         try:
             running = launch_backend(target, host=self.options.host, cpus=self.server_cpus, extra_args=extra,
                                      env={"CONCURBENCH_CPU_ITERS_PER_MS": str(self.cpu_iters_per_ms)})
         except LaunchError as error:
             why = str(error).splitlines()[0]
-            progress.message(f"{backend}: FAILED to start: {why}")
-            entry.update(status="failed", error=why, stderr_tail=error.stderr_tail)
-            self.event("backend-failed", f"{backend} did not start: {why}", backend=backend)
+            progress.message(f"{backend}: FAILED to start{of}: {why}")
+            entry.update(status="failed", error=why, stderr_tail=error.stderr_tail, round=round_)
+            self.event("backend-failed", f"{backend} did not start{of}: {why}", backend=backend)
             return entry
         driver_stderr = ""
         try:
@@ -203,9 +235,11 @@ class Run:
                                            procs=self.options.driver_procs if locust else 1,
                                            remote_workers=self.options.remote_workers if locust else 0)
                     try:
-                        self._drive(name, running, driver, progress)
-                        if tool == self.options.drivers[-1]:  # every step measured: the rest is cleanup
-                            entry.update(status="ok", error=None)
+                        self._drive(name, round_, running, driver, progress)
+                        if tool == self.options.drivers[-1]:  # every step of the round measured: the rest is cleanup
+                            entry["rounds_done"] = round_ + 1
+                            if round_ + 1 == self.plan.rounds:
+                                entry.update(status="ok", error=None)
                     except BackendFailed as error:
                         if error.kind == "driver-failed":
                             driver.kill()
@@ -217,43 +251,47 @@ class Run:
             if isinstance(error, OSError):  # the driver's files or process (results.json's: ResultsError)
                 error = BackendFailed(f"the driver failed {self.doing}: {error}", kind="driver-failed")
             progress.message(f"{backend}: FAILED: {error}")
-            entry.update(status="failed", error=str(error), step=self.step, driver_stderr=driver_stderr)
+            entry.update(status="failed", error=str(error), step=self.step, driver_stderr=driver_stderr, round=round_)
             self.event(error.kind, f"{backend}: {error}", backend=backend, step=self.step)
         finally:
-            self.doing, self.step = f"while {backend} was stopping", None
+            self.doing, self.step = f"while {backend} was stopping{of}", None
             entry["exit_status"] = running.stop()
             entry["stderr_tail"] = running.stderr_tail()
         return entry
 
-    def _drive(self, backend: str, running: RunningBackend, driver: DriverProcess, progress: Progress) -> None:
-        sampler = ServerSampler(running)
-        steps = self.plan.steps_of(backend)
-        repeat, expected = self.scenario.repeat, len(steps)
+    def _drive(self, backend: str, round_: int, running: RunningBackend, driver: DriverProcess,
+               progress: Progress) -> None:
+        sampler = WindowSampler(server_cpu=running.cpu_seconds, server_memory=running.memory, driver=driver.pids,
+                                server_cpus=self.server_cpus, driver_cpus=self.driver_cpus)
+        sampler.sample()
+        steps = self.plan.steps_of(backend, round_)
+        expected = len(self.plan.steps_of(backend))  # over every round, as "after 3 of 8 steps" says
+        before = round_ * len(steps)  # measured in the rounds before: a backend that failed one is not here
         done = 0
         first_phase = "warmup" if self.scenario.warmup_s else "measure"  # of each level
         phase = first_phase
         worker_gone_at: float | None = None
         where = self._at(backend, steps, done, phase)
-        while done < expected:
+        while done < len(steps):
             try:
                 event = driver.events.get(timeout=0.5)
             except queue.Empty:
                 event = {"type": "idle"}
             if not running.alive():
                 raise BackendFailed(f"the backend exited ({_how(running.process.returncode)}) {where}, "
-                                    f"after {done} of {expected} steps", kind="backend-failed")
+                                    f"after {before + done} of {expected} steps", kind="backend-failed")
             if event is None:
                 status = driver.process.wait()
                 last = "".join(driver.stderr).strip().splitlines()
-                raise BackendFailed(f"the driver exited ({_how(status)}) {where}, after {done} of {expected} steps"
-                                    + (f": {last[-1]}" if last else ""), kind="driver-failed")
+                raise BackendFailed(f"the driver exited ({_how(status)}) {where}, after {before + done} of {expected} "
+                                    "steps" + (f": {last[-1]}" if last else ""), kind="driver-failed")
             gone = driver.dead_worker()
             if gone is not None:
                 # Workers quit once the master is done: give its last events a moment to arrive.
                 worker_gone_at = worker_gone_at or time.monotonic()
                 if time.monotonic() - worker_gone_at > WORKER_GRACE_S:
                     raise BackendFailed(f"a driver worker (pid {gone.pid}) exited ({_how(gone.returncode)}) {where}, "
-                                        f"after {done} of {expected} steps", kind="driver-failed")
+                                        f"after {before + done} of {expected} steps", kind="driver-failed")
             sampler.sample()
             if event["type"] == "progress":
                 phase = event["phase"]
@@ -261,32 +299,34 @@ class Run:
                 progress.tick(Tick(backend, self.doing.removeprefix(f"during {backend} "), event["rps"],
                                    event["errors"]))
             elif event["type"] == "result":
-                level, repetition = self.plan.levels[event["spec"]], event["repetition"]
+                level = self.plan.levels[event["spec"]]
                 result = DriverResult.from_dict(json.loads(Path(event["path"]).read_text()))
+                # The window closed as its result was said, and lasted duration_s before that.
+                server, driver_cpu = sampler.window(end=event.get("received", time.monotonic()),
+                                                    seconds=result.duration_s, requests=result.requests)
                 record = step_record(backend, users=level.users, idle_connections=level.idle_connections,
-                                     repetition=repetition, result=result.to_dict(),
-                                     server=sampler.window(result.duration_s))
+                                     repetition=round_, result=result.to_dict(), server=server, driver=driver_cpu)
                 self.results["steps"].append(record)
                 done += 1
-                phase = first_phase if done % repeat == 0 else "measure"
-                where = self._at(backend, steps, done, phase)  # the driver is on to the next step already
+                phase = first_phase
+                where = self._at(backend, steps, done, phase)  # the driver is on to the next level already
                 self.save()
                 errors = sum(record["errors"].values())
-                progress.message(f"{backend}: {level.name} rep {repetition + 1}: "
+                progress.message(f"{backend}: {level.name} rep {round_ + 1}: "
                                  f"{record['rps']:,.0f} req/s, p99 {_ms(record['p99_us'])}, errors {errors}"
                                  + (f" [{', '.join(record['flags'])}]" if record["flags"] else ""))
 
     def _at(self, backend: str, steps: list[PlannedStep], done: int, phase: str) -> str:
-        """The run is in the step after `done` of `backend`'s steps (warm-up or measuring);
-        returns it as a phrase: "during selectors users=4 rep 1/2"."""
+        """The run is in the step after `done` of `backend`'s steps this round (its warm-up
+        or its window); returns it as a phrase: "during selectors users=4 rep 1/2"."""
         if done >= len(steps):
             self.step, self.doing = None, f"while {backend}'s driver was stopping"
             return self.doing
         level, rep = steps[done].level, steps[done].repetition
-        warmup = phase == "warmup" and rep == 0
+        warmup = phase == "warmup"
         self.step = {"users": level.users, "rate": level.rate, "idle_connections": level.idle_connections,
                      "repetition": rep, "phase": "warm-up" if warmup else "measure"}
-        where = "warm-up" if warmup else f"rep {rep + 1}/{self.scenario.repeat}"
+        where = f"rep {rep + 1}/{self.plan.rounds}" + (" warm-up" if warmup else "")
         self.doing = f"during {backend} {level.name} {where}"
         return self.doing
 

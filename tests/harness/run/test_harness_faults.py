@@ -43,6 +43,9 @@ timeout = "2s"
 method = "GET"
 path = "/"
 """
+# Two levels: after the first step, a backend's driver is surely still busy with the second
+# (its warm-up and window), not between rounds.
+TWO_LEVELS = TINY.replace("users = [2]", "users = [1, 2]")
 # A backend that never answers: the run is stuck "starting" it (START_TIMEOUT is 15 s).
 SILENT = "python3 -c 'import time; time.sleep(60)' {port}"
 # A backend that answers GET / but ignores SIGTERM: stopping it takes STOP_GRACE (6 s).
@@ -216,6 +219,18 @@ def tiny(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
+def two_levels(tmp_path: Path) -> Path:
+    path = tmp_path / "two-levels.toml"
+    path.write_text(TWO_LEVELS)
+    return path
+
+
+def during(where: str, step: dict) -> str:
+    """The phrase for a step of the second level, which a fault may catch in its warm-up or window."""
+    return f"during {where} users=2 rep {step['repetition'] + 1}/2" + (" warm-up" if step["phase"] == "warm-up" else "")
+
+
+@pytest.fixture
 def orchestrators():  # type: ignore[no-untyped-def]
     """Start orchestrators; whatever a failing test leaves is killed at the end."""
     started: list[Orchestrator] = []
@@ -236,33 +251,37 @@ def orchestrators():  # type: ignore[no-untyped-def]
 # --- the driver killed mid-step ---
 
 @pytest.mark.timeout(60)
-def test_driver_killed_mid_step_fails_its_backend_and_the_run_goes_on(tiny: Path, tmp_path: Path,
+def test_driver_killed_mid_step_fails_its_backend_and_the_run_goes_on(two_levels: Path, tmp_path: Path,
                                                                       orchestrators) -> None:
-    run = orchestrators(tmp_path, "--scenario", str(tiny), "--backend", "selectors,threaded", "--no-report")
+    run = orchestrators(tmp_path, "--scenario", str(two_levels), "--backend", "selectors,threaded", "--no-report")
     run.wait_for_steps(1)
     run.wait_for_child("harness.drivers.locust.driver").kill()
     assert run.finish() == 1
     line = run.one_line()
-    assert line.startswith("concurbench: 1 of 2 backend(s) failed: selectors: the driver exited (killed by SIGKILL)"
-                           " during selectors users=2 rep 2/2, after 1 of 2 steps"), line
     results = run.results()
     assert results["status"] == "complete"
     failed = results["backends"]["selectors"]
-    assert failed["status"] == "failed" and "users=2 rep 2/2" in failed["error"]
-    assert failed["step"] == {"users": 2, "rate": None, "idle_connections": 0, "repetition": 1, "phase": "measure"}
+    step = failed["step"]
+    assert step == {"users": 2, "rate": None, "idle_connections": 0, "repetition": 0, "phase": step["phase"]}
+    assert line.startswith("concurbench: 1 of 2 backend(s) failed: selectors: the driver exited (killed by SIGKILL) "
+                           f"{during('selectors', step)}, after 1 of 4 steps"), line
+    assert failed["status"] == "failed" and during("selectors", step) in failed["error"] and failed["round"] == 0
     assert results["backends"]["threaded"]["status"] == "ok"  # the run went on
-    assert [(s["backend"], s["repetition"]) for s in results["steps"]] == [
-        ("selectors", 0), ("threaded", 0), ("threaded", 1)]  # the finished step was kept
+    # The finished step was kept; selectors sat out round 2, threaded ran both.
+    assert [(s["backend"], s["users"], s["repetition"]) for s in results["steps"]] == [
+        ("selectors", 1, 0), ("threaded", 1, 0), ("threaded", 2, 0), ("threaded", 1, 1), ("threaded", 2, 1)]
+    assert [(o["backend"], o["round"]) for o in results["metadata"]["order"]] == [
+        ("selectors", 0), ("threaded", 0), ("threaded", 1)]
     (event,) = results["events"]
-    assert event["kind"] == "driver-failed" and event["backend"] == "selectors" and event["step"] == failed["step"]
-    table = run.stdout.split("median over repetitions")[1]  # the table names it, with why
-    assert "selectors  FAILED: the driver exited (killed by SIGKILL) during selectors users=2 rep 2/2" in table
+    assert event["kind"] == "driver-failed" and event["backend"] == "selectors" and event["step"] == step
+    table = run.stdout.split("\nbackend ")[1]  # the table names it, with why
+    assert f"selectors  FAILED: the driver exited (killed by SIGKILL) {during('selectors', step)}" in table
     assert_nothing_left(run)
 
 
 @pytest.mark.timeout(60)
-def test_a_locust_worker_killed_mid_step_fails_the_backend(tiny: Path, tmp_path: Path, orchestrators) -> None:
-    run = orchestrators(tmp_path, "--scenario", str(tiny), "--backend", "selectors", "--driver-procs", "2",
+def test_a_locust_worker_killed_mid_step_fails_the_backend(two_levels: Path, tmp_path: Path, orchestrators) -> None:
+    run = orchestrators(tmp_path, "--scenario", str(two_levels), "--backend", "selectors", "--driver-procs", "2",
                         "--no-report")
     run.wait_for_steps(1)
     workers = run.children("--worker")
@@ -270,35 +289,41 @@ def test_a_locust_worker_killed_mid_step_fails_the_backend(tiny: Path, tmp_path:
     workers[0].kill()
     assert run.finish() == 1
     line = run.one_line()
-    assert line.startswith("concurbench: 1 of 1 backend(s) failed: selectors: "), line
-    assert "during selectors users=2 rep 2/2, after 1 of 2 steps" in line
     results = run.results()
     failed = results["backends"]["selectors"]
-    assert failed["status"] == "failed" and failed["step"]["repetition"] == 1
+    assert line.startswith("concurbench: 1 of 1 backend(s) failed: selectors: "), line
+    assert f"{during('selectors', failed['step'])}, after 1 of 4 steps" in line
+    assert failed["status"] == "failed" and failed["step"]["repetition"] == 0 and failed["step"]["users"] == 2
     assert [e["kind"] for e in results["events"]] == ["driver-failed"]
     assert len(results["steps"]) == 1
+    assert results["metadata"]["order"] == [{"backend": "selectors", "round": 0}]  # no round 2 for it
     assert_nothing_left(run)
 
 
 # --- Ctrl+C ---
 
 @pytest.mark.timeout(60)
-def test_ctrl_c_to_the_process_group_mid_step(tiny: Path, tmp_path: Path, orchestrators) -> None:
-    run = orchestrators(tmp_path, "--scenario", str(tiny), "--backend", "selectors,threaded", "--no-report")
-    run.wait_for_steps(1)
+def test_ctrl_c_to_the_process_group_mid_step(two_levels: Path, tmp_path: Path, orchestrators) -> None:
+    """In round 1, threaded's second level: threaded is interrupted in that step, and
+    selectors, done with round 1 but not with round 2, is interrupted between its rounds."""
+    run = orchestrators(tmp_path, "--scenario", str(two_levels), "--backend", "selectors,threaded", "--no-report")
+    run.wait_for_steps(3)
     run.interrupt(group=True)
     assert run.finish(timeout=30) == 130
     line = run.one_line()
-    assert line.startswith("concurbench: interrupted (SIGINT) during selectors users=2 rep 2/2: 1 step kept in "), line
     results = run.results()
-    assert results["status"] == "interrupted" and len(results["steps"]) == 1
-    entry = results["backends"]["selectors"]
+    assert results["status"] == "interrupted" and len(results["steps"]) == 3
+    entry = results["backends"]["threaded"]
+    step = entry["step"]
+    assert line.startswith(f"concurbench: interrupted (SIGINT) {during('threaded', step)}: 3 steps kept in "), line
     assert entry["status"] == "interrupted"
-    assert entry["step"] == {"users": 2, "rate": None, "idle_connections": 0, "repetition": 1, "phase": "measure"}
-    assert "threaded" not in results["backends"]
+    assert step == {"users": 2, "rate": None, "idle_connections": 0, "repetition": 0, "phase": step["phase"]}
+    waiting = results["backends"]["selectors"]
+    assert waiting["status"] == "interrupted" and waiting["step"] is None and waiting["rounds_done"] == 1
+    assert waiting["error"] == f"interrupted (SIGINT) {during('threaded', step)}, after 1 of 2 rounds"
     (event,) = results["events"]
-    assert event["kind"] == "interrupted" and event["backend"] == "selectors"
-    assert "selectors  INTERRUPTED: interrupted (SIGINT) during selectors users=2 rep 2/2" in run.stdout  # the table
+    assert event["kind"] == "interrupted" and event["backend"] == "threaded"
+    assert f"threaded   INTERRUPTED: interrupted (SIGINT) {during('threaded', step)}" in run.stdout  # the table
     assert_nothing_left(run)
 
 
@@ -384,7 +409,7 @@ def test_ctrl_c_while_the_report_is_drawn(tmp_path: Path, orchestrators) -> None
     hook.mkdir()
     (hook / "sitecustomize.py").write_text(SLOW_REPORT)
     run = orchestrators(tmp_path, "--scenario", str(scenario), "--backend", "selectors", pythonpath=hook)
-    run.wait_for_line("median over repetitions")  # the summary table: the report comes next
+    run.wait_for_line("backend ")  # the summary table's header: the report comes next
     time.sleep(0.3)
     run.interrupt(group=True)
     assert run.finish(timeout=30) == 130
@@ -440,11 +465,9 @@ def fill(directory: Path) -> None:
 
 
 @pytest.mark.timeout(60)
-def test_full_disk_stops_the_run_and_keeps_the_last_good_results(tiny: Path, tmp_path: Path, small_disk: Path,
+def test_full_disk_stops_the_run_and_keeps_the_last_good_results(two_levels: Path, tmp_path: Path, small_disk: Path,
                                                                 orchestrators) -> None:
-    scenario = tmp_path / "three.toml"
-    scenario.write_text(TINY.replace("repeat = 2", "repeat = 3"))
-    run = orchestrators(tmp_path, "--scenario", str(scenario), "--backend", "selectors,threaded", out=small_disk)
+    run = orchestrators(tmp_path, "--scenario", str(two_levels), "--backend", "selectors,threaded", out=small_disk)
     run.wait_for_steps(1)
     fill(small_disk)
     assert run.finish() == 1
@@ -456,7 +479,7 @@ def test_full_disk_stops_the_run_and_keeps_the_last_good_results(tiny: Path, tmp
     assert sorted(p.name for p in run_dir.iterdir()) == ["results.json"]  # no temp file, no summary, no report
     results = run.results()
     assert results["status"] == "running" and len(results["steps"]) == 1  # the last good file, whole
-    assert "selectors" in run.stdout.split("median over repetitions")[1]  # what was measured is still told
+    assert "selectors" in run.stdout.split("\nbackend ")[1]  # what was measured is still told
     assert_nothing_left(run)
 
 

@@ -16,6 +16,7 @@ import pytest
 
 from support import ROOT
 from harness.results.store import SCHEMA_VERSION
+from harness.results.summary import SUMMARY_COLUMNS
 
 pytestmark = pytest.mark.timeout(120)
 ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
@@ -88,32 +89,76 @@ def test_end_to_end_writes_results_and_summary(tiny: Path, tmp_path: Path) -> No
     assert meta["pinning"] == {"server": [0], "driver": [1]} or os.cpu_count() != 2
     assert meta["scenario"]["sha256"] and meta["cpu_count"] and meta["python"] and meta["packages"]["locust"]
     assert meta["cpu_iters_per_ms"] > 0  # /cpu calibrated once, for every backend
+    # Rounds: each backend once per repetition, in turn (A B A B), in the order recorded.
+    assert meta["order"] == [{"backend": "selectors", "round": 0}, {"backend": "threaded", "round": 0},
+                             {"backend": "selectors", "round": 1}, {"backend": "threaded", "round": 1}]
     steps = results["steps"]
     assert [(s["backend"], s["users"], s["repetition"]) for s in steps] == [
-        (b, u, r) for b in ("selectors", "threaded") for u in (1, 4) for r in (0, 1)]
+        (b, u, r) for r in (0, 1) for b in ("selectors", "threaded") for u in (1, 4)]
+    assert {name: (entry["status"], entry["rounds_done"]) for name, entry in results["backends"].items()} == {
+        "selectors": ("ok", 2), "threaded": ("ok", 2)}
     for step in steps:
         assert step["status"] == "ok" and step["requests"] > 0 and step["rps"] > 0
         assert 0 < step["p50_us"] <= step["p90_us"] <= step["p99_us"] <= step["p999_us"] <= step["max_us"]
         assert step["histogram"] and step["timeseries"]
-        assert step["server"]["rss_bytes"] > 0 and step["driver"]["cpu_percent"] > 0
+        server, driver = step["server"], step["driver"]
+        assert server["rss_bytes"] > 0 and server["pss_bytes"] is None  # one process: RSS, no PSS
+        # Cost: the server's CPU over the window, per answer; no more CPU than its CPUs had.
+        assert 0 < server["cpu_seconds"] <= step["duration_s"] * len(meta["pinning"]["server"]) * 1.05
+        assert server["cpu_us_per_request"] == pytest.approx(server["cpu_seconds"] * 1e6 / step["requests"], rel=0.01)
+        assert 1 < server["cpu_us_per_request"] < 10_000
+        assert server["cpu_percent"] == pytest.approx(100 * server["cpu_seconds"] / step["duration_s"], abs=0.2)
+        assert 0 <= server["steal_percent"] <= 100 and 0 <= driver["steal_percent"] <= 100
+        assert driver["cpu_percent"] > 0 and driver["self_cpu_percent"] > 0
+        assert set(driver["cpu_percent_by_cpu"]) == {str(cpu) for cpu in meta["pinning"]["driver"]}
     with open(run_dir / "summary.csv") as f:
         rows = list(csv.DictReader(f))
-    assert list(rows[0]) == ["backend", "users", "rps", "p50_us", "p90_us", "p99_us", "errors", "driver_bound",
-                            "offered_rate", "idle_connections"]
+    assert tuple(rows[0]) == SUMMARY_COLUMNS
     assert [(r["backend"], r["users"]) for r in rows] == [("selectors", "1"), ("selectors", "4"),
                                                           ("threaded", "1"), ("threaded", "4")]
+    assert all(float(r["cpu_us_per_request"]) > 0 for r in rows)
     assert "selectors" in done.stdout and "req/s" in done.stdout  # the summary table
 
 
-def test_a_backend_that_cannot_start_is_recorded_and_the_run_goes_on(tiny: Path, tmp_path: Path) -> None:
+def test_the_whole_driver_counts_and_a_process_tree_has_pss(tmp_path: Path) -> None:
+    """--driver-procs 2: the master and both workers, summed per driver CPU; forking: a tree,
+    whose memory is PSS beside the RSS sum."""
+    scenario = tmp_path / "forking.toml"
+    scenario.write_text(TINY.replace("users = [1, 4]", "users = [8]").replace("repeat = 2", "repeat = 1"))
     out = tmp_path / "results"
-    done = concurbench("run", "--scenario", str(tiny), "--backend", "cmd:python3 -c 'import sys; "
-                       "sys.exit(\"boom on {port}\")'", "--users", "1", "--repeat", "1", "--out", str(out),
-                       "--no-report")
+    done = concurbench("run", "--scenario", str(scenario), "--backend", "forking", "--driver-procs", "2",
+                       "--out", str(out), "--no-report")
+    assert done.returncode == 0, done.stderr
+    results = json.loads((only_run_dir(out) / "results.json").read_text())
+    (step,) = results["steps"]
+    driver = step["driver"]
+    assert driver["workers"] == 2
+    # self_cpu_percent is the busiest worker alone; the driver CPUs carry both workers and the master.
+    by_cpu = driver["cpu_percent_by_cpu"]
+    assert driver["cpu_percent"] == max(by_cpu.values())
+    assert sum(by_cpu.values()) > 1.3 * driver["self_cpu_percent"], driver  # one worker alone: about 1.0
+    server = step["server"]
+    assert server["pss_bytes"] and server["rss_bytes"] >= server["pss_bytes"] > 0
+
+
+def test_a_backend_that_cannot_start_is_recorded_and_the_run_goes_on(tiny: Path, tmp_path: Path) -> None:
+    """... without it: it sits out the later rounds. The one that goes on is a ready-made peer
+    (the stdlib's http.server), recorded by its command without this machine's interpreter path."""
+    scenario = tmp_path / "boom.toml"
+    scenario.write_text(TINY + '[backends]\nboom = "python3 -c \'import sys; sys.exit(\\"boom on {port}\\")\'"\n')
+    out = tmp_path / "results"
+    done = concurbench("run", "--scenario", str(scenario), "--backend", "http.server,boom", "--users", "1",
+                       "--out", str(out), "--no-report")
     assert done.returncode == 1
     results = json.loads((only_run_dir(out) / "results.json").read_text())
-    (info,) = results["backends"].values()
-    assert info["status"] == "failed" and "boom on" in info["stderr_tail"]
+    info = results["backends"]["boom"]
+    assert info["status"] == "failed" and "boom on" in info["stderr_tail"] and info["round"] == 0
+    peer = results["backends"]["http.server"]
+    assert peer["status"] == "ok" and peer["rounds_done"] == 2
+    assert peer["command"] == "cmd:python -m http.server --bind {host} {port}"
+    assert results["metadata"]["order"] == [{"backend": "http.server", "round": 0}, {"backend": "boom", "round": 0},
+                                            {"backend": "http.server", "round": 1}]
+    assert [(s["backend"], s["repetition"]) for s in results["steps"]] == [("http.server", 0), ("http.server", 1)]
     assert "Traceback" not in done.stderr
 
 
@@ -152,13 +197,14 @@ def test_backend_killed_mid_step_is_recorded_and_nothing_is_left(tiny: Path, tmp
     assert failed["status"] == "failed"
     done = sum(s["backend"] == "forking" for s in results["steps"])
     assert done >= 1  # finished steps were kept
-    # Which step it died in: the backend, the users level, the repetition (or the warm-up).
-    users, rep = (1, 4)[done // 2], done % 2
+    # Which step it died in: the backend, the users level, the round (or the warm-up).
+    users, rep = (1, 4)[done % 2], done // 2
     assert failed["step"]["users"] == users and failed["step"]["repetition"] == rep
     assert f"during forking users={users} " in failed["error"] and f"after {done} of 4 steps" in failed["error"]
-    assert ("warm-up" if failed["step"]["phase"] == "warm-up" else f"rep {rep + 1}/2") in failed["error"]
+    assert f"rep {rep + 1}/2" + (" warm-up" if failed["step"]["phase"] == "warm-up" else ",") in failed["error"]
     assert [(e["kind"], e["backend"]) for e in results["events"]] == [("backend-failed", "forking")]
     assert results["backends"]["selectors"]["status"] == "ok"  # the run went on
+    assert [o["round"] for o in results["metadata"]["order"] if o["backend"] == "forking"] == list(range(rep + 1))
     assert not [p for p in psutil.process_iter(["cmdline"]) if str(out) in " ".join(p.info["cmdline"] or [])]
 
 
