@@ -116,7 +116,8 @@ def test_idle_sweep_and_per_backend_args(tmp_path: Path) -> None:
     assert scenario.idle_connections == (0, 100)
     assert scenario.server_args_for("threaded") == ("--request-timeout", "60", "--max-connections", "50")
     assert scenario.server_args_for("selectors") == ("--request-timeout", "60")
-    assert planned_seconds(scenario, backends=1, start_stop_s=0) == 2 * 2 * (2.0 + 3 * 2.0)  # 2 users x 2 idle levels
+    # 3 rounds x 2 users x 2 idle levels, each a warm-up and one window
+    assert planned_seconds(scenario, backends=1, start_stop_s=0) == 3 * 2 * 2 * (2.0 + 2.0)
 
 
 def test_open_loop_only_is_accepted(tmp_path: Path) -> None:
