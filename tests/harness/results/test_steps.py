@@ -34,3 +34,82 @@ def test_median_of_leaves_out_steps_without_the_field() -> None:
     steps = [{"p99_us": 10, "server": {"rss_bytes": 1}}, {"p99_us": None}, {"p99_us": 30, "server": {}}]
     assert median_of(steps, "p99_us") == 20 and median_of(steps, "rss_bytes", "server") == 1
     assert median_of(steps, "missing") is None
+
+
+# --- step_record's judgement: goodput, failures, flags ----------------------------------
+
+from harness.drivers.spec import DriverResult, ErrorCounts, Cycles  # noqa: E402
+from harness.results.steps import (DRIVER_BOUND, LITTLES_LAW, NOISY, littles_law,  # noqa: E402
+                                   step_record)
+
+
+def result(*, users: int = 8, requests: int = 800, good: int = 800, cycles: Cycles | None = None,
+           errors: ErrorCounts = ErrorCounts(), driver_cpu: float = 50.0, rate: float | None = None) -> dict:
+    """A 1 s window's DriverResult as a dict: by default 8 users on 10 ms cycles."""
+    return DriverResult(
+        requests=requests, good_requests=good, errors=errors, unfinished=users, unfinished_max_us=10_000,
+        duration_s=1.0, rps=float(requests), good_rps=float(good), p50_us=10_000, p90_us=10_000, p99_us=10_000,
+        p999_us=10_000, max_us=10_000, mean_us=10_000.0, histogram="", timeseries=(), users=users,
+        keep_alive=True, driver_cpu_percent=driver_cpu, rate=rate,
+        cycles=cycles if cycles is not None else Cycles(requests, requests * 9_990, requests, requests * 10),
+    ).to_dict()
+
+
+def record(res: dict, *, server: dict | None = None, driver: dict | None = None) -> dict:
+    return step_record("b", users=res["users"], idle_connections=0, repetition=0, result=res,
+                       server=server or {}, driver=driver)
+
+
+def test_a_healthy_closed_loop_step_has_no_flag() -> None:
+    rec = record(result(), server={"steal_percent": 1.0}, driver={"cpu_percent": 60.0, "steal_percent": 0.5})
+    assert rec["flags"] == []
+    assert rec["littles"]["ratio"] == pytest.approx(1.0) and rec["littles"]["gap_us"] == 10.0
+
+
+def test_starved_users_break_littles_law() -> None:
+    # One user of 8 cycling every 10 ms: 100 answers in the window, the other 7 waiting.
+    rec = record(result(requests=100, good=100))
+    assert rec["littles"]["ratio"] == pytest.approx(1 / 8)
+    assert rec["flags"] == [LITTLES_LAW]
+
+
+def test_a_window_with_no_completion_breaks_it_too_and_open_loop_is_not_judged() -> None:
+    assert record(result(requests=0, good=0, cycles=Cycles()))["flags"] == [LITTLES_LAW]
+    open_loop = record(result(rate=800.0, requests=100, good=100))
+    assert open_loop["littles"] is None and open_loop["flags"] == []
+
+
+def test_within_what_a_windows_edges_can_cut_is_not_flagged() -> None:
+    # 100 ms cycles in a 1 s window: one cycle per user at an edge is 10%; 5% + 10% allowed.
+    law = littles_law(result(requests=88, good=88, cycles=Cycles(88, 88 * 99_990, 88, 88 * 10)))
+    assert law["ratio"] == pytest.approx(1.1, abs=0.001) and law["tolerance"] == pytest.approx(0.15)
+    assert record(result(requests=88, good=88, cycles=Cycles(88, 88 * 99_990, 88, 88 * 10)))["flags"] == []
+
+
+@pytest.mark.parametrize("sampled, own, flagged", [
+    ({"cpu_percent": 95.0}, 50.0, True),  # two workers sharing the driver CPU: only the sum shows it
+    ({"cpu_percent": 60.0}, 95.0, True),  # one process allowed two CPUs: its own figure shows it
+    ({"cpu_percent": 85.0}, 85.0, False),
+    (None, 92.0, True),  # no sampling (a driver run alone): its own figure
+])
+def test_driver_bound_is_the_busiest_driver_cpu_or_the_driver_itself(sampled, own, flagged) -> None:
+    rec = record(result(driver_cpu=own), driver=sampled)
+    assert (DRIVER_BOUND in rec["flags"]) is flagged
+    assert rec["driver"]["self_cpu_percent"] == own
+
+
+@pytest.mark.parametrize("server, driver, flagged", [
+    ({"steal_percent": 6.0}, {"steal_percent": 0.0}, True),
+    ({"steal_percent": 0.0}, {"cpu_percent": 10.0, "steal_percent": 5.5}, True),
+    ({"steal_percent": 5.0}, {"steal_percent": 4.9}, False),
+    ({"steal_percent": None}, {"steal_percent": None}, False),  # /proc/stat unreadable: unknown, not noisy
+])
+def test_noisy_is_steal_over_5_percent_on_either_side(server, driver, flagged) -> None:
+    assert (NOISY in record(result(), server=server, driver=driver)["flags"]) is flagged
+
+
+def test_goodput_and_failures_are_kept_apart() -> None:
+    # 100 answers of which 40 refused (503), plus 5 timeouts and 5 resets that got no answer.
+    rec = record(result(requests=100, good=60, errors=ErrorCounts(timeout=5, reset=5, bad_status=40)))
+    assert (rec["rps"], rec["good_rps"], rec["failures"]) == (100.0, 60.0, 10)
+    assert rec["error_share"] == pytest.approx(50 / 110, abs=1e-6)
