@@ -16,6 +16,7 @@ import socket
 import gevent
 import gevent.event
 import gevent.hub
+from gevent import getcurrent
 from gevent.monkey import get_original
 
 from harness.drivers.wire import build_request, destination_host, host_header
@@ -209,13 +210,22 @@ class Connection:
                 pass
 
     def recv_reply(self) -> bytes:
-        """The first chunk after a send: nothing can be there yet, so wait before reading."""
-        while True:
-            self.hub.wait(self.readable)
-            try:
-                return self.sock.recv(RECV_SIZE)
-            except BlockingIOError:
-                pass
+        """The first chunk after a send: nothing can be there yet, so wait before reading.
+
+        The wait is hub.wait without its Waiter: the watcher switches straight back to this
+        greenlet, which cancel() can still throw into (gevent's own contract for a callback
+        that is a greenlet's switch)."""
+        readable = self.readable
+        readable.start(getcurrent().switch)
+        try:
+            while True:
+                self.hub.switch()
+                try:
+                    return self.sock.recv(RECV_SIZE)
+                except BlockingIOError:
+                    pass
+        finally:
+            readable.stop()
 
     def recv(self, size: int) -> bytes:
         while True:
