@@ -12,7 +12,8 @@ help:
 	@echo "make bench-parser   parser throughput against h11 and httptools"
 	@echo "make bench-servers  backends against uvicorn/gunicorn/http.server with wrk"
 	@echo "make bench-driver   the Locust driver's capacity on one CPU, against wrk"
-	@echo "make bench-accuracy the harness's req/s and p50 against wrk's on /sleep?ms=10"
+	@echo "make bench-accuracy the harness against wrk: req/s and p50 at 1, 8, 32 users on / and /sleep?ms=10 (~2 min)"
+	@echo "                    narrow it: make bench-accuracy ACCURACY_ARGS='--path / --users 1 --rounds 5'"
 
 # constraints.txt pins every package (direct and transitive) to the versions tested.
 $(STAMP): pyproject.toml constraints.txt
@@ -40,7 +41,7 @@ bench-driver: $(STAMP)
 	$(BIN)/python bench/driver_capacity.py
 
 bench-accuracy: $(STAMP)
-	$(BIN)/python bench/accuracy.py
+	$(BIN)/python bench/accuracy.py $(ACCURACY_ARGS)
 
 clean:
 	rm -rf $(VENV) build *.egg-info
