@@ -19,7 +19,7 @@ from harness.results.metrics import summarize
 from harness.charts.runs import draw_all, failed_backends, starved_notes, summarize_steps
 from harness.results.steps import FLAG_MEANINGS, group_levels, median_of
 from harness.results.store import read_results, write_atomically
-from harness.results.summary import (PERCENTILES, load_label, lower_bound, pick_repetition, summary_rows,
+from harness.results.summary import (PERCENTILES, floor_line, load_label, lower_bound, pick_repetition, summary_rows,
                                      summary_title)
 
 REPORT_FILE = "report.html"
@@ -111,7 +111,8 @@ def render_report(results: Mapping[str, Any], charts: Sequence[Path]) -> str:
         f"<title>{_e(title)}</title><style>{CSS}</style></head><body>",
         f"<h1>{_e(title)}</h1>",
         f'<p class="sub">{_e(scenario.get("description", ""))}<br>{_e(machine_line(metadata))}'
-        f' · {_e(metadata.get("date", ""))}</p>',
+        f' · {_e(metadata.get("date", ""))}'
+        + (f'<br>{_e(floor_line(metadata["latency_floor"]))}' if "latency_floor" in metadata else "") + '</p>',
         _status(results), _events(results),
         "<h2>Summary</h2>", _flag_notes(), _summary_table(results, failed_backends(results)),
         _open_loop_table(results),

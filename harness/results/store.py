@@ -40,12 +40,13 @@ from typing import Any, Mapping
 #      "cpu_percent_by_cpu", "steal_percent"; flags "littles-law" and "noisy"; a step's
 #      "repetition" is the round of an interleaved run (metadata "order"). Version 2 steps
 #      lack these keys: readers show them as unknown, and their figures are not comparable
-#      one for one (their windows lost the requests in flight at each boundary).
+#      one for one (their windows lost the requests in flight at each boundary). Metadata
+#      "latency_floor" (harness/run/floor.py; null with a "floor-failed" event if it failed).
 SCHEMA_VERSION = 3
 
 RESULTS_FILE = "results.json"
 # What the "events" of a run may record (see the schema history above).
-EVENT_KINDS = ("backend-failed", "driver-failed", "interrupted", "write-failed", "run-failed")
+EVENT_KINDS = ("backend-failed", "driver-failed", "interrupted", "write-failed", "run-failed", "floor-failed")
 
 
 class ResultsError(Exception):

@@ -324,3 +324,13 @@ def _decimal(value: float | None, places: int) -> str | None:
 def _number(value: float) -> str:
     """An integral value without ".0", anything else to one decimal."""
     return str(int(value)) if float(value).is_integer() else f"{value:.1f}"
+
+
+def floor_line(floor: Mapping[str, Any] | None) -> str:
+    """A run's latency floor (metadata "latency_floor", see harness/run/floor.py) as one
+    line, for the terminal and the report."""
+    if not floor:
+        return "latency floor: not measured"
+    gap = "" if floor.get("gap_us") is None else f", {floor['gap_us']:g} us from an answer to the next send"
+    return (f"latency floor: p50 {floor['p50_us']} us, p99 {floor['p99_us']} us at 1 user against a server that "
+            f"does nothing (the machine and the driver, no model){gap}")

@@ -118,6 +118,7 @@ def _run_scenario(scenario: Scenario, backends: dict[str, str], options: RunOpti
         if run.fd_limit.warning:
             print(f"concurbench: warning: {run.fd_limit.warning}", file=sys.stderr)
         run.calibrate()
+        print(f"concurbench: {run.measure_floor()}")
         with make_progress(planned_seconds=planned) as progress:
             run.execute(progress)
     except KeyboardInterrupt:

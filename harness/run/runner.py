@@ -33,7 +33,8 @@ from harness.run.driver import DriverProcess
 from harness.run.backend import LaunchError, RunningBackend, calibrate_cpu_work, default_pinning, launch_backend
 from harness.results.steps import flag_high_spread, step_record
 from harness.results.store import RESULTS_FILE, ResultsError, new_run_dir, write_results
-from harness.results.summary import write_summary_csv
+from harness.results.summary import floor_line, write_summary_csv
+from harness.run.floor import FloorError, measure_floor
 from harness.run.limits import ensure_fd_limit
 from harness.run.metadata import collect_metadata
 from harness.run.plan import Plan, PlannedStep, plan_run
@@ -122,6 +123,22 @@ class Run:
             raise RunFailed(f"the /cpu calibration failed: {last[-1] if last else first_line(error)}") from None
         self.results["metadata"]["cpu_iters_per_ms"] = round(self.cpu_iters_per_ms, 1)
         self.save()
+
+    def measure_floor(self) -> str:
+        """The run's latency floor (harness.run.floor), into the metadata; returns the line
+        that says it. A floor that cannot be measured is recorded as null with why: the
+        run does not need it."""
+        self.doing = "while measuring the latency floor"
+        try:
+            floor = measure_floor(server_cpus=self.server_cpus, driver_cpus=self.driver_cpus)
+        except (FloorError, OSError, subprocess.SubprocessError, ValueError) as error:
+            self.results["metadata"]["latency_floor"] = None
+            self.event("floor-failed", f"the latency floor was not measured: {first_line(error)}")
+            self.save()
+            return f"latency floor not measured: {first_line(error)}"
+        self.results["metadata"]["latency_floor"] = floor
+        self.save()
+        return floor_line(floor)
 
     def save(self) -> None:
         try:
