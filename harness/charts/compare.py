@@ -21,7 +21,7 @@ from typing import Any, Mapping, Sequence
 from harness.charts.style import (backend_colour, backend_order, chart_title,
                                  machine_line, new_figure, note_failed, run_style, save_figure,
                                  short_cpu_model, slug, styled, thousands_format, users_axis)
-from harness.charts.runs import StepSummary, failed_backends, summarize_steps
+from harness.charts.levels import StepSummary, failed_backends, summarize_steps
 from harness.results.store import read_results
 
 # Two-sided 95% critical values of Student's t by degrees of freedom.

@@ -16,7 +16,8 @@ from typing import Any, Mapping, Sequence
 from harness.charts.notes import FLAGS, step_warnings
 from harness.charts.style import LATENCY, RESPONSE_TIME, SERVICE_TIME, backend_colour, machine_line
 from harness.results.metrics import summarize
-from harness.charts.runs import draw_all, failed_backends, starved_notes, summarize_steps
+from harness.charts.levels import failed_backends, starved_notes, summarize_steps
+from harness.charts.runs import draw_all
 from harness.results.steps import FLAG_MEANINGS, group_levels, median_of
 from harness.results.store import read_results, write_atomically
 from harness.results.summary import (PERCENTILES, floor_line, load_label, lower_bound, pick_repetition, summary_rows,

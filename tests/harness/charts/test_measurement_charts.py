@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from harness.charts import runs as plots
+from harness.charts import cost, levels as chart_levels, runs as plots
 from harness.charts.compare import compare_runs
 from harness.charts.notes import MAX_CHART_NOTES, chart_lines, step_warnings
 from harness.charts.open_loop import draw_open_loop
@@ -112,7 +112,7 @@ def test_a_chart_shows_what_fits_and_counts_the_rest(count: int) -> None:
 
 
 def test_every_starvation_note_is_in_the_report_and_the_chart_counts_what_it_left(stored: Path) -> None:
-    notes = plots.starved_notes(plots.summarize_steps(read_results(stored)))
+    notes = chart_levels.starved_notes(chart_levels.summarize_steps(read_results(stored)))
     assert len(notes) == 10 > MAX_CHART_NOTES  # five backends at 8 and 32 users
     page = html.unescape((stored / "report.html").read_text(encoding="utf-8"))
     for note in notes:
@@ -163,8 +163,8 @@ def test_cpu_per_request_chart_is_drawn_from_the_stored_results(stored: Path, mo
     assert 'alt="cpu_per_request"' in (stored / "report.html").read_text(encoding="utf-8")
     results = read_results(stored)
     drawn = {}
-    monkeypatch.setattr(plots, "save_figure", lambda figure, out, stem: drawn.setdefault(stem, figure) and [])
-    plots.cpu_per_request(results, tmp_path)
+    monkeypatch.setattr(cost, "save_figure", lambda figure, out, stem: drawn.setdefault(stem, figure) and [])
+    cost.cpu_per_request(results, tmp_path)
     bars = [patch.get_height() for patch in drawn["cpu_per_request"].axes[0].patches]
     expected = []
     for backend in ("iterative", "threaded", "forking", "selectors", "asyncio"):
@@ -176,8 +176,8 @@ def test_cpu_per_request_chart_is_drawn_from_the_stored_results(stored: Path, mo
 
 
 def test_no_cpu_per_request_chart_for_results_that_did_not_record_it(run_a: dict[str, Any], tmp_path: Path) -> None:
-    assert not plots.has_cpu_per_request(run_a)
-    assert plots.has_cpu_per_request(with_new_keys(run_a))
+    assert not cost.has_cpu_per_request(run_a) and cost.draw_cost(run_a, tmp_path) == []
+    assert cost.has_cpu_per_request(with_new_keys(run_a))
 
 
 # --- which latency, and lower bounds ---
@@ -192,7 +192,7 @@ def test_every_latency_chart_says_which_latency(stored: Path) -> None:
 
 
 def test_lower_bounds_are_marked(stored: Path, run_a: dict[str, Any], tmp_path: Path) -> None:
-    summary = plots.summarize_steps(read_results(stored))["iterative"][32]
+    summary = chart_levels.summarize_steps(read_results(stored))["iterative"][32]
     assert summary.p99_lower_bound and not summary.p50_lower_bound
     assert LOWER_BOUND_LABEL in svg(stored / "charts" / "latency_vs_users.svg")
     assert LOWER_BOUND_LABEL in svg(stored / "charts" / "latency_spectrum.svg")  # at 32 users
@@ -203,13 +203,13 @@ def test_lower_bounds_are_marked(stored: Path, run_a: dict[str, Any], tmp_path: 
 def test_summary_of_a_level_is_the_median_goodput_repetition(new_run: dict[str, Any]) -> None:
     reps = [s for s in new_run["steps"] if (s["backend"], s["users"], s["rate"]) == ("threaded", 32, None)]
     reps[0]["starved_users"], reps[1]["starved_users"] = 30, 0
-    summary = plots._summary("threaded", 32, reps)
+    summary = chart_levels._summary("threaded", 32, reps)
     chosen = sorted(reps, key=lambda s: s["good_rps"])[1]
     assert (summary.p99_us, summary.cpu_us_per_request) == (chosen["p99_us"], chosen["server"]["cpu_us_per_request"])
     assert summary.starved == 30 and summary.good_differs()
     for rep in reps:  # a process tree: RSS counts shared pages once per process, PSS once
         rep["server"].update(rss_bytes=7 * 2 ** 30, pss_bytes=50 * 2 ** 20)
-    assert plots._summary("threaded", 32, reps).rss_bytes == 50 * 2 ** 20
+    assert chart_levels._summary("threaded", 32, reps).rss_bytes == 50 * 2 ** 20
 
 
 def test_open_loop_charts_draw_for_the_new_keys(new_run: dict[str, Any], tmp_path: Path) -> None:

@@ -18,7 +18,7 @@ from typing import Any, Callable
 import matplotlib
 import pytest
 
-from harness.charts import runs as plots
+from harness.charts import levels as chart_levels, runs as plots
 from harness.charts.style import BACKEND_COLOURS, backend_colour, backend_label, short_cpu_model
 from harness.results.metrics import merge_histograms
 from harness.results.store import read_results
@@ -138,15 +138,15 @@ def test_spectrum_at_a_chosen_load_level(run_a: dict[str, Any], tmp_path: Path) 
 
 
 def test_failed_backend_is_omitted_and_noted(run_b: dict[str, Any], tmp_path: Path) -> None:
-    assert "forking" not in plots.summarize_steps(run_b)
-    assert "did not come up" in plots.failed_backends(run_b)["forking"]
+    assert "forking" not in chart_levels.summarize_steps(run_b)
+    assert "did not come up" in chart_levels.failed_backends(run_b)["forking"]
     text = svg_text(plots.throughput_vs_users(run_b, tmp_path)[1])
     assert "failed, not drawn: forking" in text
     assert BACKEND_COLOURS["forking"] not in text
 
 
 def test_summary_flags_driver_bound_and_high_spread(run_a: dict[str, Any]) -> None:
-    summaries = plots.summarize_steps(run_a)
+    summaries = chart_levels.summarize_steps(run_a)
     flagged = {(b, u): (s.driver_bound, s.high_spread) for b, by in summaries.items() for u, s in by.items()
                if s.driver_bound or s.high_spread}
     assert flagged == {("selectors", 32): (True, False), ("threaded", 32): (False, True)}
@@ -188,7 +188,7 @@ def test_charts_of_an_empty_run_still_draw(run_a: dict[str, Any], tmp_path: Path
 def test_a_step_with_no_completed_request_is_drawn_as_zero(run_a: dict[str, Any], tmp_path: Path) -> None:
     stalled = [{**s, "requests": 0, "rps": 0.0, "p50_us": None, "p99_us": None, "histogram": None}
                if s["backend"] == "iterative" and s["users"] == 32 else s for s in run_a["steps"]]
-    summary = plots.summarize_steps({**run_a, "steps": stalled})["iterative"][32]
+    summary = chart_levels.summarize_steps({**run_a, "steps": stalled})["iterative"][32]
     assert summary.rps.median == 0 and summary.p99_us is None
     png_size(plots.latency_vs_users({**run_a, "steps": stalled}, tmp_path)[0])
 
@@ -236,7 +236,7 @@ def test_idle_sweep_draws_the_c10k_chart_and_keeps_users_charts_at_the_baseline(
     # the users charts see only the baseline level: one step group per backend, not two
     assert all(len(summary.steps) == len([s for s in run_a["steps"] if s["backend"] == name
                                           and s["users"] == summary.users and s.get("rate") is None])
-               for name, by_users in plots.summarize_steps(sweep).items() for summary in by_users.values())
+               for name, by_users in chart_levels.summarize_steps(sweep).items() for summary in by_users.values())
     paths = plots.draw_all(sweep, tmp_path)
     assert tmp_path / "idle_connections.png" in paths
     png_size(tmp_path / "idle_connections.png")

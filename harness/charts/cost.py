@@ -1,0 +1,76 @@
+"""What an answer costs: server CPU µs per request (the whole process tree) per backend at
+every load level, drawn from stored results only (measurement rule 12). It separates "fast
+because idle" from "fast because cheap"; runs from before schema 3 did not record it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Mapping
+
+from harness.charts.levels import failed_backends
+from harness.charts.style import (backend_colour, backend_label, backend_order, chart_title, ms_format, new_figure,
+                                  note_failed, save_figure, styled, thousands_format)
+from harness.results.steps import group_levels
+from harness.results.summary import load_label, summary_rows
+
+
+def cpu_levels(results: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The summary rows (every load level: closed, open loop, idle connections) with the
+    min..max of server CPU µs per request over their repetitions ("cpu_min", "cpu_max")."""
+    levels = group_levels(results.get("steps", ()))
+    rows = []
+    for row in summary_rows(results.get("steps", ())):
+        reps = levels[row["backend"], row["users"], row["rate"], row["idle"]]
+        values = [v for v in ((rep.get("server") or {}).get("cpu_us_per_request") for rep in reps) if v is not None]
+        rows.append({**row, "cpu_min": min(values, default=None), "cpu_max": max(values, default=None)})
+    return rows
+
+
+@styled
+def cpu_per_request(results: Mapping[str, Any], out_dir: Path) -> list[Path]:
+    """Server CPU µs per request (the whole process tree) per backend at every load level:
+    what an answer costs, which separates "fast because idle" from "fast because cheap".
+    A bar is the repetition summary.csv shows; the whisker spans the repetitions."""
+    rows = cpu_levels(results)
+    loads = list(dict.fromkeys(load_label(row) for row in sorted(
+        rows, key=lambda r: (r["idle"], r["rate"] is not None, r["rate"] or 0, r["users"]))))
+    backends = backend_order([row["backend"] for row in rows])
+    figure, ax = new_figure()
+    width = 0.8 / max(len(backends), 1)
+    for index, backend in enumerate(backends):
+        mine = {load_label(row): row for row in rows if row["backend"] == backend
+                and row["cpu_us_per_request"] is not None}
+        xs = [i + (index - (len(backends) - 1) / 2) * width for i, load in enumerate(loads) if load in mine]
+        drawn = [mine[load] for load in loads if load in mine]
+        ax.bar(xs, [row["cpu_us_per_request"] for row in drawn], width=width * 0.9, color=backend_colour(backend),
+               label=backend_label(backend),
+               yerr=[[row["cpu_us_per_request"] - row["cpu_min"] for row in drawn],
+                     [row["cpu_max"] - row["cpu_us_per_request"] for row in drawn]],
+               error_kw={"elinewidth": 0.8, "capsize": 2, "ecolor": "#333"})
+    ax.set_xticks(range(len(loads)), labels=[load.replace(" + ", "\n+ ") for load in loads],
+                  fontsize=8 if len(loads) < 8 else 6)
+    values = [row["cpu_us_per_request"] for row in rows if row["cpu_us_per_request"]]
+    if values and max(values) / min(values) > 50:  # a process per request beside a callback: log
+        ax.set_yscale("log")
+    else:
+        ax.set_ylim(bottom=0)
+    ax.yaxis.set_major_formatter(thousands_format() if max(values, default=0) >= 10 else ms_format())
+    ax.set_ylabel("server CPU µs per request\n(whole process tree, lower is cheaper)")
+    ax.set_xlabel("load level")
+    ax.set_title(chart_title(results, "server CPU per request"))
+    if backends:
+        ax.legend(fontsize=8)
+    note_failed(figure, failed_backends(results))
+    return save_figure(figure, out_dir, "cpu_per_request")
+
+
+def has_cpu_per_request(results: Mapping[str, Any]) -> bool:
+    """Whether any good step recorded its server CPU per request (issue 13 on)."""
+    return any((step.get("server") or {}).get("cpu_us_per_request") is not None
+               for step in results.get("steps", ()) if step.get("status") == "ok")
+
+
+def draw_cost(results: Mapping[str, Any], out_dir: Path) -> list[Path]:
+    """The cost chart, when the run recorded CPU per request (none otherwise)."""
+    return cpu_per_request(results, out_dir) if has_cpu_per_request(results) else []
