@@ -74,7 +74,12 @@ def step_record(backend: str, *, users: int, idle_connections: int, repetition: 
     sampled.setdefault("cpu_percent", result["driver_cpu_percent"])
     sampled["self_cpu_percent"] = result["driver_cpu_percent"]
     errors = result["errors"]
-    failures = errors["connect"] + errors["timeout"] + errors["reset"]
+    # errors.bad_status counts the answers that are not 2xx/3xx and the responses that could
+    # not be read at all; the latter got no answer, so they are failures, not answers.
+    classes = result.get("answers_by_class") or {}
+    bad_answers = sum(v for k, v in classes.items() if k not in ("2xx", "3xx")) if classes else errors["bad_status"]
+    unreadable = max(errors["bad_status"] - bad_answers, 0)
+    failures = errors["connect"] + errors["timeout"] + errors["reset"] + unreadable
     attempts = result["requests"] + failures
     littles = littles_law(result)
     flags = []
@@ -92,7 +97,7 @@ def step_record(backend: str, *, users: int, idle_connections: int, repetition: 
     return {
         "backend": backend, "users": users, "repetition": repetition, "status": "ok", "error": None,
         "requests": result["requests"], "good_requests": result["good_requests"], "errors": errors,
-        "failures": failures, "error_share": round((errors["bad_status"] + failures) / attempts, 6) if attempts else 0.0,
+        "failures": failures, "error_share": round((bad_answers + failures) / attempts, 6) if attempts else 0.0,
         "answers_by_class": result["answers_by_class"], "rps": result["rps"], "good_rps": result["good_rps"],
         "duration_s": result["duration_s"],
         **{key: result[key] for key in ("p50_us", "p90_us", "p99_us", "p999_us", "max_us", "mean_us")},

@@ -113,3 +113,16 @@ def test_goodput_and_failures_are_kept_apart() -> None:
     rec = record(result(requests=100, good=60, errors=ErrorCounts(timeout=5, reset=5, bad_status=40)))
     assert (rec["rps"], rec["good_rps"], rec["failures"]) == (100.0, 60.0, 10)
     assert rec["error_share"] == pytest.approx(50 / 110, abs=1e-6)
+
+
+def test_an_unreadable_response_is_a_failure_not_an_answer() -> None:
+    # 100 answers (40 refused) and 10 responses that could not be read: bad_status counts 50,
+    # of which 10 never were answers. The share can then never pass 1.
+    res = result(requests=100, good=60, errors=ErrorCounts(bad_status=50))
+    res["answers_by_class"] = {"2xx": 60, "3xx": 0, "4xx": 0, "5xx": 40, "other": 0}
+    rec = record(res)
+    assert rec["failures"] == 10
+    assert rec["error_share"] == pytest.approx(50 / 110, abs=1e-6)
+    res = result(requests=0, good=0, errors=ErrorCounts(bad_status=30), cycles=Cycles())
+    res["answers_by_class"] = {"2xx": 0, "3xx": 0, "4xx": 0, "5xx": 0, "other": 0}
+    assert record(res)["error_share"] == 1.0 and record(res)["failures"] == 30
