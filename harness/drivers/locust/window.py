@@ -7,6 +7,7 @@ merged over its workers). No gevent here: plain histograms and arithmetic.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Mapping
 from typing import Any, NamedTuple
 
 from hdrh.histogram import HdrHistogram
@@ -74,50 +75,36 @@ class Window:
 
     def add(self, tally: Tally) -> HdrHistogram | None:
         """Fold one cut in; returns the histogram of its good answers (None if there were none)."""
-        samples = tally.samples
-        hist = None
-        if samples:
-            hist = histogram_of(samples)
-            self.total.add(hist)
-            self.good += len(samples)
-            self.sum_us += sum(samples)
-            self.max_us = max(self.max_us, max(samples))
-        if tally.samples_sent:
-            self.sent.add(histogram_of(tally.samples_sent))
-            self.sent_max_us = max(self.sent_max_us, max(tally.samples_sent))
-        self.count += len(samples) + len(tally.bad)
-        self.redirects += tally.redirects
-        self.classes.update(status_class(status) for status in tally.bad)
-        for kind, count in tally.errors.items():
-            self.errors[kind] += count
-        self.censor(tally.censored)
-        self.latency_sum_us += tally.latency_sum_us
-        self.completions += tally.completions
-        self.gap_sum_ns += tally.gap_sum_ns
-        self.gaps += tally.gaps
-        return hist
+        hist = histogram_of(tally.samples) if tally.samples else None
+        return self._fold(counts_of(tally), hist, histogram_of(tally.samples_sent) if tally.samples_sent else None)
 
     def add_message(self, data: dict[str, Any]) -> HdrHistogram | None:
         """Fold in a cut another process made (see tally_message): what add() does."""
         hist = decode_histogram(data["histogram"]) if data["good"] else None
+        sent = decode_histogram(data["sent_histogram"]) if data["sent_histogram"] else None
+        return self._fold(data, hist, sent)
+
+    def _fold(self, counts: Mapping[str, Any], hist: HdrHistogram | None,
+              sent: HdrHistogram | None) -> HdrHistogram | None:
+        """One cut's counts (counts_of) and histograms into the window."""
         if hist is not None:
             self.total.add(hist)
-            self.good += data["good"]
-            self.sum_us += data["sum_us"]
-            self.max_us = max(self.max_us, data["max_us"])
-        if data["sent_histogram"]:
-            self.sent.add(decode_histogram(data["sent_histogram"]))
-            self.sent_max_us = max(self.sent_max_us, data["sent_max_us"])
-        self.count += data["good"] + sum(data["bad"].values())
-        self.redirects += data["redirects"]
-        self.classes.update(data["bad"])
-        for kind, count in data["errors"].items():
+            self.good += counts["good"]
+            self.sum_us += counts["sum_us"]
+            self.max_us = max(self.max_us, counts["max_us"])
+        if sent is not None:
+            self.sent.add(sent)
+            self.sent_max_us = max(self.sent_max_us, counts["sent_max_us"])
+        self.count += counts["good"] + sum(counts["bad"].values())
+        self.redirects += counts["redirects"]
+        self.classes.update(counts["bad"])
+        for kind, count in counts["errors"].items():
             self.errors[kind] += count
-        self.censor(data["censored"])
-        self.latency_sum_us += data["latency_sum_us"]
-        self.completions += data["completions"]
-        self.gap_sum_ns += data["gap_sum_ns"]
-        self.gaps += data["gaps"]
+        self.censor(counts["censored"])
+        self.latency_sum_us += counts["latency_sum_us"]
+        self.completions += counts["completions"]
+        self.gap_sum_ns += counts["gap_sum_ns"]
+        self.gaps += counts["gaps"]
         return hist
 
     def censor(self, waits: list[int]) -> None:
@@ -142,19 +129,25 @@ class Window:
                 **{key: self.classes[key] for key in ("4xx", "5xx", "other")}}
 
 
-def tally_message(tally: Tally, *, open_loop: bool) -> dict[str, Any]:
-    """A cut as a message for another process (a distributed worker's batch): the good
-    latencies as an encoded histogram, the rest as counts; Window.add_message reads it."""
+def counts_of(tally: Tally) -> dict[str, Any]:
+    """A cut's figures other than its latencies: what Window._fold adds up."""
     samples, sent = tally.samples, tally.samples_sent
     return {
         "good": len(samples), "sum_us": sum(samples), "max_us": max(samples, default=0),
-        "histogram": encode_histogram(histogram_of(samples)) if samples else None,
-        "sent_histogram": encode_histogram(histogram_of(sent)) if open_loop and sent else None,
         "sent_max_us": max(sent, default=0),
         "bad": dict(Counter(status_class(status) for status in tally.bad)), "redirects": tally.redirects,
         "errors": tally.errors, "censored": tally.censored, "latency_sum_us": tally.latency_sum_us,
         "completions": tally.completions, "gap_sum_ns": tally.gap_sum_ns, "gaps": tally.gaps,
     }
+
+
+def tally_message(tally: Tally, *, open_loop: bool) -> dict[str, Any]:
+    """A cut as a message for another process (a distributed worker's batch): its counts,
+    and its latencies as encoded histograms; Window.add_message reads it."""
+    samples, sent = tally.samples, tally.samples_sent
+    return {**counts_of(tally),
+            "histogram": encode_histogram(histogram_of(samples)) if samples else None,
+            "sent_histogram": encode_histogram(histogram_of(sent)) if open_loop and sent else None}
 
 
 def status_class(status: int) -> str:
