@@ -9,7 +9,7 @@ from pathlib import Path
 
 from servers.backends import BACKENDS, load_backend
 from servers.descriptors import raise_fd_limit
-from servers.config import ServerConfig
+from servers.config import POOL_THREADS, ServerConfig
 from servers.http import Limits
 
 # Fewer descriptors than this after raising the soft limit to the hard one: say so at start.
@@ -62,9 +62,13 @@ def build_parser(prog: str = "python -m servers") -> argparse.ArgumentParser:
                         help="connections served at once; beyond it new ones get 503 and close (default: no limit)")
     parser.add_argument("--access-log", action="store_true", help="log each request to stderr")
     parser.add_argument("--threads", type=positive_int, default=None,
-                        help="threaded: a bounded pool of N threads (default: a thread per connection)")
+                        help="threaded: a bounded pool of N threads (default: a thread per connection); "
+                             f"selectors-pool: the pool that answers requests (default: {POOL_THREADS})")
     parser.add_argument("--workers", type=positive_int, default=None,
                         help="forking: N pre-forked worker processes (default: a process per connection)")
+    parser.add_argument("--reuseport", action="store_true",
+                        help="forking --workers N: each worker opens its own listener with SO_REUSEPORT and the "
+                             "kernel spreads connections between them (default: all accept on one shared socket)")
     parser.add_argument("--max-children", type=positive_int, default=defaults.max_children,
                         help="forking: children at once; further connections wait in the backlog "
                              "(with --max-connections, they get a 503 instead)")
@@ -80,7 +84,7 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
     return ServerConfig(
         host=args.host, port=args.port, backlog=args.backlog, request_timeout=args.request_timeout,
         keepalive_timeout=args.keepalive_timeout, max_connections=args.max_connections,
-        access_log=args.access_log, threads=args.threads, workers=args.workers,
+        access_log=args.access_log, threads=args.threads, workers=args.workers, reuseport=args.reuseport,
         max_children=args.max_children, loop=args.loop, docroot=args.docroot,
         limits=Limits(max_body=args.max_body), shutdown_grace=args.shutdown_grace,
     )
@@ -99,6 +103,8 @@ def main(argv: list[str] | None = None, prog: str = "python -m servers") -> int:
         return 0
     if args.backend is None:
         parser.error(f"--backend is required; choose from: {', '.join(BACKENDS)}")
+    if args.reuseport and (args.backend != "forking" or args.workers is None):
+        parser.error("--reuseport is for pre-fork workers: use it with --backend forking --workers N")
     if args.docroot is not None and not args.docroot.is_dir():
         parser.error(f"--docroot {args.docroot} is not a directory")
     config = config_from_args(args)

@@ -8,6 +8,10 @@ from pathlib import Path
 from servers.http import Limits
 
 
+# selectors-pool: the worker pool's size without --threads (gunicorn's gthread peer runs 8 too).
+POOL_THREADS = 8
+
+
 @dataclass(frozen=True, slots=True)
 class ServerConfig:
     # 127.0.0.1 is safe by default; a container must bind 0.0.0.0 to be reachable from
@@ -21,8 +25,10 @@ class ServerConfig:
     keepalive_timeout: float = 5.0  # idle time allowed between requests
     max_connections: int | None = None  # beyond this, new connections get 503 and close
     access_log: bool = False  # one line per request on stderr
-    threads: int | None = None  # threaded: a bounded pool of N threads instead of one per connection
+    threads: int | None = None  # threaded: a bounded pool of N threads instead of one per connection;
+    # selectors-pool: its worker pool (None: POOL_THREADS)
     workers: int | None = None  # forking: N pre-forked processes instead of one per connection
+    reuseport: bool = False  # forking --workers: a listener per worker (SO_REUSEPORT), the kernel spreads connections
     max_children: int = 64  # forking: connections served at once, one child each
     loop: str = "asyncio"  # asyncio: "asyncio" or "uvloop"
     docroot: Path | None = None  # /static; None means the small docroot shipped in the package

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from importlib import import_module
 from typing import Protocol
 
-from servers.config import ServerConfig
+from servers.config import POOL_THREADS, ServerConfig
 
 
 @dataclass(frozen=True)
@@ -19,14 +19,14 @@ class Variant:
     """A setting that changes the concurrency model, as tests and charts run it."""
 
     flags: tuple[str, ...]
-    at_once: int | None = None  # connections served at once (None: as many as arrive)
+    at_once: int | None = None  # requests answered at once (None: as many as arrive)
 
 
 @dataclass(frozen=True)
 class Backend:
     target: str  # "module:Class"
     description: str  # one line, for --list and --help
-    at_once: int | None = None  # connections served at once by the plain model
+    at_once: int | None = None  # requests answered at once by the plain model
     variants: dict[str, Variant] = field(default_factory=dict)  # id suffix -> variant
 
 
@@ -38,11 +38,18 @@ BACKENDS: dict[str, Backend] = {
                         variants={"pool4": Variant(("--threads", "4"), at_once=4)}),
     "forking": Backend("servers.backends.forking:ForkingServer",
                        "a process per connection, capped and reaped (--workers N: pre-fork)",
-                       variants={"prefork2": Variant(("--workers", "2"), at_once=2)}),
+                       variants={"prefork2": Variant(("--workers", "2"), at_once=2),
+                                 "reuseport2": Variant(("--workers", "2", "--reuseport"), at_once=2)}),
     "selectors": Backend("servers.backends.selectors_loop:SelectorsServer",
                          "one thread, non-blocking sockets, a hand-written selectors event loop"),
     "asyncio": Backend("servers.backends.asyncio_server:AsyncioServer",
                        "an asyncio.Protocol server on one event loop (--loop uvloop)"),
+    "gevent": Backend("servers.backends.gevent_server:GeventServer",
+                      "a greenlet per connection on gevent's cooperative sockets, running the blocking loop"),
+    "selectors-pool": Backend("servers.backends.selectors_pool:SelectorsPoolServer",
+                              "one selector thread waits on every connection; a pool of --threads N "
+                              f"(default {POOL_THREADS}) answers complete requests", at_once=POOL_THREADS,
+                              variants={"threads2": Variant(("--threads", "2"), at_once=2)}),
 }
 
 
