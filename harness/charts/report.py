@@ -60,6 +60,8 @@ CHART_CAPTIONS = {
                            "server is saturated. Dashed: good requests/s where it differs.",
     "idle_connections": f"c10k: p99 {RESPONSE_TIME} of the light load, server memory and requests without "
                         "a good answer, against idle connections held.",
+    "server_cores": "Good requests/s and p99 against server cores at the highest user level: pre-fork workers "
+                    "(and free-threaded threads) should scale with cores; a single event loop should not.",
 }
 
 CSS = """

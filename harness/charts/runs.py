@@ -294,6 +294,7 @@ def errors(results: Mapping[str, Any], out_dir: Path) -> list[Path]:
 
 def draw_all(results: Mapping[str, Any], out_dir: Path) -> list[Path]:
     """Every chart of one run into out_dir; the written paths, PNG and SVG of each."""
+    from harness.charts.cores import draw_cores
     from harness.charts.cost import draw_cost
     from harness.charts.idle import draw_idle
     from harness.charts.open_loop import draw_open_loop
@@ -303,4 +304,5 @@ def draw_all(results: Mapping[str, Any], out_dir: Path) -> list[Path]:
         for draw in (throughput_vs_users, latency_vs_users, latency_spectrum, timeseries,
                      resources, errors):
             paths += draw(results, out_dir)
-    return paths + draw_cost(results, out_dir) + draw_open_loop(results, out_dir) + draw_idle(results, out_dir)
+    return (paths + draw_cost(results, out_dir) + draw_open_loop(results, out_dir) + draw_idle(results, out_dir)
+            + draw_cores(results, out_dir))
