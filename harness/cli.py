@@ -12,19 +12,25 @@ import textwrap
 from pathlib import Path
 
 from harness.scenario import ScenarioError, builtin_scenarios, load_scenario, parse_duration
-from servers.backends import BACKENDS
+from servers.backends import BACKENDS, variants
 
 RESULTS_ROOT = Path("results")
 
 
-def _users(text: str) -> tuple[int, ...]:
-    try:
-        values = tuple(int(part) for part in text.split(",") if part.strip())
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a comma list of user counts like 1,8,32, got {text!r}") from None
-    if not values or any(v <= 0 for v in values):
-        raise argparse.ArgumentTypeError(f"user counts must be positive integers, got {text!r}")
-    return values
+def _comma_counts(what: str, example: str):  # type: ignore[no-untyped-def]
+    def parse(text: str) -> tuple[int, ...]:
+        try:
+            values = tuple(int(part) for part in text.split(",") if part.strip())
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a comma list of {what} like {example}, got {text!r}") from None
+        if not values or any(v <= 0 for v in values):
+            raise argparse.ArgumentTypeError(f"{what} must be positive integers, got {text!r}")
+        return values
+    return parse
+
+
+_users = _comma_counts("user counts", "1,8,32")
+_counts = _comma_counts("CPU counts", "1,2,4")
 
 
 def _duration(text: str) -> float:
@@ -92,7 +98,8 @@ def build_parser() -> argparse.ArgumentParser:
                          formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     run.add_argument("--scenario", required=True, help="a built-in scenario name (see `concurbench list`) or a TOML file")
     run.add_argument("--backend", default="all",
-                     help="'all' (our five), or a comma list of: " + ", ".join(BACKENDS)
+                     help=f"'all' (our {len(BACKENDS)}), or a comma list of: " + ", ".join(BACKENDS)
+                          + ", a variant (" + ", ".join(name for name in variants() if name not in BACKENDS) + ")"
                           + ", a ready-made peer (uvicorn, gunicorn-sync, gunicorn-gthread, http.server), a name from"
                           " the scenario's [backends], or 'cmd:COMMAND with {port}'")
     run.add_argument("--users", type=_users, help="override the user sweep, e.g. 1,8,32,128")
@@ -104,6 +111,13 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--out", type=Path, default=RESULTS_ROOT, help="directory the run directory is created in")
     run.add_argument("--server-cpus", type=_cpus, help="CPUs for the server (default: the first half)")
     run.add_argument("--driver-cpus", type=_cpus, help="CPUs for the driver (default: the second half)")
+    run.add_argument("--server-python", action="append", metavar="PATH",
+                     help="run our backends under this Python 3.11+ (a path or a command, e.g. python3.13); "
+                          "repeat it to compare interpreters: each backend runs under each, labelled "
+                          "threaded@3.13 (overrides the scenario's [server] python; default: this interpreter)")
+    run.add_argument("--cores", type=_counts, metavar="N,...",
+                     help="server CPU counts to sweep, e.g. 1,2,4: the backend is started pinned to that many of "
+                          "the server CPUs for each (overrides [server] cpus; default: all the server CPUs)")
     run.add_argument("--no-report", action="store_true", help="skip the charts and HTML report at the end")
     run.add_argument("--driver-procs", type=_positive, default=1, metavar="N",
                      help="Locust load processes: above 1, Locust's master/worker mode with N local workers, "
@@ -182,7 +196,8 @@ def cmd_run(args: argparse.Namespace) -> int:
                          host=args.host, report=not args.no_report, drivers=drivers,
                          driver_procs=args.driver_procs, remote_workers=args.remote_workers)
     return run_command(args.scenario, backend=args.backend, users=args.users, duration_s=args.duration,
-                       warmup_s=args.warmup, repeat=args.repeat, options=options)
+                       warmup_s=args.warmup, repeat=args.repeat, options=options,
+                       pythons=tuple(args.server_python) if args.server_python else None, cores=args.cores)
 
 
 def cmd_worker(args: argparse.Namespace) -> int:

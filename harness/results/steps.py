@@ -8,7 +8,7 @@ report, compare) groups them with `group_levels` and takes medians with `median_
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from statistics import median
 from typing import Any
 
@@ -66,10 +66,13 @@ def littles_law(result: Mapping[str, Any]) -> dict[str, Any] | None:
 
 
 def step_record(backend: str, *, users: int, idle_connections: int, repetition: int, result: Mapping[str, Any],
-                server: dict[str, Any], driver: Mapping[str, Any] | None = None) -> dict[str, Any]:
+                server: dict[str, Any], driver: Mapping[str, Any] | None = None,
+                server_cpus: Sequence[int] = (), cores: int | None = None) -> dict[str, Any]:
     """The record of one window, from the driver's result (DriverResult.to_dict()), the
     server's CPU and memory over it, and the orchestrator's view of the driver's CPUs
-    (`driver`: its busiest CPU's cpu_percent, steal; without it, the driver's own figure)."""
+    (`driver`: its busiest CPU's cpu_percent, steal; without it, the driver's own figure).
+    `server_cpus`: the CPUs the server was pinned to; `cores`: their count when the run
+    sweeps it ([server] cpus), else None."""
     sampled = dict(driver or {})
     sampled.setdefault("cpu_percent", result["driver_cpu_percent"])
     sampled["self_cpu_percent"] = result["driver_cpu_percent"]
@@ -111,6 +114,7 @@ def step_record(backend: str, *, users: int, idle_connections: int, repetition: 
         "littles": littles, "cycles": result["cycles"],
         "rate": result["rate"], "uncorrected": result["uncorrected"], "starved_users": result["starved_users"],
         "idle_connections": idle_connections,  # asked for; background.idle_connected: how many were held
+        "server_cpus": list(server_cpus), "cores": cores,
     }
 
 
@@ -119,8 +123,17 @@ LevelKey = tuple[str, int, "float | None", int]
 
 def level_key(step: Mapping[str, Any]) -> LevelKey:
     """What makes repetitions one load level: backend, users, offered rate (None: closed
-    loop) and idle connections beside them (c10k's sweep)."""
-    return step["backend"], step["users"], step.get("rate"), step.get("idle_connections") or 0
+    loop) and idle connections beside them (c10k's sweep). In a run that sweeps the server's
+    CPUs, each count is a series of its own: the backend reads "threaded (2 CPUs)"."""
+    return series(step), step["users"], step.get("rate"), step.get("idle_connections") or 0
+
+
+def series(step: Mapping[str, Any]) -> str:
+    """The backend as charts and tables name it: with its CPU count when the run sweeps it."""
+    cores = step.get("cores")
+    if cores is None:
+        return step["backend"]
+    return f"{step['backend']} ({cores} CPU{'' if cores == 1 else 's'})"
 
 
 def group_levels(steps: Iterable[Mapping[str, Any]]) -> dict[LevelKey, list[Mapping[str, Any]]]:

@@ -42,6 +42,11 @@ from typing import Any, Mapping
 #      lack these keys: readers show them as unknown, and their figures are not comparable
 #      one for one (their windows lost the requests in flight at each boundary). Metadata
 #      "latency_floor" (harness/run/floor.py; null with a "floor-failed" event if it failed).
+#      Later, still version 3 (issue 14; optional keys): a step's "server_cpus" (the CPUs the
+#      server was pinned to) and "cores" (their count when the run sweeps it, [server] cpus;
+#      null otherwise: each count is then a series of its own, see steps.level_key); a backend
+#      entry's "python" (version, implementation, build, free_threaded, gil_enabled, own,
+#      label) for ours; a backend under another interpreter is named "threaded@3.13".
 SCHEMA_VERSION = 3
 
 RESULTS_FILE = "results.json"

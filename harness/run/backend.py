@@ -32,7 +32,7 @@ import psutil
 
 from harness.drivers.wire import destination_host
 from harness.run.processes import child_env, child_setup, spawn, stop_group
-from servers.backends import BACKENDS
+from servers.backends import BACKENDS, variants
 
 START_TIMEOUT = 15.0  # seconds for a backend to print its line and answer GET /
 STOP_GRACE = 6.0  # SIGTERM, then this long (the servers' own grace is 5 s), then SIGKILL
@@ -91,6 +91,7 @@ def resolve_backends(text: str, scenario_backends: tuple[tuple[str, str], ...] =
     if text.startswith("cmd:"):
         return {text: text}
     named = dict(scenario_backends)
+    registered = variants()  # a variant by its id, e.g. forking-reuseport2: its flags go with it
     chosen: dict[str, str] = {}
     for name in (part.strip() for part in text.split(",")):
         if not name:
@@ -99,6 +100,8 @@ def resolve_backends(text: str, scenario_backends: tuple[tuple[str, str], ...] =
             chosen.update({ours: ours for ours in BACKENDS})
         elif name in BACKENDS:
             chosen[name] = name
+        elif name in registered:
+            chosen[name] = " ".join(registered[name].flags[1:])  # "--backend NAME FLAGS..." less "--backend"
         elif name in named:
             chosen[name] = "cmd:" + named[name]
         elif name in PEERS:
@@ -107,7 +110,7 @@ def resolve_backends(text: str, scenario_backends: tuple[tuple[str, str], ...] =
                                  "pip install 'concurbench[peers]'")
             chosen[name] = peer_command(name)
         else:
-            choices = [*BACKENDS, *PEERS, *named]
+            choices = [*registered, *PEERS, *named]
             raise ValueError(f"unknown backend {name!r}; choose from: all, {', '.join(choices)}, or cmd:COMMAND")
     if not chosen:
         raise ValueError(f"no backend in {text!r}")
@@ -133,13 +136,24 @@ def free_port(host: str = "127.0.0.1") -> int:
         return sock.getsockname()[1]
 
 
-def backend_command(backend: str, *, host: str, extra_args: tuple[str, ...] = ()) -> tuple[list[str], int | None]:
-    """The argv for a backend, and the port if we chose it (None: read it from stdout)."""
+def backend_command(backend: str, *, host: str, extra_args: tuple[str, ...] = (),
+                    python: str | None = None) -> tuple[list[str], int | None]:
+    """The argv for a backend, and the port if we chose it (None: read it from stdout).
+
+    Ours is a registry name, with a variant's flags after it ("forking --workers 2
+    --reuseport"), run by `python` (default: the harness's own interpreter)."""
     if backend.startswith("cmd:"):
         port = free_port(host)
         text = backend[4:].replace("{port}", str(port)).replace("{host}", host)
         return shlex.split(text), port
-    return [sys.executable, "-m", "servers", "--backend", backend, "--host", host, "--port", "0", *extra_args], None
+    name, *flags = backend.split()
+    return [python or sys.executable, "-m", "servers", "--backend", name, *flags, "--host", host, "--port", "0",
+            *extra_args], None
+
+
+def registry_name(target: str) -> str:
+    """Which of our backends a launch target runs: "forking --workers 2" -> "forking"."""
+    return target.split()[0]
 
 
 @dataclass
@@ -232,9 +246,10 @@ def calibrate_cpu_work(cpus: tuple[int, ...]) -> float:
 
 def launch_backend(backend: str, *, host: str = "127.0.0.1", cpus: tuple[int, ...] = (),
                    extra_args: tuple[str, ...] = (), timeout: float = START_TIMEOUT,
-                   env: dict[str, str] | None = None) -> RunningBackend:
-    """Start `backend` pinned to `cpus` and return it once it answers GET /."""
-    argv, port = backend_command(backend, host=host, extra_args=extra_args)
+                   env: dict[str, str] | None = None, python: str | None = None) -> RunningBackend:
+    """Start `backend` pinned to `cpus` (ours under `python`, if given) and return it once
+    it answers GET /."""
+    argv, port = backend_command(backend, host=host, extra_args=extra_args, python=python)
     env = child_env(env)
     try:
         process = spawn(argv, cpus=cpus, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,

@@ -10,6 +10,7 @@ tree with the project's own .venv, or it does not start.
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 from pathlib import Path
@@ -19,7 +20,8 @@ from harness.run.metadata import collect_git_commit
 from harness.run.processes import PROJECT_ROOT, kill_all, reap_all
 from harness.run.progress import make_progress
 from harness.run.runner import Run, RunFailed, RunOptions, first_line, plural_steps
-from harness.run.backend import resolve_backends
+from harness.run.backend import default_pinning, resolve_backends
+from harness.run.interpreter import Interpreter, expand_backends, resolve_interpreters
 from harness.run.driver import wrk_problem
 from harness.scenario import Scenario, ScenarioError, load_scenario
 from harness.results.store import RESULTS_FILE, ResultsError
@@ -51,31 +53,60 @@ def reference_problem(out_root: Path, *, root: Path = PROJECT_ROOT, prefix: str 
 
 
 def run_command(scenario_name: str, *, backend: str, users: tuple[int, ...] | None, duration_s: float | None,
-                warmup_s: float | None, repeat: int | None, options: RunOptions) -> int:
-    """`concurbench run`: the scenario with its overrides, against the --backend list; 2 (and
-    one line on stderr) for a scenario, backend or driver that cannot be used, before
-    anything starts (a reference run from a dirty tree or another environment too);
-    otherwise what run_scenario returns."""
+                warmup_s: float | None, repeat: int | None, options: RunOptions,
+                pythons: tuple[str, ...] | None = None, cores: tuple[int, ...] | None = None) -> int:
+    """`concurbench run`: the scenario with its overrides, against the --backend list (each of
+    ours under each --server-python); 2 (and one line on stderr) for a scenario, backend,
+    interpreter, CPU count or driver that cannot be used, before anything starts (a
+    reference run from a dirty tree or another environment too); otherwise what
+    run_scenario returns."""
     problem = reference_problem(options.out_root)
     if problem:
         print(f"concurbench: error: {problem}", file=sys.stderr)
         return 2
     try:
         scenario = load_scenario(scenario_name).with_overrides(
-            users=users, duration_s=duration_s, warmup_s=warmup_s, repeat=repeat)
+            users=users, duration_s=duration_s, warmup_s=warmup_s, repeat=repeat, pythons=pythons, cpus=cores)
         backends = resolve_backends(backend, scenario.backends)
+        source = "--server-python" if pythons is not None else f"{scenario.path}: server.python:"
+        interpreters = resolve_interpreters(scenario.pythons, source=source)
+        backends, labelled_pythons = expand_backends(backends, interpreters)
+        problem = cores_problem(scenario.cpus, options,
+                                source="--cores" if cores is not None else f"{scenario.path}: server.cpus")
     except (ScenarioError, ValueError) as error:
         print(f"concurbench: error: {error}", file=sys.stderr)
+        return 2
+    if problem:
+        print(f"concurbench: error: {problem}", file=sys.stderr)
         return 2
     if "wrk" in options.drivers:
         problem = wrk_problem(scenario)
         if problem:
             print(f"concurbench: error: {problem}", file=sys.stderr)
             return 2
-    return run_scenario(scenario, backends, options)
+    return run_scenario(scenario, backends, options, labelled_pythons)
 
 
-def run_scenario(scenario: Scenario, backends: dict[str, str], options: RunOptions) -> int:
+def cores_problem(counts: tuple[int, ...], options: RunOptions, *, source: str = "--cores") -> str | None:
+    """Why the server cannot be given each of `counts` CPUs (None: it can): it has only the
+    CPUs of its pinning (the driver keeps its own apart)."""
+    if not counts:
+        return None
+    server, driver = default_pinning()
+    server, driver = options.server_cpus or server, options.driver_cpus or driver
+    largest = max(counts)
+    if largest <= len(server):
+        return None
+    shared = set(server) & set(driver)
+    why = (f"the server's CPUs are {','.join(map(str, server))} and the driver keeps "
+           f"{','.join(map(str, driver))}" + (" (the same ones: this machine has one CPU)" if shared else ""))
+    return (f"{source} {largest}: the server can be given at most {len(server)} CPU"
+            f"{'' if len(server) == 1 else 's'} here: {why}; on this {os.cpu_count()}-CPU machine, "
+            "--server-cpus and --driver-cpus choose the split")
+
+
+def run_scenario(scenario: Scenario, backends: dict[str, str], options: RunOptions,
+                 pythons: dict[str, Interpreter] | None = None) -> int:
     """Run, store, summarize; the exit status is 0, 1 (a backend failed, or the results
     could not be written) or 130 (interrupted). Whatever happens, it ends with one line on
     stderr saying why (if not 0), and with no process of the run left behind.
@@ -84,7 +115,7 @@ def run_scenario(scenario: Scenario, backends: dict[str, str], options: RunOptio
     """
     with Interrupts() as interrupts:
         try:
-            return _run_scenario(scenario, backends, options, interrupts)
+            return _run_scenario(scenario, backends, options, interrupts, pythons)
         except KeyboardInterrupt:  # at a moment _run_scenario does not expect one (a few bytecodes)
             run = interrupts.run
             if run is None:
@@ -101,9 +132,9 @@ def run_scenario(scenario: Scenario, backends: dict[str, str], options: RunOptio
 
 
 def _run_scenario(scenario: Scenario, backends: dict[str, str], options: RunOptions,
-                  interrupts: Interrupts) -> int:
+                  interrupts: Interrupts, pythons: dict[str, Interpreter] | None = None) -> int:
     try:
-        run = Run(scenario, backends, options)
+        run = Run(scenario, backends, options, pythons)
     except ResultsError as error:
         print(f"concurbench: error: cannot write results: {error}; nothing was run", file=sys.stderr)
         return 1

@@ -30,7 +30,9 @@ from typing import Any
 from harness.drivers import DRIVER_MODULES
 from harness.drivers.spec import DriverResult
 from harness.run.driver import DriverProcess
-from harness.run.backend import LaunchError, RunningBackend, calibrate_cpu_work, default_pinning, launch_backend
+from harness.run.backend import (LaunchError, RunningBackend, calibrate_cpu_work, default_pinning, launch_backend,
+                                 registry_name)
+from harness.run.interpreter import Interpreter, own_interpreter
 from harness.results.steps import flag_high_spread, step_record
 from harness.results.store import RESULTS_FILE, ResultsError, new_run_dir, write_results
 from harness.results.summary import floor_line, write_summary_csv
@@ -79,9 +81,11 @@ class RunOptions:
 class Run:
     """One `concurbench run`: owns the results dict and writes it after every change."""
 
-    def __init__(self, scenario: Scenario, backends: dict[str, str], options: RunOptions) -> None:
+    def __init__(self, scenario: Scenario, backends: dict[str, str], options: RunOptions,
+                 pythons: dict[str, Interpreter] | None = None) -> None:
         self.scenario = scenario
         self.backends = backends
+        self.pythons = pythons or {}  # a backend's label -> the interpreter it runs under (else the harness's)
         self.plan: Plan = plan_run(scenario, backends)
         self.options = options
         default_server, default_driver = default_pinning()
@@ -99,7 +103,8 @@ class Run:
         self.fd_limit = ensure_fd_limit(self.plan.descriptors)
         metadata["fd_limit"] = self.fd_limit.to_dict()
         self.cpu_iters_per_ms: float | None = None  # see calibrate()
-        recorded = {**scenario.to_dict(), "path": metadata["scenario"]["path"]}  # no path of this machine
+        recorded = {**scenario.to_dict(), "path": metadata["scenario"]["path"],  # no path of this machine
+                    "pythons": [Path(p).name for p in scenario.pythons]}
         self.results: dict[str, Any] = {"metadata": metadata, "scenario": recorded, "status": "running",
                                         "backends": {}, "steps": [], "events": []}
         # Where the run is, for the record of a fault or a Ctrl+C: a phrase ("during the /cpu
@@ -217,7 +222,8 @@ class Run:
 
     def run_backend(self, backend: str, target: str, round_: int, progress: Progress) -> dict[str, Any]:
         """Round `round_` of `backend`: launch `target` (ours, or cmd:...), drive it through
-        every level, stop it; returns its entry in results.
+        every level, stop it (once per server CPU count when the scenario sweeps them);
+        returns its entry in results.
 
         The entry is in results from its first round on, "running" until its last round is
         done ("ok") or one fails ("failed"); a Ctrl+C or a failed write then finds it there
@@ -226,25 +232,42 @@ class Run:
         command = target.replace(sys.executable, "python") if external else None  # a peer's: no path of this machine
         entry: dict[str, Any] = self.results["backends"].setdefault(
             backend, {"status": "running", "error": None, "command": command, "rounds_done": 0})
+        python = self.pythons.get(backend)
+        if not external:
+            entry.setdefault("python", (python or own_interpreter()).to_dict())
+        for cores in self.plan.core_counts:
+            if not self._session(backend, target, round_, cores, entry, progress):
+                break
+        return entry
+
+    def _session(self, backend: str, target: str, round_: int, cores: int | None, entry: dict[str, Any],
+                 progress: Progress) -> bool:
+        """One start of `backend` in round `round_`, on `cores` of the server CPUs (None: all):
+        its levels at that count, then the stop. False if it failed (recorded in `entry`)."""
+        external = target.startswith("cmd:")
+        cpus = self.server_cpus[:cores] if cores else self.server_cpus
         of = self._round(round_)
         self.doing, self.backend, self.step = f"while {backend} was starting{of}", backend, None
-        progress.message(f"{backend}: starting on CPU {','.join(map(str, self.server_cpus))}{of}")
-        extra = () if external else self.scenario.server_args_for(backend)  # our servers' flags
+        progress.message(f"{backend}: starting on CPU {','.join(map(str, cpus))}{of}")
+        extra = () if external else self.scenario.server_args_for(registry_name(target))  # our servers' flags
+        python = self.pythons.get(backend)
         try:
-            running = launch_backend(target, host=self.options.host, cpus=self.server_cpus, extra_args=extra,
-                                     env={"CONCURBENCH_CPU_ITERS_PER_MS": str(self.cpu_iters_per_ms)})
+            running = launch_backend(target, host=self.options.host, cpus=cpus, extra_args=extra,
+                                     env={"CONCURBENCH_CPU_ITERS_PER_MS": str(self.cpu_iters_per_ms)},
+                                     python=python.path if python else None)
         except LaunchError as error:
             why = str(error).splitlines()[0]
             progress.message(f"{backend}: FAILED to start{of}: {why}")
             entry.update(status="failed", error=why, stderr_tail=error.stderr_tail, round=round_)
             self.event("backend-failed", f"{backend} did not start{of}: {why}", backend=backend)
-            return entry
+            return False
         driver_stderr = ""
+        last_session = cores == self.plan.core_counts[-1]
         try:
             for tool in self.options.drivers:
                 name = backend if tool == self.options.drivers[0] else f"{backend} ({tool})"
                 # The driver gets the address as given: 0.0.0.0 as a destination means this host.
-                specs = self.plan.specs(host=self.options.host, port=running.port)
+                specs = self.plan.specs(host=self.options.host, port=running.port, cores=cores)
                 with tempfile.TemporaryDirectory(prefix=f"concurbench-{_safe(backend)}-") as workdir:
                     locust = tool == "locust"
                     driver = DriverProcess(specs, workdir=Path(workdir), cpus=self.driver_cpus,
@@ -252,8 +275,8 @@ class Run:
                                            procs=self.options.driver_procs if locust else 1,
                                            remote_workers=self.options.remote_workers if locust else 0)
                     try:
-                        self._drive(name, round_, running, driver, progress)
-                        if tool == self.options.drivers[-1]:  # every step of the round measured: the rest is cleanup
+                        self._drive(name, round_, running, driver, progress, cores)
+                        if tool == self.options.drivers[-1] and last_session:  # the round is measured: the rest is cleanup
                             entry["rounds_done"] = round_ + 1
                             if round_ + 1 == self.plan.rounds:
                                 entry.update(status="ok", error=None)
@@ -270,20 +293,24 @@ class Run:
             progress.message(f"{backend}: FAILED: {error}")
             entry.update(status="failed", error=str(error), step=self.step, driver_stderr=driver_stderr, round=round_)
             self.event(error.kind, f"{backend}: {error}", backend=backend, step=self.step)
+            return False
         finally:
             self.doing, self.step = f"while {backend} was stopping{of}", None
             entry["exit_status"] = running.stop()
             entry["stderr_tail"] = running.stderr_tail()
-        return entry
+        return True
 
     def _drive(self, backend: str, round_: int, running: RunningBackend, driver: DriverProcess,
-               progress: Progress) -> None:
+               progress: Progress, cores: int | None = None) -> None:
         sampler = WindowSampler(server_cpu=running.cpu_seconds, server_memory=running.memory, driver=driver.pids,
-                                server_cpus=self.server_cpus, driver_cpus=self.driver_cpus)
+                                server_cpus=running.cpus, driver_cpus=self.driver_cpus)
         sampler.sample()
-        steps = self.plan.steps_of(backend, round_)
+        steps = self.plan.steps_of(backend, round_, cores=cores)
+        in_round = self.plan.steps_of(backend, round_)
         expected = len(self.plan.steps_of(backend))  # over every round, as "after 3 of 8 steps" says
-        before = round_ * len(steps)  # measured in the rounds before: a backend that failed one is not here
+        # Measured before this start: in the rounds before (a backend that failed one is not
+        # here), and in this round at the CPU counts before.
+        before = round_ * len(in_round) + in_round.index(steps[0])
         done = 0
         first_phase = "warmup" if self.scenario.warmup_s else "measure"  # of each level
         phase = first_phase
@@ -316,13 +343,14 @@ class Run:
                 progress.tick(Tick(backend, self.doing.removeprefix(f"during {backend} "), event["rps"],
                                    event["errors"]))
             elif event["type"] == "result":
-                level = self.plan.levels[event["spec"]]
+                level = steps[event["spec"]].level
                 result = DriverResult.from_dict(json.loads(Path(event["path"]).read_text()))
                 # The window closed as its result was said, and lasted duration_s before that.
                 server, driver_cpu = sampler.window(end=event.get("received", time.monotonic()),
                                                     seconds=result.duration_s, requests=result.requests)
                 record = step_record(backend, users=level.users, idle_connections=level.idle_connections,
-                                     repetition=round_, result=result.to_dict(), server=server, driver=driver_cpu)
+                                     repetition=round_, result=result.to_dict(), server=server, driver=driver_cpu,
+                                     server_cpus=running.cpus, cores=level.cores)
                 self.results["steps"].append(record)
                 done += 1
                 phase = first_phase

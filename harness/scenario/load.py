@@ -65,11 +65,16 @@ class Scenario:
     # --max-connections that caps threaded and forking in c10k).
     backend_args: tuple[tuple[str, tuple[str, ...]], ...] = ()
     backends: tuple[tuple[str, str], ...] = ()  # [backends]: named external server commands
+    # [server] python: the interpreters our servers run under, each a dimension like users
+    # (empty: the harness's own); [server] cpus: server CPU counts, each run in turn.
+    pythons: tuple[str, ...] = ()
+    cpus: tuple[int, ...] = ()
     overrides: tuple[str, ...] = ()  # what the command line changed, e.g. "repeat=1"
 
     def with_overrides(self, *, users: Sequence[int] | None = None,
                        duration_s: float | None = None, warmup_s: float | None = None,
-                       repeat: int | None = None) -> Scenario:
+                       repeat: int | None = None, pythons: Sequence[str] | None = None,
+                       cpus: Sequence[int] | None = None) -> Scenario:
         """A copy with command-line overrides, held to the file's rules: a bad value
         raises ScenarioError whose file is "command line"."""
         given = {"users": None if users is None else list(users), "duration": duration_s,
@@ -85,8 +90,17 @@ class Scenario:
             changes["warmup_s"] = load.duration("warmup", default="", positive=False)
         if repeat is not None:
             changes["repeat"] = load.count("repeat", default=1, minimum=1)
+        server = _Table(file="command line", prefix="server", data={
+            key: list(value) for key, value in (("python", pythons), ("cpus", cpus)) if value is not None})
+        if pythons is not None:
+            changes["pythons"] = _pythons(server)
+        if cpus is not None:
+            changes["cpus"] = server.sweep("cpus", kind=int, what="CPU count")
+        # An interpreter by its file name: its directory is the machine's (measurement rule 13).
+        shown = {**changes, **({"pythons": tuple(Path(p).name for p in changes["pythons"])}
+                               if "pythons" in changes else {})}
         noted = tuple(f"{key}={list(v) if isinstance(v, tuple) else v}"
-                      for key, v in changes.items())
+                      for key, v in shown.items())
         return dataclasses.replace(self, **changes, overrides=self.overrides + noted)
 
     def server_args_for(self, backend: str) -> tuple[str, ...]:
@@ -146,7 +160,7 @@ def _build(top: _Table, *, name: str, path: Path, sha256: str) -> Scenario:
     background = top.table("background", required=False)
     background.allow("idle_connections", "slow_clients", "slow_interval")
     server = top.table("server", required=False)
-    server.allow("args", "backend")
+    server.allow("args", "backend", "python", "cpus")
     return Scenario(
         name=name, path=path, sha256=sha256,
         description=top.value("description", str, "a string", default=""),
@@ -164,7 +178,26 @@ def _build(top: _Table, *, name: str, path: Path, sha256: str) -> Scenario:
         server_args=_server_args(server),
         backend_args=_backend_args(server.table("backend", required=False)),
         backends=_named_backends(top.table("backends", required=False)),
+        pythons=_pythons(server),
+        cpus=server.sweep("cpus", kind=int, what="CPU count"),
     )
+
+
+def _pythons(server: _Table) -> tuple[str, ...]:
+    """[server] python: one interpreter (a path or a command) or an array of them, each
+    compared like a user level. Whether each is a Python 3.11+ is checked at the run's start."""
+    value = server.data.get("python", [])
+    values = [value] if isinstance(value, str) else value
+    if not isinstance(values, list) or ("python" in server.data and not values):
+        server.fail("python", f"must be an interpreter (a path or a command) or a non-empty array of them; "
+                              f"got {_show(value)}")
+    for i, path in enumerate(values):
+        if not isinstance(path, str) or not path.strip():
+            server.fail(f"python[{i}]" if isinstance(value, list) else "python",
+                        f"must be a non-empty string; got {_show(path)}")
+        if path in values[:i]:
+            server.fail("python", f"lists {path!r} twice; each interpreter is one dimension value")
+    return tuple(values)
 
 
 _BACKEND_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_.-]*")
