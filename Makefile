@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed-stamp
 .PHONY: help demo test bench-parser bench-servers bench-driver bench-accuracy clean venv
 
 help:
-	@echo "make demo   set up .venv and run the default comparison (all five backends, ~2 min)"
+	@echo "make demo   set up .venv and run the default comparison (all seven backends, ~2 min)"
 	@echo "make test   set up .venv and run the test suite"
 	@echo "make bench-parser   parser throughput against h11 and httptools"
 	@echo "make bench-servers  backends against uvicorn/gunicorn/http.server with wrk"

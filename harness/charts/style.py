@@ -25,16 +25,18 @@ R = TypeVar("R")
 FIGSIZE = (8.0, 4.5)
 DPI = 100
 
-# The five models, in a fixed order and colour (tab10 hues). iterative is red: it stalls.
+# Our models, in a fixed order and colour (tab10 hues). iterative is red: it stalls.
 BACKEND_COLOURS: dict[str, str] = {
     "iterative": "#d62728",
     "threaded": "#1f77b4",
     "forking": "#9467bd",
     "selectors": "#2ca02c",
     "asyncio": "#ff7f0e",
+    "gevent": "#8c564b",
+    "selectors-pool": "#17becf",
 }
-# External backends ("cmd:uvicorn ...") draw from the colours the five do not use.
-EXTRA_COLOURS = ("#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf",
+# Variants and external backends ("cmd:uvicorn ...") draw from the colours ours do not use.
+EXTRA_COLOURS = ("#e377c2", "#7f7f7f", "#bcbd22",
                  "#393b79", "#637939", "#8c6d31", "#843c39", "#7b4173")
 # One line style and marker per run when runs are overlaid (compare).
 RUN_STYLES: tuple[tuple[str, str], ...] = (("-", "o"), ("--", "s"), (":", "^"), ("-.", "D"))
@@ -65,7 +67,7 @@ _LABEL_WIDTH = 28  # a "cmd:..." command line longer than this is cut in legends
 
 
 def backend_colour(backend: str) -> str:
-    """The backend's colour: fixed for the five models, hash-stable for any other name.
+    """The backend's colour: fixed for our models, hash-stable for any other name.
 
     crc32, not hash(): Python salts str hashes per process, and the colour must not
     change between two runs of `concurbench report`."""
@@ -75,7 +77,7 @@ def backend_colour(backend: str) -> str:
 
 
 def backend_order(names: Sequence[str]) -> list[str]:
-    """The five models in their usual order first, then the others in the given order."""
+    """Our models in their usual order first, then the others in the given order."""
     known = [name for name in BACKEND_COLOURS if name in names]
     return known + [name for name in dict.fromkeys(names) if name not in BACKEND_COLOURS]
 
