@@ -1,7 +1,7 @@
 """The one app behind ASGI and WSGI, so real servers (uvicorn, gunicorn) serve it too.
 
 With these, `--backend uvicorn` or `--backend gunicorn-gthread` answers the same routes
-with the same app as our five models, and lands in the same charts. A Reply's delay is
+with the same app as our own models, and lands in the same charts. A Reply's delay is
 waited in the peer's own model: asyncio.sleep under ASGI, time.sleep in a WSGI worker.
 """
 
