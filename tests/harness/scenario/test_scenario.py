@@ -20,7 +20,7 @@ REQUEST = '[[request]]\nmethod = "GET"\npath = "/"\n'
 GOOD = LOAD + REQUEST
 
 SHIPPED = ["quick", "hello", "close", "io-bound", "cpu-bound", "mixed", "big-response",
-           "idle-preconnect", "slowloris", "c10k", "open-loop"]
+           "idle-preconnect", "slowloris", "c10k", "open-loop", "interpreters"]
 
 
 def write(tmp_path: Path, text: str, name: str = "mine.toml") -> Path:
