@@ -1,7 +1,9 @@
 """One client on a blocking socket: the loop that iterative, threaded and forking share.
 
 Those three differ only in who runs this loop (the main thread, a thread, a child
-process), as socketserver's mixins differ only in process_request().
+process), as socketserver's mixins differ only in process_request(). gevent runs it in
+a greenlet, on sockets that wait in gevent's hub: only how a wait is bounded differs there
+(`timeouts_class`).
 """
 
 from __future__ import annotations
@@ -9,6 +11,8 @@ from __future__ import annotations
 import socket
 import struct
 import time
+from collections.abc import Callable
+from typing import Protocol
 
 from servers.backends.responder import Responder
 from servers.backends.signals import StopSignals
@@ -27,14 +31,31 @@ def _timeval(seconds: float) -> bytes:
     return struct.pack("ll", int(seconds), int((seconds % 1) * 1_000_000))
 
 
-class _Timeouts:
-    """SO_RCVTIMEO for the next recv, set only when it changes."""
+class Timeouts(Protocol):
+    """How a connection's waits are bounded: `receive_within` before each recv, `send` for
+    each answer, and `expired`, what a recv raises when its wait ran out."""
 
-    __slots__ = ("sock", "current")
+    expired: type[OSError]
+
+    def __init__(self, sock: socket.socket, send_timeout: float) -> None: ...
+
+    def receive_within(self, seconds: float) -> None: ...
+
+    def send(self, data: bytes) -> None: ...
+
+
+class KernelTimeouts:
+    """The kernel's timeouts on a blocking socket: SO_RCVTIMEO for the next recv, set only
+    when it changes, and SO_SNDTIMEO once, so a send that makes no progress for that long
+    fails. An expired wait fails with EAGAIN."""
+
+    __slots__ = ("sock", "current", "send")
+    expired = BlockingIOError
 
     def __init__(self, sock: socket.socket, send_timeout: float) -> None:
         self.sock = sock
         self.current = -1.0
+        self.send = sock.sendall
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, _timeval(send_timeout))
 
     def receive_within(self, seconds: float) -> None:
@@ -49,6 +70,8 @@ class BlockingConnection:
     `busy` is true only while requests are being answered: a stop signal then waits for
     the answers to go out, while an idle or half-received connection is simply closed.
     """
+
+    timeouts_class: type[Timeouts] = KernelTimeouts  # gevent's sockets wait in its hub: their own
 
     def __init__(self, sock: socket.socket, *, responder: Responder, config: ServerConfig,
                  signals: StopSignals) -> None:
@@ -76,20 +99,21 @@ class BlockingConnection:
         deadline = time.monotonic() + config.request_timeout
         idle = fresh = True
         # A client that stops reading our answers is dropped after the request timeout.
-        timeouts = _Timeouts(sock, config.request_timeout)
+        timeouts = self.timeouts_class(sock, config.request_timeout)
+        send = timeouts.send
         while not signals.stopping:
             if idle and not fresh:
                 timeouts.receive_within(config.keepalive_timeout)  # the same value every time
             else:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
-                    self._timed_out(parser, idle)
+                    self._timed_out(parser, idle, send)
                     return
                 timeouts.receive_within(remaining)
             try:
                 data = sock.recv(RECV_SIZE)
-            except BlockingIOError:  # SO_RCVTIMEO expired
-                self._timed_out(parser, idle)
+            except timeouts.expired:
+                self._timed_out(parser, idle, send)
                 return
             if not data:
                 return
@@ -106,14 +130,14 @@ class BlockingConnection:
                 self.busy = True
                 for item in items:
                     if type(item) is ProtocolError:
-                        sock.sendall(error_response(item))
+                        send(error_response(item))
                         if item.close:
                             return
                         continue
                     out, delay, keep_alive = respond(item, signals.stopping)  # type: ignore[arg-type]
                     if delay:
                         time.sleep(delay)
-                    sock.sendall(out)
+                    send(out)
                     if not keep_alive:
                         return
                 self.busy = False
@@ -121,9 +145,9 @@ class BlockingConnection:
                     idle = True  # the keep-alive timeout applies until the next request's first byte
             if parser.client_awaits_continue:  # after the answers owed before it
                 parser.client_awaits_continue = False
-                sock.sendall(CONTINUE)
+                send(CONTINUE)
 
-    def _timed_out(self, parser: RequestParser, idle: bool) -> None:
+    def _timed_out(self, parser: RequestParser, idle: bool, send: Callable[[bytes], object]) -> None:
         """408 if part of a request arrived; a connection that sent nothing just closes."""
         if not idle or parser.buffered:
-            self.sock.sendall(error_response(ProtocolError(408, "Request Timeout")))
+            send(error_response(ProtocolError(408, "Request Timeout")))

@@ -66,6 +66,8 @@ class BaseServer:
 class BlockingServer(BaseServer):
     """The main thread accepts; `process_request` decides who serves the connection."""
 
+    connection_class: type[BlockingConnection] = BlockingConnection  # socketserver's RequestHandlerClass
+
     def __init__(self, config: ServerConfig) -> None:
         super().__init__(config)
         self.current: BlockingConnection | None = None  # served on this thread, if any
@@ -101,7 +103,7 @@ class BlockingServer(BaseServer):
     def serve_here(self, conn: socket.socket) -> None:
         """Serve `conn` on this thread until it closes: iterative's whole model, and what a
         forked child or a pre-forked worker does."""
-        self.current = BlockingConnection(conn, responder=self.responder, config=self.config, signals=self.signals)
+        self.current = self.connection_class(conn, responder=self.responder, config=self.config, signals=self.signals)
         try:
             self.current.serve()
         finally:

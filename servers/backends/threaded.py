@@ -56,7 +56,7 @@ class ThreadedServer(BlockingServer):
                 self._threads.discard(threading.current_thread())
 
     def _serve_one(self, conn: socket.socket) -> None:
-        connection = BlockingConnection(conn, responder=self.responder, config=self.config, signals=self.signals)
+        connection = self.connection_class(conn, responder=self.responder, config=self.config, signals=self.signals)
         with self._lock:
             self._connections.add(connection)
         try:
