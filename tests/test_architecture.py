@@ -1,19 +1,24 @@
 """The shape of the code, read from the source: no import circles, stages that only look
-down, processes started only where processes are owned, locust only in driver processes.
+down, processes started only where processes are owned, locust only in driver processes,
+gevent only in them and in the gevent server's.
 
 The import graph is built with ast from every `import` and `from ... import` in servers/
 and harness/, those inside functions too: a lazy import that hides a circle is still a
 circle. Each rule is a plain function over that graph, tried here on small made-up trees
-first, so that a rule that could never fail would show.
+first, so that a rule that could never fail would show. What gevent's rules protect, a
+process left unpatched, is also checked at run time, on real processes.
 """
 
 from __future__ import annotations
 
 import ast
+import os
+import subprocess
+import sys
 from dataclasses import dataclass
 
 import pytest
-from support import ROOT
+from support import ROOT, VARIANTS, Client, request
 
 ROOT = ROOT
 
@@ -40,6 +45,9 @@ PROCESS_OWNERS = ("harness.run", "harness.drivers.wrk")
 # Importing locust monkey-patches the whole process with gevent: only driver processes may.
 GEVENT_PACKAGES = ("harness.drivers.locust", "harness.drivers.distributed")
 GEVENT_MODULES = ("locust", "gevent")
+# The gevent backend monkey-patches the server process that loads it: in servers/ only it
+# may import gevent, and nothing imports it (the registry names it by a string, loaded lazily).
+GEVENT_BACKEND = "servers.backends.gevent_server"
 
 SUBPROCESS_CALLS = {"Popen", "run", "call", "check_call", "check_output", "getoutput", "getstatusoutput"}
 OS_CALLS = {"fork", "forkpty", "system", "popen", "posix_spawn", "posix_spawnp"}
@@ -185,6 +193,20 @@ def gevent_violations(modules: dict[str, Module]) -> list[str]:
     return problems
 
 
+def gevent_backend_violations(modules: dict[str, Module]) -> list[str]:
+    """gevent or locust imported in servers/ outside the gevent backend, or the gevent
+    backend imported by any module at all."""
+    problems = []
+    for name, module in sorted(modules.items()):
+        for other in sorted(module.imports):
+            if within(other, GEVENT_BACKEND):
+                problems.append(f"{name} imports {other}: only the registry may name it, by a string")
+            elif within(name, "servers") and name != GEVENT_BACKEND and any(
+                    within(other, banned) for banned in GEVENT_MODULES):
+                problems.append(f"{name} imports {other}: in servers/ only {GEVENT_BACKEND} may")
+    return problems
+
+
 def servers_violations(modules: dict[str, Module]) -> list[str]:
     """servers/ is standalone: the system under test knows nothing of the load side."""
     return [f"{name} imports {other}" for name, module in sorted(modules.items()) if within(name, "servers")
@@ -253,6 +275,24 @@ def test_locust_only_in_driver_processes(name: str, source: str, broken: bool) -
     assert bool(gevent_violations(made_up({name: source}))) is broken
 
 
+@pytest.mark.parametrize(("name", "source", "broken"), [
+    pytest.param("servers.backends.threaded", "import gevent", True, id="gevent-in-threaded"),
+    pytest.param("servers.backends.listener", "from gevent.socket import socket", True, id="gevent-in-listener"),
+    pytest.param("servers.__main__", "def f():\n    from gevent import monkey", True, id="lazy-gevent"),
+    pytest.param("servers.__main__", "from servers.backends import gevent_server", True, id="main-imports-it"),
+    pytest.param("servers.backends.iterative", "from . import gevent_server", True, id="relative"),
+    pytest.param("harness.run.backend", "from servers.backends.gevent_server import GeventServer", True,
+                 id="harness-imports-it"),
+    pytest.param("harness.drivers.locust.user", "import servers.backends.gevent_server", True,
+                 id="driver-imports-it"),
+    pytest.param("servers.backends.gevent_server", "from gevent import monkey", False, id="the-backend"),
+    pytest.param("servers.backends", "BACKENDS = {'gevent': 'servers.backends.gevent_server:GeventServer'}",
+                 False, id="by-name"),
+])
+def test_gevent_only_in_the_gevent_backend(name: str, source: str, broken: bool) -> None:
+    assert bool(gevent_backend_violations(made_up({name: source}))) is broken
+
+
 def test_servers_may_not_import_the_harness_checker_can_fail() -> None:
     assert servers_violations(made_up({"servers.app": "from harness.results import metrics"}))
 
@@ -291,3 +331,55 @@ def test_locust_and_gevent_stay_in_driver_processes(tree: dict[str, Module]) -> 
 
 def test_servers_do_not_import_the_harness(tree: dict[str, Module]) -> None:
     assert servers_violations(tree) == []
+
+
+def test_gevent_stays_in_its_backend(tree: dict[str, Module]) -> None:
+    assert gevent_backend_violations(tree) == []
+
+
+# --- the same, at run time ------------------------------------------------------------------
+
+
+def probe(code: str) -> str:
+    """The last line `python -c code` prints, run from the project as a server would be."""
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return done.stdout.strip().splitlines()[-1]
+
+
+def test_the_harness_process_never_imports_gevent(tree: dict[str, Module]) -> None:
+    """Every harness module outside the driver packages, with what they import from servers/."""
+    names = sorted(name for name in tree if within(name, "harness")
+                   and not any(within(name, package) for package in GEVENT_PACKAGES))
+    code = (f"import importlib, sys\nfor name in {names!r}: importlib.import_module(name)\n"
+            "print(sorted({'gevent', 'greenlet', 'locust'} & set(sys.modules)))")
+    assert probe(code) == "[]"
+
+
+@pytest.mark.parametrize("variant", list(VARIANTS))
+def test_only_the_gevent_server_process_imports_gevent(start_server, monkeypatch: pytest.MonkeyPatch,  # type: ignore[no-untyped-def]
+                                                       variant: str) -> None:
+    """The real server process, serving: PYTHONPROFILEIMPORTTIME has it list on stderr every
+    module it imports."""
+    monkeypatch.setenv("PYTHONPROFILEIMPORTTIME", "1")
+    live = start_server(*VARIANTS[variant])
+    client = Client(live.connect())
+    client.send(request(close=True))
+    assert client.read_response().status == 200
+    assert live.stop() == 0
+    imported = {line.rpartition("|")[2].strip() for line in live.stderr.decode().splitlines()
+                if line.startswith("import time:")}
+    assert "servers.backends" in imported  # the list is there to read
+    assert ("gevent" in imported) is (VARIANTS[variant][1] == "gevent")
+
+
+def test_the_gevent_server_process_is_patched_before_its_sockets_exist() -> None:
+    """As `python -m servers --backend gevent` does: servers.__main__ first, then the backend.
+    A listener class bound to the unpatched socket would make every connection block the
+    whole process."""
+    code = ("import servers.__main__\nfrom servers.backends import load_backend\nload_backend('gevent')\n"
+            "import gevent.socket\nfrom gevent import monkey\nfrom servers.backends.server import BaseServer\n"
+            "print([name for name in ('socket', 'select', 'selectors', 'threading', 'time')"
+            " if not monkey.is_module_patched(name)], BaseServer.listener_class is gevent.socket.socket)")
+    assert probe(code) == "[] True"
