@@ -62,7 +62,8 @@ def build_parser(prog: str = "python -m servers") -> argparse.ArgumentParser:
                         help="connections served at once; beyond it new ones get 503 and close (default: no limit)")
     parser.add_argument("--access-log", action="store_true", help="log each request to stderr")
     parser.add_argument("--threads", type=positive_int, default=None,
-                        help="threaded: a bounded pool of N threads (default: a thread per connection); "
+                        help="threaded (and gevent: of greenlets): a bounded pool of N threads (default: a thread "
+                             "per connection); "
                              f"selectors-pool: the pool that answers requests (default: {POOL_THREADS})")
     parser.add_argument("--workers", type=positive_int, default=None,
                         help="forking: N pre-forked worker processes (default: a process per connection)")

@@ -30,10 +30,10 @@ class BaseServer:
     def serve(self) -> None:
         listener = make_listener(self.config, self.listener_class)
         self.signals.on_stop = self.on_stop
-        self.signals.install()
-        self.server_activate()
-        announce(listener)
-        try:
+        try:  # from the handlers on: a stop that lands before the loop unwinds here too
+            self.signals.install()
+            self.server_activate()
+            announce(listener)
             self.serve_forever(listener)
         except Stop:
             pass
