@@ -122,6 +122,7 @@ SLOWLORIS = {
     # server; the slowloris scenario raises it the same way
     "forking": ("--backend", "forking", "--max-children", "400"),
     "selectors": ("--backend", "selectors"),
+    "selectors-pool": ("--backend", "selectors-pool"),
     "asyncio": ("--backend", "asyncio"),
 }
 
@@ -171,7 +172,7 @@ def open_idle(live: LiveServer, count: int) -> list[socket.socket]:
     return socks
 
 
-@pytest.mark.parametrize("backend", ["selectors", "asyncio"])
+@pytest.mark.parametrize("backend", ["selectors", "asyncio", "selectors-pool"])
 def test_event_loops_hold_thousands_of_idle_connections_and_keep_serving(
         backend: str, start_server: Callable[..., LiveServer]) -> None:
     idle_count = 2000
@@ -249,7 +250,7 @@ def fd_limit(count: int) -> Callable[[], None]:
     return lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (count, count))
 
 
-@pytest.mark.parametrize("backend", ["threaded", "selectors", "asyncio"])
+@pytest.mark.parametrize("backend", ["threaded", "selectors", "asyncio", "selectors-pool"])
 def test_out_of_descriptors_backs_off_without_spinning_or_dying(
         backend: str, start_server: Callable[..., LiveServer]) -> None:
     """accept() failing with EMFILE leaves the listener readable: a naive loop spins a CPU.
@@ -384,7 +385,7 @@ HALF_CLOSE = {
 
 
 @pytest.mark.parametrize("case", list(HALF_CLOSE))
-@pytest.mark.parametrize("backend", ["iterative", "threaded", "forking", "selectors", "asyncio"])
+@pytest.mark.parametrize("backend", ["iterative", "threaded", "forking", "selectors", "asyncio", "selectors-pool"])
 def test_half_closed_client_gets_every_answer_it_asked_for(
         backend: str, case: str, start_server: Callable[..., LiveServer]) -> None:
     """shutdown(SHUT_WR) says "no more requests", not "no more answers"."""

@@ -158,7 +158,7 @@ def test_idle_keepalive_connection_closes_after_keepalive_timeout(start_server, 
 
 
 # -- limits -------------------------------------------------------------------------------------
-@pytest.mark.parametrize("variant", ["threaded", "forking", "selectors", "asyncio"])
+@pytest.mark.parametrize("variant", ["threaded", "forking", "selectors", "asyncio", "selectors-pool"])
 def test_max_connections_refuses_cleanly_with_503(start_server, variant: str) -> None:  # type: ignore[no-untyped-def]
     live: LiveServer = start_server(*VARIANTS[variant], "--max-connections", "2")
     held = [Client(live.connect()) for _ in range(2)]
