@@ -124,6 +124,7 @@ SLOWLORIS = {
     "selectors": ("--backend", "selectors"),
     "selectors-pool": ("--backend", "selectors-pool"),
     "asyncio": ("--backend", "asyncio"),
+    "gevent": ("--backend", "gevent"),
 }
 
 
@@ -172,7 +173,7 @@ def open_idle(live: LiveServer, count: int) -> list[socket.socket]:
     return socks
 
 
-@pytest.mark.parametrize("backend", ["selectors", "asyncio", "selectors-pool"])
+@pytest.mark.parametrize("backend", ["selectors", "asyncio", "selectors-pool", "gevent"])
 def test_event_loops_hold_thousands_of_idle_connections_and_keep_serving(
         backend: str, start_server: Callable[..., LiveServer]) -> None:
     idle_count = 2000
@@ -250,7 +251,7 @@ def fd_limit(count: int) -> Callable[[], None]:
     return lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (count, count))
 
 
-@pytest.mark.parametrize("backend", ["threaded", "selectors", "asyncio", "selectors-pool"])
+@pytest.mark.parametrize("backend", ["threaded", "selectors", "asyncio", "selectors-pool", "gevent"])
 def test_out_of_descriptors_backs_off_without_spinning_or_dying(
         backend: str, start_server: Callable[..., LiveServer]) -> None:
     """accept() failing with EMFILE leaves the listener readable: a naive loop spins a CPU.
@@ -385,7 +386,8 @@ HALF_CLOSE = {
 
 
 @pytest.mark.parametrize("case", list(HALF_CLOSE))
-@pytest.mark.parametrize("backend", ["iterative", "threaded", "forking", "selectors", "asyncio", "selectors-pool"])
+@pytest.mark.parametrize("backend", ["iterative", "threaded", "forking", "selectors", "asyncio", "selectors-pool",
+                                     "gevent"])
 def test_half_closed_client_gets_every_answer_it_asked_for(
         backend: str, case: str, start_server: Callable[..., LiveServer]) -> None:
     """shutdown(SHUT_WR) says "no more requests", not "no more answers"."""

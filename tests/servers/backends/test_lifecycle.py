@@ -14,6 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 import psutil
 import pytest
 
+from servers.backends import BACKENDS
 from support import ROOT, VARIANTS, Client, LiveServer, request
 
 pytestmark = pytest.mark.timeout(60)
@@ -37,7 +38,7 @@ def test_list_names_every_backend_with_a_description() -> None:
     result = run_servers("--list")
     assert result.returncode == 0
     names = [line.split()[0] for line in result.stdout.splitlines()]
-    assert names == ["iterative", "threaded", "forking", "selectors", "asyncio"]
+    assert names == list(BACKENDS) and {"iterative", "gevent", "selectors-pool"} <= set(names)
     assert all(len(line.split()) > 3 for line in result.stdout.splitlines())
 
 
@@ -158,7 +159,7 @@ def test_idle_keepalive_connection_closes_after_keepalive_timeout(start_server, 
 
 
 # -- limits -------------------------------------------------------------------------------------
-@pytest.mark.parametrize("variant", ["threaded", "forking", "selectors", "asyncio", "selectors-pool"])
+@pytest.mark.parametrize("variant", ["threaded", "forking", "selectors", "asyncio", "selectors-pool", "gevent"])
 def test_max_connections_refuses_cleanly_with_503(start_server, variant: str) -> None:  # type: ignore[no-untyped-def]
     live: LiveServer = start_server(*VARIANTS[variant], "--max-connections", "2")
     held = [Client(live.connect()) for _ in range(2)]
