@@ -26,7 +26,8 @@ RECV_SIZE = 64 * 1024  # one recv takes a whole pipelined burst or a large chunk
 _MIN_TIMEOUT = 0.001  # a zero timeval means "wait forever" to the kernel
 
 
-def _timeval(seconds: float) -> bytes:
+def timeval(seconds: float) -> bytes:
+    """SO_RCVTIMEO/SO_SNDTIMEO's struct timeval (at least 1 ms: zero would mean forever)."""
     seconds = max(seconds, _MIN_TIMEOUT)
     return struct.pack("ll", int(seconds), int((seconds % 1) * 1_000_000))
 
@@ -56,12 +57,12 @@ class KernelTimeouts:
         self.sock = sock
         self.current = -1.0
         self.send = sock.sendall
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, _timeval(send_timeout))
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, timeval(send_timeout))
 
     def receive_within(self, seconds: float) -> None:
         if seconds != self.current:
             self.current = seconds
-            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, _timeval(seconds))
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, timeval(seconds))
 
 
 class BlockingConnection:

@@ -16,12 +16,12 @@ from __future__ import annotations
 import queue
 import selectors
 import socket
-import struct
 import threading
 import time
 from collections import deque
 from collections.abc import Callable
 
+from servers.backends.blocking import timeval
 from servers.backends.events import SWEEP_INTERVAL
 from servers.backends.listener import ACCEPT_BACKOFF, ACCEPT_RESOURCE_ERRNOS, BACKLOG, log_accept_failure, tune
 from servers.backends.responder import refuse
@@ -32,12 +32,6 @@ from servers.config import POOL_THREADS, ServerConfig
 from servers.http import CONTINUE, ProtocolError, Request, RequestParser, error_response
 
 TIMED_OUT = error_response(ProtocolError(408, "Request Timeout"))
-
-
-def _timeval(seconds: float) -> bytes:
-    """SO_SNDTIMEO's struct timeval (as blocking.py's; 0 would mean "wait forever")."""
-    seconds = max(seconds, 0.001)
-    return struct.pack("ll", int(seconds), int((seconds % 1) * 1_000_000))
 
 
 class PooledConnection:
@@ -204,7 +198,7 @@ class SelectorsPoolServer(BaseServer):
             tune(sock)
             # The kernel's timeout bounds each blocking send of the pool (a client that does
             # not read), without settimeout(), which would poll() before every send.
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, _timeval(self.config.request_timeout))
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, timeval(self.config.request_timeout))
             conn = PooledConnection(sock, self.config, self.now, self._read)
             self.waiting.add(conn)
             self.selector.register(sock, selectors.EVENT_READ, conn.on_readable)
