@@ -5,6 +5,19 @@ leaves with os._exit, so it never runs the parent's cleanup. At --max-children t
 parent waits for a child to exit, and new connections queue in the backlog. With
 --workers N, N processes each accept on the shared listening socket, one connection at
 a time (gunicorn's sync worker model).
+
+With --workers N --reuseport, each worker accepts on a listener of its own, all bound to
+the same address with SO_REUSEPORT (nginx's `listen ... reuseport`), and the kernel hashes
+each new connection to one of them. What the two show:
+- One shared accept queue: an idle worker takes the next connection, so none waits while
+  a worker idles. But each connection wakes every waiting worker (they wait in poll(),
+  which has no exclusive wake-up: tried, 4 of 4 woke) and all but one find nothing to
+  accept: the thundering herd. The scheduler picks the winner, and a worker that is
+  already running accepts before the woken ones get a CPU, so it can take a burst alone.
+- A queue per worker: one wake-up per connection and an even spread, but the hash is
+  blind to load: a connection can wait behind a busy worker while another one idles.
+  A listener dies with its worker, and the connections in its accept queue are reset
+  (SO_REUSEPORT's known cost; net.ipv4.tcp_migrate_req=1, Linux 5.14+, moves them instead).
 """
 
 from __future__ import annotations
@@ -15,7 +28,9 @@ import signal
 import socket
 import sys
 import time
+from dataclasses import replace
 
+from servers.backends.listener import BACKLOG, hold_port, make_listener
 from servers.backends.log import log
 from servers.backends.responder import refuse
 from servers.backends.server import BlockingServer
@@ -36,6 +51,13 @@ class ForkingServer(BlockingServer):
         super().__init__(config)
         self.children: set[int] = set()
         self._parent = os.getpid()
+        self.port_holder: socket.socket | None = None  # --reuseport: the parent's, bound but never listening
+
+    def serve(self) -> None:
+        if self.config.reuseport:  # hold the port (port 0 made real) first: every listener opens on it
+            self.port_holder = hold_port(self.config)
+            self.config = replace(self.config, port=self.port_holder.getsockname()[1])
+        super().serve()
 
     def server_activate(self) -> None:
         self._parent = os.getpid()
@@ -73,22 +95,40 @@ class ForkingServer(BlockingServer):
         pid = self._fork()
         if pid == 0:
             listener.close()
-            self._become_child()
-            _child_main(lambda: self.serve_here(conn))
+            self._child_main(lambda: self.serve_here(conn))
         if pid < 0:
             refuse(conn)  # no process to serve it: a 503 the client can read beats a reset
         else:
             conn.close()
 
     def _prefork(self, listener: socket.socket) -> None:
-        """--workers N: N children, each an iterative server on the shared listener."""
+        """--workers N: N children, each an iterative server on the shared listener, or
+        (--reuseport) on its own: opened here before the fork, so it queues connections
+        from the start (the first is `listener`, open before the startup line), and closed
+        here after it, so that it dies with its worker."""
         workers = self.config.workers or 1
-        while not self.signals.stopping:
-            while len(self.children) < workers and not self.signals.stopping:
-                if self._fork() == 0:
-                    self._become_child()
-                    _child_main(lambda: self.accept_loop(listener, self.serve_here))
-            self.signals.sleep(self.worker_check)  # SIGCHLD reaps a dead worker; the next pass re-forks it
+        own: socket.socket | None = listener
+        try:
+            while not self.signals.stopping:
+                while len(self.children) < workers and not self.signals.stopping:
+                    if own is None:
+                        own = make_listener(self.config)
+                    if (pid := self._fork()) == 0:
+                        self._child_main(lambda: self._work(own))
+                    if pid > 0 and self.config.reuseport:
+                        own.close()  # the worker's alone now; a failed fork keeps it for the next try
+                        own = None
+                self.signals.sleep(self.worker_check)  # SIGCHLD reaps a dead worker; the next pass re-forks it
+        finally:
+            if own is not None and own is not listener:
+                own.close()  # a stop came between opening a worker's listener and forking the worker
+
+    def _work(self, listener: socket.socket) -> None:
+        """A pre-forked worker's life: accept on `listener` and serve, one connection at a time."""
+        if self.port_holder is not None:
+            self.port_holder.close()
+        BACKLOG.watch(listener, self.config.backlog)
+        self.accept_loop(listener, self.serve_here)
 
     def _fork(self) -> int:
         """fork() and record the child; -1 after logging and backing off if refused (EAGAIN).
@@ -109,6 +149,20 @@ class ForkingServer(BlockingServer):
             signal.pthread_sigmask(signal.SIG_UNBLOCK, _FORK_MASK)
         return pid
 
+    def _child_main(self, work) -> None:  # type: ignore[no-untyped-def]
+        """Become a child, do its work and leave with os._exit: never the parent's cleanup.
+        _become_child runs inside the try: a stop that lands as it unblocks the signals
+        raises Stop, which must end here, not unwind into the parent's loop."""
+        try:
+            self._become_child()
+            work()
+        except Stop:
+            pass
+        except BaseException as error:  # noqa: BLE001 - a child must never unwind into the parent's code
+            log(f"child {os.getpid()} failed: {error!r}")
+            os._exit(1)
+        os._exit(0)
+
     def _become_child(self) -> None:
         _die_with_parent(self._parent)
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
@@ -120,6 +174,8 @@ class ForkingServer(BlockingServer):
     def server_close(self) -> None:
         """SIGTERM every child, wait for them within the grace, SIGKILL stragglers, reap."""
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        if self.port_holder is not None:
+            self.port_holder.close()
         for pid in list(self.children):
             _kill(pid, signal.SIGTERM)
         deadline = (self.signals.since or time.monotonic()) + self.config.shutdown_grace
@@ -133,18 +189,6 @@ class ForkingServer(BlockingServer):
             except ChildProcessError:
                 pass
         self.children.clear()
-
-
-def _child_main(serve) -> None:  # type: ignore[no-untyped-def]
-    """Run a child's work and leave with os._exit: never the parent's cleanup."""
-    try:
-        serve()
-    except Stop:
-        pass
-    except BaseException as error:  # noqa: BLE001 - a child must never unwind into the parent's code
-        log(f"child {os.getpid()} failed: {error!r}")
-        os._exit(1)
-    os._exit(0)
 
 
 def _kill(pid: int, sig: int) -> None:

@@ -1,5 +1,6 @@
 """The listening socket: bind, announce, accept (backing off when out of descriptors), and
-watch the accept queue.
+watch the accept queue. With forking --reuseport, a listener per worker and the parent's
+port holder.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ import socket
 import struct
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from servers.backends.log import log
@@ -37,7 +39,11 @@ class BacklogWatch:
         self.full_seen = 0
 
     def watch(self, listener: socket.socket, backlog: int) -> None:
-        self.listener = listener
+        """Watch `listener` from now on; the first time, say if the kernel caps `backlog`
+        (a pre-fork parent opens a listener per worker: one warning, not one each)."""
+        first, self.listener = self.listener is None, listener
+        if not first:
+            return
         try:
             cap = int(SOMAXCONN.read_text())
         except (OSError, ValueError):
@@ -71,20 +77,55 @@ class BacklogWatch:
                 f"raise --backlog and net.core.somaxconn, or serve faster)")
 
 
-BACKLOG = BacklogWatch()  # one listener per server process
+BACKLOG = BacklogWatch()  # one listener per serving process (forking --reuseport: per worker)
 
 
 def make_listener(config: ServerConfig, kind: type[socket.socket] = socket.socket) -> socket.socket:
     """A bound, listening, non-blocking TCP socket with SO_REUSEADDR, so a quick restart
     can bind; `kind` is the socket class (asyncio's backend needs its own accept()).
-    Non-blocking, because no model may block in accept(): see StopSignals."""
-    family = socket.AF_INET6 if ":" in config.host else socket.AF_INET
-    sock = kind(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((config.host, config.port))
+    Non-blocking, because no model may block in accept(): see StopSignals.
+
+    With config.reuseport, SO_REUSEPORT too: each call opens one more listener on the same
+    address (forking --reuseport: one per worker), and the kernel hashes each new
+    connection to one of them."""
+    sock = _bind(config, kind)
     sock.listen(config.backlog)
     sock.setblocking(False)
     BACKLOG.watch(sock, config.backlog)
+    return sock
+
+
+def hold_port(config: ServerConfig) -> socket.socket:
+    """forking --reuseport: a socket bound with SO_REUSEPORT that never listens. It makes
+    port 0 a real port before any listener opens, and keeps the port while workers and
+    their listeners come and go: a bind() without SO_REUSEADDR is refused. (One with it is
+    not, while no worker listens: Linux lets SO_REUSEADDR sockets share a port until one
+    listens. The holder keeps SO_REUSEADDR to bind over a previous run's TIME_WAIT.)
+
+    Not listening, it takes no share of the connections: Linux hashes a connection only
+    among the group's listening sockets. Tried on Linux 6.18: with the holder alone a
+    connect() is refused; beside two listeners the holder gets none of 200 connections
+    (accept() on it: EINVAL). A holder that listened, with nobody accepting on it, took 91
+    of the 200, to wait there until their clients gave up."""
+    if config.port:
+        # SO_REUSEPORT lets a socket join any group of the same user on the port: another
+        # server started on it would share its traffic in silence. Without the option the
+        # port must be free, as for every other backend (EADDRINUSE, a clear error).
+        _bind(replace(config, reuseport=False), socket.socket).close()
+    return _bind(config, socket.socket)
+
+
+def _bind(config: ServerConfig, kind: type[socket.socket]) -> socket.socket:
+    family = socket.AF_INET6 if ":" in config.host else socket.AF_INET
+    sock = kind(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if config.reuseport:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        sock.bind((config.host, config.port))
+    except BaseException:
+        sock.close()
+        raise
     return sock
 
 
