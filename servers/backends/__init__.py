@@ -7,7 +7,7 @@ backend registered here is covered by all of them without editing a test.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from importlib import import_module
 from typing import Protocol
 
@@ -20,6 +20,10 @@ class Variant:
 
     flags: tuple[str, ...]
     at_once: int | None = None  # requests answered at once (None: as many as arrive)
+    # The kernel hashes each connection to one of `at_once` workers, busy or not (forking
+    # --reuseport): two connections may wait on one worker while another idles, so only one
+    # is sure to be answered at once.
+    hashed: bool = False
 
 
 @dataclass(frozen=True)
@@ -39,7 +43,7 @@ BACKENDS: dict[str, Backend] = {
     "forking": Backend("servers.backends.forking:ForkingServer",
                        "a process per connection, capped and reaped (--workers N: pre-fork)",
                        variants={"prefork2": Variant(("--workers", "2"), at_once=2),
-                                 "reuseport2": Variant(("--workers", "2", "--reuseport"), at_once=2)}),
+                                 "reuseport2": Variant(("--workers", "2", "--reuseport"), at_once=2, hashed=True)}),
     "selectors": Backend("servers.backends.selectors_loop:SelectorsServer",
                          "one thread, non-blocking sockets, a hand-written selectors event loop"),
     "asyncio": Backend("servers.backends.asyncio_server:AsyncioServer",
@@ -59,7 +63,7 @@ def variants() -> dict[str, Variant]:
     for name, backend in BACKENDS.items():
         out[name] = Variant(("--backend", name), backend.at_once)
         for suffix, variant in backend.variants.items():
-            out[f"{name}-{suffix}"] = Variant(("--backend", name, *variant.flags), variant.at_once)
+            out[f"{name}-{suffix}"] = replace(variant, flags=("--backend", name, *variant.flags))
     return out
 
 
