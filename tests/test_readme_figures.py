@@ -122,14 +122,18 @@ def test_each_quoted_figure_matches_its_run(ref: tuple[str, str, str, str, str])
 
 def configured_numbers() -> set[str]:
     """Every number the reference runs were configured with: their scenarios (levels,
-    routes, windows, server flags), the CPUs they were pinned to, and the machine's CPUs."""
+    routes, windows, server flags), the CPUs they were pinned to, the machine's CPUs, and
+    the versions of the interpreters their servers ran under."""
     numbers: set[str] = set()
     for path in REFERENCE.iterdir():
         if not (path / "results.json").exists():
             continue
         data = results(path.name.split("-", 2)[2])
         meta = data["metadata"]
-        text = json.dumps([data["scenario"], meta.get("pinning"), meta.get("cpu_count")])
+        # The interpreters the servers ran under, by version and by major.minor (3.13).
+        versions = [entry["python"]["version"] for entry in data["backends"].values() if entry.get("python")]
+        versions += [".".join(version.split(".")[:2]) for version in versions]
+        text = json.dumps([data["scenario"], meta.get("pinning"), meta.get("cpu_count"), versions])
         for number in NUMBER.findall(text):
             value = float(number.replace(",", ""))
             numbers.add(f"{value:g}")
