@@ -19,7 +19,8 @@ from typing import Any
 from harness.run.metadata import collect_git_commit
 from harness.run.processes import PROJECT_ROOT, kill_all, reap_all
 from harness.run.progress import make_progress
-from harness.run.runner import Run, RunFailed, RunOptions, first_line, plural_steps
+from harness.run.record import first_line, plural_steps
+from harness.run.runner import Run, RunFailed, RunOptions
 from harness.run.backend import default_pinning, resolve_backends
 from harness.run.interpreter import Interpreter, expand_backends, resolve_interpreters
 from harness.run.driver import wrk_problem

@@ -23,7 +23,6 @@ import sys
 import tempfile
 import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -34,13 +33,14 @@ from harness.run.backend import (LaunchError, RunningBackend, calibrate_cpu_work
                                  registry_name)
 from harness.run.interpreter import Interpreter, own_interpreter
 from harness.results.steps import flag_high_spread, step_record
-from harness.results.store import RESULTS_FILE, ResultsError, new_run_dir, write_results
+from harness.results.store import new_run_dir
 from harness.results.summary import floor_line, write_summary_csv
 from harness.run.floor import FloorError, measure_floor
 from harness.run.limits import ensure_fd_limit
 from harness.run.metadata import collect_metadata
 from harness.run.plan import Plan, PlannedStep, plan_run
 from harness.run.progress import Progress, Tick
+from harness.run.record import RunRecord, first_line
 from harness.run.sampling import WindowSampler, steal_at_start
 from harness.scenario import Scenario
 
@@ -78,7 +78,7 @@ class RunOptions:
     remote_workers: int = 0
 
 
-class Run:
+class Run(RunRecord):
     """One `concurbench run`: owns the results dict and writes it after every change."""
 
     def __init__(self, scenario: Scenario, backends: dict[str, str], options: RunOptions,
@@ -145,27 +145,6 @@ class Run:
         self.save()
         return floor_line(floor)
 
-    def save(self) -> None:
-        try:
-            write_results(self.run_dir, self.results)
-        except ResultsError:
-            self.stop_here()
-            raise
-        self.saved_steps = len(self.results["steps"])
-
-    def stop_here(self) -> None:
-        """Note where the run is as a fault stops it, before the cleanup on the way out moves
-        on (the first fault counts: a Ctrl+C calls this from its signal handler)."""
-        if self.stopped_at is None:
-            self.stopped_at = (self.doing, self.backend, self.step)
-
-    def event(self, kind: str, detail: str, *, backend: str | None = None,
-              step: dict[str, Any] | None = None) -> None:
-        """Record what happened to the run (see EVENT_KINDS); written with the next save."""
-        self.results["events"].append({"t": datetime.now(timezone.utc).isoformat(timespec="milliseconds"),
-                                       "kind": kind, "backend": backend, "step": step,
-                                       "detail": detail.splitlines()[0] if detail else ""})
-
     def execute(self, progress: Progress) -> None:
         """Every round, every backend in turn (A B C A B C); one that failed sits out the
         later rounds."""
@@ -183,42 +162,6 @@ class Run:
     def _round(self, round_: int) -> str:
         """" (round 2/3)" in what progress and errors say; nothing when there is one round."""
         return f" (round {round_ + 1}/{self.plan.rounds})" if self.plan.rounds > 1 else ""
-
-    def _unfinished(self, status: str, why: str, backend: str | None, step: dict[str, Any] | None) -> None:
-        """Every backend not done with its rounds ends `status`: the one running at `step`,
-        the others between two of their rounds."""
-        for name, entry in self.results["backends"].items():
-            if entry.get("status") != "running":
-                continue
-            if name == backend:
-                entry.update(status=status, error=why, step=step)
-            else:
-                done = entry.get("rounds_done", 0)
-                entry.update(status=status, error=f"{why}, after {done} of {self.plan.rounds} rounds", step=None)
-
-    def interrupted(self, signame: str) -> str:
-        """A Ctrl+C (or SIGTERM): record where it found the run, and what was running as
-        interrupted; returns where ("during selectors users=4 rep 1/2")."""
-        doing, backend, step = self.stopped_at or (self.doing, self.backend, self.step)
-        self._unfinished("interrupted", f"interrupted ({signame}) {doing}", backend, step)
-        self.event("interrupted", f"{signame} {doing}", backend=backend, step=step)
-        return doing
-
-    def write_failed(self, error: ResultsError) -> str:
-        """results.json cannot be written: the run stops. Record why (one last atomic try, in
-        case the space came back) and return the one line that says it."""
-        reason = getattr(error, "reason", None) or str(error)
-        measured, kept = len(self.results["steps"]), self.saved_steps
-        doing, backend, step = self.stopped_at or (self.doing, self.backend, self.step)
-        self._unfinished("failed", f"stopped: results.json could not be written ({reason})", backend, step)
-        self.event("write-failed", f"cannot write results.json ({reason}) {doing}", backend=backend, step=step)
-        self.results["status"] = "failed"
-        try:
-            self.save()
-            held = f"all {plural_steps(measured)} and this error are in {self.run_dir / RESULTS_FILE} after all"
-        except ResultsError:
-            held = f"{self.run_dir / RESULTS_FILE} holds the {plural_steps(kept)} written before"
-        return f"concurbench: error: cannot write results ({reason}): stopped after {plural_steps(measured)}; {held}"
 
     def run_backend(self, backend: str, target: str, round_: int, progress: Progress) -> dict[str, Any]:
         """Round `round_` of `backend`: launch `target` (ours, or cmd:...), drive it through
@@ -393,14 +336,6 @@ def _ms(us: float | None) -> str:
 
 def _safe(name: str) -> str:
     return "".join(c if c.isalnum() or c in "-_" else "_" for c in name)[:60]
-
-
-def first_line(error: object) -> str:
-    return (str(error).strip().splitlines() or [type(error).__name__])[0]
-
-
-def plural_steps(count: int) -> str:
-    return f"{count} step" + ("" if count == 1 else "s")
 
 
 def _how(status: int | None) -> str:
