@@ -98,10 +98,8 @@ def resolve_backends(text: str, scenario_backends: tuple[tuple[str, str], ...] =
             continue
         if name == "all":
             chosen.update({ours: ours for ours in BACKENDS})
-        elif name in BACKENDS:
-            chosen[name] = name
-        elif name in registered:
-            chosen[name] = " ".join(registered[name].flags[1:])  # "--backend NAME FLAGS..." less "--backend"
+        elif name in registered:  # ours, or a variant: "--backend NAME FLAGS..." less "--backend"
+            chosen[name] = " ".join(registered[name].flags[1:])
         elif name in named:
             chosen[name] = "cmd:" + named[name]
         elif name in PEERS:

@@ -21,7 +21,7 @@ from harness.run.processes import PROJECT_ROOT, kill_all, reap_all
 from harness.run.progress import make_progress
 from harness.run.record import first_line, plural_steps
 from harness.run.runner import Run, RunFailed, RunOptions
-from harness.run.backend import default_pinning, resolve_backends
+from harness.run.backend import resolve_backends
 from harness.run.interpreter import Interpreter, expand_backends, resolve_interpreters
 from harness.run.driver import wrk_problem
 from harness.scenario import Scenario, ScenarioError, load_scenario
@@ -93,8 +93,7 @@ def cores_problem(counts: tuple[int, ...], options: RunOptions, *, source: str =
     CPUs of its pinning (the driver keeps its own apart)."""
     if not counts:
         return None
-    server, driver = default_pinning()
-    server, driver = options.server_cpus or server, options.driver_cpus or driver
+    server, driver = options.pinning()
     largest = max(counts)
     if largest <= len(server):
         return None

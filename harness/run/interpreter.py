@@ -12,6 +12,7 @@ go into the results (never its path: measurement rule 13).
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import shutil
@@ -100,17 +101,10 @@ def probe(path: str, *, source: str = "--server-python") -> Interpreter:
                        gil_enabled=info["gil_enabled"], own=_same_file(info["executable"], sys.executable))
 
 
+@functools.cache
 def own_interpreter() -> Interpreter:
-    """The harness's own, without a probe."""
-    import platform
-    import sysconfig
-
-    gil = getattr(sys, "_is_gil_enabled", None)
-    return Interpreter(path=sys.executable, version=platform.python_version(),
-                       implementation=platform.python_implementation(),
-                       build=f"{' '.join(platform.python_build())} [{platform.python_compiler()}]",
-                       free_threaded=bool(sysconfig.get_config_var("Py_GIL_DISABLED")),
-                       gil_enabled=gil() if gil else True, own=True)
+    """The harness's own, probed as any other (once): the same figures, by the same code."""
+    return probe(sys.executable, source="the harness's own interpreter")
 
 
 def resolve_interpreters(paths: tuple[str, ...], *, source: str = "--server-python") -> tuple[Interpreter, ...]:

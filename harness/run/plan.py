@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from harness.drivers.spec import DriverSpec
 from harness.scenario import Scenario
 
+ALL_CORES = object()  # Plan.levels_at: every level, whatever its server CPU count
 DRIVER_START_S = 1.0  # importing locust, per backend and round: counted in the ETA
 START_STOP_S = 1.5  # starting and stopping a backend, every round
 
@@ -83,12 +84,16 @@ class Plan:
         """(round, backend) in the order they run: A B C A B C."""
         return [(round_, backend) for round_ in range(self.rounds) for backend in self.backends]
 
-    def steps_of(self, backend: str, round_: int | None = None, *, cores: object = "any") -> list[PlannedStep]:
+    def levels_at(self, cores: object = ALL_CORES) -> tuple[Level, ...]:
+        """The levels one start of a backend runs: those at `cores` server CPUs (None is a
+        count: all the server's), or every level."""
+        return self.levels if cores is ALL_CORES else tuple(level for level in self.levels if level.cores == cores)
+
+    def steps_of(self, backend: str, round_: int | None = None, *, cores: object = ALL_CORES) -> list[PlannedStep]:
         """`backend`'s steps in round `round_` (None: in every round), in the order they run;
         only those at `cores` server CPUs, if given."""
         rounds = range(self.rounds) if round_ is None else (round_,)
-        return [PlannedStep(backend, level, rep) for rep in rounds for level in self.levels
-                if cores == "any" or level.cores == cores]
+        return [PlannedStep(backend, level, rep) for rep in rounds for level in self.levels_at(cores)]
 
     @property
     def core_counts(self) -> tuple[int | None, ...]:
@@ -99,7 +104,7 @@ class Plan:
     def steps(self) -> list[PlannedStep]:
         return [step for round_, backend in self.order for step in self.steps_of(backend, round_)]
 
-    def specs(self, *, host: str, port: int, cores: object = "any") -> list[DriverSpec]:
+    def specs(self, *, host: str, port: int, cores: object = ALL_CORES) -> list[DriverSpec]:
         """One round's driver specs against host:port, one per level (at `cores` server CPUs,
         if given): a warm-up, then one window."""
         scenario = self.scenario
@@ -108,7 +113,7 @@ class Plan:
                            keep_alive=scenario.keep_alive, timeout_s=scenario.timeout_s,
                            idle_connections=level.idle_connections, slow_clients=scenario.slow_clients,
                            slow_interval_s=scenario.slow_interval_s)
-                for level in self.levels if cores == "any" or level.cores == cores]
+                for level in self.levels_at(cores)]
 
     @property
     def seconds(self) -> float:

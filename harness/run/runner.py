@@ -77,6 +77,11 @@ class RunOptions:
     # for; then it listens on all interfaces, on Locust's port 5557.
     remote_workers: int = 0
 
+    def pinning(self) -> tuple[tuple[int, ...], tuple[int, ...]]:
+        """(server CPUs, driver CPUs): as given, or the machine split in half."""
+        server, driver = default_pinning()
+        return self.server_cpus or server, self.driver_cpus or driver
+
 
 class Run(RunRecord):
     """One `concurbench run`: owns the results dict and writes it after every change."""
@@ -88,9 +93,7 @@ class Run(RunRecord):
         self.pythons = pythons or {}  # a backend's label -> the interpreter it runs under (else the harness's)
         self.plan: Plan = plan_run(scenario, backends)
         self.options = options
-        default_server, default_driver = default_pinning()
-        self.server_cpus = options.server_cpus or default_server
-        self.driver_cpus = options.driver_cpus or default_driver
+        self.server_cpus, self.driver_cpus = options.pinning()
         metadata = collect_metadata(scenario_path=scenario.path, scenario_sha256=scenario.sha256,
                                     pinning={"server": list(self.server_cpus), "driver": list(self.driver_cpus)})
         metadata["scenario"]["name"] = scenario.name
@@ -175,9 +178,8 @@ class Run(RunRecord):
         command = target.replace(sys.executable, "python") if external else None  # a peer's: no path of this machine
         entry: dict[str, Any] = self.results["backends"].setdefault(
             backend, {"status": "running", "error": None, "command": command, "rounds_done": 0})
-        python = self.pythons.get(backend)
         if not external:
-            entry.setdefault("python", (python or own_interpreter()).to_dict())
+            entry.setdefault("python", self.pythons.get(backend, own_interpreter()).to_dict())
         for cores in self.plan.core_counts:
             if not self._session(backend, target, round_, cores, entry, progress):
                 break

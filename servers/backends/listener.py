@@ -6,6 +6,7 @@ port holder.
 from __future__ import annotations
 
 import errno
+import selectors
 import socket
 import struct
 import sys
@@ -160,6 +161,28 @@ def log_accept_failure(error: OSError, doing: str) -> None:
         _accept_failures["next_log"] = now + ACCEPT_LOG_INTERVAL
         times = f" ({count} times since the last report)" if count > 1 else ""
         log(f"accept failed ({errno.errorcode.get(error.errno, error.errno)}){times}; {doing}")
+
+
+class AcceptsPaused(Exception):
+    """accept_ready took the listener off its selector: the process is out of descriptors.
+    The event loop watches it again after ACCEPT_BACKOFF."""
+
+
+def accept_ready(listener: socket.socket, selector: selectors.BaseSelector) -> socket.socket | None:
+    """accept() for an event loop whose `selector` reports `listener` readable: the new
+    socket (blocking, as Linux's accept() gives it), or None once the queue is empty or the
+    client gave up. Out of descriptors, the listener stays readable and would spin the loop:
+    it comes off `selector` and AcceptsPaused is raised; established clients carry on."""
+    try:
+        return listener.accept()[0]
+    except (BlockingIOError, InterruptedError):
+        return None
+    except OSError as error:
+        if error.errno not in ACCEPT_RESOURCE_ERRNOS:
+            return None  # ECONNABORTED and the like: that client is gone
+        log_accept_failure(error, f"pausing accepts {ACCEPT_BACKOFF}s each time")
+        selector.unregister(listener)
+        raise AcceptsPaused from None
 
 
 def accept_or_backoff(listener: socket.socket, signals: StopSignals) -> socket.socket | None:

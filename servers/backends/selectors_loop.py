@@ -15,7 +15,7 @@ import socket
 import time
 
 from servers.backends.events import MAX_PENDING_OUTPUT, SWEEP_INTERVAL, EventConnection
-from servers.backends.listener import ACCEPT_BACKOFF, ACCEPT_RESOURCE_ERRNOS, BACKLOG, log_accept_failure, tune
+from servers.backends.listener import ACCEPT_BACKOFF, BACKLOG, AcceptsPaused, accept_ready, tune
 from servers.backends.responder import refuse
 from servers.backends.server import BaseServer
 from servers.backends.signals import drain
@@ -183,16 +183,11 @@ class SelectorsServer(BaseServer):
         assert listener is not None
         for _ in range(self.accepts_per_wakeup):
             try:
-                sock, _ = listener.accept()
-            except (BlockingIOError, InterruptedError):
+                sock = accept_ready(listener, self.selector)
+            except AcceptsPaused:
+                self.call_later(ACCEPT_BACKOFF, self._resume_accepting)
                 return
-            except OSError as error:
-                if error.errno in ACCEPT_RESOURCE_ERRNOS:
-                    # Out of descriptors: stop listening for a while instead of spinning
-                    # on a listener that stays readable; established clients carry on.
-                    log_accept_failure(error, f"pausing accepts {ACCEPT_BACKOFF}s each time")
-                    self.selector.unregister(listener)
-                    self.call_later(ACCEPT_BACKOFF, self._resume_accepting)
+            if sock is None:
                 return
             if self.over_capacity(len(self.connections)):
                 refuse(sock)

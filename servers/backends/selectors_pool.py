@@ -23,7 +23,7 @@ from collections.abc import Callable
 
 from servers.backends.blocking import timeval
 from servers.backends.events import SWEEP_INTERVAL
-from servers.backends.listener import ACCEPT_BACKOFF, ACCEPT_RESOURCE_ERRNOS, BACKLOG, log_accept_failure, tune
+from servers.backends.listener import ACCEPT_BACKOFF, BACKLOG, AcceptsPaused, accept_ready, tune
 from servers.backends.responder import refuse
 from servers.backends.selectors_loop import RECV_SIZE
 from servers.backends.server import BaseServer
@@ -181,16 +181,11 @@ class SelectorsPoolServer(BaseServer):
         assert listener is not None
         for _ in range(self.accepts_per_wakeup):
             try:
-                sock, _ = listener.accept()  # a blocking socket: see _read
-            except (BlockingIOError, InterruptedError):
+                sock = accept_ready(listener, self.selector)  # a blocking socket: see _read
+            except AcceptsPaused:
+                self._resume_accepting_at = self.now + ACCEPT_BACKOFF
                 return
-            except OSError as error:
-                if error.errno in ACCEPT_RESOURCE_ERRNOS:
-                    # Out of descriptors: the listener stays readable, so stop watching it
-                    # for a while rather than spin; established clients carry on.
-                    log_accept_failure(error, f"pausing accepts {ACCEPT_BACKOFF}s each time")
-                    self.selector.unregister(listener)
-                    self._resume_accepting_at = self.now + ACCEPT_BACKOFF
+            if sock is None:
                 return
             if self.over_capacity(len(self.waiting) + len(self.answering)):
                 refuse(sock)
