@@ -23,6 +23,7 @@ from harness.charts.notes import draw_notes
 from harness.charts.style import (ERROR_COLOURS, LATENCY, LOWER_BOUND_LABEL, LOWER_BOUND_MARKER, backend_colour,
                                   backend_label, chart_title, ms_format, new_figure, note_failed,
                                   save_figure, styled, thousands_format, users_axis)
+from harness.charts.usl_curve import draw_usl_fits, usl_handles
 from harness.results.metrics import merge_histograms
 from harness.results.steps import DRIVER_BOUND, ERROR_KINDS
 
@@ -42,7 +43,8 @@ def note_starved(ax: Any, summaries: Mapping[str, Mapping[int, StepSummary]], us
 @styled
 def throughput_vs_users(results: Mapping[str, Any], out_dir: Path) -> list[Path]:
     """Median req/s per backend against users; bars span the repetitions' min..max. Where
-    some answers were not 2xx/3xx, goodput is drawn beside it: dashed, hollow markers."""
+    some answers were not 2xx/3xx, goodput is drawn beside it: dashed, hollow markers. A
+    backend whose levels fit the USL (usl_curve) has its curve dotted, its peak a diamond."""
     summaries = summarize_steps(results)
     figure, ax = new_figure()
     for backend, by_users in summaries.items():
@@ -61,6 +63,7 @@ def throughput_vs_users(results: Mapping[str, Any], out_dir: Path) -> list[Path]
                     markerfacecolor="white", markeredgewidth=2, zorder=4)
             ax.annotate(DRIVER_BOUND, (point.users, point.rps.median), xytext=(-6, 8),
                         textcoords="offset points", fontsize=8, color=colour, ha="right")
+    fits = draw_usl_fits(ax, summaries)
     handles, _ = ax.get_legend_handles_labels()
     points = [p for by_users in summaries.values() for p in by_users.values()]
     if any(p.good_differs() for p in points):
@@ -71,6 +74,7 @@ def throughput_vs_users(results: Mapping[str, Any], out_dir: Path) -> list[Path]
     if any(p.driver_bound for p in points):
         handles.append(Line2D([], [], color="black", marker="o", markerfacecolor="white",
                               linestyle="", label="driver-bound: a floor, not capacity"))
+    handles += usl_handles(fits, summaries)
     users_axis(ax, all_users(summaries))
     ax.set_ylim(0, ax.get_ylim()[1] * 1.08)  # headroom for the driver-bound labels
     ax.yaxis.set_major_formatter(thousands_format())
