@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -111,7 +111,9 @@ def fit_usl(users: Sequence[float], throughput: Sequence[float | None]) -> UslFi
             (lam, sigma, kappa), _ = curve_fit(usl, n, x, p0=_initial_guess(n, x),
                                                bounds=([0.0, 0.0, 0.0], [np.inf, 1.0, np.inf]),
                                                max_nfev=MAX_EVALUATIONS)
-    except (RuntimeError, ValueError) as error:  # RuntimeError: no convergence in the budget
+    # RuntimeError: no convergence within the budget; ValueError: what curve_fit refuses to start
+    # from (a starting point outside the bounds, say), which the checks above should prevent
+    except (RuntimeError, ValueError) as error:
         return _skip(f"the fit failed ({error})")
     if not all(math.isfinite(v) for v in (lam, sigma, kappa)):
         return _skip(f"the fit gave non-finite parameters (λ={lam}, σ={sigma}, κ={kappa})")
@@ -124,7 +126,7 @@ def fit_usl(users: Sequence[float], throughput: Sequence[float | None]) -> UslFi
     fit = UslFit(ok=True, reason=None, lam=float(lam), sigma=float(sigma), kappa=float(kappa), r2=r2,
                  peak_users=peak)
     if r2 < MIN_R2:
-        return UslFit(**{**asdict(fit), "ok": False, "reason": f"poor fit (R²={r2:.2f} < {MIN_R2:g})"})
+        return replace(fit, ok=False, reason=f"poor fit (R²={r2:.2f} < {MIN_R2:g})")
     return fit
 
 
