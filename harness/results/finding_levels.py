@@ -1,0 +1,148 @@
+"""The load levels of a run as the findings read them: each level's summary row (the
+figures the printed table shows) beside its good repetitions, in the table's order; the
+caveat a finding drawn from flagged levels carries; and how a sentence writes a number.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from harness.results.steps import DRIVER_BOUND, HIGH_SPREAD, NOISY, group_levels, median_of
+from harness.results.summary import load_label, step_steal, summary_rows
+
+# What a caveat calls each flag a finding must never hide (measurement rules 5 and 11).
+CAVEAT_FLAGS = (DRIVER_BOUND, NOISY)
+
+
+@dataclass(frozen=True)
+class Level:
+    """One backend at one load level: its summary row and its good repetitions."""
+
+    row: Mapping[str, Any]
+    reps: tuple[Mapping[str, Any], ...]
+
+    @property
+    def backend(self) -> str:
+        return self.row["backend"]  # the series: "threaded (2 CPUs)" in a run that sweeps cores
+
+    @property
+    def users(self) -> int:
+        return self.row["users"]
+
+    @property
+    def closed(self) -> bool:
+        return self.row["rate"] is None
+
+    @property
+    def idle(self) -> int:
+        return self.row["idle"]
+
+    @property
+    def good_rps(self) -> float | None:
+        """The repetitions' median goodput (req/s before goodput was recorded)."""
+        good = median_of(self.reps, "good_rps")
+        return good if good is not None else median_of(self.reps, "rps")
+
+    def percentile(self, key: str) -> tuple[float | None, bool]:
+        """The table's percentile (µs) and whether it is a lower bound."""
+        return self.row[key], bool(self.row["lower_bound"][key])
+
+    @property
+    def cpu_us(self) -> float | None:
+        return self.row["cpu_us_per_request"]
+
+    @property
+    def cpu_percent(self) -> float | None:
+        """The server's CPU use (% of one CPU), median over the repetitions; from goodput x
+        CPU per request when it was not sampled."""
+        sampled = median_of(self.reps, "cpu_percent", "server")
+        if sampled is not None or self.cpu_us is None or self.good_rps is None:
+            return sampled
+        return self.good_rps * self.cpu_us / 1e4
+
+    @property
+    def flags(self) -> list[str]:
+        return self.row["flags"]
+
+    def label(self) -> str:
+        """'1 user', '32 users + 1 idle', '1,000/s offered + 1,000 idle'."""
+        text = load_label(self.row)
+        return "1 user" + text[len("1 users"):] if text.startswith("1 users") else text
+
+    def level(self) -> dict[str, Any]:
+        """The finding's "level": users, offered rate, idle connections, server cores."""
+        return {"users": self.users, "rate": self.row["rate"], "idle_connections": self.idle,
+                "cores": self.reps[0].get("cores")}
+
+
+def run_levels(results: Mapping[str, Any]) -> list[Level]:
+    """Every load level of the run with good steps, in the summary table's order."""
+    steps = results.get("steps") or ()
+    groups = group_levels(steps)
+    return [Level(row, tuple(groups[row["backend"], row["users"], row["rate"], row["idle"]]))
+            for row in summary_rows(steps)]
+
+
+def caveat(levels: Iterable[Level], *, spread: bool = False) -> str | None:
+    """What a finding drawn from these levels must say of them: "driver-bound: a floor",
+    "noisy: steal 7.2%" and, for a finding that turns on a difference of a few percent
+    (`spread`), "high-spread: repetitions over 10% apart"; joined by "; ", or None."""
+    levels = list(levels)
+    parts = []
+    if any(DRIVER_BOUND in level.flags for level in levels):
+        parts.append(f"{DRIVER_BOUND}: a floor")
+    if any(NOISY in level.flags for level in levels):
+        parts.append(f"{NOISY}: steal {worst_steal(levels):.1f}%")
+    if spread and any(HIGH_SPREAD in level.flags for level in levels):
+        parts.append(f"{HIGH_SPREAD}: repetitions over 10% apart")
+    return "; ".join(parts) or None
+
+
+def worst_steal(levels: Iterable[Level]) -> float:
+    """The largest CPU steal % of any repetition of these levels (0.0 if none measured)."""
+    values = [step_steal(step) for level in levels for step in level.reps]
+    return max((value for value in values if value is not None), default=0.0)
+
+
+def finding(kind: str, backend: str, level: Level | None, text: str, figures: Mapping[str, Any],
+            *, drawn_from: Iterable[Level] = (), spread: bool = False, said: str | None = None) -> dict[str, Any]:
+    """A finding dict. Its caveat is that of the levels it is drawn from (see `caveat`), and
+    closes the sentence in parentheses; or `said`, a caveat the sentence already tells."""
+    note = said if said is not None else caveat(drawn_from, spread=spread)
+    text = f"{text} ({note})" if note and said is None else text
+    return {"kind": kind, "backend": backend, "level": level.level() if level else None,
+            "text": text, "figures": dict(figures), "caveat": note}
+
+
+# --- numbers as a sentence writes them: as the summary table does, so they can be found there
+
+
+def rps(value: float) -> str:
+    return f"{value:,.0f}" if value >= 100 else f"{value:,.1f}"
+
+
+def ms(us: float, bound: bool = False) -> str:
+    return f"{'>=' if bound else ''}{us / 1000:,.2f} ms"
+
+
+def times(ratio: float, bound: bool = False) -> str:
+    return f"{'>=' if bound else ''}{ratio:,.1f}x" if ratio < 100 else f"{'>=' if bound else ''}{ratio:,.0f}x"
+
+
+def share(value: float) -> str:
+    return f"{value:.1%}" if value < 0.1 else f"{value:.0%}"
+
+
+def change(ratio: float) -> str:
+    """A throughput ratio as a signed change: 1.03 -> '+3%'."""
+    return "+0%" if abs(ratio - 1) < 0.005 else f"{ratio - 1:+.0%}"
+
+
+def labels(levels: Iterable[Level]) -> str:
+    """'8 users', '8 users and 32 users + 1 idle', '1 user, 8 users and 32 users'."""
+    texts = [level.label() for level in levels]
+    if len(texts) == 1:
+        return texts[0]
+    return ", ".join(texts[:-1]) + " and " + texts[-1]

@@ -1,0 +1,330 @@
+"""The rules that turn a run's levels into findings, one function per kind (see
+harness.results.findings for the list and the order). Each threshold is a named constant
+with the reason for its value.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from statistics import median
+from typing import Any
+
+from harness.results.finding_levels import (Level, change, finding, labels, ms, rps, run_levels, share,
+                                            times, worst_steal)
+from harness.results.steps import DRIVER_BOUND, NOISY
+from harness.results.usl import fit_usl
+
+# Saturation (the knee): past it, more users buy less than this much more throughput...
+KNEE_GROWTH = 0.10  # issue 15's figure: below 10% the extra users are mostly queueing
+# ...while p99 grows at least this many times: the extra users wait instead of being served.
+KNEE_P99_RATIO = 2.0
+# Starvation: one user with no answer for a whole window is already a user the server
+# never served (a window is seconds, thousands of a healthy server's round trips).
+STARVED_MIN_USERS = 1
+# Refusals: 503s and refused, closed or reset connections above this share of requests. A
+# stop at a window's edge can cut a connection or two; 1% is a pattern, not an edge.
+REFUSAL_SHARE = 0.01
+# Head-of-line blocking: a percentile at least this many times the best backend's at the same
+# level (one order of magnitude: not a model's overhead, which differs by 2-3x on `/`)...
+HOL_RATIO = 10.0
+# ...and at least this long: below 1 ms a 10x is a few round trips, not a request waiting
+# behind a slow one.
+HOL_MIN_US = 1000.0
+# ...at a comparable CPU cost per request (within this factor of the best's): a backend
+# whose own answers cost 40x more (forking per connection) is slow, not blocked.
+HOL_COST_RATIO = 2.0
+# Routes that hold a server for a while: a mix of them with short requests shows blocking.
+SLOW_ROUTES = ("/cpu", "/sleep")
+# GIL ceiling: a backend's goodput at every users level within this share of its median is
+# "flat" (the reference runs' repetitions spread by up to ~5% at the ceiling)...
+CEILING_TOLERANCE = 0.10
+# ...with the server busy at least this % of one CPU at every level: as much as one
+# process's Python can run under the GIL (psutil reads 97-100% at the limit)...
+CEILING_CPU_PERCENT = 90.0
+# ...and this share of the run's backends at the same ceiling: one flat model is that
+# model's limit; most of them flat at one figure is the route's, the GIL's.
+CEILING_MIN_SHARE = 0.5
+CPU_ROUTE = "/cpu"
+
+
+@dataclass(frozen=True)
+class RunView:
+    """What the rules read: the run's levels (the summary table's order) and its scenario."""
+
+    levels: tuple[Level, ...]
+    scenario: Mapping[str, Any]
+
+    @classmethod
+    def of(cls, results: Mapping[str, Any]) -> RunView:
+        return cls(tuple(run_levels(results)), results.get("scenario") or {})
+
+    def backends(self) -> list[str]:
+        return list(dict.fromkeys(level.backend for level in self.levels))
+
+    def sweeps(self) -> list[list[Level]]:
+        """Each backend's closed-loop levels by users, one list per idle-connection count."""
+        by_series: dict[tuple[str, int], list[Level]] = {}
+        for level in self.levels:
+            if level.closed:
+                by_series.setdefault((level.backend, level.idle), []).append(level)
+        return [sorted(levels, key=lambda level: level.users) for levels in by_series.values()]
+
+
+def saturation(run: RunView) -> list[dict[str, Any]]:
+    """Closed loop: the first users level past which goodput grows by less than KNEE_GROWTH
+    while p99 at least doubles (KNEE_P99_RATIO), shown by the first later level that says so."""
+    found = []
+    for sweep in run.sweeps():
+        knee = _knee(sweep)
+        if knee is None:
+            continue
+        at, past = knee
+        good, later = at.good_rps, past.good_rps
+        p99, _ = at.percentile("p99_us")
+        p99_past, bound = past.percentile("p99_us")
+        ratio = p99_past / p99
+        text = (f"{at.backend} saturates at {at.label()}: {rps(good)} req/s; at {past.label()} p99 is "
+                f"{times(ratio, bound)} higher ({ms(p99)} to {ms(p99_past, bound)}) for {change(later / good)} "
+                "throughput")
+        figures = {"good_rps": good, "p99_us": p99, "past_users": past.users, "past_good_rps": later,
+                   "past_p99_us": p99_past, "past_p99_lower_bound": bound, "p99_ratio": round(ratio, 3),
+                   "throughput_change": round(later / good - 1, 4)}
+        found.append(finding("saturation", at.backend, at, text, figures, drawn_from=(at, past), spread=True))
+    return found
+
+
+def _knee(sweep: Sequence[Level]) -> tuple[Level, Level] | None:
+    for i, at in enumerate(sweep[:-1]):
+        good, p99 = at.good_rps, at.percentile("p99_us")[0]
+        if not good or not p99:
+            continue
+        for past in sweep[i + 1:]:
+            later, p99_past = past.good_rps, past.percentile("p99_us")[0]
+            if later is None or later >= good * (1 + KNEE_GROWTH):
+                break  # still growing: not past the knee
+            if p99_past is not None and p99_past >= p99 * KNEE_P99_RATIO:
+                return at, past
+    return None
+
+
+def starvation(run: RunView) -> list[dict[str, Any]]:
+    """Users (open loop: connections) that got no answer in a whole window: per backend, the
+    level where the largest share starved, and from which level it starts."""
+    found = []
+    for backend in run.backends():
+        starving = [level for level in run.levels if level.backend == backend
+                    and (level.row["starved"] or 0) >= STARVED_MIN_USERS]
+        if not starving:
+            continue
+        worst = max(starving, key=lambda level: (level.row["starved"] / level.users, level.row["starved"]))
+        starved = worst.row["starved"]
+        step = max(worst.reps, key=lambda step: step.get("starved_users") or 0)
+        window = round(step["duration_s"], 1)
+        who = "users" if worst.closed else "connections"
+        text = f"{backend} at {worst.label()}: {starved:,} of {worst.users:,} {who} got no answer in {window:g} s"
+        if starving[0] is not worst:
+            text += f"; {who} starve from {starving[0].label()} on"
+        figures = {"starved": starved, "users": worst.users, "window_s": window, "share": round(starved / worst.users, 4),
+                   "first": starving[0].level()}
+        found.append(finding("starvation", backend, worst, text, figures, drawn_from=(worst,)))
+    return found
+
+
+def _refused(level: Level) -> tuple[int, int, int]:
+    """5xx answers, refused/closed/reset connections, and attempts, over the repetitions."""
+    answers = closed = attempts = 0
+    for step in level.reps:
+        errors = step.get("errors") or {}
+        no_answer = sum(errors.get(kind, 0) for kind in ("connect", "timeout", "reset"))
+        answers += (step.get("answers_by_class") or {}).get("5xx", 0)
+        closed += errors.get("connect", 0) + errors.get("reset", 0)
+        attempts += (step.get("requests") or 0) + no_answer
+    return answers, closed, attempts
+
+
+def refusals(run: RunView) -> list[dict[str, Any]]:
+    """5xx answers and refused, closed or reset connections over REFUSAL_SHARE of requests:
+    per backend, the first level past it, and the worst share."""
+    found = []
+    for backend in run.backends():
+        refusing = []
+        for level in run.levels:
+            answers, closed, attempts = _refused(level) if level.backend == backend else (0, 0, 0)
+            if attempts and (answers + closed) / attempts > REFUSAL_SHARE:
+                refusing.append((level, answers, closed, (answers + closed) / attempts))
+        if not refusing:
+            continue
+        level, answers, closed, part = refusing[0]
+        worst = max(part for *_, part in refusing)
+        text = (f"{backend} at {level.label()}: {share(part)} of requests were refused ({answers:,} 5xx answers, "
+                f"{closed:,} connections refused, closed or reset)")
+        if worst > part:
+            text += f"; up to {share(worst)} at higher load"
+        figures = {"answers_5xx": answers, "closed": closed, "share": round(part, 4), "worst_share": round(worst, 4)}
+        found.append(finding("refusals", backend, level, text, figures, drawn_from=(level,)))
+    return found
+
+
+def _requests(scenario: Mapping[str, Any], level: Level) -> list[Mapping[str, Any]]:
+    """The requests a level sent: the scenario's mix, or one of them alone (its "route")."""
+    requests = scenario.get("requests") or []
+    route = level.reps[0].get("route")
+    return requests if route is None else [r for r in requests if r.get("path") == route][:1] or [{"path": route}]
+
+
+def _slow_neighbour(scenario: Mapping[str, Any], level: Level) -> str | None:
+    """What slow work shares the server with the load at this level, in words; None if nothing."""
+    requests = _requests(scenario, level)
+    slow = [r for r in requests if str(r.get("path", "")).startswith(SLOW_ROUTES)]
+    if slow and len({r.get("path") for r in requests}) > 1:
+        total = sum(r.get("weight", 1) for r in requests) or 1
+        return "with " + " and ".join(f"{r['path']} at {r.get('weight', 1) / total:.0%} of requests" for r in slow)
+    if level.idle:
+        return f"beside {level.idle:,} idle connection{'s' if level.idle != 1 else ''}"
+    if scenario.get("slow_clients"):
+        return f"beside {scenario['slow_clients']:,} slow clients"
+    return None
+
+
+def _best(levels: Sequence[Level], key: str) -> Level | None:
+    """The level with the lowest percentile among those that answered every user (a starved
+    user's wait is in no p50 it could be compared with) and are not lower bounds; unflagged
+    ones (driver-bound, noisy) first."""
+    fair = [level for level in levels if not level.row["starved"] and level.percentile(key)[0] is not None
+            and not level.percentile(key)[1]]
+    clean = [level for level in fair if not set(level.flags) & {DRIVER_BOUND, NOISY}]
+    return min(clean or fair, key=lambda level: level.percentile(key)[0], default=None)
+
+
+def _blocked(level: Level, best: Level | None, key: str) -> bool:
+    value, bound = level.percentile(key)
+    if best is None or best is level or value is None or bound:
+        return False
+    cheap = level.cpu_us is None or best.cpu_us is None or level.cpu_us <= best.cpu_us * HOL_COST_RATIO
+    return value >= HOL_MIN_US and value >= best.percentile(key)[0] * HOL_RATIO and cheap
+
+
+def head_of_line(run: RunView) -> list[dict[str, Any]]:
+    """Where slow work is in the mix (a slow route among short ones, idle connections, slow
+    clients): a backend whose p50 (else p99) is HOL_RATIO times the best backend's at the same
+    level, at least HOL_MIN_US, at a comparable CPU cost per request. Per backend, the first."""
+    at_level: dict[tuple[Any, ...], list[Level]] = {}
+    for level in run.levels:
+        at_level.setdefault((level.users, level.row["rate"], level.idle, level.reps[0].get("cores")), []).append(level)
+    first: dict[str, dict[str, Any]] = {}
+    for peers in at_level.values():
+        neighbour = _slow_neighbour(run.scenario, peers[0])
+        if neighbour is None:
+            continue
+        for key in ("p50_us", "p99_us"):
+            best = _best(peers, key)
+            for level in peers:
+                if level.backend in first or not _blocked(level, best, key):
+                    continue
+                value, reference = level.percentile(key)[0], best.percentile(key)[0]
+                name = key[:3]
+                text = (f"{level.backend} at {level.label()}: {name} {ms(value)}, {times(value / reference)} the best "
+                        f"backend's ({best.backend}, {ms(reference)}), {neighbour}: short requests wait "
+                        "behind slow ones")
+                figures = {"percentile": name, "value_us": value, "best_backend": best.backend,
+                           "best_us": reference, "ratio": round(value / reference, 2), "slow": neighbour}
+                first[level.backend] = finding("head-of-line", level.backend, level, text, figures,
+                                               drawn_from=(level, best))
+    return [first[backend] for backend in run.backends() if backend in first]
+
+
+def gil_ceiling(run: RunView) -> list[dict[str, Any]]:
+    """On a CPU-bound route: most backends' goodput flat across users, at one figure, with the
+    server at one CPU's limit. One finding for the run, naming the backends at the ceiling."""
+    def cpu_routes(level: Level) -> set[str]:
+        return {str(r.get("path")) for r in _requests(run.scenario, level) if str(r.get("path", "")).startswith(CPU_ROUTE)}
+
+    sweeps = [sweep for sweep in run.sweeps() if len(sweep) > 1 and cpu_routes(sweep[0])]
+    routes = sorted({route for sweep in sweeps for route in cpu_routes(sweep[0])})
+    if not sweeps:
+        return []
+    flat = [sweep for sweep in sweeps if _flat_at_cpu_limit(sweep)]
+    if flat:
+        middle = median(median(level.good_rps for level in sweep) for sweep in flat)
+        flat = [sweep for sweep in flat if all(abs(level.good_rps / middle - 1) <= CEILING_TOLERANCE
+                                               for level in sweep)]
+    if len(flat) < 2 or len(flat) < CEILING_MIN_SHARE * len(sweeps):
+        return []
+    levels = [level for sweep in flat for level in sweep]
+    goods = [level.good_rps for level in levels]
+    cpu = min(level.cpu_percent for level in levels)
+    costs = [level.cpu_us for level in levels if level.cpu_us]
+    names = [sweep[0].backend for sweep in flat]
+    users = sorted({level.users for level in levels})
+    text = (f"GIL ceiling on {', '.join(routes)}: {len(flat)} of {len(sweeps)} backends stay at {rps(min(goods))} to "
+            f"{rps(max(goods))} req/s from {users[0]} to {users[-1]} users, the server at {cpu:.0f}% or more of a "
+            f"CPU ({', '.join(names)})")
+    if costs:
+        text += f"; at {median(costs):,.0f} µs of CPU per request one CPU answers {rps(1e6 / median(costs))} req/s"
+    figures = {"backends": names, "routes": routes, "min_good_rps": min(goods), "max_good_rps": max(goods),
+               "median_good_rps": median(goods), "min_cpu_percent": cpu,
+               "cpu_us_per_request": median(costs) if costs else None, "users": users}
+    return [finding("gil-ceiling", ", ".join(names), None, text, figures, drawn_from=levels)]
+
+
+def _flat_at_cpu_limit(sweep: Sequence[Level]) -> bool:
+    goods = [level.good_rps for level in sweep]
+    if any(not good for good in goods):
+        return False
+    middle = median(goods)
+    return (all(abs(good / middle - 1) <= CEILING_TOLERANCE for good in goods)
+            and all((level.cpu_percent or 0.0) >= CEILING_CPU_PERCENT for level in sweep))
+
+
+def driver_bound(run: RunView) -> list[dict[str, Any]]:
+    """Per backend, the levels where the driver's CPU, not the server, set the figure."""
+    found = []
+    for backend in run.backends():
+        levels = [level for level in run.levels if level.backend == backend and DRIVER_BOUND in level.flags]
+        if not levels:
+            continue
+        busiest = max(max((step.get("driver") or {}).get("cpu_percent") or 0.0,
+                          (step.get("driver") or {}).get("self_cpu_percent") or 0.0)
+                      for level in levels for step in level.reps)
+        goods = [rps(level.good_rps or 0.0) for level in levels]
+        one = len(levels) == 1
+        text = (f"{backend} at {labels(levels)} is driver-bound (the driver's busiest CPU at up to {busiest:.1f}%): "
+                f"{'its' if one else 'their'} {' and '.join(goods)} req/s {'is a floor' if one else 'are floors'}, "
+                "not the server's capacity")
+        figures = {"levels": [level.level() for level in levels], "driver_cpu_percent": busiest,
+                   "good_rps": [level.good_rps for level in levels]}
+        found.append(finding("driver-bound", backend, levels[0], text, figures, said=f"{DRIVER_BOUND}: a floor"))
+    return found
+
+
+def noisy(run: RunView) -> list[dict[str, Any]]:
+    """Per backend, the levels where CPU steal made the figures unreliable."""
+    found = []
+    for backend in run.backends():
+        levels = [level for level in run.levels if level.backend == backend and NOISY in level.flags]
+        if not levels:
+            continue
+        steal = worst_steal(levels)
+        text = (f"{backend} at {labels(levels)} is noisy (CPU steal up to {steal:.1f}%): the hypervisor took CPU "
+                "time from the measurement, so these figures are unreliable")
+        figures = {"levels": [level.level() for level in levels], "steal_percent": steal}
+        found.append(finding("noisy", backend, levels[0], text, figures, said=f"{NOISY}: steal {steal:.1f}%"))
+    return found
+
+
+def scalability(run: RunView) -> list[dict[str, Any]]:
+    """Per backend, the Universal Scalability Law fitted to its closed-loop goodput against
+    users (harness.results.usl), or why it was not."""
+    found = []
+    for sweep in run.sweeps():
+        measured = [level for level in sweep if level.good_rps is not None]
+        if not measured:
+            continue
+        fit = fit_usl([level.users for level in measured], [level.good_rps for level in measured])
+        figures: dict[str, Any] = dict(fit.to_dict())
+        if sweep[0].idle:
+            figures["idle_connections"] = sweep[0].idle
+        found.append(finding("scalability", sweep[0].backend, None, fit.sentence(sweep[0].backend), figures,
+                             drawn_from=measured, spread=True))
+    return found

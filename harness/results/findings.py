@@ -1,0 +1,59 @@
+"""A run's findings: a short list of sentences, each with its numbers, derived from
+results.json alone (issue 15): where a backend saturates, starves users, refuses, blocks
+short requests behind slow ones, hits the GIL ceiling, measured the driver or the machine's
+neighbours instead of the server, and how it scales (a USL fit).
+
+Each finding is a JSON-ready dict: {"kind", "backend", "level", "text", "figures", "caveat"}.
+A finding drawn from a step flagged driver-bound or noisy says so: in its caveat and in its
+sentence. Figures are those the summary table shows (harness.results.summary), so a reader
+can find every number of a sentence in the table; throughput is the repetitions' median.
+The rules for each kind live in harness.results.finding_rules; `FINDING_RULES` lists them,
+in the order findings are told.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from harness.results.finding_rules import (RunView, driver_bound, gil_ceiling, head_of_line, noisy, refusals,
+                                           saturation, scalability, starvation)
+
+# The rules, in the order their findings are told; each returns its findings in the order
+# the summary table lists backends. A capacity rule (issue 15, capacity at an SLO) goes here.
+FINDING_RULES: tuple[tuple[str, Callable[[RunView], list[dict[str, Any]]]], ...] = (
+    ("saturation", saturation),
+    ("starvation", starvation),
+    ("refusals", refusals),
+    ("head-of-line", head_of_line),
+    ("gil-ceiling", gil_ceiling),
+    ("driver-bound", driver_bound),
+    ("noisy", noisy),
+    ("scalability", scalability),
+)
+FINDING_KINDS = tuple(kind for kind, _ in FINDING_RULES)
+
+
+def findings(results: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The findings of a run, from its results.json document: by kind (FINDING_RULES'
+    order), then backend (the summary table's order)."""
+    run = RunView.of(results)
+    found: list[dict[str, Any]] = []
+    for _, rule in FINDING_RULES:
+        found.extend(rule(run))
+    return found
+
+
+def findings_text(results: Mapping[str, Any]) -> str:
+    """The findings as the terminal prints them after the summary table: "findings:" and one
+    "  - sentence" line each; an empty string when there are none. Those the run stored
+    (results["findings"]) when it has them, so `report` tells what the run told."""
+    stored = results.get("findings")
+    return format_findings(stored if stored is not None else findings(results))
+
+
+def format_findings(found: Sequence[Mapping[str, Any]]) -> str:
+    """"findings:" and one "  - sentence" line per finding; "" when there are none."""
+    if not found:
+        return ""
+    return "\n".join(["findings:", *(f"  - {finding['text']}" for finding in found)])
