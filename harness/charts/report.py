@@ -18,6 +18,7 @@ from harness.charts.style import LATENCY, RESPONSE_TIME, SERVICE_TIME, backend_c
 from harness.results.metrics import summarize
 from harness.charts.levels import failed_backends, starved_notes, summarize_steps
 from harness.charts.runs import draw_all
+from harness.results.findings import stored_findings
 from harness.results.steps import FLAG_MEANINGS, group_levels, median_of
 from harness.results.store import read_results, write_atomically
 from harness.results.summary import (PERCENTILES, floor_line, load_label, lower_bound, pick_repetition, summary_rows,
@@ -117,6 +118,7 @@ def render_report(results: Mapping[str, Any], charts: Sequence[Path]) -> str:
         f' · {_e(metadata.get("date", ""))}'
         + (f'<br>{_e(floor_line(metadata["latency_floor"]))}' if "latency_floor" in metadata else "") + '</p>',
         _status(results), _events(results),
+        _findings(results),
         "<h2>Summary</h2>", _flag_notes(), _summary_table(results, failed_backends(results)),
         _open_loop_table(results),
         _warnings(results, summaries),
@@ -151,6 +153,17 @@ def _events(results: Mapping[str, Any]) -> str:
     items = "".join(f'<li><span class="failed">{_e(event.get("kind", ""))}</span> '
                     f'{_e(event.get("t", ""))}: {_e(event.get("detail", ""))}</li>' for event in events)
     return f'<ul class="events">{items}</ul>'
+
+
+def _findings(results: Mapping[str, Any]) -> str:
+    """The run's findings, one sentence each (stored_findings); the first section, since
+    they are what a reader comes for. Nothing when there are none."""
+    found = stored_findings(results)
+    if not found:
+        return ""
+    items = "".join(f'<li class="finding finding-{_e(item.get("kind", ""))}">{_e(item.get("text", ""))}</li>'
+                    for item in found)
+    return f'<h2>Findings</h2>\n<ul class="findings">{items}</ul>'
 
 
 def _flag_notes() -> str:

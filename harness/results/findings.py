@@ -44,12 +44,17 @@ def findings(results: Mapping[str, Any]) -> list[dict[str, Any]]:
     return found
 
 
+def stored_findings(results: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The findings the run stored (results["findings"]), so that `report` tells what the run
+    told; derived now for a run that stored none (one from before findings were stored)."""
+    stored = results.get("findings")
+    return list(stored) if stored is not None else findings(results)
+
+
 def findings_text(results: Mapping[str, Any]) -> str:
     """The findings as the terminal prints them after the summary table: "findings:" and one
-    "  - sentence" line each; an empty string when there are none. Those the run stored
-    (results["findings"]) when it has them, so `report` tells what the run told."""
-    stored = results.get("findings")
-    return format_findings(stored if stored is not None else findings(results))
+    "  - sentence" line each (see stored_findings); an empty string when there are none."""
+    return format_findings(stored_findings(results))
 
 
 def format_findings(found: Sequence[Mapping[str, Any]]) -> str:

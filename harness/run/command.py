@@ -26,6 +26,7 @@ from harness.run.interpreter import Interpreter, expand_backends, resolve_interp
 from harness.run.driver import wrk_problem
 from harness.scenario import Scenario, ScenarioError, load_scenario
 from harness.results.store import RESULTS_FILE, ResultsError
+from harness.results.findings import findings_text
 from harness.results.summary import summary_rows, summary_table
 
 __all__ = ["RunOptions", "reference_problem", "run_command", "run_scenario"]
@@ -157,6 +158,7 @@ def _run_scenario(scenario: Scenario, backends: dict[str, str], options: RunOpti
     except ResultsError as error:
         print(run.write_failed(error), file=sys.stderr)
         print(summary_table(run.results))  # what was measured, though it could not all be stored
+        _print_findings(run.results)
         return 1
     except RunFailed as error:
         run.event("run-failed", str(error))
@@ -172,11 +174,13 @@ def _run_scenario(scenario: Scenario, backends: dict[str, str], options: RunOpti
     except ResultsError as error:
         print(run.write_failed(error), file=sys.stderr)
         print(summary_table(run.results))
+        _print_findings(run.results)
         return 1
     results_path = run.run_dir / RESULTS_FILE
     try:
         run.doing = "while printing the summary (the results are saved)"
         print(summary_table(run.results))
+        _print_findings(run.results)
         if len(options.drivers) > 1:
             print(driver_ratios(run.results, options.drivers))
         if options.report and run.results["steps"] and where is None:
@@ -267,6 +271,18 @@ def driver_ratios(results: dict[str, Any], drivers: tuple[str, ...]) -> str:
         p50 = f"{other['p50_us'] / row['p50_us']:.3f}" if other["p50_us"] else "-"
         lines.append(f"{backend:<12} {load:>10} {(other['rps'] or 0) / row['rps']:>12.3f} {p50:>10}")
     return "\n".join(lines)
+
+
+def _print_findings(results: dict[str, Any]) -> None:
+    """The run's findings under the summary table (those Run.finish stored, else computed);
+    nothing when there are none. A finding that cannot be derived costs the findings, not the run."""
+    try:
+        text = findings_text(results)
+    except Exception as error:  # noqa: BLE001 - the results are saved; the sentences are extra
+        print(f"concurbench: warning: the findings could not be derived: {error}", file=sys.stderr)
+        return
+    if text:
+        print(f"\n{text}")
 
 
 def _report(run_dir: Path) -> None:

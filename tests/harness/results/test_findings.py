@@ -1,0 +1,288 @@
+"""Findings: each kind on a stored run that shows it and one that does not.
+
+The runs are trimmed copies of the reference runs (tests/fixtures/make_findings_fixtures.py
+says which backends each keeps and what it shows); a few tests change one figure of a copy
+in memory to cross a threshold, and say which.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from typing import Any
+
+import pytest
+
+from harness.charts.report import render_report
+from harness.results.findings import FINDING_KINDS, findings, findings_text, format_findings
+from harness.results.finding_rules import CEILING_TOLERANCE, REFUSAL_SHARE
+from harness.results.steps import DRIVER_BOUND, NOISY
+from harness.results.store import read_results
+from harness.results.summary import summary_rows
+from support import FIXTURES
+
+RUNS = FIXTURES / "runs"
+FIXTURE_RUNS = ("findings-hello", "findings-idle-preconnect", "findings-cpu-bound", "findings-mixed", "findings-c10k")
+
+
+def load(name: str) -> dict[str, Any]:
+    return read_results(RUNS / name)
+
+
+def of_kind(found: list[dict[str, Any]], kind: str) -> dict[str, dict[str, Any]]:
+    """backend -> the finding of `kind` (one per backend for every kind but the GIL ceiling)."""
+    picked = [item for item in found if item["kind"] == kind]
+    assert len({item["backend"] for item in picked}) == len(picked), f"two {kind} findings for one backend"
+    return {item["backend"]: item for item in picked}
+
+
+def steps_at(results: dict[str, Any], backend: str, users: int) -> list[dict[str, Any]]:
+    return [step for step in results["steps"] if step["backend"] == backend and step["users"] == users]
+
+
+@pytest.fixture(scope="module", params=FIXTURE_RUNS)
+def stored_run(request: pytest.FixtureRequest) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    results = load(request.param)
+    return results, findings(results)
+
+
+# --- every finding, every run -------------------------------------------------------------
+
+def test_findings_are_json_ready_and_shaped(stored_run: tuple[dict[str, Any], list[dict[str, Any]]]) -> None:
+    _, found = stored_run
+    assert found
+    assert json.loads(json.dumps(found, allow_nan=False)) == found
+    for item in found:
+        assert set(item) == {"kind", "backend", "level", "text", "figures", "caveat"}
+        assert item["kind"] in FINDING_KINDS and item["text"] and "\n" not in item["text"]
+        assert item["level"] is None or set(item["level"]) == {"users", "rate", "idle_connections", "cores"}
+
+
+def test_findings_come_by_kind_then_in_the_tables_backend_order(
+        stored_run: tuple[dict[str, Any], list[dict[str, Any]]]) -> None:
+    results, found = stored_run
+    backends = list(dict.fromkeys(row["backend"] for row in summary_rows(results["steps"])))
+    order = [(FINDING_KINDS.index(item["kind"]), backends.index(item["backend"].split(", ")[0])) for item in found]
+    assert order == sorted(order)
+    assert findings(results) == found  # deterministic
+
+
+def test_a_finding_at_a_flagged_level_says_so(stored_run: tuple[dict[str, Any], list[dict[str, Any]]]) -> None:
+    results, found = stored_run
+    flags = {(row["backend"], row["users"], row["rate"], row["idle"]): set(row["flags"])
+             for row in summary_rows(results["steps"])}
+    for item in found:
+        if item["level"] is None:
+            continue
+        level = item["level"]
+        flagged = flags[item["backend"], level["users"], level["rate"], level["idle_connections"]] & {DRIVER_BOUND, NOISY}
+        for flag in flagged:
+            assert item["caveat"] and flag in item["caveat"] and flag in item["text"], item
+
+
+# --- saturation ---------------------------------------------------------------------------
+
+def test_saturation_is_the_knee_with_its_numbers() -> None:
+    found = of_kind(findings(load("findings-hello")), "saturation")
+    assert found["threaded"]["text"] == ("threaded saturates at 8 users: 87,061 req/s; at 32 users p99 is 4.4x higher "
+                                         "(0.21 ms to 0.92 ms) for -2% throughput")
+    assert found["threaded"]["level"] == {"users": 8, "rate": None, "idle_connections": 0, "cores": None}
+    assert found["threaded"]["figures"]["past_users"] == 32 and found["threaded"]["caveat"] is None
+    assert found["asyncio"]["caveat"] == "high-spread: repetitions over 10% apart"  # 8 users spread over 10%
+    assert found["asyncio"]["caveat"] in found["asyncio"]["text"]
+
+
+def test_no_knee_where_throughput_is_flat_but_p99_does_not_grow() -> None:
+    """iterative serves one keep-alive user and starves the rest: throughput flat from 1 user,
+    but its p99 (of the one user served) never doubles: starvation tells it, not a knee."""
+    found = findings(load("findings-hello"))
+    assert "iterative" not in of_kind(found, "saturation")
+    assert "iterative" in of_kind(found, "starvation")
+
+
+def test_saturation_quotes_a_lower_bound_p99_as_such() -> None:
+    found = of_kind(findings(load("findings-cpu-bound")), "saturation")["iterative"]
+    assert found["text"].startswith("iterative saturates at 1 user: 223 req/s; at 16 users p99 is >=950x higher")
+    assert ">=5,001.22 ms" in found["text"] and found["figures"]["past_p99_lower_bound"] is True
+
+
+def test_no_saturation_in_an_open_loop_run() -> None:
+    assert of_kind(findings(load("findings-c10k")), "saturation") == {}
+
+
+# --- starvation ---------------------------------------------------------------------------
+
+def test_starvation_names_the_worst_level_and_where_it_starts() -> None:
+    found = of_kind(findings(load("findings-hello")), "starvation")
+    assert list(found) == ["iterative"]
+    assert found["iterative"]["text"] == ("iterative at 128 users: 127 of 128 users got no answer in 4 s; "
+                                          "users starve from 8 users on")
+    assert found["iterative"]["figures"]["starved"] == 127 and found["iterative"]["figures"]["window_s"] == 4.0
+
+
+def test_starvation_in_the_mix_and_the_open_loop() -> None:
+    mixed = of_kind(findings(load("findings-mixed")), "starvation")
+    assert mixed["threaded"]["text"] == "threaded at 128 users: 79 of 128 users got no answer in 4 s"
+    assert mixed["forking"]["figures"]["starved"] == 64 and "selectors" not in mixed and "asyncio" not in mixed
+    c10k = of_kind(findings(load("findings-c10k")), "starvation")
+    assert c10k["iterative"]["text"].startswith("iterative at 1,000/s offered + 1,000 idle: 8 of 8 connections got "
+                                                "no answer in 5 s")
+
+
+# --- refusals -----------------------------------------------------------------------------
+
+def test_refusals_past_max_connections() -> None:
+    found = of_kind(findings(load("findings-c10k")), "refusals")
+    assert list(found) == ["threaded"]  # selectors holds every idle connection
+    assert found["threaded"]["text"] == ("threaded at 1,000/s offered + 1,000 idle: 100% of requests were refused "
+                                         "(15,001 5xx answers, 0 connections refused, closed or reset)")
+    assert found["threaded"]["level"]["idle_connections"] == 1000
+
+
+@pytest.mark.parametrize(("resets", "told"), [(10, False), (5000, True)], ids=["under-threshold", "over-threshold"])
+def test_refusals_only_over_the_threshold(resets: int, told: bool) -> None:
+    """threaded at 8 users answers ~87k req/s x 4 s per repetition: 10 resets are far under
+    REFUSAL_SHARE, 5,000 in each of 3 repetitions (1.4%) over it."""
+    results = copy.deepcopy(load("findings-hello"))
+    for step in steps_at(results, "threaded", 8):
+        step["errors"]["reset"] = resets
+    found = of_kind(findings(results), "refusals")
+    assert ("threaded" in found) is told
+    if told:
+        figures = found["threaded"]["figures"]
+        assert figures["closed"] == 3 * resets and figures["share"] > REFUSAL_SHARE
+        assert "15,000 connections refused, closed or reset" in found["threaded"]["text"]
+    assert of_kind(findings(load("findings-hello")), "refusals") == {}
+
+
+# --- head-of-line blocking ----------------------------------------------------------------
+
+def test_head_of_line_in_the_mix_against_the_best_backend() -> None:
+    found = of_kind(findings(load("findings-mixed")), "head-of-line")
+    assert list(found) == ["threaded", "selectors", "asyncio"]  # forking keeps its p50; iterative starves
+    assert found["asyncio"]["text"] == ("asyncio at 32 users: p50 97.66 ms, 35.2x the best backend's (forking, "
+                                        "2.77 ms), with /cpu?ms=50 at 5% of requests: short requests wait behind "
+                                        "slow ones")
+    assert found["threaded"]["level"]["users"] == 8 and "p50 6.76 ms" in found["threaded"]["text"]
+
+
+def test_head_of_line_beside_an_idle_connection_on_p99_not_a_models_own_cost() -> None:
+    """iterative freezes on the idle connection (p99 ~2 s); forking's p50 is 10x the others'
+    too, but from a fork per connection (CPU per request 40x theirs): not blocking."""
+    found = of_kind(findings(load("findings-idle-preconnect")), "head-of-line")
+    assert list(found) == ["iterative"]
+    assert found["iterative"]["text"].startswith("iterative at 32 users + 1 idle: p99 1,998.85 ms, 627x the best "
+                                                 "backend's (asyncio, 3.19 ms), beside 1 idle connection")
+
+
+@pytest.mark.parametrize("name", ["findings-hello", "findings-cpu-bound"], ids=["one-short-route", "one-slow-route"])
+def test_no_head_of_line_without_slow_work_in_the_mix(name: str) -> None:
+    assert of_kind(findings(load(name)), "head-of-line") == {}
+
+
+# --- GIL ceiling --------------------------------------------------------------------------
+
+def test_gil_ceiling_names_the_backends_at_the_cpu_limit() -> None:
+    found = [item for item in findings(load("findings-cpu-bound")) if item["kind"] == "gil-ceiling"]
+    assert len(found) == 1
+    ceiling = found[0]
+    assert ceiling["figures"]["backends"] == ["iterative", "threaded", "asyncio", "selectors-pool"]
+    assert ceiling["text"].startswith("GIL ceiling on /cpu?ms=5: 4 of 4 backends stay at 205 to 233 req/s from 1 to "
+                                      "64 users, the server at 98% or more of a CPU")
+    assert "one CPU answers 219 req/s" in ceiling["text"] and ceiling["level"] is None
+
+
+def test_a_backend_off_the_ceiling_is_not_named() -> None:
+    """asyncio's goodput at 64 users doubled (as if it had a second CPU): no longer flat."""
+    results = copy.deepcopy(load("findings-cpu-bound"))
+    for step in steps_at(results, "asyncio", 64):
+        step["good_rps"] *= 2 * (1 + CEILING_TOLERANCE)
+    ceiling = [item for item in findings(results) if item["kind"] == "gil-ceiling"]
+    assert ceiling[0]["figures"]["backends"] == ["iterative", "threaded", "selectors-pool"]
+
+
+@pytest.mark.parametrize("name", ["findings-hello", "findings-mixed"], ids=["no-cpu-route", "mix-not-flat"])
+def test_no_gil_ceiling(name: str) -> None:
+    assert not [item for item in findings(load(name)) if item["kind"] == "gil-ceiling"]
+
+
+# --- driver-bound and noisy ---------------------------------------------------------------
+
+def test_driver_bound_levels_are_floors() -> None:
+    found = findings(load("findings-hello"))
+    bound = of_kind(found, "driver-bound")
+    assert list(bound) == ["selectors"]
+    assert bound["selectors"]["text"] == ("selectors at 128 users is driver-bound (the driver's busiest CPU at up to "
+                                          "92.7%): its 104,178 req/s is a floor, not the server's capacity")
+    assert bound["selectors"]["caveat"] == "driver-bound: a floor"
+    fit = of_kind(found, "scalability")["selectors"]  # fitted through the 128-user level
+    assert fit["caveat"].startswith("driver-bound: a floor") and f"({fit['caveat']})" in fit["text"]
+    assert of_kind(findings(load("findings-mixed")), "driver-bound") == {}
+
+
+def test_noisy_levels_and_the_findings_drawn_from_them() -> None:
+    """asyncio at 32 users as a busy host would record it: 7.2% steal, flagged noisy."""
+    results = copy.deepcopy(load("findings-hello"))
+    for step in steps_at(results, "asyncio", 32):
+        step["server"]["steal_percent"] = 7.2
+        step["flags"].append(NOISY)
+    found = findings(results)
+    noisy = of_kind(found, "noisy")
+    assert list(noisy) == ["asyncio"]
+    assert noisy["asyncio"]["text"].startswith("asyncio at 32 users is noisy (CPU steal up to 7.2%)")
+    knee = of_kind(found, "saturation")["asyncio"]  # 8 users to 32: drawn from the noisy level
+    assert "noisy: steal 7.2%" in knee["caveat"] and "noisy: steal 7.2%" in knee["text"]
+    assert of_kind(findings(load("findings-hello")), "noisy") == {}
+
+
+# --- scalability --------------------------------------------------------------------------
+
+def test_scalability_fits_each_backend_or_says_why_not() -> None:
+    hello = of_kind(findings(load("findings-hello")), "scalability")
+    assert list(hello) == ["iterative", "threaded", "selectors", "asyncio"]
+    assert hello["threaded"]["text"].startswith("threaded fits the USL with contention σ=0.22")
+    assert hello["threaded"]["figures"]["ok"] is True and hello["threaded"]["figures"]["peak_users"] > 8
+    mixed = of_kind(findings(load("findings-mixed")), "scalability")
+    assert mixed["asyncio"]["text"].startswith("no USL fit for asyncio: 3 levels")
+    assert mixed["asyncio"]["figures"]["ok"] is False
+
+
+def test_no_scalability_without_a_closed_loop() -> None:
+    assert of_kind(findings(load("findings-c10k")), "scalability") == {}
+
+
+# --- where findings appear ----------------------------------------------------------------
+
+def test_findings_text_prints_one_line_per_finding() -> None:
+    results = load("findings-c10k")
+    text = findings_text(results)
+    lines = text.splitlines()
+    assert lines[0] == "findings:" and len(lines) == 1 + len(findings(results))
+    assert "  - threaded at 1,000/s offered + 1,000 idle: 100% of requests were refused" in text
+    assert format_findings([]) == ""
+
+
+def test_findings_text_tells_what_the_run_stored() -> None:
+    results = copy.deepcopy(load("findings-c10k"))
+    results["findings"] = [{"kind": "starvation", "backend": "x", "level": None, "text": "as the run said",
+                            "figures": {}, "caveat": None}]
+    assert findings_text(results) == "findings:\n  - as the run said"
+    results["findings"] = []
+    assert findings_text(results) == ""
+
+
+def test_report_opens_with_the_findings() -> None:
+    results = load("findings-mixed")
+    page = render_report(results, [])
+    assert page.index("<h2>Findings</h2>") < page.index("<h2>Summary</h2>")
+    assert "asyncio at 32 users: p50 97.66 ms, 35.2x the best backend&#x27;s (forking, 2.77 ms)" in page
+
+
+def test_report_escapes_stored_findings_and_skips_an_empty_list() -> None:
+    results = copy.deepcopy(load("findings-c10k"))
+    results["findings"] = [{"kind": "refusals", "backend": "x", "level": None, "text": "<b>x</b> & 5xx",
+                            "figures": {}, "caveat": None}]
+    page = render_report(results, [])
+    assert "&lt;b&gt;x&lt;/b&gt; &amp; 5xx" in page and "<b>x</b>" not in page
+    results["findings"] = []
+    assert "<h2>Findings</h2>" not in render_report(results, [])
