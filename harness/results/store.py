@@ -47,6 +47,9 @@ from typing import Any, Mapping
 #      null otherwise: each count is then a series of its own, see steps.level_key); a backend
 #      entry's "python" (version, implementation, build, free_threaded, gil_enabled, own,
 #      label) for ours; a backend under another interpreter is named "threaded@3.13".
+#      The run's "findings" (issue 15; optional, still version 3): [{"kind", "backend", "level":
+#      {"users", "rate", "idle_connections", "cores"} or null, "text", "figures", "caveat"}],
+#      the sentences the run told (harness/results/findings.py); `report` redraws them.
 SCHEMA_VERSION = 3
 
 RESULTS_FILE = "results.json"
