@@ -286,3 +286,11 @@ def test_report_escapes_stored_findings_and_skips_an_empty_list() -> None:
     assert "&lt;b&gt;x&lt;/b&gt; &amp; 5xx" in page and "<b>x</b>" not in page
     results["findings"] = []
     assert "<h2>Findings</h2>" not in render_report(results, [])
+
+
+def test_a_run_with_no_good_step_has_no_findings() -> None:
+    results = copy.deepcopy(load("findings-hello"))
+    for step in results["steps"]:
+        step["status"] = "failed"
+    assert findings(results) == [] and findings_text(results) == ""
+    assert "<h2>Findings</h2>" not in render_report(results, [])
