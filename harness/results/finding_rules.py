@@ -325,6 +325,7 @@ def scalability(run: RunView) -> list[dict[str, Any]]:
         figures: dict[str, Any] = dict(fit.to_dict())
         if sweep[0].idle:
             figures["idle_connections"] = sweep[0].idle
+        # a fit made (good or poor) is drawn from the levels; one never made, from none of them
         found.append(finding("scalability", sweep[0].backend, None, fit.sentence(sweep[0].backend), figures,
-                             drawn_from=measured, spread=True))
+                             drawn_from=measured if fit.r2 is not None else (), spread=True))
     return found

@@ -245,6 +245,7 @@ def test_scalability_fits_each_backend_or_says_why_not() -> None:
     mixed = of_kind(findings(load("findings-mixed")), "scalability")
     assert mixed["asyncio"]["text"].startswith("no USL fit for asyncio: 3 levels")
     assert mixed["asyncio"]["figures"]["ok"] is False
+    assert mixed["asyncio"]["caveat"] is None  # no fit was made from its high-spread levels
 
 
 def test_no_scalability_without_a_closed_loop() -> None:
