@@ -150,10 +150,26 @@ def build_parser() -> argparse.ArgumentParser:
     summary.add_argument("--markdown", action="store_true",
                          help="print a GitHub markdown table (what the README pastes) instead of plain text")
 
-    compare = sub.add_parser("compare", help="compare runs of the same scenario: ratios with a significance verdict")
-    compare.add_argument("runs", type=Path, nargs="+", metavar="RUN", help="run directories or results.json files")
+    compare = sub.add_parser(
+        "compare", help="compare runs of the same scenario: ratios with 95%% confidence intervals, a regression gate",
+        description=textwrap.fill(
+            "Compare each RUN with the first one (or with --baseline): per backend and load level, throughput "
+            "(good req/s; req/s for runs before goodput) and p99, each the geometric mean of the repetitions, "
+            "with the ratio run/base and its 95% confidence interval: Welch's t interval on the logarithms of "
+            "the repetitions' values (scipy). A ratio whose interval includes 1 is 'not significant'. Runs from "
+            "different machines or scenarios are refused unless --force.", width=100))
+    compare.add_argument("runs", type=Path, nargs="+", metavar="RUN",
+                         help="run directories or results.json files; the first is the base unless --baseline")
+    compare.add_argument("--baseline", type=Path, metavar="RUN",
+                         help="the base every RUN is compared with, e.g. a stored run under results/reference/")
     compare.add_argument("--force", action="store_true", help="compare runs from different machines or scenarios anyway")
     compare.add_argument("--charts", type=Path, metavar="DIR", help="also draw overlay charts into DIR")
+    compare.add_argument("--format", choices=("text", "markdown", "json"), default="text",
+                         help="text (default), markdown for a pull-request comment, json for tools")
+    compare.add_argument("--fail-on-regression", type=float, metavar="PCT",
+                         help="exit 1 when any backend and level is significantly worse than the base by more than "
+                              "PCT percent (throughput below 1-PCT/100 of the base's, or p99 above 1+PCT/100), "
+                              "or failed where the base ran, listing each; exit 0 otherwise")
 
     worker = sub.add_parser("worker", help="lend this machine's CPUs to a `concurbench run --remote-workers` "
                                            "elsewhere, backend after backend, until Ctrl+C")
@@ -243,17 +259,36 @@ def cmd_summary(args: argparse.Namespace) -> int:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from harness.charts.compare import CompareError, compare_runs
+    from harness.charts.compare import CompareError, compare
+    from harness.charts.compare_formats import render
     from harness.results.store import ResultsError
 
-    if len(args.runs) < 2:
+    runs = ([args.baseline] if args.baseline else []) + list(args.runs)
+    pct = args.fail_on_regression
+    if len(runs) < 2:
         print("concurbench: error: compare needs at least two runs", file=sys.stderr)
         return 2
+    if pct is not None and not 0 <= pct < 100:
+        print(f"concurbench: error: --fail-on-regression takes a percentage from 0 to below 100, got {pct:g}",
+              file=sys.stderr)
+        return 2
     try:
-        print(compare_runs(args.runs, force=args.force, chart_dir=args.charts))
+        comparison = compare(runs, force=args.force, chart_dir=args.charts)
     except (CompareError, ResultsError) as error:
         print(f"concurbench: error: {error}", file=sys.stderr)
         return 2
+    except OSError as error:  # the charts' directory
+        print(f"concurbench: error: cannot write the charts: {error}", file=sys.stderr)
+        return 2
+    except (KeyError, TypeError, ValueError, AttributeError) as error:  # a step without what every step has
+        print(f"concurbench: error: unreadable results ({type(error).__name__}: {error})", file=sys.stderr)
+        return 2
+    print(render(comparison, args.format, gate_pct=pct))
+    found = comparison.regressions(pct) if pct is not None else []
+    if found:
+        print(f"concurbench: {len(found)} regression(s) beyond {pct:g}% against {comparison.runs[0]['label']}: "
+              + "; ".join(regression.line() for regression in found), file=sys.stderr)
+        return 1
     return 0
 
 

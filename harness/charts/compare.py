@@ -1,78 +1,107 @@
-"""Compare runs of one scenario on one machine: a table of ratios, and overlay charts.
+"""Compare runs of one scenario on one machine: ratios with confidence intervals, a
+regression gate, and overlay charts.
 
-As pyperf's compare does, a difference only counts when the repetitions say it is real.
-What is compared is goodput (good req/s: 2xx/3xx answers per second) wherever every run has
-it, else req/s (results from before goodput was recorded): a server that answers faster with
-refusals is not faster. The verdict is Welch's t-test (unequal variances) on the repetitions' values, two-sided at
-95%, with critical values from a t table: the stdlib has no t distribution. Fewer than two
-repetitions on either side cannot be tested, and say so. Runs from different machines or
-of different scenarios are refused unless forced: their ratios would measure the change
-of machine or workload, not of the code.
+Each later run is compared with the first, the base: a run directory, its results.json, or a
+stored baseline such as one under results/reference/. Per backend and load level, two
+measures: throughput, which is goodput (good req/s: 2xx/3xx answers per second) wherever
+every run has it, else req/s (results from before goodput; a server that answers faster
+with refusals is not faster), and p99 latency. Each figure is the geometric mean of the
+level's repetitions; each ratio (other/base) comes with its 95% confidence interval
+(compare_stats says which test and why) and reads "not significant" when the interval
+includes 1. The gate (regressions) counts a level as a regression when its ratio is
+significant and worse than the base by more than a threshold: throughput below
+1 - PCT/100, or p99 above 1 + PCT/100; a backend that ran in the base and failed in the
+other run is one too. Runs from different machines or of different scenarios are refused
+unless forced: their ratios would measure the change of machine or workload, not of code.
 """
 
 from __future__ import annotations
 
-import math
-import statistics
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
+from harness.charts.compare_stats import Ratio, geometric_mean, ratio_interval
 from harness.charts.style import (backend_colour, backend_order, chart_title,
                                  machine_line, new_figure, note_failed, run_style, save_figure,
                                  short_cpu_model, slug, styled, thousands_format, users_axis)
 from harness.charts.levels import StepSummary, failed_backends, summarize_steps
 from harness.results.store import read_results
 
-# Two-sided 95% critical values of Student's t by degrees of freedom.
-T_95 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306,
-        9: 2.262, 10: 2.228, 11: 2.201, 12: 2.179, 13: 2.160, 14: 2.145, 15: 2.131,
-        16: 2.120, 17: 2.110, 18: 2.101, 19: 2.093, 20: 2.086, 21: 2.080, 22: 2.074,
-        23: 2.069, 24: 2.064, 25: 2.060, 26: 2.056, 27: 2.052, 28: 2.048, 29: 2.045,
-        30: 2.042, 40: 2.021, 60: 2.000, 120: 1.980}
-T_95_INFINITE_DF = 1.960
 NOT_SIGNIFICANT = "not significant"
+THROUGHPUT, P99 = "throughput", "p99"
+# What a throughput row compares: goodput where every run has it, else all answers.
+MEASURE_NAMES = {"good_rps": "good req/s", "rps": "req/s"}
 
 
 class CompareError(Exception):
     """Runs that cannot be compared: too few, or from different machines or scenarios."""
 
 
-def t_critical_95(df: float) -> float:
-    """The two-sided 95% critical t for df degrees of freedom (df may be fractional).
+@dataclass(frozen=True)
+class Cell:
+    """One run's figure at one level, and how it compares with the base's."""
 
-    Welch's df is fractional; rounding it down to the table's next entry is conservative
-    (a larger critical value), so noise is never called a difference."""
-    if df < 1:
-        return T_95[1]
-    floor = max(key for key in T_95 if key <= df)
-    return T_95_INFINITE_DF if df > 1000 else T_95[floor]
-
-
-def welch_significant(a: Sequence[float], b: Sequence[float]) -> bool | None:
-    """Whether the means of a and b differ at 95% (Welch); None if either has < 2 values."""
-    if len(a) < 2 or len(b) < 2:
-        return None
-    mean_a, mean_b = statistics.fmean(a), statistics.fmean(b)
-    var_a, var_b = statistics.variance(a) / len(a), statistics.variance(b) / len(b)
-    if var_a + var_b == 0:  # identical repetitions on both sides: any difference is real
-        return mean_a != mean_b
-    t = abs(mean_a - mean_b) / math.sqrt(var_a + var_b)
-    df = (var_a + var_b) ** 2 / (var_a ** 2 / (len(a) - 1) + var_b ** 2 / (len(b) - 1))
-    return t > t_critical_95(df)
-
-
-# What a row compares: goodput where every run has it, else all answers.
-MEASURE_NAMES = {"good_rps": "good req/s", "rps": "req/s"}
+    run: str
+    status: str  # "ok", "failed" (the backend failed in this run) or "missing" (not run, or no value)
+    value: float | None  # geometric mean of the repetitions (req/s, or p99 in µs)
+    ratio: Ratio | None = None  # None for the base, or when either side has no value
+    verdict: str = ""
 
 
 @dataclass(frozen=True)
-class Verdict:
-    """How one run's good req/s (or req/s) at one step compares with the first run's."""
+class Row:
+    """One backend at one load level, one measure: the base's figure, then each later run's."""
 
-    ratio: float | None  # median of this run / of the first run
-    significant: bool | None  # None: not testable (a side is missing or has 1 repetition)
-    text: str
+    backend: str
+    users: int
+    measure: str  # THROUGHPUT or P99
+    unit: str  # "good req/s", "req/s" or "p99 ms"
+    base: Cell
+    others: tuple[Cell, ...]
+
+
+@dataclass(frozen=True)
+class Regression:
+    """A level where a later run is significantly worse than the base by more than the threshold."""
+
+    row: Row
+    cell: Cell
+
+    def line(self) -> str:
+        ratio = self.cell.ratio
+        figure = "failed" if ratio is None else f"{ratio.value:.2f}x [{ratio.interval()}]"
+        what = "p99" if self.row.measure == P99 else self.row.unit
+        return (f"{self.row.backend} at {users_text(self.row.users)}, {what} in {self.cell.run}: "
+                f"{figure} ({self.cell.verdict})")
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """Everything compare prints, in any format."""
+
+    scenario: str | None
+    machine: str
+    runs: tuple[Mapping[str, Any], ...]  # label, path, date, commit, status, hostname
+    warnings: tuple[str, ...]
+    throughput: str  # what the throughput rows count, in words
+    rows: tuple[Row, ...]
+    charts: tuple[str, ...] = ()  # overlay charts written, when asked for
+    chart_dir: str | None = None
+
+    def regressions(self, pct: float) -> list[Regression]:
+        """The gate: significant and worse than the base by more than pct percent, or failed."""
+        found = []
+        for row in self.rows:
+            for cell in row.others:
+                if cell.status == "failed" and row.base.status == "ok" and row.measure == THROUGHPUT:
+                    found.append(Regression(row, cell))
+                elif cell.ratio is not None and cell.ratio.significant:
+                    worse = (cell.ratio.value < 1 - pct / 100 if row.measure == THROUGHPUT
+                             else cell.ratio.value > 1 + pct / 100)
+                    if worse:
+                        found.append(Regression(row, cell))
+        return found
 
 
 def measure_of(summaries: Sequence[StepSummary | None]) -> str:
@@ -81,26 +110,30 @@ def measure_of(summaries: Sequence[StepSummary | None]) -> str:
     return "good_rps" if present and all(summary.good_rps is not None for summary in present) else "rps"
 
 
-def _spread(summary: StepSummary, measure: str) -> Any:
-    return summary.good_rps if measure == "good_rps" and summary.good_rps is not None else summary.rps
+def repetition_values(summary: StepSummary, measure: str) -> list[float]:
+    """One value per repetition: its throughput (by measure_of's key), or its p99 in µs."""
+    if measure == P99:
+        return [step["p99_us"] for step in summary.steps if step.get("p99_us") is not None]
+    return [step[measure] for step in summary.steps]
 
 
-def verdict(base: StepSummary | None, other: StepSummary | None, measure: str = "rps") -> Verdict:
-    """The ratio of medians and its verdict: "1.15x faster", "not significant"..."""
-    if base is None or other is None:
-        return Verdict(None, None, "missing")
-    base_median, other_median = _spread(base, measure).median, _spread(other, measure).median
-    ratio = other_median / base_median if base_median else None  # base stalled
-    significant = welch_significant([s[measure] for s in base.steps], [s[measure] for s in other.steps])
-    if significant is None:
-        return Verdict(ratio, None, "untested: 1 repetition")
-    if not significant:
-        return Verdict(ratio, False, NOT_SIGNIFICANT)
-    if ratio is None or ratio == 0:
-        unit = MEASURE_NAMES[measure]
-        return Verdict(ratio, True, f"from 0 {unit}" if ratio is None else f"down to 0 {unit}")
-    faster = ratio >= 1
-    return Verdict(ratio, True, f"{ratio if faster else 1 / ratio:.2f}x {'faster' if faster else 'slower'}")
+def verdict(measure: str, unit: str, ratio: Ratio, base: float, other: float) -> str:
+    """"1.15x faster", "1.30x higher", "not significant", "untested: 1 repetition"..."""
+    if ratio.significant is None:
+        return "untested: 1 repetition"
+    if not ratio.significant:
+        return NOT_SIGNIFICANT
+    if measure == THROUGHPUT and (base < 1 or other < 1):  # a stalled side: no meaningful factor
+        return f"from 0 {unit}" if base < 1 else f"down to 0 {unit}"
+    up = ratio.value >= 1
+    factor = f"{ratio.value if up else 1 / ratio.value:.2f}x"
+    if measure == THROUGHPUT:
+        return f"{factor} {'faster' if up else 'slower'}"
+    return f"{factor} {'higher' if up else 'lower'}"
+
+
+def users_text(users: int) -> str:
+    return f"{users} user{'' if users == 1 else 's'}"
 
 
 def run_label(path: Path) -> str:
@@ -149,12 +182,10 @@ def schema_gaps(runs: Sequence[Mapping[str, Any]], labels: Sequence[str]) -> lis
             f"for like" for label, version in zip(labels, versions) if version < COUNTS_EVERY_REQUEST]
 
 
-def compare_runs(paths: Sequence[Path], *, force: bool = False,
-                 chart_dir: Path | None = None) -> str:
-    """A printable table comparing the runs' req/s with the first run's.
-
-    Raises CompareError for fewer than two runs, or for runs of different machines or
-    scenarios unless force is true. With chart_dir, also draws one overlay per backend."""
+def compare(paths: Sequence[Path], *, force: bool = False, chart_dir: Path | None = None) -> Comparison:
+    """The runs' figures, each later run's against the first's. Raises CompareError for fewer
+    than two runs, or for runs of different machines or scenarios unless force is true.
+    With chart_dir, also draws one overlay per backend there."""
     if len(paths) < 2:
         raise CompareError("compare needs at least two runs")
     runs = [read_results(Path(path)) for path in paths]
@@ -165,75 +196,65 @@ def compare_runs(paths: Sequence[Path], *, force: bool = False,
     if problems and not force:
         raise CompareError("refusing to compare: " + "; ".join(problems)
                            + ". Pass force=True (--force) to compare anyway.")
-    lines = [f"comparing {len(runs)} runs of {(runs[0].get('scenario') or {}).get('name')!r} on "
-             f"{machine_line(runs[0].get('metadata') or {})}"]
-    lines += [f"WARNING (forced): {problem}" for problem in problems]
-    lines += [f"WARNING: {problem}" for problem in schema_gaps(runs, labels)]
-    for label, run in zip(labels, runs):
-        git = (run.get("metadata") or {}).get("git") or {}
-        commit = (git.get("commit") or "")[:10] + ("+dirty" if git.get("dirty") else "")
-        lines.append(f"  {label}: {(run.get('metadata') or {}).get('date', '?')}  "
-                     f"commit {commit or 'unknown'}  status {run.get('status', '?')}")
-    table, measures = _table(runs, labels)
-    if measures == {"rps"}:
-        what = "req/s (answers of any status: these runs did not record goodput)"
-    elif measures == {"good_rps"}:
-        what = "good req/s (2xx/3xx answers per second)"
+    rows, keys = _rows(runs, labels)
+    if keys == {"rps"}:
+        throughput = "req/s (answers of any status: these runs did not record goodput)"
+    elif keys == {"good_rps"}:
+        throughput = "good req/s (2xx/3xx answers per second)"
     else:
-        what = "good req/s (2xx/3xx answers) where every run recorded it; rows marked * compare req/s (any status)"
-    lines += [f"verdict: Welch's t-test on the repetitions' {what}, two-sided 95%", ""]
-    lines += table
-    if chart_dir is not None:
-        written = draw_overlays(runs, labels, Path(chart_dir))
-        lines += ["", f"overlay charts: {len(written) // 2} written to {chart_dir}"]
-    return "\n".join(lines)
+        throughput = "good req/s (2xx/3xx answers) where every run recorded it; rows marked * compare req/s (any status)"
+    return Comparison(
+        scenario=(runs[0].get("scenario") or {}).get("name"),
+        machine=machine_line(runs[0].get("metadata") or {}),
+        runs=tuple(_run_info(run, label, Path(path)) for run, label, path in zip(runs, labels, paths)),
+        warnings=tuple([f"WARNING (forced): {problem}" for problem in problems]
+                       + [f"WARNING: {problem}" for problem in schema_gaps(runs, labels)]),
+        throughput=throughput, rows=tuple(rows),
+        charts=tuple(str(p) for p in draw_overlays(runs, labels, Path(chart_dir))) if chart_dir else (),
+        chart_dir=str(chart_dir) if chart_dir else None)
 
 
-def _table(runs: Sequence[Mapping[str, Any]], labels: Sequence[str]) -> tuple[list[str], set[str]]:
-    """One row per backend and load level; per later run: good req/s (or req/s), ratio,
-    verdict. Also the measures the rows compared."""
+def _run_info(run: Mapping[str, Any], label: str, path: Path) -> dict[str, Any]:
+    meta = run.get("metadata") or {}
+    git = meta.get("git") or {}
+    return {"label": label, "path": str(path), "date": meta.get("date"), "hostname": meta.get("hostname"),
+            "commit": git.get("commit"), "dirty": bool(git.get("dirty")), "status": run.get("status")}
+
+
+def _rows(runs: Sequence[Mapping[str, Any]], labels: Sequence[str]) -> tuple[list[Row], set[str]]:
+    """Per backend and load level, a throughput row then a p99 row; also the throughput keys used."""
     summaries = [summarize_steps(run) for run in runs]
     failed = [failed_backends(run) for run in runs]
-    rows, measures = [], []
+    rows, keys = [], set()
     for backend in backend_order([b for s in summaries for b in s] + [b for f in failed for b in f]):
-        levels = sorted({u for s in summaries for u in s.get(backend, {})})
-        for users in levels or [0]:
+        for users in sorted({u for s in summaries for u in s.get(backend, {})}) or [0]:
             level = [summary.get(backend, {}).get(users) for summary in summaries]
-            measure = measure_of(level)
-            measures.append(measure)
-            base = level[0]
-            cells = [backend, str(users or ""), _rps(base, backend in failed[0], measure)]
-            for label, other, failures in zip(labels[1:], level[1:], failed[1:]):
-                result = verdict(base, other, measure)
-                text = result.text
-                if base is None and backend in failed[0]:
-                    text = f"failed in {labels[0]}"
-                elif other is None and backend in failures:
-                    text = f"failed in {label}"
-                cells += [_rps(other, backend in failures, measure),
-                          "—" if result.ratio is None else f"{result.ratio:.2f}x", text]
-            rows.append(cells)
-    unit = MEASURE_NAMES[measures[0]] if len(set(measures)) == 1 else "good req/s"
-    if len(set(measures)) > 1:  # mark the rows that fell back to all answers
-        for cells, measure in zip(rows, measures):
-            if measure == "rps":
-                cells[0] += " *"
-    header = ["backend", "users", f"{labels[0]} {unit}"]
-    for label in labels[1:]:
-        header += [f"{label} {unit}", "ratio", "verdict"]
-    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
-    left = {i for i, name in enumerate(header) if name in ("backend", "verdict")}
-
-    def line(cells: list[str]) -> str:
-        return "  ".join(cell.ljust(width) if i in left else cell.rjust(width)
-                         for i, (cell, width) in enumerate(zip(cells, widths))).rstrip()
-    return [line(header), line(["-" * width for width in widths]), *map(line, rows)], set(measures)
+            key = measure_of(level)
+            keys.add(key)
+            for measure, values_of, unit in ((THROUGHPUT, key, MEASURE_NAMES[key]), (P99, P99, "p99 ms")):
+                values = [repetition_values(s, values_of) if s else [] for s in level]
+                cells = [Cell(label, "ok" if vals else "failed" if backend in f else "missing",
+                              geometric_mean(vals) if vals else None)
+                         for label, vals, f in zip(labels, values, failed)]
+                others = tuple(_against(cells[0], cell, values[0], vals, measure, unit)
+                               for cell, vals in zip(cells[1:], values[1:]))
+                rows.append(Row(backend, users, measure, unit, cells[0], others))
+    return rows, keys
 
 
-def _rps(summary: StepSummary | None, failed: bool, measure: str = "rps") -> str:
-    if summary is None:
-        return "failed" if failed else "—"
-    return f"{_spread(summary, measure).median:,.0f}"
+def _against(base: Cell, cell: Cell, base_values: list[float], values: list[float], measure: str,
+             unit: str) -> Cell:
+    if base.status == "ok" and cell.status == "ok":
+        ratio = ratio_interval(base_values, values)
+        return Cell(cell.run, cell.status, cell.value, ratio,
+                    verdict(measure, unit, ratio, base.value or 0.0, cell.value or 0.0))
+    text = (f"failed in {base.run}" if base.status == "failed" else
+            f"failed in {cell.run}" if cell.status == "failed" else "missing")
+    return Cell(cell.run, cell.status, cell.value, None, text)
+
+
+def _spread(summary: StepSummary, measure: str) -> Any:
+    return summary.good_rps if measure == "good_rps" and summary.good_rps is not None else summary.rps
 
 
 @styled

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from harness.charts import cost, levels as chart_levels, runs as plots
-from harness.charts.compare import compare_runs
+from harness.charts.compare_formats import compare_runs
 from harness.charts.notes import MAX_CHART_NOTES, chart_lines, step_warnings
 from harness.charts.open_loop import draw_open_loop
 from harness.charts.report import write_report
@@ -227,7 +227,7 @@ def test_compare_uses_goodput_when_both_runs_have_it(run_a: dict[str, Any], tmp_
         dirs[-1].mkdir()
         write_results(dirs[-1], with_new_keys(run_a, good_share=share))
     output = compare_runs(dirs)
-    assert "on the repetitions' good req/s" in output and "new-a good req/s" in output
+    assert "throughput: good req/s (2xx/3xx answers per second)" in output and "new-a good req/s" in output
     row = next(line for line in output.splitlines() if line.startswith("threaded") and " 32 " in line)
     assert row.endswith("slower") and "0.50x" in row
     old_dir = tmp_path / "old"
