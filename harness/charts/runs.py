@@ -298,6 +298,7 @@ def errors(results: Mapping[str, Any], out_dir: Path) -> list[Path]:
 
 def draw_all(results: Mapping[str, Any], out_dir: Path) -> list[Path]:
     """Every chart of one run into out_dir; the written paths, PNG and SVG of each."""
+    from harness.charts.capacity import draw_capacity
     from harness.charts.cores import draw_cores
     from harness.charts.cost import draw_cost
     from harness.charts.idle import draw_idle
@@ -309,4 +310,4 @@ def draw_all(results: Mapping[str, Any], out_dir: Path) -> list[Path]:
                      resources, errors):
             paths += draw(results, out_dir)
     return (paths + draw_cost(results, out_dir) + draw_open_loop(results, out_dir) + draw_idle(results, out_dir)
-            + draw_cores(results, out_dir))
+            + draw_cores(results, out_dir) + draw_capacity(results, out_dir))

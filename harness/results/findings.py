@@ -16,11 +16,12 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from harness.results.capacity import capacity_findings
 from harness.results.finding_rules import (RunView, driver_bound, gil_ceiling, head_of_line, noisy, refusals,
                                            saturation, scalability, starvation)
 
 # The rules, in the order their findings are told; each returns its findings in the order
-# the summary table lists backends. A capacity rule (issue 15, capacity at an SLO) goes here.
+# the summary table lists backends. A rate search's capacity findings come first (see findings).
 FINDING_RULES: tuple[tuple[str, Callable[[RunView], list[dict[str, Any]]]], ...] = (
     ("saturation", saturation),
     ("starvation", starvation),
@@ -31,14 +32,14 @@ FINDING_RULES: tuple[tuple[str, Callable[[RunView], list[dict[str, Any]]]], ...]
     ("noisy", noisy),
     ("scalability", scalability),
 )
-FINDING_KINDS = tuple(kind for kind, _ in FINDING_RULES)
+FINDING_KINDS = ("capacity", *(kind for kind, _ in FINDING_RULES))
 
 
 def findings(results: Mapping[str, Any]) -> list[dict[str, Any]]:
     """The findings of a run, from its results.json document: by kind (FINDING_RULES'
     order), then backend (the summary table's order)."""
     run = RunView.of(results)
-    found: list[dict[str, Any]] = []
+    found: list[dict[str, Any]] = capacity_findings(results)  # a rate search's answer, first
     for _, rule in FINDING_RULES:
         found.extend(rule(run))
     return found

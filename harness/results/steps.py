@@ -67,12 +67,14 @@ def littles_law(result: Mapping[str, Any]) -> dict[str, Any] | None:
 
 def step_record(backend: str, *, users: int, idle_connections: int, repetition: int, result: Mapping[str, Any],
                 server: dict[str, Any], driver: Mapping[str, Any] | None = None,
-                server_cpus: Sequence[int] = (), cores: int | None = None) -> dict[str, Any]:
+                server_cpus: Sequence[int] = (), cores: int | None = None,
+                route: str | None = None) -> dict[str, Any]:
     """The record of one window, from the driver's result (DriverResult.to_dict()), the
     server's CPU and memory over it, and the orchestrator's view of the driver's CPUs
     (`driver`: its busiest CPU's cpu_percent, steal; without it, the driver's own figure).
     `server_cpus`: the CPUs the server was pinned to; `cores`: their count when the run
-    sweeps it ([server] cpus), else None."""
+    sweeps it ([server] cpus), else None; `route`: the one request the window sent, when the
+    scenario sends each alone (mix "each"), else None."""
     sampled = dict(driver or {})
     sampled.setdefault("cpu_percent", result["driver_cpu_percent"])
     sampled["self_cpu_percent"] = result["driver_cpu_percent"]
@@ -114,7 +116,7 @@ def step_record(backend: str, *, users: int, idle_connections: int, repetition: 
         "littles": littles, "cycles": result["cycles"],
         "rate": result["rate"], "uncorrected": result["uncorrected"], "starved_users": result["starved_users"],
         "idle_connections": idle_connections,  # asked for; background.idle_connected: how many were held
-        "server_cpus": list(server_cpus), "cores": cores,
+        "server_cpus": list(server_cpus), "cores": cores, "route": route,
     }
 
 
@@ -129,11 +131,13 @@ def level_key(step: Mapping[str, Any]) -> LevelKey:
 
 
 def series(step: Mapping[str, Any]) -> str:
-    """The backend as charts and tables name it: with its CPU count when the run sweeps it."""
+    """The backend as charts and tables name it: with the request it sent alone when the
+    scenario sends each so ("asyncio /sleep?ms=1"), and its CPU count when the run sweeps it."""
+    name = step["backend"] if step.get("route") is None else f"{step['backend']} {step['route']}"
     cores = step.get("cores")
     if cores is None:
-        return step["backend"]
-    return f"{step['backend']} ({cores} CPU{'' if cores == 1 else 's'})"
+        return name
+    return f"{name} ({cores} CPU{'' if cores == 1 else 's'})"
 
 
 def group_levels(steps: Iterable[Mapping[str, Any]]) -> dict[LevelKey, list[Mapping[str, Any]]]:

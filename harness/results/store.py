@@ -47,6 +47,11 @@ from typing import Any, Mapping
 #      null otherwise: each count is then a series of its own, see steps.level_key); a backend
 #      entry's "python" (version, implementation, build, free_threaded, gil_enabled, own,
 #      label) for ours; a backend under another interpreter is named "threaded@3.13".
+#      Later, still version 3 (issue 15; optional keys): a step's "route" (the one request it
+#      sent, when the scenario's mix is "each": a series of its own, "asyncio /sleep?ms=1");
+#      a rate search's "capacity" (by series: the objective, range, every probe and where the
+#      search stopped, and the rounds' verdict at the rate found, see harness/results/capacity.py);
+#      metadata "order" entries with round "search"; and "findings" (harness/results/findings.py).
 #      The run's "findings" (issue 15; optional, still version 3): [{"kind", "backend", "level":
 #      {"users", "rate", "idle_connections", "cores"} or null, "text", "figures", "caveat"}],
 #      the sentences the run told (harness/results/findings.py); `report` redraws them.

@@ -26,6 +26,7 @@ from harness.run.interpreter import Interpreter, expand_backends, resolve_interp
 from harness.run.driver import wrk_problem
 from harness.scenario import Scenario, ScenarioError, load_scenario
 from harness.results.store import RESULTS_FILE, ResultsError
+from harness.results.capacity import capacity_table
 from harness.results.findings import findings_text
 from harness.results.summary import summary_rows, summary_table
 
@@ -180,6 +181,8 @@ def _run_scenario(scenario: Scenario, backends: dict[str, str], options: RunOpti
     try:
         run.doing = "while printing the summary (the results are saved)"
         print(summary_table(run.results))
+        if run.results.get("capacity"):
+            print(capacity_table(run.results))
         _print_findings(run.results)
         if len(options.drivers) > 1:
             print(driver_ratios(run.results, options.drivers))

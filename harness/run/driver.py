@@ -126,6 +126,8 @@ def wrk_problem(scenario: Scenario) -> str | None:
     """Why the wrk driver cannot run this scenario (None if it can), before anything starts."""
     from harness.drivers.wrk.driver import check_supported
 
+    if scenario.search is not None:
+        return "--driver wrk cannot search a rate: wrk has no open loop (rate = { search = [...] } needs the Locust driver)"
     if shutil.which("wrk") is None:
         return "--driver wrk needs wrk on PATH (apt-get install wrk)"
     try:

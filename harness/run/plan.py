@@ -16,7 +16,7 @@ drift over every backend instead of landing on the last one.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from harness.drivers.spec import DriverSpec
 from harness.scenario import Scenario
@@ -35,12 +35,16 @@ class Level:
     rate: float | None
     idle_connections: int
     cores: int | None = None  # server CPUs, when the scenario sweeps them (None: all the server's)
+    request: int | None = None  # mix "each": the one [[request]] this level sends (None: the mix)
+    route: str | None = None  # that request as a series says it: "/sleep?ms=1", "POST /echo"
 
     @property
     def name(self) -> str:
-        """As progress and errors say it: "users=8", "rate=500/s idle=1000", "users=8 cpus=2"."""
+        """As progress and errors say it: "users=8", "rate=500/s idle=1000", "users=8 cpus=2",
+        "rate=800/s /sleep?ms=1"."""
         load = f"users={self.users}" if self.rate is None else f"rate={self.rate:g}/s"
         load = f"{load} idle={self.idle_connections}" if self.idle_connections else load
+        load = load if self.route is None else f"{load} {self.route}"
         return load if self.cores is None else f"{load} cpus={self.cores}"
 
 
@@ -54,10 +58,27 @@ class PlannedStep:
 
 
 def levels(scenario: Scenario) -> tuple[Level, ...]:
-    """The scenario's load levels, in the order they run."""
+    """The scenario's load levels, in the order they run; with mix "each", each request's in
+    turn. A rate search has none until it has searched (Plan.found)."""
+    if scenario.search is not None:
+        return ()
     loads = [(users, None) for users in scenario.users] + [(scenario.connections, rate) for rate in scenario.rate]
-    return tuple(Level(users, rate, idle, cores) for cores in core_counts(scenario)
+    return tuple(Level(users, rate, idle, cores, request, route) for cores in core_counts(scenario)
+                 for request, route in requests_of(scenario)
                  for idle in scenario.idle_connections for users, rate in loads)
+
+
+def requests_of(scenario: Scenario) -> list[tuple[int | None, str | None]]:
+    """(index, route) of each request a level sends alone (mix "each"), or [(None, None)]:
+    the whole mix at every level."""
+    if scenario.mix != "each":
+        return [(None, None)]
+    return [(i, route(request.method, request.path)) for i, request in enumerate(scenario.requests)]
+
+
+def route(method: str, path: str) -> str:
+    """A request as its series names it: the path for a GET, else "POST /echo"."""
+    return path if method == "GET" else f"{method} {path}"
 
 
 def core_counts(scenario: Scenario) -> tuple[int | None, ...]:
@@ -74,6 +95,9 @@ class Plan:
     scenario: Scenario
     backends: tuple[str, ...]
     levels: tuple[Level, ...]
+    # A rate search's levels, per backend: the rate it found for each request, set by the
+    # runner once it has searched; the rounds then measure these.
+    found: dict[str, tuple[Level, ...]] = field(default_factory=dict)
 
     @property
     def rounds(self) -> int:
@@ -84,16 +108,17 @@ class Plan:
         """(round, backend) in the order they run: A B C A B C."""
         return [(round_, backend) for round_ in range(self.rounds) for backend in self.backends]
 
-    def levels_at(self, cores: object = ALL_CORES) -> tuple[Level, ...]:
+    def levels_at(self, cores: object = ALL_CORES, backend: str | None = None) -> tuple[Level, ...]:
         """The levels one start of a backend runs: those at `cores` server CPUs (None is a
-        count: all the server's), or every level."""
-        return self.levels if cores is ALL_CORES else tuple(level for level in self.levels if level.cores == cores)
+        count: all the server's), or every level; in a rate search, those `backend` found."""
+        levels = self.found.get(backend or "", ()) if self.scenario.search else self.levels
+        return levels if cores is ALL_CORES else tuple(level for level in levels if level.cores == cores)
 
     def steps_of(self, backend: str, round_: int | None = None, *, cores: object = ALL_CORES) -> list[PlannedStep]:
         """`backend`'s steps in round `round_` (None: in every round), in the order they run;
         only those at `cores` server CPUs, if given."""
         rounds = range(self.rounds) if round_ is None else (round_,)
-        return [PlannedStep(backend, level, rep) for rep in rounds for level in self.levels_at(cores)]
+        return [PlannedStep(backend, level, rep) for rep in rounds for level in self.levels_at(cores, backend)]
 
     @property
     def core_counts(self) -> tuple[int | None, ...]:
@@ -104,26 +129,36 @@ class Plan:
     def steps(self) -> list[PlannedStep]:
         return [step for round_, backend in self.order for step in self.steps_of(backend, round_)]
 
-    def specs(self, *, host: str, port: int, cores: object = ALL_CORES) -> list[DriverSpec]:
+    def specs(self, *, host: str, port: int, cores: object = ALL_CORES, backend: str | None = None) -> list[DriverSpec]:
         """One round's driver specs against host:port, one per level (at `cores` server CPUs,
-        if given): a warm-up, then one window."""
+        if given; `backend`'s, in a rate search): a warm-up, then one window."""
+        return [self.spec(level, host=host, port=port) for level in self.levels_at(cores, backend)]
+
+    def spec(self, level: Level, *, host: str, port: int) -> DriverSpec:
+        """The driver spec of one level: a warm-up, then one window."""
         scenario = self.scenario
-        return [DriverSpec(host=host, port=port, requests=scenario.requests, users=level.users, rate=level.rate,
-                           duration_s=scenario.duration_s, warmup_s=scenario.warmup_s, repeat=1,
-                           keep_alive=scenario.keep_alive, timeout_s=scenario.timeout_s,
-                           idle_connections=level.idle_connections, slow_clients=scenario.slow_clients,
-                           slow_interval_s=scenario.slow_interval_s)
-                for level in self.levels_at(cores)]
+        return DriverSpec(host=host, port=port, requests=scenario.requests_of(level.request), users=level.users,
+                          rate=level.rate, duration_s=scenario.duration_s, warmup_s=scenario.warmup_s, repeat=1,
+                          keep_alive=scenario.keep_alive, timeout_s=scenario.timeout_s,
+                          idle_connections=level.idle_connections, slow_clients=scenario.slow_clients,
+                          slow_interval_s=scenario.slow_interval_s)
+
+    def probe_level(self, request: int | None, route_: str | None, rate: float) -> Level:
+        """A rate search's probe (or its repetitions) of one request at `rate`."""
+        return Level(self.scenario.connections, rate, self.scenario.idle_connections[0], None, request, route_)
 
     @property
     def seconds(self) -> float:
-        """The wall time to expect, for the ETA: every start, warm-up and window of every round."""
+        """The wall time to expect, for the ETA: every start, warm-up and window of every round
+        (a rate search: its budget per backend and request, then its rounds at one rate each)."""
         starts = len(self.backends) * self.rounds * len(self.core_counts)
         return planned_seconds(self.scenario, backends=len(self.backends)) + DRIVER_START_S * starts
 
     @property
     def descriptors(self) -> int:
         """The most one process holds at once: a driver at its largest level."""
+        if self.scenario.search is not None:
+            return self.spec(self.probe_level(0, None, self.scenario.search.high), host="127.0.0.1", port=1).descriptors
         return max(spec.descriptors for spec in self.specs(host="127.0.0.1", port=1))
 
 
@@ -136,6 +171,10 @@ def planned_seconds(scenario: Scenario, *, backends: int, start_stop_s: float = 
     backend's start and stop, and per level a warm-up and one window."""
     per_level = scenario.warmup_s + scenario.duration_s
     starts = len(core_counts(scenario))  # a backend starts anew for each server CPU count
+    if scenario.search is not None:  # the budget is the most a search takes, then a window per request per round
+        searches = backends * len(requests_of(scenario)) * scenario.search.budget_s
+        return searches + (scenario.repeat + 1) * backends * start_stop_s \
+            + scenario.repeat * backends * len(requests_of(scenario)) * per_level
     return scenario.repeat * backends * (start_stop_s * starts + len(levels(scenario)) * per_level)
 
 

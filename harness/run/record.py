@@ -13,6 +13,14 @@ from harness.results.store import RESULTS_FILE, ResultsError, write_results
 from harness.run.plan import Plan
 
 
+class BackendFailed(Exception):
+    """The backend or its driver died mid-run; `kind` is the event recorded for it."""
+
+    def __init__(self, message: str, *, kind: str = "backend-failed") -> None:
+        super().__init__(message)
+        self.kind = kind
+
+
 class RunRecord:
     """results, saved atomically; `doing`, `backend` and `step` say where the run is."""
 

@@ -31,7 +31,9 @@ from harness.drivers.spec import DriverResult
 from harness.run.driver import DriverProcess
 from harness.run.backend import (LaunchError, RunningBackend, calibrate_cpu_work, default_pinning, launch_backend,
                                  registry_name)
+from harness.run.capacity import CapacitySearch
 from harness.run.interpreter import Interpreter, own_interpreter
+from harness.results.findings import findings as run_findings
 from harness.results.steps import flag_high_spread, step_record
 from harness.results.store import new_run_dir
 from harness.results.summary import floor_line, write_summary_csv
@@ -40,7 +42,7 @@ from harness.run.limits import ensure_fd_limit
 from harness.run.metadata import collect_metadata
 from harness.run.plan import Plan, PlannedStep, plan_run
 from harness.run.progress import Progress, Tick
-from harness.run.record import RunRecord, first_line
+from harness.run.record import BackendFailed, RunRecord, first_line
 from harness.run.sampling import WindowSampler, steal_at_start
 from harness.scenario import Scenario
 
@@ -50,14 +52,6 @@ WORKER_GRACE_S = 1.0  # a dead Locust worker with the master still going: a faul
 
 class RunFailed(Exception):
     """Nothing can be measured (the /cpu calibration failed): the run stops."""
-
-
-class BackendFailed(Exception):
-    """The backend or its driver died mid-run; `kind` is the event recorded for it."""
-
-    def __init__(self, message: str, *, kind: str = "backend-failed") -> None:
-        super().__init__(message)
-        self.kind = kind
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -83,7 +77,7 @@ class RunOptions:
         return self.server_cpus or server, self.driver_cpus or driver
 
 
-class Run(RunRecord):
+class Run(RunRecord, CapacitySearch):
     """One `concurbench run`: owns the results dict and writes it after every change."""
 
     def __init__(self, scenario: Scenario, backends: dict[str, str], options: RunOptions,
@@ -151,9 +145,16 @@ class Run(RunRecord):
     def execute(self, progress: Progress) -> None:
         """Every round, every backend in turn (A B C A B C); one that failed sits out the
         later rounds."""
+        if self.scenario.search is not None:
+            for backend in self.plan.backends:
+                self.results["metadata"]["order"].append({"backend": backend, "round": "search"})
+                self.search_backend(backend, self.backends[backend], progress)
         for round_, backend in self.plan.order:
             entry = self.results["backends"].get(backend)
             if entry is not None and entry["status"] == "failed":
+                continue
+            if self.scenario.search is not None and not self.plan.levels_at(backend=backend):
+                entry.update(status="ok", error=None)  # it held no rate of the range: nothing to repeat
                 continue
             self.results["metadata"]["order"].append({"backend": backend, "round": round_})
             self.run_backend(backend, self.backends[backend], round_, progress)
@@ -174,37 +175,52 @@ class Run(RunRecord):
         The entry is in results from its first round on, "running" until its last round is
         done ("ok") or one fails ("failed"); a Ctrl+C or a failed write then finds it there
         (see interrupted, write_failed). "rounds_done" counts the rounds it finished."""
+        entry = self._entry(backend, target)
+        for cores in self.plan.core_counts:
+            if not self._session(backend, target, round_, cores, entry, progress):
+                break
+        return entry
+
+    def _entry(self, backend: str, target: str) -> dict[str, Any]:
+        """`backend`'s entry in results["backends"], made at its first start."""
         external = target.startswith("cmd:")
         command = target.replace(sys.executable, "python") if external else None  # a peer's: no path of this machine
         entry: dict[str, Any] = self.results["backends"].setdefault(
             backend, {"status": "running", "error": None, "command": command, "rounds_done": 0})
         if not external:
             entry.setdefault("python", self.pythons.get(backend, own_interpreter()).to_dict())
-        for cores in self.plan.core_counts:
-            if not self._session(backend, target, round_, cores, entry, progress):
-                break
         return entry
 
-    def _session(self, backend: str, target: str, round_: int, cores: int | None, entry: dict[str, Any],
-                 progress: Progress) -> bool:
-        """One start of `backend` in round `round_`, on `cores` of the server CPUs (None: all):
-        its levels at that count, then the stop. False if it failed (recorded in `entry`)."""
+    def _launch(self, backend: str, target: str, of: str, cpus: tuple[int, ...],
+                entry: dict[str, Any], progress: Progress) -> RunningBackend | None:
+        """Start `backend` on `cpus`; None if it did not start (recorded in `entry`). `of`
+        says which start it is: " (round 2/3)", " (search)"."""
         external = target.startswith("cmd:")
-        cpus = self.server_cpus[:cores] if cores else self.server_cpus
-        of = self._round(round_)
         self.doing, self.backend, self.step = f"while {backend} was starting{of}", backend, None
         progress.message(f"{backend}: starting on CPU {','.join(map(str, cpus))}{of}")
         extra = () if external else self.scenario.server_args_for(registry_name(target))  # our servers' flags
         python = self.pythons.get(backend)
         try:
-            running = launch_backend(target, host=self.options.host, cpus=cpus, extra_args=extra,
-                                     env={"CONCURBENCH_CPU_ITERS_PER_MS": str(self.cpu_iters_per_ms)},
-                                     python=python.path if python else None)
+            return launch_backend(target, host=self.options.host, cpus=cpus, extra_args=extra,
+                                  env={"CONCURBENCH_CPU_ITERS_PER_MS": str(self.cpu_iters_per_ms)},
+                                  python=python.path if python else None)
         except LaunchError as error:
             why = str(error).splitlines()[0]
             progress.message(f"{backend}: FAILED to start{of}: {why}")
-            entry.update(status="failed", error=why, stderr_tail=error.stderr_tail, round=round_)
+            entry.update(status="failed", error=why, stderr_tail=error.stderr_tail,
+                         round=of.strip(" ()") or None)
             self.event("backend-failed", f"{backend} did not start{of}: {why}", backend=backend)
+            return None
+
+    def _session(self, backend: str, target: str, round_: int, cores: int | None, entry: dict[str, Any],
+                 progress: Progress) -> bool:
+        """One start of `backend` in round `round_`, on `cores` of the server CPUs (None: all):
+        its levels at that count, then the stop. False if it failed (recorded in `entry`)."""
+        cpus = self.server_cpus[:cores] if cores else self.server_cpus
+        of = self._round(round_)
+        running = self._launch(backend, target, of, cpus, entry, progress)
+        if running is None:
+            entry["round"] = round_
             return False
         driver_stderr = ""
         last_session = cores == self.plan.core_counts[-1]
@@ -212,7 +228,7 @@ class Run(RunRecord):
             for tool in self.options.drivers:
                 name = backend if tool == self.options.drivers[0] else f"{backend} ({tool})"
                 # The driver gets the address as given: 0.0.0.0 as a destination means this host.
-                specs = self.plan.specs(host=self.options.host, port=running.port, cores=cores)
+                specs = self.plan.specs(host=self.options.host, port=running.port, cores=cores, backend=backend)
                 with tempfile.TemporaryDirectory(prefix=f"concurbench-{_safe(backend)}-") as workdir:
                     locust = tool == "locust"
                     driver = DriverProcess(specs, workdir=Path(workdir), cpus=self.driver_cpus,
@@ -246,16 +262,23 @@ class Run(RunRecord):
         return True
 
     def _drive(self, backend: str, round_: int, running: RunningBackend, driver: DriverProcess,
-               progress: Progress, cores: int | None = None) -> None:
+               progress: Progress, cores: int | None = None, *, probe: PlannedStep | None = None) -> dict[str, Any]:
+        """Turn the driver's windows into step records until it has measured `backend`'s
+        steps of this start (or the one `probe` of a rate search: its record is returned, not
+        stored). Raises BackendFailed if the backend, the driver or a worker dies."""
         sampler = WindowSampler(server_cpu=running.cpu_seconds, server_memory=running.memory, driver=driver.pids,
                                 server_cpus=running.cpus, driver_cpus=self.driver_cpus)
         sampler.sample()
-        steps = self.plan.steps_of(backend, round_, cores=cores)
-        in_round = self.plan.steps_of(backend, round_)
-        expected = len(self.plan.steps_of(backend))  # over every round, as "after 3 of 8 steps" says
-        # Measured before this start: in the rounds before (a backend that failed one is not
-        # here), and in this round at the CPU counts before.
-        before = round_ * len(in_round) + in_round.index(steps[0])
+        if probe is not None:
+            steps, before, expected = [probe], 0, 1
+        else:
+            steps = self.plan.steps_of(backend, round_, cores=cores)
+            in_round = self.plan.steps_of(backend, round_)
+            expected = len(self.plan.steps_of(backend))  # over every round, as "after 3 of 8 steps" says
+            # Measured before this start: in the rounds before (a backend that failed one is not
+            # here), and in this round at the CPU counts before.
+            before = round_ * len(in_round) + in_round.index(steps[0])
+        record: dict[str, Any] = {}
         done = 0
         first_phase = "warmup" if self.scenario.warmup_s else "measure"  # of each level
         phase = first_phase
@@ -295,16 +318,19 @@ class Run(RunRecord):
                                                     seconds=result.duration_s, requests=result.requests)
                 record = step_record(backend, users=level.users, idle_connections=level.idle_connections,
                                      repetition=round_, result=result.to_dict(), server=server, driver=driver_cpu,
-                                     server_cpus=running.cpus, cores=level.cores)
-                self.results["steps"].append(record)
+                                     server_cpus=running.cpus, cores=level.cores, route=level.route)
                 done += 1
                 phase = first_phase
                 where = self._at(backend, steps, done, phase)  # the driver is on to the next level already
+                if probe is not None:
+                    return record
+                self.results["steps"].append(record)
                 self.save()
                 errors = sum(record["errors"].values())
                 progress.message(f"{backend}: {level.name} rep {round_ + 1}: "
                                  f"{record['rps']:,.0f} req/s, p99 {_ms(record['p99_us'])}, errors {errors}"
                                  + (f" [{', '.join(record['flags'])}]" if record["flags"] else ""))
+        return record
 
     def _at(self, backend: str, steps: list[PlannedStep], done: int, phase: str) -> str:
         """The run is in the step after `done` of `backend`'s steps this round (its warm-up
@@ -316,7 +342,7 @@ class Run(RunRecord):
         warmup = phase == "warmup"
         self.step = {"users": level.users, "rate": level.rate, "idle_connections": level.idle_connections,
                      "repetition": rep, "phase": "warm-up" if warmup else "measure"}
-        where = f"rep {rep + 1}/{self.plan.rounds}" + (" warm-up" if warmup else "")
+        where = ("probe" if rep < 0 else f"rep {rep + 1}/{self.plan.rounds}") + (" warm-up" if warmup else "")
         self.doing = f"during {backend} {level.name} {where}"
         return self.doing
 
@@ -325,6 +351,10 @@ class Run(RunRecord):
         self.doing, self.backend, self.step = "while saving the results", None, None
         flag_high_spread(self.results["steps"])
         self.results["status"] = status
+        try:
+            self.results["findings"] = run_findings(self.results)
+        except Exception as error:  # noqa: BLE001 - derived sentences must not cost the measured run
+            print(f"concurbench: warning: the findings were not derived: {error}", file=sys.stderr)
         self.save()
         try:
             write_summary_csv(self.run_dir, self.results["steps"])

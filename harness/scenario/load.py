@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import hashlib
+import math
 import re
 import tomllib
 from dataclasses import dataclass
@@ -38,6 +39,30 @@ _DRIVER_HEADERS = {
 # The launcher sets these for every backend (it picks a free port, for one).
 _LAUNCHER_FLAGS = ("--backend", "--host", "--port")
 
+
+
+# [load] mix: "weighted" sends the [[request]] tables as one mix; "each" runs every request
+# alone, as a series of its own ("asyncio /sleep?ms=1"), so one scenario can answer per route.
+MIXES = ("weighted", "each")
+
+
+@dataclass(frozen=True)
+class Slo:
+    """[load] slo: what a rate search holds each backend to, on every probe and repetition."""
+
+    p99_ms: float  # the coordinated-omission-corrected p99 (from each request's intended send)
+    error_share: float = 0.001  # answers not 2xx/3xx and failed requests, over all attempts
+
+
+@dataclass(frozen=True)
+class RateSearch:
+    """[load] rate = { search = [LOW, HIGH], ... }: the highest offered rate within the slo,
+    found by probing (harness.run.search) instead of a fixed sweep."""
+
+    low: float
+    high: float
+    precision: float = 0.1  # stop once the highest pass and the lowest fail are this close
+    budget_s: float = 60.0  # the probes of one backend and request, warm-ups and windows
 
 
 @dataclass(frozen=True)
@@ -70,6 +95,13 @@ class Scenario:
     pythons: tuple[str, ...] = ()
     cpus: tuple[int, ...] = ()
     overrides: tuple[str, ...] = ()  # what the command line changed, e.g. "repeat=1"
+    mix: str = "weighted"
+    slo: Slo | None = None
+    search: RateSearch | None = None
+
+    def requests_of(self, request: int | None) -> tuple[RequestSpec, ...]:
+        """The requests a level sends: the whole mix (None), or one of them alone (mix "each")."""
+        return self.requests if request is None else (self.requests[request],)
 
     def with_overrides(self, *, users: Sequence[int] | None = None,
                        duration_s: float | None = None, warmup_s: float | None = None,
@@ -83,6 +115,8 @@ class Scenario:
                       data={key: value for key, value in given.items() if value is not None})
         changes: dict[str, Any] = {}
         if users is not None:
+            if self.search is not None:
+                load.fail("users", "this scenario searches an open-loop rate (load.rate.search): it has no users")
             changes["users"] = load.sweep("users", kind=int, what="user count")
         if duration_s is not None:
             changes["duration_s"] = load.duration("duration", default="", positive=True)
@@ -152,15 +186,30 @@ def load_scenario(name_or_path: str | Path) -> Scenario:
 def _build(top: _Table, *, name: str, path: Path, sha256: str) -> Scenario:
     top.allow("description", "load", "background", "server", "request", "backends")
     load = top.table("load", required=True)
-    load.allow("users", "rate", "connections", "duration", "warmup", "repeat", "keep_alive", "timeout")
+    load.allow("users", "rate", "connections", "duration", "warmup", "repeat", "keep_alive", "timeout", "slo", "mix")
     users = load.sweep("users", kind=int, what="user count")
-    rate = load.sweep("rate", kind=float, what="rate")
-    if not users and not rate:
+    search = _search(load.table("rate", required=False)) if isinstance(load.data.get("rate"), dict) else None
+    rate = () if search else load.sweep("rate", kind=float, what="rate")
+    if not users and not rate and not search:
         top.fail("load", "needs users (closed loop) or rate (open loop), or both")
+    slo = _slo(load.table("slo", required=False)) if "slo" in load.data else None
     background = top.table("background", required=False)
     background.allow("idle_connections", "slow_clients", "slow_interval")
     server = top.table("server", required=False)
     server.allow("args", "backend", "python", "cpus")
+    idle, cpus = _idle_sweep(background), server.sweep("cpus", kind=int, what="CPU count")
+    if search and slo is None:
+        load.fail("rate", "a rate search needs an objective to hold: add slo = { p99_ms = 10, error_share = 0.001 }")
+    if slo and not search:
+        load.fail("slo", "an objective is what a rate search holds to: set rate = { search = [LOW, HIGH] }")
+    if search and users:
+        load.fail("users", "a rate search is open loop: remove users (run a closed-loop sweep as its own scenario)")
+    if search and (len(idle) > 1 or cpus):
+        top.fail("background.idle_connections" if len(idle) > 1 else "server.cpus",
+                 "a rate search runs at one idle count and on all the server's CPUs: give one value, or none")
+    mix = load.value("mix", str, "a string", default="weighted")
+    if mix not in MIXES:
+        load.fail("mix", f"must be one of {', '.join(repr(m) for m in MIXES)}; got {mix!r}")
     return Scenario(
         name=name, path=path, sha256=sha256,
         description=top.value("description", str, "a string", default=""),
@@ -172,15 +221,49 @@ def _build(top: _Table, *, name: str, path: Path, sha256: str) -> Scenario:
         repeat=load.count("repeat", default=3, minimum=1),
         keep_alive=load.value("keep_alive", bool, "true or false", default=True),
         timeout_s=load.duration("timeout", default="10s", positive=True),
-        idle_connections=_idle_sweep(background),
+        idle_connections=idle,
         slow_clients=background.count("slow_clients", default=0, minimum=0),
         slow_interval_s=background.duration("slow_interval", default="1s", positive=True),
         server_args=_server_args(server),
         backend_args=_backend_args(server.table("backend", required=False)),
         backends=_named_backends(top.table("backends", required=False)),
         pythons=_pythons(server),
-        cpus=server.sweep("cpus", kind=int, what="CPU count"),
+        cpus=cpus, mix=mix, slo=slo, search=search,
     )
+
+
+def _search(table: _Table) -> RateSearch:
+    """rate = { search = [LOW, HIGH], precision = 0.1, budget = "60s" }."""
+    table.allow("search", "precision", "budget")
+    bounds = table.value("search", list, "[LOW, HIGH] offered req/s, e.g. [100, 200000]", default=None)
+    if bounds is None:
+        table.fail("search", "required in a rate table: the range to search, e.g. search = [100, 200000]")
+    if len(bounds) != 2 or any(isinstance(b, bool) or not isinstance(b, (int, float)) or not math.isfinite(b) or b <= 0
+                               for b in bounds):
+        table.fail("search", f"must be [LOW, HIGH], two positive req/s; got {_show(bounds)}")
+    low, high = (float(b) for b in bounds)
+    if low >= high:
+        table.fail("search", f"LOW must be below HIGH; got [{low:g}, {high:g}]")
+    precision = table.data.get("precision", 0.1)
+    if isinstance(precision, bool) or not isinstance(precision, (int, float)) or not 0.01 <= precision <= 1:
+        table.fail("precision", f"must be between 0.01 and 1 (the relative gap at which the search stops); "
+                                f"got {_show(precision)}")
+    return RateSearch(low=low, high=high, precision=float(precision),
+                      budget_s=table.duration("budget", default="60s", positive=True))
+
+
+def _slo(table: _Table) -> Slo:
+    """slo = { p99_ms = 10, error_share = 0.001 }."""
+    table.allow("p99_ms", "error_share")
+    p99 = table.data.get("p99_ms")
+    if p99 is None:
+        table.fail("p99_ms", "required: the p99 latency objective in ms, e.g. p99_ms = 10")
+    if isinstance(p99, bool) or not isinstance(p99, (int, float)) or not math.isfinite(p99) or p99 <= 0:
+        table.fail("p99_ms", f"must be a positive number of ms; got {_show(p99)}")
+    share = table.data.get("error_share", 0.001)
+    if isinstance(share, bool) or not isinstance(share, (int, float)) or not 0 <= share < 1:
+        table.fail("error_share", f"must be a share between 0 and 1, e.g. 0.001 for 0.1%; got {_show(share)}")
+    return Slo(p99_ms=float(p99), error_share=float(share))
 
 
 def _pythons(server: _Table) -> tuple[str, ...]:

@@ -20,7 +20,7 @@ REQUEST = '[[request]]\nmethod = "GET"\npath = "/"\n'
 GOOD = LOAD + REQUEST
 
 SHIPPED = ["quick", "hello", "close", "io-bound", "cpu-bound", "mixed", "big-response",
-           "idle-preconnect", "slowloris", "c10k", "open-loop", "interpreters"]
+           "idle-preconnect", "slowloris", "c10k", "open-loop", "interpreters", "capacity"]
 
 
 def write(tmp_path: Path, text: str, name: str = "mine.toml") -> Path:
@@ -34,7 +34,7 @@ def test_builtin_scenario_loads(name: str) -> None:
     scenario = load_scenario(name)
     assert scenario.name == name
     assert scenario.description
-    assert scenario.requests and (scenario.users or scenario.rate)
+    assert scenario.requests and (scenario.users or scenario.rate or scenario.search)
     assert scenario.sha256 == hashlib.sha256(scenario.path.read_bytes()).hexdigest()
 
 
@@ -56,6 +56,8 @@ def test_quick_takes_about_two_minutes_for_every_backend() -> None:
     ("slowloris", lambda s: s.slow_clients == 200),
     ("c10k", lambda s: s.idle_connections == (0, 1000, 5000, 10_000)
      and "--max-connections" in s.server_args_for("threaded") and "--max-connections" not in s.server_args_for("asyncio")),
+    ("capacity", lambda s: s.search is not None and s.slo.p99_ms == 10 and s.mix == "each"
+     and [r.path for r in s.requests] == ["/", "/sleep?ms=1"]),
     ("hello", lambda s: (s.users, s.duration_s, s.warmup_s, s.repeat) == ((1, 8, 32, 128), 10, 2, 3)),
 ], ids=lambda v: v if isinstance(v, str) else "")
 def test_builtin_scenario_does_what_its_name_says(name: str, check) -> None:

@@ -1,0 +1,99 @@
+"""Capacity at an objective (a rate search): one bar per backend, the highest offered rate it
+held within the objective, a panel per request the scenario searched alone; each bar says the
+server CPU us per request at that rate (measured in the rounds there), and whether the figure
+is a floor (the range or the driver ran out first) or missed in the rounds. A second chart
+draws every search path: each probe's rate in order, held (filled) or missed (hollow)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+from matplotlib.lines import Line2D
+from matplotlib.ticker import MaxNLocator
+
+from harness.charts.style import (backend_colour, backend_order, chart_title, new_figure, save_figure, styled,
+                                  thousands_format)
+from harness.results.capacity import FLOORS, Capacity, capacities, objective
+
+
+def _by_route(rows: list[Capacity]) -> dict[str | None, list[Capacity]]:
+    routes: dict[str | None, list[Capacity]] = {}
+    for row in rows:
+        routes.setdefault(row.route, []).append(row)
+    for route, group in routes.items():
+        order = backend_order([row.backend for row in group])
+        group.sort(key=lambda row: order.index(row.backend))
+    return routes
+
+
+def _bar_text(row: Capacity) -> str:
+    if row.rate is None:
+        return "missed at the lowest rate"
+    text = f"{row.rate:,.0f}" + ("+" if row.status in FLOORS else "")
+    if row.cpu_us_per_request is not None:
+        text += f" · {row.cpu_us_per_request:,.0f} µs CPU/req"
+    if row.rounds and not row.confirmed:
+        text += f" · held {row.held}/{row.rounds}"
+    return text
+
+
+@styled
+def draw_capacity(results: Mapping[str, Any], out_dir: Path) -> list[Path]:
+    """capacity.png/.svg and capacity_search.png/.svg; [] for a run without a rate search."""
+    rows = capacities(results)
+    if not rows:
+        return []
+    routes = _by_route(rows)
+    height = 1.2 + 0.45 * sum(len(group) for group in routes.values())
+    figure, axes = new_figure(nrows=len(routes), height=max(height, 3.5))
+    axes = np.atleast_1d(axes).reshape(-1, 1)
+    top = max((row.rate or 0) for row in rows) or 1
+    for ax, (route, group) in zip(axes[:, 0], routes.items()):
+        names = [row.backend for row in group]
+        values = [row.rate or 0 for row in group]
+        bars = ax.barh(names, values, color=[backend_colour(name) for name in names])
+        for bar, row in zip(bars, group):
+            if row.status in FLOORS or (row.rounds and not row.confirmed):
+                bar.set_hatch("//")
+                bar.set_alpha(0.6)
+            ax.annotate(_bar_text(row), (bar.get_width(), bar.get_y() + bar.get_height() / 2),
+                        xytext=(4, 0), textcoords="offset points", va="center", fontsize=8)
+        ax.invert_yaxis()
+        ax.set_xlim(0, top * 1.45)  # room for the labels
+        ax.xaxis.set_major_formatter(thousands_format())
+        ax.set_title(f"GET {route}" if route and not route.startswith(("POST", "PUT", "HEAD")) else (route or "the mix"),
+                     fontsize=10, loc="left")
+    axes[-1, 0].set_xlabel(f"highest offered requests/s held within {objective(results)}")
+    hatched = any(row.status in FLOORS or (row.rounds and not row.confirmed) for row in rows)
+    if hatched:
+        axes[0, 0].legend(handles=[Line2D([], [], color="grey", linestyle="", marker="s", alpha=0.6,
+                                          label="hatched: a floor (+) or not held in most rounds")], fontsize=8)
+    figure.suptitle(chart_title(results, "capacity at the objective"))
+    paths = save_figure(figure, out_dir, "capacity")
+    return paths + _draw_paths(results, routes, out_dir)
+
+
+def _draw_paths(results: Mapping[str, Any], routes: dict[str | None, list[Capacity]], out_dir: Path) -> list[Path]:
+    """Each search's probes in order: the rate offered, filled where it held."""
+    searches = results.get("capacity") or {}
+    figure, axes = new_figure(ncols=len(routes))
+    axes = np.atleast_1d(axes).reshape(1, -1)
+    for ax, (route, group) in zip(axes[0], routes.items()):
+        for row in group:
+            path = (searches.get(row.series) or {}).get("path") or []
+            colour = backend_colour(row.backend)
+            steps = list(range(1, len(path) + 1))
+            ax.plot(steps, [probe["rate"] for probe in path], color=colour, linewidth=1, label=row.backend)
+            for step, probe in zip(steps, path):
+                ax.plot(step, probe["rate"], marker="o", color=colour,
+                        markerfacecolor=colour if probe["passed"] else "white")
+        ax.set_yscale("log")
+        ax.set_xlabel("probe")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_title(route or "the mix", fontsize=10, loc="left")
+    axes[0, 0].set_ylabel("offered requests/s (filled: held, hollow: missed)")
+    axes[0, -1].legend(fontsize=8)
+    figure.suptitle(chart_title(results, "capacity search paths"))
+    return save_figure(figure, out_dir, "capacity_search")
