@@ -38,6 +38,9 @@ NEGLIGIBLE_TERM = 0.01
 # A peak below this many users rounds to one user or none: the law says adding users only
 # costs (σ ≈ 1, the work is all serial, and κ > 0).
 ONE_USER = 1.5
+# Contention this close to 1 means the work is serial: X(N) stays near λ whatever N, and a
+# "peak" from a small κ (iterative: σ = 0.998, a peak near 3 users) describes noise on a flat line.
+SERIAL_SIGMA = 0.9
 # curve_fit's evaluation budget: the default (100 x (parameters + 1)) can stop the bounded
 # solver short on badly scaled throughput (100k req/s beside κ ~ 1e-5).
 MAX_EVALUATIONS = 10_000
@@ -61,6 +64,7 @@ class UslFit:
     r2: float | None  # on throughput, over the points fitted
     peak_users: float | None  # N* = sqrt((1−σ)/κ); None when κ ≈ 0 (no peak: X rises toward λ/σ);
     # under 1 when σ ≈ 1: throughput is highest at one user and only falls
+    largest_users: float | None = None  # the most users measured: a peak beyond them is extrapolated
 
     def sentence(self, backend: str) -> str:
         """One sentence with the numbers: the fit and where it peaks, or why it is skipped."""
@@ -71,6 +75,12 @@ class UslFit:
                   f"(R²={self.r2:.2f})")
         if self.peak_users is not None and self.peak_users < ONE_USER:
             return f"{fitted}: throughput is highest at one user and falls as users are added"
+        if self.sigma >= SERIAL_SIGMA:
+            return (f"{fitted}: the work is serial, throughput stays near one user's {self.lam:,.0f} req/s "
+                    "and added users only queue")
+        if self.peak_users is not None and self.largest_users and self.peak_users > self.largest_users:
+            return (f"{fitted}: throughput would peak near {self.peak_users:,.0f} users, beyond the "
+                    f"{self.largest_users:,.0f} measured (an extrapolation)")
         if self.peak_users is not None:
             return f"{fitted}: throughput peaks near {self.peak_users:,.0f} users"
         if self.sigma > 0:
@@ -124,7 +134,7 @@ def fit_usl(users: Sequence[float], throughput: Sequence[float | None]) -> UslFi
     r2 = 1 - residual / float(np.sum((x - x.mean()) ** 2))
     peak = math.sqrt((1 - sigma) / kappa) if kappa > 0 else None
     fit = UslFit(ok=True, reason=None, lam=float(lam), sigma=float(sigma), kappa=float(kappa), r2=r2,
-                 peak_users=peak)
+                 peak_users=peak, largest_users=largest)
     if r2 < MIN_R2:
         return replace(fit, ok=False, reason=f"poor fit (R²={r2:.2f} < {MIN_R2:g})")
     return fit

@@ -148,7 +148,20 @@ def test_to_dict_is_json_ready_and_complete() -> None:
     fit = fit_usl(USERS, synthetic(1000.0, 0.05, 0.001))
     document = json.loads(json.dumps(fit.to_dict()))
     assert UslFit(**document) == fit
-    assert set(document) == {"ok", "reason", "lam", "sigma", "kappa", "r2", "peak_users"}
+    assert set(document) == {"ok", "reason", "lam", "sigma", "kappa", "r2", "peak_users", "largest_users"}
+
+
+def test_serial_work_and_a_peak_beyond_the_data_are_said_as_such() -> None:
+    serial = UslFit(ok=True, reason=None, lam=15_900.0, sigma=0.998, kappa=0.00028, r2=0.96, peak_users=2.7,
+                    largest_users=128.0)
+    assert "the work is serial, throughput stays near one user's 15,900 req/s" in serial.sentence("iterative")
+    assert "peaks" not in serial.sentence("iterative")
+    beyond = UslFit(ok=True, reason=None, lam=98.0, sigma=0.00087, kappa=1e-6, r2=1.0, peak_users=993.0,
+                    largest_users=128.0)
+    assert "would peak near 993 users, beyond the 128 measured (an extrapolation)" in beyond.sentence("selectors")
+    inside = UslFit(ok=True, reason=None, lam=50_000.0, sigma=0.22, kappa=0.00057, r2=0.93, peak_users=37.0,
+                    largest_users=128.0)
+    assert inside.sentence("threaded").endswith("throughput peaks near 37 users")
 
 
 # What the fit says of the reference hello run (1, 8, 32, 128 users; good req/s medians):
