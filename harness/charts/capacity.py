@@ -97,3 +97,34 @@ def _draw_paths(results: Mapping[str, Any], routes: dict[str | None, list[Capaci
     axes[0, -1].legend(fontsize=8)
     figure.suptitle(chart_title(results, "capacity search paths"))
     return save_figure(figure, out_dir, "capacity_search")
+
+
+def capacity_html(results: Mapping[str, Any]) -> str:
+    """The report's capacity section: a row per search with its path; "" without a search."""
+    import html
+
+    rows = capacities(results)
+    if not rows:
+        return ""
+    searches = results.get("capacity") or {}
+
+    def cell(value: float | None, scale: float = 1, places: int = 0) -> str:
+        return "–" if value is None else f"{value / scale:,.{places}f}"
+
+    lines = [f"<h2>Capacity within {html.escape(objective(results) or '')}</h2>",
+             "<p>Found by search (open loop, latency from each request's intended send time), then measured "
+             "again in every round; held: the rounds at that rate within the objective. Path: each probe's "
+             "offered req/s, ✓ held, ✗ missed.</p>",
+             "<table><tr><th class=name>series</th><th>capacity req/s</th><th>held</th><th>p99 ms</th><th>good req/s</th>"
+             "<th>CPU µs/req</th><th class=name>search path</th><th class=name>note</th></tr>"]
+    for row in rows:
+        path = (searches.get(row.series) or {}).get("path") or []
+        steps = " → ".join(f"{probe['rate']:,.0f} {'✓' if probe['passed'] else '✗'}" for probe in path)
+        rate = cell(row.rate) + ("+" if row.rate is not None and row.status in FLOORS else "")
+        held = f"{row.held}/{row.rounds}" if row.rate is not None else "–"
+        lines.append(f"<tr><td class=name>{html.escape(row.series)}</td><td>{rate}</td><td>{held}</td>"
+                     f"<td>{cell(row.p99_us, 1000, 2)}</td><td>{cell(row.good_rps)}</td>"
+                     f"<td>{cell(row.cpu_us_per_request, places=1)}</td>"
+                     f"<td class=name style='white-space: normal'>{html.escape(steps)}</td>"
+                     f"<td class=name>{html.escape(row.note)}</td></tr>")
+    return "\n".join(lines + ["</table>"])

@@ -16,6 +16,7 @@ from typing import Any, Mapping, Sequence
 from harness.charts.notes import FLAGS, step_warnings
 from harness.charts.style import LATENCY, RESPONSE_TIME, SERVICE_TIME, backend_colour, machine_line
 from harness.results.metrics import summarize
+from harness.charts.capacity import capacity_html
 from harness.charts.levels import failed_backends, starved_notes, summarize_steps
 from harness.charts.runs import draw_all
 from harness.results.findings import stored_findings
@@ -42,7 +43,8 @@ FLAG_NOTES = {
 CHART_CAPTIONS = {
     "throughput_vs_users": "Median requests/s against users; bars span the repetitions. Dashed with hollow "
                            "markers: good requests/s (2xx/3xx answers) where it differs. Hollow markers are "
-                           "driver-bound.",
+                           "driver-bound. Dotted: the Universal Scalability Law fitted to each backend (where it fits), "
+                           "a diamond at the peak it predicts.",
     "latency_vs_users": f"Closed loop {LATENCY}: p50 (solid) and p99 (dashed) against users, log scale, of the "
                         "repetition with the median goodput. A triangle marks a lower bound.",
     "latency_spectrum": f"Closed loop {LATENCY}: every percentile from 0 to 99.99%, merged over the "
@@ -61,6 +63,11 @@ CHART_CAPTIONS = {
                            "server is saturated. Dashed: good requests/s where it differs.",
     "idle_connections": f"c10k: p99 {RESPONSE_TIME} of the light load, server memory and requests without "
                         "a good answer, against idle connections held.",
+    "capacity": "Capacity: the highest offered requests/s each backend held within the objective, found by "
+                "search, with the server CPU µs per request at that rate. Hatched: a floor (the range or the "
+                "driver ran out first, marked +) or a rate not held in most rounds.",
+    "capacity_search": "Each search's probes in order (log scale): filled where the probe held the objective, "
+                       "hollow where it missed; the rate ramps x4, then halves the gap.",
     "server_cores": "Good requests/s and p99 against server cores at the highest user level: pre-fork workers "
                     "(and free-threaded threads) should scale with cores; a single event loop should not.",
 }
@@ -118,7 +125,7 @@ def render_report(results: Mapping[str, Any], charts: Sequence[Path]) -> str:
         f' · {_e(metadata.get("date", ""))}'
         + (f'<br>{_e(floor_line(metadata["latency_floor"]))}' if "latency_floor" in metadata else "") + '</p>',
         _status(results), _events(results),
-        _findings(results),
+        _findings(results), capacity_html(results),
         "<h2>Summary</h2>", _flag_notes(), _summary_table(results, failed_backends(results)),
         _open_loop_table(results),
         _warnings(results, summaries),

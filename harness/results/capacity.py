@@ -74,8 +74,13 @@ class Capacity:
 def capacities(results: Mapping[str, Any]) -> list[Capacity]:
     """Each search in results["capacity"], with its rounds; [] for a run without a search."""
     searches = results.get("capacity") or {}
+    started = [entry["backend"] for entry in (results.get("metadata") or {}).get("order") or []]
+
+    def run_order(item: tuple[str, Mapping[str, Any]]) -> tuple[int, int]:  # as the run searched them
+        backend = item[1]["backend"]
+        return (started.index(backend) if backend in started else len(started), item[1].get("request") or 0)
     out = []
-    for name, search in searches.items():
+    for name, search in sorted(searches.items(), key=run_order):
         slo = search.get("slo") or {}
         rate = search.get("passed")
         rounds = [step for step in results.get("steps", []) if step.get("status") == "ok"

@@ -56,7 +56,8 @@ class CapacitySearch:
                 name = backend if route is None else f"{backend} {route}"
                 search = Search(scenario.search, scenario.slo, probe_s=scenario.warmup_s + scenario.duration_s
                                 + DRIVER_START_S)
-                capacity[name] = record = {"backend": backend, "route": route, **search.to_dict()}
+                capacity[name] = record = {"backend": backend, "route": route, "request": request,
+                                           **search.to_dict()}
                 started = time.monotonic()
                 while (rate := search.next_rate(time.monotonic() - started)) is not None:
                     level = self.plan.probe_level(request, route, rate)
