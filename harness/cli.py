@@ -248,6 +248,12 @@ def cmd_summary(args: argparse.Namespace) -> int:
         if not isinstance(results.get("steps", []), list):
             raise ResultsError(f"{run_dir}: results.json has no list of steps")
         text = summary_markdown(results) if args.markdown else summary_table(results).lstrip("\n")
+        if not args.markdown:  # what the run printed after its table: the capacity found, the findings
+            from harness.results.capacity import capacity_table
+            from harness.results.findings import findings_text
+
+            text = "\n\n".join(part.strip("\n") for part in (text, capacity_table(results), findings_text(results))
+                                 if part)
     except ResultsError as error:
         print(f"concurbench: error: {error}", file=sys.stderr)
         return 2
