@@ -26,7 +26,9 @@ from harness.charts.style import (backend_colour, backend_order, chart_title,
                                  machine_line, new_figure, note_failed, run_style, save_figure,
                                  short_cpu_model, slug, styled, thousands_format, users_axis)
 from harness.charts.levels import StepSummary, failed_backends, summarize_steps
+from harness.results.steps import LevelKey, group_levels
 from harness.results.store import read_results
+from harness.results.summary import load_label
 
 NOT_SIGNIFICANT = "not significant"
 THROUGHPUT, P99 = "throughput", "p99"
@@ -54,11 +56,17 @@ class Row:
     """One backend at one load level, one measure: the base's figure, then each later run's."""
 
     backend: str
-    users: int
+    level: LevelKey  # (backend, users, offered rate or None, idle connections), as steps.level_key
     measure: str  # THROUGHPUT or P99
     unit: str  # "good req/s", "req/s" or "p99 ms"
     base: Cell
     others: tuple[Cell, ...]
+
+    @property
+    def load(self) -> str:
+        """'8 users', '2,000/s offered', '1 users + 1,000 idle'."""
+        _, users, rate, idle = self.level
+        return load_label({"users": users, "rate": rate, "idle": idle}) if users or rate else ""
 
 
 @dataclass(frozen=True)
@@ -72,7 +80,7 @@ class Regression:
         ratio = self.cell.ratio
         figure = "failed" if ratio is None else f"{ratio.value:.2f}x [{ratio.interval()}]"
         what = "p99" if self.row.measure == P99 else self.row.unit
-        return (f"{self.row.backend} at {users_text(self.row.users)}, {what} in {self.cell.run}: "
+        return (f"{self.row.backend} at {self.row.load}, {what} in {self.cell.run}: "
                 f"{figure} ({self.cell.verdict})")
 
 
@@ -110,11 +118,17 @@ def measure_of(summaries: Sequence[StepSummary | None]) -> str:
     return "good_rps" if present and all(summary.good_rps is not None for summary in present) else "rps"
 
 
-def repetition_values(summary: StepSummary, measure: str) -> list[float]:
-    """One value per repetition: its throughput (by measure_of's key), or its p99 in µs."""
+def throughput_key(runs: Sequence[Mapping[str, Any]]) -> str:
+    """"good_rps" when every run recorded goodput, else "rps" for all (a run from before it)."""
+    steps = [step for run in runs for step in run.get("steps", ()) if step.get("status") == "ok"]
+    return "good_rps" if steps and all(step.get("good_rps") is not None for step in steps) else "rps"
+
+
+def repetition_values(reps: Sequence[Mapping[str, Any]], measure: str) -> list[float]:
+    """One value per repetition: its throughput (by throughput_key), or its p99 in µs."""
     if measure == P99:
-        return [step["p99_us"] for step in summary.steps if step.get("p99_us") is not None]
-    return [step[measure] for step in summary.steps]
+        return [step["p99_us"] for step in reps if step.get("p99_us") is not None]
+    return [step[measure] for step in reps]
 
 
 def verdict(measure: str, unit: str, ratio: Ratio, base: float, other: float) -> str:
@@ -130,10 +144,6 @@ def verdict(measure: str, unit: str, ratio: Ratio, base: float, other: float) ->
     if measure == THROUGHPUT:
         return f"{factor} {'faster' if up else 'slower'}"
     return f"{factor} {'higher' if up else 'lower'}"
-
-
-def users_text(users: int) -> str:
-    return f"{users} user{'' if users == 1 else 's'}"
 
 
 def run_label(path: Path) -> str:
@@ -196,20 +206,16 @@ def compare(paths: Sequence[Path], *, force: bool = False, chart_dir: Path | Non
     if problems and not force:
         raise CompareError("refusing to compare: " + "; ".join(problems)
                            + ". Pass force=True (--force) to compare anyway.")
-    rows, keys = _rows(runs, labels)
-    if keys == {"rps"}:
-        throughput = "req/s (answers of any status: these runs did not record goodput)"
-    elif keys == {"good_rps"}:
-        throughput = "good req/s (2xx/3xx answers per second)"
-    else:
-        throughput = "good req/s (2xx/3xx answers) where every run recorded it; rows marked * compare req/s (any status)"
+    key = throughput_key(runs)
+    throughput = ("good req/s (2xx/3xx answers per second)" if key == "good_rps" else
+                  "req/s (answers of any status: not every run recorded goodput)")
     return Comparison(
         scenario=(runs[0].get("scenario") or {}).get("name"),
         machine=machine_line(runs[0].get("metadata") or {}),
         runs=tuple(_run_info(run, label, Path(path)) for run, label, path in zip(runs, labels, paths)),
         warnings=tuple([f"WARNING (forced): {problem}" for problem in problems]
                        + [f"WARNING: {problem}" for problem in schema_gaps(runs, labels)]),
-        throughput=throughput, rows=tuple(rows),
+        throughput=throughput, rows=tuple(_rows(runs, labels, key)),
         charts=tuple(str(p) for p in draw_overlays(runs, labels, Path(chart_dir))) if chart_dir else (),
         chart_dir=str(chart_dir) if chart_dir else None)
 
@@ -221,25 +227,26 @@ def _run_info(run: Mapping[str, Any], label: str, path: Path) -> dict[str, Any]:
             "commit": git.get("commit"), "dirty": bool(git.get("dirty")), "status": run.get("status")}
 
 
-def _rows(runs: Sequence[Mapping[str, Any]], labels: Sequence[str]) -> tuple[list[Row], set[str]]:
-    """Per backend and load level, a throughput row then a p99 row; also the throughput keys used."""
-    summaries = [summarize_steps(run) for run in runs]
+def _rows(runs: Sequence[Mapping[str, Any]], labels: Sequence[str], key: str) -> list[Row]:
+    """Per backend and load level (closed loop, open loop, with idle connections beside), a
+    throughput row (by key, throughput_key's) then a p99 row."""
+    groups = [group_levels(run.get("steps", ())) for run in runs]
     failed = [failed_backends(run) for run in runs]
-    rows, keys = [], set()
-    for backend in backend_order([b for s in summaries for b in s] + [b for f in failed for b in f]):
-        for users in sorted({u for s in summaries for u in s.get(backend, {})}) or [0]:
-            level = [summary.get(backend, {}).get(users) for summary in summaries]
-            key = measure_of(level)
-            keys.add(key)
+    rows = []
+    for backend in backend_order([key[0] for g in groups for key in g] + [b for f in failed for b in f]):
+        levels = sorted({key for g in groups for key in g if key[0] == backend},
+                        key=lambda key: (key[2] is not None, key[1], key[2] or 0, key[3]))
+        for level in levels or [(backend, 0, None, 0)]:
+            reps = [g.get(level, []) for g in groups]
             for measure, values_of, unit in ((THROUGHPUT, key, MEASURE_NAMES[key]), (P99, P99, "p99 ms")):
-                values = [repetition_values(s, values_of) if s else [] for s in level]
+                values = [repetition_values(r, values_of) for r in reps]
                 cells = [Cell(label, "ok" if vals else "failed" if backend in f else "missing",
                               geometric_mean(vals) if vals else None)
                          for label, vals, f in zip(labels, values, failed)]
                 others = tuple(_against(cells[0], cell, values[0], vals, measure, unit)
                                for cell, vals in zip(cells[1:], values[1:]))
-                rows.append(Row(backend, users, measure, unit, cells[0], others))
-    return rows, keys
+                rows.append(Row(backend, level, measure, unit, cells[0], others))
+    return rows
 
 
 def _against(base: Cell, cell: Cell, base_values: list[float], values: list[float], measure: str,

@@ -58,17 +58,15 @@ def render(comparison: Comparison, format: str = "text", *, gate_pct: float | No
 
 
 def _table(rows: Sequence[Row], runs: Sequence[Mapping[str, Any]]) -> tuple[list[str], list[list[str]]]:
-    """A table's header and rows: backend, users, the base's figure, then per later run its
+    """A table's header and rows: backend, load, the base's figure, then per later run its
     figure, ratio, CI and verdict."""
-    units = {row.unit for row in rows}
-    unit = units.pop() if len(units) == 1 else "good req/s"
-    header = ["backend", "users", f"{runs[0]['label']} {unit}"]
+    unit = rows[0].unit if rows else ""
+    header = ["backend", "load", f"{runs[0]['label']} {unit}"]
     for run in runs[1:]:
         header += [f"{run['label']} {unit}", "ratio", f"{CONFIDENCE:.0%} CI", "verdict"]
     body = []
     for row in rows:
-        cells = [row.backend + (" *" if len({r.unit for r in rows}) > 1 and row.unit == "req/s" else ""),
-                 str(row.users or ""), _figure(row.base, row.measure)]
+        cells = [row.backend, row.load, _figure(row.base, row.measure)]
         for cell in row.others:
             ratio = cell.ratio
             cells += [_figure(cell, row.measure), "—" if ratio is None else f"{ratio.value:.2f}x",
@@ -107,7 +105,7 @@ def _json(comparison: Comparison, gate_pct: float | None) -> str:
                 "significant": None if ratio is None else ratio.significant}
 
     def row(r: Row) -> dict[str, Any]:
-        return {"backend": r.backend, "users": r.users, "measure": r.measure,
+        return {"backend": r.backend, **_level(r), "measure": r.measure,
                 "unit": "us" if r.measure == P99 else r.unit, "base": cell(r.base), "runs": [cell(c) for c in r.others]}
     document = {
         "schema": JSON_SCHEMA, "scenario": comparison.scenario, "machine": comparison.machine,
@@ -116,7 +114,12 @@ def _json(comparison: Comparison, gate_pct: float | None) -> str:
         "rows": [row(r) for r in comparison.rows], "charts": list(comparison.charts),
         "gate": None if gate_pct is None else {
             "threshold_pct": gate_pct,
-            "regressions": [{"backend": g.row.backend, "users": g.row.users, "measure": g.row.measure,
+            "regressions": [{"backend": g.row.backend, **_level(g.row), "measure": g.row.measure,
                              **cell(g.cell)} for g in comparison.regressions(gate_pct)]},
     }
     return json.dumps(document, indent=2, sort_keys=True, ensure_ascii=False)
+
+
+def _level(row: Row) -> dict[str, Any]:
+    _, users, rate, idle = row.level
+    return {"load": row.load, "users": users, "rate": rate, "idle_connections": idle}

@@ -27,7 +27,7 @@ RUN_A, RUN_B, RUN_C = RUNS / "run-a", RUNS / "run-b", RUNS / "run-c"
 
 
 def table_rows(output: str, title: str = "throughput") -> dict[tuple[str, int], list[str]]:
-    """(backend, users) -> the row's cells after the users column, from the table under the
+    """(backend, users) -> the row's cells after the load column, from the table under the
     line starting with title."""
     lines = output.splitlines()
     start = next(i for i, line in enumerate(lines) if line.startswith(title))
@@ -37,7 +37,7 @@ def table_rows(output: str, title: str = "throughput") -> dict[tuple[str, int], 
         if not line.strip():
             break
         cells = [cell for cell in line.split("  ") if cell.strip()]
-        rows[cells[0].strip(), int(cells[1])] = [cell.strip() for cell in cells[2:]]
+        rows[cells[0].strip(), int(cells[1].split()[0])] = [cell.strip() for cell in cells[2:]]
     return rows
 
 
