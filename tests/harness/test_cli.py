@@ -19,7 +19,8 @@ RUN_B = FIXTURES / "runs" / "run-b"
 def test_summary_prints_the_table_of_a_stored_run(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["summary", str(RUN_B)]) == 0
     out = capsys.readouterr().out
-    assert out == summary_table(read_results(RUN_B)).lstrip("\n") + "\n"
+    table = summary_table(read_results(RUN_B)).lstrip("\n")
+    assert out.startswith(table + "\n\nfindings:\n")  # then what the run found (test_findings tests them)
     assert out.startswith("hello: each row is the repetition with the median")
     assert "forking    FAILED: " in out  # run-b's forking did not start
 
@@ -65,3 +66,15 @@ def test_summary_help_explains_the_row_and_the_columns(capsys: pytest.CaptureFix
     for words in ("median good req/s", "own percentiles", "summed", "lower bound", "--markdown",
                   "error_share", "cpu_us_per_request", "steal_pct", "p99_lower_bound"):
         assert words in out, words
+
+
+def test_summary_ends_with_the_capacity_found_and_the_findings(capsys: pytest.CaptureFixture[str]) -> None:
+    run = FIXTURES / "runs" / "capacity-tiny"
+    assert main(["summary", str(run)]) == 0
+    out = capsys.readouterr().out
+    table, capacity, findings = out.rstrip("\n").split("\n\n")[-3:]
+    assert capacity.startswith("capacity within p99 <= 10 ms, errors <= 0.1%")
+    assert "selectors /sleep?ms=1" in capacity and "10,800" in capacity
+    assert findings.startswith("findings:\n  - selectors / holds at least 20,000 req/s")
+    assert main(["summary", str(run), "--markdown"]) == 0  # a table to paste: nothing after it
+    assert "findings:" not in capsys.readouterr().out
