@@ -5,7 +5,7 @@ caveat a finding drawn from flagged levels carries; and how a sentence writes a 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -14,6 +14,7 @@ from harness.results.summary import load_label, step_steal, summary_rows
 
 # What a caveat calls each flag a finding must never hide (measurement rules 5 and 11).
 CAVEAT_FLAGS = (DRIVER_BOUND, NOISY)
+_FLAG_ORDER = (DRIVER_BOUND, NOISY, HIGH_SPREAD)  # the order a caveat tells them in
 
 
 @dataclass(frozen=True)
@@ -85,18 +86,40 @@ def run_levels(results: Mapping[str, Any]) -> list[Level]:
             for row in summary_rows(steps)]
 
 
+def _notes(levels: list[Level], spread: bool) -> dict[str, str]:
+    """Flag -> what a caveat says of it, for each flag these levels carry that it must tell."""
+    notes = {}
+    if any(DRIVER_BOUND in level.flags for level in levels):
+        notes[DRIVER_BOUND] = "a floor"
+    if any(NOISY in level.flags for level in levels):
+        notes[NOISY] = f"steal {worst_steal(levels):.1f}%"
+    if spread and any(HIGH_SPREAD in level.flags for level in levels):
+        notes[HIGH_SPREAD] = "repetitions over 10% apart"
+    return notes
+
+
 def caveat(levels: Iterable[Level], *, spread: bool = False) -> str | None:
     """What a finding drawn from these levels must say of them: "driver-bound: a floor",
     "noisy: steal 7.2%" and, for a finding that turns on a difference of a few percent
     (`spread`), "high-spread: repetitions over 10% apart"; joined by "; ", or None."""
-    levels = list(levels)
+    notes = _notes(list(levels), spread)
+    return "; ".join(f"{flag}: {note}" for flag, note in notes.items()) or None
+
+
+def group_caveat(members: Mapping[str, Iterable[Level]], *, spread: bool = False) -> str | None:
+    """The caveat of a finding told of several backends at once, from the levels each one's
+    part is drawn from: each flag with the backends it applies to, "all" when every one
+    ("driver-bound for selectors and gevent: a floor; high-spread for all: repetitions over
+    10% apart"), or None."""
+    drawn = {name: list(levels) for name, levels in members.items()}
+    flagged: dict[str, list[str]] = {}
+    for name, levels in drawn.items():
+        for flag in _notes(levels, spread):
+            flagged.setdefault(flag, []).append(name)
     parts = []
-    if any(DRIVER_BOUND in level.flags for level in levels):
-        parts.append(f"{DRIVER_BOUND}: a floor")
-    if any(NOISY in level.flags for level in levels):
-        parts.append(f"{NOISY}: steal {worst_steal(levels):.1f}%")
-    if spread and any(HIGH_SPREAD in level.flags for level in levels):
-        parts.append(f"{HIGH_SPREAD}: repetitions over 10% apart")
+    for flag, names in sorted(flagged.items(), key=lambda item: _FLAG_ORDER.index(item[0])):
+        note = _notes([level for name in names for level in drawn[name]], spread)[flag]
+        parts.append(f"{flag} for {'all' if len(names) == len(drawn) else joined(names)}: {note}")
     return "; ".join(parts) or None
 
 
@@ -107,10 +130,16 @@ def worst_steal(levels: Iterable[Level]) -> float:
 
 
 def finding(kind: str, backend: str, level: Level | None, text: str, figures: Mapping[str, Any],
-            *, drawn_from: Iterable[Level] = (), spread: bool = False, said: str | None = None) -> dict[str, Any]:
-    """A finding dict. Its caveat is that of the levels it is drawn from (see `caveat`), and
-    closes the sentence in parentheses; or `said`, a caveat the sentence already tells."""
-    note = said if said is not None else caveat(drawn_from, spread=spread)
+            *, drawn_from: Iterable[Level] = (), spread: bool = False, said: str | None = None,
+            members: Mapping[str, Iterable[Level]] | None = None) -> dict[str, Any]:
+    """A finding dict. Its caveat is that of the levels it is drawn from (see `caveat`), or
+    for a finding told of several backends, of each one's levels (`members`, see
+    `group_caveat`), and closes the sentence in parentheses; or `said`, a caveat the
+    sentence already tells."""
+    if said is not None:
+        note: str | None = said
+    else:
+        note = group_caveat(members, spread=spread) if members is not None else caveat(drawn_from, spread=spread)
     text = f"{text} ({note})" if note and said is None else text
     return {"kind": kind, "backend": backend, "level": level.level() if level else None,
             "text": text, "figures": dict(figures), "caveat": note}
@@ -142,7 +171,9 @@ def change(ratio: float) -> str:
 
 def labels(levels: Iterable[Level]) -> str:
     """'8 users', '8 users and 32 users + 1 idle', '1 user, 8 users and 32 users'."""
-    texts = [level.label() for level in levels]
-    if len(texts) == 1:
-        return texts[0]
-    return ", ".join(texts[:-1]) + " and " + texts[-1]
+    return joined([level.label() for level in levels])
+
+
+def joined(texts: Sequence[str]) -> str:
+    """'a', 'a and b', 'a, b and c'."""
+    return texts[0] if len(texts) == 1 else ", ".join(texts[:-1]) + " and " + texts[-1]

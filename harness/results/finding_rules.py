@@ -1,6 +1,7 @@
 """The rules that turn a run's levels into findings, one function per kind (see
 harness.results.findings for the list and the order). Each threshold is a named constant
-with the reason for its value.
+with the reason for its value. What several backends share (a knee at one level, a USL fit
+skipped for one reason) is told once, by harness.results.finding_groups.
 """
 
 from __future__ import annotations
@@ -10,10 +11,12 @@ from dataclasses import dataclass
 from statistics import median
 from typing import Any
 
+from harness.results.finding_groups import (SATURATION_GROUP_MIN, in_table_order, knee_figures, saturation_group,
+                                            usl_skip_group, usl_skip_kind)
 from harness.results.finding_levels import (Level, change, finding, labels, ms, rps, run_levels, share,
                                             times, worst_steal)
 from harness.results.steps import DRIVER_BOUND, NOISY
-from harness.results.usl import fit_usl
+from harness.results.usl import UslFit, fit_usl
 
 # Saturation (the knee): past it, more users buy less than this much more throughput...
 KNEE_GROWTH = 0.10  # issue 15's figure: below 10% the extra users are mostly queueing
@@ -73,25 +76,24 @@ class RunView:
 
 def saturation(run: RunView) -> list[dict[str, Any]]:
     """Closed loop: the first users level past which goodput grows by less than KNEE_GROWTH
-    while p99 at least doubles (KNEE_P99_RATIO), shown by the first later level that says so."""
+    while p99 at least doubles (KNEE_P99_RATIO), shown by the first later level that says so.
+    Backends with their knee at one level are told together from SATURATION_GROUP_MIN on."""
+    at_level: dict[tuple[Any, ...], list[tuple[Level, Level]]] = {}
+    for knee in filter(None, map(_knee, run.sweeps())):
+        at_level.setdefault(tuple(knee[0].level().values()), []).append(knee)
     found = []
-    for sweep in run.sweeps():
-        knee = _knee(sweep)
-        if knee is None:
+    for knees in at_level.values():
+        if len(knees) >= SATURATION_GROUP_MIN:
+            found.append(saturation_group(knees))
             continue
-        at, past = knee
-        good, later = at.good_rps, past.good_rps
-        p99, _ = at.percentile("p99_us")
-        p99_past, bound = past.percentile("p99_us")
-        ratio = p99_past / p99
-        text = (f"{at.backend} saturates at {at.label()}: {rps(good)} req/s; at {past.label()} p99 is "
-                f"{times(ratio, bound)} higher ({ms(p99)} to {ms(p99_past, bound)}) for {change(later / good)} "
-                "throughput")
-        figures = {"good_rps": good, "p99_us": p99, "past_users": past.users, "past_good_rps": later,
-                   "past_p99_us": p99_past, "past_p99_lower_bound": bound, "p99_ratio": round(ratio, 3),
-                   "throughput_change": round(later / good - 1, 4)}
-        found.append(finding("saturation", at.backend, at, text, figures, drawn_from=(at, past), spread=True))
-    return found
+        for at, past in knees:
+            figures = knee_figures(at, past)
+            p99_past, bound = past.percentile("p99_us")
+            text = (f"{at.backend} saturates at {at.label()}: {rps(at.good_rps)} req/s; at {past.label()} p99 is "
+                    f"{times(p99_past / figures['p99_us'], bound)} higher ({ms(figures['p99_us'])} to "
+                    f"{ms(p99_past, bound)}) for {change(past.good_rps / at.good_rps)} throughput")
+            found.append(finding("saturation", at.backend, at, text, figures, drawn_from=(at, past), spread=True))
+    return in_table_order(found, run.backends())
 
 
 def _knee(sweep: Sequence[Level]) -> tuple[Level, Level] | None:
@@ -315,17 +317,28 @@ def noisy(run: RunView) -> list[dict[str, Any]]:
 
 def scalability(run: RunView) -> list[dict[str, Any]]:
     """Per backend, the Universal Scalability Law fitted to its closed-loop goodput against
-    users (harness.results.usl), or why it was not."""
-    found = []
-    for sweep in run.sweeps():
-        measured = [level for level in sweep if level.good_rps is not None]
-        if not measured:
-            continue
+    users (harness.results.usl); backends whose fit was skipped for one reason, told together."""
+    found: list[dict[str, Any]] = []
+    skipped: dict[str, list[tuple[str, list[Level], UslFit, dict[str, Any]]]] = {}
+    sweeps = [[level for level in sweep if level.good_rps is not None] for sweep in run.sweeps()]
+    sweeps = [measured for measured in sweeps if measured]
+    for measured in sweeps:
+        backend = measured[0].backend
         fit = fit_usl([level.users for level in measured], [level.good_rps for level in measured])
         figures: dict[str, Any] = dict(fit.to_dict())
-        if sweep[0].idle:
-            figures["idle_connections"] = sweep[0].idle
-        # a fit made (good or poor) is drawn from the levels; one never made, from none of them
-        found.append(finding("scalability", sweep[0].backend, None, fit.sentence(sweep[0].backend), figures,
+        if measured[0].idle:
+            figures["idle_connections"] = measured[0].idle
+        if not fit.ok:
+            skipped.setdefault(usl_skip_kind(fit), []).append((backend, measured, fit, figures))
+            continue
+        found.append(finding("scalability", backend, None, fit.sentence(backend), figures, drawn_from=measured,
+                             spread=True))
+    for group in skipped.values():
+        if len(group) > 1:
+            found.append(usl_skip_group(group, everyone=len(group) == len(sweeps)))
+            continue
+        (backend, measured, fit, figures), = group
+        # a fit made (a poor one) is drawn from the levels; one never made, from none of them
+        found.append(finding("scalability", backend, None, fit.sentence(backend), figures,
                              drawn_from=measured if fit.r2 is not None else (), spread=True))
-    return found
+    return in_table_order(found, run.backends())

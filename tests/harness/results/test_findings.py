@@ -15,8 +15,9 @@ import pytest
 
 from harness.charts.report import render_report
 from harness.results.findings import FINDING_KINDS, findings, findings_text, format_findings
+from harness.results.finding_groups import SATURATION_GROUP_MIN
 from harness.results.finding_rules import CEILING_TOLERANCE, REFUSAL_SHARE
-from harness.results.steps import DRIVER_BOUND, NOISY
+from harness.results.steps import DRIVER_BOUND, HIGH_SPREAD, NOISY
 from harness.results.store import read_results
 from harness.results.summary import summary_rows
 from support import FIXTURES
@@ -30,7 +31,8 @@ def load(name: str) -> dict[str, Any]:
 
 
 def of_kind(found: list[dict[str, Any]], kind: str) -> dict[str, dict[str, Any]]:
-    """backend -> the finding of `kind` (one per backend for every kind but the GIL ceiling)."""
+    """backend -> the finding of `kind`; a finding told of several backends (the GIL ceiling,
+    a shared knee, skipped USL fits) under their names joined by ", "."""
     picked = [item for item in found if item["kind"] == kind]
     assert len({item["backend"] for item in picked}) == len(picked), f"two {kind} findings for one backend"
     return {item["backend"]: item for item in picked}
@@ -75,21 +77,54 @@ def test_a_finding_at_a_flagged_level_says_so(stored_run: tuple[dict[str, Any], 
         if item["level"] is None:
             continue
         level = item["level"]
-        flagged = flags[item["backend"], level["users"], level["rate"], level["idle_connections"]] & {DRIVER_BOUND, NOISY}
-        for flag in flagged:
-            assert item["caveat"] and flag in item["caveat"] and flag in item["text"], item
+        for backend in item["backend"].split(", "):  # a grouped finding: each of its backends
+            flagged = flags[backend, level["users"], level["rate"], level["idle_connections"]] & {DRIVER_BOUND, NOISY}
+            for flag in flagged:
+                assert item["caveat"] and flag in item["caveat"] and flag in item["text"], item
 
 
 # --- saturation ---------------------------------------------------------------------------
 
 def test_saturation_is_the_knee_with_its_numbers() -> None:
+    """iterative and threaded both saturate at 8 users + 1 idle: under SATURATION_GROUP_MIN,
+    so each has its own sentence."""
+    found = of_kind(findings(load("findings-idle-preconnect")), "saturation")
+    assert list(found) == ["iterative", "threaded", "forking"]
+    assert found["threaded"]["text"] == ("threaded saturates at 8 users + 1 idle: 10,474 req/s; at 32 users + 1 idle "
+                                         "p99 is 3.4x higher (1.23 ms to 4.13 ms) for -2% throughput (high-spread: "
+                                         "repetitions over 10% apart)")
+    assert found["threaded"]["level"] == {"users": 8, "rate": None, "idle_connections": 1, "cores": None}
+    assert found["threaded"]["figures"]["past_users"] == 32
+    assert found["threaded"]["caveat"] == "high-spread: repetitions over 10% apart"
+
+
+def test_saturation_at_one_level_is_one_sentence_with_ranges() -> None:
     found = of_kind(findings(load("findings-hello")), "saturation")
-    assert found["threaded"]["text"] == ("threaded saturates at 8 users: 87,061 req/s; at 32 users p99 is 4.4x higher "
-                                         "(0.21 ms to 0.92 ms) for -2% throughput")
-    assert found["threaded"]["level"] == {"users": 8, "rate": None, "idle_connections": 0, "cores": None}
-    assert found["threaded"]["figures"]["past_users"] == 32 and found["threaded"]["caveat"] is None
-    assert found["asyncio"]["caveat"] == "high-spread: repetitions over 10% apart"  # 8 users spread over 10%
-    assert found["asyncio"]["caveat"] in found["asyncio"]["text"]
+    assert list(found) == ["threaded, selectors, asyncio"] and SATURATION_GROUP_MIN == 3
+    group = found["threaded, selectors, asyncio"]
+    assert group["text"] == ("threaded, selectors and asyncio saturate at 8 users (87,061 to 104,995 req/s): at 32 "
+                             "users p99 is 3.8x to 4.5x higher for -2% to +4% throughput (high-spread for asyncio: "
+                             "repetitions over 10% apart)")  # asyncio's 8 users spread over 10%
+    assert group["caveat"] == "high-spread for asyncio: repetitions over 10% apart"
+    assert group["level"] == {"users": 8, "rate": None, "idle_connections": 0, "cores": None}
+    assert group["figures"]["backends"] == ["threaded", "selectors", "asyncio"]
+    threaded = group["figures"]["by_backend"]["threaded"]  # each backend's numbers, as told alone
+    # 4.4x when told alone
+    assert (round(threaded["good_rps"]), threaded["past_users"], threaded["p99_ratio"]) == (87061, 32, 4.354)
+
+
+def test_saturation_quotes_a_lower_bound_p99_as_such() -> None:
+    group = of_kind(findings(load("findings-cpu-bound")), "saturation")["iterative, threaded, asyncio, selectors-pool"]
+    assert group["text"] == ("iterative, threaded, asyncio and selectors-pool saturate at 1 user (205 to 233 req/s): "
+                             "by 4 to 16 users p99 is 5.2x to >=950x higher for -2% to +7% throughput")
+    assert group["figures"]["by_backend"]["iterative"]["past_p99_lower_bound"] is True
+    results = copy.deepcopy(load("findings-cpu-bound"))  # two backends left: each told alone
+    results["steps"] = [step for step in results["steps"] if step["backend"] in ("iterative", "threaded")]
+    found = of_kind(findings(results), "saturation")
+    assert list(found) == ["iterative", "threaded"]
+    assert found["iterative"]["text"].startswith("iterative saturates at 1 user: 223 req/s; at 16 users p99 is >=950x "
+                                                 "higher")
+    assert ">=5,001.22 ms" in found["iterative"]["text"] and found["iterative"]["figures"]["past_p99_lower_bound"]
 
 
 def test_no_knee_where_throughput_is_flat_but_p99_does_not_grow() -> None:
@@ -98,12 +133,6 @@ def test_no_knee_where_throughput_is_flat_but_p99_does_not_grow() -> None:
     found = findings(load("findings-hello"))
     assert "iterative" not in of_kind(found, "saturation")
     assert "iterative" in of_kind(found, "starvation")
-
-
-def test_saturation_quotes_a_lower_bound_p99_as_such() -> None:
-    found = of_kind(findings(load("findings-cpu-bound")), "saturation")["iterative"]
-    assert found["text"].startswith("iterative saturates at 1 user: 223 req/s; at 16 users p99 is >=950x higher")
-    assert ">=5,001.22 ms" in found["text"] and found["figures"]["past_p99_lower_bound"] is True
 
 
 def test_no_saturation_in_an_open_loop_run() -> None:
@@ -230,22 +259,57 @@ def test_noisy_levels_and_the_findings_drawn_from_them() -> None:
     noisy = of_kind(found, "noisy")
     assert list(noisy) == ["asyncio"]
     assert noisy["asyncio"]["text"].startswith("asyncio at 32 users is noisy (CPU steal up to 7.2%)")
-    knee = of_kind(found, "saturation")["asyncio"]  # 8 users to 32: drawn from the noisy level
-    assert "noisy: steal 7.2%" in knee["caveat"] and "noisy: steal 7.2%" in knee["text"]
+    knee = of_kind(found, "saturation")["threaded, selectors, asyncio"]  # asyncio's 8 users to 32: the noisy level
+    assert knee["caveat"] == ("noisy for asyncio: steal 7.2%; high-spread for asyncio: repetitions over 10% apart")
+    assert f"({knee['caveat']})" in knee["text"]
     assert of_kind(findings(load("findings-hello")), "noisy") == {}
 
 
 # --- scalability --------------------------------------------------------------------------
 
-def test_scalability_fits_each_backend_or_says_why_not() -> None:
+def test_scalability_fits_each_backend() -> None:
     hello = of_kind(findings(load("findings-hello")), "scalability")
     assert list(hello) == ["iterative", "threaded", "selectors", "asyncio"]
     assert hello["threaded"]["text"].startswith("threaded fits the USL with contention σ=0.22")
     assert hello["threaded"]["figures"]["ok"] is True and hello["threaded"]["figures"]["peak_users"] > 8
-    mixed = of_kind(findings(load("findings-mixed")), "scalability")
-    assert mixed["asyncio"]["text"].startswith("no USL fit for asyncio: 3 levels")
-    assert mixed["asyncio"]["figures"]["ok"] is False
-    assert mixed["asyncio"]["caveat"] is None  # no fit was made from its high-spread levels
+
+
+def test_no_usl_fit_for_any_backend_is_one_finding() -> None:
+    found = of_kind(findings(load("findings-mixed")), "scalability")
+    assert list(found) == ["iterative, threaded, forking, selectors, asyncio"]
+    skipped = found["iterative, threaded, forking, selectors, asyncio"]
+    assert skipped["text"] == "no USL fit for any backend: 3 levels, and the fit has 3 parameters (needs at least 4)"
+    assert skipped["figures"]["backends"] == ["iterative", "threaded", "forking", "selectors", "asyncio"]
+    assert skipped["figures"]["by_backend"]["asyncio"]["ok"] is False
+    assert skipped["caveat"] is None  # no fit was made from the high-spread levels
+
+
+def test_poor_fits_are_one_finding_naming_each_r2() -> None:
+    """iterative and asyncio fit poorly on cpu-bound; threaded and selectors-pool fit, each told
+    alone; with asyncio gone, iterative's poor fit is a sentence of its own."""
+    results = load("findings-cpu-bound")
+    found = of_kind(findings(results), "scalability")
+    assert list(found) == ["iterative, asyncio", "threaded", "selectors-pool"]
+    poor = found["iterative, asyncio"]
+    assert poor["text"] == "no USL fit for iterative and asyncio: poor fit (R² 0.04 and 0.71 < 0.9)"
+    assert [round(fit["r2"], 2) for fit in poor["figures"]["by_backend"].values()] == [0.04, 0.71]
+    alone = copy.deepcopy(results)
+    alone["steps"] = [step for step in alone["steps"] if step["backend"] != "asyncio"]
+    iterative = of_kind(findings(alone), "scalability")["iterative"]
+    assert iterative["text"] == "no USL fit for iterative: poor fit (R²=0.04 < 0.9)"
+    assert iterative["figures"]["ok"] is False and iterative["figures"]["r2"] < 0.9
+
+
+def test_a_poor_fit_from_flagged_levels_names_whom_the_caveat_concerns() -> None:
+    """asyncio's cpu-bound levels as if the repetitions spread over 10%: its poor fit was
+    drawn from them, iterative's was not."""
+    results = copy.deepcopy(load("findings-cpu-bound"))
+    for step in results["steps"]:
+        if step["backend"] == "asyncio":
+            step["flags"] = [*step["flags"], HIGH_SPREAD]
+    skipped = of_kind(findings(results), "scalability")["iterative, asyncio"]
+    assert skipped["caveat"] == "high-spread for asyncio: repetitions over 10% apart"
+    assert skipped["text"].endswith("< 0.9) (high-spread for asyncio: repetitions over 10% apart)")
 
 
 def test_no_scalability_without_a_closed_loop() -> None:

@@ -1,0 +1,82 @@
+"""Findings that say the same of several backends, told once (issue 15: a short list): the
+backends that saturate at one level, in one sentence with ranges, and the backends whose USL
+fit was skipped for one reason, in one sentence naming them. The rules
+(harness.results.finding_rules) decide what holds for each backend; this module only tells
+several of them together. A grouped finding's "backend" is its backends joined by ", ", its
+figures keep each one's numbers ("by_backend"), and its caveat names whom each flag concerns.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from harness.results.finding_levels import Level, change, finding, joined, rps, times
+from harness.results.usl import MIN_R2, UslFit
+
+# Backends saturating at one level are told in one sentence from this many on: two sentences
+# read as easily as one with ranges; eight near-identical ones (cpu-bound) hide the rest.
+SATURATION_GROUP_MIN = 3
+
+
+def knee_figures(at: Level, past: Level) -> dict[str, Any]:
+    """One backend's knee: goodput and p99 at it, and at the first later level that shows it."""
+    good, later = at.good_rps, past.good_rps
+    p99, _ = at.percentile("p99_us")
+    p99_past, bound = past.percentile("p99_us")
+    return {"good_rps": good, "p99_us": p99, "past_users": past.users, "past_good_rps": later,
+            "past_p99_us": p99_past, "past_p99_lower_bound": bound, "p99_ratio": round(p99_past / p99, 3),
+            "throughput_change": round(later / good - 1, 4)}
+
+
+def saturation_group(knees: Sequence[tuple[Level, Level]]) -> dict[str, Any]:
+    """One finding for backends whose knee is at one level: ranges of their goodput at it, of
+    the later levels that show it, of how much higher p99 is there and of the throughput change."""
+    at = knees[0][0]
+    names = [knee[0].backend for knee in knees]
+    figures = {name: knee_figures(*knee) for name, knee in zip(names, knees)}
+    ratios = sorted((f["past_p99_us"] / f["p99_us"], f["past_p99_lower_bound"]) for f in figures.values())
+    changes = sorted(f["past_good_rps"] / f["good_rps"] for f in figures.values())
+    goods = sorted(f["good_rps"] for f in figures.values())
+    past = sorted({f["past_users"] for f in figures.values()})
+    idle = f" + {at.idle:,} idle" if at.idle else ""
+    where = (f"at {past[0]:,} user{'s' if past[0] != 1 else ''}{idle}" if len(past) == 1
+             else f"by {past[0]:,} to {past[-1]:,} users{idle}")
+    text = (f"{joined(names)} saturate at {at.label()} ({span(rps(goods[0]), rps(goods[-1]))} req/s): {where} "
+            f"p99 is {span(times(*ratios[0]), times(*ratios[-1]))} higher for "
+            f"{span(change(changes[0]), change(changes[-1]))} throughput")
+    return finding("saturation", ", ".join(names), at, text, {"backends": names, "by_backend": figures},
+                   members={name: knee for name, knee in zip(names, knees)}, spread=True)
+
+
+def usl_skip_kind(fit: UslFit) -> str:
+    """What skipped fits share to be told together: a poor fit (each with its own R²), or
+    the same reason word for word (3 levels where the fit needs 4, say)."""
+    return "poor fit" if fit.r2 is not None else str(fit.reason)
+
+
+def usl_skip_group(skipped: Sequence[tuple[str, Sequence[Level], UslFit, Mapping[str, Any]]], *,
+                   everyone: bool) -> dict[str, Any]:
+    """One finding for backends (name, levels measured, fit, figures) whose fit was skipped
+    for one reason: "any backend" when it is every backend of the run (`everyone`)."""
+    names = [name for name, *_ in skipped]
+    fits = [fit for _, _, fit, _ in skipped]
+    reason = str(fits[0].reason)
+    if usl_skip_kind(fits[0]) == "poor fit":
+        reason = f"poor fit (R² {joined([f'{fit.r2:.2f}' for fit in fits])} < {MIN_R2:g})"
+    text = f"no USL fit for {'any backend' if everyone else joined(names)}: {reason}"
+    figures = {"ok": False, "reason": reason, "backends": names,
+               "by_backend": {name: dict(figs) for name, _, _, figs in skipped}}
+    # a fit made (a poor one) is drawn from its levels; one never made, from none of them
+    members = {name: levels if fit.r2 is not None else () for name, levels, fit, _ in skipped}
+    return finding("scalability", ", ".join(names), None, text, figures, members=members, spread=True)
+
+
+def span(low: str, high: str) -> str:
+    """'205 to 233', or one figure when both ends read the same."""
+    return low if low == high else f"{low} to {high}"
+
+
+def in_table_order(found: list[dict[str, Any]], backends: Sequence[str]) -> list[dict[str, Any]]:
+    """Findings in the summary table's order of their (first) backend."""
+    return sorted(found, key=lambda item: backends.index(item["backend"].split(", ")[0]))
