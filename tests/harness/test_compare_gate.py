@@ -1,0 +1,127 @@
+"""`compare --fail-on-regression` end to end: the same small scenario run three times with
+real servers and real load, the third time with a CPU hog pinned to the server's CPU. The
+gate must fail on the hogged run and name both backends; a run against itself, and against
+a repeat on a quiet machine, must pass.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import psutil
+import pytest
+
+from harness.cli import main
+from support import ROOT
+
+pytestmark = [pytest.mark.timeout(120),
+              pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="the server and the driver need a CPU each")]
+ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
+SERVER_CPU, DRIVER_CPU = 0, 1
+BACKENDS = ("threaded", "asyncio")
+SCENARIO = """
+description = "the compare gate: GET / at one level"
+[load]
+users = [8]
+duration = "0.5s"
+warmup = "0.25s"
+repeat = 3
+timeout = "2s"
+[[request]]
+method = "GET"
+path = "/"
+"""
+
+
+def run(scenario: Path, out: Path) -> Path:
+    """One `concurbench run` of both backends; the run directory it wrote."""
+    done = subprocess.run(
+        [sys.executable, "-m", "harness.cli", "run", "--scenario", str(scenario), "--backend", ",".join(BACKENDS),
+         "--server-cpus", str(SERVER_CPU), "--driver-cpus", str(DRIVER_CPU), "--out", str(out), "--no-report"],
+        capture_output=True, text=True, cwd=ROOT, env=ENV, timeout=100)
+    assert done.returncode == 0, done.stderr
+    (run_dir,) = out.iterdir()
+    results = json.loads((run_dir / "results.json").read_text())
+    assert results["status"] == "complete" and results["metadata"]["pinning"]["server"] == [SERVER_CPU]
+    return run_dir
+
+
+def server_cpu_percents(run_dir: Path) -> list[float]:
+    """The share of its CPU each step's server used: 8 users keep it busy, about 95% of it
+    when it has the CPU to itself."""
+    return [step["server"]["cpu_percent"] for step in json.loads((run_dir / "results.json").read_text())["steps"]]
+
+
+def assert_quiet(run_dir: Path) -> None:
+    """The premise: a run without the hog had its server's CPU to itself. If not, another
+    process shared it (a busy machine), and no verdict about that run is the gate's fault."""
+    shares = server_cpu_percents(run_dir)
+    assert min(shares) > 80, f"{run_dir.name}: the server's CPU was shared, not a quiet machine: {shares}"
+
+
+def hog_on(cpu: int) -> subprocess.Popen[bytes]:
+    """A busy loop pinned to cpu. In a session of its own, as the server is: with Linux's
+    autogroup scheduling each session gets a fair share, so the server keeps half its CPU."""
+    return subprocess.Popen([sys.executable, "-c", "while 1: pass"], start_new_session=True,
+                            preexec_fn=lambda: os.sched_setaffinity(0, {cpu}))
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Path]]:
+    """base, a quiet repeat, then a run with the hog; also checks that the hog ran where the
+    server did, all the while."""
+    tmp = tmp_path_factory.mktemp("gate")
+    scenario = tmp / "gate.toml"
+    scenario.write_text(SCENARIO)
+    dirs = {"base": run(scenario, tmp / "base"), "quiet": run(scenario, tmp / "quiet")}
+    hog = hog_on(SERVER_CPU)
+    try:
+        started = time.monotonic()
+        dirs["hogged"] = run(scenario, tmp / "hogged")
+        elapsed = time.monotonic() - started
+        process = psutil.Process(hog.pid)
+        assert hog.poll() is None and process.cpu_affinity() == [SERVER_CPU]
+        assert sum(process.cpu_times()[:2]) > 0.3 * elapsed  # it ran all along, not merely existed
+    finally:
+        hog.kill()
+        hog.wait()
+    yield dirs
+
+
+def gate(capsys: pytest.CaptureFixture[str], base: Path, other: Path) -> tuple[int, str, str]:
+    status = main(["compare", str(base), str(other), "--fail-on-regression", "10"])
+    captured = capsys.readouterr()
+    return status, captured.out, captured.err
+
+
+def test_the_hog_took_the_servers_cpu(runs: dict[str, Path]) -> None:
+    assert max(server_cpu_percents(runs["hogged"])) < 65  # about half
+
+
+def test_the_gate_fails_on_the_hogged_run_and_names_each_backend(
+        runs: dict[str, Path], capsys: pytest.CaptureFixture[str]) -> None:
+    assert_quiet(runs["base"])
+    status, out, err = gate(capsys, runs["base"], runs["hogged"])
+    assert status == 1, out
+    listed = out[out.index("regression gate"):].splitlines()[1:]
+    for backend in BACKENDS:
+        (line,) = [line for line in listed if line.strip().startswith(f"{backend} at 8 users, good req/s")] or [out]
+        assert "slower" in line and f"in {runs['hogged'].name}:" in line, out
+    assert err.startswith("concurbench: ") and all(backend in err for backend in BACKENDS)
+
+
+@pytest.mark.parametrize("other", ["base", "quiet"], ids=["itself", "quiet-repeat"])
+def test_the_gate_passes_without_a_regression(runs: dict[str, Path], capsys: pytest.CaptureFixture[str],
+                                              other: str) -> None:
+    if other == "quiet":
+        assert_quiet(runs["base"])
+        assert_quiet(runs["quiet"])
+    status, out, err = gate(capsys, runs["base"], runs[other])
+    assert status == 0 and err == "", out
+    assert out.rstrip().endswith("or failed: none")
