@@ -109,7 +109,7 @@ def fit_usl(users: Sequence[float], throughput: Sequence[float | None]) -> UslFi
         raise ValueError(f"users must be at least 1: {[n for n, _ in points]}")
     levels = len({n for n, _ in points})
     if levels < MIN_LEVELS:
-        return _skip(f"{levels} level{'' if levels == 1 else 's'}, and the fit has {PARAMETERS} parameters "
+        return _skip(f"{levels} user level{'' if levels == 1 else 's'}, and the fit has {PARAMETERS} parameters "
                      f"(needs at least {MIN_LEVELS})")
     n, x = np.array([p[0] for p in points]), np.array([p[1] for p in points])
     if np.all(x == x[0]):

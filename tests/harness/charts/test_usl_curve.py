@@ -61,7 +61,7 @@ def test_no_curve_and_no_legend_entry_when_nothing_fits() -> None:
     _, ax = new_figure()
     fits = draw_usl_fits(ax, summaries)
     assert fits and not any(fit.ok for fit in fits.values())
-    assert all(fit.reason is not None and fit.reason.startswith("3 levels") for fit in fits.values())
+    assert all(fit.reason is not None and fit.reason.startswith("3 user levels") for fit in fits.values())
     assert not drawn(ax, "usl-") and usl_handles(fits, summaries) == []
 
 

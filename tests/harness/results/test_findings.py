@@ -278,7 +278,7 @@ def test_no_usl_fit_for_any_backend_is_one_finding() -> None:
     found = of_kind(findings(load("findings-mixed")), "scalability")
     assert list(found) == ["iterative, threaded, forking, selectors, asyncio"]
     skipped = found["iterative, threaded, forking, selectors, asyncio"]
-    assert skipped["text"] == "no USL fit for any backend: 3 levels, and the fit has 3 parameters (needs at least 4)"
+    assert skipped["text"] == "no USL fit for any backend: 3 user levels, and the fit has 3 parameters (needs at least 4)"
     assert skipped["figures"]["backends"] == ["iterative", "threaded", "forking", "selectors", "asyncio"]
     assert skipped["figures"]["by_backend"]["asyncio"]["ok"] is False
     assert skipped["caveat"] is None  # no fit was made from the high-spread levels

@@ -86,7 +86,7 @@ def test_too_few_levels_is_skipped_with_the_count(users: list[float], throughput
     assert not fit.ok
     assert (fit.lam, fit.sigma, fit.kappa, fit.r2, fit.peak_users) == (None,) * 5
     plural = "" if levels == 1 else "s"
-    assert fit.reason == f"{levels} level{plural}, and the fit has 3 parameters (needs at least {MIN_LEVELS})"
+    assert fit.reason == f"{levels} user level{plural}, and the fit has 3 parameters (needs at least {MIN_LEVELS})"
     assert fit.sentence("iterative") == f"no USL fit for iterative: {fit.reason}"
 
 
@@ -140,7 +140,7 @@ def test_mismatched_inputs_and_users_below_one_are_the_caller_s_error() -> None:
 def test_curve_is_the_law_with_the_fitted_parameters() -> None:
     fit = UslFit(ok=True, reason=None, lam=100.0, sigma=0.1, kappa=0.001, r2=0.99, peak_users=30.0)
     assert fit.curve([1, 10, 100]) == pytest.approx([100.0, 1000 / (1 + 0.9 + 0.09), 10_000 / (1 + 9.9 + 9.9)])
-    with pytest.raises(ValueError, match="no USL curve: 3 levels"):
+    with pytest.raises(ValueError, match="no USL curve: 3 user levels"):
         fit_usl([1, 2, 3], [1.0, 2.0, 3.0]).curve([1, 2])
 
 
