@@ -3,8 +3,8 @@ regression gate, and overlay charts.
 
 Each later run is compared with the first, the base: a run directory, its results.json, or a
 stored baseline such as one under results/reference/. Per backend and load level, two
-measures: throughput, which is goodput (good req/s: 2xx/3xx answers per second) wherever
-every run has it, else req/s (results from before goodput; a server that answers faster
+measures: throughput, which is goodput (good req/s: 2xx/3xx answers per second) when every
+run recorded it, else req/s (results from before goodput; a server that answers faster
 with refusals is not faster), and p99 latency. Each figure is the geometric mean of the
 level's repetitions; each ratio (other/base) comes with its 95% confidence interval
 (compare_stats says which test and why) and reads "not significant" when the interval
@@ -110,6 +110,11 @@ class Comparison:
                     if worse:
                         found.append(Regression(row, cell))
         return found
+
+    def untested(self) -> int:
+        """Comparisons the gate cannot judge: a side with a single repetition."""
+        return sum(cell.ratio is not None and cell.ratio.significant is None
+                   for row in self.rows for cell in row.others)
 
 
 def measure_of(summaries: Sequence[StepSummary | None]) -> str:

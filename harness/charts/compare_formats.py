@@ -54,6 +54,9 @@ def render(comparison: Comparison, format: str = "text", *, gate_pct: float | No
                       f"(throughput down, or p99 up), or failed: "
                       + (f"{len(found)} found" if found else "none")]
         lines += [f"{'- ' if markdown else '  '}{regression.line()}" for regression in found]
+        if comparison.untested():
+            lines.append(f"{'- ' if markdown else '  '}{comparison.untested()} comparison(s) untested (1 repetition): "
+                         f"the gate cannot judge them; run with --repeat 2 or more")
     return "\n".join(lines)
 
 
@@ -113,7 +116,7 @@ def _json(comparison: Comparison, gate_pct: float | None) -> str:
         "base": comparison.runs[0]["label"], "runs": list(comparison.runs), "warnings": list(comparison.warnings),
         "rows": [row(r) for r in comparison.rows], "charts": list(comparison.charts),
         "gate": None if gate_pct is None else {
-            "threshold_pct": gate_pct,
+            "threshold_pct": gate_pct, "untested": comparison.untested(),
             "regressions": [{"backend": g.row.backend, **_level(g.row), "measure": g.row.measure,
                              **cell(g.cell)} for g in comparison.regressions(gate_pct)]},
     }

@@ -102,6 +102,20 @@ def test_gate_judges_from_the_base_of_an_improvement() -> None:
         ("asyncio", users, measure) for users in (1, 8, 32) for measure in ("throughput", "p99")]
 
 
+def test_gate_says_what_it_could_not_judge(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    results = read_results(RUN_A)
+    results.pop("version")
+    results["steps"] = [step for step in results["steps"] if step["repetition"] == 0]
+    for step in results["steps"]:
+        step["rps"] /= 2  # halved, but one repetition: nothing to judge it by
+    (tmp_path / "once").mkdir()
+    write_results(tmp_path / "once", results)
+    status, out, _ = cli(capsys, RUN_A, tmp_path / "once", "--fail-on-regression", 10)
+    assert status == 0 and "untested: 1 repetition" in out
+    assert out.rstrip().endswith("30 comparison(s) untested (1 repetition): the gate cannot judge them; "
+                                 "run with --repeat 2 or more")  # 5 backends x 3 levels x 2 measures
+
+
 @pytest.mark.parametrize("args, message", [
     pytest.param((RUN_A,), "compare needs at least two runs", id="one-run"),
     pytest.param((RUN_A, RUN_B, "--fail-on-regression", -5), "from 0 to below 100, got -5", id="negative"),
@@ -132,7 +146,7 @@ def test_json_is_for_tools(capsys: pytest.CaptureFixture[str]) -> None:
     assert set(cell) == {"run", "status", "value", "ratio", "ci_low", "ci_high", "significant", "verdict"}
     assert cell["significant"] is True and 1 < cell["ci_low"] < cell["ratio"] < cell["ci_high"]
     assert cell["verdict"] == f"{cell['ratio']:.2f}x faster" and row["unit"] == "req/s"
-    assert document["gate"]["threshold_pct"] == 10
+    assert document["gate"]["threshold_pct"] == 10 and document["gate"]["untested"] == 0
     assert [(g["backend"], g["users"], g["status"]) for g in document["gate"]["regressions"]] == [
         ("forking", users, "failed") for users in (1, 8, 32)]
     assert json.loads(compare_runs([RUN_A, RUN_B], format="json"))["gate"] is None
