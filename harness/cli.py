@@ -287,7 +287,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
         print(f"concurbench: error: cannot write the charts: {error}", file=sys.stderr)
         return 2
     except (KeyError, TypeError, ValueError, AttributeError) as error:  # a step without what every step has
-        print(f"concurbench: error: unreadable results ({type(error).__name__}: {error})", file=sys.stderr)
+        print(f"concurbench: error: unreadable results in {', '.join(map(str, runs))} "
+              f"({type(error).__name__}: {error})", file=sys.stderr)
         return 2
     print(render(comparison, args.format, gate_pct=pct))
     found = comparison.regressions(pct) if pct is not None else []
