@@ -188,3 +188,11 @@ def test_a_reference_run_refuses_a_run_of_another_machine_unless_forced(capsys: 
     copy = tmp_path / HELLO.name
     shutil.copytree(HELLO, copy)
     assert cli(capsys, "--baseline", HELLO, copy / "results.json", "--fail-on-regression", 5)[0] == 0
+
+
+def test_an_unreadable_run_is_named_in_one_line(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    broken = tmp_path / "broken.json"
+    broken.write_text('{"version": 3, "steps": [{"status": "ok"}]}')
+    status, out, err = cli(capsys, RUN_A, broken, "--force")
+    assert (status, out) == (2, "") and err.count("\n") == 1
+    assert err.startswith("concurbench: error: unreadable results in ") and str(broken) in err
