@@ -11,9 +11,10 @@ rate found. A probe is judged by harness.results.capacity.judge, as the rounds a
   and the lowest miss (a rate scale is multiplicative: 1,000 to 4,000 splits at 2,000);
 - **stop:** when the lowest miss is within `precision` of the highest pass ("found"), when
   LOW already misses ("below-range") or HIGH passes ("above-range"), when the next probe
-  would overrun the time budget ("budget": the bracket is wider than asked), or when a miss
-  came from a driver at its limit ("driver-bound": the driver's limit, not the server's, so
-  the highest pass is a floor).
+  would overrun the time budget ("budget": the bracket is wider than asked). A miss with the
+  driver at its limit may be the driver's, not the server's: the search goes on below it
+  like any miss, and if the lowest miss at the end is such a one, the search ends
+  "driver-bound": the highest pass is then a floor.
 """
 
 from __future__ import annotations
@@ -103,12 +104,14 @@ class Search:
                       good_rps=step.get("good_rps"), cpu_us_per_request=(step.get("server") or {}).get(
                           "cpu_us_per_request"), flags=flags, passed=passed, why=why)
         self.probes.append(probe)
-        if not passed and DRIVER_BOUND in flags:
-            self._stop(DRIVER_BOUND)
         return probe
 
     def _stop(self, status: str) -> None:
-        self.status = status
+        """End the search. A bracket whose miss came with the driver at its limit measured the
+        driver there, not the server: the highest pass is then a floor (driver-bound)."""
+        missed = self.missed
+        bound = any(p.rate == missed and DRIVER_BOUND in p.flags for p in self.probes if not p.passed)
+        self.status = DRIVER_BOUND if bound and status in ("found", "budget") else status
         return None
 
     def to_dict(self) -> dict[str, Any]:

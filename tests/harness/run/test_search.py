@@ -20,12 +20,12 @@ def step(rate: float, p99_ms: float | None = 1.0, *, errors: float = 0.0, flags:
 def run_search(capacity: float, *, low: float = 100, high: float = 200_000, precision: float = 0.1,
                budget_s: float = 1000, probe_s: float = 1, bound_above: float | None = None) -> Search:
     """Search a made-up server that holds every rate up to `capacity`; its driver is at its
-    limit above `bound_above`."""
+    limit above `bound_above`, and then falls behind: late sends count as latency, a miss."""
     search = Search(RateSearch(low, high, precision, budget_s), SLO, probe_s=probe_s)
     elapsed = 0.0
     while (rate := search.next_rate(elapsed)) is not None:
-        held = rate <= capacity
         bound = bound_above is not None and rate > bound_above
+        held = rate <= capacity and not bound
         search.record(step(rate, 1.0 if held else 50.0, flags=("driver-bound",) if bound else ()))
         elapsed += probe_s
     return search
@@ -68,16 +68,23 @@ def test_the_budget_ends_a_search_before_a_probe_would_overrun_it() -> None:
     assert (search.passed, search.missed) == (1600, 6400)  # the bracket is wider than asked, and says so
 
 
-def test_a_miss_with_the_driver_at_its_limit_stops_the_search_as_a_floor() -> None:
-    search = run_search(2000, bound_above=2000)  # the driver falls behind where the server would too
+def test_a_bracket_closed_by_a_driver_bound_miss_is_a_floor() -> None:
+    search = run_search(1e9, bound_above=3000)  # the driver falls behind above 3,000 req/s; the server never
     assert search.status == "driver-bound"
-    assert search.passed == 1600 and search.missed == 6400
+    assert search.passed <= 3000 < search.missed <= search.passed * 1.1  # the search narrowed below the driver's limit
     assert search.next_rate(0) is None
 
 
+def test_a_driver_bound_miss_above_a_real_one_does_not_make_a_floor() -> None:
+    search = run_search(2500, bound_above=6000)  # 6,400 missed with the driver at its limit; 3,200 missed for real
+    assert search.status == "found"
+    assert search.passed <= 2500 < search.missed <= search.passed * 1.1
+
+
 def test_a_driver_bound_probe_that_holds_still_holds() -> None:
-    search = run_search(5000, bound_above=1000)  # 1600 held with the driver at its limit: the server did it
-    assert 1600 <= search.passed
+    search = Search(RateSearch(100, 1000, 0.1, 100), SLO, probe_s=1)
+    search.record(step(search.next_rate(0), 1.0, flags=("driver-bound",)))  # the driver at its limit kept up
+    assert search.passed == 100 and search.next_rate(1) == 400
 
 
 def test_rates_are_written_with_three_figures_and_the_path_is_recorded() -> None:
