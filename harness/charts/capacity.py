@@ -15,7 +15,7 @@ from matplotlib.ticker import MaxNLocator
 
 from harness.charts.style import (backend_colour, backend_order, chart_title, new_figure, save_figure, styled,
                                   thousands_format)
-from harness.results.capacity import FLOORS, Capacity, capacities, objective
+from harness.results.capacity import BACKOFF, Capacity, capacities, objective
 
 
 def _by_route(rows: list[Capacity]) -> dict[str | None, list[Capacity]]:
@@ -29,14 +29,22 @@ def _by_route(rows: list[Capacity]) -> dict[str | None, list[Capacity]]:
 
 
 def _bar_text(row: Capacity) -> str:
-    if row.rate is None:
+    if row.found is None:
         return "missed at the lowest rate"
-    text = f"{row.rate:,.0f}" + ("+" if row.status in FLOORS else "")
-    if row.cpu_us_per_request is not None:
-        text += f" · {row.cpu_us_per_request:,.0f} µs CPU/req"
-    if row.rounds and not row.confirmed:
-        text += f" · held {row.held}/{row.rounds}"
+    told = row.told
+    if row.rate is None:
+        return f"search held {row.found:,.0f}; no rate held in most rounds"
+    text = f"{row.rate:,.0f}" + ("+" if row.floor else "")
+    if told is not None and told.cpu_us_per_request is not None:
+        text += f" · {told.cpu_us_per_request:,.0f} µs CPU/req"
+    if row.rate != row.found:
+        text += f" · search found {row.found:,.0f}"
     return text
+
+
+def _hatched(row: Capacity) -> bool:
+    """A floor, or a rate the rounds did not hold (the bar is then the search's)."""
+    return row.floor or (row.found is not None and row.rate is None)
 
 
 @styled
@@ -49,13 +57,13 @@ def draw_capacity(results: Mapping[str, Any], out_dir: Path) -> list[Path]:
     height = 1.2 + 0.45 * sum(len(group) for group in routes.values())
     figure, axes = new_figure(nrows=len(routes), height=max(height, 3.5))
     axes = np.atleast_1d(axes).reshape(-1, 1)
-    top = max((row.rate or 0) for row in rows) or 1
+    top = max((row.rate or row.found or 0) for row in rows) or 1
     for ax, (route, group) in zip(axes[:, 0], routes.items()):
         names = [row.backend for row in group]
-        values = [row.rate or 0 for row in group]
+        values = [row.rate or row.found or 0 for row in group]
         bars = ax.barh(names, values, color=[backend_colour(name) for name in names])
         for bar, row in zip(bars, group):
-            if row.status in FLOORS or (row.rounds and not row.confirmed):
+            if _hatched(row):
                 bar.set_hatch("//")
                 bar.set_alpha(0.6)
             ax.annotate(_bar_text(row), (bar.get_width(), bar.get_y() + bar.get_height() / 2),
@@ -66,10 +74,10 @@ def draw_capacity(results: Mapping[str, Any], out_dir: Path) -> list[Path]:
         ax.set_title(f"GET {route}" if route and not route.startswith(("POST", "PUT", "HEAD")) else (route or "the mix"),
                      fontsize=10, loc="left")
     axes[-1, 0].set_xlabel(f"highest offered requests/s held within {objective(results)}")
-    hatched = any(row.status in FLOORS or (row.rounds and not row.confirmed) for row in rows)
+    hatched = any(_hatched(row) for row in rows)
     if hatched:
         axes[0, 0].legend(handles=[Line2D([], [], color="grey", linestyle="", marker="s", alpha=0.6,
-                                          label="hatched: a floor (+) or not held in most rounds")], fontsize=8)
+                                          label="hatched: a floor (+), or the search's rate, held in no round majority")], fontsize=8)
     figure.suptitle(chart_title(results, "capacity at the objective"))
     paths = save_figure(figure, out_dir, "capacity")
     return paths + _draw_paths(results, routes, out_dir)
@@ -112,19 +120,21 @@ def capacity_html(results: Mapping[str, Any]) -> str:
         return "–" if value is None else f"{value / scale:,.{places}f}"
 
     lines = [f"<h2>Capacity within {html.escape(objective(results) or '')}</h2>",
-             "<p>Found by search (open loop, latency from each request's intended send time), then measured "
-             "again in every round; held: the rounds at that rate within the objective. Path: each probe's "
-             "offered req/s, ✓ held, ✗ missed.</p>",
+             f"<p>Found by search (open loop, latency from each request's intended send time); every round then "
+             f"measures the rate found and {BACKOFF:.0%} of it, and the capacity is the higher that held in most "
+             "rounds (held: the rounds at that rate within the objective; + a floor). Path: each probe's offered "
+             "req/s, ✓ held, ✗ missed.</p>",
              "<table><tr><th class=name>series</th><th>capacity req/s</th><th>held</th><th>p99 ms</th><th>good req/s</th>"
-             "<th>CPU µs/req</th><th class=name>search path</th><th class=name>note</th></tr>"]
+             "<th>CPU µs/req</th><th>search found</th><th class=name>search path</th><th class=name>note</th></tr>"]
     for row in rows:
         path = (searches.get(row.series) or {}).get("path") or []
         steps = " → ".join(f"{probe['rate']:,.0f} {'✓' if probe['passed'] else '✗'}" for probe in path)
-        rate = cell(row.rate) + ("+" if row.rate is not None and row.status in FLOORS else "")
-        held = f"{row.held}/{row.rounds}" if row.rate is not None else "–"
+        told = row.told
+        rate = cell(row.rate) + ("+" if row.floor else "")
+        held = f"{told.held}/{told.rounds}" if told is not None else "–"
         lines.append(f"<tr><td class=name>{html.escape(row.series)}</td><td>{rate}</td><td>{held}</td>"
-                     f"<td>{cell(row.p99_us, 1000, 2)}</td><td>{cell(row.good_rps)}</td>"
-                     f"<td>{cell(row.cpu_us_per_request, places=1)}</td>"
+                     f"<td>{cell(told and told.p99_us, 1000, 2)}</td><td>{cell(told and told.good_rps)}</td>"
+                     f"<td>{cell(told and told.cpu_us_per_request, places=1)}</td><td>{cell(row.found)}</td>"
                      f"<td class=name style='white-space: normal'>{html.escape(steps)}</td>"
                      f"<td class=name>{html.escape(row.note)}</td></tr>")
     return "\n".join(lines + ["</table>"])

@@ -1,7 +1,8 @@
 """A rate search in a run (scenario `[load] rate = { search = [...] }`): before the rounds,
 each backend is started once and searched request by request (harness.run.search), a driver
-process per probe; the rate it found for each request becomes its level, which the rounds
-then measure `repeat` times, backends interleaved as in any run.
+process per probe; the rate it found for each request, and BACKOFF of it
+(harness.results.capacity), become its levels, which the rounds then measure `repeat`
+times, backends interleaved as in any run.
 
 results["capacity"] holds each search by series ("asyncio /sleep?ms=1", or the backend when
 the scenario sends its whole mix): the range and objective, every probe (rate, corrected p99,
@@ -17,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.drivers import DRIVER_MODULES
+from harness.results.capacity import backoff_rate
 from harness.run.driver import DriverProcess
 from harness.run.plan import DRIVER_START_S, Level, Plan, PlannedStep, requests_of
 from harness.run.progress import Progress
@@ -69,8 +71,9 @@ class CapacitySearch:
                                      + (f" [{', '.join(probe.flags)}]" if probe.flags else ""))
                 record.update(search.to_dict(), seconds=round(time.monotonic() - started, 1))
                 progress.message(f"{name}: {_outcome(search)}")
-                if search.passed is not None:
-                    found.append(self.plan.probe_level(request, route, search.passed))
+                if search.passed is not None:  # the rounds measure it, and BACKOFF of it (results.capacity)
+                    found += [self.plan.probe_level(request, route, rate)
+                              for rate in (search.passed, backoff_rate(search.passed))]
         except (BackendFailed, OSError) as error:
             if isinstance(error, OSError):
                 error = BackendFailed(f"the driver failed {self.doing}: {error}", kind="driver-failed")

@@ -1,5 +1,6 @@
 """Capacity from a stored rate search (a real tiny run: selectors and iterative, on / and on
-/sleep?ms=1, 2 rounds): the figures, the table, the findings, the chart and the report."""
+/sleep?ms=1, 2 rounds at the rate found and at 80% of it): the figures, the table, the
+findings, the chart and the report."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from harness.charts.capacity import capacity_html, draw_capacity
-from harness.results.capacity import capacities, capacity_findings, capacity_table
+from harness.results.capacity import BACKOFF, backoff_rate, capacities, capacity_findings, capacity_table
 from harness.results.findings import findings
 
 FIXTURE = Path(__file__).parents[2] / "fixtures" / "runs" / "capacity-tiny" / "results.json"
@@ -21,37 +22,53 @@ def results() -> dict:
     return json.loads(FIXTURE.read_text())
 
 
-def test_each_search_gives_its_capacity_and_the_rounds_at_it(results: dict) -> None:
-    rows = {row.series: row for row in capacities(results)}
+def by_series(results: dict) -> dict:
+    return {row.series: row for row in capacities(results)}
+
+
+def test_each_search_gives_its_capacity_and_the_rounds_behind_it(results: dict) -> None:
+    rows = by_series(results)
     assert list(rows) == ["selectors /", "selectors /sleep?ms=1", "iterative /", "iterative /sleep?ms=1"]
+    # /sleep?ms=1: the search held 10,800 (12,800 missed); the rounds held it in 1 of 2 (a 45.5 ms
+    # p99 in the second), and 80% of it, 8,640, in both: the capacity told is 8,640.
     sleep = rows["selectors /sleep?ms=1"]
-    assert (sleep.status, sleep.rate, sleep.missed, sleep.probes) == ("found", 10800, 12800, 7)
-    assert (sleep.held, sleep.rounds, sleep.confirmed) == (2, 2, True)
-    assert sleep.cpu_us_per_request == pytest.approx(17.4, abs=0.1)  # the median of the rounds' 20.0 and 14.7
-    assert sleep.note == ""
-    hello = rows["selectors /"]
-    assert (hello.status, hello.rate, hello.missed) == ("above-range", 20000, None)
+    assert (sleep.status, sleep.found, sleep.missed, sleep.probes) == ("found", 10800, 12800, 7)
+    assert (sleep.at_found.held, sleep.at_found.rounds, sleep.at_found.confirmed) == (1, 2, False)
+    assert sleep.at_backoff.rate == backoff_rate(10800) == 8640
+    assert (sleep.at_backoff.held, sleep.at_backoff.rounds) == (2, 2)
+    assert sleep.rate == 8640 and sleep.told is sleep.at_backoff and not sleep.floor
+    assert sleep.told.cpu_us_per_request == pytest.approx((21.8 + 23.0) / 2)
+    assert sleep.note == "the 10,800 found held in 1 of 2 rounds"
+    # /: the whole range held, in the search and in both rounds: a floor at the top of it.
+    hello = by_series(results)["selectors /"]
+    assert (hello.status, hello.found, hello.rate, hello.floor) == ("above-range", 20000, 20000, True)
     assert hello.note == "above the range searched: a floor"
     iterative = rows["iterative /"]
-    assert (iterative.status, iterative.rate, iterative.rounds, iterative.probes) == ("below-range", None, 0, 1)
+    assert (iterative.status, iterative.found, iterative.rate, iterative.told) == ("below-range", None, None, None)
 
 
-def test_a_rate_not_held_in_most_rounds_says_so(results: dict) -> None:
+def test_no_rate_is_told_when_neither_held_in_most_rounds(results: dict) -> None:
     changed = copy.deepcopy(results)
-    round_ = next(s for s in changed["steps"] if s["route"] == "/sleep?ms=1")
-    round_["p99_us"] = 25_000  # over the 10 ms objective
-    sleep = {row.series: row for row in capacities(changed)}["selectors /sleep?ms=1"]
-    assert (sleep.held, sleep.rounds, sleep.confirmed) == (1, 2, False)
-    assert sleep.note == "held in only 1 of 2 rounds"
-    assert "held in 1 of 2 rounds" in next(f["text"] for f in capacity_findings(changed)
-                                           if f["backend"] == "selectors /sleep?ms=1")
+    for step in changed["steps"]:
+        if step["route"] == "/sleep?ms=1" and step["rate"] == 8640 and step["repetition"] == 0:
+            step["p99_us"] = 25_000  # over the 10 ms objective: 8,640 now holds in 1 of 2 rounds too
+    sleep = by_series(changed)["selectors /sleep?ms=1"]
+    assert sleep.rate is None and sleep.told is sleep.at_found
+    assert sleep.note == "the 10,800 found held in 1 of 2 rounds; 8,640 in 1 of 2"
+    text = next(f["text"] for f in capacity_findings(changed) if f["backend"] == "selectors /sleep?ms=1")
+    assert text == ("selectors /sleep?ms=1 holds no rate it could repeat within p99 <= 10 ms, errors <= 0.1%: its "
+                    "search held 10,800 req/s, but the rounds held 10,800 in 1 of 2 and 8,640 in 1 of 2")
+    line = next(line for line in capacity_table(changed).splitlines() if line.startswith("selectors /sleep"))
+    assert line.split()[2] == "-"  # no capacity told
 
 
 def test_the_table_prints_every_search(results: dict) -> None:
     table = capacity_table(results)
-    assert "capacity within p99 <= 10 ms, errors <= 0.1%" in table
+    assert f"capacity within p99 <= 10 ms, errors <= 0.1%: the rate found by search, or {BACKOFF:.0%} of it" in table
     line = next(line for line in table.splitlines() if line.startswith("selectors /sleep?ms=1"))
-    assert line.split()[2:5] == ["10,800", "2/2", "8.54"]
+    assert line.split()[2:7] == ["8,640", "2/2", "4.51", "8,641", "22.4"]
+    assert line.split()[7] == "10,800"  # what the search found
+    assert next(line for line in table.splitlines() if line.startswith("selectors / ")).split()[2] == "20,000+"
     assert "missed at the lowest rate searched" in next(line for line in table.splitlines()
                                                         if line.startswith("iterative /sleep"))
     assert capacity_table({"steps": []}) == ""
@@ -63,10 +80,11 @@ def test_findings_say_each_capacity_with_its_cost_first(results: dict) -> None:
     assert found[:4] == capacity
     texts = {f["backend"]: f["text"] for f in capacity}
     assert texts["selectors /sleep?ms=1"] == (
-        "selectors /sleep?ms=1 holds 10,800 req/s within p99 <= 10 ms, errors <= 0.1% (held in 2 of 2 rounds, "
-        "at 17 µs of server CPU per request); 12,800 req/s missed")
-    assert texts["selectors /"].startswith("selectors / holds at least 20,000 req/s")
-    assert "capacity is above the range" in texts["selectors /"]
+        "selectors /sleep?ms=1 holds 8,640 req/s within p99 <= 10 ms, errors <= 0.1% (held in 2 of 2 rounds, "
+        "at 22 µs of server CPU per request); the 10,800 its search found held in only 1 of 2")
+    assert texts["selectors /"] == (
+        "selectors / holds at least 20,000 req/s within p99 <= 10 ms, errors <= 0.1% (held in 2 of 2 rounds, at "
+        "14 µs of server CPU per request); the highest rate searched held: its capacity is above the range")
     assert texts["iterative /"] == ("iterative / holds no rate within p99 <= 10 ms, errors <= 0.1%: it missed at "
                                     "the lowest rate searched, 200 req/s")
     assert json.loads(json.dumps(capacity)) == capacity
@@ -78,10 +96,12 @@ def test_the_chart_and_the_report_section(results: dict, tmp_path: Path) -> None
     assert sorted(p.name for p in paths) == ["capacity.png", "capacity.svg", "capacity_search.png",
                                              "capacity_search.svg"]
     svg = (tmp_path / "capacity.svg").read_text()
-    assert "20,000+ · 16 µs CPU/req" in svg and "10,800 · 17 µs CPU/req" in svg  # the floor is marked +
+    assert "20,000+ · 14 µs CPU/req" in svg  # the floor is marked +
+    assert "8,640 · 22 µs CPU/req · search found 10,800" in svg
     assert "missed at the lowest rate" in svg
     assert draw_capacity({"steps": []}, tmp_path / "none") == []
     section = capacity_html(results)
     assert "<h2>Capacity within p99 &lt;= 10 ms, errors &lt;= 0.1%</h2>" in section
     assert "200 ✓ → 800 ✓ → 3,200 ✓ → 12,800 ✗ → 6,400 ✓ → 9,050 ✓ → 10,800 ✓" in section
+    assert "<td>8,640</td><td>2/2</td>" in section
     assert capacity_html({"steps": []}) == ""

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.results.capacity import capacities
+from harness.results.capacity import backoff_rate, capacities
 from test_harness_run import concurbench, only_run_dir
 
 pytestmark = pytest.mark.timeout(120)
@@ -47,20 +47,24 @@ def test_a_search_finds_each_backends_capacity_per_request_then_repeats_it(tmp_p
     assert set(found) == {"selectors /", "selectors /sleep?ms=20", "iterative /", "iterative /sleep?ms=20"}
 
     hello = found["selectors /"]
-    assert (hello.status, hello.rate) == ("above-range", 3200)
+    assert (hello.status, hello.found) == ("above-range", 3200)
     assert [p["rate"] for p in results["capacity"]["selectors /"]["path"]] == [50, 200, 800, 3200]
     sleep = found["selectors /sleep?ms=20"]
-    assert sleep.status in ("found", "budget") and 50 <= sleep.rate < 250  # 4 connections / 20 ms = 200 req/s
-    assert sleep.missed is not None and sleep.missed > sleep.rate
-    for row in (hello, sleep):  # the rounds measured the rate found, and its cost
-        assert row.rounds == 2 and row.cpu_us_per_request > 0
-    assert found["iterative /"].status == "below-range" and found["iterative /"].rate is None
-    assert found["iterative /"].rounds == 0
+    assert sleep.status in ("found", "budget") and 50 <= sleep.found < 250  # 4 connections / 20 ms = 200 req/s
+    assert sleep.missed is not None and sleep.missed > sleep.found
+    for row in (hello, sleep):  # the rounds measured the rate found and 80% of it, and their cost
+        assert row.at_found.rounds == row.at_backoff.rounds == 2
+        assert row.at_backoff.rate == backoff_rate(row.found)
+        assert row.told.cpu_us_per_request > 0
+    assert hello.rate in (3200, backoff_rate(3200))
+    assert found["iterative /"].status == "below-range" and found["iterative /"].found is None
+    assert found["iterative /"].told is None
 
     steps = results["steps"]
     assert {(s["backend"], s["route"], s["rate"]) for s in steps} == {
-        ("selectors", "/", 3200), ("selectors", "/sleep?ms=20", sleep.rate)}
-    assert sorted(s["repetition"] for s in steps) == [0, 0, 1, 1]
+        ("selectors", "/", 3200), ("selectors", "/", backoff_rate(3200)),
+        ("selectors", "/sleep?ms=20", sleep.found), ("selectors", "/sleep?ms=20", backoff_rate(sleep.found))}
+    assert sorted(s["repetition"] for s in steps) == [0, 0, 0, 0, 1, 1, 1, 1]
     assert results["metadata"]["order"][:2] == [{"backend": "selectors", "round": "search"},
                                                 {"backend": "iterative", "round": "search"}]
     assert results["backends"]["iterative"]["status"] == "ok"  # it ran; it held nothing
