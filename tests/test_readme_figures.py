@@ -14,6 +14,14 @@ after an HTML comment naming where it comes from (invisible on GitHub):
   milliseconds; mem_mib for the server's memory (PSS of a tree, else RSS) in MiB; or
   `ratio:FIELD:BACKEND2:LOAD2:FIELD2` for FIELD / FIELD2 of another row.
 
+A finding the README quotes is a blockquote line after a comment naming its run:
+
+    <!-- finding cpu-bound -->
+    > GIL ceiling on /cpu?ms=5: ...
+
+and must be, word for word, one of the findings that run tells (harness.results.findings:
+those it stored, else derived from its results.json); its numbers are checked by that.
+
 The number after it must equal the field rounded to the decimals written. Every other
 number in the section must be one the reference runs were configured with (a user count,
 a route's parameter, a window's length, a server flag): anything else is an unchecked
@@ -30,6 +38,7 @@ from typing import Any
 
 import pytest
 
+from harness.results.findings import stored_findings
 from harness.results.summary import server_memory, summary_rows
 from support import ROOT
 
@@ -37,6 +46,7 @@ README = ROOT / "README.md"
 REFERENCE = ROOT / "results" / "reference"
 SECTION = "## What the reference results show"
 REF = re.compile(r"<!--\s*(\S+)\s+(\S+)\s+(\S+)\s+(\S+)\s*-->\s*~?([\d,]*\.?\d+)")
+FINDING = re.compile(r"<!--\s*finding\s+(\S+)\s*-->\s*\n>\s*([^\n]+)")
 NUMBER = re.compile(r"(?<![\w.])\d[\d,]*(?:\.\d+)?")
 
 
@@ -140,8 +150,24 @@ def configured_numbers() -> set[str]:
     return numbers
 
 
+def quoted_findings() -> list[tuple[str, str]]:
+    return FINDING.findall(section())
+
+
+def test_the_readme_quotes_findings_of_the_reference_runs() -> None:
+    assert len(quoted_findings()) >= 3, "the results section should quote a few findings beside its charts"
+
+
+@pytest.mark.parametrize("quote", quoted_findings(), ids=lambda quote: f"{quote[0]}: {quote[1][:40]}")
+def test_each_quoted_finding_is_one_its_run_tells(quote: tuple[str, str]) -> None:
+    scenario, sentence = quote
+    told = [finding["text"] for finding in stored_findings(results(scenario))]
+    assert sentence.strip() in told, f"{scenario} tells no such finding; it tells: {told}"
+
+
 def test_every_other_number_in_the_section_is_a_setting_of_the_runs() -> None:
     text = section()
+    text = FINDING.sub(" ", text)  # the quoted findings, checked above
     text = REF.sub(" ", text)  # the checked figures
     text = re.sub(r"`[^`]*`", " ", text)  # code: flags, commands, routes as written
     text = re.sub(r"\]\([^)]*\)", "]", text)  # link and image targets (dated run directories)
