@@ -42,9 +42,11 @@ class Level:
 
     @property
     def good_rps(self) -> float | None:
-        """The repetitions' median goodput (req/s before goodput was recorded)."""
-        good = median_of(self.reps, "good_rps")
-        return good if good is not None else median_of(self.reps, "rps")
+        """The table's goodput: that of the repetition with the median goodput (req/s before
+        goodput was recorded), so a sentence's figure is the one the row shows, with an even
+        number of repetitions too (where a median of values would be a mean of two)."""
+        good = self.row.get("good_rps")
+        return good if good is not None else self.row.get("rps")
 
     def percentile(self, key: str) -> tuple[float | None, bool]:
         """The table's percentile (µs) and whether it is a lower bound."""
