@@ -31,8 +31,11 @@ def fitted_rps(summary: StepSummary) -> float:
 
 
 def fit_levels(by_users: Mapping[int, StepSummary]) -> UslFit:
-    """The USL fit to one backend's closed-loop levels (one median per level)."""
-    return fit_usl(list(by_users), [fitted_rps(summary) for summary in by_users.values()])
+    """The USL fit to one backend's closed-loop levels (one median per level), leaving out the
+    levels where users starved, as the scalability finding does: their throughput is that of
+    the users answered, not X(N)."""
+    fitted = {users: summary for users, summary in by_users.items() if not summary.starved}
+    return fit_usl(list(fitted), [fitted_rps(summary) for summary in fitted.values()])
 
 
 def draw_usl_fits(ax: Any, summaries: Mapping[str, Mapping[int, StepSummary]]) -> dict[str, UslFit]:

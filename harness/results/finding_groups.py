@@ -65,6 +65,10 @@ def usl_skip_group(skipped: Sequence[tuple[str, Sequence[Level], UslFit, Mapping
     if usl_skip_kind(fits[0]) == "poor fit":
         reason = f"poor fit (R² {joined([f'{fit.r2:.2f}' for fit in fits])} < {MIN_R2:g})"
     text = f"no USL fit for {'any backend' if everyone else joined(names)}: {reason}"
+    left_out = [f"{name} at {joined([f'{n:,}' for n in figs['left_out_starved_users']])}"
+                for name, _, _, figs in skipped if figs.get("left_out_starved_users")]
+    if left_out:  # levels where users starved are not X(N) (finding_rules.scalability)
+        text += f"; left out where users starved: {joined(left_out)} users"
     figures = {"ok": False, "reason": reason, "backends": names,
                "by_backend": {name: dict(figs) for name, _, _, figs in skipped}}
     # a fit made (a poor one) is drawn from its levels; one never made, from none of them

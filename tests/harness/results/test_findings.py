@@ -204,6 +204,22 @@ def test_head_of_line_beside_an_idle_connection_on_p99_not_a_models_own_cost() -
                                                  "backend's (asyncio, 3.19 ms), beside 1 idle connection")
 
 
+def test_head_of_line_compares_a_request_only_with_the_same_request() -> None:
+    """mix = "each" beside an idle connection: asyncio's steps on a slower request alone
+    ("/slow", 100x the p50) are a series of their own, not short requests blocked."""
+    results = copy.deepcopy(load("findings-idle-preconnect"))
+    slow = [copy.deepcopy(step) for step in results["steps"] if step["backend"] == "asyncio"]
+    for step in results["steps"]:
+        step["route"] = "/"
+    for step in slow:
+        step["route"] = "/slow"
+        step["p50_us"], step["p99_us"] = step["p50_us"] * 100, step["p99_us"] * 100
+    results["steps"] += slow
+    found = of_kind(findings(results), "head-of-line")
+    assert "asyncio /slow" not in found
+    assert list(found) == ["iterative /"]  # the same story as before, on the same request
+
+
 @pytest.mark.parametrize("name", ["findings-hello", "findings-cpu-bound"], ids=["one-short-route", "one-slow-route"])
 def test_no_head_of_line_without_slow_work_in_the_mix(name: str) -> None:
     assert of_kind(findings(load(name)), "head-of-line") == {}
@@ -274,8 +290,34 @@ def test_scalability_fits_each_backend() -> None:
     assert hello["threaded"]["figures"]["ok"] is True and hello["threaded"]["figures"]["peak_users"] > 8
 
 
-def test_no_usl_fit_for_any_backend_is_one_finding() -> None:
+def fed(results: dict) -> dict:
+    """A copy in which no user starved: every closed-loop level is then fitted."""
+    fed = copy.deepcopy(results)
+    for step in fed["steps"]:
+        step["starved_users"] = 0
+    return fed
+
+
+def test_levels_where_users_starved_are_left_out_of_the_fit_and_the_sentence_says_so() -> None:
+    """mixed: iterative starves from 8 users (its lowest level) on, threaded and forking at 128;
+    selectors and asyncio nowhere."""
     found = of_kind(findings(load("findings-mixed")), "scalability")
+    assert list(found) == ["iterative", "threaded, forking", "selectors, asyncio"]
+    assert found["iterative"]["text"] == ("no USL fit for iterative: users starved at every level, so none "
+                                          "measured X(N)")
+    assert found["threaded, forking"]["text"] == (
+        "no USL fit for threaded and forking: 2 user levels, and the fit has 3 parameters (needs at least 4); "
+        "left out where users starved: threaded at 128 and forking at 128 users")
+    assert found["threaded, forking"]["figures"]["by_backend"]["forking"]["left_out_starved_users"] == [128]
+    assert found["selectors, asyncio"]["text"] == ("no USL fit for selectors and asyncio: 3 user levels, and the fit "
+                                                   "has 3 parameters (needs at least 4)")
+    cpu = of_kind(findings(load("findings-cpu-bound")), "scalability")
+    assert cpu["threaded"]["text"] == ("no USL fit for threaded: 3 user levels, and the fit has 3 parameters "
+                                       "(needs at least 4); 64 users left out: users starved there")
+
+
+def test_no_usl_fit_for_any_backend_is_one_finding() -> None:
+    found = of_kind(findings(fed(load("findings-mixed"))), "scalability")
     assert list(found) == ["iterative, threaded, forking, selectors, asyncio"]
     skipped = found["iterative, threaded, forking, selectors, asyncio"]
     assert skipped["text"] == "no USL fit for any backend: 3 user levels, and the fit has 3 parameters (needs at least 4)"
@@ -285,9 +327,10 @@ def test_no_usl_fit_for_any_backend_is_one_finding() -> None:
 
 
 def test_poor_fits_are_one_finding_naming_each_r2() -> None:
-    """iterative and asyncio fit poorly on cpu-bound; threaded and selectors-pool fit, each told
-    alone; with asyncio gone, iterative's poor fit is a sentence of its own."""
-    results = load("findings-cpu-bound")
+    """Fed (no user starved), iterative and asyncio fit poorly on cpu-bound; threaded and
+    selectors-pool fit, each told alone; with asyncio gone, iterative's poor fit is a sentence
+    of its own."""
+    results = fed(load("findings-cpu-bound"))
     found = of_kind(findings(results), "scalability")
     assert list(found) == ["iterative, asyncio", "threaded", "selectors-pool"]
     poor = found["iterative, asyncio"]
@@ -303,7 +346,7 @@ def test_poor_fits_are_one_finding_naming_each_r2() -> None:
 def test_a_poor_fit_from_flagged_levels_names_whom_the_caveat_concerns() -> None:
     """asyncio's cpu-bound levels as if the repetitions spread over 10%: its poor fit was
     drawn from them, iterative's was not."""
-    results = copy.deepcopy(load("findings-cpu-bound"))
+    results = fed(load("findings-cpu-bound"))
     for step in results["steps"]:
         if step["backend"] == "asyncio":
             step["flags"] = [*step["flags"], HIGH_SPREAD]
