@@ -11,8 +11,10 @@ level's repetitions; each ratio (other/base) comes with its 95% confidence inter
 includes 1. The gate (regressions) counts a level as a regression when its ratio is
 significant and worse than the base by more than a threshold: throughput below
 1 - PCT/100, or p99 above 1 + PCT/100; a backend that ran in the base and failed in the
-other run is one too. Runs from different machines or of different scenarios are refused
-unless forced: their ratios would measure the change of machine or workload, not of code.
+other run is one too, once, even when it crashed after some steps. Runs from different
+machines or of different scenarios are refused unless forced: their ratios would measure the
+change of machine or workload, not of code. Rate searches are refused: each run searches its
+own rates, so their levels do not line up; their capacity tables are what to compare.
 """
 
 from __future__ import annotations
@@ -70,18 +72,31 @@ class Row:
 
 
 @dataclass(frozen=True)
-class Regression:
-    """A level where a later run is significantly worse than the base by more than the threshold."""
+class Failure:
+    """A backend that ran in the base and failed in a later run, perhaps after some steps."""
 
-    row: Row
-    cell: Cell
+    backend: str
+    run: str
+    error: str  # the first line of the run's error
+
+
+@dataclass(frozen=True)
+class Regression:
+    """A level where a later run is significantly worse than the base by more than the
+    threshold (row and cell), or a backend that failed in it (failure)."""
+
+    row: Row | None = None
+    cell: Cell | None = None
+    failure: Failure | None = None
 
     def line(self) -> str:
+        if self.failure is not None:
+            return f"{self.failure.backend} in {self.failure.run}: failed ({self.failure.error})"
+        assert self.row is not None and self.cell is not None and self.cell.ratio is not None
         ratio = self.cell.ratio
-        figure = "failed" if ratio is None else f"{ratio.value:.2f}x [{ratio.interval()}]"
         what = "p99" if self.row.measure == P99 else self.row.unit
         return (f"{self.row.backend} at {self.row.load}, {what} in {self.cell.run}: "
-                f"{figure} ({self.cell.verdict})")
+                f"{ratio.value:.2f}x [{ratio.interval()}] ({self.cell.verdict})")
 
 
 @dataclass(frozen=True)
@@ -94,27 +109,27 @@ class Comparison:
     warnings: tuple[str, ...]
     throughput: str  # what the throughput rows count, in words
     rows: tuple[Row, ...]
+    failures: tuple[Failure, ...] = ()  # backends that ran in the base and failed in a later run
     charts: tuple[str, ...] = ()  # overlay charts written, when asked for
     chart_dir: str | None = None
 
     def regressions(self, pct: float) -> list[Regression]:
-        """The gate: significant and worse than the base by more than pct percent, or failed."""
-        found = []
-        for row in self.rows:
-            for cell in row.others:
-                if cell.status == "failed" and row.base.status == "ok" and row.measure == THROUGHPUT:
-                    found.append(Regression(row, cell))
-                elif cell.ratio is not None and cell.ratio.significant:
-                    worse = (cell.ratio.value < 1 - pct / 100 if row.measure == THROUGHPUT
-                             else cell.ratio.value > 1 + pct / 100)
-                    if worse:
-                        found.append(Regression(row, cell))
-        return found
+        """The gate: each failure, then each level significantly worse than the base by more
+        than pct percent."""
+        return [Regression(failure=failure) for failure in self.failures] + [
+            Regression(row, cell) for row in self.rows for cell in row.others
+            if cell.ratio is not None and cell.ratio.significant
+            and (cell.ratio.value < 1 - pct / 100 if row.measure == THROUGHPUT else cell.ratio.value > 1 + pct / 100)]
 
     def untested(self) -> int:
         """Comparisons the gate cannot judge: a side with a single repetition."""
         return sum(cell.ratio is not None and cell.ratio.significant is None
                    for row in self.rows for cell in row.others)
+
+    def missing(self) -> int:
+        """Comparisons the gate cannot judge: a level the base has and a later run lacks (not
+        run, or no value), its backend not failed there."""
+        return sum(row.base.status == "ok" and cell.status == "missing" for row in self.rows for cell in row.others)
 
 
 def measure_of(summaries: Sequence[StepSummary | None]) -> str:
@@ -207,6 +222,10 @@ def compare(paths: Sequence[Path], *, force: bool = False, chart_dir: Path | Non
     labels = [run_label(Path(path)) for path in paths]
     if len(set(labels)) < len(labels):
         labels = [str(path) for path in paths]
+    searches = [label for run, label in zip(runs, labels) if run.get("capacity")]
+    if searches:
+        raise CompareError(f"{', '.join(searches)}: a rate search ([load] rate = {{ search = ... }}); compare does "
+                           f"not judge rate searches yet: compare their capacity tables (concurbench summary)")
     problems = mismatches(runs, labels)
     if problems and not force:
         raise CompareError("refusing to compare: " + "; ".join(problems)
@@ -220,7 +239,7 @@ def compare(paths: Sequence[Path], *, force: bool = False, chart_dir: Path | Non
         runs=tuple(_run_info(run, label, Path(path)) for run, label, path in zip(runs, labels, paths)),
         warnings=tuple([f"WARNING (forced): {problem}" for problem in problems]
                        + [f"WARNING: {problem}" for problem in schema_gaps(runs, labels)]),
-        throughput=throughput, rows=tuple(_rows(runs, labels, key)),
+        throughput=throughput, rows=tuple(_rows(runs, labels, key)), failures=tuple(_failures(runs, labels)),
         charts=tuple(str(p) for p in draw_overlays(runs, labels, Path(chart_dir))) if chart_dir else (),
         chart_dir=str(chart_dir) if chart_dir else None)
 
@@ -252,6 +271,16 @@ def _rows(runs: Sequence[Mapping[str, Any]], labels: Sequence[str], key: str) ->
                                for cell, vals in zip(cells[1:], values[1:]))
                 rows.append(Row(backend, level, measure, unit, cells[0], others))
     return rows
+
+
+def _failures(runs: Sequence[Mapping[str, Any]], labels: Sequence[str]) -> list[Failure]:
+    """Per later run, each backend failed in it (failed_backends') that ran in the base: a
+    good step there, and its status not failed."""
+    ran = {step["backend"] for step in runs[0].get("steps", ()) if step.get("status") == "ok"}
+    ran -= set(failed_backends(runs[0]))
+    return [Failure(backend, label, (str(failed[backend]).strip().splitlines() or ["failed"])[0])
+            for run, label in zip(runs[1:], labels[1:]) for failed in [failed_backends(run)]
+            for backend in backend_order(list(failed)) if backend in ran]
 
 
 def _against(base: Cell, cell: Cell, base_values: list[float], values: list[float], measure: str,

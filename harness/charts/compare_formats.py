@@ -8,11 +8,14 @@ import json
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from harness.charts.compare import NOT_SIGNIFICANT, P99, THROUGHPUT, Cell, Comparison, Row, compare
+from harness.charts.compare import NOT_SIGNIFICANT, P99, THROUGHPUT, Cell, Comparison, Regression, Row, compare
 from harness.charts.compare_stats import CONFIDENCE, TEST_NAME
 
 FORMATS = ("text", "markdown", "json")
-JSON_SCHEMA = 1  # of --format json: bump when a key changes meaning or goes away
+# Of --format json: bump when a key changes meaning or goes away. 2: a backend that failed is
+# one gate regression (its level keys and measure None, "error" its first line), not one per
+# level; gate["missing"] added.
+JSON_SCHEMA = 2
 
 
 def compare_runs(paths: Sequence[Path], *, force: bool = False, chart_dir: Path | None = None,
@@ -54,9 +57,12 @@ def render(comparison: Comparison, format: str = "text", *, gate_pct: float | No
                       f"(throughput down, or p99 up), or failed: "
                       + (f"{len(found)} found" if found else "none")]
         lines += [f"{'- ' if markdown else '  '}{regression.line()}" for regression in found]
-        if comparison.untested():
-            lines.append(f"{'- ' if markdown else '  '}{comparison.untested()} comparison(s) untested (1 repetition): "
-                         f"the gate cannot judge them; run with --repeat 2 or more")
+        untested, missing = comparison.untested(), comparison.missing()
+        parts = ([f"{untested} untested (1 repetition: run with --repeat 2 or more)"] if untested else []) + (
+            [f"{missing} missing (a level the base has and a later run lacks)"] if missing else [])
+        if parts:
+            lines.append(f"{'- ' if markdown else '  '}could not judge {untested + missing} comparison(s): "
+                         + ", ".join(parts))
     return "\n".join(lines)
 
 
@@ -110,15 +116,20 @@ def _json(comparison: Comparison, gate_pct: float | None) -> str:
     def row(r: Row) -> dict[str, Any]:
         return {"backend": r.backend, **_level(r), "measure": r.measure,
                 "unit": "us" if r.measure == P99 else r.unit, "base": cell(r.base), "runs": [cell(c) for c in r.others]}
+    def regression(g: Regression) -> dict[str, Any]:
+        if g.failure is not None:
+            return {"backend": g.failure.backend, "load": None, "users": None, "rate": None, "idle_connections": None,
+                    "measure": None, "run": g.failure.run, "status": "failed", "error": g.failure.error}
+        assert g.row is not None and g.cell is not None
+        return {"backend": g.row.backend, **_level(g.row), "measure": g.row.measure, **cell(g.cell)}
     document = {
         "schema": JSON_SCHEMA, "scenario": comparison.scenario, "machine": comparison.machine,
         "test": {"name": TEST_NAME, "confidence": CONFIDENCE}, "throughput": comparison.throughput,
         "base": comparison.runs[0]["label"], "runs": list(comparison.runs), "warnings": list(comparison.warnings),
         "rows": [row(r) for r in comparison.rows], "charts": list(comparison.charts),
         "gate": None if gate_pct is None else {
-            "threshold_pct": gate_pct, "untested": comparison.untested(),
-            "regressions": [{"backend": g.row.backend, **_level(g.row), "measure": g.row.measure,
-                             **cell(g.cell)} for g in comparison.regressions(gate_pct)]},
+            "threshold_pct": gate_pct, "untested": comparison.untested(), "missing": comparison.missing(),
+            "regressions": [regression(g) for g in comparison.regressions(gate_pct)]},
     }
     return json.dumps(document, indent=2, sort_keys=True, ensure_ascii=False)
 

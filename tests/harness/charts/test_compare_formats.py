@@ -7,6 +7,7 @@ forking failed to start; run-c comes from another machine.
 
 from __future__ import annotations
 
+import itertools
 import json
 import shutil
 from pathlib import Path
@@ -23,6 +24,7 @@ from support import FIXTURES, ROOT
 RUNS = FIXTURES / "runs"
 RUN_A, RUN_B, RUN_C = RUNS / "run-a", RUNS / "run-b", RUNS / "run-c"
 REFERENCE = sorted(path for path in (ROOT / "results" / "reference").iterdir() if path.is_dir())
+SEARCHES = [path for path in REFERENCE if read_results(path).get("capacity")]  # refused: see below
 HELLO = next(path for path in REFERENCE if path.name.endswith("-hello"))
 
 
@@ -35,6 +37,11 @@ def cli(capsys: pytest.CaptureFixture[str], *args: Any) -> tuple[int, str, str]:
 def gate_lines(out: str) -> list[str]:
     """The regressions the gate listed after its line."""
     return [line.strip() for line in out[out.index("regression gate"):].splitlines()[1:] if line.strip()]
+
+
+def table_line(out: str, backend: str, load: str) -> str:
+    """The throughput table's line for backend at load."""
+    return next(line for line in out.splitlines() if line.startswith(backend) and f" {load} " in line)
 
 
 def edited(tmp_path: Path, name: str, change: Callable[[dict[str, Any]], None]) -> Path:
@@ -51,13 +58,11 @@ def edited(tmp_path: Path, name: str, change: Callable[[dict[str, Any]], None]) 
 
 # --- the gate ---
 
+FORKING_FAILED = "forking in run-b: failed (forking did not come up within 10 s: exited with status 1)"  # once, with its error
+
 @pytest.mark.parametrize("pct, listed", [
-    (10, ["forking at 1 users, req/s in run-b: failed (failed in run-b)",
-          "forking at 8 users, req/s in run-b: failed (failed in run-b)",
-          "forking at 32 users, req/s in run-b: failed (failed in run-b)"]),
-    (5, ["forking at 1 users, req/s in run-b: failed (failed in run-b)",
-         "forking at 8 users, req/s in run-b: failed (failed in run-b)",
-         "forking at 32 users, req/s in run-b: failed (failed in run-b)",
+    (10, [FORKING_FAILED]),
+    (5, [FORKING_FAILED,
          "selectors at 1 users, req/s in run-b: 0.94x [0.91–0.97] (1.07x slower)",
          "selectors at 8 users, req/s in run-b: 0.93x [0.88–0.97] (1.08x slower)",
          "selectors at 32 users, req/s in run-b: 0.92x [0.90–0.95] (1.08x slower)",
@@ -112,8 +117,43 @@ def test_gate_says_what_it_could_not_judge(capsys: pytest.CaptureFixture[str], t
     write_results(tmp_path / "once", results)
     status, out, _ = cli(capsys, RUN_A, tmp_path / "once", "--fail-on-regression", 10)
     assert status == 0 and "untested: 1 repetition" in out
-    assert out.rstrip().endswith("30 comparison(s) untested (1 repetition): the gate cannot judge them; "
-                                 "run with --repeat 2 or more")  # 5 backends x 3 levels x 2 measures
+    assert out.rstrip().endswith("could not judge 30 comparison(s): 30 untested (1 repetition: run with "
+                                 "--repeat 2 or more)")  # 5 backends x 3 levels x 2 measures
+
+
+def test_gate_fails_a_backend_that_crashed_partway(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    # asyncio kept all but its last repetition, then its server died: the run's status for it says so
+    results = read_results(RUN_A)
+    results.pop("version")
+    last = max(i for i, step in enumerate(results["steps"]) if step["backend"] == "asyncio")
+    del results["steps"][last]
+    results["backends"]["asyncio"].update(status="failed", error="asyncio exited with status 1\nTraceback ...")
+    (tmp_path / "crashed").mkdir()
+    write_results(tmp_path / "crashed", results)
+    status, out, err = cli(capsys, RUN_A, tmp_path / "crashed", "--fail-on-regression", 10)
+    assert status == 1 and gate_lines(out) == ["asyncio in crashed: failed (asyncio exited with status 1)"]
+    assert "not significant" in table_line(out, "asyncio", "32 users")  # the steps it kept are still compared
+    assert err.startswith("concurbench: 1 regression(s) beyond 10% against run-a: asyncio in crashed: failed")
+
+
+def test_gate_counts_a_missing_level_as_unjudged(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    results = read_results(RUN_A)
+    results.pop("version")
+    results["steps"] = [step for step in results["steps"] if (step["backend"], step["users"]) != ("threaded", 32)]
+    (tmp_path / "fewer").mkdir()
+    write_results(tmp_path / "fewer", results)
+    status, out, _ = cli(capsys, RUN_A, tmp_path / "fewer", "--fail-on-regression", 10)
+    assert status == 0 and "missing" in table_line(out, "threaded", "32 users")
+    assert out.rstrip().endswith("or failed: none\n  could not judge 2 comparison(s): 2 missing (a level the base "
+                                 "has and a later run lacks)")  # its throughput and its p99
+
+
+def test_rate_searches_are_refused_in_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    # each search finds its own rates, so levels do not line up: the gate would judge nothing
+    for search, gate in itertools.product([RUNS / "capacity-tiny", *SEARCHES], ((), ("--fail-on-regression", 10))):
+        status, out, err = cli(capsys, search, search / "results.json", *gate)
+        assert (status, out) == (2, "") and err.count("\n") == 1
+        assert "compare does not judge rate searches yet: compare their capacity tables (concurbench summary)" in err
 
 
 @pytest.mark.parametrize("args, message", [
@@ -147,8 +187,9 @@ def test_json_is_for_tools(capsys: pytest.CaptureFixture[str]) -> None:
     assert cell["significant"] is True and 1 < cell["ci_low"] < cell["ratio"] < cell["ci_high"]
     assert cell["verdict"] == f"{cell['ratio']:.2f}x faster" and row["unit"] == "req/s"
     assert document["gate"]["threshold_pct"] == 10 and document["gate"]["untested"] == 0
-    assert [(g["backend"], g["users"], g["status"]) for g in document["gate"]["regressions"]] == [
-        ("forking", users, "failed") for users in (1, 8, 32)]
+    assert document["gate"]["missing"] == 0
+    assert [(g["backend"], g["users"], g["status"], g["error"]) for g in document["gate"]["regressions"]] == [
+        ("forking", None, "failed", "forking did not come up within 10 s: exited with status 1")]
     assert json.loads(compare_runs([RUN_A, RUN_B], format="json"))["gate"] is None
 
 
@@ -164,12 +205,13 @@ def test_markdown_is_a_table_per_measure(capsys: pytest.CaptureFixture[str]) -> 
     assert {line.count("|") for line in tables} == {8}  # 7 columns each
     assert tables[1] == "| --- | ---: | ---: | ---: | ---: | ---: | --- |"
     assert "| asyncio | 8 users |" in out and "| forking | 8 users | 10,322 | failed | — | — | failed in run-b |" in out
-    assert lines[-3:] == [f"- forking at {users} users, req/s in run-b: failed (failed in run-b)" for users in (1, 8, 32)]
+    assert lines[-1] == f"- {FORKING_FAILED}"
 
 
 # --- baselines ---
 
-@pytest.mark.parametrize("reference", REFERENCE, ids=[path.name for path in REFERENCE])
+@pytest.mark.parametrize("reference", [path for path in REFERENCE if path not in SEARCHES],
+                         ids=[path.name for path in REFERENCE if path not in SEARCHES])
 def test_a_stored_reference_run_is_a_baseline(capsys: pytest.CaptureFixture[str], reference: Path) -> None:
     status, out, err = cli(capsys, "--baseline", reference, reference / "results.json", "--fail-on-regression", 1)
     assert (status, err) == (0, "")
