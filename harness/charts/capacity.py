@@ -15,7 +15,7 @@ from matplotlib.ticker import MaxNLocator
 
 from harness.charts.style import (backend_colour, backend_order, chart_title, new_figure, save_figure, styled,
                                   thousands_format)
-from harness.results.capacity import BACKOFF, Capacity, capacities, objective
+from harness.results.capacity import BACKOFF, UNFINISHED, Capacity, capacities, objective
 
 
 def _by_route(rows: list[Capacity]) -> dict[str | None, list[Capacity]]:
@@ -29,6 +29,8 @@ def _by_route(rows: list[Capacity]) -> dict[str | None, list[Capacity]]:
 
 
 def _bar_text(row: Capacity) -> str:
+    if row.status in UNFINISHED:
+        return "the backend failed in its search" if row.status == "failed" else "search not finished"
     if row.found is None:
         return "missed at the lowest rate"
     told = row.told

@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from statistics import median
 from typing import Any
 
+from harness.results.steps import DRIVER_BOUND, HIGH_SPREAD, NOISY
+
 FLOORS = ("above-range", "driver-bound")  # the figure is what was shown to hold, not the limit
 # How a search ended (harness.run.search), as a table says it after the rate.
 STATUS_NOTES = {
@@ -19,7 +21,13 @@ STATUS_NOTES = {
     "below-range": "missed at the lowest rate searched",
     "driver-bound": "the driver's limit: a floor",
     "budget": "the time budget ended the search: the gap to the miss is wider than asked",
+    "failed": "the backend failed during its search (see its entry in the run)",
+    "searching": "the search did not finish: the run was interrupted",
 }
+UNFINISHED = ("failed", "searching")  # no capacity was searched out: the table and findings say why
+# What a flag on the rounds behind a capacity means for it (measurement rules 5 and 11).
+FLAG_CAVEATS = {DRIVER_BOUND: "driver-bound: a floor", NOISY: "noisy: steal over 5%",
+                HIGH_SPREAD: "high-spread: rounds over 10% apart"}
 
 
 def judge(step: Mapping[str, Any], p99_ms: float, error_share: float) -> tuple[bool, str]:
@@ -108,7 +116,8 @@ class Capacity:
     @property
     def note(self) -> str:
         """What qualifies the figure, if anything."""
-        parts = [STATUS_NOTES.get(self.status, self.status) if self.rate == self.found or self.found is None else ""]
+        told_found = self.status in UNFINISHED or self.rate == self.found or self.found is None
+        parts = [STATUS_NOTES.get(self.status, self.status) if told_found else ""]
         found, backoff = self.at_found, self.at_backoff
         if found is not None and not found.confirmed:
             parts.append(f"the {found.rate:,.0f} found held in {found.held} of {found.rounds} rounds")
@@ -198,7 +207,10 @@ def capacity_findings(results: Mapping[str, Any]) -> list[dict[str, Any]]:
     goal = objective(results)
     for row in capacities(results):
         told, found = row.told, row.at_found
-        if row.found is None:
+        if row.status in UNFINISHED:
+            held = f"; its search had held {row.found:,.0f} req/s" if row.found is not None else ""
+            text = f"{row.series}: no capacity, {STATUS_NOTES[row.status]}{held}"
+        elif row.found is None:
             low = ((results.get("capacity") or {}).get(row.series) or {}).get("search", {}).get("low")
             text = f"{row.series} holds no rate within {goal}: it missed at the lowest rate searched, {low:,.0f} req/s"
         elif row.rate is None:
@@ -220,9 +232,13 @@ def capacity_findings(results: Mapping[str, Any]) -> list[dict[str, Any]]:
                     "budget": "the time budget ended the search before the gap closed"}.get(row.status)
             if note and row.rate == row.found:
                 text += f"; {note}"
+        flagged = [FLAG_CAVEATS[flag] for flag in FLAG_CAVEATS if told is not None and flag in told.flags]
+        caveat = "; ".join([*([row.note] if row.note else []), *flagged]) or None
+        if flagged:  # a finding from flagged rounds says so (issue 15's rule)
+            text += f" ({'; '.join(flagged)})"
         found_list.append({"kind": "capacity", "backend": row.series,
                            "level": {"users": None, "rate": row.rate, "idle_connections": 0, "cores": None},
-                           "text": text, "caveat": row.note or None,
+                           "text": text, "caveat": caveat,
                            "figures": {"rate": row.rate, "found": row.found, "missed": row.missed, "status": row.status,
                                        "held": told.held if told else None, "rounds": told.rounds if told else 0,
                                        "p99_us": told.p99_us if told else None,

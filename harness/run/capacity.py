@@ -47,11 +47,12 @@ class CapacitySearch:
         found for each (none where even the lowest rate missed)."""
         scenario = self.scenario
         entry = self._entry(backend, target)
+        capacity = self.results.setdefault("capacity", {})
         running = self._launch(backend, target, " (search)", self.server_cpus, entry, progress)
         if running is None:
+            self._unsearched(backend, capacity)
             return
         found: list[Level] = []
-        capacity = self.results.setdefault("capacity", {})
         driver_stderr: list[str] = []
         try:
             for request, route in requests_of(scenario):
@@ -78,6 +79,7 @@ class CapacitySearch:
             if isinstance(error, OSError):
                 error = BackendFailed(f"the driver failed {self.doing}: {error}", kind="driver-failed")
             progress.message(f"{backend}: FAILED: {error}")
+            self._unsearched(backend, capacity)
             entry.update(status="failed", error=str(error), step=self.step,
                          driver_stderr="".join(driver_stderr), round="search")
             self.event(error.kind, f"{backend}: {error}", backend=backend, step=self.step)
@@ -87,6 +89,16 @@ class CapacitySearch:
             entry["stderr_tail"] = running.stderr_tail()
         self.plan.found[backend] = tuple(found)
         self.save()
+
+    def _unsearched(self, backend: str, capacity: dict[str, Any]) -> None:
+        """`backend` failed before its searches ended: each request it did not finish is
+        recorded "failed" (with the probes it made), so tables and findings say so."""
+        for request, route in requests_of(self.scenario):
+            name = backend if route is None else f"{backend} {route}"
+            record = capacity.setdefault(name, {"backend": backend, "route": route, "request": request,
+                                                **Search(self.scenario.search, self.scenario.slo, probe_s=0).to_dict()})
+            if record["status"] == "searching":
+                record["status"] = "failed"
 
     def _probe(self, backend: str, running: Any, level: Level, progress: Progress,
                driver_stderr: list[str]) -> dict[str, Any]:
@@ -113,13 +125,13 @@ def _outcome(search: Search) -> str:
     """How a search ended, as progress says it."""
     passed, missed, status = search.passed, search.missed, search.status
     held = f"{passed:,.0f} req/s" if passed is not None else None
-    if status == "found":
+    if status == "found" and missed is not None:
         return f"holds {held} (misses {missed:,.0f}) within the objective"
     if status == "below-range":
         return f"misses the objective at the lowest rate, {search.search.low:,.0f} req/s"
     if status == "above-range":
         return f"holds the highest rate searched, {held}: its capacity is above the range"
-    if status == "driver-bound":
+    if status == "driver-bound" and missed is not None:
         return f"holds {held}; the miss at {missed:,.0f} req/s was the driver's limit: a floor"
     return f"holds {held or 'nothing'}; the time budget ended the search with " \
            f"{'no miss' if missed is None else f'a miss at {missed:,.0f} req/s'}"

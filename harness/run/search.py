@@ -77,14 +77,15 @@ class Search:
         if self.status != "searching":
             return None
         passed, missed = self.passed, self.missed
+        high = _round_rate(self.search.high)  # the range as rates are written: 123,456 is 123,000
         if not self.probes:
             rate = self.search.low
         elif passed is None:
             return self._stop("below-range")
         elif missed is None:
-            if passed >= self.search.high:
+            if passed >= high:
                 return self._stop("above-range")
-            rate = min(passed * RAMP, self.search.high)
+            rate = min(passed * RAMP, high)
         elif missed <= passed * (1 + self.search.precision):
             return self._stop("found")
         else:
@@ -92,7 +93,7 @@ class Search:
         rate = _round_rate(rate)
         if rate in (passed, missed):  # the bracket is as narrow as a rate is written
             return self._stop("found")
-        if elapsed_s + self.probe_s > self.search.budget_s:
+        if self.probes and elapsed_s + self.probe_s > self.search.budget_s:  # the first probe always runs
             return self._stop("budget")
         return rate
 

@@ -129,6 +129,8 @@ class Scenario:
         if pythons is not None:
             changes["pythons"] = _pythons(server)
         if cpus is not None:
+            if self.search is not None:
+                server.fail("cpus", "a rate search runs on all the server's CPUs: --cores does not apply to it")
             changes["cpus"] = server.sweep("cpus", kind=int, what="CPU count")
         # An interpreter by its file name: its directory is the machine's (measurement rule 13).
         shown = {**changes, **({"pythons": tuple(Path(p).name for p in changes["pythons"])}

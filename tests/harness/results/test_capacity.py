@@ -105,3 +105,29 @@ def test_the_chart_and_the_report_section(results: dict, tmp_path: Path) -> None
     assert "200 ✓ → 800 ✓ → 3,200 ✓ → 12,800 ✗ → 6,400 ✓ → 9,050 ✓ → 10,800 ✓" in section
     assert "<td>8,640</td><td>2/2</td>" in section
     assert capacity_html({"steps": []}) == ""
+
+
+def test_a_search_the_backend_did_not_finish_says_so(results: dict, tmp_path: Path) -> None:
+    changed = copy.deepcopy(results)
+    changed["capacity"]["selectors /sleep?ms=1"]["status"] = "failed"  # died mid-search: no rounds
+    changed["steps"] = [step for step in changed["steps"] if step["route"] != "/sleep?ms=1"]
+    changed["capacity"]["iterative /"]["status"] = "searching"  # a Ctrl+C in its search
+    texts = {f["backend"]: f["text"] for f in capacity_findings(changed)}
+    assert texts["selectors /sleep?ms=1"] == ("selectors /sleep?ms=1: no capacity, the backend failed during its "
+                                              "search (see its entry in the run); its search had held 10,800 req/s")
+    assert texts["iterative /"] == "iterative /: no capacity, the search did not finish: the run was interrupted"
+    rows = by_series(changed)
+    assert rows["selectors /sleep?ms=1"].rate is None
+    assert rows["selectors /sleep?ms=1"].note == "the backend failed during its search (see its entry in the run)"
+    draw_capacity(changed, tmp_path)
+    assert "the backend failed in its search" in (tmp_path / "capacity.svg").read_text()
+
+
+def test_a_capacity_from_flagged_rounds_says_so(results: dict) -> None:
+    changed = copy.deepcopy(results)
+    for step in changed["steps"]:
+        if step["route"] == "/sleep?ms=1" and step["rate"] == 8640:
+            step["flags"] = ["noisy"]
+    finding = next(f for f in capacity_findings(changed) if f["backend"] == "selectors /sleep?ms=1")
+    assert finding["text"].endswith("held in only 1 of 2 (noisy: steal over 5%)")
+    assert finding["caveat"] == "the 10,800 found held in 1 of 2 rounds; noisy: steal over 5%"

@@ -34,6 +34,8 @@ timeout = "2s"
 path = "/"
 [[request]]
 path = "/sleep?ms=40"
+[backends]
+boom = "python3 -c 'import sys; sys.exit(\\"boom on {port}\\")'"
 """
 
 
@@ -41,12 +43,16 @@ def test_a_search_finds_each_backends_capacity_per_request_then_repeats_it(tmp_p
     scenario = tmp_path / "search.toml"
     scenario.write_text(SEARCH)
     out = tmp_path / "runs"
-    done = concurbench("run", "--scenario", str(scenario), "--backend", "selectors,iterative", "--out", str(out))
-    assert done.returncode == 0, done.stderr
+    done = concurbench("run", "--scenario", str(scenario), "--backend", "selectors,iterative,boom", "--out", str(out))
+    assert done.returncode == 1, done.stderr  # boom did not start: recorded, and the run went on
+    assert "1 of 3 backend(s) failed: boom" in done.stderr
     run_dir = only_run_dir(out)
     results = json.loads((run_dir / "results.json").read_text())
     found = {row.series: row for row in capacities(results)}
-    assert set(found) == {"selectors /", "selectors /sleep?ms=40", "iterative /", "iterative /sleep?ms=40"}
+    assert set(found) == {"selectors /", "selectors /sleep?ms=40", "iterative /", "iterative /sleep?ms=40",
+                          "boom /", "boom /sleep?ms=40"}
+    assert found["boom /"].status == found["boom /sleep?ms=40"].status == "failed"
+    assert results["backends"]["boom"]["status"] == "failed" and results["backends"]["boom"]["round"] == "search"
 
     hello = found["selectors /"]
     assert (hello.status, hello.found) == ("above-range", 800)
@@ -71,7 +77,7 @@ def test_a_search_finds_each_backends_capacity_per_request_then_repeats_it(tmp_p
                                                 {"backend": "iterative", "round": "search"}]
     assert results["backends"]["iterative"]["status"] == "ok"  # it ran; it held nothing
     kinds = [f["kind"] for f in results["findings"]]
-    assert kinds.count("capacity") == 4
+    assert kinds.count("capacity") == 6
     assert "capacity within p99 <= 50 ms" in done.stdout
     assert "selectors /sleep?ms=40" in done.stdout and "holds" in done.stdout
     assert (run_dir / "charts" / "capacity.png").exists() and (run_dir / "charts" / "capacity_search.png").exists()

@@ -105,3 +105,18 @@ def test_rates_are_written_with_three_figures_and_the_path_is_recorded() -> None
 ])
 def test_judge_holds_a_window_to_p99_and_error_share(record: dict, held: bool, why: str) -> None:
     assert judge(record, 10, 0.001) == (held, why)
+
+
+@pytest.mark.parametrize("low, high", [(12_345, 123_456), (100, 123_456), (99.99, 100_001)])
+def test_a_range_with_more_figures_than_a_rate_is_written_with_still_ends_cleanly(low: float, high: float) -> None:
+    above = run_search(1e9, low=low, high=high)
+    assert above.status == "above-range" and above.passed == float(f"{high:.3g}") and above.missed is None
+    below = run_search(0, low=low, high=high)
+    assert below.status == "below-range" and [p.rate for p in below.probes] == [float(f"{low:.3g}")]
+    found = run_search(high / 3, low=low, high=high)
+    assert found.status == "found" and found.passed <= high / 3 < found.missed
+
+
+def test_a_budget_shorter_than_one_probe_still_probes_once() -> None:
+    search = run_search(5000, budget_s=0.5, probe_s=1)
+    assert [p.rate for p in search.probes] == [100] and search.status == "budget"

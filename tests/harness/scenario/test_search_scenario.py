@@ -66,9 +66,12 @@ def test_a_bad_search_names_the_file_the_key_and_the_reason(tmp_path: Path, text
     assert reason in error.value.reason
 
 
-def test_users_on_the_command_line_are_refused_for_a_search(tmp_path: Path) -> None:
+def test_users_and_cores_on_the_command_line_are_refused_for_a_search(tmp_path: Path) -> None:
     with pytest.raises(ScenarioError, match="searches an open-loop rate"):
         load(tmp_path, SEARCH + REQUESTS).with_overrides(users=[8])
+    with pytest.raises(ScenarioError, match="--cores does not apply") as error:
+        load(tmp_path, SEARCH + REQUESTS).with_overrides(cpus=[1, 2])
+    assert (error.value.file, error.value.key) == ("command line", "server.cpus")
 
 
 def test_mix_each_makes_a_level_per_request_sending_that_request_alone(tmp_path: Path) -> None:
