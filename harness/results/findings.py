@@ -6,7 +6,8 @@ neighbours instead of the server, and how it scales (a USL fit).
 Each finding is a JSON-ready dict: {"kind", "backend", "level", "text", "figures", "caveat"}.
 A finding drawn from a step flagged driver-bound or noisy says so: in its caveat and in its
 sentence. Figures are those the summary table shows (harness.results.summary), so a reader
-can find every number of a sentence in the table; throughput is the repetitions' median.
+can find every number of a sentence in the table (a level's throughput too: that of the
+repetition with the median goodput).
 The rules for each kind live in harness.results.finding_rules; `FINDING_RULES` lists them,
 in the order findings are told.
 """
