@@ -24,6 +24,11 @@ pytestmark = [pytest.mark.timeout(120),
               pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="the server and the driver need a CPU each")]
 ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
 SERVER_CPU, DRIVER_CPU = 0, 1
+# The gate's threshold, for both verdicts. A quiet repeat of these 0.5 s windows moves p99 by
+# up to about 10% (12 pairs of quiet runs: p99 ratios 0.90-1.11, throughput 0.94-1.06, none
+# significant), so at 10% a significant rise is a matter of luck; the hog halves the server's
+# CPU (throughput about 0.5x), far past 25%.
+PCT = 25
 BACKENDS = ("threaded", "asyncio")
 SCENARIO = """
 description = "the compare gate: GET / at one level"
@@ -58,11 +63,12 @@ def server_cpu_percents(run_dir: Path) -> list[float]:
     return [step["server"]["cpu_percent"] for step in json.loads((run_dir / "results.json").read_text())["steps"]]
 
 
-def assert_quiet(run_dir: Path) -> None:
-    """The premise: a run without the hog had its server's CPU to itself. If not, another
-    process shared it (a busy machine), and no verdict about that run is the gate's fault."""
-    shares = server_cpu_percents(run_dir)
-    assert min(shares) > 80, f"{run_dir.name}: the server's CPU was shared, not a quiet machine: {shares}"
+def cpu_shares(runs: dict[str, Path]) -> str:
+    """What a failure says besides the gate's output: the server's CPU share in each step of
+    each run. Below about 80 without the hog, another process shared the server's CPU (a
+    busy machine), and the verdict is about the machine, not the gate."""
+    return "; server CPU % per step: " + ", ".join(
+        f"{name} {[round(share) for share in server_cpu_percents(run_dir)]}" for name, run_dir in runs.items())
 
 
 def hog_on(cpu: int) -> subprocess.Popen[bytes]:
@@ -95,7 +101,7 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Path]]:
 
 
 def gate(capsys: pytest.CaptureFixture[str], base: Path, other: Path) -> tuple[int, str, str]:
-    status = main(["compare", str(base), str(other), "--fail-on-regression", "10"])
+    status = main(["compare", str(base), str(other), "--fail-on-regression", str(PCT)])
     captured = capsys.readouterr()
     return status, captured.out, captured.err
 
@@ -106,22 +112,19 @@ def test_the_hog_took_the_servers_cpu(runs: dict[str, Path]) -> None:
 
 def test_the_gate_fails_on_the_hogged_run_and_names_each_backend(
         runs: dict[str, Path], capsys: pytest.CaptureFixture[str]) -> None:
-    assert_quiet(runs["base"])
     status, out, err = gate(capsys, runs["base"], runs["hogged"])
-    assert status == 1, out
-    listed = out[out.index("regression gate"):].splitlines()[1:]
+    assert status == 1, out + cpu_shares(runs)
+    listed = [line.strip() for line in out[out.index("regression gate"):].splitlines()[1:]]
     for backend in BACKENDS:
-        (line,) = [line for line in listed if line.strip().startswith(f"{backend} at 8 users, good req/s")] or [out]
-        assert "slower" in line and f"in {runs['hogged'].name}:" in line, out
+        lines = [line for line in listed if line.startswith(f"{backend} at 8 users, good req/s")]
+        assert len(lines) == 1, out + cpu_shares(runs)
+        assert "slower" in lines[0] and f"in {runs['hogged'].name}:" in lines[0], out
     assert err.startswith("concurbench: ") and all(backend in err for backend in BACKENDS)
 
 
 @pytest.mark.parametrize("other", ["base", "quiet"], ids=["itself", "quiet-repeat"])
 def test_the_gate_passes_without_a_regression(runs: dict[str, Path], capsys: pytest.CaptureFixture[str],
                                               other: str) -> None:
-    if other == "quiet":
-        assert_quiet(runs["base"])
-        assert_quiet(runs["quiet"])
     status, out, err = gate(capsys, runs["base"], runs[other])
-    assert status == 0 and err == "", out
+    assert status == 0 and err == "", out + cpu_shares(runs)
     assert out.rstrip().endswith("or failed: none")
