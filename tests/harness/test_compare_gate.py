@@ -24,11 +24,13 @@ pytestmark = [pytest.mark.timeout(120),
               pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="the server and the driver need a CPU each")]
 ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
 SERVER_CPU, DRIVER_CPU = 0, 1
-# The gate's threshold, for both verdicts. A quiet repeat of these 0.5 s windows moves p99 by
-# up to about 10% (12 pairs of quiet runs: p99 ratios 0.90-1.11, throughput 0.94-1.06, none
-# significant), so at 10% a significant rise is a matter of luck; the hog halves the server's
-# CPU (throughput about 0.5x), far past 25%.
-PCT = 25
+# The gate's threshold: the issue's 10% for the hogged run (the hog halves the server's CPU,
+# throughput about 0.5x) and for a run against itself (every ratio exactly 1). A quiet repeat
+# of these 0.5 s windows moves p99 by up to about 10% (12 pairs of quiet runs: p99 ratios
+# 0.90-1.11, throughput 0.94-1.06, none significant), so at 10% a significant rise there would
+# be a matter of luck: the quiet repeat is held to 25%.
+PCT = 10
+QUIET_PCT = 25
 BACKENDS = ("threaded", "asyncio")
 SCENARIO = """
 description = "the compare gate: GET / at one level"
@@ -100,8 +102,8 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Path]]:
     yield dirs
 
 
-def gate(capsys: pytest.CaptureFixture[str], base: Path, other: Path) -> tuple[int, str, str]:
-    status = main(["compare", str(base), str(other), "--fail-on-regression", str(PCT)])
+def gate(capsys: pytest.CaptureFixture[str], base: Path, other: Path, pct: int = PCT) -> tuple[int, str, str]:
+    status = main(["compare", str(base), str(other), "--fail-on-regression", str(pct)])
     captured = capsys.readouterr()
     return status, captured.out, captured.err
 
@@ -125,6 +127,6 @@ def test_the_gate_fails_on_the_hogged_run_and_names_each_backend(
 @pytest.mark.parametrize("other", ["base", "quiet"], ids=["itself", "quiet-repeat"])
 def test_the_gate_passes_without_a_regression(runs: dict[str, Path], capsys: pytest.CaptureFixture[str],
                                               other: str) -> None:
-    status, out, err = gate(capsys, runs["base"], runs[other])
+    status, out, err = gate(capsys, runs["base"], runs[other], PCT if other == "base" else QUIET_PCT)
     assert status == 0 and err == "", out + cpu_shares(runs)
     assert out.rstrip().endswith("or failed: none")
