@@ -232,7 +232,8 @@ def capacity_findings(results: Mapping[str, Any]) -> list[dict[str, Any]]:
                     "budget": "the time budget ended the search before the gap closed"}.get(row.status)
             if note and row.rate == row.found:
                 text += f"; {note}"
-        flagged = [FLAG_CAVEATS[flag] for flag in FLAG_CAVEATS if told is not None and flag in told.flags]
+        flagged = [FLAG_CAVEATS[flag] for flag in FLAG_CAVEATS if told is not None and flag in told.flags
+                   and not (flag == DRIVER_BOUND and row.floor)]  # a driver-bound floor says so already
         caveat = "; ".join([*([row.note] if row.note else []), *flagged]) or None
         if flagged:  # a finding from flagged rounds says so (issue 15's rule)
             text += f" ({'; '.join(flagged)})"

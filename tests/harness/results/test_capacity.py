@@ -131,3 +131,14 @@ def test_a_capacity_from_flagged_rounds_says_so(results: dict) -> None:
     finding = next(f for f in capacity_findings(changed) if f["backend"] == "selectors /sleep?ms=1")
     assert finding["text"].endswith("held in only 1 of 2 (noisy: steal over 5%)")
     assert finding["caveat"] == "the 10,800 found held in 1 of 2 rounds; noisy: steal over 5%"
+
+
+def test_a_driver_bound_floor_says_so_once(results: dict) -> None:
+    changed = copy.deepcopy(results)
+    changed["capacity"]["selectors /"]["status"] = "driver-bound"
+    for step in changed["steps"]:
+        if step["route"] == "/":
+            step["flags"] = ["driver-bound"]
+    text = next(f["text"] for f in capacity_findings(changed) if f["backend"] == "selectors /")
+    assert text.endswith("; the next rate missed with the driver at its limit: a floor")
+    assert text.count("a floor") == 1
