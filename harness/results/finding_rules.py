@@ -1,5 +1,5 @@
-"""The rules that turn a run's levels into findings, one function per kind (see
-harness.results.findings for the list and the order). Each threshold is a named constant
+"""The rules that turn a run's levels into findings, one function per kind (the USL fit's
+is in finding_usl.py; see harness.results.findings for the list and the order). Each threshold is a named constant
 with the reason for its value. What several backends share (a knee at one level, a USL fit
 skipped for one reason) is told once, by harness.results.finding_groups.
 """
@@ -11,12 +11,10 @@ from dataclasses import dataclass
 from statistics import median
 from typing import Any
 
-from harness.results.finding_groups import (SATURATION_GROUP_MIN, in_table_order, knee_figures, saturation_group,
-                                            usl_skip_group, usl_skip_kind)
-from harness.results.finding_levels import (Level, change, finding, joined, labels, ms, rps, run_levels,
-                                            share, times, worst_steal)
+from harness.results.finding_groups import SATURATION_GROUP_MIN, in_table_order, knee_figures, saturation_group
+from harness.results.finding_levels import (Level, change, finding, labels, ms, rps, run_levels, share, times,
+                                            worst_steal)
 from harness.results.steps import DRIVER_BOUND, NOISY
-from harness.results.usl import UslFit, fit_usl
 
 # Saturation (the knee): past it, more users buy less than this much more throughput...
 KNEE_GROWTH = 0.10  # issue 15's figure: below 10% the extra users are mostly queueing
@@ -314,53 +312,3 @@ def noisy(run: RunView) -> list[dict[str, Any]]:
         figures = {"levels": [level.level() for level in levels], "steal_percent": steal}
         found.append(finding("noisy", backend, levels[0], text, figures, said=f"{NOISY}: steal {steal:.1f}%"))
     return found
-
-
-def scalability(run: RunView) -> list[dict[str, Any]]:
-    """Per backend, the Universal Scalability Law fitted to its closed-loop goodput against
-    users (harness.results.usl); backends whose fit was skipped for one reason, told together.
-    A level where users starved measured the users answered, not the N the law divides the
-    work among: it is left out of the fit, and the sentence says so."""
-    found: list[dict[str, Any]] = []
-    skipped: dict[str, list[tuple[str, list[Level], UslFit, dict[str, Any]]]] = {}
-    everywhere: list[str] = []  # backends whose users starved at every level
-    sweeps = [[level for level in sweep if level.good_rps is not None] for sweep in run.sweeps()]
-    sweeps = [measured for measured in sweeps if measured]
-    for every in sweeps:
-        backend = every[0].backend
-        measured = [level for level in every if not level.row.get("starved")]
-        starved = [level.users for level in every if level.row.get("starved")]
-        if not measured:
-            everywhere.append(backend)
-            continue
-        fit = fit_usl([level.users for level in measured], [level.good_rps for level in measured])
-        figures: dict[str, Any] = dict(fit.to_dict())
-        if starved:
-            figures["left_out_starved_users"] = starved
-        if every[0].idle:
-            figures["idle_connections"] = every[0].idle
-        if not fit.ok:
-            skipped.setdefault(usl_skip_kind(fit), []).append((backend, measured, fit, figures))
-            continue
-        sentence = fit.sentence(backend) + (f"; {_left_out(starved)}" if starved else "")
-        found.append(finding("scalability", backend, None, sentence, figures, drawn_from=measured, spread=True))
-    for group in skipped.values():
-        if len(group) > 1:
-            found.append(usl_skip_group(group, everyone=len(group) == len(sweeps)))
-            continue
-        (backend, measured, fit, figures), = group
-        starved = figures.get("left_out_starved_users")
-        sentence = fit.sentence(backend) + (f"; {_left_out(starved)}" if starved else "")
-        # a fit made (a poor one) is drawn from the levels; one never made, from none of them
-        found.append(finding("scalability", backend, None, sentence, figures,
-                             drawn_from=measured if fit.r2 is not None else (), spread=True))
-    if everywhere:
-        text = f"no USL fit for {joined(everywhere)}: users starved at every level, so none measured X(N)"
-        found.append(finding("scalability", ", ".join(everywhere), None, text,
-                             {"backends": everywhere, "ok": False, "reason": "users starved at every level"}))
-    return in_table_order(found, run.backends())
-
-
-def _left_out(users: Sequence[int]) -> str:
-    """"32 and 128 users left out: users starved there", for a USL sentence."""
-    return f"{joined([f'{n:,}' for n in users])} user{'' if list(users) == [1] else 's'} left out: users starved there"

@@ -19,7 +19,8 @@ from typing import Any
 
 from harness.results.capacity import capacity_findings
 from harness.results.finding_rules import (RunView, driver_bound, gil_ceiling, head_of_line, noisy, refusals,
-                                           saturation, scalability, starvation)
+                                           saturation, starvation)
+from harness.results.finding_usl import scalability
 
 # The rules, in the order their findings are told; each returns its findings in the order
 # the summary table lists backends. A rate search's capacity findings come first (see findings).

@@ -22,7 +22,7 @@ from harness.results.capacity import backoff_rate
 from harness.run.driver import DriverProcess
 from harness.run.plan import DRIVER_START_S, Level, Plan, PlannedStep, requests_of
 from harness.run.progress import Progress
-from harness.run.record import BackendFailed
+from harness.run.record import BackendFailed, ms_text
 from harness.run.search import Search
 from harness.scenario import Scenario
 
@@ -67,7 +67,7 @@ class CapacitySearch:
                     probe = search.record(self._probe(backend, running, level, progress, driver_stderr))
                     record.update(search.to_dict(), seconds=round(time.monotonic() - started, 1))
                     self.save()
-                    progress.message(f"{backend}: probe {level.name}: p99 {_ms(probe.p99_us)}, errors "
+                    progress.message(f"{backend}: probe {level.name}: p99 {ms_text(probe.p99_us)}, errors "
                                      f"{probe.error_share:.2%}: {'holds' if probe.passed else 'misses: ' + probe.why}"
                                      + (f" [{', '.join(probe.flags)}]" if probe.flags else ""))
                 record.update(search.to_dict(), seconds=round(time.monotonic() - started, 1))
@@ -135,7 +135,3 @@ def _outcome(search: Search) -> str:
         return f"holds {held}; the miss at {missed:,.0f} req/s was the driver's limit: a floor"
     return f"holds {held or 'nothing'}; the time budget ended the search with " \
            f"{'no miss' if missed is None else f'a miss at {missed:,.0f} req/s'}"
-
-
-def _ms(us: float | None) -> str:
-    return "-" if us is None else f"{us / 1000:.2f} ms"

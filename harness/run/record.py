@@ -5,12 +5,13 @@ line a user reads)."""
 
 from __future__ import annotations
 
+import signal
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from harness.results.store import RESULTS_FILE, ResultsError, write_results
-from harness.run.plan import Plan
+from harness.run.plan import Plan, PlannedStep
 
 
 class BackendFailed(Exception):
@@ -90,6 +91,20 @@ class RunRecord:
             held = f"{self.run_dir / RESULTS_FILE} holds the {plural_steps(kept)} written before"
         return f"concurbench: error: cannot write results ({reason}): stopped after {plural_steps(measured)}; {held}"
 
+    def _at(self, backend: str, steps: list[PlannedStep], done: int, phase: str) -> str:
+        """The run is in the step after `done` of `backend`'s steps this round (its warm-up
+        or its window); returns it as a phrase: "during selectors users=4 rep 1/2"."""
+        if done >= len(steps):
+            self.step, self.doing = None, f"while {backend}'s driver was stopping"
+            return self.doing
+        level, rep = steps[done].level, steps[done].repetition
+        warmup = phase == "warmup"
+        self.step = {"users": level.users, "rate": level.rate, "idle_connections": level.idle_connections,
+                     "repetition": rep, "phase": "warm-up" if warmup else "measure"}
+        where = ("probe" if rep < 0 else f"rep {rep + 1}/{self.plan.rounds}") + (" warm-up" if warmup else "")
+        self.doing = f"during {backend} {level.name} {where}"
+        return self.doing
+
 
 def first_line(error: object) -> str:
     return (str(error).strip().splitlines() or [type(error).__name__])[0]
@@ -97,3 +112,23 @@ def first_line(error: object) -> str:
 
 def plural_steps(count: int) -> str:
     return f"{count} step" + ("" if count == 1 else "s")
+
+
+def ms_text(us: float | None) -> str:
+    """Microseconds as progress says them: "1.25 ms", or "-"."""
+    return "-" if us is None else f"{us / 1000:.2f} ms"
+
+
+def safe_name(name: str) -> str:
+    """A backend's name as part of a file name."""
+    return "".join(c if c.isalnum() or c in "-_" else "_" for c in name)[:60]
+
+
+def exit_words(status: int | None) -> str:
+    """An exit status as words: "status 1", "killed by SIGKILL"."""
+    if status is not None and status < 0:
+        try:
+            return f"killed by {signal.Signals(-status).name}"
+        except ValueError:
+            return f"killed by signal {-status}"
+    return f"status {status}"

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import queue
-import signal
 import subprocess
 import sys
 import tempfile
@@ -42,7 +41,7 @@ from harness.run.limits import ensure_fd_limit
 from harness.run.metadata import collect_metadata
 from harness.run.plan import Plan, PlannedStep, plan_run
 from harness.run.progress import Progress, Tick
-from harness.run.record import BackendFailed, RunRecord, first_line
+from harness.run.record import BackendFailed, RunRecord, exit_words, first_line, ms_text, safe_name
 from harness.run.sampling import WindowSampler, steal_at_start
 from harness.scenario import Scenario
 
@@ -229,7 +228,7 @@ class Run(RunRecord, CapacitySearch):
                 name = backend if tool == self.options.drivers[0] else f"{backend} ({tool})"
                 # The driver gets the address as given: 0.0.0.0 as a destination means this host.
                 specs = self.plan.specs(host=self.options.host, port=running.port, cores=cores, backend=backend)
-                with tempfile.TemporaryDirectory(prefix=f"concurbench-{_safe(backend)}-") as workdir:
+                with tempfile.TemporaryDirectory(prefix=f"concurbench-{safe_name(backend)}-") as workdir:
                     locust = tool == "locust"
                     driver = DriverProcess(specs, workdir=Path(workdir), cpus=self.driver_cpus,
                                            module=DRIVER_MODULES[tool],
@@ -290,19 +289,19 @@ class Run(RunRecord, CapacitySearch):
             except queue.Empty:
                 event = {"type": "idle"}
             if not running.alive():
-                raise BackendFailed(f"the backend exited ({_how(running.process.returncode)}) {where}, "
+                raise BackendFailed(f"the backend exited ({exit_words(running.process.returncode)}) {where}, "
                                     f"after {before + done} of {expected} steps", kind="backend-failed")
             if event is None:
                 status = driver.process.wait()
                 last = "".join(driver.stderr).strip().splitlines()
-                raise BackendFailed(f"the driver exited ({_how(status)}) {where}, after {before + done} of {expected} "
+                raise BackendFailed(f"the driver exited ({exit_words(status)}) {where}, after {before + done} of {expected} "
                                     "steps" + (f": {last[-1]}" if last else ""), kind="driver-failed")
             gone = driver.dead_worker()
             if gone is not None:
                 # Workers quit once the master is done: give its last events a moment to arrive.
                 worker_gone_at = worker_gone_at or time.monotonic()
                 if time.monotonic() - worker_gone_at > WORKER_GRACE_S:
-                    raise BackendFailed(f"a driver worker (pid {gone.pid}) exited ({_how(gone.returncode)}) {where}, "
+                    raise BackendFailed(f"a driver worker (pid {gone.pid}) exited ({exit_words(gone.returncode)}) {where}, "
                                         f"after {before + done} of {expected} steps", kind="driver-failed")
             sampler.sample()
             if event["type"] == "progress":
@@ -328,23 +327,9 @@ class Run(RunRecord, CapacitySearch):
                 self.save()
                 errors = sum(record["errors"].values())
                 progress.message(f"{backend}: {level.name} rep {round_ + 1}: "
-                                 f"{record['rps']:,.0f} req/s, p99 {_ms(record['p99_us'])}, errors {errors}"
+                                 f"{record['rps']:,.0f} req/s, p99 {ms_text(record['p99_us'])}, errors {errors}"
                                  + (f" [{', '.join(record['flags'])}]" if record["flags"] else ""))
         return record
-
-    def _at(self, backend: str, steps: list[PlannedStep], done: int, phase: str) -> str:
-        """The run is in the step after `done` of `backend`'s steps this round (its warm-up
-        or its window); returns it as a phrase: "during selectors users=4 rep 1/2"."""
-        if done >= len(steps):
-            self.step, self.doing = None, f"while {backend}'s driver was stopping"
-            return self.doing
-        level, rep = steps[done].level, steps[done].repetition
-        warmup = phase == "warmup"
-        self.step = {"users": level.users, "rate": level.rate, "idle_connections": level.idle_connections,
-                     "repetition": rep, "phase": "warm-up" if warmup else "measure"}
-        where = ("probe" if rep < 0 else f"rep {rep + 1}/{self.plan.rounds}") + (" warm-up" if warmup else "")
-        self.doing = f"during {backend} {level.name} {where}"
-        return self.doing
 
     def finish(self, status: str) -> None:
         """Mark the run `status` and write it; summary.csv too (a warning if that fails)."""
@@ -360,21 +345,3 @@ class Run(RunRecord, CapacitySearch):
             write_summary_csv(self.run_dir, self.results["steps"])
         except OSError as error:
             print(f"concurbench: warning: summary.csv not written: {error.strerror or error}", file=sys.stderr)
-
-
-def _ms(us: float | None) -> str:
-    return "-" if us is None else f"{us / 1000:.2f} ms"
-
-
-def _safe(name: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_" else "_" for c in name)[:60]
-
-
-def _how(status: int | None) -> str:
-    """An exit status as words: "status 1", "killed by SIGKILL"."""
-    if status is not None and status < 0:
-        try:
-            return f"killed by {signal.Signals(-status).name}"
-        except ValueError:
-            return f"killed by signal {-status}"
-    return f"status {status}"
