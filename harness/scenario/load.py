@@ -11,7 +11,6 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import hashlib
-import math
 import re
 import tomllib
 from dataclasses import dataclass
@@ -20,6 +19,7 @@ from typing import Any, Sequence
 
 from harness.drivers.wire import RequestSpec, SpecError, is_token
 from harness.scenario.fields import _show, _Table
+from harness.scenario.objective import RateSearch, Slo, read_search, read_slo
 from servers.backends import BACKENDS
 
 SCENARIO_DIR = Path(__file__).resolve().with_name("builtin")
@@ -44,25 +44,6 @@ _LAUNCHER_FLAGS = ("--backend", "--host", "--port")
 # [load] mix: "weighted" sends the [[request]] tables as one mix; "each" runs every request
 # alone, as a series of its own ("asyncio /sleep?ms=1"), so one scenario can answer per route.
 MIXES = ("weighted", "each")
-
-
-@dataclass(frozen=True)
-class Slo:
-    """[load] slo: what a rate search holds each backend to, on every probe and repetition."""
-
-    p99_ms: float  # the coordinated-omission-corrected p99 (from each request's intended send)
-    error_share: float = 0.001  # answers not 2xx/3xx and failed requests, over all attempts
-
-
-@dataclass(frozen=True)
-class RateSearch:
-    """[load] rate = { search = [LOW, HIGH], ... }: the highest offered rate within the slo,
-    found by probing (harness.run.search) instead of a fixed sweep."""
-
-    low: float
-    high: float
-    precision: float = 0.1  # stop once the highest pass and the lowest fail are this close
-    budget_s: float = 60.0  # the probes of one backend and request, warm-ups and windows
 
 
 @dataclass(frozen=True)
@@ -190,11 +171,11 @@ def _build(top: _Table, *, name: str, path: Path, sha256: str) -> Scenario:
     load = top.table("load", required=True)
     load.allow("users", "rate", "connections", "duration", "warmup", "repeat", "keep_alive", "timeout", "slo", "mix")
     users = load.sweep("users", kind=int, what="user count")
-    search = _search(load.table("rate", required=False)) if isinstance(load.data.get("rate"), dict) else None
+    search = read_search(load.table("rate", required=False)) if isinstance(load.data.get("rate"), dict) else None
     rate = () if search else load.sweep("rate", kind=float, what="rate")
     if not users and not rate and not search:
         top.fail("load", "needs users (closed loop) or rate (open loop), or both")
-    slo = _slo(load.table("slo", required=False)) if "slo" in load.data else None
+    slo = read_slo(load.table("slo", required=False)) if "slo" in load.data else None
     background = top.table("background", required=False)
     background.allow("idle_connections", "slow_clients", "slow_interval")
     server = top.table("server", required=False)
@@ -232,40 +213,6 @@ def _build(top: _Table, *, name: str, path: Path, sha256: str) -> Scenario:
         pythons=_pythons(server),
         cpus=cpus, mix=mix, slo=slo, search=search,
     )
-
-
-def _search(table: _Table) -> RateSearch:
-    """rate = { search = [LOW, HIGH], precision = 0.1, budget = "60s" }."""
-    table.allow("search", "precision", "budget")
-    bounds = table.value("search", list, "[LOW, HIGH] offered req/s, e.g. [100, 200000]", default=None)
-    if bounds is None:
-        table.fail("search", "required in a rate table: the range to search, e.g. search = [100, 200000]")
-    if len(bounds) != 2 or any(isinstance(b, bool) or not isinstance(b, (int, float)) or not math.isfinite(b) or b <= 0
-                               for b in bounds):
-        table.fail("search", f"must be [LOW, HIGH], two positive req/s; got {_show(bounds)}")
-    low, high = (float(b) for b in bounds)
-    if low >= high:
-        table.fail("search", f"LOW must be below HIGH; got [{low:g}, {high:g}]")
-    precision = table.data.get("precision", 0.1)
-    if isinstance(precision, bool) or not isinstance(precision, (int, float)) or not 0.01 <= precision <= 1:
-        table.fail("precision", f"must be between 0.01 and 1 (the relative gap at which the search stops); "
-                                f"got {_show(precision)}")
-    return RateSearch(low=low, high=high, precision=float(precision),
-                      budget_s=table.duration("budget", default="60s", positive=True))
-
-
-def _slo(table: _Table) -> Slo:
-    """slo = { p99_ms = 10, error_share = 0.001 }."""
-    table.allow("p99_ms", "error_share")
-    p99 = table.data.get("p99_ms")
-    if p99 is None:
-        table.fail("p99_ms", "required: the p99 latency objective in ms, e.g. p99_ms = 10")
-    if isinstance(p99, bool) or not isinstance(p99, (int, float)) or not math.isfinite(p99) or p99 <= 0:
-        table.fail("p99_ms", f"must be a positive number of ms; got {_show(p99)}")
-    share = table.data.get("error_share", 0.001)
-    if isinstance(share, bool) or not isinstance(share, (int, float)) or not 0 <= share < 1:
-        table.fail("error_share", f"must be a share between 0 and 1, e.g. 0.001 for 0.1%; got {_show(share)}")
-    return Slo(p99_ms=float(p99), error_share=float(share))
 
 
 def _pythons(server: _Table) -> tuple[str, ...]:
