@@ -2,14 +2,29 @@
 
 The app is pure: it never sleeps and never touches a socket. A wait is data on the Reply
 (`delay`), so each backend waits in its own model: time.sleep in a thread or process, a
-timer in the selectors loop, call_later in asyncio. Only /cpu burns CPU inline, because
-that it blocks an event loop is the lesson.
+timer in the selectors loop, call_later in asyncio. Only /cpu and /cpu-shared burn CPU
+inline, because that it blocks an event loop is the lesson.
+
+| route | does |
+|---|---|
+| GET / | 200 Hello, World! |
+| GET /sleep?ms=N | 200 after N ms, waited by the backend in its own model |
+| GET /cpu?ms=N | about N ms of pure-Python work on the handler's own (private) state |
+| GET /cpu-shared?ms=N | the same loop, reading a dict shared by every thread on each iteration |
+| GET /bytes?size=N | an N-byte body |
+| POST /echo | the request body back |
+| GET /static/PATH | a file under the docroot |
+| GET /runtime | JSON: the answering interpreter's version, build and GIL state, now |
 """
 
 from __future__ import annotations
 
+import json
 import mimetypes
 import os
+import platform
+import sys
+import sysconfig
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -41,13 +56,17 @@ class App:
 
     def __init__(self, *, docroot: Path | None = None) -> None:
         self.docroot = (docroot or DEFAULT_DOCROOT).resolve()
-        # path -> (allowed methods, handler); /static/ is matched by prefix.
+        # path -> (allowed methods, handler); /static/ is matched by prefix. /cpu-shared is a
+        # route of its own rather than a flag on /cpu: a series of mix = "each", a chart line
+        # and a finding each name a request by its path.
         self._routes: dict[str, tuple[frozenset[str], Callable[[Request], Reply]]] = {
             "/": (frozenset({"GET", "HEAD"}), lambda request: HELLO),
             "/sleep": (frozenset({"GET", "HEAD"}), self._sleep),
             "/cpu": (frozenset({"GET", "HEAD"}), self._cpu),
+            "/cpu-shared": (frozenset({"GET", "HEAD"}), self._cpu_shared),
             "/bytes": (frozenset({"GET", "HEAD"}), self._bytes),
             "/echo": (frozenset({"POST"}), self._echo),
+            "/runtime": (frozenset({"GET", "HEAD"}), self._runtime),
         }
         self._static = (frozenset({"GET", "HEAD"}), self._static_file)
         calibrate_cpu()  # once per process, at start-up rather than on the first /cpu
@@ -76,6 +95,16 @@ class App:
             return ms
         checksum = burn_cpu(ms)
         return Reply(200, b"burned %d ms (%d)\n" % (ms, checksum))
+
+    def _cpu_shared(self, request: Request) -> Reply:
+        ms = _int_param(request.query, "ms", MAX_MS)
+        if isinstance(ms, Reply):
+            return ms
+        checksum = burn_cpu_shared(ms)
+        return Reply(200, b"burned %d ms reading shared state (%d)\n" % (ms, checksum))
+
+    def _runtime(self, request: Request) -> Reply:
+        return Reply(200, json.dumps(runtime()).encode() + b"\n", content_type="application/json")
 
     def _bytes(self, request: Request) -> Reply:
         size = _int_param(request.query, "size", MAX_SIZE)
@@ -171,3 +200,46 @@ def calibrate_cpu() -> float:
 def burn_cpu(ms: int) -> int:
     """About `ms` milliseconds of pure-Python CPU work; returns a checksum."""
     return _spin(int(ms * calibrate_cpu()))
+
+
+# /cpu-shared: the loop of /cpu, plus one read of module-level state on each iteration, as code
+# that consults a settings dict, a registry or a cache in a hot loop does. Under the GIL the
+# read costs a little. On a free-threaded build (3.13t) every thread of the process reads the
+# same objects, and reading one takes a reference: an atomic increment and decrement of the
+# object's shared reference count, so the cache line holding it moves between CPUs on every
+# iteration (reference-count contention). Private work scales across threads; this may not.
+# Processes and sub-interpreters each have their own copy: nothing is shared between them.
+# Two choices keep that contention real: the dict is read through the module global on each
+# iteration (the dict's own count is touched too), and its values are ints made at run time,
+# above the small ints that CPython makes immortal (an immortal object's count is never
+# written, so reading it contends on nothing).
+SHARED_KEYS = 16  # a small table: every thread reads the same few objects
+SHARED_STATE: dict[int, int] = {key: 1_000 + key for key in range(SHARED_KEYS)}  # computed: not constants
+
+
+def _spin_shared(iterations: int) -> int:
+    acc = 0
+    for i in range(iterations):
+        acc = (acc * 31 + i + SHARED_STATE[i & 15]) & 0xFFFFFFFF  # 15: SHARED_KEYS - 1, a literal (no global read)
+    return acc
+
+
+def burn_cpu_shared(ms: int) -> int:
+    """/cpu's iteration count for `ms` (the same calibration), each iteration also reading
+    SHARED_STATE; returns a checksum. Slower than burn_cpu(ms) even alone (one more read per
+    iteration): compare it with its own figures, on one core and on several."""
+    return _spin_shared(int(ms * calibrate_cpu()))
+
+
+# /runtime: what the interpreter answering requests is, asked while it serves. The GIL state is
+# read at each request, not at start-up: on a free-threaded build, importing an extension that
+# does not declare itself free-threading safe turns the GIL back on, silently, for the process.
+_PYTHON = platform.python_version()
+_FREE_THREADED = bool(sysconfig.get_config_var("Py_GIL_DISABLED"))
+
+
+def runtime() -> dict[str, object]:
+    """{"python": "3.13.5", "free_threaded": built with --disable-gil, "gil_enabled": now}."""
+    is_gil_enabled = getattr(sys, "_is_gil_enabled", None)  # 3.13+; before, always on
+    return {"python": _PYTHON, "free_threaded": _FREE_THREADED,
+            "gil_enabled": bool(is_gil_enabled()) if is_gil_enabled else True}

@@ -7,13 +7,18 @@ leaves its docroot.
 
 from __future__ import annotations
 
+import json
 import os
+import platform
 import statistics
+import sys
+import sysconfig
 import time
 from pathlib import Path
 
 import pytest
 
+from servers import app as app_module
 from servers.app import App, Reply
 from servers.http import Request, RequestParser, Response, build_response
 
@@ -174,6 +179,91 @@ def test_cpu_does_not_sleep(app: App) -> None:
 
 
 # ---------------------------------------------------------------------------
+# GET /cpu-shared?ms=N: /cpu's loop, reading state every thread shares on each iteration
+
+
+class CountingDict(dict):
+    """A dict that counts its reads: how often the loop touched the shared state."""
+
+    reads = 0
+
+    def __getitem__(self, key: object) -> object:
+        CountingDict.reads += 1
+        return super().__getitem__(key)
+
+
+def test_cpu_shared_reads_the_shared_state_once_per_iteration_of_cpus_count(
+        app: App, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The same iteration count as /cpu?ms=N (one calibration), and one read of the module's
+    shared dict in each: that read is the whole difference between the two routes."""
+    monkeypatch.setattr(app_module, "_ITERATIONS_PER_MS", 1_000.0)
+    counting = CountingDict(app_module.SHARED_STATE)
+    monkeypatch.setattr(app_module, "SHARED_STATE", counting)
+    CountingDict.reads = 0
+    reply = app.handle(request("GET", "/cpu-shared?ms=3"))
+    assert reply.status == 200 and reply.delay == 0.0
+    assert CountingDict.reads == 3 * 1_000
+
+
+def test_cpu_shared_values_are_beyond_the_small_ints() -> None:
+    """Reading an immortal object writes no reference count, so threads reading it would contend
+    on nothing. CPython's small ints (-5..256) are immortal from 3.12 on: the shared values
+    are larger, and computed at import (a constant in code is immortal on a free-threaded build)."""
+    values = list(app_module.SHARED_STATE.values())
+    assert len(values) == app_module.SHARED_KEYS
+    assert all(value > 256 for value in values)
+
+
+@pytest.mark.skipif(sys.version_info < (3, 12), reason="no immortal objects before Python 3.12")
+def test_cpu_shared_values_are_not_immortal() -> None:
+    immortal = 2**30  # CPython 3.12+ gives an immortal object a count of 2**32 - 1 or more (64-bit)
+    assert all(sys.getrefcount(value) < immortal for value in app_module.SHARED_STATE.values())
+    assert sys.getrefcount(app_module.SHARED_STATE) < immortal
+
+
+def test_cpu_shared_burns_cpu_inline(app: App) -> None:
+    """Like /cpu: the handler itself spends the time, on the CPU (not a wait), at least what
+    /cpu's loop of the same count takes, since every iteration does more."""
+    app.handle(request("GET", "/cpu-shared?ms=1"))  # warm up
+    times = []
+    for _ in range(3):
+        reply, spent = cpu_timed(app, request("GET", "/cpu-shared?ms=50"))
+        assert reply.status == 200 and reply.delay == 0.0
+        times.append(spent)
+    assert 0.025 <= statistics.median(times) <= 0.400
+
+
+def test_cpu_shared_zero_returns_at_once(app: App) -> None:
+    reply, elapsed = quick(app, request("GET", "/cpu-shared?ms=0"))
+    assert reply.status == 200 and elapsed < 0.05
+
+
+# ---------------------------------------------------------------------------
+# GET /runtime: the answering interpreter, as JSON
+
+
+def test_runtime_says_which_interpreter_answers(app: App) -> None:
+    reply = app.handle(request("GET", "/runtime"))
+    assert (reply.status, reply.content_type) == (200, "application/json")
+    answer = json.loads(reply.body)
+    assert answer == {"python": platform.python_version(),
+                      "free_threaded": bool(sysconfig.get_config_var("Py_GIL_DISABLED")),
+                      "gil_enabled": sys._is_gil_enabled() if hasattr(sys, "_is_gil_enabled") else True}
+
+
+@pytest.mark.parametrize("enabled", [True, False], ids=["GIL on", "GIL off"])
+def test_runtime_reads_the_gil_at_each_request(app: App, monkeypatch: pytest.MonkeyPatch, enabled: bool) -> None:
+    """Not at start-up: an extension imported late turns the GIL back on for the process."""
+    monkeypatch.setattr(sys, "_is_gil_enabled", lambda: enabled, raising=False)
+    assert json.loads(app.handle(request("GET", "/runtime")).body)["gil_enabled"] is enabled
+
+
+def test_runtime_before_313_says_the_gil_is_on(app: App, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delattr(sys, "_is_gil_enabled", raising=False)
+    assert json.loads(app.handle(request("GET", "/runtime")).body)["gil_enabled"] is True
+
+
+# ---------------------------------------------------------------------------
 # GET /bytes?size=N
 
 
@@ -280,6 +370,8 @@ GET_ROUTES = [
     pytest.param("/", id="root"),
     pytest.param("/sleep?ms=5", id="sleep"),
     pytest.param("/cpu?ms=1", id="cpu"),
+    pytest.param("/cpu-shared?ms=1", id="cpu-shared"),
+    pytest.param("/runtime", id="runtime"),
     pytest.param("/bytes?size=1234", id="bytes"),
     pytest.param("/static/hello.txt", id="static"),
     pytest.param("/static/missing.txt", id="static miss"),
@@ -307,7 +399,8 @@ def test_head_response_announces_the_get_body_length(app: App, target: str) -> N
 # ---------------------------------------------------------------------------
 # unknown paths and wrong methods
 
-UNKNOWN = ["/nope", "/hello", "/sleep/extra", "/echo/x", "/bytesx?size=1", "/staticx/hello.txt"]
+UNKNOWN = ["/nope", "/hello", "/sleep/extra", "/echo/x", "/bytesx?size=1", "/staticx/hello.txt", "/cpu-sharedx?ms=1",
+           "/runtime/x"]
 
 
 @pytest.mark.parametrize("target", UNKNOWN)
@@ -319,6 +412,8 @@ WRONG_METHOD = [
     pytest.param("POST", "/", {"GET", "HEAD"}, id="POST on root"),
     pytest.param("PUT", "/sleep?ms=1", {"GET", "HEAD"}, id="PUT on sleep"),
     pytest.param("DELETE", "/cpu?ms=1", {"GET", "HEAD"}, id="DELETE on cpu"),
+    pytest.param("POST", "/cpu-shared?ms=1", {"GET", "HEAD"}, id="POST on cpu-shared"),
+    pytest.param("PUT", "/runtime", {"GET", "HEAD"}, id="PUT on runtime"),
     pytest.param("POST", "/bytes?size=1", {"GET", "HEAD"}, id="POST on bytes"),
     pytest.param("POST", "/static/hello.txt", {"GET", "HEAD"}, id="POST on static"),
     pytest.param("GET", "/echo", {"POST"}, id="GET on echo"),
@@ -355,6 +450,9 @@ BAD_PARAMS = [
     pytest.param("/cpu?ms=abc", id="cpu ms not a number"),
     pytest.param("/cpu?ms=60001", id="cpu ms over 60000"),
     pytest.param("/cpu", id="cpu ms missing"),
+    pytest.param("/cpu-shared?ms=-1", id="cpu-shared ms negative"),
+    pytest.param("/cpu-shared?ms=60001", id="cpu-shared ms over 60000"),
+    pytest.param("/cpu-shared", id="cpu-shared ms missing"),
     pytest.param("/bytes?size=67108865", id="bytes size over 64 MiB"),
     pytest.param("/bytes?size=-1", id="bytes size negative"),
     pytest.param("/bytes?size=abc", id="bytes size not a number"),
