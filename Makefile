@@ -4,11 +4,12 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: help demo test bench-parser bench-servers bench-driver bench-accuracy clean venv
+.PHONY: help demo test pythons bench-parser bench-servers bench-driver bench-accuracy clean venv
 
 help:
 	@echo "make demo   set up .venv and run the default comparison (all seven backends, ~2 min)"
 	@echo "make test   set up .venv and run the test suite"
+	@echo "make pythons  build CPython 3.13 and free-threaded 3.13t into ~/.cache/concurbench (once, ~5 min)"
 	@echo "make bench-parser   parser throughput against h11 and httptools"
 	@echo "make bench-servers  backends against uvicorn/gunicorn/http.server with wrk"
 	@echo "make bench-driver   the Locust driver's capacity on one CPU, against wrk"
@@ -45,3 +46,8 @@ bench-accuracy: $(STAMP)
 
 clean:
 	rm -rf $(VENV) build *.egg-info
+
+# The interpreters for the parallelism scenarios: CPython 3.13 with and without the GIL, from
+# Debian's source package, into ~/.cache/concurbench/python (once per machine, ~5 min at -j2).
+pythons: $(STAMP)
+	$(BIN)/python -m harness.run.build_pythons

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.run.processes import child_env
+from harness.run.pythons import BUILD_COMMAND, BUILDS, built, missing_message
 
 MINIMUM = (3, 11)
 PROBE_TIMEOUT_S = 20.0
@@ -35,7 +36,8 @@ try:
 except Exception as error:
     problem = f"cannot import the servers package: {type(error).__name__}: {error}"
 gil = getattr(sys, "_is_gil_enabled", None)
-print(json.dumps({"problem": problem, "version": platform.python_version(), "version_info": list(sys.version_info[:2]),
+config = [arg for arg in sysconfig.get_config_var("CONFIG_ARGS").replace("'", " ").split() if arg and not arg.startswith("--prefix")] if sysconfig.get_config_var("CONFIG_ARGS") else []
+print(json.dumps({"configure": config, "problem": problem, "version": platform.python_version(), "version_info": list(sys.version_info[:2]),
                   "implementation": platform.python_implementation(), "build": " ".join(platform.python_build()),
                   "compiler": platform.python_compiler(), "executable": sys.executable,
                   "free_threaded": bool(sysconfig.get_config_var("Py_GIL_DISABLED")),
@@ -56,6 +58,7 @@ class Interpreter:
     free_threaded: bool  # built with Py_GIL_DISABLED (python3.13t)
     gil_enabled: bool  # sys._is_gil_enabled() where it exists: PYTHON_GIL=1 turns it back on
     own: bool  # the harness's own interpreter
+    configure: tuple[str, ...] = ()  # its ./configure flags (--prefix left out: a machine path)
     tag: str = ""  # what the label says after "@": "" for the harness's own (see tag_interpreters)
 
     @property
@@ -69,15 +72,28 @@ class Interpreter:
     def to_dict(self) -> dict[str, Any]:
         return {"version": self.version, "implementation": self.implementation, "build": self.build,
                 "free_threaded": self.free_threaded, "gil_enabled": self.gil_enabled, "own": self.own,
-                "label": self.tag or None}
+                "configure": list(self.configure), "label": self.tag or None}
+
+
+def locate(path: str, *, source: str = "--server-python") -> str:
+    """What to run for `path`: a short name of ours ("3.13", "3.13t": the builds `make
+    pythons` makes), a command on PATH, or a file; InterpreterError if none is there."""
+    if path in BUILDS:
+        built_path = built(path)
+        if built_path is None:
+            raise InterpreterError(f"{source} {path}: {missing_message(path)}")
+        return str(built_path)
+    found = shutil.which(path) if os.sep not in path else (path if Path(path).is_file() else None)
+    if found is None:
+        raise InterpreterError(f"{source} {path}: no such interpreter (not a file, not a command on PATH, "
+                               f"and not one of the short names {', '.join(BUILDS)} that `{BUILD_COMMAND}` builds)")
+    return found
 
 
 def probe(path: str, *, source: str = "--server-python") -> Interpreter:
     """Run `path` once and read what it is; InterpreterError (naming `source`) if it is not
     a Python 3.11+ that imports our servers package."""
-    found = shutil.which(path) if os.sep not in path else (path if Path(path).is_file() else None)
-    if found is None:
-        raise InterpreterError(f"{source} {path}: no such interpreter (not a file, and not a command on PATH)")
+    found = locate(path, source=source)
     try:
         done = subprocess.run([found, "-c", _PROBE], capture_output=True, text=True, timeout=PROBE_TIMEOUT_S,
                               env=child_env(), stdin=subprocess.DEVNULL, check=False)
@@ -89,7 +105,7 @@ def probe(path: str, *, source: str = "--server-python") -> Interpreter:
     except ValueError:
         info = None
     if not isinstance(info, dict) or "version_info" not in info:
-        said = (done.stderr.strip().splitlines() or done.stdout.strip().splitlines() or ["nothing"])[-1]
+        said = _what_it_said(done.stderr) or _what_it_said(done.stdout) or "nothing"
         raise InterpreterError(f"{source} {path}: not a Python 3.11+ that can run the servers "
                                f"(it exited with status {done.returncode}: {said[:200]})")
     if tuple(info["version_info"]) < MINIMUM:
@@ -98,7 +114,8 @@ def probe(path: str, *, source: str = "--server-python") -> Interpreter:
         raise InterpreterError(f"{source} {path}: Python {info['version']} {info['problem']}")
     return Interpreter(path=found, version=info["version"], implementation=info["implementation"],
                        build=f"{info['build']} [{info['compiler']}]", free_threaded=info["free_threaded"],
-                       gil_enabled=info["gil_enabled"], own=_same_file(info["executable"], sys.executable))
+                       gil_enabled=info["gil_enabled"], own=_same_file(info["executable"], sys.executable),
+                       configure=tuple(info.get("configure") or ()))
 
 
 @functools.cache
@@ -133,6 +150,15 @@ def tag_interpreters(interpreters: list[Interpreter], *, source: str = "--server
             raise InterpreterError(f"{source}: {interpreter.path} is {same} again; give each interpreter once")
         tagged.append(Interpreter(**{**interpreter.__dict__, "tag": tag}))
     return tuple(tagged)
+
+
+def _what_it_said(output: str) -> str:
+    """The line that says why: a traceback's last, else the first (a pyenv shim with no
+    version selected explains itself in its first line and adds advice after it)."""
+    lines = [line.strip() for line in output.strip().splitlines() if line.strip()]
+    if not lines:
+        return ""
+    return lines[-1] if lines[0].startswith("Traceback") else lines[0]
 
 
 def _same_file(a: str, b: str) -> bool:
