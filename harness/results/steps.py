@@ -1,6 +1,6 @@
 """A step record: one measured window of one backend at one load level, as results.json
 holds it; the load level that groups repetitions, and the median over them; and the flags
-that judge a step (driver-bound, high-spread).
+that judge a step (driver-bound, high-spread, littles-law, noisy, shared-cpu, gil-on).
 
 Everything that summarises repetitions (the printed table, summary.csv, every chart, the
 report, compare) groups them with `group_levels` and takes medians with `median_of`.
@@ -30,6 +30,15 @@ LITTLES_LAW = "littles-law"  # the flag
 # server's or the driver's CPUs (steal) measured the machine's neighbours too.
 NOISY_STEAL_PERCENT = 5.0
 NOISY = "noisy"  # the flag
+# A step whose server CPUs include a driver CPU ([server] share_driver_cpus, or a one-CPU
+# machine): the driver's share of the server's CPUs is recorded beside it...
+SHARED_CPU = "shared-cpu"  # the flag
+# ...and above this share the server lost enough CPU time to the driver that its figure may be
+# low: as much as steal takes from a step called noisy.
+SHARED_CPU_LOW_PERCENT = 5.0
+# A step on a free-threaded build whose server said, when asked after it (GET /runtime), that
+# its GIL was on: an extension imported late, or PYTHON_GIL=1. It measured threads under a GIL.
+GIL_ON = "gil-on"  # the flag
 # What each flag means, for the report and the printed table's legend.
 FLAG_MEANINGS = {
     DRIVER_BOUND: f"the driver's busiest CPU was over {DRIVER_BOUND_PERCENT:g}% busy: the figure is the "
@@ -40,6 +49,11 @@ FLAG_MEANINGS = {
                  "shows (starved users, a stall)",
     NOISY: f"CPU steal over {NOISY_STEAL_PERCENT:g}% on the server or driver CPUs: the hypervisor took "
            "CPU time from the measurement",
+    SHARED_CPU: "the server's CPUs included a driver CPU (fewer CPUs than the sweep needs with the driver kept "
+                "apart): the driver's share of the server's CPUs is shown beside it; over "
+                f"{SHARED_CPU_LOW_PERCENT:g}% the figure may be low",
+    GIL_ON: "a free-threaded build whose GIL was on when the server was asked after the step (GET /runtime): "
+            "an extension imported late, or PYTHON_GIL=1; its threads ran under a GIL",
 }
 
 
@@ -99,6 +113,10 @@ def step_record(backend: str, *, users: int, idle_connections: int, repetition: 
     steal = [side.get("steal_percent") for side in (server, sampled)]
     if any(value is not None and value > NOISY_STEAL_PERCENT for value in steal):
         flags.append(NOISY)
+    share = driver_share(server_cpus, sampled.get("cpu_percent_by_cpu"))
+    if share is not None:
+        flags.append(SHARED_CPU)
+        sampled["share_of_server_percent"] = share
     return {
         "backend": backend, "users": users, "repetition": repetition, "status": "ok", "error": None,
         "requests": result["requests"], "good_requests": result["good_requests"], "errors": errors,
@@ -117,7 +135,27 @@ def step_record(backend: str, *, users: int, idle_connections: int, repetition: 
         "rate": result["rate"], "uncorrected": result["uncorrected"], "starved_users": result["starved_users"],
         "idle_connections": idle_connections,  # asked for; background.idle_connected: how many were held
         "server_cpus": list(server_cpus), "cores": cores, "route": route,
+        "runtime": None,  # our servers: what GET /runtime said after the step (apply_runtime)
     }
+
+
+def driver_share(server_cpus: Sequence[int], by_cpu: Mapping[str, float] | None) -> float | None:
+    """The driver's CPU time on the server's CPUs, as a % of all the server's CPUs (its share of
+    their time); None when they share none. `by_cpu`: the driver's % of each driver CPU (a
+    process pinned to several is counted evenly across them, see harness.run.sampling)."""
+    shared = [str(cpu) for cpu in server_cpus if str(cpu) in (by_cpu or {})]
+    if not shared or by_cpu is None:
+        return None
+    return round(sum(by_cpu[cpu] for cpu in shared) / len(server_cpus), 1)
+
+
+def apply_runtime(step: dict[str, Any], answer: Mapping[str, Any]) -> None:
+    """Record what the server said of its interpreter after the step (GET /runtime:
+    {"python", "free_threaded", "gil_enabled"}, or {"error"}); a free-threaded build whose GIL
+    was on is flagged gil-on."""
+    step["runtime"] = dict(answer)
+    if answer.get("free_threaded") and answer.get("gil_enabled") and GIL_ON not in step["flags"]:
+        step["flags"].append(GIL_ON)
 
 
 LevelKey = tuple[str, int, "float | None", int]

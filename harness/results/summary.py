@@ -10,7 +10,8 @@ How a row aggregates its repetitions (one rule, so that the numbers of a row bel
 - errors and dropped: SUMMED over the repetitions (a median turns 7, 31, 127 timeouts into 31
   and 0, 0, 127 into 0); error_share pools them: failed / attempted over every repetition.
 - starved: the LARGEST over repetitions; steal_pct: the largest of server and driver steal,
-  largest over repetitions; flags: every flag any repetition carries.
+  largest over repetitions; driver_share_pct (a server on a driver CPU): the largest;
+  flags: every flag any repetition carries.
 A value a step does not carry (results written before goodput, censoring, steal or CPU cost
 were recorded) is missing: empty in summary.csv, "-" in the table; never a guess.
 """
@@ -23,7 +24,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from harness.results.steps import DRIVER_BOUND, ERROR_KINDS, FLAG_MEANINGS, group_levels
+from harness.results.steps import (DRIVER_BOUND, ERROR_KINDS, FLAG_MEANINGS, SHARED_CPU, SHARED_CPU_LOW_PERCENT,
+                                   group_levels)
 from harness.results.store import write_atomically
 
 SUMMARY_FILE = "summary.csv"
@@ -55,8 +57,11 @@ COLUMN_NOTES: dict[str, str] = {
     "dropped": "open loop: requests due but never sent before their window closed, summed over repetitions",
     "cpu_us_per_request": "server CPU (whole process tree) µs per answer, of that repetition",
     "steal_pct": "CPU steal %, the largest of server and driver CPUs, largest over repetitions",
+    "driver_share_pct": "shared-cpu steps: the driver's CPU time on the server's CPUs, as a % of all the "
+                        "server's CPUs, the largest over repetitions (over 5%: the figure may be low)",
     "driver_bound": "true when any repetition's driver CPU was over 90%: a floor, not the server's capacity",
-    "flags": "every flag of any repetition, ';'-separated (driver-bound, high-spread, noisy, littles-law)",
+    "flags": "every flag of any repetition, ';'-separated (driver-bound, high-spread, noisy, littles-law, "
+             "shared-cpu, gil-on)",
 }
 SUMMARY_COLUMNS = tuple(COLUMN_NOTES)
 PERCENTILES = ("p50_us", "p90_us", "p99_us")
@@ -98,6 +103,11 @@ def step_steal(step: Mapping[str, Any]) -> float | None:
     values = [(step.get(side) or {}).get("steal_percent") for side in ("server", "driver")]
     present = [v for v in values if v is not None]
     return max(present) if present else None
+
+
+def driver_share(step: Mapping[str, Any]) -> float | None:
+    """A shared-cpu step's driver share of the server's CPUs (%), None for any other step."""
+    return (step.get("driver") or {}).get("share_of_server_percent")
 
 
 def server_memory(step: Mapping[str, Any]) -> float | None:
@@ -163,6 +173,7 @@ def summary_rows(steps: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
             "dropped": _sum_of(step.get("dropped") for step in reps),
             "cpu_us_per_request": (rep.get("server") or {}).get("cpu_us_per_request"),
             "steal_pct": _max_of(step_steal(step) for step in reps),
+            "driver_share_pct": _max_of(driver_share(step) for step in reps),
             "flags": flags, "driver_bound": DRIVER_BOUND in flags,
         })
     return rows
@@ -216,7 +227,18 @@ def _cells(row: Mapping[str, Any]) -> tuple[str, ...]:
             _fmt_ms(row["p50_us"], bound["p50_us"]), _fmt_ms(row["p99_us"], bound["p99_us"]),
             f"{row['errors']:,}", _fmt_share(row["error_share"]), _dash(row["starved"], ","),
             _dash(row["dropped"], ","), _fmt_cpu(row["cpu_us_per_request"]), _dash(row["steal_pct"], ".1f"),
-            ", ".join(row["flags"]))
+            flags_text(row))
+
+
+def flags_text(row: Mapping[str, Any]) -> str:
+    """The row's flags as the table shows them: shared-cpu with the driver's share of the
+    server's CPUs beside it ("shared-cpu (driver 7.2%: may be low)")."""
+    def shown(flag: str) -> str:
+        share = row.get("driver_share_pct")
+        if flag != SHARED_CPU or share is None:
+            return flag
+        return f"{flag} (driver {share:.1f}%{': may be low' if share > SHARED_CPU_LOW_PERCENT else ''})"
+    return ", ".join(shown(flag) for flag in row["flags"])
 
 
 def summary_title(results: Mapping[str, Any], rows: Sequence[Mapping[str, Any]]) -> str:
@@ -296,6 +318,7 @@ def write_summary_csv(run_dir: Path, steps: Iterable[Mapping[str, Any]]) -> Path
             "offered_rate": row["rate"], "idle_connections": row["idle"],
             **{f"{key[:-3]}_lower_bound": row["lower_bound"][key] for key in PERCENTILES},
             "error_share": _decimal(row["error_share"], 6), "steal_pct": _decimal(row["steal_pct"], 2),
+            "driver_share_pct": _decimal(row["driver_share_pct"], 1),
             "flags": ";".join(row["flags"]),
         }
         writer.writerow([_cell(values[column]) for column in SUMMARY_COLUMNS])

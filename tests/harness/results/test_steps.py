@@ -126,3 +126,46 @@ def test_an_unreadable_response_is_a_failure_not_an_answer() -> None:
     res = result(requests=0, good=0, errors=ErrorCounts(bad_status=30), cycles=Cycles())
     res["answers_by_class"] = {"2xx": 0, "3xx": 0, "4xx": 0, "5xx": 0, "other": 0}
     assert record(res)["error_share"] == 1.0 and record(res)["failures"] == 30
+
+
+# --- a server on the driver's CPU, and the GIL a free-threaded server said it had -----------
+
+from harness.results.steps import (GIL_ON, SHARED_CPU, apply_runtime, driver_share)  # noqa: E402
+
+
+def pinned(server_cpus: tuple[int, ...], by_cpu: dict[str, float]) -> dict:
+    return step_record("b", users=8, idle_connections=0, repetition=0, result=result(), server={},
+                       driver={"cpu_percent": max(by_cpu.values()), "cpu_percent_by_cpu": by_cpu},
+                       server_cpus=server_cpus, cores=len(server_cpus))
+
+
+@pytest.mark.parametrize(("server_cpus", "by_cpu", "share"), [
+    pytest.param((0,), {"1": 12.0}, None, id="apart: no flag"),
+    pytest.param((0, 1), {"1": 12.0}, 6.0, id="one of two server CPUs shared: half the driver's 12%"),
+    pytest.param((0,), {"0": 8.0}, 8.0, id="one CPU for both"),
+    pytest.param((0, 1, 2, 3), {"2": 10.0, "3": 10.0}, 5.0, id="two of four shared"),
+])
+def test_a_server_on_a_driver_cpu_is_flagged_with_the_drivers_share(server_cpus, by_cpu, share) -> None:
+    rec = pinned(server_cpus, by_cpu)
+    assert (SHARED_CPU in rec["flags"]) is (share is not None)
+    assert rec["driver"].get("share_of_server_percent") == share
+    assert driver_share(server_cpus, by_cpu) == share
+
+
+def test_without_per_cpu_driver_figures_nothing_is_claimed() -> None:
+    assert driver_share((0, 1), None) is None and driver_share((0, 1), {}) is None
+    assert SHARED_CPU not in record(result())["flags"]
+
+
+@pytest.mark.parametrize(("answer", "flagged"), [
+    pytest.param({"python": "3.13.5", "free_threaded": True, "gil_enabled": True}, True, id="free-threaded, GIL on"),
+    pytest.param({"python": "3.13.5", "free_threaded": True, "gil_enabled": False}, False, id="free-threaded, GIL off"),
+    pytest.param({"python": "3.13.5", "free_threaded": False, "gil_enabled": True}, False, id="a GIL build"),
+    pytest.param({"error": "GET /runtime: timed out"}, False, id="no answer"),
+])
+def test_a_free_threaded_server_whose_gil_was_on_is_flagged(answer: dict, flagged: bool) -> None:
+    rec = record(result())
+    assert rec["runtime"] is None  # until the server is asked
+    apply_runtime(rec, answer)
+    apply_runtime(rec, answer)  # asked twice, flagged once
+    assert rec["runtime"] == answer and rec["flags"].count(GIL_ON) == (1 if flagged else 0)

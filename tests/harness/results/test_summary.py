@@ -245,8 +245,8 @@ def test_csv_row_holds_the_aggregation(tmp_path: Path) -> None:
         "repetition": "0", "rps": "1100", "good_rps": "1000", "p50_us": "100", "p90_us": "200", "p99_us": "9000",
         "censored": "3", "p50_lower_bound": "false", "p90_lower_bound": "false", "p99_lower_bound": "true",
         "errors": "3", "error_share": f"{3 / (11000 + 9000 + 20000 + 3):.6f}".rstrip("0"), "starved": "4",
-        "dropped": "", "cpu_us_per_request": "50", "steal_pct": "6.25", "driver_bound": "false",
-        "flags": "littles-law;noisy"}
+        "dropped": "", "cpu_us_per_request": "50", "steal_pct": "6.25", "driver_share_pct": "",
+        "driver_bound": "false", "flags": "littles-law;noisy"}
 
 
 CSV_ORDER_CASES = [
@@ -278,3 +278,19 @@ def test_csv_rows_per_level_in_order(tmp_path: Path, steps: list[dict[str, Any]]
     assert path.read_text().splitlines()[0] == ",".join(SUMMARY_COLUMNS)
     assert [(r["backend"], r["users"], r["offered_rate"], r["idle_connections"], r["reps"])
             for r in csv_rows(path)] == rows
+
+
+@pytest.mark.parametrize(("shares", "shown"), [
+    pytest.param((2.5, 3.4), "shared-cpu (driver 3.4%)", id="a small share"),
+    pytest.param((2.5, 7.0), "shared-cpu (driver 7.0%: may be low)", id="over 5%: may be low"),
+])
+def test_a_shared_cpu_row_shows_the_drivers_largest_share(tmp_path: Path, shares: tuple, shown: str) -> None:
+    reps = [step(flags=("shared-cpu",), repetition=i) for i in range(len(shares))]
+    for rep, share in zip(reps, shares):
+        rep["driver"]["share_of_server_percent"] = share
+    (row,) = summary_rows(reps)
+    assert row["driver_share_pct"] == max(shares)
+    assert shown in summary_table(run(reps))
+    assert "shared-cpu: the server's CPUs included a driver CPU" in summary_table(run(reps))  # the legend
+    (csv_row,) = csv_rows(write_summary_csv(tmp_path, reps))
+    assert csv_row["driver_share_pct"] == f"{max(shares):g}" and csv_row["flags"] == "shared-cpu"
