@@ -20,7 +20,8 @@ from harness.run.metadata import collect_git_commit
 from harness.run.processes import PROJECT_ROOT, kill_all, reap_all
 from harness.run.progress import make_progress
 from harness.run.record import first_line, plural_steps
-from harness.run.runner import Run, RunFailed, RunOptions
+from harness.run.options import RunOptions
+from harness.run.runner import Run, RunFailed
 from harness.run.backend import resolve_backends
 from harness.run.interpreter import Interpreter, expand_backends, resolve_interpreters
 from harness.run.driver import wrk_problem
@@ -74,7 +75,7 @@ def run_command(scenario_name: str, *, backend: str, users: tuple[int, ...] | No
         source = "--server-python" if pythons is not None else f"{scenario.path}: server.python:"
         interpreters = resolve_interpreters(scenario.pythons, source=source)
         backends, labelled_pythons = expand_backends(backends, interpreters)
-        problem = cores_problem(scenario.cpus, options,
+        problem = cores_problem(scenario.cpus, options, share=scenario.share_driver_cpus,
                                 source="--cores" if cores is not None else f"{scenario.path}: server.cpus")
     except (ScenarioError, ValueError) as error:
         print(f"concurbench: error: {error}", file=sys.stderr)
@@ -90,21 +91,23 @@ def run_command(scenario_name: str, *, backend: str, users: tuple[int, ...] | No
     return run_scenario(scenario, backends, options, labelled_pythons)
 
 
-def cores_problem(counts: tuple[int, ...], options: RunOptions, *, source: str = "--cores") -> str | None:
+def cores_problem(counts: tuple[int, ...], options: RunOptions, *, source: str = "--cores",
+                  share: bool = False) -> str | None:
     """Why the server cannot be given each of `counts` CPUs (None: it can): it has only the
-    CPUs of its pinning (the driver keeps its own apart)."""
+    CPUs of its pinning (the driver keeps its own apart, unless the scenario `share`s them)."""
     if not counts:
         return None
-    server, driver = options.pinning()
+    server, driver = options.pinning(counts=counts, share=share)
     largest = max(counts)
     if largest <= len(server):
         return None
-    shared = set(server) & set(driver)
+    one = set(server) == set(driver)
     why = (f"the server's CPUs are {','.join(map(str, server))} and the driver keeps "
-           f"{','.join(map(str, driver))}" + (" (the same ones: this machine has one CPU)" if shared else ""))
+           f"{','.join(map(str, driver))}" + (" (the same ones: this machine has one CPU)" if one else ""))
     return (f"{source} {largest}: the server can be given at most {len(server)} CPU"
             f"{'' if len(server) == 1 else 's'} here: {why}; on this {os.cpu_count()}-CPU machine, "
-            "--server-cpus and --driver-cpus choose the split")
+            "--server-cpus and --driver-cpus choose the split"
+            + ("" if share else ", or [server] share_driver_cpus = true lets the server use the driver's too"))
 
 
 def run_scenario(scenario: Scenario, backends: dict[str, str], options: RunOptions,

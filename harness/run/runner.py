@@ -21,15 +21,13 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from harness.drivers import DRIVER_MODULES
 from harness.drivers.spec import DriverResult
 from harness.run.driver import DriverProcess
-from harness.run.backend import (LaunchError, RunningBackend, calibrate_cpu_work, default_pinning, launch_backend,
-                                 registry_name)
+from harness.run.backend import LaunchError, RunningBackend, calibrate_cpu_work, launch_backend, registry_name
 from harness.run.capacity import CapacitySearch
 from harness.run.interpreter import Interpreter, own_interpreter
 from harness.results.findings import findings as run_findings
@@ -40,7 +38,9 @@ from harness.run.floor import FloorError, measure_floor
 from harness.run.limits import ensure_fd_limit
 from harness.run.metadata import collect_metadata
 from harness.run.plan import Plan, PlannedStep, plan_run
+from harness.run.options import RunOptions
 from harness.run.progress import Progress, Tick
+from harness.run.runtime import RuntimeChecks
 from harness.run.record import BackendFailed, RunRecord, exit_words, first_line, ms_text, safe_name
 from harness.run.sampling import WindowSampler, steal_at_start
 from harness.scenario import Scenario
@@ -53,29 +53,6 @@ class RunFailed(Exception):
     """Nothing can be measured (the /cpu calibration failed): the run stops."""
 
 
-@dataclass(frozen=True, kw_only=True)
-class RunOptions:
-    out_root: Path
-    server_cpus: tuple[int, ...] | None = None
-    driver_cpus: tuple[int, ...] | None = None
-    host: str = "127.0.0.1"
-    report: bool = True
-    # "locust", "wrk", or both in turn against the same server process; the second one's
-    # steps are stored under "BACKEND (wrk)", so the two sit side by side in every chart.
-    drivers: tuple[str, ...] = ("locust",)
-    # Locust load processes. Above 1, Locust's master/worker mode: a master that keeps time and
-    # merges the histograms, and this many local workers, one per driver CPU in turn.
-    driver_procs: int = 1
-    # Workers on other machines (`concurbench worker --master THIS_HOST`) the master also waits
-    # for; then it listens on all interfaces, on Locust's port 5557.
-    remote_workers: int = 0
-
-    def pinning(self) -> tuple[tuple[int, ...], tuple[int, ...]]:
-        """(server CPUs, driver CPUs): as given, or the machine split in half."""
-        server, driver = default_pinning()
-        return self.server_cpus or server, self.driver_cpus or driver
-
-
 class Run(RunRecord, CapacitySearch):
     """One `concurbench run`: owns the results dict and writes it after every change."""
 
@@ -86,7 +63,7 @@ class Run(RunRecord, CapacitySearch):
         self.pythons = pythons or {}  # a backend's label -> the interpreter it runs under (else the harness's)
         self.plan: Plan = plan_run(scenario, backends)
         self.options = options
-        self.server_cpus, self.driver_cpus = options.pinning()
+        self.server_cpus, self.driver_cpus = options.pinning(counts=scenario.cpus, share=scenario.share_driver_cpus)
         metadata = collect_metadata(scenario_path=scenario.path, scenario_sha256=scenario.sha256,
                                     pinning={"server": list(self.server_cpus), "driver": list(self.driver_cpus)})
         metadata["scenario"]["name"] = scenario.name
@@ -278,6 +255,8 @@ class Run(RunRecord, CapacitySearch):
             # here), and in this round at the CPU counts before.
             before = round_ * len(in_round) + in_round.index(steps[0])
         record: dict[str, Any] = {}
+        # GET /runtime after each step (not a probe): whether a free-threaded server's GIL came back
+        checks = RuntimeChecks(running.host, running.port) if probe is None and not running.name.startswith("cmd:") else None
         done = 0
         first_phase = "warmup" if self.scenario.warmup_s else "measure"  # of each level
         phase = first_phase
@@ -304,6 +283,8 @@ class Run(RunRecord, CapacitySearch):
                     raise BackendFailed(f"a driver worker (pid {gone.pid}) exited ({exit_words(gone.returncode)}) {where}, "
                                         f"after {before + done} of {expected} steps", kind="driver-failed")
             sampler.sample()
+            if checks:  # into the records: written with the next save (a step's, or the start's end)
+                checks.merge(progress.message)
             if event["type"] == "progress":
                 phase = event["phase"]
                 where = self._at(backend, steps, done, phase)
@@ -325,10 +306,14 @@ class Run(RunRecord, CapacitySearch):
                     return record
                 self.results["steps"].append(record)
                 self.save()
+                if checks:
+                    checks.ask(record, f"{backend}: {level.name} rep {round_ + 1}")
                 errors = sum(record["errors"].values())
                 progress.message(f"{backend}: {level.name} rep {round_ + 1}: "
                                  f"{record['rps']:,.0f} req/s, p99 {ms_text(record['p99_us'])}, errors {errors}"
                                  + (f" [{', '.join(record['flags'])}]" if record["flags"] else ""))
+        if checks and checks.finish(progress.message):
+            self.save()
         return record
 
     def finish(self, status: str) -> None:

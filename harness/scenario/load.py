@@ -75,6 +75,9 @@ class Scenario:
     # (empty: the harness's own); [server] cpus: server CPU counts, each run in turn.
     pythons: tuple[str, ...] = ()
     cpus: tuple[int, ...] = ()
+    # [server] share_driver_cpus: a sweep to more server CPUs than the machine has beside the
+    # driver's may use the driver's too (each such step is flagged shared-cpu).
+    share_driver_cpus: bool = False
     overrides: tuple[str, ...] = ()  # what the command line changed, e.g. "repeat=1"
     mix: str = "weighted"
     slo: Slo | None = None
@@ -179,7 +182,7 @@ def _build(top: _Table, *, name: str, path: Path, sha256: str) -> Scenario:
     background = top.table("background", required=False)
     background.allow("idle_connections", "slow_clients", "slow_interval")
     server = top.table("server", required=False)
-    server.allow("args", "backend", "python", "cpus")
+    server.allow("args", "backend", "python", "cpus", "share_driver_cpus")
     idle, cpus = _idle_sweep(background), server.sweep("cpus", kind=int, what="CPU count")
     if search and slo is None:
         load.fail("rate", "a rate search needs an objective to hold: add slo = { p99_ms = 10, error_share = 0.001 }")
@@ -211,7 +214,8 @@ def _build(top: _Table, *, name: str, path: Path, sha256: str) -> Scenario:
         backend_args=_backend_args(server.table("backend", required=False)),
         backends=_named_backends(top.table("backends", required=False)),
         pythons=_pythons(server),
-        cpus=cpus, mix=mix, slo=slo, search=search,
+        cpus=cpus, share_driver_cpus=server.value("share_driver_cpus", bool, "true or false", default=False),
+        mix=mix, slo=slo, search=search,
     )
 
 

@@ -91,6 +91,7 @@ def test_scenario_reads_python_and_cpus(tmp_path: Path, server: str, pythons: tu
     ("cpus = [0]", "server.cpus[0]", "positive integer"),
     ("cpus = [2, 2]", "server.cpus", "twice"),
     ("cpu = [1]", "server.cpu", "did you mean 'cpus'"),
+    ('share_driver_cpus = "yes"', "server.share_driver_cpus", "true or false"),
 ])
 def test_bad_python_or_cpus_names_file_key_and_reason(tmp_path: Path, server: str, key: str, reason: str) -> None:
     path = scenario_file(tmp_path, server)
@@ -219,6 +220,49 @@ def test_a_count_the_machine_cannot_give_is_refused_with_the_reason() -> None:
     assert "the driver keeps 1" in problem
     assert cores_problem((1,), options) is None
     assert cores_problem((), options) is None
+
+
+@pytest.mark.parametrize(("given", "counts", "share", "pinning"), [
+    pytest.param(((0,), (1,)), (1, 2), True, ((0, 1), (1,)), id="2 CPUs: the server goes on into the driver's"),
+    pytest.param(((0,), (1,)), (1, 2), False, ((0,), (1,)), id="not asked: unchanged"),
+    pytest.param(((0,), (1,)), (1,), True, ((0,), (1,)), id="asked, not needed: unchanged"),
+    pytest.param(((0,), (1,)), (), True, ((0,), (1,)), id="no sweep: unchanged"),
+    pytest.param(((0, 1), (2, 3)), (1, 2, 3), True, ((0, 1, 2, 3), (2, 3)), id="4 CPUs, a sweep to 3"),
+])
+def test_a_sweep_may_share_the_drivers_cpus_only_when_asked_and_needed(given, counts, share, pinning) -> None:
+    options = RunOptions(out_root=Path("."), server_cpus=given[0], driver_cpus=given[1])
+    assert options.pinning(counts=counts, share=share) == pinning
+    assert (cores_problem(counts, options, share=share) is None) is (not counts or max(counts) <= len(pinning[0]))
+
+
+def test_a_count_past_the_shared_cpus_too_is_refused_and_the_key_is_suggested_where_unset() -> None:
+    options = RunOptions(out_root=Path("."), server_cpus=(0,), driver_cpus=(1,))
+    assert "[server] share_driver_cpus = true" in cores_problem((1, 2), options)
+    problem = cores_problem((1, 3), options, share=True)
+    assert problem.startswith("--cores 3: the server can be given at most 2 CPUs here")
+    assert "share_driver_cpus" not in problem
+
+
+def test_the_shared_sweep_runs_on_the_drivers_cpu_flagged_and_asks_each_step_its_gil(tmp_path: Path) -> None:
+    """The machine's own split (server 0, driver 1 on 2 CPUs) with share_driver_cpus: CPU 0,
+    then 0 and 1; the step on 1 is flagged shared-cpu with the driver's share beside it, and
+    every step records what the server said of its GIL after it."""
+    if os.cpu_count() != 2:
+        pytest.skip("the default split this test names is a 2-CPU machine's")
+    done = concurbench("run", "--scenario", str(scenario_file(tmp_path, "cpus = [1, 2]\nshare_driver_cpus = true")),
+                       "--backend", "threaded", "--out", str(tmp_path / "out"), "--no-report")
+    assert done.returncode == 0, done.stderr
+    results = run_results(tmp_path / "out")
+    assert results["metadata"]["pinning"] == {"server": [0, 1], "driver": [1]}
+    one, two = results["steps"]
+    assert (one["server_cpus"], "shared-cpu" in one["flags"], "share_of_server_percent" in one["driver"]) == (
+        [0], False, False)
+    assert (two["server_cpus"], "shared-cpu" in two["flags"]) == ([0, 1], True)
+    assert two["driver"]["share_of_server_percent"] == pytest.approx(two["driver"]["cpu_percent_by_cpu"]["1"] / 2,
+                                                                     abs=0.1)
+    assert f"shared-cpu (driver {two['driver']['share_of_server_percent']:.1f}%" in done.stdout
+    assert all(step["runtime"]["gil_enabled"] is True and step["runtime"]["free_threaded"] is False
+               for step in results["steps"])
 
 
 def test_cores_beyond_the_machine_exit_2_before_anything_starts(tmp_path: Path) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import platform
 import signal
 import subprocess
 import sys
@@ -113,6 +114,8 @@ def test_end_to_end_writes_results_and_summary(tiny: Path, tmp_path: Path) -> No
         assert 0 <= server["steal_percent"] <= 100 and 0 <= driver["steal_percent"] <= 100
         assert driver["cpu_percent"] > 0 and driver["self_cpu_percent"] > 0
         assert set(driver["cpu_percent_by_cpu"]) == {str(cpu) for cpu in meta["pinning"]["driver"]}
+        # asked after the step, from inside the server: the harness's own interpreter, a GIL build
+        assert step["runtime"] == {"python": platform.python_version(), "free_threaded": False, "gil_enabled": True}
     with open(run_dir / "summary.csv") as f:
         rows = list(csv.DictReader(f))
     assert tuple(rows[0]) == SUMMARY_COLUMNS
@@ -161,6 +164,7 @@ def test_a_backend_that_cannot_start_is_recorded_and_the_run_goes_on(tiny: Path,
     assert results["metadata"]["order"] == [{"backend": "http.server", "round": 0}, {"backend": "boom", "round": 0},
                                             {"backend": "http.server", "round": 1}]
     assert [(s["backend"], s["repetition"]) for s in results["steps"]] == [("http.server", 0), ("http.server", 1)]
+    assert [s["runtime"] for s in results["steps"]] == [None, None]  # not ours: no GET /runtime asked
     assert "Traceback" not in done.stderr
 
 

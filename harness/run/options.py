@@ -1,0 +1,38 @@
+"""What the command line asks of a run beyond its scenario: where results go, the CPUs the
+server and the driver are pinned to, and how the load is driven (harness.run.runner runs
+it; harness.run.command checks a --cores sweep against the same pinning)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from harness.run.backend import default_pinning
+
+
+@dataclass(frozen=True, kw_only=True)
+class RunOptions:
+    out_root: Path
+    server_cpus: tuple[int, ...] | None = None
+    driver_cpus: tuple[int, ...] | None = None
+    host: str = "127.0.0.1"
+    report: bool = True
+    # "locust", "wrk", or both in turn against the same server process; the second one's
+    # steps are stored under "BACKEND (wrk)", so the two sit side by side in every chart.
+    drivers: tuple[str, ...] = ("locust",)
+    # Locust load processes. Above 1, Locust's master/worker mode: a master that keeps time and
+    # merges the histograms, and this many local workers, one per driver CPU in turn.
+    driver_procs: int = 1
+    # Workers on other machines (`concurbench worker --master THIS_HOST`) the master also waits
+    # for; then it listens on all interfaces, on Locust's port 5557.
+    remote_workers: int = 0
+
+    def pinning(self, *, counts: tuple[int, ...] = (), share: bool = False) -> tuple[tuple[int, ...], tuple[int, ...]]:
+        """(server CPUs, driver CPUs): as given, or the machine split in half. With `share`
+        ([server] share_driver_cpus) and a sweep of server CPU counts (`counts`) past the
+        server's own, the server's go on into the driver's: on 2 CPUs server 0,1, driver 1."""
+        server, driver = default_pinning()
+        server, driver = self.server_cpus or server, self.driver_cpus or driver
+        if share and counts and max(counts) > len(server):
+            server += tuple(cpu for cpu in driver if cpu not in server)
+        return server, driver
