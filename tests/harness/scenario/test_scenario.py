@@ -20,7 +20,7 @@ REQUEST = '[[request]]\nmethod = "GET"\npath = "/"\n'
 GOOD = LOAD + REQUEST
 
 SHIPPED = ["quick", "hello", "close", "io-bound", "cpu-bound", "mixed", "big-response",
-           "idle-preconnect", "slowloris", "c10k", "open-loop", "interpreters", "capacity"]
+           "idle-preconnect", "slowloris", "c10k", "open-loop", "interpreters", "capacity", "parallel"]
 
 
 def write(tmp_path: Path, text: str, name: str = "mine.toml") -> Path:
@@ -46,6 +46,11 @@ def test_quick_takes_about_two_minutes_for_every_backend() -> None:
     assert 90 <= planned_seconds(load_scenario("quick"), backends=len(BACKENDS), start_stop_s=1.5) <= 130
 
 
+def test_parallel_takes_a_few_minutes_for_three_backends() -> None:
+    """Short windows (4 s, 1 s warm-up): six models on two interpreters, twelve labels, take four times as long."""
+    assert 120 <= planned_seconds(load_scenario("parallel"), backends=3, start_stop_s=1.5) <= 300
+
+
 @pytest.mark.parametrize("name, check", [
     ("close", lambda s: s.keep_alive is False),
     ("io-bound", lambda s: s.requests[0].path == "/sleep?ms=10"),
@@ -59,6 +64,10 @@ def test_quick_takes_about_two_minutes_for_every_backend() -> None:
     ("capacity", lambda s: s.search is not None and s.slo.p99_ms == 10 and s.mix == "each"
      and [r.path for r in s.requests] == ["/", "/sleep?ms=1"]),
     ("hello", lambda s: (s.users, s.duration_s, s.warmup_s, s.repeat) == ((1, 8, 32, 128), 10, 2, 3)),
+    # a new connection per request, so no pre-fork worker holds a user; each request alone, on
+    # 1 and 2 server CPUs, the second borrowed from the driver where the machine has no more
+    ("parallel", lambda s: s.keep_alive is False and s.mix == "each" and s.cpus == (1, 2) and s.share_driver_cpus
+     and [r.path for r in s.requests] == ["/cpu?ms=5", "/cpu-shared?ms=5"]),
 ], ids=lambda v: v if isinstance(v, str) else "")
 def test_builtin_scenario_does_what_its_name_says(name: str, check) -> None:
     assert check(load_scenario(name))
