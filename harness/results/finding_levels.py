@@ -9,12 +9,14 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from harness.results.steps import DRIVER_BOUND, HIGH_SPREAD, NOISY, group_levels, median_of
-from harness.results.summary import load_label, step_steal, summary_rows
+from harness.results.steps import (DRIVER_BOUND, GIL_ON, HIGH_SPREAD, NOISY, SHARED_CPU, SHARED_CPU_LOW_PERCENT,
+                                   group_levels, median_of, series)
+from harness.results.summary import driver_share, load_label, step_steal, summary_rows
 
-# What a caveat calls each flag a finding must never hide (measurement rules 5 and 11).
-CAVEAT_FLAGS = (DRIVER_BOUND, NOISY)
-_FLAG_ORDER = (DRIVER_BOUND, NOISY, HIGH_SPREAD)  # the order a caveat tells them in
+# What a caveat calls each flag a finding must never hide (measurement rules 5 and 11; a
+# server that shared the driver's CPU, and a free-threaded build whose GIL was on).
+CAVEAT_FLAGS = (DRIVER_BOUND, NOISY, SHARED_CPU, GIL_ON)
+_FLAG_ORDER = (DRIVER_BOUND, NOISY, SHARED_CPU, GIL_ON, HIGH_SPREAD)  # the order a caveat tells them in
 
 
 @dataclass(frozen=True)
@@ -95,6 +97,12 @@ def _notes(levels: list[Level], spread: bool) -> dict[str, str]:
         notes[DRIVER_BOUND] = "a floor"
     if any(NOISY in level.flags for level in levels):
         notes[NOISY] = f"steal {worst_steal(levels):.1f}%"
+    if any(SHARED_CPU in level.flags for level in levels):
+        share = max((driver_share(step) or 0.0 for level in levels for step in level.reps), default=0.0)
+        low = ": figures may be low" if share > SHARED_CPU_LOW_PERCENT else ""
+        notes[SHARED_CPU] = f"the driver took up to {share:.1f}% of the server's CPUs{low}"
+    if any(GIL_ON in level.flags for level in levels):
+        notes[GIL_ON] = "the GIL was on in a free-threaded build"
     if spread and any(HIGH_SPREAD in level.flags for level in levels):
         notes[HIGH_SPREAD] = "repetitions over 10% apart"
     return notes
@@ -102,7 +110,8 @@ def _notes(levels: list[Level], spread: bool) -> dict[str, str]:
 
 def caveat(levels: Iterable[Level], *, spread: bool = False) -> str | None:
     """What a finding drawn from these levels must say of them: "driver-bound: a floor",
-    "noisy: steal 7.2%" and, for a finding that turns on a difference of a few percent
+    "noisy: steal 7.2%", "shared-cpu: the driver took up to 3.1% of the server's CPUs",
+    "gil-on: the GIL was on in a free-threaded build" and, for a finding that turns on a difference of a few percent
     (`spread`), "high-spread: repetitions over 10% apart"; joined by "; ", or None."""
     notes = _notes(list(levels), spread)
     return "; ".join(f"{flag}: {note}" for flag, note in notes.items()) or None
@@ -123,6 +132,21 @@ def group_caveat(members: Mapping[str, Iterable[Level]], *, spread: bool = False
         note = _notes([level for name in names for level in drawn[name]], spread)[flag]
         parts.append(f"{flag} for {'all' if len(names) == len(drawn) else joined(names)}: {note}")
     return "; ".join(parts) or None
+
+
+def starved_note(levels: Iterable[Level]) -> str | None:
+    """What a finding drawn from these levels says of the users that got no answer in a window
+    ("measured with starved users: 6 of 8 in forking-prefork2 /cpu?ms=5 on 2 CPUs"): its
+    figure is then the users answered, not the server's. None when every user was answered."""
+    starving = [level for level in levels if level.row.get("starved")]
+    if not starving:
+        return None
+    def where(level: Level) -> str:
+        first = level.reps[0]
+        cores = first.get("cores")
+        on = "" if cores is None else f" on {cores} CPU{'' if cores == 1 else 's'}"
+        return f"{level.row['starved']:,} of {level.users:,} in {series({**first, 'cores': None})}{on}"
+    return "measured with starved users: " + joined([where(level) for level in starving])
 
 
 def worst_steal(levels: Iterable[Level]) -> float:

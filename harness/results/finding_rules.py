@@ -1,14 +1,14 @@
-"""The rules that turn a run's levels into findings, one function per kind (the USL fit's
-is in finding_usl.py; see harness.results.findings for the list and the order). Each threshold is a named constant
-with the reason for its value. What several backends share (a knee at one level, a USL fit
+"""The rules that turn a run's levels into findings, one function per kind (some have a
+module of their own: finding_usl.py, finding_ceiling.py, finding_speedup.py,
+finding_free_threading.py; harness.results.findings lists them all, in order). Each
+threshold is a named constant with the reason for its value. What several backends share (a knee at one level, a USL fit
 skipped for one reason) is told once, by harness.results.finding_groups.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from statistics import median
+from dataclasses import dataclass, field
 from typing import Any
 
 from harness.results.finding_groups import SATURATION_GROUP_MIN, in_table_order, knee_figures, saturation_group
@@ -37,28 +37,24 @@ HOL_MIN_US = 1000.0
 HOL_COST_RATIO = 2.0
 # Routes that hold a server for a while: a mix of them with short requests shows blocking.
 SLOW_ROUTES = ("/cpu", "/sleep")
-# GIL ceiling: a backend's goodput at every users level within this share of its median is
-# "flat" (the reference runs' repetitions spread by up to ~5% at the ceiling)...
-CEILING_TOLERANCE = 0.10
-# ...with the server busy at least this % of one CPU at every level: as much as one
-# process's Python can run under the GIL (psutil reads 97-100% at the limit)...
-CEILING_CPU_PERCENT = 90.0
-# ...and this share of the run's backends at the same ceiling: one flat model is that
-# model's limit; most of them flat at one figure is the route's, the GIL's.
-CEILING_MIN_SHARE = 0.5
-CPU_ROUTE = "/cpu"
 
 
 @dataclass(frozen=True)
 class RunView:
-    """What the rules read: the run's levels (the summary table's order) and its scenario."""
+    """What the rules read: the run's levels (the summary table's order), its scenario, and
+    its backend entries (each of ours with the interpreter it ran under, "python")."""
 
     levels: tuple[Level, ...]
     scenario: Mapping[str, Any]
+    entries: Mapping[str, Any] = field(default_factory=dict)
 
     @classmethod
     def of(cls, results: Mapping[str, Any]) -> RunView:
-        return cls(tuple(run_levels(results)), results.get("scenario") or {})
+        return cls(tuple(run_levels(results)), results.get("scenario") or {}, results.get("backends") or {})
+
+    def python(self, backend: str) -> Mapping[str, Any]:
+        """The interpreter a backend (its label, "threaded@3.13t") ran under; {} if not recorded."""
+        return (self.entries.get(backend) or {}).get("python") or {}
 
     def backends(self) -> list[str]:
         return list(dict.fromkeys(level.backend for level in self.levels))
@@ -166,7 +162,7 @@ def refusals(run: RunView) -> list[dict[str, Any]]:
     return found
 
 
-def _requests(scenario: Mapping[str, Any], level: Level) -> list[Mapping[str, Any]]:
+def level_requests(scenario: Mapping[str, Any], level: Level) -> list[Mapping[str, Any]]:
     """The requests a level sent: the scenario's mix, or one of them alone (its "route")."""
     requests = scenario.get("requests") or []
     route = level.reps[0].get("route")
@@ -175,7 +171,7 @@ def _requests(scenario: Mapping[str, Any], level: Level) -> list[Mapping[str, An
 
 def _slow_neighbour(scenario: Mapping[str, Any], level: Level) -> str | None:
     """What slow work shares the server with the load at this level, in words; None if nothing."""
-    requests = _requests(scenario, level)
+    requests = level_requests(scenario, level)
     slow = [r for r in requests if str(r.get("path", "")).startswith(SLOW_ROUTES)]
     if slow and len({r.get("path") for r in requests}) > 1:
         total = sum(r.get("weight", 1) for r in requests) or 1
@@ -233,49 +229,6 @@ def head_of_line(run: RunView) -> list[dict[str, Any]]:
                 first[level.backend] = finding("head-of-line", level.backend, level, text, figures,
                                                drawn_from=(level, best))
     return [first[backend] for backend in run.backends() if backend in first]
-
-
-def gil_ceiling(run: RunView) -> list[dict[str, Any]]:
-    """On a CPU-bound route: most backends' goodput flat across users, at one figure, with the
-    server at one CPU's limit. One finding for the run, naming the backends at the ceiling."""
-    def cpu_routes(level: Level) -> set[str]:
-        return {str(r.get("path")) for r in _requests(run.scenario, level) if str(r.get("path", "")).startswith(CPU_ROUTE)}
-
-    sweeps = [sweep for sweep in run.sweeps() if len(sweep) > 1 and cpu_routes(sweep[0])]
-    routes = sorted({route for sweep in sweeps for route in cpu_routes(sweep[0])})
-    if not sweeps:
-        return []
-    flat = [sweep for sweep in sweeps if _flat_at_cpu_limit(sweep)]
-    if flat:
-        middle = median(median(level.good_rps for level in sweep) for sweep in flat)
-        flat = [sweep for sweep in flat if all(abs(level.good_rps / middle - 1) <= CEILING_TOLERANCE
-                                               for level in sweep)]
-    if len(flat) < 2 or len(flat) < CEILING_MIN_SHARE * len(sweeps):
-        return []
-    levels = [level for sweep in flat for level in sweep]
-    goods = [level.good_rps for level in levels]
-    cpu = min(level.cpu_percent for level in levels)
-    costs = [level.cpu_us for level in levels if level.cpu_us]
-    names = [sweep[0].backend for sweep in flat]
-    users = sorted({level.users for level in levels})
-    text = (f"GIL ceiling on {', '.join(routes)}: {len(flat)} of {len(sweeps)} backends stay at {rps(min(goods))} to "
-            f"{rps(max(goods))} req/s from {users[0]} to {users[-1]} users, the server at {cpu:.0f}% or more of a "
-            f"CPU ({', '.join(names)})")
-    if costs:
-        text += f"; at {median(costs):,.0f} µs of CPU per request one CPU answers {rps(1e6 / median(costs))} req/s"
-    figures = {"backends": names, "routes": routes, "min_good_rps": min(goods), "max_good_rps": max(goods),
-               "median_good_rps": median(goods), "min_cpu_percent": cpu,
-               "cpu_us_per_request": median(costs) if costs else None, "users": users}
-    return [finding("gil-ceiling", ", ".join(names), None, text, figures, drawn_from=levels)]
-
-
-def _flat_at_cpu_limit(sweep: Sequence[Level]) -> bool:
-    goods = [level.good_rps for level in sweep]
-    if any(not good for good in goods):
-        return False
-    middle = median(goods)
-    return (all(abs(good / middle - 1) <= CEILING_TOLERANCE for good in goods)
-            and all((level.cpu_percent or 0.0) >= CEILING_CPU_PERCENT for level in sweep))
 
 
 def driver_bound(run: RunView) -> list[dict[str, Any]]:

@@ -1,15 +1,16 @@
 """A run's findings: a short list of sentences, each with its numbers, derived from
 results.json alone (issue 15): where a backend saturates, starves users, refuses, blocks
-short requests behind slow ones, hits the GIL ceiling, measured the driver or the machine's
-neighbours instead of the server, and how it scales (a USL fit).
+short requests behind slow ones, hits one CPU's ceiling (the GIL's, where it is), what more
+server CPUs buy it (speedup), what a free-threaded build costs on one CPU, measured the
+driver or the machine's neighbours instead of the server, and how it scales (a USL fit).
 
 Each finding is a JSON-ready dict: {"kind", "backend", "level", "text", "figures", "caveat"}.
-A finding drawn from a step flagged driver-bound or noisy says so: in its caveat and in its
-sentence. Figures are those the summary table shows (harness.results.summary), so a reader
+A finding drawn from a step flagged driver-bound, noisy, shared-cpu or gil-on says so: in its
+caveat and in its sentence. Figures are those the summary table shows (harness.results.summary), so a reader
 can find every number of a sentence in the table (a level's throughput too: that of the
 repetition with the median goodput).
-The rules for each kind live in harness.results.finding_rules; `FINDING_RULES` lists them,
-in the order findings are told.
+The rules for each kind live in harness.results.finding_rules and the finding_* modules
+beside it; `FINDING_RULES` lists them, in the order findings are told.
 """
 
 from __future__ import annotations
@@ -18,8 +19,10 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from harness.results.capacity import capacity_findings
-from harness.results.finding_rules import (RunView, driver_bound, gil_ceiling, head_of_line, noisy, refusals,
-                                           saturation, starvation)
+from harness.results.finding_ceiling import gil_ceiling
+from harness.results.finding_free_threading import free_threading_cost
+from harness.results.finding_rules import RunView, driver_bound, head_of_line, noisy, refusals, saturation, starvation
+from harness.results.finding_speedup import scaling, speedup
 from harness.results.finding_usl import scalability
 
 # The rules, in the order their findings are told; each returns its findings in the order
@@ -30,6 +33,9 @@ FINDING_RULES: tuple[tuple[str, Callable[[RunView], list[dict[str, Any]]]], ...]
     ("refusals", refusals),
     ("head-of-line", head_of_line),
     ("gil-ceiling", gil_ceiling),
+    ("scaling", scaling),
+    ("speedup", speedup),
+    ("free-threading-cost", free_threading_cost),
     ("driver-bound", driver_bound),
     ("noisy", noisy),
     ("scalability", scalability),

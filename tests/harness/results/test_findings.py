@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 from typing import Any
 
 import pytest
@@ -16,14 +17,19 @@ import pytest
 from harness.charts.report import render_report
 from harness.results.findings import FINDING_KINDS, findings, findings_text, format_findings
 from harness.results.finding_groups import SATURATION_GROUP_MIN
-from harness.results.finding_rules import CEILING_TOLERANCE, REFUSAL_SHARE
-from harness.results.steps import DRIVER_BOUND, HIGH_SPREAD, NOISY
+from harness.results.finding_ceiling import CEILING_TOLERANCE, ONE_CPU, UNEXPLAINED, model
+from harness.results.finding_free_threading import free_threading_cost
+from harness.results.finding_levels import CAVEAT_FLAGS
+from harness.results.finding_rules import REFUSAL_SHARE, RunView
+from harness.results.finding_speedup import ONE_CPU_TOLERANCE, SCALES_EFFICIENCY, karp_flatt, verdict
+from harness.results.steps import DRIVER_BOUND, GIL_ON, HIGH_SPREAD, NOISY, SHARED_CPU
 from harness.results.store import read_results
 from harness.results.summary import summary_rows
 from support import FIXTURES
 
 RUNS = FIXTURES / "runs"
-FIXTURE_RUNS = ("findings-hello", "findings-idle-preconnect", "findings-cpu-bound", "findings-mixed", "findings-c10k")
+FIXTURE_RUNS = ("findings-hello", "findings-idle-preconnect", "findings-cpu-bound", "findings-mixed", "findings-c10k",
+                "findings-parallel")
 
 
 def load(name: str) -> dict[str, Any]:
@@ -60,11 +66,17 @@ def test_findings_are_json_ready_and_shaped(stored_run: tuple[dict[str, Any], li
         assert item["level"] is None or set(item["level"]) == {"users", "rate", "idle_connections", "cores"}
 
 
+def unswept(series: str) -> str:
+    """A series without its server CPU count: what a finding about a sweep of counts names."""
+    return re.sub(r" \(\d+ CPUs?\)$", "", series)
+
+
 def test_findings_come_by_kind_then_in_the_tables_backend_order(
         stored_run: tuple[dict[str, Any], list[dict[str, Any]]]) -> None:
     results, found = stored_run
-    backends = list(dict.fromkeys(row["backend"] for row in summary_rows(results["steps"])))
-    order = [(FINDING_KINDS.index(item["kind"]), backends.index(item["backend"].split(", ")[0])) for item in found]
+    backends = list(dict.fromkeys(unswept(row["backend"]) for row in summary_rows(results["steps"])))
+    order = [(FINDING_KINDS.index(item["kind"]), backends.index(unswept(item["backend"].split(", ")[0])))
+             for item in found]
     assert order == sorted(order)
     assert findings(results) == found  # deterministic
 
@@ -78,7 +90,7 @@ def test_a_finding_at_a_flagged_level_says_so(stored_run: tuple[dict[str, Any], 
             continue
         level = item["level"]
         for backend in item["backend"].split(", "):  # a grouped finding: each of its backends
-            flagged = flags[backend, level["users"], level["rate"], level["idle_connections"]] & {DRIVER_BOUND, NOISY}
+            flagged = flags[backend, level["users"], level["rate"], level["idle_connections"]] & set(CAVEAT_FLAGS)
             for flag in flagged:
                 assert item["caveat"] and flag in item["caveat"] and flag in item["text"], item
 
@@ -227,14 +239,64 @@ def test_no_head_of_line_without_slow_work_in_the_mix(name: str) -> None:
 
 # --- GIL ceiling --------------------------------------------------------------------------
 
-def test_gil_ceiling_names_the_backends_at_the_cpu_limit() -> None:
+def test_on_one_server_cpu_the_ceiling_is_one_cpus_not_the_gils() -> None:
     found = [item for item in findings(load("findings-cpu-bound")) if item["kind"] == "gil-ceiling"]
     assert len(found) == 1
     ceiling = found[0]
     assert ceiling["figures"]["backends"] == ["iterative", "threaded", "asyncio", "selectors-pool"]
-    assert ceiling["text"].startswith("GIL ceiling on /cpu?ms=5: 4 of 4 backends stay at 205 to 233 req/s from 1 to "
-                                      "64 users, the server at 98% or more of a CPU")
+    assert ceiling["text"].startswith("One-CPU ceiling on /cpu?ms=5: 4 of 4 backends stay at 205 to 233 req/s from 1 "
+                                      "to 64 users, the server at 98% or more of a CPU (iterative, threaded, asyncio, "
+                                      "selectors-pool); held there by the server's one CPU; ")
+    assert "GIL" not in ceiling["text"] and set(ceiling["figures"]["held_by"].values()) == {ONE_CPU}
     assert "one CPU answers 219 req/s" in ceiling["text"] and ceiling["level"] is None
+
+
+def on_cpus(results: dict[str, Any], cpus: list[int], backends: tuple[str, ...] | None = None,
+            free_threaded: bool = False) -> dict[str, Any]:
+    """A copy of the run as if its server had been given `cpus` (and run on a free-threaded
+    build), keeping only `backends`."""
+    run = copy.deepcopy(results)
+    run["steps"] = [{**step, "server_cpus": cpus} for step in run["steps"]
+                    if backends is None or step["backend"] in backends]
+    for entry in run["backends"].values():
+        entry["python"]["free_threaded"] = free_threaded
+    return run
+
+
+def test_threads_of_one_process_on_a_gil_build_given_two_cpus_are_held_by_the_gil() -> None:
+    run = on_cpus(load("findings-cpu-bound"), [0, 1], ("threaded", "selectors-pool"))
+    (ceiling,) = [item for item in findings(run) if item["kind"] == "gil-ceiling"]
+    assert ceiling["text"].startswith("GIL ceiling on /cpu?ms=5: 2 of 2 backends stay at ")
+    assert ("held there by the GIL (threads of one process on a GIL build), with 2 server CPUs; "
+            in ceiling["text"])
+
+
+def test_with_two_cpus_an_event_loop_is_held_by_its_one_thread_not_the_gil() -> None:
+    (ceiling,) = [item for item in findings(on_cpus(load("findings-cpu-bound"), [0, 1])) if item["kind"] == "gil-ceiling"]
+    assert ceiling["text"].startswith("Ceiling at one CPU's rate on /cpu?ms=5: 4 of 4 backends")
+    assert ("held there by one thread answering every request for iterative and asyncio; the GIL (threads of one "
+            "process on a GIL build) for threaded and selectors-pool; " in ceiling["text"])
+
+
+def test_free_threaded_threads_are_not_held_by_a_gil_unless_it_came_back() -> None:
+    run = on_cpus(load("findings-cpu-bound"), [0, 1], ("threaded", "selectors-pool"), free_threaded=True)
+    (ceiling,) = [item for item in findings(run) if item["kind"] == "gil-ceiling"]
+    assert ceiling["figures"]["held_by"] == {"threaded": UNEXPLAINED, "selectors-pool": UNEXPLAINED}
+    assert ceiling["text"].startswith("Ceiling at one CPU's rate on ")
+    assert "held there by neither the GIL nor one thread for threaded and selectors-pool; " in ceiling["text"]
+    for step in run["steps"]:
+        step["flags"].append(GIL_ON)
+    (ceiling,) = [item for item in findings(run) if item["kind"] == "gil-ceiling"]
+    assert ceiling["text"].startswith("GIL ceiling on ") and "gil-on: the GIL was on" in ceiling["text"]
+
+
+@pytest.mark.parametrize(("label", "expected"), [
+    ("threaded", "threaded"), ("threaded-pool4@3.13", "threaded"), ("selectors-pool-threads2", "selectors-pool"),
+    ("selectors@3.13t", "selectors"), ("asyncio", "asyncio"), ("forking-prefork2@3.13", None),
+    ("interpreters@3.13", None), ("uvicorn", None), ("cmd:python -m http.server", None),
+])
+def test_which_model_a_label_runs(label: str, expected: str | None) -> None:
+    assert model(label) == expected
 
 
 def test_a_backend_off_the_ceiling_is_not_named() -> None:
@@ -249,6 +311,149 @@ def test_a_backend_off_the_ceiling_is_not_named() -> None:
 @pytest.mark.parametrize("name", ["findings-hello", "findings-mixed"], ids=["no-cpu-route", "mix-not-flat"])
 def test_no_gil_ceiling(name: str) -> None:
     assert not [item for item in findings(load(name)) if item["kind"] == "gil-ceiling"]
+
+
+# --- speedup and scaling: more server CPUs, each series against its own one-CPU figure ----
+
+def parallel_steps(results: dict[str, Any], backend: str, route: str, cores: int) -> list[dict[str, Any]]:
+    return [step for step in results["steps"]
+            if (step["backend"], step["route"], step["cores"]) == (backend, route, cores)]
+
+
+def test_speedup_is_each_series_against_its_own_one_cpu_goodput() -> None:
+    results = load("findings-parallel")
+    found = of_kind(findings(results), "speedup")
+    assert list(found) == [f"{backend}@3.13 {route}" for backend in ("threaded", "forking-prefork2", "asyncio")
+                           for route in ("/cpu?ms=5", "/cpu-shared?ms=5")]
+    rows = {row["backend"]: row for row in summary_rows(results["steps"])}
+    for name, item in found.items():
+        one, two = rows[f"{name} (1 CPU)"]["good_rps"], rows[f"{name} (2 CPUs)"]["good_rps"]
+        figures = item["figures"]["by_cores"]["2"]
+        assert item["figures"]["one_cpu_good_rps"] == one and figures["good_rps"] == two
+        assert figures["speedup"] == round(two / one, 3) and figures["efficiency"] == round(two / one / 2, 3)
+        assert figures["serial_fraction"] == round((one / two - 1 / 2) / (1 - 1 / 2), 3)
+    assert found["forking-prefork2@3.13 /cpu?ms=5"]["text"] == (
+        "forking-prefork2@3.13 /cpu?ms=5 at 8 users, against its 125 req/s on one CPU: 1.90x on 2 CPUs (237 req/s; "
+        "efficiency 95%, serial fraction 0.05 by Karp–Flatt) (shared-cpu: the driver took up to 1.0% of the "
+        "server's CPUs; high-spread: repetitions over 10% apart)")
+    # 0.89x: more than ONE_CPU_TOLERANCE below one CPU's rate, so the sentence calls it a loss
+    assert found["threaded@3.13 /cpu?ms=5"]["text"].startswith(
+        "threaded@3.13 /cpu?ms=5 at 8 users, against its 130 req/s on one CPU: 0.89x on 2 CPUs (116 req/s; "
+        "efficiency 45%, serial fraction 1.24 by Karp–Flatt: over 1, the added CPUs cost throughput)")
+    assert "over 1," not in found["asyncio@3.13 /cpu-shared?ms=5"]["text"]  # 0.99x: within the spread
+
+
+@pytest.mark.parametrize(("speedup", "cores", "serial"), [
+    (2.0, 2, 0.0), (1.0, 2, 1.0), (1.9, 2, 1 / 19), (0.8, 2, 1.5), (4.0, 4, 0.0), (1.0, 4, 1.0), (2.0, 4, 1 / 3),
+], ids=["linear", "one CPU's rate", "1.9x", "slower", "linear on 4", "flat on 4", "half on 4"])
+def test_karp_flatt_serial_fraction(speedup: float, cores: int, serial: float) -> None:
+    assert karp_flatt(speedup, cores) == pytest.approx(serial)
+
+
+@pytest.mark.parametrize(("speedup", "cores", "expected"), [
+    (2 * SCALES_EFFICIENCY, 2, "scale"), (2 * SCALES_EFFICIENCY - 0.01, 2, "partly"),
+    (1 + ONE_CPU_TOLERANCE, 2, "stay"), (1 + ONE_CPU_TOLERANCE + 0.01, 2, "partly"), (0.7, 2, "stay"),
+    (3.0, 4, "scale"), (2.9, 4, "partly"),
+], ids=["at the efficiency", "just under it", "at one CPU's rate plus 10%", "just over it", "slower",
+        "3x on 4", "2.9x on 4"])
+def test_what_scales_and_what_stays(speedup: float, cores: int, expected: str) -> None:
+    assert verdict(speedup, cores) == expected
+
+
+def test_scaling_says_per_request_which_models_scale_and_which_stay() -> None:
+    found = of_kind(findings(load("findings-parallel")), "scaling")
+    cpu = found["threaded@3.13 /cpu?ms=5, forking-prefork2@3.13 /cpu?ms=5, asyncio@3.13 /cpu?ms=5"]
+    assert cpu["text"] == (
+        "With 2 server CPUs on /cpu?ms=5 at 8 users, against each one's own one-CPU goodput: forking-prefork2@3.13 "
+        "(1.90x) scales; asyncio@3.13 (1.04x) and threaded@3.13 (0.89x) stay at one CPU's rate (shared-cpu for all: "
+        "the driver took up to 1.2% of the server's CPUs; high-spread for all: repetitions over 10% apart)")
+    assert (cpu["figures"]["scale"], cpu["figures"]["partly"]) == (["forking-prefork2@3.13 /cpu?ms=5"], [])
+    shared = found["threaded@3.13 /cpu-shared?ms=5, forking-prefork2@3.13 /cpu-shared?ms=5, "
+                   "asyncio@3.13 /cpu-shared?ms=5"]
+    assert shared["figures"]["route"] == "/cpu-shared?ms=5" and "forking-prefork2@3.13 (1.66x) scales" in shared["text"]
+
+
+def test_a_speedup_measured_with_starved_users_says_so() -> None:
+    """As if 6 of 8 keep-alive users had waited on forking-prefork2's two workers at 2 CPUs."""
+    results = copy.deepcopy(load("findings-parallel"))
+    for step in parallel_steps(results, "forking-prefork2@3.13", "/cpu?ms=5", 2):
+        step["starved_users"] = 6
+    found = findings(results)
+    starved = "measured with starved users: 6 of 8 in forking-prefork2@3.13 /cpu?ms=5 on 2 CPUs"
+    speedup = of_kind(found, "speedup")["forking-prefork2@3.13 /cpu?ms=5"]
+    assert starved in speedup["caveat"] and f"{starved})" in speedup["text"]
+    scaling = [item for item in of_kind(found, "scaling").values() if item["figures"]["route"] == "/cpu?ms=5"]
+    assert starved in scaling[0]["caveat"] and starved in scaling[0]["text"]
+    assert "starved" not in of_kind(found, "speedup")["asyncio@3.13 /cpu?ms=5"]["text"]
+
+
+@pytest.mark.parametrize(("change", "said"), [
+    (lambda step: step["flags"].append(GIL_ON), "gil-on: the GIL was on in a free-threaded build"),
+    (lambda step: step["driver"].update(share_of_server_percent=7.5),
+     "shared-cpu: the driver took up to 7.5% of the server's CPUs: figures may be low"),
+    (lambda step: step["flags"].append(NOISY), "noisy: steal"),
+    (lambda step: step["flags"].append(DRIVER_BOUND), "driver-bound: a floor"),
+], ids=["gil-on", "the driver's share over 5%", "noisy", "driver-bound"])
+def test_a_speedup_from_flagged_steps_says_so(change, said: str) -> None:
+    results = copy.deepcopy(load("findings-parallel"))
+    for step in parallel_steps(results, "threaded@3.13", "/cpu?ms=5", 2):
+        change(step)
+    found = of_kind(findings(results), "speedup")
+    assert said in found["threaded@3.13 /cpu?ms=5"]["caveat"] and said in found["threaded@3.13 /cpu?ms=5"]["text"]
+    assert said not in found["asyncio@3.13 /cpu?ms=5"]["text"]
+
+
+@pytest.mark.parametrize("name", ["findings-hello", "findings-cpu-bound"], ids=["no sweep", "one CPU only"])
+def test_no_speedup_without_a_sweep_of_server_cpus(name: str) -> None:
+    found = findings(load(name))
+    assert of_kind(found, "speedup") == of_kind(found, "scaling") == {}
+
+
+def test_no_speedup_without_a_one_cpu_point() -> None:
+    results = copy.deepcopy(load("findings-parallel"))
+    results["steps"] = [step for step in results["steps"] if step["cores"] != 1]
+    assert of_kind(findings(results), "speedup") == {}
+
+
+# --- the single-core cost of a free-threaded build ------------------------------------------
+
+def with_free_threaded_twin(results: dict[str, Any], *, ratio: float, version: str | None = None) -> dict[str, Any]:
+    """The run plus threaded@3.13t: threaded@3.13's steps at `ratio` times its goodput and 1/ratio
+    its CPU per request, on a free-threaded build of the same version (or `version`)."""
+    run = copy.deepcopy(results)
+    twin = []
+    for step in run["steps"]:
+        if step["backend"] == "threaded@3.13":
+            twin.append({**copy.deepcopy(step), "backend": "threaded@3.13t", "good_rps": step["good_rps"] * ratio,
+                         "server": {**step["server"], "cpu_us_per_request": step["server"]["cpu_us_per_request"] / ratio}})
+    run["steps"] += twin
+    python = {**run["backends"]["threaded@3.13"]["python"], "free_threaded": True, "label": "3.13t"}
+    run["backends"]["threaded@3.13t"] = {**run["backends"]["threaded@3.13"],
+                                         "python": {**python, "version": version or python["version"]}}
+    return run
+
+
+def test_the_free_threaded_builds_cost_on_one_cpu_is_its_own_finding() -> None:
+    run = with_free_threaded_twin(load("findings-parallel"), ratio=0.8)
+    found = [item for item in findings(run) if item["kind"] == "free-threading-cost"]
+    assert [item["figures"]["route"] for item in found] == ["/cpu?ms=5", "/cpu-shared?ms=5"]
+    cpu = found[0]
+    assert cpu["text"] == (
+        "On one server CPU on /cpu?ms=5 at 8 users, the free-threaded build of 3.13.0 against its GIL build: "
+        "threaded -20% (104 req/s against 130; 9,571 against 7,657 µs of CPU per request) (high-spread: "
+        "repetitions over 10% apart)")
+    assert cpu["figures"]["by_backend"]["threaded"]["ratio"] == 0.8
+    assert cpu["backend"] == "threaded@3.13t /cpu?ms=5 (1 CPU)"
+    # not mixed into the speedup: the free-threaded series is measured against its own one-CPU figure
+    speedup = of_kind(findings(run), "speedup")
+    assert speedup["threaded@3.13t /cpu?ms=5"]["figures"]["by_cores"]["2"]["speedup"] == \
+        speedup["threaded@3.13 /cpu?ms=5"]["figures"]["by_cores"]["2"]["speedup"]
+
+
+def test_no_free_threading_cost_across_versions_or_without_both_builds() -> None:
+    assert free_threading_cost(RunView.of(with_free_threaded_twin(load("findings-parallel"), ratio=0.8,
+                                                                  version="3.13.5"))) == []
+    assert free_threading_cost(RunView.of(load("findings-parallel"))) == []
 
 
 # --- driver-bound and noisy ---------------------------------------------------------------
