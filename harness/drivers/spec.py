@@ -25,6 +25,8 @@ from harness.results.store import write_atomically
 #   3: measurement truth (issue 13): a request belongs to the window it completes in;
 #      `good_requests`, `good_rps`, `answers_by_class`; the histogram holds good answers and
 #      censored waits (`censored`, `censored_min_us`); open loop `dropped`; `cycles`.
+#      Later, still version 3: `cycles` null from a driver that does not see each request's
+#      cycle (wrk); readers then do not check Little's law.
 RESULT_VERSION = 3
 
 # Descriptors a driver process holds beyond its sockets: the interpreter, pipes, result
@@ -219,7 +221,9 @@ class DriverResult:
     # earlier request, not sent by its close (k6's dropped_iterations), and the longest wait.
     dropped: int = 0
     dropped_max_us: int | None = None
-    cycles: Cycles = Cycles()
+    # None: the driver does not see when each of its connections sends (wrk), so Little's
+    # law cannot be checked.
+    cycles: Cycles | None = Cycles()
     rate: float | None = None  # open loop: the offered rate; latencies are then corrected
     uncorrected: Uncorrected | None = None  # open loop: from the actual send instead
     # Distributed load (Locust master/worker): the worker processes that carried the users and
@@ -244,7 +248,7 @@ class DriverResult:
                 "background": BackgroundCounts(**data["background"]),
                 "uncorrected": Uncorrected(**data["uncorrected"]) if data.get("uncorrected") else None,
                 "worker_hosts": tuple(data.get("worker_hosts", ())),
-                "cycles": Cycles(**data.get("cycles") or {}),
+                "cycles": None if data.get("cycles", {}) is None else Cycles(**data.get("cycles") or {}),
             }
         )
 

@@ -46,7 +46,8 @@ FLAG_MEANINGS = {
     HIGH_SPREAD: "the repetitions' req/s are more than 10% apart: the median is less certain",
     LITTLES_LAW: f"users and throughput x cycle time disagree by more than {LITTLES_LAW_LIMIT:.0%} (plus "
                  "what a window's edges can cut: one cycle per window): requests waited that no percentile "
-                 "shows (starved users, a stall)",
+                 "shows (starved users, a stall); not checked for wrk, which does not say when each "
+                 "connection sends",
     NOISY: f"CPU steal over {NOISY_STEAL_PERCENT:g}% on the server or driver CPUs: the hypervisor took "
            "CPU time from the measurement",
     SHARED_CPU: "the server's CPUs included a driver CPU (fewer CPUs than the sweep needs with the driver kept "
@@ -63,7 +64,9 @@ def littles_law(result: Mapping[str, Any]) -> dict[str, Any] | None:
     Every completion in the window (an answer of any status, or a failure) ends a cycle of
     latency + the driver's own gap before the next send. A user waiting through the whole
     window completes nothing, so it is missing from lambda: predicted < users, flagged.
-    None for an open-loop step (its users are connections, not a population in the loop).
+    None for an open-loop step (its users are connections, not a population in the loop), and
+    for a driver that reports no cycles (wrk: its time between an answer and the next send is
+    unknown, and a check without it flags every step).
     """
     cycles, users, window_s = result.get("cycles"), result["users"], result["duration_s"]
     if result.get("rate") is not None or not cycles or not users or not window_s:

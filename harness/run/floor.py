@@ -86,6 +86,6 @@ def measure_floor(*, server_cpus: tuple[int, ...], driver_cpus: tuple[int, ...],
         raise FloorError("no answer from the do-nothing server")
     cycles = result.cycles
     return {"p50_us": result.p50_us, "p99_us": result.p99_us, "rps": round(result.rps, 1),
-            "gap_us": round(cycles.gap_sum_us / cycles.gaps, 2) if cycles.gaps else None,
+            "gap_us": round(cycles.gap_sum_us / cycles.gaps, 2) if cycles and cycles.gaps else None,
             "seconds": seconds}
 

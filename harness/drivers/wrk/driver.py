@@ -15,7 +15,11 @@ wrk's latency histogram, which is exact: 1 us buckets, read whole. Differences t
 - a response slower than timeout_s (whole seconds in wrk) counts as a timeout, not a
   request; wrk never abandons a request, so one that is never answered counts nowhere;
 - bad_status counts 4xx and 5xx only (wrk's rule), a response wrk cannot parse counts as
-  a reset; `timeseries` is empty and `unfinished` is taken as `users` (wrk reports neither);
+  a reset; `good_requests` are the answers less those, `answers_by_class` is None (wrk
+  does not tell 4xx from 5xx) and the histogram holds every answer, bad ones too;
+- `timeseries` is empty and `unfinished` is taken as `users` (wrk reports neither);
+  `cycles` is None: wrk does not say when each connection sent, so the time it spends
+  between an answer and the next send is unknown and Little's law is not checked;
 - wrk does not say which connection got answers, so `starved_users` is a lower bound,
   users - requests (exact only when nothing was answered);
 - a target that refuses wrk's first connection makes the window one connect error, 0 requests.
@@ -245,6 +249,9 @@ def result_of(spec: DriverSpec, run: WrkRun, *, stopped: bool) -> DriverResult:
     for value, count in counts.items():
         hist.record_value(min(max(value, LOWEST_US), HIGHEST_US), count)
     count = sum(counts.values())
+    # wrk counts a bad answer later than the timeout in status and timeout both, and it has no
+    # latency, so it is not in `count`: good_requests may be low by that many.
+    good = max(0, count - errors.bad_status)
     pct = (lambda q: hist.get_value_at_percentile(q)) if count else (lambda q: None)
     return DriverResult(
         requests=count, errors=errors, unfinished=spec.users if report else 0, unfinished_max_us=None,
@@ -255,6 +262,7 @@ def result_of(spec: DriverSpec, run: WrkRun, *, stopped: bool) -> DriverResult:
         histogram=encode_histogram(hist), timeseries=(), users=spec.users, keep_alive=spec.keep_alive,
         driver_cpu_percent=round(100 * run.cpu_s / window_s, 1) if window_s else 0.0, interrupted=stopped,
         starved_users=max(0, spec.users - count),  # at least: wrk cannot tell who was answered
+        good_requests=good, good_rps=round(good / window_s, 3) if window_s else 0.0, cycles=None,
     )
 
 

@@ -3,6 +3,7 @@ real asyncio backend, run as the orchestrator runs a driver (a subprocess, JSON 
 
 from __future__ import annotations
 
+import http.server
 import json
 import os
 import random
@@ -11,6 +12,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections import Counter
 from dataclasses import replace
@@ -20,10 +22,11 @@ from typing import Any
 import pytest
 from support import ROOT, LiveServer
 
-from harness.drivers.spec import DriverSpec, RequestSpec, SpecError, read_result
+from harness.drivers.spec import DriverResult, DriverSpec, ErrorCounts, RequestSpec, SpecError, read_result
 from harness.drivers.wire import build_request
 from harness.drivers.wrk.driver import check_supported, from_percentiles, uncorrected
 from harness.results.metrics import decode_histogram, new_histogram
+from harness.results.steps import LITTLES_LAW, step_record
 
 REPO = ROOT
 ENV = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
@@ -206,6 +209,50 @@ def test_each_window_has_a_result_whose_histogram_matches_it(tmp_path: Path, bac
 def test_a_404_counts_as_bad_status(tmp_path: Path, backend: LiveServer) -> None:
     [result] = results(drive(tmp_path, port=backend.port, requests=[{"path": "/no-such-page"}])[0])
     assert result.requests > 0 and result.errors == replace(result.errors, bad_status=result.requests)
+
+
+def step_of(result: DriverResult) -> dict[str, Any]:
+    """The step record the orchestrator would make of this window."""
+    return step_record("b", users=result.users, idle_connections=0, repetition=0, result=result.to_dict(),
+                       server={})
+
+
+@needs_wrk
+def test_a_step_answered_200_is_all_good_and_not_held_to_littles_law(tmp_path: Path, backend: LiveServer) -> None:
+    """wrk does not say when each connection sends, so its cycle, and Little's law, are unknown."""
+    [result] = results(drive(tmp_path, port=backend.port)[0])
+    step = step_of(result)
+    assert result.requests > 0 and result.errors.total == 0
+    assert (step["good_requests"], step["good_rps"]) == (step["requests"], step["rps"])
+    assert LITTLES_LAW not in step["flags"] and step["littles"] is None
+
+
+class Unavailable(http.server.BaseHTTPRequestHandler):
+    """503 to every request, on a connection kept alive: every request wrk sends is answered."""
+
+    protocol_version = "HTTP/1.1"
+
+    def do_GET(self) -> None:
+        self.send_response(503)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@needs_wrk
+def test_a_step_answered_503_has_no_good_requests_and_all_errors(tmp_path: Path) -> None:
+    with http.server.ThreadingHTTPServer(("127.0.0.1", 0), Unavailable) as server:
+        thread = threading.Thread(target=server.serve_forever, daemon=True)
+        thread.start()
+        try:
+            [result] = results(drive(tmp_path, port=server.server_address[1])[0])
+        finally:
+            server.shutdown()
+    step = step_of(result)
+    assert result.requests > 0 and result.errors == ErrorCounts(bad_status=result.requests)
+    assert (step["good_requests"], step["good_rps"], step["error_share"]) == (0, 0.0, 1.0)
 
 
 @needs_wrk

@@ -281,6 +281,8 @@ def test_driver_both_runs_locust_then_wrk_on_the_same_server(tiny: Path, tmp_pat
     results = json.loads((only_run_dir(out) / "results.json").read_text())
     assert {s["backend"] for s in results["steps"]} == {"selectors", "selectors (wrk)"}
     assert all(s["requests"] > 0 for s in results["steps"])
+    [wrk] = [s for s in results["steps"] if s["backend"] == "selectors (wrk)"]
+    assert wrk["good_rps"] == wrk["rps"] and "littles-law" not in wrk["flags"]
     assert results["metadata"]["drivers"] == ["locust", "wrk"]
     assert "wrk / locust, per step" in done.stdout
 
