@@ -1,14 +1,19 @@
-"""Good req/s and p99 against the server's cores, one line per backend: whether a model turns
-more CPUs into more answers. Pre-fork workers (and threads on a free-threaded Python) should
-climb with cores; one event loop, or threads under the GIL, should stay flat.
+"""Good req/s and p99 against the server's cores, one line per series (a backend under one
+interpreter, and one request when the scenario sends each alone): whether a model turns more
+CPUs into more answers. Beside each, dotted, its ideal: linear from its own one-core point.
+Pre-fork workers, sub-interpreters and threads on a free-threaded Python should climb near
+their ideal; one event loop, or threads under the GIL, should stay flat.
 
 Drawn at the run's highest closed-loop user level only: a closed-loop user has one request in
 flight, so a low level cannot keep several cores busy and shows every model flat; the highest
 level is the one that can saturate the server, and one chart reads better than one per level.
 An open-loop-only sweep is not drawn: below saturation an offered rate measures the schedule,
 not the server (open_loop.py draws those levels against the rate). There is a chart only when
-the run sweeps two or more core counts. Steps are grouped by step["backend"] and step["cores"]
-here, not by the level key's series name; good req/s and p99 are medians over the repetitions.
+the run sweeps two or more core counts. Steps are grouped by their series without the core
+count (harness.results.steps.series) and step["cores"]; good req/s and p99 are medians over the
+repetitions. A request's series share its backend's colour and differ by marker and line style.
+A count at which the server shared the driver's CPU ([server] share_driver_cpus) is noted,
+with the driver's largest share of the server's CPUs.
 """
 
 from __future__ import annotations
@@ -22,16 +27,19 @@ from matplotlib.lines import Line2D
 from harness.charts.idle import at_fewest_idle
 from harness.charts.levels import failed_backends
 from harness.charts.notes import draw_notes
-from harness.charts.style import (LATENCY, LOWER_BOUND_LABEL, LOWER_BOUND_MARKER, backend_colour, backend_label,
-                                  backend_order, chart_title, ms_format, new_figure, note_failed, save_figure,
+from harness.charts.style import (LATENCY, LOWER_BOUND_LABEL, LOWER_BOUND_MARKER, backend_label, backend_order,
+                                  chart_title, distinct_colours, ms_format, new_figure, note_failed, save_figure,
                                   styled, thousands_format)
-from harness.results.steps import DRIVER_BOUND, median_of
-from harness.results.summary import lower_bound
+from harness.results.steps import DRIVER_BOUND, SHARED_CPU, SHARED_CPU_LOW_PERCENT, median_of, series
+from harness.results.summary import driver_share, lower_bound
+
+# One (marker, line style) per request of a mix = "each" run, in the scenario's order.
+ROUTE_STYLES = (("o", "-"), ("s", "-."), ("D", (0, (5, 1, 1, 1))), ("v", (0, (3, 1))))
 
 
 @dataclass(frozen=True)
 class CorePoint:
-    """One backend on `cores` server CPUs at the chart's user level, over its good repetitions."""
+    """One series on `cores` server CPUs at the chart's user level, over its good repetitions."""
 
     cores: int
     good_rps: float  # median; req/s for results recorded before goodput
@@ -39,6 +47,9 @@ class CorePoint:
     p99_lower_bound: bool  # the median reaches censored waits: the truth is at least this
     driver_bound: bool  # some repetition measured the driver: a floor, not capacity
     pinned: int | None  # the fewest CPUs a repetition's server was pinned to; None: not recorded
+    backend: str = ""  # the backend's label ("threaded@3.13t"): its colour
+    route: str | None = None  # the one request the series sent (mix "each"): its marker
+    driver_share: float | None = None  # shared-cpu: the driver's largest share of the server's CPUs (%)
 
 
 def _swept(results: Mapping[str, Any]) -> list[Mapping[str, Any]]:
@@ -58,23 +69,37 @@ def chart_users(results: Mapping[str, Any]) -> int | None:
 
 
 def core_points(results: Mapping[str, Any]) -> dict[str, list[CorePoint]]:
-    """backend -> its points at the chart's user level, by cores; backends in the usual order."""
+    """series -> its points at the chart's user level, by cores; our backends in the usual order."""
     users = chart_users(results)
     groups: dict[tuple[str, int], list[Mapping[str, Any]]] = {}
     for step in _swept(results):
         if step["users"] == users:
-            groups.setdefault((step["backend"], step["cores"]), []).append(step)
-    return {backend: [_point(cores, groups[backend, cores]) for cores in sorted(c for b, c in groups if b == backend)]
-            for backend in backend_order([backend for backend, _ in groups])}
+            groups.setdefault((series({**step, "cores": None}), step["cores"]), []).append(step)
+    return {name: [_point(cores, groups[name, cores]) for cores in sorted(c for n, c in groups if n == name)]
+            for name in backend_order([name for name, _ in groups])}
 
 
 def _point(cores: int, reps: Sequence[Mapping[str, Any]]) -> CorePoint:
     good = median_of(reps, "good_rps")
     p99, bound = median_p99(reps)
     pinned = [len(rep["server_cpus"]) for rep in reps if rep.get("server_cpus") is not None]
+    shares = [driver_share(rep) or 0.0 for rep in reps if SHARED_CPU in (rep.get("flags") or ())]
     return CorePoint(cores=cores, good_rps=good if good is not None else median_of(reps, "rps") or 0.0,
                      p99_us=p99, p99_lower_bound=bound, pinned=min(pinned, default=None),
-                     driver_bound=any(DRIVER_BOUND in (rep.get("flags") or ()) for rep in reps))
+                     driver_bound=any(DRIVER_BOUND in (rep.get("flags") or ()) for rep in reps),
+                     backend=reps[0]["backend"], route=reps[0].get("route"), driver_share=max(shares, default=None))
+
+
+def ideal(line: Sequence[CorePoint]) -> list[tuple[int, float]]:
+    """The series' ideal: its one-core goodput times each core count; [] without a one-core point."""
+    one = next((point.good_rps for point in line if point.cores == 1), None)
+    return [] if one is None else [(point.cores, one * point.cores) for point in line]
+
+
+def route_style(points: Mapping[str, Sequence[CorePoint]], line: Sequence[CorePoint]) -> tuple[str, Any]:
+    """(marker, line style) of a series: by its request's place among the chart's requests."""
+    routes = list(dict.fromkeys(point.route for each in points.values() for point in each))
+    return ROUTE_STYLES[routes.index(line[0].route) % len(ROUTE_STYLES)]
 
 
 def median_p99(reps: Sequence[Mapping[str, Any]]) -> tuple[float | None, bool]:
@@ -89,11 +114,12 @@ def median_p99(reps: Sequence[Mapping[str, Any]]) -> tuple[float | None, bool]:
 
 @styled
 def throughput_latency_vs_cores(results: Mapping[str, Any], out_dir: Path) -> list[Path]:
-    """Good req/s (top) and p99 (bottom, log) against server cores, one line per backend."""
+    """Good req/s (top, with each series' ideal) and p99 (bottom, log) against server cores."""
     points = core_points(results)
+    colours = distinct_colours([line[0].backend for line in points.values()])
     figure, (rps_ax, p99_ax) = new_figure(height=6.5, nrows=2, sharex=True)
-    for backend, line in points.items():
-        _draw_backend(rps_ax, p99_ax, backend, line)
+    for name, line in points.items():
+        _draw_series(rps_ax, p99_ax, line, (colours[line[0].backend], *route_style(points, line)))
     counts = sorted({point.cores for line in points.values() for point in line})
     p99_ax.set_xticks(counts, labels=[str(count) for count in counts])
     p99_ax.set_xlabel("server cores (CPUs the server is pinned to)")
@@ -107,31 +133,42 @@ def throughput_latency_vs_cores(results: Mapping[str, Any], out_dir: Path) -> li
         p99_ax.yaxis.set_minor_formatter(ms_format())
     p99_ax.set_ylabel(f"p99 {LATENCY}, ms\n(median, log scale)")
     rps_ax.set_title(chart_title(results, f"good req/s and p99 vs server cores at {chart_users(results)} users"))
-    rps_ax.legend(handles=_handles(points), fontsize=8)
-    draw_notes(rps_ax, pinning_notes(points))
+    rps_ax.legend(handles=_handles(points, colours), fontsize=7)
+    draw_notes(rps_ax, pinning_notes(points) + shared_notes(points))
     note_failed(figure, failed_backends(results))
     return save_figure(figure, out_dir, "server_cores")
 
 
-def _draw_backend(rps_ax: Any, p99_ax: Any, backend: str, line: Sequence[CorePoint]) -> None:
-    colour, cores = backend_colour(backend), [point.cores for point in line]
-    rps_ax.plot(cores, [point.good_rps for point in line], color=colour, marker="o")
+def _draw_series(rps_ax: Any, p99_ax: Any, line: Sequence[CorePoint], style: tuple[str, str, Any]) -> None:
+    colour, marker, linestyle = style
+    cores = [point.cores for point in line]
+    rps_ax.plot(cores, [point.good_rps for point in line], color=colour, marker=marker, linestyle=linestyle)
+    perfect = ideal(line)
+    if len(perfect) > 1:
+        rps_ax.plot(*zip(*perfect), color=colour, linestyle=":", linewidth=1, alpha=0.7)
     for point in (p for p in line if p.driver_bound):  # hollow: a floor, not capacity
-        rps_ax.plot(point.cores, point.good_rps, marker="o", markersize=9, color=colour, markerfacecolor="white",
+        rps_ax.plot(point.cores, point.good_rps, marker=marker, markersize=9, color=colour, markerfacecolor="white",
                     markeredgewidth=2, zorder=4)
         rps_ax.annotate(DRIVER_BOUND, (point.cores, point.good_rps), xytext=(-6, 8), textcoords="offset points",
                         fontsize=8, color=colour, ha="right")
     drawn = [p for p in line if p.p99_us is not None]
-    p99_ax.plot([p.cores for p in drawn], [p.p99_us / 1000 for p in drawn], color=colour, marker="o", linestyle="--")
+    p99_ax.plot([p.cores for p in drawn], [p.p99_us / 1000 for p in drawn], color=colour, marker=marker,
+                linestyle="--")
     bounded = [(p.cores, p.p99_us / 1000) for p in drawn if p.p99_lower_bound]
     if bounded:
         p99_ax.plot(*zip(*bounded), linestyle="", marker=LOWER_BOUND_MARKER, markersize=9, color=colour, zorder=5)
 
 
-def _handles(points: Mapping[str, Sequence[CorePoint]]) -> list[Line2D]:
+def _handles(points: Mapping[str, Sequence[CorePoint]], colours: Mapping[str, str]) -> list[Line2D]:
     every = [point for line in points.values() for point in line]
-    handles = [Line2D([], [], color=backend_colour(backend), marker="o", label=backend_label(backend))
-               for backend in points]
+    handles = []
+    for name, line in points.items():
+        marker, linestyle = route_style(points, line)
+        handles.append(Line2D([], [], color=colours[line[0].backend], marker=marker, linestyle=linestyle,
+                              label=backend_label(name) if line[0].route is None else name))
+    if any(len(ideal(line)) > 1 for line in points.values()):
+        handles.append(Line2D([], [], color="black", linestyle=":", linewidth=1,
+                              label="ideal: linear from its one-core point"))
     if any(point.driver_bound for point in every):
         handles.append(Line2D([], [], color="black", marker="o", markerfacecolor="white", linestyle="",
                               label="driver-bound: a floor, not capacity"))
@@ -145,6 +182,19 @@ def pinning_notes(points: Mapping[str, Sequence[CorePoint]]) -> list[str]:
     return [f"{backend_label(backend)} at {point.cores} cores: pinned to {point.pinned} CPUs"
             for backend, line in points.items() for point in line
             if point.pinned is not None and point.pinned != point.cores]
+
+
+def shared_notes(points: Mapping[str, Sequence[CorePoint]]) -> list[str]:
+    """One line per core count at which the server shared the driver's CPU, with the driver's
+    largest share of the server's CPUs there."""
+    by_cores: dict[int, float] = {}
+    for line in points.values():
+        for point in line:
+            if point.driver_share is not None:
+                by_cores[point.cores] = max(by_cores.get(point.cores, 0.0), point.driver_share)
+    return [f"{cores} cores: shared the driver's CPU (driver up to {share:.1f}% of the server's CPUs"
+            + (": figures may be low)" if share > SHARED_CPU_LOW_PERCENT else ")")
+            for cores, share in sorted(by_cores.items())]
 
 
 def draw_cores(results: Mapping[str, Any], out_dir: Path) -> list[Path]:

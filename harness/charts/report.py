@@ -68,8 +68,10 @@ CHART_CAPTIONS = {
                 "driver ran out first, marked +) or a rate not held in most rounds.",
     "capacity_search": "Each search's probes in order (log scale): filled where the probe held the objective, "
                        "hollow where it missed; the rate ramps x4, then halves the gap.",
-    "server_cores": "Good requests/s and p99 against server cores at the highest user level: pre-fork workers "
-                    "(and free-threaded threads) should scale with cores; a single event loop should not.",
+    "server_cores": "Good requests/s and p99 against server cores at the highest user level, one line per backend, "
+                    "interpreter and request; dotted, the ideal of each (linear from its one-core point): pre-fork "
+                    "workers, sub-interpreters and free-threaded threads should scale with cores; a single event "
+                    "loop should not.",
 }
 
 CSS = """

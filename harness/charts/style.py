@@ -76,6 +76,19 @@ def backend_colour(backend: str) -> str:
     return EXTRA_COLOURS[zlib.crc32(backend.encode("utf-8")) % len(EXTRA_COLOURS)]
 
 
+def distinct_colours(backends: Sequence[str]) -> dict[str, str]:
+    """A colour for each backend of one chart, none shared: its own where free (a label's
+    model's, "threaded@3.13t" -> threaded's, for the first label of that model), else the
+    first colour no other backend of the chart has. Hashing names can give two one colour."""
+    palette = [*BACKEND_COLOURS.values(), *EXTRA_COLOURS]
+    chosen: dict[str, str] = {}
+    for backend in dict.fromkeys(backends):
+        own = BACKEND_COLOURS.get(backend) or BACKEND_COLOURS.get(backend.split("@")[0]) or backend_colour(backend)
+        taken = set(chosen.values())
+        chosen[backend] = own if own not in taken else next((c for c in palette if c not in taken), own)
+    return chosen
+
+
 def backend_order(names: Sequence[str]) -> list[str]:
     """Our models in their usual order first, then the others in the given order."""
     known = [name for name in BACKEND_COLOURS if name in names]

@@ -146,3 +146,69 @@ def test_the_report_shows_the_chart_with_its_caption(tmp_path: Path) -> None:
     assert (run_dir / "charts" / "server_cores.png").exists()
     assert 'alt="server_cores"' in page and CHART_CAPTIONS["server_cores"] in page
     assert "single event loop should not" in CHART_CAPTIONS["server_cores"]
+
+
+# --- a sweep of each request alone, on the driver's CPU too (fixture findings-parallel) --------
+
+from harness.charts.cores import ideal, route_style, shared_notes  # noqa: E402
+from harness.charts.style import BACKEND_COLOURS, distinct_colours  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def run_parallel() -> dict[str, Any]:
+    return read_results(RUNS / "findings-parallel")
+
+
+def test_each_request_of_a_backend_is_a_line_of_its_own(run_parallel: dict[str, Any]) -> None:
+    points = core_points(run_parallel)
+    assert list(points) == [f"{backend}@3.13 {route}" for backend in ("threaded", "forking-prefork2", "asyncio")
+                            for route in ("/cpu?ms=5", "/cpu-shared?ms=5")]
+    for name, line in points.items():
+        reps = {cores: [step for step in run_parallel["steps"] if f"{step['backend']} {step['route']}" == name
+                        and step["cores"] == cores] for cores in (1, 2)}
+        assert [p.cores for p in line] == [1, 2] and {p.route for p in line} == {name.split(" ")[1]}
+        assert [p.good_rps for p in line] == [pytest.approx(median(s["good_rps"] for s in reps[c])) for c in (1, 2)]
+    styles = {route_style(points, line) for line in points.values()}
+    assert len(styles) == 2  # one marker and line style per request
+
+
+def test_the_ideal_is_linear_from_the_one_core_point(run_parallel: dict[str, Any]) -> None:
+    for line in core_points(run_parallel).values():
+        one = line[0].good_rps
+        assert ideal(line) == [(1, one), (2, 2 * one)]
+    without_one = [point for point in next(iter(core_points(run_parallel).values())) if point.cores != 1]
+    assert ideal(without_one) == []
+
+
+def test_the_counts_that_shared_the_drivers_cpu_are_noted_with_its_share(run_parallel: dict[str, Any]) -> None:
+    shares = [step["driver"]["share_of_server_percent"] for step in run_parallel["steps"]
+              if "shared-cpu" in step["flags"] and step["users"] == chart_users(run_parallel)]
+    assert shares and all(step["cores"] == 2 for step in run_parallel["steps"] if "shared-cpu" in step["flags"])
+    assert shared_notes(core_points(run_parallel)) == [
+        f"2 cores: shared the driver's CPU (driver up to {max(shares):.1f}% of the server's CPUs)"]
+    run = copy.deepcopy(run_parallel)
+    for step in run["steps"]:
+        if "shared-cpu" in step["flags"]:
+            step["driver"]["share_of_server_percent"] = 6.0
+    assert shared_notes(core_points(run)) == [
+        "2 cores: shared the driver's CPU (driver up to 6.0% of the server's CPUs: figures may be low)"]
+
+
+def test_the_parallel_chart_draws_the_ideal_and_the_note(run_parallel: dict[str, Any], tmp_path: Path) -> None:
+    png, svg = draw_cores(run_parallel, tmp_path)
+    text = svg.read_text(encoding="utf-8")
+    for words in ("ideal: linear from its one-core point", "threaded@3.13 /cpu-shared?ms=5", "2 cores: shared the driver"):
+        assert words in text
+
+
+@pytest.mark.parametrize(("backends", "expected"), [
+    (["threaded@3.13", "threaded@3.13t"], [BACKEND_COLOURS["threaded"], None]),
+    (["forking-prefork2@3.13", "asyncio@3.13"], [None, BACKEND_COLOURS["asyncio"]]),
+    (["asyncio", "asyncio@3.13"], [BACKEND_COLOURS["asyncio"], None]),
+], ids=["two interpreters of one model", "a variant and a model", "own then labelled"])
+def test_every_backend_of_a_chart_has_a_colour_of_its_own(backends: list[str], expected: list) -> None:
+    colours = distinct_colours(backends)
+    assert len(set(colours.values())) == len(backends)
+    for backend, colour in zip(backends, expected):
+        if colour is not None:
+            assert colours[backend] == colour
