@@ -55,6 +55,11 @@ from typing import Any, Mapping
 #      The run's "findings" (issue 15; optional, still version 3): [{"kind", "backend", "level":
 #      {"users", "rate", "idle_connections", "cores"} or null, "text", "figures", "caveat"}],
 #      the sentences the run told (harness/results/findings.py); `report` redraws them.
+#      Later, still version 3 (issue 22; optional keys): a step's "runtime" (what our server's
+#      GET /runtime said after it: "python", "free_threaded", "gil_enabled", or "error"; null
+#      for a cmd: server), the flags "shared-cpu" (with the driver's
+#      "share_of_server_percent") and "gil-on", and findings of kinds "scaling", "speedup" and
+#      "free-threading-cost"; scenario "share_driver_cpus".
 SCHEMA_VERSION = 3
 
 RESULTS_FILE = "results.json"
