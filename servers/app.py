@@ -187,13 +187,14 @@ def _calibrate() -> float:
 
 
 _ITERATIONS_PER_MS: float | None = None
+CPU_PIN = "CONCURBENCH_CPU_ITERS_PER_MS"  # the environment variable that pins the calibration
 
 
 def calibrate_cpu() -> float:
     """Iterations per ms, measured once per process (CONCURBENCH_CPU_ITERS_PER_MS pins it)."""
     global _ITERATIONS_PER_MS
     if _ITERATIONS_PER_MS is None:
-        _ITERATIONS_PER_MS = float(os.environ.get("CONCURBENCH_CPU_ITERS_PER_MS") or _calibrate())
+        _ITERATIONS_PER_MS = float(os.environ.get(CPU_PIN) or _calibrate())
     return _ITERATIONS_PER_MS
 
 

@@ -39,11 +39,12 @@ class BacklogWatch:
         self.next_check = self.next_log = 0.0
         self.full_seen = 0
 
-    def watch(self, listener: socket.socket, backlog: int) -> None:
+    def watch(self, listener: socket.socket, backlog: int | None) -> None:
         """Watch `listener` from now on; the first time, say if the kernel caps `backlog`
-        (a pre-fork parent opens a listener per worker: one warning, not one each)."""
+        (a pre-fork parent opens a listener per worker: one warning, not one each; None:
+        whoever opened the listener said it already)."""
         first, self.listener = self.listener is None, listener
-        if not first:
+        if not first or backlog is None:
             return
         try:
             cap = int(SOMAXCONN.read_text())

@@ -9,6 +9,7 @@ happens to a connection the main thread has accepted. The event models differ in
 from __future__ import annotations
 
 import socket
+from collections.abc import Callable
 
 from servers.backends.blocking import BlockingConnection
 from servers.backends.listener import accept_or_backoff, announce, make_listener
@@ -28,12 +29,18 @@ class BaseServer:
         self.responder = Responder(config)
 
     def serve(self) -> None:
-        listener = make_listener(self.config, self.listener_class)
+        self.serve_on(make_listener(self.config, self.listener_class), ready=announce)
+
+    def serve_on(self, listener: socket.socket, *, ready: Callable[[socket.socket], None] | None = None) -> None:
+        """Serve on an open `listener` until a stop, then close it. `ready` runs once the
+        signals and the model are set up: the startup line, or nothing in a sub-interpreter
+        that shares a listener its main interpreter announced."""
         self.signals.on_stop = self.on_stop
         try:  # from the handlers on: a stop that lands before the loop unwinds here too
             self.signals.install()
             self.server_activate()
-            announce(listener)
+            if ready is not None:
+                ready(listener)
             self.serve_forever(listener)
         except Stop:
             pass

@@ -45,11 +45,13 @@ class StopSignals:
         signal.signal(signal.SIGINT, self._handle)
 
     def close(self) -> None:
-        if self.wakeup is not None:
+        if self._waker is not None:  # install()'s pair
             signal.set_wakeup_fd(-1)
+            self._waker.close()
+            self._waker = None
+        if self.wakeup is not None:
             self.wakeup.close()
-            self._waker.close()  # type: ignore[union-attr]
-            self.wakeup = self._waker = None
+            self.wakeup = None
             self._pollers.clear()
 
     def wait_readable(self, sock: socket.socket, timeout: float | None = None) -> None:

@@ -39,7 +39,7 @@ class ThreadedServer(BlockingServer):
         if self.config.threads:
             self._queue.put(conn)
         else:
-            self._start(self._serve_one, conn)
+            self._start(self.serve_one, conn)
 
     def _start(self, target, *args) -> None:  # type: ignore[no-untyped-def]
         thread = threading.Thread(target=self._run_then_forget, args=(target, *args), daemon=self.daemon_threads)
@@ -55,7 +55,8 @@ class ThreadedServer(BlockingServer):
             with self._lock:
                 self._threads.discard(threading.current_thread())
 
-    def _serve_one(self, conn: socket.socket) -> None:
+    def serve_one(self, conn: socket.socket) -> None:
+        """Serve `conn` on this thread until it closes, known to the stop while it lasts."""
         connection = self.connection_class(conn, responder=self.responder, config=self.config, signals=self.signals)
         with self._lock:
             self._connections.add(connection)
@@ -70,7 +71,7 @@ class ThreadedServer(BlockingServer):
             if self.signals.stopping:
                 conn.close()
                 continue
-            self._serve_one(conn)
+            self.serve_one(conn)
 
     def server_close(self) -> None:
         """Stop idle connections, let busy ones finish within the grace, join threads."""
