@@ -62,8 +62,8 @@ def build_parser(prog: str = "python -m servers") -> argparse.ArgumentParser:
                         help="connections served at once; beyond it new ones get 503 and close (default: no limit)")
     parser.add_argument("--access-log", action="store_true", help="log each request to stderr")
     parser.add_argument("--threads", type=positive_int, default=None,
-                        help="threaded (and gevent: of greenlets): a bounded pool of N threads (default: a thread "
-                             "per connection); "
+                        help="threaded (and gevent: of greenlets; interpreters: in each): a bounded pool of N threads "
+                             "(default: a thread per connection); "
                              f"selectors-pool: the pool that answers requests (default: {POOL_THREADS})")
     parser.add_argument("--workers", type=positive_int, default=None,
                         help="forking: N pre-forked worker processes (default: a process per connection)")
@@ -73,6 +73,9 @@ def build_parser(prog: str = "python -m servers") -> argparse.ArgumentParser:
     parser.add_argument("--max-children", type=positive_int, default=defaults.max_children,
                         help="forking: children at once; further connections wait in the backlog "
                              "(with --max-connections, they get a 503 instead)")
+    parser.add_argument("--interpreters", type=positive_int, default=None,
+                        help="interpreters: N sub-interpreters, each with its own GIL, each serving a thread per "
+                             "connection (default: one per CPU the server may use)")
     parser.add_argument("--loop", choices=["asyncio", "uvloop"], default=defaults.loop, help="asyncio: event loop")
     parser.add_argument("--docroot", type=Path, default=None, help="directory served under /static/ (default: the bundled one)")
     parser.add_argument("--max-body", type=positive_int, default=limits.max_body, help="largest request body in bytes (413 above)")
@@ -86,7 +89,7 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         host=args.host, port=args.port, backlog=args.backlog, request_timeout=args.request_timeout,
         keepalive_timeout=args.keepalive_timeout, max_connections=args.max_connections,
         access_log=args.access_log, threads=args.threads, workers=args.workers, reuseport=args.reuseport,
-        max_children=args.max_children, loop=args.loop, docroot=args.docroot,
+        max_children=args.max_children, interpreters=args.interpreters, loop=args.loop, docroot=args.docroot,
         limits=Limits(max_body=args.max_body), shutdown_grace=args.shutdown_grace,
     )
 

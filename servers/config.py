@@ -30,6 +30,7 @@ class ServerConfig:
     workers: int | None = None  # forking: N pre-forked processes instead of one per connection
     reuseport: bool = False  # forking --workers: a listener per worker (SO_REUSEPORT), the kernel spreads connections
     max_children: int = 64  # forking: connections served at once, one child each
+    interpreters: int | None = None  # interpreters: sub-interpreters (None: one per CPU the server may use)
     loop: str = "asyncio"  # asyncio: "asyncio" or "uvloop"
     docroot: Path | None = None  # /static; None means the small docroot shipped in the package
     limits: Limits = field(default_factory=Limits)

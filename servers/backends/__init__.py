@@ -24,6 +24,7 @@ class Variant:
     # --reuseport): two connections may wait on one worker while another idles, so only one
     # is sure to be answered at once.
     hashed: bool = False
+    min_python: tuple[int, int] | None = None  # the oldest Python it runs on (None: any we support)
 
 
 @dataclass(frozen=True)
@@ -32,6 +33,7 @@ class Backend:
     description: str  # one line, for --list and --help
     at_once: int | None = None  # requests answered at once by the plain model
     variants: dict[str, Variant] = field(default_factory=dict)  # id suffix -> variant
+    min_python: tuple[int, int] | None = None  # the oldest Python it runs on (None: any we support)
 
 
 BACKENDS: dict[str, Backend] = {
@@ -54,6 +56,9 @@ BACKENDS: dict[str, Backend] = {
                               "one selector thread waits on every connection; a pool of --threads N "
                               f"(default {POOL_THREADS}) answers complete requests", at_once=POOL_THREADS,
                               variants={"threads2": Variant(("--threads", "2"), at_once=2)}),
+    "interpreters": Backend("servers.backends.interpreters:InterpretersServer",
+                            "sub-interpreters in one process, each with its own GIL and a thread per connection "
+                            "(--interpreters N, default one per CPU; Python 3.13+)", min_python=(3, 13)),
 }
 
 
@@ -61,9 +66,10 @@ def variants() -> dict[str, Variant]:
     """Every backend and each of its variants: "threaded", "threaded-pool4", ... -> how to run it."""
     out: dict[str, Variant] = {}
     for name, backend in BACKENDS.items():
-        out[name] = Variant(("--backend", name), backend.at_once)
+        out[name] = Variant(("--backend", name), backend.at_once, min_python=backend.min_python)
         for suffix, variant in backend.variants.items():
-            out[f"{name}-{suffix}"] = replace(variant, flags=("--backend", name, *variant.flags))
+            out[f"{name}-{suffix}"] = replace(variant, flags=("--backend", name, *variant.flags),
+                                              min_python=variant.min_python or backend.min_python)
     return out
 
 
