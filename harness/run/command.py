@@ -73,7 +73,10 @@ def run_command(scenario_name: str, *, backend: str, users: tuple[int, ...] | No
             users=users, duration_s=duration_s, warmup_s=warmup_s, repeat=repeat, pythons=pythons, cpus=cores)
         backends = resolve_backends(backend, scenario.backends)
         source = "--server-python" if pythons is not None else f"{scenario.path}: server.python:"
-        interpreters = resolve_interpreters(scenario.pythons, source=source)
+        interpreters, skipped = resolve_interpreters(scenario.pythons, source=source,
+                                                     skip_missing=scenario.skip_missing_python)
+        for reason in skipped:
+            print(f"concurbench: skipping an interpreter: {reason}", file=sys.stderr)
         backends, labelled_pythons = expand_backends(backends, interpreters)
         problem = cores_problem(scenario.cpus, options, share=scenario.share_driver_cpus,
                                 source="--cores" if cores is not None else f"{scenario.path}: server.cpus")

@@ -124,13 +124,27 @@ def own_interpreter() -> Interpreter:
     return probe(sys.executable, source="the harness's own interpreter")
 
 
-def resolve_interpreters(paths: tuple[str, ...], *, source: str = "--server-python") -> tuple[Interpreter, ...]:
-    """The interpreters to run our servers under, each tagged for its labels; () means the
-    harness's own alone. Two that would carry the same label are refused."""
+def resolve_interpreters(paths: tuple[str, ...], *, source: str = "--server-python", skip_missing: bool = False
+                         ) -> tuple[tuple[Interpreter, ...], tuple[str, ...]]:
+    """The interpreters to run our servers under, each tagged for its labels (() means the
+    harness's own alone), and why each one left out was (with `skip_missing`; otherwise the
+    first that cannot be used raises InterpreterError). Two that would carry the same label
+    are refused; so is a list with none left."""
     if not paths:
-        return ()
-    probed = [probe(path, source=source) for path in paths]
-    return tag_interpreters(probed, source=source)
+        return (), ()
+    probed: list[Interpreter] = []
+    skipped: list[str] = []
+    for path in paths:
+        try:
+            probed.append(probe(path, source=source))
+        except InterpreterError as error:
+            if not skip_missing:
+                raise
+            skipped.append(str(error))
+    if not probed:
+        raise InterpreterError(f"{source} none of {', '.join(paths)} can run the servers here: "
+                               + "; ".join(skipped))
+    return tag_interpreters(probed, source=source), tuple(skipped)
 
 
 def tag_interpreters(interpreters: list[Interpreter], *, source: str = "--server-python") -> tuple[Interpreter, ...]:

@@ -78,6 +78,10 @@ class Scenario:
     # [server] share_driver_cpus: a sweep to more server CPUs than the machine has beside the
     # driver's may use the driver's too (each such step is flagged shared-cpu).
     share_driver_cpus: bool = False
+    # [server] missing_python = "skip": run on the interpreters of `pythons` that are there and
+    # say which were skipped and why (a built-in comparison on a machine with fewer Pythons);
+    # "refuse" (the default, and always for --server-python): one missing stops the run.
+    skip_missing_python: bool = False
     overrides: tuple[str, ...] = ()  # what the command line changed, e.g. "repeat=1"
     mix: str = "weighted"
     slo: Slo | None = None
@@ -112,6 +116,7 @@ class Scenario:
             key: list(value) for key, value in (("python", pythons), ("cpus", cpus)) if value is not None})
         if pythons is not None:
             changes["pythons"] = _pythons(server)
+            changes["skip_missing_python"] = False  # named on the command line: each must be there
         if cpus is not None:
             if self.search is not None:
                 server.fail("cpus", "a rate search runs on all the server's CPUs: --cores does not apply to it")
@@ -182,7 +187,7 @@ def _build(top: _Table, *, name: str, path: Path, sha256: str) -> Scenario:
     background = top.table("background", required=False)
     background.allow("idle_connections", "slow_clients", "slow_interval")
     server = top.table("server", required=False)
-    server.allow("args", "backend", "python", "cpus", "share_driver_cpus")
+    server.allow("args", "backend", "python", "cpus", "share_driver_cpus", "missing_python")
     idle, cpus = _idle_sweep(background), server.sweep("cpus", kind=int, what="CPU count")
     if search and slo is None:
         load.fail("rate", "a rate search needs an objective to hold: add slo = { p99_ms = 10, error_share = 0.001 }")
@@ -215,8 +220,17 @@ def _build(top: _Table, *, name: str, path: Path, sha256: str) -> Scenario:
         backends=_named_backends(top.table("backends", required=False)),
         pythons=_pythons(server),
         cpus=cpus, share_driver_cpus=server.value("share_driver_cpus", bool, "true or false", default=False),
+        skip_missing_python=_missing_python(server),
         mix=mix, slo=slo, search=search,
     )
+
+
+def _missing_python(server: _Table) -> bool:
+    """[server] missing_python: "refuse" (default) or "skip"."""
+    value = server.value("missing_python", str, "a string", default="refuse")
+    if value not in ("refuse", "skip"):
+        server.fail("missing_python", f"must be 'refuse' or 'skip'; got {value!r}")
+    return value == "skip"
 
 
 def _pythons(server: _Table) -> tuple[str, ...]:

@@ -92,6 +92,7 @@ def test_scenario_reads_python_and_cpus(tmp_path: Path, server: str, pythons: tu
     ("cpus = [2, 2]", "server.cpus", "twice"),
     ("cpu = [1]", "server.cpu", "did you mean 'cpus'"),
     ('share_driver_cpus = "yes"', "server.share_driver_cpus", "true or false"),
+    ('missing_python = "ignore"', "server.missing_python", "'refuse' or 'skip'"),
 ])
 def test_bad_python_or_cpus_names_file_key_and_reason(tmp_path: Path, server: str, key: str, reason: str) -> None:
     path = scenario_file(tmp_path, server)
@@ -114,14 +115,30 @@ def test_a_core_sweep_starts_each_count_in_turn_and_the_plan_counts_each_start(t
 # --- the interpreter --------------------------------------------------------------------------
 
 def test_the_harness_own_interpreter_is_own_and_unlabelled() -> None:
-    (own,) = resolve_interpreters((sys.executable,))
+    (own,), _ = resolve_interpreters((sys.executable,))
     assert own.own and own.tag == "" and own.label("threaded") == "threaded"
     assert own.version == own_interpreter().version
 
 
+def test_a_scenario_may_skip_the_interpreters_that_are_not_there(tmp_path: Path) -> None:
+    """missing_python = "skip": the run goes on with those there, and says why each other
+    was left out; --server-python names each one on purpose, so there a missing one stops it."""
+    missing = str(tmp_path / "no-such-python")
+    path = scenario_file(tmp_path, f'python = [{sys.executable!r}, {missing!r}]\nmissing_python = "skip"')
+    scenario = load_scenario(path)
+    assert scenario.skip_missing_python
+    (own,), (why,) = resolve_interpreters(scenario.pythons, skip_missing=True)
+    assert own.own and why.startswith(f"--server-python {missing}: no such interpreter")
+    with pytest.raises(InterpreterError, match="no such interpreter"):
+        resolve_interpreters(scenario.pythons)
+    assert not scenario.with_overrides(pythons=[sys.executable, missing]).skip_missing_python
+    with pytest.raises(InterpreterError, match="none of"):
+        resolve_interpreters((missing,), skip_missing=True)
+
+
 @needs_313
 def test_another_interpreter_is_probed_and_labelled() -> None:
-    (other,) = resolve_interpreters((PY313,))
+    (other,), _ = resolve_interpreters((PY313,))
     assert not other.own and other.version.startswith("3.13") and other.tag in ("3.13", "3.13t")
     assert other.label("threaded") == f"threaded@{other.tag}"
     assert other.gil_enabled is (not other.free_threaded)  # a free-threaded build runs without it by default
@@ -160,7 +177,7 @@ def test_an_old_python_is_refused_by_its_version(tmp_path: Path) -> None:
 
 
 def test_ours_run_once_per_interpreter_and_a_command_once() -> None:
-    own = resolve_interpreters((sys.executable,))
+    own, _ = resolve_interpreters((sys.executable,))
     fake = Interpreter(path="/x", version="3.13.0", implementation="CPython", build="", free_threaded=True,
                        gil_enabled=False, own=False, tag="3.13t")
     backends = {**resolve_backends("threaded,forking-reuseport2"), **resolve_backends("cmd:server --port {port}")}
@@ -187,7 +204,7 @@ def test_a_run_compares_interpreters_end_to_end(tmp_path: Path) -> None:
                        "--no-report")
     assert done.returncode == 0, done.stderr
     results = run_results(tmp_path / "out")
-    label = f"threaded@{resolve_interpreters((PY313,))[0].tag}"
+    label = f"threaded@{resolve_interpreters((PY313,))[0][0].tag}"
     assert [step["backend"] for step in results["steps"]] == ["threaded", label]
     assert all(step["requests"] > 0 for step in results["steps"])
     python = results["backends"][label]["python"]
@@ -206,7 +223,7 @@ def test_a_backend_whose_dependency_the_interpreter_lacks_fails_clearly(tmp_path
                        "--server-python", PY313, "--out", str(tmp_path / "out"), "--no-report")
     assert done.returncode == 1  # a failed backend is recorded; the run goes on with the next
     results = run_results(tmp_path / "out")
-    failed = results["backends"][f"gevent@{resolve_interpreters((PY313,))[0].tag}"]
+    failed = results["backends"][f"gevent@{resolve_interpreters((PY313,))[0][0].tag}"]
     assert failed["status"] == "failed" and "needs gevent, which is not installed" in failed["stderr_tail"]
     assert [step["backend"].split("@")[0] for step in results["steps"]] == ["threaded"]
 
