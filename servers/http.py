@@ -256,7 +256,7 @@ class RequestParser:
             if target[0] == 47:  # "/": origin-form, all but every request
                 path, _, query = target_str.partition("?")
             else:
-                path, query = other_form(target_str, close=kind is not None or not http11)
+                path, query = other_form(target_str, method, close=kind is not None or not http11)
         except ProtocolError as error:
             error.head = method == b"HEAD"  # the answer to a HEAD has no content, even an error
             raise

@@ -61,6 +61,24 @@ REJECT = [
     pytest.param(_get(b"GET http://user@a/ HTTP/1.1"), 400, False, id="absolute-form with userinfo"),
     pytest.param(_get(b"GET http:///x HTTP/1.1"), 400, False, id="absolute-form with an empty host"),
     pytest.param(_get(b"GET http://:80/x HTTP/1.1"), 400, False, id="absolute-form with only a port"),
+    # RFC 9112 3.2: a target in none of the four forms is an invalid request line (3: SHOULD
+    # be 400); the line's framing is intact, so a request with no body keeps its connection
+    pytest.param(_get(b"GET foo/bar HTTP/1.1"), 400, False, id="target in none of the four forms"),
+    pytest.param(_get(b"GET ?a=b HTTP/1.1"), 400, False, id="target that is only a query"),
+    pytest.param(_get(b"GET foo/bar HTTP/1.0"), 400, True, id="target in no form on HTTP/1.0"),
+    pytest.param(b"POST foo HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n\r\nabc", 400, True,
+                 id="target in no form with a body"),
+    pytest.param(_get(b"GET urn:isbn:0451450523 HTTP/1.1"), 400, False, id="absolute-URI of another scheme"),
+    # RFC 9112 3.2.3: authority-form is only for CONNECT; 3.2.4: asterisk-form only for OPTIONS
+    pytest.param(_get(b"GET example.com:443 HTTP/1.1"), 400, False, id="authority-form on GET"),
+    pytest.param(_get(b"POST [::1]:80 HTTP/1.1"), 400, False, id="authority-form on POST"),
+    pytest.param(_get(b"GET * HTTP/1.1"), 400, False, id="asterisk-form on GET"),
+    pytest.param(_get(b"DELETE * HTTP/1.1"), 400, False, id="asterisk-form on DELETE"),
+    pytest.param(_get(b"CONNECT * HTTP/1.1"), 400, False, id="asterisk-form on CONNECT"),
+    pytest.param(_get(b"OPTIONS example.com:443 HTTP/1.1"), 400, False, id="authority-form on OPTIONS"),
+    pytest.param(_get(b"CONNECT example.com HTTP/1.1"), 400, False, id="CONNECT to a host without a port"),
+    pytest.param(_get(b"CONNECT :443 HTTP/1.1"), 400, False, id="CONNECT to a port without a host"),
+    pytest.param(_get(b"CONNECT user@a:443 HTTP/1.1"), 400, False, id="CONNECT with userinfo"),
     # bare CR: a line ends only at CRLF
     pytest.param(_get(b"GET /\r HTTP/1.1"), 400, None, id="bare CR in the request line"),
     pytest.param(_get(b"GET / HTTP/1.1\r"), 400, None, id="bare CR ending the request line"),

@@ -68,6 +68,16 @@ VALID = [
         id="asterisk-form target",
     ),
     pytest.param(
+        b"CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n",
+        dict(method="CONNECT", target="example.com:443", path="example.com:443", query=""),
+        id="authority-form target on CONNECT",
+    ),
+    pytest.param(
+        b"CONNECT [::1]:8080 HTTP/1.1\r\nHost: [::1]:8080\r\n\r\n",
+        dict(method="CONNECT", target="[::1]:8080"),
+        id="authority-form target with an IP literal on CONNECT",
+    ),
+    pytest.param(
         b"GET http://example.com/x?y=1 HTTP/1.1\r\nHost: example.com\r\n\r\n",
         dict(target="http://example.com/x?y=1"),
         id="absolute-form target is accepted",
