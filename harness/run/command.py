@@ -23,7 +23,7 @@ from harness.run.record import first_line, plural_steps
 from harness.run.options import RunOptions
 from harness.run.runner import Run, RunFailed
 from harness.run.backend import resolve_backends
-from harness.run.interpreter import Interpreter, expand_backends, resolve_interpreters
+from harness.run.interpreter import Interpreter, expand_backends, leave_out_unfit, resolve_interpreters
 from harness.run.driver import wrk_problem
 from harness.scenario import Scenario, ScenarioError, load_scenario
 from harness.results.store import RESULTS_FILE, ResultsError
@@ -78,6 +78,10 @@ def run_command(scenario_name: str, *, backend: str, users: tuple[int, ...] | No
         for reason in skipped:
             print(f"concurbench: skipping an interpreter: {reason}", file=sys.stderr)
         backends, labelled_pythons = expand_backends(backends, interpreters)
+        if "all" in (part.strip() for part in backend.split(",")):  # named ones fail, recorded, if unfit
+            backends, left_out = leave_out_unfit(backends, labelled_pythons)
+            for note in left_out:
+                print(f"concurbench: --backend all leaves out {note}", file=sys.stderr)
         problem = cores_problem(scenario.cpus, options, share=scenario.share_driver_cpus,
                                 source="--cores" if cores is not None else f"{scenario.path}: server.cpus")
     except (ScenarioError, ValueError) as error:

@@ -24,6 +24,7 @@ from typing import Any
 
 from harness.run.processes import child_env
 from harness.run.pythons import BUILD_COMMAND, BUILDS, built, missing_message
+from servers.backends import BACKENDS
 
 MINIMUM = (3, 11)
 PROBE_TIMEOUT_S = 20.0
@@ -36,13 +37,20 @@ try:
 except Exception as error:
     problem = f"cannot import the servers package: {type(error).__name__}: {error}"
 gil = getattr(sys, "_is_gil_enabled", None)
+import importlib.util
+modules = [name for name in MODULES if importlib.util.find_spec(name) is not None]
 config = [arg for arg in sysconfig.get_config_var("CONFIG_ARGS").replace("'", " ").split() if arg and not arg.startswith("--prefix")] if sysconfig.get_config_var("CONFIG_ARGS") else []
-print(json.dumps({"configure": config, "problem": problem, "version": platform.python_version(), "version_info": list(sys.version_info[:2]),
+print(json.dumps({"modules": modules, "configure": config, "problem": problem, "version": platform.python_version(), "version_info": list(sys.version_info[:2]),
                   "implementation": platform.python_implementation(), "build": " ".join(platform.python_build()),
                   "compiler": platform.python_compiler(), "executable": sys.executable,
                   "free_threaded": bool(sysconfig.get_config_var("Py_GIL_DISABLED")),
                   "gil_enabled": gil() if gil else True}))
 """
+
+
+# The modules beyond the standard library that some backend imports (gevent's): a probe says
+# which of them each interpreter has.
+_NEEDED = tuple(sorted({backend.needs for backend in BACKENDS.values() if backend.needs}))
 
 
 class InterpreterError(ValueError):
@@ -59,6 +67,8 @@ class Interpreter:
     gil_enabled: bool  # sys._is_gil_enabled() where it exists: PYTHON_GIL=1 turns it back on
     own: bool  # the harness's own interpreter
     configure: tuple[str, ...] = ()  # its ./configure flags (--prefix left out: a machine path)
+    modules: tuple[str, ...] = ()  # which of the modules our backends may need it can import
+    version_info: tuple[int, int] = (0, 0)
     tag: str = ""  # what the label says after "@": "" for the harness's own (see tag_interpreters)
 
     @property
@@ -95,7 +105,7 @@ def probe(path: str, *, source: str = "--server-python") -> Interpreter:
     a Python 3.11+ that imports our servers package."""
     found = locate(path, source=source)
     try:
-        done = subprocess.run([found, "-c", _PROBE], capture_output=True, text=True, timeout=PROBE_TIMEOUT_S,
+        done = subprocess.run([found, "-c", f"MODULES = {_NEEDED!r}\n" + _PROBE], capture_output=True, text=True, timeout=PROBE_TIMEOUT_S,
                               env=child_env(), stdin=subprocess.DEVNULL, check=False)
     except (OSError, subprocess.SubprocessError) as error:
         raise InterpreterError(f"{source} {path}: cannot run it: {error}") from None
@@ -115,7 +125,8 @@ def probe(path: str, *, source: str = "--server-python") -> Interpreter:
     return Interpreter(path=found, version=info["version"], implementation=info["implementation"],
                        build=f"{info['build']} [{info['compiler']}]", free_threaded=info["free_threaded"],
                        gil_enabled=info["gil_enabled"], own=_same_file(info["executable"], sys.executable),
-                       configure=tuple(info.get("configure") or ()))
+                       configure=tuple(info.get("configure") or ()), modules=tuple(info.get("modules") or ()),
+                       version_info=(info["version_info"][0], info["version_info"][1]))
 
 
 @functools.cache
@@ -200,3 +211,34 @@ def expand_backends(backends: dict[str, str], interpreters: tuple[Interpreter, .
             labelled[label] = target
             pythons[label] = interpreter
     return labelled, pythons
+
+
+def unfit(target: str, interpreter: Interpreter) -> str | None:
+    """Why our backend `target` ("interpreters", "forking --workers 2") cannot run under
+    `interpreter`, in a few words; None where it can (and for a cmd: backend)."""
+    if target.startswith("cmd:"):
+        return None
+    backend = BACKENDS.get(target.split()[0])
+    if backend is None:
+        return None
+    if backend.min_python and interpreter.version_info < backend.min_python:
+        need = ".".join(map(str, backend.min_python))
+        return f"it needs Python {need}+ (`{BUILD_COMMAND}`, then --server-python {need})"
+    if backend.needs and backend.needs not in interpreter.modules:
+        return f"{backend.needs} is not installed for Python {interpreter.version}"
+    return None
+
+
+def leave_out_unfit(backends: dict[str, str], pythons: dict[str, Interpreter]
+                    ) -> tuple[dict[str, str], tuple[str, ...]]:
+    """--backend all, on each interpreter: the backends that can run there, and one line for
+    each left out (the interpreters backend on 3.11, gevent where gevent is not installed)."""
+    kept: dict[str, str] = {}
+    notes: list[str] = []
+    for label, target in backends.items():
+        why = unfit(target, pythons.get(label) or own_interpreter())
+        if why is None:
+            kept[label] = target
+        else:
+            notes.append(f"{label}: {why}")
+    return kept, tuple(notes)

@@ -25,6 +25,7 @@ class Variant:
     # is sure to be answered at once.
     hashed: bool = False
     min_python: tuple[int, int] | None = None  # the oldest Python it runs on (None: any we support)
+    needs: str | None = None  # a module beyond the standard library it imports (None: none)
 
 
 @dataclass(frozen=True)
@@ -34,6 +35,7 @@ class Backend:
     at_once: int | None = None  # requests answered at once by the plain model
     variants: dict[str, Variant] = field(default_factory=dict)  # id suffix -> variant
     min_python: tuple[int, int] | None = None  # the oldest Python it runs on (None: any we support)
+    needs: str | None = None  # a module beyond the standard library it imports (None: none)
 
 
 BACKENDS: dict[str, Backend] = {
@@ -51,7 +53,8 @@ BACKENDS: dict[str, Backend] = {
     "asyncio": Backend("servers.backends.asyncio_server:AsyncioServer",
                        "an asyncio.Protocol server on one event loop (--loop uvloop)"),
     "gevent": Backend("servers.backends.gevent_server:GeventServer",
-                      "a greenlet per connection on gevent's cooperative sockets, running the blocking loop"),
+                      "a greenlet per connection on gevent's cooperative sockets, running the blocking loop",
+                      needs="gevent"),
     "selectors-pool": Backend("servers.backends.selectors_pool:SelectorsPoolServer",
                               "one selector thread waits on every connection; a pool of --threads N "
                               f"(default {POOL_THREADS}) answers complete requests", at_once=POOL_THREADS,
@@ -66,10 +69,12 @@ def variants() -> dict[str, Variant]:
     """Every backend and each of its variants: "threaded", "threaded-pool4", ... -> how to run it."""
     out: dict[str, Variant] = {}
     for name, backend in BACKENDS.items():
-        out[name] = Variant(("--backend", name), backend.at_once, min_python=backend.min_python)
+        out[name] = Variant(("--backend", name), backend.at_once, min_python=backend.min_python,
+                            needs=backend.needs)
         for suffix, variant in backend.variants.items():
             out[f"{name}-{suffix}"] = replace(variant, flags=("--backend", name, *variant.flags),
-                                              min_python=variant.min_python or backend.min_python)
+                                              min_python=variant.min_python or backend.min_python,
+                                              needs=variant.needs or backend.needs)
     return out
 
 

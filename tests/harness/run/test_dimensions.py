@@ -19,8 +19,8 @@ import pytest
 from support import ROOT
 from harness.run.backend import launch_backend, resolve_backends
 from harness.run.command import RunOptions, cores_problem
-from harness.run.interpreter import (Interpreter, InterpreterError, expand_backends, own_interpreter, probe,
-                                     resolve_interpreters)
+from harness.run.interpreter import (Interpreter, InterpreterError, expand_backends, leave_out_unfit,
+                                    own_interpreter, probe, resolve_interpreters, unfit)
 from harness.run.plan import levels, plan_run
 from harness.scenario import ScenarioError, load_scenario
 
@@ -212,6 +212,37 @@ def test_a_run_compares_interpreters_end_to_end(tmp_path: Path) -> None:
     assert results["backends"]["threaded"]["python"]["own"] is True
     assert str(Path(PY313).parent) not in json.dumps(results)  # no path of this machine
     assert label in done.stdout  # the summary table names it
+
+
+@pytest.mark.parametrize(("target", "version", "modules", "why"), [
+    ("interpreters", (3, 11), ("gevent",), "it needs Python 3.13+ (`make pythons`, then --server-python 3.13)"),
+    ("interpreters", (3, 13), (), None),
+    ("gevent", (3, 13), (), "gevent is not installed for Python 3.13.9"),
+    ("gevent", (3, 11), ("gevent",), None),
+    ("forking --workers 2", (3, 11), (), None),
+    ("cmd:uvicorn --port {port}", (3, 11), (), None),
+], ids=["interpreters-on-3.11", "interpreters-on-3.13", "gevent-missing", "gevent-there", "variant", "cmd"])
+def test_what_a_backend_needs_of_its_interpreter(target: str, version: tuple[int, int], modules: tuple[str, ...],
+                                                 why: str | None) -> None:
+    interpreter = Interpreter(path="/x", version=f"{version[0]}.{version[1]}.9", implementation="CPython", build="",
+                              free_threaded=False, gil_enabled=True, own=False, modules=modules,
+                              version_info=version)
+    assert unfit(target, interpreter) == why
+    kept, notes = leave_out_unfit({"x": target}, {"x": interpreter})
+    assert (list(kept), notes) == (([], (f"x: {why}",)) if why else (["x"], ()))
+
+
+def test_all_leaves_out_what_cannot_run_and_says_so(tmp_path: Path) -> None:
+    """On the harness's 3.11, --backend all runs without the interpreters backend (3.13+),
+    one line saying so, rather than a failed backend in every demo."""
+    if own_interpreter().version_info >= (3, 13):
+        pytest.skip("the harness's own Python runs every backend")
+    done = concurbench("run", "--scenario", str(scenario_file(tmp_path)), "--backend", "all", "--out",
+                       str(tmp_path / "out"), "--no-report", "--duration", "0.3", "--warmup", "0")
+    assert done.returncode == 0, done.stderr
+    assert "--backend all leaves out interpreters: it needs Python 3.13+" in done.stderr
+    results = run_results(tmp_path / "out")
+    assert "interpreters" not in results["backends"] and "threaded" in results["backends"]
 
 
 def test_a_backend_whose_dependency_the_interpreter_lacks_fails_clearly(tmp_path: Path) -> None:
