@@ -33,6 +33,9 @@ from harness.charts.style import (LATENCY, LOWER_BOUND_LABEL, LOWER_BOUND_MARKER
 from harness.results.steps import DRIVER_BOUND, SHARED_CPU, SHARED_CPU_LOW_PERCENT, median_of, series
 from harness.results.summary import driver_share, lower_bound
 
+# A legend of up to this many lines fits inside the throughput axes; a longer one (six backends
+# on two interpreters and two requests: 24 lines) goes beside them.
+INSIDE_LEGEND_MAX = 8
 # One (marker, line style) per request of a mix = "each" run, in the scenario's order.
 ROUTE_STYLES = (("o", "-"), ("s", "-."), ("D", (0, (5, 1, 1, 1))), ("v", (0, (3, 1))))
 
@@ -133,7 +136,11 @@ def throughput_latency_vs_cores(results: Mapping[str, Any], out_dir: Path) -> li
         p99_ax.yaxis.set_minor_formatter(ms_format())
     p99_ax.set_ylabel(f"p99 {LATENCY}, ms\n(median, log scale)")
     rps_ax.set_title(chart_title(results, f"good req/s and p99 vs server cores at {chart_users(results)} users"))
-    rps_ax.legend(handles=_handles(points, colours), fontsize=7)
+    handles = _handles(points, colours)
+    if len(handles) > INSIDE_LEGEND_MAX:  # beside the axes: inside, it would hide the lines and the notes
+        figure.legend(handles=handles, fontsize=7, loc="outside right upper")
+    else:
+        rps_ax.legend(handles=handles, fontsize=7)
     draw_notes(rps_ax, pinning_notes(points) + shared_notes(points))
     note_failed(figure, failed_backends(results))
     return save_figure(figure, out_dir, "server_cores")

@@ -80,7 +80,7 @@ class RuntimeChecks:
     def merge(self, say: Callable[[str], None], *, wait: float = 0.0) -> int:
         """Put the answers that came into their step records (flagging gil-on, and saying so
         with `say`), waiting up to `wait` seconds for those still out. Returns how many
-        records changed (the caller saves them)."""
+        records changed: the caller's next save writes them."""
         deadline = time.monotonic() + wait
         changed = 0
         while self._pending:
