@@ -3,20 +3,26 @@ the project's paths. Fixtures built on these live in conftest.py; tests import f
 
 from __future__ import annotations
 
+import functools
+import importlib.util
 import os
 import signal
 import socket
 import subprocess
 import sys
+import sysconfig
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import h11
+import pytest
 
-from servers.backends import variants
+from harness.run import pythons
+from servers.backends import Variant, variants
 
 ROOT = Path(__file__).resolve().parent.parent
 TESTS = ROOT / "tests"
@@ -27,6 +33,112 @@ BENCH = ROOT / "bench"
 # so a new backend is tested by every conformance test without editing one.
 REGISTRY = variants()
 VARIANTS: dict[str, tuple[str, ...]] = {name: variant.flags for name, variant in REGISTRY.items()}
+
+
+# -- the interpreters the servers run under ---------------------------------------------------
+@dataclass(frozen=True)
+class Python:
+    """An interpreter the servers run under: the harness's own, or a build of `make pythons`.
+    The servers are the standard library alone, so any CPython 3.11+ runs them from the checkout."""
+
+    tag: str  # "" for the harness's own; a build's short name otherwise ("3.13", "3.13t")
+    executable: str | None  # None: not built on this machine
+    version: tuple[int, int]
+    free_threaded: bool
+    missing: str = ""  # why there is no executable
+
+    @property
+    def name(self) -> str:
+        return f"Python {self.tag}" if self.tag else f"this Python ({'.'.join(map(str, self.version))})"
+
+    def has(self, module: str) -> bool:
+        """Whether `module` imports here: the builds have the standard library only."""
+        if not self.tag:
+            return importlib.util.find_spec(module) is not None
+        return self.executable is not None and _importable(self.executable, module)
+
+
+@functools.cache
+def _importable(executable: str, module: str) -> bool:
+    found = subprocess.run([executable, "-c", f"import importlib.util as u; print(u.find_spec({module!r}) is not None)"],
+                           capture_output=True, text=True, timeout=30)
+    return found.stdout.strip() == "True"
+
+
+def _build(short: str) -> Python:
+    build, path = pythons.BUILDS[short], pythons.built(short)
+    major, minor = build.version.split(".")[:2]
+    return Python(short, str(path) if path else None, (int(major), int(minor)), build.free_threaded,
+                  "" if path else pythons.missing_message(short))
+
+
+OWN = Python("", sys.executable, sys.version_info[:2], bool(sysconfig.get_config_var("Py_GIL_DISABLED")))
+BUILT = {short: _build(short) for short in pythons.BUILDS}  # "3.13", "3.13t"
+# What a backend needs beyond the standard library, by backend name or flag: the builds of
+# `make pythons` have neither, so these variants run on the harness's own interpreter only.
+NEEDS = {"gevent": "gevent", "uvloop": "uvloop"}
+
+
+def pythons_for(variant: str) -> tuple[Python, Python]:
+    """Each variant runs twice: with the GIL and without it. With the GIL means the harness's
+    own interpreter, unless the variant needs a newer one (sub-interpreters need 3.13): then
+    the 3.13 build."""
+    need = REGISTRY[variant].min_python
+    with_gil = OWN if need is None or OWN.version >= need else BUILT["3.13"]
+    return with_gil, BUILT["3.13t"]
+
+
+@dataclass(frozen=True)
+class ServerSpec:
+    """A backend variant on an interpreter: what one case of a backend test starts."""
+
+    variant: str  # the registry's id: "threaded-pool4"
+    python: Python
+
+    @property
+    def label(self) -> str:
+        """The test id, as the harness labels a backend: `threaded`, `threaded@3.13t`."""
+        return f"{self.variant}@{self.python.tag}" if self.python.tag else self.variant
+
+    @property
+    def args(self) -> tuple[str, ...]:
+        return VARIANTS[self.variant]
+
+    @property
+    def model(self) -> Variant:
+        return REGISTRY[self.variant]
+
+    @property
+    def executable(self) -> str:
+        assert self.python.executable is not None, self.python.missing
+        return self.python.executable
+
+    def cannot_run(self) -> str | None:
+        """Why this variant cannot run on this interpreter here, or None."""
+        python = self.python
+        if python.executable is None:
+            return python.missing
+        need = self.model.min_python
+        if need is not None and python.version < need:
+            return f"{self.variant} needs Python {'.'.join(map(str, need))}+, and {python.name} is older"
+        for module in filter(None, map(NEEDS.get, self.args[1:])):  # the backend's name, then its flags
+            if not python.has(module):
+                return f"{self.variant} needs {module}, which is not installed for {python.name}"
+        return None
+
+    def start(self, *extra: str, preexec: Callable[[], None] | None = None) -> LiveServer:
+        return LiveServer((*self.args, *extra), python=self.executable, preexec=preexec, spec=self).start()
+
+
+def server_specs(names: Iterable[str] = VARIANTS) -> list[Any]:
+    """pytest params: each variant named, on each of its interpreters; skipped, with the reason,
+    where it cannot run (3.13t not built, gevent not installed there, a Python too old)."""
+    params = []
+    for name in names:
+        for spec in (ServerSpec(name, python) for python in pythons_for(name)):
+            reason = spec.cannot_run()
+            params.append(pytest.param(spec, id=spec.label, marks=[pytest.mark.skip(reason=reason)] if reason else []))
+    return params
 
 
 @dataclass
@@ -41,20 +153,28 @@ class LiveServer:
     stdout_rest: bytes = b""
     stderr: bytes = b""
     preexec: Callable[[], None] | None = None  # run in the child before exec (limits, uid)
+    python: str = sys.executable  # the interpreter the server runs under
+    spec: ServerSpec | None = None  # the variant and interpreter, when started from one
+
+    @property
+    def variant(self) -> str:
+        """The registry's id of what runs: "threaded-pool4"."""
+        assert self.spec is not None, "started from flags, not from a ServerSpec"
+        return self.spec.variant
 
     def start(self, timeout: float = 10.0) -> LiveServer:
         env = {**os.environ, "PYTHONPATH": str(ROOT), "CONCURBENCH_CPU_ITERS_PER_MS": os.environ.get(
             "CONCURBENCH_CPU_ITERS_PER_MS", "")}
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "servers", "--port", str(self.port), *self.args],
+            [self.python, "-m", "servers", "--port", str(self.port), *self.args],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT, env=env, start_new_session=True,
             preexec_fn=self.preexec,
         )
         deadline = time.monotonic() + timeout
         line = self.process.stdout.readline().decode()  # type: ignore[union-attr]
         if not line.startswith("listening on http://") or time.monotonic() > deadline:
-            self.kill()
-            raise RuntimeError(f"server did not start: {line!r} {self.process.stderr.read().decode()[-2000:]}")  # type: ignore[union-attr]
+            self.kill()  # which keeps its stderr
+            raise RuntimeError(f"server did not start: {line!r} {self.stderr.decode(errors='replace')[-2000:]}")
         self.startup_line = line
         host_port = line.strip().rsplit("/", 1)[1]
         self.host, _, port = host_port.rpartition(":")
@@ -101,6 +221,57 @@ class LiveServer:
             return False
         # Zombies of our own direct child do not count once it is reaped by wait().
         return True
+
+
+# -- waits side by side -------------------------------------------------------------------------
+ServerStart = Callable[..., LiveServer]  # (spec, *flags, preexec=None) -> a live server
+
+
+def side_by_side(scenarios: dict[str, Callable[[ServerStart], Any]], *, at_most: int = 24) -> dict[str, Any]:
+    """Run each scenario in a thread of its own, all at once; return what each returned, or
+    the exception it raised, by name.
+
+    For tests that mostly wait (a timeout to fire, a delay to pass, a window of CPU to watch):
+    one after another, twenty cases of a one-second timeout take twenty seconds; side by side,
+    about one. Each scenario starts its one server through the `start` it is given, which
+    returns once every scenario's server is up, so no start-up lands inside anyone's timing.
+    At most `at_most` run together. Every server is killed at the end."""
+    outcomes: dict[str, Any] = {}
+    names = list(scenarios)
+    for first in range(0, len(names), at_most):
+        group = names[first:first + at_most]
+        line = threading.Barrier(len(group), timeout=60)
+        started: list[LiveServer] = []
+
+        def run(name: str) -> None:
+            arrived = False
+
+            def start(spec: ServerSpec, *flags: str, preexec: Callable[[], None] | None = None) -> LiveServer:
+                nonlocal arrived
+                try:
+                    live = spec.start(*flags, preexec=preexec)
+                    started.append(live)
+                    return live
+                finally:
+                    arrived = True
+                    line.wait()  # the clocks start together, once every server is up (or failed)
+
+            try:
+                outcomes[name] = scenarios[name](start)
+            except BaseException as error:  # noqa: BLE001 - handed to the test it belongs to
+                outcomes[name] = error
+            finally:
+                if not arrived:
+                    line.wait()
+
+        threads = [threading.Thread(target=run, args=(name,), daemon=True) for name in group]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        for live in started:
+            live.kill()
+    return outcomes
 
 
 @dataclass

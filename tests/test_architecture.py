@@ -18,7 +18,7 @@ import sys
 from dataclasses import dataclass
 
 import pytest
-from support import ROOT, VARIANTS, Client, request
+from support import ROOT, Client, ServerSpec, request, server_specs
 
 ROOT = ROOT
 
@@ -357,13 +357,13 @@ def test_the_harness_process_never_imports_gevent(tree: dict[str, Module]) -> No
     assert probe(code) == "[]"
 
 
-@pytest.mark.parametrize("variant", list(VARIANTS))
+@pytest.mark.parametrize("spec", server_specs())
 def test_only_the_gevent_server_process_imports_gevent(start_server, monkeypatch: pytest.MonkeyPatch,  # type: ignore[no-untyped-def]
-                                                       variant: str) -> None:
+                                                       spec: ServerSpec) -> None:
     """The real server process, serving: PYTHONPROFILEIMPORTTIME has it list on stderr every
     module it imports."""
     monkeypatch.setenv("PYTHONPROFILEIMPORTTIME", "1")
-    live = start_server(*VARIANTS[variant])
+    live = start_server(*spec.args, python=spec.executable)
     client = Client(live.connect())
     client.send(request(close=True))
     assert client.read_response().status == 200
@@ -371,7 +371,7 @@ def test_only_the_gevent_server_process_imports_gevent(start_server, monkeypatch
     imported = {line.rpartition("|")[2].strip() for line in live.stderr.decode().splitlines()
                 if line.startswith("import time:")}
     assert "servers.backends" in imported  # the list is there to read
-    assert ("gevent" in imported) is (VARIANTS[variant][1] == "gevent")
+    assert ("gevent" in imported) is (spec.variant == "gevent")
 
 
 def test_the_gevent_server_process_is_patched_before_its_sockets_exist() -> None:

@@ -14,9 +14,10 @@ Whatever the bytes, the backend must:
 - use only the statuses the parser and the app produce (a 500 would be a crash);
 - stay up and keep answering GET / on a fresh connection, and log no traceback.
 
-One server per variant, started with --request-timeout 2. CONCURBENCH_FUZZ_EXAMPLES sets
-the hypothesis examples per variant (default 100). Runs are derandomized, so CI always
-tries the same payloads; CONCURBENCH_FUZZ_RANDOM=1 draws new ones (for long local runs).
+One server per variant and interpreter (the harness's own, and the free-threaded build),
+started with --request-timeout 2. CONCURBENCH_FUZZ_EXAMPLES sets the hypothesis examples per
+server (default 100). Runs are derandomized, so CI always tries the same payloads;
+CONCURBENCH_FUZZ_RANDOM=1 draws new ones (for long local runs).
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from dataclasses import dataclass
 import pytest
 from hypothesis import HealthCheck, assume, given, settings
 
-from support import VARIANTS, Client, LiveServer
+from support import Client, LiveServer, ServerSpec, server_specs
 from fuzz_corpus import CORPUS, get, post, sends
 from servers.app import App
 from servers.http import ProtocolError, Request, RequestParser
@@ -51,10 +52,10 @@ MAX_BYTES = 16 * 1024
 APP = App()
 
 
-@pytest.fixture(scope="module", params=list(VARIANTS), ids=list(VARIANTS))
+@pytest.fixture(scope="module", params=server_specs())
 def fuzz_server(request: pytest.FixtureRequest) -> Iterator[LiveServer]:
-    live = LiveServer((*VARIANTS[request.param], "--request-timeout", "2")).start()
-    live.variant = request.param  # type: ignore[attr-defined]
+    spec: ServerSpec = request.param
+    live = spec.start("--request-timeout", "2")
     yield live
     live.kill()
 

@@ -3,7 +3,9 @@ crashes, spins or leaks.
 
 Real servers on real sockets throughout. The limits that make a fault happen (descriptors,
 processes, the listen backlog) are set on the server process itself, so the fault is the
-real one the kernel produces, not a simulation of it.
+real one the kernel produces, not a simulation of it. Tests over several backends run each on
+the harness's own interpreter and on the free-threaded build; those that mostly wait run
+their cases side by side (support.side_by_side).
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from support import Client, LiveServer, StallMeter, request
+from support import Client, LiveServer, ServerSpec, ServerStart, StallMeter, request, server_specs
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -116,29 +118,29 @@ def trickling(live: LiveServer, count: int) -> Iterator[Trickler]:
 
 # --- slow clients ------------------------------------------------------------------------
 
-SLOWLORIS = {
-    "threaded": ("--backend", "threaded"),
+SLOWLORIS = {  # backend -> its flags for the test
+    "threaded": (),
     # a process each: the default cap of 64 children would let 64 slow clients hold the
     # server; the slowloris scenario raises it the same way
-    "forking": ("--backend", "forking", "--max-children", "400"),
-    "selectors": ("--backend", "selectors"),
-    "selectors-pool": ("--backend", "selectors-pool"),
-    "asyncio": ("--backend", "asyncio"),
-    "gevent": ("--backend", "gevent"),
+    "forking": ("--max-children", "400"),
+    "selectors": (),
+    "selectors-pool": (),
+    "asyncio": (),
+    "gevent": (),
 }
 
 
-@pytest.mark.parametrize("variant", list(SLOWLORIS))
-def test_slowloris_does_not_slow_normal_traffic(variant: str, start_server: Callable[..., LiveServer]) -> None:
+@pytest.mark.parametrize("spec", server_specs(SLOWLORIS))
+def test_slowloris_does_not_slow_normal_traffic(spec: ServerSpec, start_server: Callable[..., LiveServer]) -> None:
     """200 connections trickle their headers in; GET / beside them keeps p99 under 100 ms."""
-    live = start_server(*SLOWLORIS[variant], "--request-timeout", "5")
+    live = start_server(*spec.args, *SLOWLORIS[spec.variant], "--request-timeout", "5", python=spec.executable)
     with trickling(live, 200) as slow:
         time.sleep(0.6)  # every slow connection accepted and a few bytes in
         with StallMeter() as stalls:  # forking's p99 was 180 ms when the VM paused ~150 ms at a time
             latencies = get_latencies(live, 100)
         assert slow.cut_off() == 0, "the slow clients were cut off before the measurement ended"
     assert p99(latencies) < P99_BUDGET_S + stalls.worst_s, (
-        f"{variant}: p99 {p99(latencies) * 1000:.1f} ms beside 200 slow clients "
+        f"{spec.label}: p99 {p99(latencies) * 1000:.1f} ms beside 200 slow clients "
         f"(the machine stalled up to {stalls.worst_s * 1000:.1f} ms)")
     assert live.process.poll() is None
 
@@ -173,11 +175,11 @@ def open_idle(live: LiveServer, count: int) -> list[socket.socket]:
     return socks
 
 
-@pytest.mark.parametrize("backend", ["selectors", "asyncio", "selectors-pool", "gevent"])
+@pytest.mark.parametrize("spec", server_specs(["selectors", "asyncio", "selectors-pool", "gevent"]))
 def test_event_loops_hold_thousands_of_idle_connections_and_keep_serving(
-        backend: str, start_server: Callable[..., LiveServer]) -> None:
+        spec: ServerSpec, start_server: Callable[..., LiveServer]) -> None:
     idle_count = 2000
-    live = start_server("--backend", backend, "--request-timeout", "60")
+    live = start_server(*spec.args, "--request-timeout", "60", python=spec.executable)
     proc = psutil.Process(live.pid)
     rss_before = proc.memory_info().rss
     idle = open_idle(live, idle_count)
@@ -198,13 +200,13 @@ def test_event_loops_hold_thousands_of_idle_connections_and_keep_serving(
     assert per_connection < 64 * 1024, f"{per_connection / 1024:.1f} KiB RSS per idle connection"
 
 
-@pytest.mark.parametrize("backend", ["threaded", "forking"])
+@pytest.mark.parametrize("spec", server_specs(["threaded", "forking"]))
 def test_thread_and_process_models_are_capped_and_refuse_cleanly(
-        backend: str, start_server: Callable[..., LiveServer]) -> None:
+        spec: ServerSpec, start_server: Callable[..., LiveServer]) -> None:
     """Past --max-connections a new connection reads a 503 and is closed; nothing crashes,
     the cap holds (threads or children), and a freed slot serves again."""
-    cap = 40
-    live = start_server("--backend", backend, "--max-connections", str(cap), "--request-timeout", "60")
+    cap, backend = 40, spec.variant
+    live = start_server(*spec.args, "--max-connections", str(cap), "--request-timeout", "60", python=spec.executable)
     idle = open_idle(live, cap)
     try:
         time.sleep(0.3)
@@ -251,13 +253,10 @@ def fd_limit(count: int) -> Callable[[], None]:
     return lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (count, count))
 
 
-@pytest.mark.parametrize("backend", ["threaded", "selectors", "asyncio", "selectors-pool", "gevent"])
-def test_out_of_descriptors_backs_off_without_spinning_or_dying(
-        backend: str, start_server: Callable[..., LiveServer]) -> None:
-    """accept() failing with EMFILE leaves the listener readable: a naive loop spins a CPU.
-    The server backs off, keeps serving its established connections, and accepts again
-    once descriptors are freed."""
-    live = start_server("--backend", backend, "--request-timeout", "60", preexec=fd_limit(48))
+def flood_past_the_descriptor_limit(start: ServerStart, spec: ServerSpec) -> tuple[float, int, bool, bytes]:
+    """(CPU seconds the server spent in 1.5 s out of descriptors, the status an established
+    connection then got, whether a new one was served once they were freed, its stderr)."""
+    live = start(spec, "--request-timeout", "60", preexec=fd_limit(48))
     keeper = Client(live.connect())
     keeper.send(GET)
     assert keeper.read_response().status == 200
@@ -268,16 +267,28 @@ def test_out_of_descriptors_backs_off_without_spinning_or_dying(
         cpu = sum(proc.cpu_times()[:2])
         time.sleep(1.5)
         spent = sum(proc.cpu_times()[:2]) - cpu
-        assert spent < 0.3, f"{spent:.2f} CPU seconds in 1.5 s while out of descriptors: spinning"
         keeper.send(GET)
-        assert keeper.read_response().status == 200  # established connections carry on
+        status = keeper.read_response().status
     finally:
         for sock in flood:
             sock.close()
-    assert wait_for_200(live, within=5.0), "no new connection was served within 5 s of freeing descriptors"
+    recovered = wait_for_200(live, within=5.0)
     keeper.close()
     live.stop()
-    assert b"EMFILE" in live.stderr and b"Traceback" not in live.stderr, live.stderr.decode()[-2000:]
+    return spent, status, recovered, live.stderr
+
+
+@pytest.mark.parametrize("spec", server_specs(["threaded", "selectors", "asyncio", "selectors-pool", "gevent"]))
+def test_out_of_descriptors_backs_off_without_spinning_or_dying(at_once, spec: ServerSpec) -> None:  # type: ignore[no-untyped-def]
+    """accept() failing with EMFILE leaves the listener readable: a naive loop spins a CPU.
+    The server backs off, keeps serving its established connections, and accepts again
+    once descriptors are freed. The cases run side by side: an idle server costs the others
+    nothing, and one that spins still spends its CPU second."""
+    spent, status, recovered, stderr = at_once(flood_past_the_descriptor_limit)
+    assert spent < 0.3, f"{spent:.2f} CPU seconds in 1.5 s while out of descriptors: spinning"
+    assert status == 200  # established connections carry on
+    assert recovered, "no new connection was served within 5 s of freeing descriptors"
+    assert b"EMFILE" in stderr and b"Traceback" not in stderr, stderr.decode()[-2000:]
 
 
 @pytest.fixture
@@ -385,27 +396,35 @@ HALF_CLOSE = {
 }
 
 
-@pytest.mark.parametrize("case", list(HALF_CLOSE))
-@pytest.mark.parametrize("backend", ["iterative", "threaded", "forking", "selectors", "asyncio", "selectors-pool",
-                                     "gevent"])
-def test_half_closed_client_gets_every_answer_it_asked_for(
-        backend: str, case: str, start_server: Callable[..., LiveServer]) -> None:
-    """shutdown(SHUT_WR) says "no more requests", not "no more answers"."""
-    payload, status, size = HALF_CLOSE[case]
-    live = start_server("--backend", backend)
+def ask_then_half_close(start: ServerStart, spec: ServerSpec, case: str) -> tuple[bytes, bool]:
+    """(everything the server sent until it closed, whether it is still running) for the
+    HALF_CLOSE case's requests followed at once by shutdown(SHUT_WR)."""
+    live = start(spec)
     sock = live.connect()
-    sock.sendall(payload)
+    sock.sendall(HALF_CLOSE[case][0])
     sock.shutdown(socket.SHUT_WR)
     time.sleep(0.3)  # the EOF arrives while answers are still owed
     data = bytearray()
     sock.settimeout(5)
-    while chunk := sock.recv(1 << 20):
-        data += chunk
-    sock.close()
+    try:
+        while chunk := sock.recv(1 << 20):
+            data += chunk
+    finally:
+        sock.close()
+    return bytes(data), live.process.poll() is None
+
+
+@pytest.mark.parametrize("case", list(HALF_CLOSE))
+@pytest.mark.parametrize("spec", server_specs(["iterative", "threaded", "forking", "selectors", "asyncio",
+                                               "selectors-pool", "gevent"]))
+def test_half_closed_client_gets_every_answer_it_asked_for(at_once, spec: ServerSpec, case: str) -> None:  # type: ignore[no-untyped-def]
+    """shutdown(SHUT_WR) says "no more requests", not "no more answers"."""
+    payload, status, size = HALF_CLOSE[case]
+    data, running = at_once(ask_then_half_close)
     answers = data.count(b"HTTP/1.1 ")
     assert data.startswith(b"HTTP/1.1 %d" % status)
     assert answers == payload.count(b"HTTP/1.1\r\n") if not size else len(data) > size
-    assert live.process.poll() is None
+    assert running
 
 
 def test_an_app_that_raises_gets_a_500_and_the_connection_lives() -> None:

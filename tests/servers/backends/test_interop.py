@@ -1,4 +1,4 @@
-"""Interop: real clients (ab, h2load, curl) against every backend variant.
+"""Interop: real clients (ab, h2load, curl) against every backend variant, on each interpreter.
 
 Our own client in conftest checks framing byte by byte; these check that the tools people
 actually point at a server agree with it: ApacheBench's HTTP/1.0 keep-alive, h2load's
@@ -66,7 +66,7 @@ def url(server: LiveServer, path: str = "/") -> str:
 
 
 def variant(server: LiveServer) -> str:
-    return server.variant  # type: ignore[attr-defined]
+    return server.variant
 
 
 # -- ab: HTTP/1.0 keep-alive -----------------------------------------------------------------
