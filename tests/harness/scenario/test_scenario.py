@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import pickle
+import sys
 from pathlib import Path
 
 import pytest
@@ -43,7 +44,10 @@ def test_every_shipped_file_is_listed_and_nothing_else() -> None:
 
 
 def test_quick_takes_about_two_minutes_for_every_backend() -> None:
-    assert 90 <= planned_seconds(load_scenario("quick"), backends=len(BACKENDS), start_stop_s=1.5) <= 130
+    """`make demo`: --backend all on the harness's own Python, which leaves out the backends
+    that need a newer one (the interpreters backend, 3.13+)."""
+    runs_here = [b for b in BACKENDS.values() if b.min_python is None or sys.version_info[:2] >= b.min_python]
+    assert 90 <= planned_seconds(load_scenario("quick"), backends=len(runs_here), start_stop_s=1.5) <= 130
 
 
 def test_parallel_takes_a_few_minutes_for_three_backends() -> None:
