@@ -2,7 +2,7 @@
 and say how many more the report holds; the report lists every one of them.
 
 A warning belongs to a step (one repetition of one backend at one load level): its flags
-(driver-bound, high-spread, littles-law, noisy, shared-cpu, gil-on), each explained with that step's own
+(driver-bound, high-spread, littles-law, noisy, contended, shared-cpu, gil-on), each explained with that step's own
 numbers, and what the step could not put in a percentile: starved users, censored waits,
 dropped open-loop requests.
 """
@@ -13,15 +13,15 @@ from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
 from harness.results.metrics import HIGH_SPREAD_LIMIT, summarize
-from harness.results.steps import (DRIVER_BOUND, DRIVER_BOUND_PERCENT, FLAG_MEANINGS, GIL_ON, HIGH_SPREAD,
-                                   LITTLES_LAW, LITTLES_LAW_LIMIT, NOISY, NOISY_STEAL_PERCENT, SHARED_CPU,
+from harness.results.steps import (CONTENDED, CONTENDED_PERCENT, DRIVER_BOUND, DRIVER_BOUND_PERCENT, FLAG_MEANINGS,
+                                   GIL_ON, HIGH_SPREAD, LITTLES_LAW, LITTLES_LAW_LIMIT, NOISY, NOISY_STEAL_PERCENT, SHARED_CPU,
                                    SHARED_CPU_LOW_PERCENT, group_levels, level_key)
 
 # A chart shows at most this many notes; the rest are counted and left to the report.
 MAX_CHART_NOTES = 4
 REPORT_POINTER = "in the report (report.html, Flags and warnings)"
 # The flags, in the order the report explains them.
-FLAGS = (DRIVER_BOUND, HIGH_SPREAD, LITTLES_LAW, NOISY, SHARED_CPU, GIL_ON)
+FLAGS = (DRIVER_BOUND, HIGH_SPREAD, LITTLES_LAW, NOISY, CONTENDED, SHARED_CPU, GIL_ON)
 
 
 def chart_lines(lines: Sequence[str], limit: int = MAX_CHART_NOTES) -> list[str]:
@@ -81,6 +81,12 @@ def flag_explanation(flag: str, step: Mapping[str, Any], level: Sequence[Mapping
                           if value is not None)
         return (f"CPU steal {shown} (over {NOISY_STEAL_PERCENT:g}%): the hypervisor took CPU time from "
                 "the measurement")
+    others = server.get("others_percent")
+    if flag == CONTENDED and others is not None:
+        cpus = ", ".join(map(str, step.get("server_cpus") or ())) or "?"
+        return (f"other processes of this machine used {others:.1f}% of the server's CPUs ({cpus}) "
+                f"(over {CONTENDED_PERCENT:g}%; not the server's tree, not the driver): the server shared its CPUs "
+                "with them, so its figures may be low")
     share = driver.get("share_of_server_percent")
     if flag == SHARED_CPU and share is not None:
         shared = sorted(set(step.get("server_cpus") or ()) & {int(cpu) for cpu in driver.get("cpu_percent_by_cpu") or {}})

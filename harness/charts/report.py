@@ -91,7 +91,7 @@ tr.flagged td { background: #fffbea; }
 .flag-high-spread { background: #fcd5d3; border: 1px solid #c0392b; }
 .flag-starved { background: #e3d5fc; border: 1px solid #6c3fc0; }
 .flag-littles-law { background: #d5e8fc; border: 1px solid #2a6cc0; }
-.flag-noisy { background: #e6e6e6; border: 1px solid #777; }
+.flag-noisy, .flag-contended { background: #e6e6e6; border: 1px solid #777; }
 .flag-censored, .flag-dropped { background: #fde3c8; border: 1px solid #c06a1a; }
 .status { padding: 0.6em 1em; border-radius: 4px; background: #fcd5d3; }
 .failed { color: #a00; } dt { font-weight: 600; } dd { margin: 0 0 0.4em 1.5em; }

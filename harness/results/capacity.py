@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from statistics import median
 from typing import Any
 
-from harness.results.steps import DRIVER_BOUND, HIGH_SPREAD, NOISY
+from harness.results.steps import CONTENDED, DRIVER_BOUND, HIGH_SPREAD, NOISY
 
 FLOORS = ("above-range", "driver-bound")  # the figure is what was shown to hold, not the limit
 # How a search ended (harness.run.search), as a table says it after the rate.
@@ -27,7 +27,7 @@ STATUS_NOTES = {
 UNFINISHED = ("failed", "searching")  # no capacity was searched out: the table and findings say why
 # What a flag on the rounds behind a capacity means for it (measurement rules 5 and 11).
 FLAG_CAVEATS = {DRIVER_BOUND: "driver-bound: a floor", NOISY: "noisy: steal over 5%",
-                HIGH_SPREAD: "high-spread: rounds over 10% apart"}
+                CONTENDED: "contended: other processes used over 5% of the server's CPUs", HIGH_SPREAD: "high-spread: rounds over 10% apart"}
 
 
 def judge(step: Mapping[str, Any], p99_ms: float, error_share: float) -> tuple[bool, str]:

@@ -9,14 +9,15 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from harness.results.steps import (DRIVER_BOUND, GIL_ON, HIGH_SPREAD, NOISY, SHARED_CPU, SHARED_CPU_LOW_PERCENT,
-                                   group_levels, median_of, series)
-from harness.results.summary import driver_share, load_label, step_steal, summary_rows
+from harness.results.steps import (CONTENDED, DRIVER_BOUND, GIL_ON, HIGH_SPREAD, NOISY, SHARED_CPU,
+                                   SHARED_CPU_LOW_PERCENT, group_levels, median_of, series)
+from harness.results.summary import driver_share, load_label, others_share, step_steal, summary_rows
 
-# What a caveat calls each flag a finding must never hide (measurement rules 5 and 11; a
-# server that shared the driver's CPU, and a free-threaded build whose GIL was on).
-CAVEAT_FLAGS = (DRIVER_BOUND, NOISY, SHARED_CPU, GIL_ON)
-_FLAG_ORDER = (DRIVER_BOUND, NOISY, SHARED_CPU, GIL_ON, HIGH_SPREAD)  # the order a caveat tells them in
+# What a caveat calls each flag a finding must never hide (measurement rules 5 and 11, steal
+# and other processes; a server that shared the driver's CPU, and a free-threaded build whose
+# GIL was on).
+CAVEAT_FLAGS = (DRIVER_BOUND, NOISY, CONTENDED, SHARED_CPU, GIL_ON)
+_FLAG_ORDER = (DRIVER_BOUND, NOISY, CONTENDED, SHARED_CPU, GIL_ON, HIGH_SPREAD)  # the order a caveat tells them in
 
 
 @dataclass(frozen=True)
@@ -97,6 +98,9 @@ def _notes(levels: list[Level], spread: bool) -> dict[str, str]:
         notes[DRIVER_BOUND] = "a floor"
     if any(NOISY in level.flags for level in levels):
         notes[NOISY] = f"steal {worst_steal(levels):.1f}%"
+    if any(CONTENDED in level.flags for level in levels):
+        others = max((others_share(step) or 0.0 for level in levels for step in level.reps), default=0.0)
+        notes[CONTENDED] = f"other processes took up to {others:.1f}% of the server's CPUs"
     if any(SHARED_CPU in level.flags for level in levels):
         share = max((driver_share(step) or 0.0 for level in levels for step in level.reps), default=0.0)
         low = ": figures may be low" if share > SHARED_CPU_LOW_PERCENT else ""
@@ -110,7 +114,7 @@ def _notes(levels: list[Level], spread: bool) -> dict[str, str]:
 
 def caveat(levels: Iterable[Level], *, spread: bool = False) -> str | None:
     """What a finding drawn from these levels must say of them: "driver-bound: a floor",
-    "noisy: steal 7.2%", "shared-cpu: the driver took up to 3.1% of the server's CPUs",
+    "noisy: steal 7.2%", "contended: other processes took up to 12.0% of the server's CPUs", "shared-cpu: the driver took up to 3.1% of the server's CPUs",
     "gil-on: the GIL was on in a free-threaded build" and, for a finding that turns on a difference of a few percent
     (`spread`), "high-spread: repetitions over 10% apart"; joined by "; ", or None."""
     notes = _notes(list(levels), spread)

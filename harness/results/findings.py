@@ -5,7 +5,7 @@ server CPUs buy it (speedup), what a free-threaded build costs on one CPU, measu
 driver or the machine's neighbours instead of the server, and how it scales (a USL fit).
 
 Each finding is a JSON-ready dict: {"kind", "backend", "level", "text", "figures", "caveat"}.
-A finding drawn from a step flagged driver-bound, noisy, shared-cpu or gil-on says so: in its
+A finding drawn from a step flagged driver-bound, noisy, contended, shared-cpu or gil-on says so: in its
 caveat and in its sentence. Figures are those the summary table shows (harness.results.summary), so a reader
 can find every number of a sentence in the table (a level's throughput too: that of the
 repetition with the median goodput).

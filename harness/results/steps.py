@@ -1,6 +1,6 @@
 """A step record: one measured window of one backend at one load level, as results.json
 holds it; the load level that groups repetitions, and the median over them; and the flags
-that judge a step (driver-bound, high-spread, littles-law, noisy, shared-cpu, gil-on).
+that judge a step (driver-bound, high-spread, littles-law, noisy, contended, shared-cpu, gil-on).
 
 Everything that summarises repetitions (the printed table, summary.csv, every chart, the
 report, compare) groups them with `group_levels` and takes medians with `median_of`.
@@ -30,6 +30,13 @@ LITTLES_LAW = "littles-law"  # the flag
 # server's or the driver's CPUs (steal) measured the machine's neighbours too.
 NOISY_STEAL_PERCENT = 5.0
 NOISY = "noisy"  # the flag
+# Measurement rule 11, the machine's side: a step in which processes other than the server's
+# tree and the driver used more than this share of the server's CPUs (server.others_percent:
+# busy time there from /proc/stat, less the server's and the driver's) measured a neighbour
+# too, as much as steal takes from a step called noisy. Its own flag, not noisy: the hypervisor
+# does not see it and a rerun elsewhere will not cure it; the process to stop is on this machine.
+CONTENDED_PERCENT = 5.0
+CONTENDED = "contended"  # the flag
 # A step whose server CPUs include a driver CPU ([server] share_driver_cpus, or a one-CPU
 # machine): the driver's share of the server's CPUs is recorded beside it...
 SHARED_CPU = "shared-cpu"  # the flag
@@ -50,6 +57,8 @@ FLAG_MEANINGS = {
                  "connection sends",
     NOISY: f"CPU steal over {NOISY_STEAL_PERCENT:g}% on the server or driver CPUs: the hypervisor took "
            "CPU time from the measurement",
+    CONTENDED: f"other processes of this machine (not the server, not the driver) used over {CONTENDED_PERCENT:g}% "
+               "of the server's CPUs: the server shared its CPUs with them, so its figures may be low",
     SHARED_CPU: "the server's CPUs included a driver CPU (fewer CPUs than the sweep needs with the driver kept "
                 "apart): the driver's share of the server's CPUs is shown beside it; over "
                 f"{SHARED_CPU_LOW_PERCENT:g}% the figure may be low",
@@ -116,6 +125,8 @@ def step_record(backend: str, *, users: int, idle_connections: int, repetition: 
     steal = [side.get("steal_percent") for side in (server, sampled)]
     if any(value is not None and value > NOISY_STEAL_PERCENT for value in steal):
         flags.append(NOISY)
+    if (server.get("others_percent") or 0.0) > CONTENDED_PERCENT:
+        flags.append(CONTENDED)
     share = driver_share(server_cpus, sampled.get("cpu_percent_by_cpu"))
     if share is not None:
         flags.append(SHARED_CPU)

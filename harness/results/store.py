@@ -60,6 +60,8 @@ from typing import Any, Mapping
 #      for a cmd: server), the flags "shared-cpu" (with the driver's
 #      "share_of_server_percent") and "gil-on", and findings of kinds "scaling", "speedup" and
 #      "free-threading-cost"; scenario "share_driver_cpus".
+#      Later, still version 3 (optional key): a step's "server" gains "others_percent" (CPU time
+#      other processes used on the server's CPUs, % of all of them), and the flag "contended".
 SCHEMA_VERSION = 3
 
 RESULTS_FILE = "results.json"

@@ -11,7 +11,8 @@ How a row aggregates its repetitions (one rule, so that the numbers of a row bel
   and 0, 0, 127 into 0); error_share pools them: failed / attempted over every repetition.
 - starved: the LARGEST over repetitions; steal_pct: the largest of server and driver steal,
   largest over repetitions; driver_share_pct (a server on a driver CPU): the largest;
-  flags: every flag any repetition carries.
+  others_pct (other processes on the server's CPUs): the largest; flags: every flag any
+  repetition carries.
 A value a step does not carry (results written before goodput, censoring, steal or CPU cost
 were recorded) is missing: empty in summary.csv, "-" in the table; never a guess.
 """
@@ -24,8 +25,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from harness.results.steps import (DRIVER_BOUND, ERROR_KINDS, FLAG_MEANINGS, SHARED_CPU, SHARED_CPU_LOW_PERCENT,
-                                   group_levels)
+from harness.results.steps import (CONTENDED, DRIVER_BOUND, ERROR_KINDS, FLAG_MEANINGS, SHARED_CPU,
+                                   SHARED_CPU_LOW_PERCENT, group_levels)
 from harness.results.store import write_atomically
 
 SUMMARY_FILE = "summary.csv"
@@ -59,9 +60,11 @@ COLUMN_NOTES: dict[str, str] = {
     "steal_pct": "CPU steal %, the largest of server and driver CPUs, largest over repetitions",
     "driver_share_pct": "shared-cpu steps: the driver's CPU time on the server's CPUs, as a % of all the "
                         "server's CPUs, the largest over repetitions (over 5%: the figure may be low)",
+    "others_pct": "CPU time other processes of the machine (not the server's tree, not the driver) used on the "
+                  "server's CPUs, as a % of all of them, the largest over repetitions (over 5%: contended)",
     "driver_bound": "true when any repetition's driver CPU was over 90%: a floor, not the server's capacity",
-    "flags": "every flag of any repetition, ';'-separated (driver-bound, high-spread, noisy, littles-law, "
-             "shared-cpu, gil-on)",
+    "flags": "every flag of any repetition, ';'-separated (driver-bound, high-spread, noisy, contended, "
+             "littles-law, shared-cpu, gil-on)",
 }
 SUMMARY_COLUMNS = tuple(COLUMN_NOTES)
 PERCENTILES = ("p50_us", "p90_us", "p99_us")
@@ -108,6 +111,12 @@ def step_steal(step: Mapping[str, Any]) -> float | None:
 def driver_share(step: Mapping[str, Any]) -> float | None:
     """A shared-cpu step's driver share of the server's CPUs (%), None for any other step."""
     return (step.get("driver") or {}).get("share_of_server_percent")
+
+
+def others_share(step: Mapping[str, Any]) -> float | None:
+    """The % of the server's CPUs other processes used in the step (server.others_percent),
+    None where it was not measured (a step recorded before it was)."""
+    return (step.get("server") or {}).get("others_percent")
 
 
 def server_memory(step: Mapping[str, Any]) -> float | None:
@@ -174,6 +183,7 @@ def summary_rows(steps: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
             "cpu_us_per_request": (rep.get("server") or {}).get("cpu_us_per_request"),
             "steal_pct": _max_of(step_steal(step) for step in reps),
             "driver_share_pct": _max_of(driver_share(step) for step in reps),
+            "others_pct": _max_of(others_share(step) for step in reps),
             "flags": flags, "driver_bound": DRIVER_BOUND in flags,
         })
     return rows
@@ -232,8 +242,12 @@ def _cells(row: Mapping[str, Any]) -> tuple[str, ...]:
 
 def flags_text(row: Mapping[str, Any]) -> str:
     """The row's flags as the table shows them: shared-cpu with the driver's share of the
-    server's CPUs beside it ("shared-cpu (driver 7.2%: may be low)")."""
+    server's CPUs beside it ("shared-cpu (driver 7.2%: may be low)"), contended with the other
+    processes' ("contended (others 12.0%)")."""
     def shown(flag: str) -> str:
+        others = row.get("others_pct")
+        if flag == CONTENDED and others is not None:
+            return f"{flag} (others {others:.1f}%)"
         share = row.get("driver_share_pct")
         if flag != SHARED_CPU or share is None:
             return flag
@@ -318,7 +332,7 @@ def write_summary_csv(run_dir: Path, steps: Iterable[Mapping[str, Any]]) -> Path
             "offered_rate": row["rate"], "idle_connections": row["idle"],
             **{f"{key[:-3]}_lower_bound": row["lower_bound"][key] for key in PERCENTILES},
             "error_share": _decimal(row["error_share"], 6), "steal_pct": _decimal(row["steal_pct"], 2),
-            "driver_share_pct": _decimal(row["driver_share_pct"], 1),
+            "driver_share_pct": _decimal(row["driver_share_pct"], 1), "others_pct": _decimal(row["others_pct"], 1),
             "flags": ";".join(row["flags"]),
         }
         writer.writerow([_cell(values[column]) for column in SUMMARY_COLUMNS])

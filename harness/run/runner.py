@@ -10,7 +10,7 @@ dies is recorded with its stderr tail and left out of the later rounds; the run 
 
 Around each window the orchestrator measures what the driver cannot (harness.run.sampling):
 the server tree's CPU seconds, CPU us per request and memory, the whole local driver's CPU
-per driver CPU, and the steal on both sides.
+per driver CPU, the steal on both sides, and what other processes used on the server's CPUs.
 """
 
 from __future__ import annotations

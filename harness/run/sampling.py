@@ -10,6 +10,13 @@ Steal (measurement rule 11) comes from the per-CPU lines of /proc/stat: the 8th 
 jiffies the hypervisor ran something else while this CPU had work. The share is steal over
 all jiffies of those CPUs (user .. steal; guest and guest_nice are already inside user and
 nice, so they are not added again).
+
+Others (measurement rule 11 too): what ran on the server's CPUs besides the server's process
+tree and the driver (where it shares a server CPU): busy jiffies of those CPUs (user, nice,
+system) over the window, less the server tree's CPU seconds and the driver's on them. Another
+process of this machine on the server's CPUs takes CPU time as steal does, but the hypervisor
+does not see it. Interrupt and softirq jiffies are left out: on loopback they are the kernel
+moving the load's own packets, charged to no process, not a neighbour's work.
 """
 
 from __future__ import annotations
@@ -21,17 +28,23 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import os
+
 import psutil
 
 PROC_STAT = Path("/proc/stat")
 STEAL_AT_START_S = 0.5  # how long the steal at the start of a run is measured over
+# /proc/stat counts in USER_HZ ticks (100 a second on Linux), as /proc/PID/stat does the
+# process times psutil reads.
+TICKS_PER_S = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
-Jiffies = dict[int, tuple[int, int]]  # CPU -> (steal, total) so far
+Jiffies = dict[int, tuple[int, int, int]]  # CPU -> (steal, total, busy: user + nice + system) so far
 
 
 def read_jiffies(path: Path = PROC_STAT) -> Jiffies | None:
-    """Per CPU, (steal, all) jiffies since boot from /proc/stat; None if it cannot be read
-    (not Linux, no /proc). A kernel that lists fewer than 8 values has no steal: 0."""
+    """Per CPU, (steal, all, busy) jiffies since boot from /proc/stat, busy being user + nice
+    + system (what processes ran); None if it cannot be read (not Linux, no /proc). A kernel
+    that lists fewer than 8 values has no steal: 0."""
     try:
         text = path.read_text(encoding="ascii", errors="replace")
     except OSError:
@@ -45,7 +58,7 @@ def read_jiffies(path: Path = PROC_STAT) -> Jiffies | None:
             values = [int(v) for v in rest.split()[:8]]
         except ValueError:
             continue
-        cpus[int(name[3:])] = (values[7] if len(values) >= 8 else 0, sum(values))
+        cpus[int(name[3:])] = (values[7] if len(values) >= 8 else 0, sum(values), sum(values[:3]))
     return cpus or None
 
 
@@ -164,22 +177,39 @@ class WindowSampler:
             used = _delta(self.samples, start, end, lambda s, i=index: s.driver_cpu_s[i])
             for cpu in pinned:
                 by_cpu[cpu] = by_cpu.get(cpu, 0.0) + (used or 0.0) / len(pinned)
+        server["others_percent"] = self._others(start, end, server_cpu,
+                                                sum(by_cpu.get(cpu, 0.0) for cpu in self.server_cpus))
         percent = {str(cpu): round(100 * used / span, 1) for cpu, used in sorted(by_cpu.items())} if span else {}
         driver = {"cpu_percent": max(percent.values()) if percent else None, "cpu_percent_by_cpu": percent,
                   "steal_percent": self._steal(start, end, self.driver_cpus)}
         return server, driver
 
     def _steal(self, start: float, end: float, cpus: tuple[int, ...]) -> float | None:
-        def jiffies(kind: int) -> Callable[[Sample], float | None]:
-            def read(sample: Sample) -> float | None:
-                found = [sample.jiffies[cpu][kind] for cpu in cpus if sample.jiffies and cpu in sample.jiffies]
-                return float(sum(found)) if found else None
-            return read
-
         if len({s.t for s in self.samples}) < 2:
             return None
-        steal, total = _delta(self.samples, start, end, jiffies(0)), _delta(self.samples, start, end, jiffies(1))
+        steal, total = _delta(self.samples, start, end, _jiffies(cpus, 0)), _delta(self.samples, start, end, _jiffies(cpus, 1))
         return round(100 * steal / total, 2) if steal is not None and total else None
+
+    def _others(self, start: float, end: float, server_s: float | None, driver_s: float) -> float | None:
+        """CPU time on the server's CPUs of anything but the server tree (`server_s`) and the
+        driver (`driver_s`: its seconds on them), as a % of all the server's CPUs over the window;
+        None without /proc/stat, the server's figure, or two distinct samples."""
+        seconds = end - start
+        if server_s is None or not self.server_cpus or seconds <= 0 or len({s.t for s in self.samples}) < 2:
+            return None
+        busy = _delta(self.samples, start, end, _jiffies(self.server_cpus, 2))
+        if busy is None:
+            return None
+        others = max(0.0, busy / TICKS_PER_S - server_s - driver_s)
+        return round(100 * others / (seconds * len(self.server_cpus)), 1)
+
+
+def _jiffies(cpus: tuple[int, ...], kind: int) -> Callable[[Sample], float | None]:
+    """A reader of one kind of jiffies (0 steal, 1 all, 2 busy) summed over `cpus`."""
+    def read(sample: Sample) -> float | None:
+        found = [sample.jiffies[cpu][kind] for cpu in cpus if sample.jiffies and cpu in sample.jiffies]
+        return float(sum(found)) if found else None
+    return read
 
 
 def _at(samples: list[Sample], t: float, value: Callable[[Sample], float | None]) -> float | None:

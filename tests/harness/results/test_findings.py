@@ -22,7 +22,7 @@ from harness.results.finding_free_threading import free_threading_cost
 from harness.results.finding_levels import CAVEAT_FLAGS
 from harness.results.finding_rules import REFUSAL_SHARE, RunView
 from harness.results.finding_speedup import ONE_CPU_TOLERANCE, SCALES_EFFICIENCY, karp_flatt, verdict
-from harness.results.steps import DRIVER_BOUND, GIL_ON, HIGH_SPREAD, NOISY, SHARED_CPU
+from harness.results.steps import CONTENDED, DRIVER_BOUND, GIL_ON, HIGH_SPREAD, NOISY, SHARED_CPU
 from harness.results.store import read_results
 from harness.results.summary import summary_rows
 from support import FIXTURES
@@ -484,6 +484,21 @@ def test_noisy_levels_and_the_findings_drawn_from_them() -> None:
     assert knee["caveat"] == ("noisy for asyncio: steal 7.2%; high-spread for asyncio: repetitions over 10% apart")
     assert f"({knee['caveat']})" in knee["text"]
     assert of_kind(findings(load("findings-hello")), "noisy") == {}
+
+
+def test_a_finding_from_contended_levels_says_so() -> None:
+    """asyncio at 32 users as a machine busy with other processes would record it: 12.5% of the
+    server's CPUs used by others, flagged contended (not noisy: no steal)."""
+    results = copy.deepcopy(load("findings-hello"))
+    for step in steps_at(results, "asyncio", 32):
+        step["server"]["others_percent"] = 12.5
+        step["flags"].append(CONTENDED)
+    found = findings(results)
+    knee = of_kind(found, "saturation")["threaded, selectors, asyncio"]
+    assert knee["caveat"] == ("contended for asyncio: other processes took up to 12.5% of the server's CPUs; "
+                              "high-spread for asyncio: repetitions over 10% apart")
+    assert f"({knee['caveat']})" in knee["text"]
+    assert of_kind(found, "noisy") == {}
 
 
 # --- scalability --------------------------------------------------------------------------

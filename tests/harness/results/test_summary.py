@@ -246,7 +246,7 @@ def test_csv_row_holds_the_aggregation(tmp_path: Path) -> None:
         "censored": "3", "p50_lower_bound": "false", "p90_lower_bound": "false", "p99_lower_bound": "true",
         "errors": "3", "error_share": f"{3 / (11000 + 9000 + 20000 + 3):.6f}".rstrip("0"), "starved": "4",
         "dropped": "", "cpu_us_per_request": "50", "steal_pct": "6.25", "driver_share_pct": "",
-        "driver_bound": "false", "flags": "littles-law;noisy"}
+        "others_pct": "", "driver_bound": "false", "flags": "littles-law;noisy"}
 
 
 CSV_ORDER_CASES = [

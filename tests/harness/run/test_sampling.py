@@ -12,7 +12,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from harness.run.sampling import Sample, WindowSampler, read_jiffies, steal_at_start, steal_percent
+from harness.run.sampling import TICKS_PER_S, Sample, WindowSampler, read_jiffies, steal_at_start, steal_percent
 
 # /proc/stat as Linux writes it: the sum of all CPUs first, then one line per CPU: user nice
 # system idle iowait irq softirq steal guest guest_nice (guest is inside user already).
@@ -37,9 +37,9 @@ def stat(tmp_path: Path, name: str, text: str) -> Path:
 
 def test_proc_stat_per_cpu_steal_and_all_jiffies(tmp_path: Path) -> None:
     jiffies = read_jiffies(stat(tmp_path, "stat", STAT_BEFORE))
-    assert jiffies == {0: (10, 310), 1: (20, 620)}  # the 8th value; guest not counted twice
+    assert jiffies == {0: (10, 310, 200), 1: (20, 620, 400)}  # the 8th value; guest not counted twice; busy: user + nice + system
     old_kernel = read_jiffies(stat(tmp_path, "old", "cpu0 1 2 3 4\n"))
-    assert old_kernel == {0: (0, 10)}  # no steal column: none measured
+    assert old_kernel == {0: (0, 10, 6)}  # no steal column: none measured
     assert read_jiffies(tmp_path / "absent") is None
     assert read_jiffies(stat(tmp_path, "empty", "intr 1\n")) is None
 
@@ -76,8 +76,12 @@ def sampler_with(samples: list[Sample], *, pinned: list[tuple[int, ...]] = ()) -
 def test_counters_are_read_at_the_window_boundaries() -> None:
     """Samples at 0, 1, 2, 3 s; the window is 1.5 .. 2.5 s: each boundary lies between two
     samples, and the counter there is interpolated, not rounded to a sample."""
-    jiffies = [{0: (0, 0), 1: (0, 0), 2: (0, 0)}, {0: (0, 100), 1: (10, 100), 2: (0, 100)},
-               {0: (0, 200), 1: (20, 200), 2: (0, 200)}, {0: (0, 300), 1: (30, 300), 2: (0, 300)}]
+    tick = TICKS_PER_S / 100  # the jiffies below are for 100 a second
+    busy0 = [0, 100, 230, 360]  # CPU 0 (the server's): busier than the server's own 0.5 .. 1.5 s a second
+    jiffies = [{0: (0, 0, 0), 1: (0, 0, 0), 2: (0, 0, 0)}, {0: (0, 100, 100), 1: (10, 100, 0), 2: (0, 100, 0)},
+               {0: (0, 200, 230), 1: (20, 200, 0), 2: (0, 200, 0)}, {0: (0, 300, 360), 1: (30, 300, 0), 2: (0, 300, 0)}]
+    jiffies = [{cpu: (steal, total, int(busy0[i] * tick) if cpu == 0 else 0) for cpu, (steal, total, _) in j.items()}
+               for i, j in enumerate(jiffies)]
     samples = [Sample(t, server_cpu_s=0.25 * t * t, rss_bytes=100 + int(t), pss_bytes=None,
                       driver_cpu_s=(0.9 * t, 0.2 * t), jiffies=jiffies[int(t)]) for t in (0.0, 1.0, 2.0, 3.0)]
     sampler = sampler_with(samples, pinned=[(1,), (1, 2)])
@@ -89,6 +93,8 @@ def test_counters_are_read_at_the_window_boundaries() -> None:
     assert server["cpu_us_per_request"] == pytest.approx(cpu * 1e6 / 500, abs=0.1)
     assert server["rss_bytes"] == 102 and server["pss_bytes"] is None  # the peak inside the window
     assert server["steal_percent"] == 0.0
+    # CPU 0 was busy 295 - 165 = 130 jiffies (1.3 s) of the window; the server's 1.0 s of it leaves 0.3 s to others
+    assert server["others_percent"] == pytest.approx(30.0, abs=0.1)
     # driver: process 0 (90% of CPU 1) on CPU 1; process 1 (20%) split over CPUs 1 and 2
     assert driver["cpu_percent_by_cpu"] == {"1": 100.0, "2": 10.0}
     assert driver["cpu_percent"] == 100.0
