@@ -12,9 +12,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from harness.results.finding_groups import SATURATION_GROUP_MIN, in_table_order, knee_figures, saturation_group
-from harness.results.finding_levels import (Level, change, finding, labels, ms, rps, run_levels, share, times,
-                                            worst_steal)
-from harness.results.steps import DRIVER_BOUND, NOISY
+from harness.results.finding_levels import (Level, change, finding, joined, labels, ms, rps, run_levels, share,
+                                            times, worst_steal)
+from harness.results.steps import CONTENDED, DRIVER_BOUND, NOISY
 
 # Saturation (the knee): past it, more users buy less than this much more throughput...
 KNEE_GROWTH = 0.10  # issue 15's figure: below 10% the extra users are mostly queueing
@@ -35,6 +35,9 @@ HOL_MIN_US = 1000.0
 # ...at a comparable CPU cost per request (within this factor of the best's): a backend
 # whose own answers cost 40x more (forking per connection) is slow, not blocked.
 HOL_COST_RATIO = 2.0
+# The flags that keep a level out of "the best backend" while an unflagged one is there: its
+# figure is the driver's, or a neighbour took part of its CPUs.
+BEST_EXCLUDES = (DRIVER_BOUND, NOISY, CONTENDED)
 # Routes that hold a server for a while: a mix of them with short requests shows blocking.
 SLOW_ROUTES = ("/cpu", "/sleep")
 
@@ -183,14 +186,27 @@ def _slow_neighbour(scenario: Mapping[str, Any], level: Level) -> str | None:
     return None
 
 
-def _best(levels: Sequence[Level], key: str) -> Level | None:
+def _best(levels: Sequence[Level], key: str) -> tuple[Level | None, list[tuple[Level, str]]]:
     """The level with the lowest percentile among those that answered every user (a starved
     user's wait is in no p50 it could be compared with) and are not lower bounds; unflagged
-    ones (driver-bound, noisy) first."""
+    ones (BEST_EXCLUDES) first. Beside it, the levels with a lower percentile it left out,
+    each with why ("noisy", "driver-bound", "starved users", "a lower bound")."""
     fair = [level for level in levels if not level.row["starved"] and level.percentile(key)[0] is not None
             and not level.percentile(key)[1]]
-    clean = [level for level in fair if not set(level.flags) & {DRIVER_BOUND, NOISY}]
-    return min(clean or fair, key=lambda level: level.percentile(key)[0], default=None)
+    clean = [level for level in fair if not set(level.flags) & set(BEST_EXCLUDES)]
+    pool = clean or fair
+    best = min(pool, key=lambda level: level.percentile(key)[0], default=None)
+    if best is None:
+        return None, []
+    left_out = []
+    for level in levels:
+        value = level.percentile(key)[0]
+        if level in pool or value is None or value >= best.percentile(key)[0]:
+            continue
+        why = ("starved users" if level.row["starved"] else "a lower bound" if level.percentile(key)[1]
+               else ", ".join(flag for flag in BEST_EXCLUDES if flag in level.flags))
+        left_out.append((level, why))
+    return best, left_out
 
 
 def _blocked(level: Level, best: Level | None, key: str) -> bool:
@@ -215,17 +231,24 @@ def head_of_line(run: RunView) -> list[dict[str, Any]]:
         if neighbour is None:
             continue
         for key in ("p50_us", "p99_us"):
-            best = _best(peers, key)
+            best, left_out = _best(peers, key)
             for level in peers:
                 if level.backend in first or not _blocked(level, best, key):
                     continue
                 value, reference = level.percentile(key)[0], best.percentile(key)[0]
                 name = key[:3]
+                others = [(peer, why) for peer, why in left_out if peer is not level]
+                unflagged = "unflagged " if any(peer.flags and why not in ("starved users", "a lower bound")
+                                                for peer, why in others) else ""
+                beside = "" if not others else "; left out, though lower: " + joined(
+                    [f"{peer.backend} {ms(peer.percentile(key)[0])} ({why})" for peer, why in others])
                 text = (f"{level.backend} at {level.label()}: {name} {ms(value)}, {times(value / reference)} the best "
-                        f"backend's ({best.backend}, {ms(reference)}), {neighbour}: short requests wait "
-                        "behind slow ones")
+                        f"{unflagged}backend's ({best.backend}, {ms(reference)}{beside}), {neighbour}: short requests "
+                        "wait behind slow ones")
                 figures = {"percentile": name, "value_us": value, "best_backend": best.backend,
-                           "best_us": reference, "ratio": round(value / reference, 2), "slow": neighbour}
+                           "best_us": reference, "ratio": round(value / reference, 2), "slow": neighbour,
+                           "left_out": [{"backend": peer.backend, "value_us": peer.percentile(key)[0], "why": why}
+                                        for peer, why in others]}
                 first[level.backend] = finding("head-of-line", level.backend, level, text, figures,
                                                drawn_from=(level, best))
     return [first[backend] for backend in run.backends() if backend in first]

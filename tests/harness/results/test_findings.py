@@ -29,7 +29,7 @@ from support import FIXTURES
 
 RUNS = FIXTURES / "runs"
 FIXTURE_RUNS = ("findings-hello", "findings-idle-preconnect", "findings-cpu-bound", "findings-mixed", "findings-c10k",
-                "findings-parallel")
+                "findings-parallel", "findings-best-left-out")
 
 
 def load(name: str) -> dict[str, Any]:
@@ -202,8 +202,9 @@ def test_head_of_line_in_the_mix_against_the_best_backend() -> None:
     found = of_kind(findings(load("findings-mixed")), "head-of-line")
     assert list(found) == ["threaded", "selectors", "asyncio"]  # forking keeps its p50; iterative starves
     assert found["asyncio"]["text"] == ("asyncio at 32 users: p50 97.66 ms, 35.2x the best backend's (forking, "
-                                        "2.77 ms), with /cpu?ms=50 at 5% of requests: short requests wait behind "
-                                        "slow ones")
+                                        "2.77 ms; left out, though lower: iterative 0.06 ms (starved users)), with "
+                                        "/cpu?ms=50 at 5% of requests: short requests wait behind slow ones")
+    assert found["asyncio"]["figures"]["left_out"] == [{"backend": "iterative", "value_us": 58, "why": "starved users"}]
     assert found["threaded"]["level"]["users"] == 8 and "p50 6.76 ms" in found["threaded"]["text"]
 
 
@@ -214,6 +215,21 @@ def test_head_of_line_beside_an_idle_connection_on_p99_not_a_models_own_cost() -
     assert list(found) == ["iterative"]
     assert found["iterative"]["text"].startswith("iterative at 32 users + 1 idle: p99 1,998.85 ms, 627x the best "
                                                  "backend's (asyncio, 3.19 ms), beside 1 idle connection")
+
+
+def test_the_best_backend_names_the_lower_ones_it_left_out_and_why() -> None:
+    """selectors and selectors-pool had a lower p99 beside the idle connection than asyncio, but
+    were driver-bound: the best is "the best unflagged backend", and they are named."""
+    found = of_kind(findings(load("findings-best-left-out")), "head-of-line")
+    assert found["iterative"]["text"] == (
+        "iterative at 32 users + 1 idle: p99 1,998.85 ms, 627x the best unflagged backend's (asyncio, 3.19 ms; left "
+        "out, though lower: selectors 2.67 ms (driver-bound) and selectors-pool 2.92 ms (driver-bound)), beside 1 "
+        "idle connection: short requests wait behind slow ones")
+    assert [(item["backend"], item["why"]) for item in found["iterative"]["figures"]["left_out"]] == [
+        ("selectors", "driver-bound"), ("selectors-pool", "driver-bound")]
+    # with nothing lower left out, it stays "the best backend's"
+    assert "the best backend's (asyncio, 3.19 ms), beside" in of_kind(
+        findings(load("findings-idle-preconnect")), "head-of-line")["iterative"]["text"]
 
 
 def test_head_of_line_compares_a_request_only_with_the_same_request() -> None:
@@ -603,7 +619,7 @@ def test_report_opens_with_the_findings() -> None:
     results = load("findings-mixed")
     page = render_report(results, [])
     assert page.index("<h2>Findings</h2>") < page.index("<h2>Summary</h2>")
-    assert "asyncio at 32 users: p50 97.66 ms, 35.2x the best backend&#x27;s (forking, 2.77 ms)" in page
+    assert "asyncio at 32 users: p50 97.66 ms, 35.2x the best backend&#x27;s (forking, 2.77 ms;" in page
 
 
 def test_report_escapes_stored_findings_and_skips_an_empty_list() -> None:
