@@ -23,8 +23,8 @@ class ThreadedServer(BlockingServer):
     def __init__(self, config: ServerConfig) -> None:
         super().__init__(config)
         self._lock = threading.Lock()
-        self._connections: set[BlockingConnection] = set()  # being served now
-        self._queue: queue.Queue[socket.socket | None] = queue.Queue()  # pool mode only
+        self._connections: set[BlockingConnection] = set()  # admitted: queued for a thread, or served by one
+        self._queue: queue.Queue[BlockingConnection | None] = queue.Queue()  # pool mode only
         self._threads: set[threading.Thread] = set()  # running; each removes itself when done
 
     def server_activate(self) -> None:
@@ -32,14 +32,25 @@ class ThreadedServer(BlockingServer):
             self._start(self._pool_worker)
 
     def active_connections(self) -> int:
-        return len(self._connections) + self._queue.qsize()
+        return len(self._connections)
 
     def process_request(self, conn: socket.socket) -> None:
         """The concurrency model in one place: hand the connection to a thread."""
+        connection = self._admit(conn)
         if self.config.threads:
-            self._queue.put(conn)
+            self._queue.put(connection)
         else:
-            self._start(self.serve_one, conn)
+            self._start(self.serve_one, connection)
+
+    def _admit(self, conn: socket.socket) -> BlockingConnection:
+        """Count `conn` from now on, in the thread that checks --max-connections. Counted by
+        the thread that serves it, it would be missed until that thread got going (or took it
+        from the queue), and a burst of connections would pass the limit: without the GIL the
+        accepting thread outruns the new ones (--max-connections 2 let 3 or 4 in, on 3.13t)."""
+        connection = self.connection_class(conn, responder=self.responder, config=self.config, signals=self.signals)
+        with self._lock:
+            self._connections.add(connection)
+        return connection
 
     def _start(self, target, *args) -> None:  # type: ignore[no-untyped-def]
         thread = threading.Thread(target=self._run_then_forget, args=(target, *args), daemon=self.daemon_threads)
@@ -55,11 +66,8 @@ class ThreadedServer(BlockingServer):
             with self._lock:
                 self._threads.discard(threading.current_thread())
 
-    def serve_one(self, conn: socket.socket) -> None:
-        """Serve `conn` on this thread until it closes, known to the stop while it lasts."""
-        connection = self.connection_class(conn, responder=self.responder, config=self.config, signals=self.signals)
-        with self._lock:
-            self._connections.add(connection)
+    def serve_one(self, connection: BlockingConnection) -> None:
+        """Serve an admitted connection on this thread until it closes (at once after a stop)."""
         try:
             connection.serve()
         finally:
@@ -67,11 +75,8 @@ class ThreadedServer(BlockingServer):
                 self._connections.discard(connection)
 
     def _pool_worker(self) -> None:
-        while (conn := self._queue.get()) is not None:
-            if self.signals.stopping:
-                conn.close()
-                continue
-            self.serve_one(conn)
+        while (connection := self._queue.get()) is not None:
+            self.serve_one(connection)
 
     def server_close(self) -> None:
         """Stop idle connections, let busy ones finish within the grace, join threads."""
