@@ -47,7 +47,8 @@ def with_new_keys(run: dict[str, Any], *, good_share: float = 0.9) -> dict[str, 
             starved_users=users // 4 if users > 1 else 0, rate=None, uncorrected=None,
             littles={"users": users, "predicted": float(users), "ratio": 1.0, "gap_us": 25.0})
         if (backend, users) == ("iterative", 32):
-            step.update(censored=24, censored_min_us=step["p99_us"])
+            # 2% of its record, more than the 1% above p99: p99 is a lower bound (summary.lower_bound)
+            step.update(censored=requests // 50, censored_min_us=step["p99_us"])
         step["server"].update(cpu_seconds=step["server"]["cpu_percent"] / 100 * step["duration_s"],
                               steal_percent=0.4, pss_bytes=None)
         step["server"]["cpu_us_per_request"] = round(step["server"]["cpu_seconds"] * 1e6 / requests, 1)
@@ -141,7 +142,7 @@ def test_report_explains_every_flag_of_every_step(stored: Path, new_run: dict[st
     assert "8 users, but throughput x cycle time gives 7.2 (ratio 0.90" in table
     assert "the driver's busiest CPU was" in table  # selectors at 32 users in run-a
     assert "of their median apart (over 10%)" in table  # threaded at 32
-    assert "24 latency values are waits cut short" in table
+    assert "latency values are waits cut short" in table  # iterative at 32
     for flag in ("driver-bound", "high-spread", "littles-law", "noisy"):
         assert f'id="flag-{flag}"' in page
 

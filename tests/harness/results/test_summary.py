@@ -10,10 +10,10 @@ from typing import Any
 
 import pytest
 
-from harness.results.metrics import encode_histogram, new_histogram
+from harness.results.metrics import encode_histogram, new_histogram, percentiles
 from harness.results.steps import FLAG_MEANINGS
 from harness.results.store import read_results
-from harness.results.summary import (COLUMN_NOTES, SUMMARY_COLUMNS, pick_repetition, server_memory,
+from harness.results.summary import (COLUMN_NOTES, LOWER_BOUND_SLACK, SUMMARY_COLUMNS, pick_repetition, server_memory,
                                      summary_markdown, summary_rows, summary_table, write_summary_csv)
 from support import FIXTURES, ROOT
 
@@ -166,6 +166,52 @@ def test_a_percentile_at_or_above_a_censored_wait_is_a_lower_bound() -> None:
     cells = table_lines(run([censored]))["threaded"]
     assert cells[4:6] == ["0.10", ">=5.00"]
     assert ">= : a lower bound" in summary_table(run([censored]))
+
+
+def measured(values: dict[int, int], censored: int, censored_min_us: int) -> dict[str, Any]:
+    """A step whose histogram holds `values` (µs -> how many), the censored ones among them,
+    with the percentiles it gives."""
+    histogram = new_histogram()
+    for value, count in values.items():
+        histogram.record_value(value, count)
+    figures = percentiles(histogram)
+    return {**step(censored=censored, censored_min_us=censored_min_us), "histogram": encode_histogram(histogram),
+            **{key: figures[key] for key in ("p50_us", "p90_us", "p99_us")}}
+
+
+@pytest.mark.parametrize(("values", "censored", "censored_min", "bound"), [
+    # 2,000 values, p50 at rank 1,000 = 1,000 µs; the censored ones, recorded at 10 µs, could
+    # each rise past it and move it up one rank. 4 of them: to rank 1,004 = 1,010 µs, 1% higher.
+    pytest.param({10: 4, 1000: 996, 1010: 4, 1011: 996}, 4, 10, False, id="can-move-it-1%-as-measured"),
+    pytest.param({10: 5, 1000: 995, 1010: 4, 1011: 996}, 5, 10, True, id="can-move-it-past-1%-a-bound"),
+    # the smallest censored wait above the percentile: rising, it cannot pass it
+    pytest.param({1000: 1000, 1011: 5, 5000: 995}, 5, 1011, False, id="censored-above-it"),
+    pytest.param({1000: 1000, 5000: 1000}, 5, 1000, True, id="censored-at-it"),
+    # 2,000 waits at 1,000 µs: as many censored as values above the median leave 1,000 uncensored
+    # ones at or below it; one more, and all above it could rise, with no end to it
+    pytest.param({1000: 2000}, 1000, 1000, False, id="as-many-censored-as-values-above"),
+    pytest.param({1000: 2000}, 1001, 1000, True, id="more-censored-than-values-above"),
+])
+def test_a_percentile_is_a_lower_bound_only_where_the_censored_reach_it(
+        values: dict[int, int], censored: int, censored_min: int, bound: bool) -> None:
+    assert LOWER_BOUND_SLACK == 0.01
+    row = only_row([measured(values, censored, censored_min)])
+    assert row["p50_us"] == 1000 and row["lower_bound"]["p50_us"] is bound
+
+
+def test_four_unsent_requests_do_not_make_a_median_a_lower_bound() -> None:
+    """The stored capacity run: threaded /sleep?ms=1 at 18,800/s, 4 censored of about 56,000
+    (unsent slots at the window's end, the shortest 46 µs) once printed p50 ">=1.40"; c10k's
+    iterative, whose waits are mostly censored, keeps its ">=" (the trimmed fixtures keep no
+    histogram, so this is the full reference run)."""
+    capacity = read_results(ROOT / "results" / "reference" / "20261130-154828-capacity")
+    row = next(row for row in summary_rows(capacity["steps"])
+               if row["backend"] == "threaded /sleep?ms=1" and row["rate"] == 18800)
+    assert (row["censored"], row["censored_min_us"], row["p50_us"]) == (4, 46, 1402)
+    assert not any(row["lower_bound"].values())
+    c10k = read_results(ROOT / "results" / "reference" / "20261130-125932-c10k")
+    stalled = [row for row in summary_rows(c10k["steps"]) if row["backend"] == "iterative" and row["rate"]]
+    assert stalled and all(all(row["lower_bound"].values()) for row in stalled)
 
 
 def test_censored_values_below_the_percentile_only_when_censored() -> None:
