@@ -125,7 +125,8 @@ def step_warnings(results: Mapping[str, Any]) -> list[StepWarnings]:
         if step.get("censored"):
             items.append(("censored", f"{step['censored']:,} latency values are waits cut short (timeouts, starved "
                                       f"users, unsent requests), the shortest {_ms(step.get('censored_min_us'))}: "
-                                      "percentiles at or above it are lower bounds"))
+                                      "percentiles at or above it that they could move by more than 1% are "
+                                      "lower bounds"))
         if step.get("dropped"):
             items.append(("dropped", f"{step['dropped']:,} requests were due but never sent before the window "
                                      f"closed (the longest waited {_ms(step.get('dropped_max_us'))})"))

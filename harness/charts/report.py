@@ -35,8 +35,8 @@ FLAG_NOTES = {
                "server's keep-alive client): in results from before issue 13 their wait is in no latency "
                "percentile; since, it is recorded at its wait so far, a lower bound",
     "censored": "the latency record holds waits cut short (timeouts at their timeout, starved users and "
-                "unsent open-loop requests at their wait so far): a percentile at or above the shortest of "
-                "them is a lower bound, shown as ≥",
+                "unsent open-loop requests at their wait so far): a percentile they reach (at or above the "
+                "shortest, and which they could move by more than 1%) is a lower bound, shown as ≥",
     "dropped": "open loop: requests that were due but never sent before their window closed (a blocked "
                "connection): in no throughput, and a lower bound in the response time",
 }
