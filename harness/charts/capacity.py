@@ -15,7 +15,8 @@ from matplotlib.ticker import MaxNLocator
 
 from harness.charts.style import (backend_colour, backend_order, chart_title, new_figure, save_figure, styled,
                                   thousands_format)
-from harness.results.capacity import BACKOFF, UNFINISHED, Capacity, capacities, objective
+from harness.results.capacity import (BACKOFF, ROUNDS_AGGREGATE, UNFINISHED, Capacity, capacities, objective,
+                                      p99_text)
 
 
 def _by_route(rows: list[Capacity]) -> dict[str | None, list[Capacity]]:
@@ -124,10 +125,10 @@ def capacity_html(results: Mapping[str, Any]) -> str:
     lines = [f"<h2>Capacity within {html.escape(objective(results) or '')}</h2>",
              f"<p>Found by search (open loop, latency from each request's intended send time); every round then "
              f"measures the rate found and {BACKOFF:.0%} of it, and the capacity is the higher that held in most "
-             "rounds (held: the rounds at that rate within the objective; + a floor). Path: each probe's offered "
-             "req/s, ✓ held, ✗ missed.</p>",
-             "<table><tr><th class=name>series</th><th>capacity req/s</th><th>held</th><th>p99 ms</th><th>good req/s</th>"
-             "<th>CPU µs/req</th><th>search found</th><th class=name>search path</th><th class=name>note</th></tr>"]
+             "rounds (held: the rounds at that rate within the objective; + a floor; p99, good req/s and CPU: "
+             f"{html.escape(ROUNDS_AGGREGATE)}; ≥ a lower bound). Path: each probe's offered req/s, ✓ held, ✗ missed.</p>",
+             "<table><tr><th class=name>series</th><th>capacity req/s</th><th>held</th><th>median p99 ms</th>"
+             "<th>median good req/s</th><th>median CPU µs/req</th><th>search found</th><th class=name>search path</th><th class=name>note</th></tr>"]
     for row in rows:
         path = (searches.get(row.series) or {}).get("path") or []
         steps = " → ".join(f"{probe['rate']:,.0f} {'✓' if probe['passed'] else '✗'}" for probe in path)
@@ -135,7 +136,7 @@ def capacity_html(results: Mapping[str, Any]) -> str:
         rate = cell(row.rate) + ("+" if row.floor else "")
         held = f"{told.held}/{told.rounds}" if told is not None else "–"
         lines.append(f"<tr><td class=name>{html.escape(row.series)}</td><td>{rate}</td><td>{held}</td>"
-                     f"<td>{cell(told and told.p99_us, 1000, 2)}</td><td>{cell(told and told.good_rps)}</td>"
+                     f"<td>{p99_text(told).replace('>=', '≥').replace('-', '–')}</td><td>{cell(told and told.good_rps)}</td>"
                      f"<td>{cell(told and told.cpu_us_per_request, places=1)}</td><td>{cell(row.found)}</td>"
                      f"<td class=name style='white-space: normal'>{html.escape(steps)}</td>"
                      f"<td class=name>{html.escape(row.note)}</td></tr>")
