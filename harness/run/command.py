@@ -78,10 +78,9 @@ def run_command(scenario_name: str, *, backend: str, users: tuple[int, ...] | No
         for reason in skipped:
             print(f"concurbench: skipping an interpreter: {reason}", file=sys.stderr)
         backends, labelled_pythons = expand_backends(backends, interpreters)
-        if "all" in (part.strip() for part in backend.split(",")):  # named ones fail, recorded, if unfit
-            backends, left_out = leave_out_unfit(backends, labelled_pythons)
-            for note in left_out:
-                print(f"concurbench: --backend all leaves out {note}", file=sys.stderr)
+        backends, left_out = leave_out_unfit(backends, labelled_pythons)
+        for note in left_out:
+            print(f"concurbench: leaving out {note}", file=sys.stderr)
         problem = cores_problem(scenario.cpus, options, share=scenario.share_driver_cpus,
                                 source="--cores" if cores is not None else f"{scenario.path}: server.cpus")
     except (ScenarioError, ValueError) as error:

@@ -231,8 +231,9 @@ def unfit(target: str, interpreter: Interpreter) -> str | None:
 
 def leave_out_unfit(backends: dict[str, str], pythons: dict[str, Interpreter]
                     ) -> tuple[dict[str, str], tuple[str, ...]]:
-    """--backend all, on each interpreter: the backends that can run there, and one line for
-    each left out (the interpreters backend on 3.11, gevent where gevent is not installed)."""
+    """Each backend on each interpreter it can run on, and one line for each combination left
+    out (the interpreters backend on 3.11, gevent where gevent is not installed), so the run
+    goes on with the rest; InterpreterError where nothing is left to run."""
     kept: dict[str, str] = {}
     notes: list[str] = []
     for label, target in backends.items():
@@ -241,4 +242,6 @@ def leave_out_unfit(backends: dict[str, str], pythons: dict[str, Interpreter]
             kept[label] = target
         else:
             notes.append(f"{label}: {why}")
+    if not kept:
+        raise InterpreterError("no backend can run on the interpreters given: " + "; ".join(notes))
     return kept, tuple(notes)

@@ -228,8 +228,11 @@ def test_what_a_backend_needs_of_its_interpreter(target: str, version: tuple[int
                               free_threaded=False, gil_enabled=True, own=False, modules=modules,
                               version_info=version)
     assert unfit(target, interpreter) == why
-    kept, notes = leave_out_unfit({"x": target}, {"x": interpreter})
-    assert (list(kept), notes) == (([], (f"x: {why}",)) if why else (["x"], ()))
+    kept, notes = leave_out_unfit({"x": target, "y": "threaded"}, {"x": interpreter, "y": interpreter})
+    assert (list(kept), notes) == ((["y"], (f"x: {why}",)) if why else (["x", "y"], ()))
+    if why:
+        with pytest.raises(InterpreterError, match="no backend can run"):
+            leave_out_unfit({"x": target}, {"x": interpreter})
 
 
 def test_all_leaves_out_what_cannot_run_and_says_so(tmp_path: Path) -> None:
@@ -240,23 +243,30 @@ def test_all_leaves_out_what_cannot_run_and_says_so(tmp_path: Path) -> None:
     done = concurbench("run", "--scenario", str(scenario_file(tmp_path)), "--backend", "all", "--out",
                        str(tmp_path / "out"), "--no-report", "--duration", "0.3", "--warmup", "0")
     assert done.returncode == 0, done.stderr
-    assert "--backend all leaves out interpreters: it needs Python 3.13+" in done.stderr
+    assert "leaving out interpreters: it needs Python 3.13+" in done.stderr
     results = run_results(tmp_path / "out")
     assert "interpreters" not in results["backends"] and "threaded" in results["backends"]
 
 
-def test_a_backend_whose_dependency_the_interpreter_lacks_fails_clearly(tmp_path: Path) -> None:
+def test_a_backend_whose_dependency_the_interpreter_lacks_is_left_out_clearly(tmp_path: Path) -> None:
+    """gevent on an interpreter without gevent: left out in one line and the run goes on with
+    the rest; with nothing left to run, refused before anything starts."""
     if PY313 is None:
         pytest.skip("no Python 3.13 on this machine (PATH or pyenv)")
     if subprocess.run([PY313, "-c", "import gevent"], capture_output=True).returncode == 0:
         pytest.skip(f"{PY313} has gevent")
+    tag = resolve_interpreters((PY313,))[0][0].tag
     done = concurbench("run", "--scenario", str(scenario_file(tmp_path)), "--backend", "gevent,threaded",
                        "--server-python", PY313, "--out", str(tmp_path / "out"), "--no-report")
-    assert done.returncode == 1  # a failed backend is recorded; the run goes on with the next
+    assert done.returncode == 0, done.stderr
+    assert f"leaving out gevent@{tag}: gevent is not installed for Python" in done.stderr
     results = run_results(tmp_path / "out")
-    failed = results["backends"][f"gevent@{resolve_interpreters((PY313,))[0][0].tag}"]
-    assert failed["status"] == "failed" and "needs gevent, which is not installed" in failed["stderr_tail"]
-    assert [step["backend"].split("@")[0] for step in results["steps"]] == ["threaded"]
+    assert list(results["backends"]) == [f"threaded@{tag}"]
+    alone = concurbench("run", "--scenario", str(scenario_file(tmp_path)), "--backend", "gevent",
+                        "--server-python", PY313, "--out", str(tmp_path / "none"), "--no-report")
+    assert alone.returncode == 2 and len(alone.stderr.strip().splitlines()) == 1
+    assert "no backend can run on the interpreters given" in alone.stderr
+    assert not (tmp_path / "none").exists() or not any((tmp_path / "none").iterdir())
 
 
 # --- the core count ---------------------------------------------------------------------------
