@@ -1,7 +1,8 @@
 """Capacity at an objective (a rate search): one bar per backend, the highest offered rate it
 held within the objective, a panel per request the scenario searched alone; each bar says the
-server CPU us per request at that rate (measured in the rounds there), and whether the figure
-is a floor (the range or the driver ran out first) or missed in the rounds. A second chart
+server CPU us per request at that rate (measured in the rounds there). A floor (the range or
+the driver ran out first) is a hatched bar marked +; a rate the search held but most rounds
+did not is no bar, only an x at the search's rate. A second chart
 draws every search path: each probe's rate in order, held (filled) or missed (hollow)."""
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from typing import Any, Mapping
 
 import numpy as np
 from matplotlib.lines import Line2D
+from matplotlib.patches import Patch
 from matplotlib.ticker import MaxNLocator
 
 from harness.charts.style import (backend_colour, backend_order, chart_title, new_figure, save_figure, styled,
@@ -45,9 +47,21 @@ def _bar_text(row: Capacity) -> str:
     return text
 
 
-def _hatched(row: Capacity) -> bool:
-    """A floor, or a rate the rounds did not hold (the bar is then the search's)."""
-    return row.floor or (row.found is not None and row.rate is None)
+HELD, FLOOR, NOT_HELD = "held", "floor", "not-held"
+# How each mark reads in the chart's legend.
+MARK_LEGEND = {FLOOR: "hatched, +: a floor (the range searched or the driver ran out first)",
+               NOT_HELD: "x, no bar: the search's rate, held in no round majority"}
+
+
+def bar_mark(row: Capacity) -> tuple[float, str | None]:
+    """The bar's length and its mark: the capacity told (HELD, or FLOOR), or for a rate the
+    search held but most rounds did not, no bar and NOT_HELD at the search's rate; (0, None)
+    where nothing was held (missed at the lowest rate, or no search finished)."""
+    if row.rate is not None:
+        return row.rate, FLOOR if row.floor else HELD
+    if row.found is not None and row.status not in UNFINISHED:
+        return 0.0, NOT_HELD
+    return 0.0, None
 
 
 @styled
@@ -61,26 +75,33 @@ def draw_capacity(results: Mapping[str, Any], out_dir: Path) -> list[Path]:
     figure, axes = new_figure(nrows=len(routes), height=max(height, 3.5))
     axes = np.atleast_1d(axes).reshape(-1, 1)
     top = max((row.rate or row.found or 0) for row in rows) or 1
+    marks = set()
     for ax, (route, group) in zip(axes[:, 0], routes.items()):
         names = [row.backend for row in group]
-        values = [row.rate or row.found or 0 for row in group]
-        bars = ax.barh(names, values, color=[backend_colour(name) for name in names])
+        bars = ax.barh(names, [bar_mark(row)[0] for row in group], color=[backend_colour(name) for name in names])
         for bar, row in zip(bars, group):
-            if _hatched(row):
+            mark = bar_mark(row)[1]
+            marks.add(mark)
+            y, end = bar.get_y() + bar.get_height() / 2, bar.get_width()
+            if mark == FLOOR:
                 bar.set_hatch("//")
                 bar.set_alpha(0.6)
-            ax.annotate(_bar_text(row), (bar.get_width(), bar.get_y() + bar.get_height() / 2),
-                        xytext=(4, 0), textcoords="offset points", va="center", fontsize=8)
+            elif mark == NOT_HELD:
+                ax.plot(row.found, y, marker="x", markersize=8, markeredgewidth=2, color=backend_colour(row.backend))
+                end = row.found or 0.0
+            ax.annotate(_bar_text(row), (end, y), xytext=(6, 0), textcoords="offset points", va="center", fontsize=8)
         ax.invert_yaxis()
         ax.set_xlim(0, top * 1.45)  # room for the labels
         ax.xaxis.set_major_formatter(thousands_format())
         ax.set_title(f"GET {route}" if route and not route.startswith(("POST", "PUT", "HEAD")) else (route or "the mix"),
                      fontsize=10, loc="left")
     axes[-1, 0].set_xlabel(f"highest offered requests/s held within {objective(results)}")
-    hatched = any(_hatched(row) for row in rows)
-    if hatched:
-        axes[0, 0].legend(handles=[Line2D([], [], color="grey", linestyle="", marker="s", alpha=0.6,
-                                          label="hatched: a floor (+), or the search's rate, held in no round majority")], fontsize=8)
+    handles = [Patch(facecolor="grey", alpha=0.6, hatch="//", label=MARK_LEGEND[FLOOR])] if FLOOR in marks else []
+    if NOT_HELD in marks:
+        handles.append(Line2D([], [], color="grey", linestyle="", marker="x", markeredgewidth=2,
+                              label=MARK_LEGEND[NOT_HELD]))
+    if handles:
+        axes[0, 0].legend(handles=handles, fontsize=8)
     figure.suptitle(chart_title(results, "capacity at the objective"))
     paths = save_figure(figure, out_dir, "capacity")
     return paths + _draw_paths(results, routes, out_dir)

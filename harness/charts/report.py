@@ -65,7 +65,8 @@ CHART_CAPTIONS = {
                         "a good answer, against idle connections held.",
     "capacity": "Capacity: the highest offered requests/s each backend held within the objective, found by "
                 "search, with the server CPU µs per request at that rate. Hatched: a floor (the range or the "
-                "driver ran out first, marked +) or a rate not held in most rounds.",
+                "driver ran out first, marked +). No bar, an x: the rate the search held, which most rounds "
+                "did not.",
     "capacity_search": "Each search's probes in order (log scale): filled where the probe held the objective, "
                        "hollow where it missed; the rate ramps x4, then halves the gap.",
     "server_cores": "Good requests/s and p99 against server cores at the highest user level, one line per backend, "

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.charts.capacity import capacity_html, draw_capacity
+from harness.charts.capacity import FLOOR, HELD, MARK_LEGEND, NOT_HELD, bar_mark, capacity_html, draw_capacity
 from harness.results.capacity import (BACKOFF, ROUNDS_AGGREGATE, backoff_rate, capacities, capacity_findings,
                                       capacity_table)
 from harness.results.findings import findings
@@ -170,3 +170,19 @@ def test_the_rounds_figures_are_labelled_medians_not_the_summary_rows_round() ->
     assert next(line for line in table.splitlines() if line.startswith("gevent / ")).split()[4] == "6.00"
     assert "each row is the repetition with the median good req/s" in summary_table(reference)
     assert ROUNDS_AGGREGATE in capacity_html(reference)
+
+
+def test_the_chart_marks_a_floor_and_a_rate_not_held_apart(tmp_path: Path) -> None:
+    """The stored capacity run: threaded / a floor (the driver's limit), a hatched bar; forking /
+    held 25,600 in its search but in none of 3 rounds: no bar, an x at 25,600; asyncio / a plain
+    bar at 57,800, not the 72,200 its search found; iterative / missed at the lowest rate."""
+    reference = read_results(ROOT / "results" / "reference" / "20261130-154828-capacity")
+    rows = by_series(reference)
+    assert bar_mark(rows["threaded /"]) == (66200, FLOOR)
+    assert bar_mark(rows["forking /"]) == (0.0, NOT_HELD) and rows["forking /"].found == 25600
+    assert bar_mark(rows["asyncio /"]) == (57800, HELD)
+    assert bar_mark(rows["iterative /"]) == (0.0, None)
+    draw_capacity(reference, tmp_path)
+    svg = (tmp_path / "capacity.svg").read_text()
+    assert MARK_LEGEND[FLOOR] in svg and MARK_LEGEND[NOT_HELD] in svg
+    assert "search held 25,600; no rate held in most rounds" in svg
