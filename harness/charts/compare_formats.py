@@ -12,6 +12,10 @@ from harness.charts.compare import NOT_SIGNIFICANT, P99, THROUGHPUT, Cell, Compa
 from harness.charts.compare_stats import CONFIDENCE, TEST_NAME
 
 FORMATS = ("text", "markdown", "json")
+# What each figure of a table is, said beside it: not the summary table's figure (the one
+# repetition with the median good req/s, harness.results.summary), so one run can read 51,106
+# there and 40,543 here. The test's ratio is of geometric means, so the figures are too.
+AGGREGATE = "the geometric mean of the repetitions (summary: the repetition with the median)"
 # Of --format json: bump when a key changes meaning or goes away. 2: a backend that failed is
 # one gate regression (its level keys and measure None, "error" its first line), not one per
 # level; gate["missing"] added.
@@ -43,8 +47,8 @@ def render(comparison: Comparison, format: str = "text", *, gate_pct: float | No
     lines += [f"test: {TEST_NAME}, two-sided {CONFIDENCE:.0%}: each ratio is run/base with its "
               f"{CONFIDENCE:.0%} CI, \"{NOT_SIGNIFICANT}\" when the CI includes 1; each figure is the "
               f"geometric mean of the repetitions"]
-    for measure, title in ((THROUGHPUT, f"throughput: {comparison.throughput}"),
-                           (P99, "p99 latency (ms): lower is better")):
+    for measure, title in ((THROUGHPUT, f"throughput: {comparison.throughput}, {AGGREGATE}"),
+                           (P99, f"p99 latency (ms), {AGGREGATE}: lower is better")):
         header, body = _table([row for row in comparison.rows if row.measure == measure], runs)
         lines += ["", f"#### {title}" if markdown else title]
         lines += _markdown_table(header, body) if markdown else _text_table(header, body)

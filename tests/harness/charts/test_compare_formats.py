@@ -16,9 +16,10 @@ from typing import Any, Callable
 import pytest
 
 from harness.charts.compare import compare
-from harness.charts.compare_formats import JSON_SCHEMA, compare_runs
+from harness.charts.compare_formats import AGGREGATE, JSON_SCHEMA, compare_runs
 from harness.cli import main
 from harness.results.store import read_results, write_results
+from harness.results.summary import summary_rows, summary_table
 from support import FIXTURES, ROOT
 
 RUNS = FIXTURES / "runs"
@@ -198,8 +199,8 @@ def test_markdown_is_a_table_per_measure(capsys: pytest.CaptureFixture[str]) -> 
     lines = out.splitlines()
     assert status == 1 and lines[0].startswith("**concurbench compare**")
     assert [line for line in lines if line.startswith("#### ")] == [
-        "#### throughput: req/s (answers of any status: not every run recorded goodput)",
-        "#### p99 latency (ms): lower is better"]
+        f"#### throughput: req/s (answers of any status: not every run recorded goodput), {AGGREGATE}",
+        f"#### p99 latency (ms), {AGGREGATE}: lower is better"]
     tables = [line for line in lines if line.startswith("|")]
     assert len(tables) == 2 * (2 + 15)  # header, alignment, 15 rows; twice
     assert {line.count("|") for line in tables} == {8}  # 7 columns each
@@ -238,3 +239,18 @@ def test_an_unreadable_run_is_named_in_one_line(capsys: pytest.CaptureFixture[st
     status, out, err = cli(capsys, RUN_A, broken, "--force")
     assert (status, out) == (2, "") and err.count("\n") == 1
     assert err.startswith("concurbench: error: unreadable results in ") and str(broken) in err
+
+
+def test_compare_and_summary_each_say_which_aggregate_they_print() -> None:
+    """The stored hello run: forking at 128 users reads 51,106 good req/s in the summary (the
+    repetition with the median) and 40,543 in compare (the geometric mean of the repetitions,
+    which its test compares): each table says which it prints."""
+    results = read_results(HELLO)
+    text = compare_runs([HELLO, HELLO])
+    titles = [line for line in text.splitlines() if line.startswith(("throughput:", "p99 latency"))]
+    assert len(titles) == 2 and all(AGGREGATE in title for title in titles)
+    line = next(line for line in text.splitlines() if line.startswith("forking ") and " 128 users " in line)
+    assert line.split()[3] == "40,543"
+    (row,) = [row for row in summary_rows(results["steps"]) if row["backend"] == "forking" and row["users"] == 128]
+    assert round(row["good_rps"]) == 51106
+    assert "each row is the repetition with the median good req/s" in summary_table(results)
