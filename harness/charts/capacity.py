@@ -147,9 +147,11 @@ def capacity_html(results: Mapping[str, Any]) -> str:
              f"<p>Found by search (open loop, latency from each request's intended send time); every round then "
              f"measures the rate found and {BACKOFF:.0%} of it, and the capacity is the higher that held in most "
              "rounds (held: the rounds at that rate within the objective; + a floor; p99, good req/s and CPU: "
-             f"{html.escape(ROUNDS_AGGREGATE)}; ≥ a lower bound). Path: each probe's offered req/s, ✓ held, ✗ missed.</p>",
+             f"{html.escape(ROUNDS_AGGREGATE)}; ≥ a lower bound). Path: each probe's offered req/s, ✓ held, "
+             "✗ missed.</p>",
              "<table><tr><th class=name>series</th><th>capacity req/s</th><th>held</th><th>median p99 ms</th>"
-             "<th>median good req/s</th><th>median CPU µs/req</th><th>search found</th><th class=name>search path</th><th class=name>note</th></tr>"]
+             "<th>median good req/s</th><th>median CPU µs/req</th><th>search found</th>"
+             "<th class=name>search path</th><th class=name>note</th></tr>"]
     for row in rows:
         path = (searches.get(row.series) or {}).get("path") or []
         steps = " → ".join(f"{probe['rate']:,.0f} {'✓' if probe['passed'] else '✗'}" for probe in path)
@@ -157,7 +159,8 @@ def capacity_html(results: Mapping[str, Any]) -> str:
         rate = cell(row.rate) + ("+" if row.floor else "")
         held = f"{told.held}/{told.rounds}" if told is not None else "–"
         lines.append(f"<tr><td class=name>{html.escape(row.series)}</td><td>{rate}</td><td>{held}</td>"
-                     f"<td>{p99_text(told).replace('>=', '≥').replace('-', '–')}</td><td>{cell(told and told.good_rps)}</td>"
+                     f"<td>{p99_text(told).replace('>=', '≥').replace('-', '–')}</td>"
+                     f"<td>{cell(told and told.good_rps)}</td>"
                      f"<td>{cell(told and told.cpu_us_per_request, places=1)}</td><td>{cell(row.found)}</td>"
                      f"<td class=name style='white-space: normal'>{html.escape(steps)}</td>"
                      f"<td class=name>{html.escape(row.note)}</td></tr>")

@@ -14,8 +14,8 @@ from typing import Any, Mapping, Sequence
 
 from harness.results.metrics import HIGH_SPREAD_LIMIT, summarize
 from harness.results.steps import (CONTENDED, CONTENDED_PERCENT, DRIVER_BOUND, DRIVER_BOUND_PERCENT, FLAG_MEANINGS,
-                                   GIL_ON, HIGH_SPREAD, LITTLES_LAW, LITTLES_LAW_LIMIT, NOISY, NOISY_STEAL_PERCENT, SHARED_CPU,
-                                   SHARED_CPU_LOW_PERCENT, group_levels, level_key)
+                                   GIL_ON, HIGH_SPREAD, LITTLES_LAW, LITTLES_LAW_LIMIT, NOISY, NOISY_STEAL_PERCENT,
+                                   SHARED_CPU, SHARED_CPU_LOW_PERCENT, group_levels, level_key)
 
 # A chart shows at most this many notes; the rest are counted and left to the report.
 MAX_CHART_NOTES = 4

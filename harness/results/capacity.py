@@ -28,7 +28,8 @@ STATUS_NOTES = {
 UNFINISHED = ("failed", "searching")  # no capacity was searched out: the table and findings say why
 # What a flag on the rounds behind a capacity means for it (measurement rules 5 and 11).
 FLAG_CAVEATS = {DRIVER_BOUND: "driver-bound: a floor", NOISY: "noisy: steal over 5%",
-                CONTENDED: "contended: other processes used over 5% of the server's CPUs", HIGH_SPREAD: "high-spread: rounds over 10% apart"}
+                CONTENDED: "contended: other processes used over 5% of the server's CPUs",
+                HIGH_SPREAD: "high-spread: rounds over 10% apart"}
 
 
 def judge(step: Mapping[str, Any], p99_ms: float, error_share: float) -> tuple[bool, str]:

@@ -1,5 +1,6 @@
 """What the orchestrator measures around each window: the server's CPU time and memory, the
-whole driver's CPU per driver CPU, and the hypervisor's steal on both sides.
+whole driver's CPU per driver CPU, the hypervisor's steal on both sides, and what other
+processes used on the server's CPUs.
 
 Counters (CPU seconds, /proc/stat jiffies) are sampled at every driver event (about twice a
 second) and read at the window's two boundaries by linear interpolation between the samples
@@ -21,14 +22,13 @@ moving the load's own packets, charged to no process, not a neighbour's work.
 
 from __future__ import annotations
 
+import os
 import time
 from bisect import bisect_right
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-
-import os
 
 import psutil
 
@@ -187,7 +187,8 @@ class WindowSampler:
     def _steal(self, start: float, end: float, cpus: tuple[int, ...]) -> float | None:
         if len({s.t for s in self.samples}) < 2:
             return None
-        steal, total = _delta(self.samples, start, end, _jiffies(cpus, 0)), _delta(self.samples, start, end, _jiffies(cpus, 1))
+        steal = _delta(self.samples, start, end, _jiffies(cpus, 0))
+        total = _delta(self.samples, start, end, _jiffies(cpus, 1))
         return round(100 * steal / total, 2) if steal is not None and total else None
 
     def _others(self, start: float, end: float, server_s: float | None, driver_s: float) -> float | None:
