@@ -104,7 +104,8 @@ def test_a_step_beside_a_busy_loop_on_the_servers_cpu_is_contended(runs: dict[st
     hogged = steps(runs["hogged"])
     assert all(CONTENDED in step["flags"] for step in hogged), others(runs["hogged"])
     assert min(others(runs["hogged"])) > 4 * CONTENDED_PERCENT, others(runs["hogged"])
-    assert all("noisy" not in step["flags"] for step in hogged)  # not steal: the hypervisor saw nothing
+    # steal is its own figure: the hypervisor did not see the loop (whatever else it took meanwhile)
+    assert all(step["server"]["others_percent"] > step["server"]["steal_percent"] for step in hogged)
 
 
 def test_a_quiet_step_is_not_contended(runs: dict[str, Path]) -> None:
