@@ -180,3 +180,18 @@ def test_chromium_renders_the_report(report: Path, tmp_path: Path) -> None:
     rendered = parse(dom)
     assert len(rendered.images) == 8 and all(s.startswith("data:image/png;base64,") for s in rendered.images)
     assert rendered.summary_rows == 13
+
+
+def test_a_contended_step_is_explained_in_the_warnings_and_the_legend() -> None:
+    """findings-hello's asyncio at 32 users as a machine busy with other processes records it:
+    12.5% of its server CPU (0) used by others, flagged contended."""
+    results = read_results(RUNS / "findings-hello")
+    for step in results["steps"]:
+        if step["backend"] == "asyncio" and step["users"] == 32:
+            step["server"]["others_percent"] = 12.5
+            step["server_cpus"] = [0]
+            step["flags"].append("contended")
+    page = render_report(results, [])
+    assert 'id="flag-contended"' in page and "flag flag-contended" in page
+    assert ("other processes of this machine used 12.5% of the server&#x27;s CPUs (0) (over 5%; not the "
+            "server&#x27;s tree, not the driver)") in page

@@ -39,8 +39,8 @@ def test_median_of_leaves_out_steps_without_the_field() -> None:
 # --- step_record's judgement: goodput, failures, flags ----------------------------------
 
 from harness.drivers.spec import DriverResult, ErrorCounts, Cycles  # noqa: E402
-from harness.results.steps import (DRIVER_BOUND, LITTLES_LAW, NOISY, littles_law,  # noqa: E402
-                                   step_record)
+from harness.results.steps import (CONTENDED, CONTENDED_PERCENT, DRIVER_BOUND, LITTLES_LAW, NOISY,  # noqa: E402
+                                   littles_law, step_record)
 
 
 def result(*, users: int = 8, requests: int = 800, good: int = 800, cycles: Cycles | None = None,
@@ -106,6 +106,17 @@ def test_driver_bound_is_the_busiest_driver_cpu_or_the_driver_itself(sampled, ow
 ])
 def test_noisy_is_steal_over_5_percent_on_either_side(server, driver, flagged) -> None:
     assert (NOISY in record(result(), server=server, driver=driver)["flags"]) is flagged
+
+
+@pytest.mark.parametrize("others, flags", [
+    (5.1, [CONTENDED]),
+    (5.0, []),  # at the threshold: not over it
+    (None, []),  # not measured (no /proc/stat, or an older harness): unknown, not contended
+], ids=["over-5%", "at-5%", "unknown"])
+def test_contended_is_other_processes_over_5_percent_of_the_servers_cpus(others, flags) -> None:
+    rec = record(result(), server={"steal_percent": 0.0, "others_percent": others})
+    assert [flag for flag in rec["flags"] if flag in (CONTENDED, NOISY)] == flags
+    assert CONTENDED_PERCENT == 5.0
 
 
 def test_goodput_and_failures_are_kept_apart() -> None:
