@@ -237,7 +237,9 @@ class RequestParser:
                 fields = FIELD_OWS.findall(data, line_end, start)
                 if len(fields) != n_fields:
                     raise ProtocolError(400, "Malformed header field")
-            index = {name.lower(): value for name, value in fields}
+            index: dict[bytes, bytes] = {}  # a loop: 3.11 makes a comprehension a function call, 80 ns
+            for name, value in fields:
+                index[name.lower()] = value
             if len(index) != n_fields:  # a repeated name: join the values, as RFC 9110 5.3 allows
                 index = Headers.from_fields(fields)._index
             http11 = minor != b"0"  # 1.x with x > 1 is answered as 1.1 (RFC 9110 2.5)

@@ -78,19 +78,23 @@ class EventConnection:
             if not self.fresh:
                 self.deadline = self.clock.now + self.config.request_timeout
             self.fresh = False
+        parser = self.parser
         try:
-            items = self.parser.feed(data)  # parser.parse(data), less a call per request
+            items = parser.feed(data)  # parser.parse(data), less a call per request
         except ProtocolError as error:
-            items = self.parser.after_error(error)  # type: ignore[assignment]
+            items = parser.after_error(error)  # type: ignore[assignment]
         if items:
             self.queue.extend(items)
-        if not self.waiting and (items or self.parser.client_awaits_continue):
-            self.answer()  # which also sends a CONTINUE that is due
+            if not self.waiting:
+                self.answer()
+        elif parser.client_awaits_continue and not self.waiting:
+            self.answer()  # which sends the CONTINUE that is due
 
     def answer(self) -> None:
         """Answer queued requests in order until one must wait or the queue is empty."""
         out = []
         respond = self.responder.respond
+        stopping = self.signals.stopping  # a stop that lands mid-loop is seen by the next answer
         queue = self.queue
         while queue:
             item = queue.popleft()
@@ -100,7 +104,7 @@ class EventConnection:
                     self._finish()
                     break
                 continue
-            data, delay, keep_alive = respond(item, self.signals.stopping)  # type: ignore[arg-type]
+            data, delay, keep_alive = respond(item, stopping)  # type: ignore[arg-type]
             if delay:
                 self.waiting = True
                 self.call_later(delay, self._delayed, data, keep_alive)
@@ -109,8 +113,9 @@ class EventConnection:
             if not keep_alive:
                 self._finish()
                 break
-        if self.parser.client_awaits_continue and not queue and not self.waiting and not self.closing:
-            self.parser.client_awaits_continue = False  # its turn: every answer before it is out
+        parser = self.parser
+        if parser.client_awaits_continue and not queue and not self.waiting and not self.closing:
+            parser.client_awaits_continue = False  # its turn: every answer before it is out
             out.append(CONTINUE)
         if out:
             self.write(out[0] if len(out) == 1 else b"".join(out))
@@ -119,7 +124,7 @@ class EventConnection:
         if self.closing:
             if not self.waiting:
                 self.close()
-        elif not self.waiting and not queue and self.parser.buffered == 0:
+        elif not self.waiting and not queue and parser.buffered == 0:
             self.idle = True
             self.deadline = self.clock.now + self.config.keepalive_timeout
 
