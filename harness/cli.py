@@ -100,7 +100,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--backend", default="all",
                      help=f"'all' (our {len(BACKENDS)}), or a comma list of: " + ", ".join(BACKENDS)
                           + ", a variant (" + ", ".join(name for name in variants() if name not in BACKENDS) + ")"
-                          + ", a ready-made peer (uvicorn, gunicorn-sync, gunicorn-gthread, http.server), a name from"
+                          + ", a ready-made peer (uvicorn, gunicorn-sync, gunicorn-gthread, granian, granian-wsgi,"
+                          " http.server), a name from"
                           " the scenario's [backends], or 'cmd:COMMAND with {port}'")
     run.add_argument("--users", type=_users, help="override the user sweep, e.g. 1,8,32,128")
     run.add_argument("--duration", type=_duration, help="override each measured step's length, e.g. 10s")

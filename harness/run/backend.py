@@ -69,6 +69,16 @@ PEERS: dict[str, Peer] = {
     "gunicorn-gthread": Peer("{python} -m gunicorn -k gthread -w 1 --threads 8 -b {host}:{port} "
                              "--log-level warning servers.adapters:wsgi_app", "gunicorn",
                              "gunicorn gthread worker, one process, 8 threads"),
+    # Rust I/O and HTTP parsing, Python only for the app: what keeping those in Python costs.
+    # One worker, one runtime thread, as our servers and uvicorn get one process.
+    "granian": Peer("{python} -m granian --interface asgi --host {host} --port {port} --workers 1 "
+                    "--runtime-threads 1 --loop asyncio --http 1 --no-ws --log-level warning "
+                    "servers.adapters:asgi_app", "granian",
+                    "granian ASGI (Rust I/O and parser, asyncio loop), one worker"),
+    "granian-wsgi": Peer("{python} -m granian --interface wsgi --host {host} --port {port} --workers 1 "
+                         "--runtime-threads 1 --blocking-threads 8 --http 1 --no-ws --log-level warning "
+                         "servers.adapters:wsgi_app", "granian",
+                         "granian WSGI (Rust I/O and parser), one worker, 8 Python threads"),
     "http.server": Peer("{python} -m http.server --bind {host} {port}", None,
                         "the stdlib's http.server (serves a directory listing at /; GET only)"),
 }

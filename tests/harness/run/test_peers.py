@@ -1,0 +1,49 @@
+"""The ready-made peers serve our app through servers/adapters.py: the same routes and answers
+as our backends, so they land in the same charts. Each runs as a real server process."""
+
+from __future__ import annotations
+
+import http.client
+
+import pytest
+
+from harness.run.backend import PEERS, available, launch_backend, resolve_backends
+
+# http.server serves a directory, not the app.
+APP_PEERS = [name for name in PEERS if name != "http.server"]
+
+
+@pytest.fixture(params=APP_PEERS, ids=APP_PEERS)
+def peer_url(request: pytest.FixtureRequest):  # type: ignore[no-untyped-def]
+    name = request.param
+    if not available(name):
+        pytest.skip(f"{PEERS[name].needs} is not installed (pip install 'concurbench[peers]')")
+    running = launch_backend(resolve_backends(name)[name])
+    try:
+        yield running.host, running.port
+    finally:
+        running.stop()
+
+
+def ask(address: tuple[str, int], method: str, target: str, body: bytes | None = None,
+        headers: dict[str, str] | None = None) -> tuple[int, bytes]:
+    conn = http.client.HTTPConnection(*address, timeout=10)
+    try:
+        conn.request(method, target, body=body, headers=headers or {})
+        reply = conn.getresponse()
+        return reply.status, reply.read()
+    finally:
+        conn.close()
+
+
+def test_a_peer_serves_the_apps_routes(peer_url: tuple[str, int]) -> None:
+    assert ask(peer_url, "GET", "/") == (200, b"Hello, World!")
+    assert ask(peer_url, "GET", "/sleep?ms=5") == (200, b"slept 5 ms\n")
+    assert ask(peer_url, "POST", "/echo", b"ping", {"Content-Type": "text/x-ping"}) == (200, b"ping")
+    assert ask(peer_url, "GET", "/nowhere")[0] == 404
+
+
+def test_granian_is_a_peer_by_name() -> None:
+    assert {"granian", "granian-wsgi"} <= set(PEERS)
+    assert "servers.adapters:asgi_app" in PEERS["granian"].command
+    assert "servers.adapters:wsgi_app" in PEERS["granian-wsgi"].command
