@@ -5,7 +5,9 @@ the other's core. Each run starts a fresh server in its own process group, waits
 answers 200, warms it up with 1 s of wrk, measures, then kills the whole group. Ours and
 its peer take turns (round 1: ours, peer; round 2: peer, ours; ...), so a drift in machine
 load hits both alike, and each side is reported as its median over the rounds. A ceiling
-server that parses nothing shows what this machine's syscalls allow at all.
+server that parses nothing shows what this machine's syscalls allow at all; asyncio also
+alternates with it, so their ratio (what parsing, routing and building cost) is from one run.
+granian (Rust I/O and parser) is a reference rather than a target: what Python I/O costs.
 
     python bench/server_bench.py [--duration 5] [--rounds 3] [--only asyncio,selectors] [--json PATH]
 """
@@ -37,13 +39,16 @@ PY = sys.executable  # peers must import with the interpreter that runs this scr
 SERVER_CPU, WRK_CPU = "0", "1"
 STARTUP_TIMEOUT = 15.0  # seconds; gunicorn's master+worker start takes ~1 s on a loaded box
 WARMUP_S = 1
-SCHEMA_VERSION = 1  # 1: first version
+SCHEMA_VERSION = 2  # 1: first version; 2: a run's group is "BACKEND vs PEER" (was the backend alone)
 
 UVICORN = (PY, "-m", "uvicorn", "asgi_hello:app", "--app-dir", str(PEERS), "--host", "127.0.0.1",
            "--port", "{port}", "--http", "httptools", "--loop", "asyncio", "--no-access-log",
            "--log-level", "warning")
 GUNICORN = (PY, "-m", "gunicorn", "--chdir", str(PEERS), "--bind", "127.0.0.1:{port}", "--workers", "1",
             "--log-level", "warning", "wsgi_hello:app")
+# granian: I/O and HTTP parsing in Rust, only the app in Python; one worker on one runtime thread.
+GRANIAN = (PY, "-m", "granian", "--working-dir", str(PEERS), "--host", "127.0.0.1", "--port", "{port}",
+           "--workers", "1", "--runtime-threads", "1", "--http", "1", "--no-ws", "--log-level", "warning")
 
 
 class LaunchError(Exception):
@@ -66,12 +71,12 @@ class Comparison:
     backend: str
     peer: Server
     conns: int
-    target: float  # ours/peer req/s ratio we aim for
+    target: float | None  # ours/peer req/s ratio we aim for; None: a reference, not a race
 
 
 @dataclass(frozen=True)
 class Run:
-    group: str  # the backend compared, or "ceiling"
+    group: str  # "BACKEND vs PEER", or "ceiling-CONNS"
     label: str
     round: int
     rps: float
@@ -87,18 +92,25 @@ def ours(backend: str) -> Server:
     return Server(f"ours:{backend}", (PY, "-m", "servers", "--backend", backend, "--port", "0"))
 
 
+CEILING = Server("ceiling", (PY, str(PEERS / "ceiling.py"), "{port}"))
 COMPARISONS = [
+    # What parsing, routing and building cost on top of the same loop and syscalls.
+    Comparison("asyncio", CEILING, 32, 0.6),
     Comparison("asyncio", Server("uvicorn", UVICORN, "uvicorn"), 32, 2.0),
+    # What keeping the I/O and the parser in Python costs.
+    Comparison("asyncio", Server("granian", (*GRANIAN, "--interface", "asgi", "--loop", "asyncio", "asgi_hello:app"),
+                                 "granian"), 32, None),
     Comparison("selectors", Server("uvicorn", UVICORN, "uvicorn"), 32, 2.0),
     Comparison("threaded", Server("gunicorn-gthread", (*GUNICORN, "-k", "gthread", "--threads", "8"), "gunicorn"),
                32, 1.5),
+    Comparison("threaded", Server("granian-wsgi", (*GRANIAN, "--interface", "wsgi", "--blocking-threads", "8",
+                                                   "wsgi_hello:app"), "granian"), 32, None),
     Comparison("forking", Server("gunicorn-sync", (*GUNICORN, "-k", "sync"), "gunicorn"), 32, 1.5),
     Comparison("iterative", Server("http.server, Nagle off", (PY, str(PEERS / "stdlib_hello.py"), "{port}")), 1, 1.5),
     # The stdlib as shipped writes headers and body separately with Nagle on (DESIGN lesson 6).
     Comparison("iterative", Server("http.server, as shipped",
                                    (PY, str(PEERS / "stdlib_hello.py"), "{port}", "--as-shipped")), 1, 1.5),
 ]
-CEILING = Server("ceiling", (PY, str(PEERS / "ceiling.py"), "{port}"))
 # The ceiling is measured at every connection count a comparison uses: at 1 connection it
 # is the round trip that bounds, not the server.
 
@@ -243,14 +255,23 @@ def table(rows: list[tuple[str, ...]]) -> str:
     return "\n".join([lines[0], "-" * len(lines[0]), *lines[1:]])
 
 
+def group_of(comparison: Comparison) -> str:
+    """Runs are medians within their own comparison: ours against the peer it alternated with."""
+    return f"{comparison.backend} vs {comparison.peer.label}"
+
+
 def summary_row(comparison: Comparison, runs: list[Run]) -> tuple[str, ...]:
-    mine = median_rps(runs, comparison.backend, f"ours:{comparison.backend}")
-    theirs = median_rps(runs, comparison.backend, comparison.peer.label)
+    mine = median_rps(runs, group_of(comparison), f"ours:{comparison.backend}")
+    theirs = median_rps(runs, group_of(comparison), comparison.peer.label)
     ratio = mine / theirs if mine and theirs else None
-    met = "n/a" if ratio is None else ("yes" if ratio >= comparison.target else "no")
+    if comparison.target is None:
+        target = met = "-"
+    else:
+        target = f">={comparison.target:.1f}"
+        met = "n/a" if ratio is None else ("yes" if ratio >= comparison.target else "no")
     return (comparison.backend, comparison.peer.label, str(comparison.conns),
             f"{mine:,.0f}" if mine else "-", f"{theirs:,.0f}" if theirs else "-",
-            f"{ratio:.2f}" if ratio else "-", f">={comparison.target:.1f}", met)
+            f"{ratio:.2f}" if ratio else "-", target, met)
 
 
 def run_all(chosen: list[Comparison], *, rounds: int, seconds: int) -> tuple[list[Run], list[str]]:
@@ -266,7 +287,7 @@ def run_all(chosen: list[Comparison], *, rounds: int, seconds: int) -> tuple[lis
                 problems.append(f"skipped: {comparison.peer.needs} not installed (pip install concurbench[peers])")
                 print(f"  {problems[-1]}; measuring ours alone", flush=True)
                 pair = pair[:1]
-            runs += alternate(comparison.backend, pair, conns=comparison.conns, log=log, **common)
+            runs += alternate(group_of(comparison), pair, conns=comparison.conns, log=log, **common)
         for conns in sorted({c.conns for c in chosen}, reverse=True):
             print(f"ceiling, {conns} connections", flush=True)
             runs += alternate(f"ceiling-{conns}", [CEILING], conns=conns, log=log, **common)
