@@ -169,10 +169,19 @@ def _int_param(query: str, name: str, maximum: int) -> int | Reply:
 # every model: a thread preempted by the GIL does not finish early.
 
 
+# Every object the loop touches is the thread's own: on a free-threaded 3.13, each use of a
+# shared object that is not immortal (a constant such as 0xFFFFFFFF, or a module global) writes
+# its reference count, and two threads spinning on one shared mask ran slower than one. So the
+# mask is made anew by each call (int.from_bytes; a literal would be one shared constant), and
+# 31 is a small int, immortal everywhere. 3.13t makes the constants of code loaded from a .pyc
+# immortal, but only in the main interpreter: this keeps /cpu private work in every model.
+_MASK_BYTES = b"\xff\xff\xff\xff"  # 2**32 - 1
+
+
 def _spin(iterations: int) -> int:
-    acc = 0
+    acc, mask = 0, int.from_bytes(_MASK_BYTES)
     for i in range(iterations):
-        acc = (acc * 31 + i) & 0xFFFFFFFF
+        acc = (acc * 31 + i) & mask
     return acc
 
 
@@ -219,9 +228,9 @@ SHARED_STATE: dict[int, int] = {key: 1_000 + key for key in range(SHARED_KEYS)} 
 
 
 def _spin_shared(iterations: int) -> int:
-    acc = 0
+    acc, mask = 0, int.from_bytes(_MASK_BYTES)
     for i in range(iterations):
-        acc = (acc * 31 + i + SHARED_STATE[i & 15]) & 0xFFFFFFFF  # 15: SHARED_KEYS - 1, a literal (no global read)
+        acc = (acc * 31 + i + SHARED_STATE[i & 15]) & mask  # 15: SHARED_KEYS - 1, a literal (no global read)
     return acc
 
 

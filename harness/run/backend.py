@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 import psutil
 
 from harness.drivers.wire import destination_host
+from harness.run.bytecode import BytecodeError, compiled_env
 from harness.run.processes import child_env, child_setup, spawn, stop_group
 from servers.backends import BACKENDS, variants
 
@@ -258,6 +259,11 @@ def launch_backend(backend: str, *, host: str = "127.0.0.1", cpus: tuple[int, ..
     """Start `backend` pinned to `cpus` (ours under `python`, if given) and return it once
     it answers GET /."""
     argv, port = backend_command(backend, host=host, extra_args=extra_args, python=python)
+    if not backend.startswith("cmd:"):  # ours run from bytecode compiled beforehand (see bytecode.py)
+        try:
+            env = {**dict(compiled_env(python)), **(env or {})}
+        except BytecodeError as error:
+            raise LaunchError(str(error)) from None
     env = child_env(env)
     try:
         process = spawn(argv, cpus=cpus, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
