@@ -7,7 +7,9 @@ after an HTML comment naming where it comes from (invisible on GitHub):
 
 - the scenario: the run under results/reference/ whose directory ends in "-cpu-bound";
 - the backend, and the load level: u16 (16 users), r1000 (1000/s offered), i5000 (5000
-  idle connections beside it), joined with "+" (r1000+i5000);
+  idle connections beside it), c2 (on 2 server CPUs, in a run that sweeps them), a route
+  sent alone (/cpu?ms=5, in a run whose mix is "each"), joined with "+" (r1000+i5000,
+  u8+c2+/cpu?ms=5);
 - the field of that level's summary row (harness.results.summary.summary_rows, the one
   the printed table and `concurbench summary --markdown` show): rps, good_rps, errors,
   starved, dropped, cpu_us_per_request, steal_pct, p50_us...; `_ms` for a `_us` field in
@@ -39,6 +41,7 @@ from typing import Any
 import pytest
 
 from harness.results.findings import stored_findings
+from harness.results.steps import series
 from harness.results.summary import server_memory, summary_rows
 from support import ROOT
 
@@ -69,8 +72,8 @@ def results(scenario: str) -> dict[str, Any]:
     return json.loads((run_dir(scenario) / "results.json").read_text(encoding="utf-8"))
 
 
-def parse_load(load: str) -> tuple[int | None, float | None, int]:
-    users = rate = None
+def parse_load(load: str) -> tuple[int | None, float | None, int, int | None, str | None]:
+    users = rate = cores = route = None
     idle = 0
     for part in load.split("+"):
         kind, value = part[0], part[1:]
@@ -80,15 +83,21 @@ def parse_load(load: str) -> tuple[int | None, float | None, int]:
             rate = float(value)
         elif kind == "i":
             idle = int(value)
+        elif kind == "c":
+            cores = int(value)
+        elif kind == "/":
+            route = part
         else:
-            raise AssertionError(f"unknown load {load!r}: use u16, r1000, i5000 joined with +")
-    return users, rate, idle
+            raise AssertionError(f"unknown load {load!r}: use u16, r1000, i5000, c2 (server CPUs) or a "
+                                 "route sent alone (/cpu?ms=5), joined with +")
+    return users, rate, idle, cores, route
 
 
 def row_of(scenario: str, backend: str, load: str) -> dict[str, Any]:
-    users, rate, idle = parse_load(load)
+    users, rate, idle, cores, route = parse_load(load)
+    name = series({"backend": backend, "route": route, "cores": cores})
     rows = [row for row in summary_rows(results(scenario)["steps"])
-            if row["backend"] == backend and row["idle"] == idle and row["rate"] == rate
+            if row["backend"] == name and row["idle"] == idle and row["rate"] == rate
             and (users is None or row["users"] == users)]
     assert len(rows) == 1, f"{scenario} {backend} {load}: {len(rows)} summary rows"
     return rows[0]
@@ -100,7 +109,7 @@ def value_of(scenario: str, backend: str, load: str, field: str) -> float:
         return value_of(scenario, backend, load, first) / value_of(scenario, backend2, load2, second)
     row = row_of(scenario, backend, load)
     if field == "mem_mib":
-        steps = [s for s in results(scenario)["steps"] if s["backend"] == backend and s.get("status") == "ok"
+        steps = [s for s in results(scenario)["steps"] if series(s) == row["backend"] and s.get("status") == "ok"
                  and s["repetition"] == row["repetition"] and s["users"] == row["users"]
                  and s.get("rate") == row["rate"] and (s.get("idle_connections") or 0) == row["idle"]]
         assert len(steps) == 1
