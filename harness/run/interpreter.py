@@ -39,7 +39,7 @@ except Exception as error:
 gil = getattr(sys, "_is_gil_enabled", None)
 import importlib.util
 modules = [name for name in MODULES if importlib.util.find_spec(name) is not None]
-config = [arg for arg in sysconfig.get_config_var("CONFIG_ARGS").replace("'", " ").split() if arg and not arg.startswith("--prefix")] if sysconfig.get_config_var("CONFIG_ARGS") else []
+config = [arg for arg in (sysconfig.get_config_var("CONFIG_ARGS") or "").replace("'", " ").split() if "/" not in arg]
 print(json.dumps({"modules": modules, "configure": config, "problem": problem, "version": platform.python_version(), "version_info": list(sys.version_info[:2]),
                   "implementation": platform.python_implementation(), "build": " ".join(platform.python_build()),
                   "compiler": platform.python_compiler(), "executable": sys.executable,
@@ -66,7 +66,7 @@ class Interpreter:
     free_threaded: bool  # built with Py_GIL_DISABLED (python3.13t)
     gil_enabled: bool  # sys._is_gil_enabled() where it exists: PYTHON_GIL=1 turns it back on
     own: bool  # the harness's own interpreter
-    configure: tuple[str, ...] = ()  # its ./configure flags (--prefix left out: a machine path)
+    configure: tuple[str, ...] = ()  # its ./configure flags, less those naming a path (--prefix=/...: the machine's)
     modules: tuple[str, ...] = ()  # which of the modules our backends may need it can import
     version_info: tuple[int, int] = (0, 0)
     tag: str = ""  # what the label says after "@": "" for the harness's own (see tag_interpreters)

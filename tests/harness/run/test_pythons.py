@@ -90,3 +90,10 @@ def test_the_real_builds_are_what_they_say(short: str) -> None:
     assert interpreter.gil_enabled is not build.free_threaded
     assert set(build.configure) <= set(interpreter.configure)
     assert not any(flag.startswith("--prefix") for flag in interpreter.configure)
+
+
+def test_no_configure_flag_carries_a_path_of_this_machine() -> None:
+    """Measurement rule 13: pyenv's Pythons are configured with --libdir=/root/... and
+    LDFLAGS=-L/...; a flag naming a path is left out of what the results record."""
+    from harness.run.interpreter import own_interpreter
+    assert not any("/" in flag for flag in own_interpreter().configure)
