@@ -35,6 +35,11 @@ method = "GET"
 path = "/"
 """
 
+# Shorter warm-ups for runs whose checks never read what a warm-up leads to; and shorter steps
+# for those that do not read a step's timeseries either, which needs a whole second.
+SHORT_WARMUP = ("--warmup", "0.1s")
+SHORT = ("--duration", "0.4s", *SHORT_WARMUP)
+
 
 def concurbench(*args: str, **kwargs) -> subprocess.CompletedProcess[str]:  # type: ignore[no-untyped-def]
     return subprocess.run([sys.executable, "-m", "harness.cli", *args], capture_output=True, text=True, cwd=ROOT,
@@ -81,7 +86,7 @@ def tiny(tmp_path: Path) -> Path:
 def test_end_to_end_writes_results_and_summary(tiny: Path, tmp_path: Path) -> None:
     out = tmp_path / "results"
     done = concurbench("run", "--scenario", str(tiny), "--backend", "selectors,threaded", "--out", str(out),
-                       "--no-report")
+                       "--no-report", *SHORT_WARMUP)
     assert done.returncode == 0, done.stderr
     run_dir = only_run_dir(out)
     results = json.loads((run_dir / "results.json").read_text())
@@ -153,7 +158,7 @@ def test_a_backend_that_cannot_start_is_recorded_and_the_run_goes_on(tiny: Path,
     scenario.write_text(TINY + '[backends]\nboom = "python3 -c \'import sys; sys.exit(\\"boom on {port}\\")\'"\n')
     out = tmp_path / "results"
     done = concurbench("run", "--scenario", str(scenario), "--backend", "http.server,boom", "--users", "1",
-                       "--out", str(out), "--no-report")
+                       "--out", str(out), "--no-report", *SHORT)
     assert done.returncode == 1
     results = json.loads((only_run_dir(out) / "results.json").read_text())
     info = results["backends"]["boom"]
