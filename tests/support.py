@@ -13,12 +13,14 @@ import sys
 import sysconfig
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import h11
+import psutil
 import pytest
 
 from harness.run import pythons
@@ -382,3 +384,25 @@ class StallMeter:
     def __exit__(self, *exc: object) -> None:
         self._done.set()
         self._thread.join()
+
+
+@contextmanager
+def busy_loop_on(cpu: int) -> Iterator[None]:
+    """A `while True: pass` pinned to `cpu` for the block, in a session of its own as a
+    server is (with Linux's autogroup each session gets a fair share, so a server there keeps
+    about half the CPU). Afterwards it asserts the loop ran there all along, not merely
+    existed: on a machine too busy to give it a third of the time, a test that blames it fails
+    with that message rather than a misleading one."""
+    hog = subprocess.Popen([sys.executable, "-c", "while True: pass"], start_new_session=True,
+                           preexec_fn=lambda: os.sched_setaffinity(0, {cpu}))
+    try:
+        started = time.monotonic()
+        yield
+        elapsed = time.monotonic() - started
+        process = psutil.Process(hog.pid)
+        assert hog.poll() is None and process.cpu_affinity() == [cpu]
+        ran = sum(process.cpu_times()[:2])
+        assert ran > 0.3 * elapsed, f"the busy loop on CPU {cpu} ran {ran:.1f} s of {elapsed:.1f}: the machine is busy"
+    finally:
+        hog.kill()
+        hog.wait()

@@ -10,15 +10,13 @@ import json
 import os
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import psutil
 import pytest
 
 from harness.cli import main
-from support import ROOT
+from support import ROOT, busy_loop_on
 
 pytestmark = [pytest.mark.timeout(120),
               pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="the server and the driver need a CPU each")]
@@ -73,13 +71,6 @@ def cpu_shares(runs: dict[str, Path]) -> str:
         f"{name} {[round(share) for share in server_cpu_percents(run_dir)]}" for name, run_dir in runs.items())
 
 
-def hog_on(cpu: int) -> subprocess.Popen[bytes]:
-    """A busy loop pinned to cpu. In a session of its own, as the server is: with Linux's
-    autogroup scheduling each session gets a fair share, so the server keeps half its CPU."""
-    return subprocess.Popen([sys.executable, "-c", "while 1: pass"], start_new_session=True,
-                            preexec_fn=lambda: os.sched_setaffinity(0, {cpu}))
-
-
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Path]]:
     """base, a quiet repeat, then a run with the hog; also checks that the hog ran where the
@@ -88,17 +79,8 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Path]]:
     scenario = tmp / "gate.toml"
     scenario.write_text(SCENARIO)
     dirs = {"base": run(scenario, tmp / "base"), "quiet": run(scenario, tmp / "quiet")}
-    hog = hog_on(SERVER_CPU)
-    try:
-        started = time.monotonic()
+    with busy_loop_on(SERVER_CPU):
         dirs["hogged"] = run(scenario, tmp / "hogged")
-        elapsed = time.monotonic() - started
-        process = psutil.Process(hog.pid)
-        assert hog.poll() is None and process.cpu_affinity() == [SERVER_CPU]
-        assert sum(process.cpu_times()[:2]) > 0.3 * elapsed  # it ran all along, not merely existed
-    finally:
-        hog.kill()
-        hog.wait()
     yield dirs
 
 

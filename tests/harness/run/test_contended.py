@@ -6,7 +6,6 @@ quiet one is not.
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -14,7 +13,6 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import psutil
 import pytest
 
 from harness.charts.report import render_report
@@ -22,7 +20,7 @@ from harness.results.steps import CONTENDED, CONTENDED_PERCENT
 from harness.results.store import read_results
 from harness.results.summary import summary_table
 from harness.run.sampling import read_jiffies
-from support import ROOT
+from support import ROOT, busy_loop_on
 
 pytestmark = [pytest.mark.timeout(90),
               pytest.mark.skipif((os.cpu_count() or 1) < 2 or read_jiffies() is None,
@@ -83,18 +81,8 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Path]]:
     dirs = {"quiet": run(scenario, tmp / "quiet")}
     busy_before = max(busy_before, busy_share(SERVER_CPU))  # and just after it
     (tmp / BUSY_BEFORE).write_text(f"{busy_before:.1f}")
-    hog = subprocess.Popen([sys.executable, "-c", "while True: pass"], start_new_session=True,
-                           preexec_fn=lambda: os.sched_setaffinity(0, {SERVER_CPU}))
-    try:
-        started = time.monotonic()
+    with busy_loop_on(SERVER_CPU):
         dirs["hogged"] = run(scenario, tmp / "hogged")
-        elapsed = time.monotonic() - started
-        process = psutil.Process(hog.pid)
-        assert hog.poll() is None and process.cpu_affinity() == [SERVER_CPU]
-        assert sum(process.cpu_times()[:2]) > 0.3 * elapsed  # it ran all along, not merely existed
-    finally:
-        hog.kill()
-        hog.wait()
     yield dirs
 
 
