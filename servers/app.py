@@ -90,18 +90,10 @@ class App:
         return Reply(200, b"slept %d ms\n" % ms, delay=ms / 1000)
 
     def _cpu(self, request: Request) -> Reply:
-        ms = _int_param(request.query, "ms", MAX_MS)
-        if isinstance(ms, Reply):
-            return ms
-        checksum = burn_cpu(ms)
-        return Reply(200, b"burned %d ms (%d)\n" % (ms, checksum))
+        return _burned(request, burn_cpu, b"burned %d ms (%d)\n")
 
     def _cpu_shared(self, request: Request) -> Reply:
-        ms = _int_param(request.query, "ms", MAX_MS)
-        if isinstance(ms, Reply):
-            return ms
-        checksum = burn_cpu_shared(ms)
-        return Reply(200, b"burned %d ms reading shared state (%d)\n" % (ms, checksum))
+        return _burned(request, burn_cpu_shared, b"burned %d ms reading shared state (%d)\n")
 
     def _runtime(self, request: Request) -> Reply:
         return Reply(200, json.dumps(runtime()).encode() + b"\n", content_type="application/json")
@@ -151,6 +143,14 @@ def resolve_static(docroot: Path, raw: str) -> Path | None:
         return candidate if candidate.is_file() else None
     except OSError:
         return None
+
+
+def _burned(request: Request, burn: Callable[[int], int], text: bytes) -> Reply:
+    """/cpu and /cpu-shared: `burn` ms=N of work, then say so with its checksum."""
+    ms = _int_param(request.query, "ms", MAX_MS)
+    if isinstance(ms, Reply):
+        return ms
+    return Reply(200, text % (ms, burn(ms)))
 
 
 def _int_param(query: str, name: str, maximum: int) -> int | Reply:
