@@ -67,13 +67,18 @@ FIELD_OWS = re.compile(rb"\r\n(" + TOKEN + rb"):[ \t]*([\t -~\x80-\xff]*?)[ \t]*
 METHODS = {m.encode(): m for m in ("GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH")}
 _CRLF = b"\r\n"
 _END_OF_HEAD = b"\r\n\r\n"
+# The common request, alone in one read: GET or HEAD of an origin-form target over HTTP/1.1.
+# feed() takes it without the full parser's bookkeeping; the field lines, the Host and the
+# framing are still checked there, and anything it cannot decide goes to the full parser.
+_SIMPLE = re.compile(rb"(GET|HEAD) (/[!-~]*) HTTP/1\.1\r\n")
+_SIMPLE_METHODS = {b"GET": "GET", b"HEAD": "HEAD"}
 
 
 class RequestParser:
     """Incremental HTTP/1.1 request parser: `feed(bytes) -> list[Request]`."""
 
     __slots__ = ("limits", "client_awaits_continue", "_pending", "_scan_from", "_reader", "_head", "_head_size",
-                 "_failed", "_resume")
+                 "_failed", "_resume", "_simple_max")
 
     def __init__(self, limits: Limits = Limits()) -> None:
         self.limits = limits
@@ -88,6 +93,8 @@ class RequestParser:
         self._head_size = 0  # bytes of that request's head, already parsed
         self._failed: ProtocolError | None = None
         self._resume = 0  # where the next request starts after a recoverable error
+        # A read this short is within the request-line and header-section limits whole.
+        self._simple_max = min(limits.max_request_line, limits.max_header_bytes)
 
     @property
     def buffered(self) -> int:
@@ -97,6 +104,39 @@ class RequestParser:
         return len(self._pending) + self._head_size + self._reader.received
 
     def feed(self, data: bytes) -> list[Request]:
+        """Every request completed by `data`, in order; raises ProtocolError for a bad one.
+
+        First the common case, a whole bodiless GET or HEAD alone in `data` (_SIMPLE): the
+        request line and the end of the head are checked by one match and one find, the
+        field lines by FIELD as below. Anything it cannot decide goes to the full parser,
+        with the same bytes and the parser untouched, so every strict check still applies."""
+        if len(data) > self._simple_max or self._pending or self._reader is not None or self._failed is not None:
+            return self._feed(data)
+        simple = _SIMPLE.match(data)
+        if simple is None or data.find(_END_OF_HEAD) != len(data) - 4:
+            return self._feed(data)
+        method, target = simple.groups()
+        fields = FIELD.findall(data, simple.end() - 2)
+        n_fields = len(fields)
+        if n_fields != data.count(b"\n") - 2 or n_fields > self.limits.max_header_fields:
+            return self._feed(data)  # a line FIELD does not take (OWS, a bare LF, ...), or too many
+        index: dict[bytes, bytes] = {}
+        for name, value in fields:
+            index[name.lower()] = value
+        if len(index) != n_fields or b"content-length" in index or b"transfer-encoding" in index:
+            return self._feed(data)  # a repeated name, or a body's framing
+        host = index.get(b"host")
+        if host is None or (host not in HOSTS_SEEN and not valid_host(host)):
+            return self._feed(data)  # which answers 400
+        conn = index.get(b"connection")
+        keep_alive = conn is None or b"close" not in conn.lower() or not has_token(conn, b"close")
+        target_str = target.decode("ascii")
+        path, _, query = target_str.partition("?")
+        return [Request(_SIMPLE_METHODS[method], target_str, path, query, "1.1", Headers(fields, index), b"",
+                        keep_alive)]
+
+    def _feed(self, data: bytes) -> list[Request]:
+        """The full parser: any request, split across reads or pipelined, with a body."""
         if self._failed is not None:  # a fresh error: no requests were completed by this call
             raise ProtocolError(self._failed.status, self._failed.reason)
         if self._pending:

@@ -83,21 +83,24 @@ class EventConnection:
             items = parser.feed(data)  # parser.parse(data), less a call per request
         except ProtocolError as error:
             items = parser.after_error(error)  # type: ignore[assignment]
-        if items:
+        if self.waiting:
+            self.queue.extend(items)  # behind a delayed answer: their turn comes after it
+        elif self.queue:
             self.queue.extend(items)
-            if not self.waiting:
-                self.answer()
-        elif parser.client_awaits_continue and not self.waiting:
-            self.answer()  # which sends the CONTINUE that is due
+            self.answer()
+        elif items or parser.client_awaits_continue:
+            self.answer(items)  # an empty list sends the CONTINUE that is due
 
-    def answer(self) -> None:
-        """Answer queued requests in order until one must wait or the queue is empty."""
+    def answer(self, items: list[Request | ProtocolError] | None = None) -> None:
+        """Answer `items` (else the queue) in order until one must wait; the rest queue."""
+        if items is None:
+            items = list(self.queue)
+            self.queue.clear()
         out = []
         respond = self.responder.respond
         stopping = self.signals.stopping  # a stop that lands mid-loop is seen by the next answer
-        queue = self.queue
-        while queue:
-            item = queue.popleft()
+        pending = iter(items)
+        for item in pending:
             if type(item) is ProtocolError:
                 out.append(error_response(item))
                 if item.close:
@@ -107,6 +110,7 @@ class EventConnection:
             data, delay, keep_alive = respond(item, stopping)  # type: ignore[arg-type]
             if delay:
                 self.waiting = True
+                self.queue.extend(pending)  # what follows waits for this one's timer
                 self.call_later(delay, self._delayed, data, keep_alive)
                 break
             out.append(data)
@@ -114,6 +118,7 @@ class EventConnection:
                 self._finish()
                 break
         parser = self.parser
+        queue = self.queue
         if parser.client_awaits_continue and not queue and not self.waiting and not self.closing:
             parser.client_awaits_continue = False  # its turn: every answer before it is out
             out.append(CONTINUE)
