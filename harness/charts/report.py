@@ -263,7 +263,7 @@ def _warnings(results: Mapping[str, Any], summaries: Mapping[str, Any]) -> str:
         for warning in found:
             for name, text in warning.items:
                 rows.append(f"<tr><td class=name>{_e(warning.backend)}</td><td class=name>{_e(warning.load)}</td>"
-                            f"<td>{warning.repetition}</td><td class=name>{_badge(name)}</td>"
+                            f"<td>{_e(warning.repetition)}</td><td class=name>{_badge(name)}</td>"
                             f'<td class="name why">{_e(text)}</td></tr>')
         parts.append('<table class="warnings"><tr><th class=name>backend</th><th class=name>load</th>'
                      "<th>repetition</th><th class=name>flag</th><th class=name>what it means here</th></tr>"
@@ -319,7 +319,7 @@ def _failures(results: Mapping[str, Any]) -> str:
         if step.get("status") == "failed" and step["backend"] not in failed:
             blocks.append(
                 f'<details><summary><span class="failed">✗ {_e(step["backend"])} at '
-                f'{step["users"]} users, repetition {step.get("repetition", 0)}</span>: '
+                f'{_e(step["users"])} users, repetition {_e(step.get("repetition", 0))}</span>: '
                 f'{_e(step.get("error") or "failed")}</summary></details>')
     if not blocks:
         return ""

@@ -140,12 +140,38 @@ def test_an_unfinished_run_says_so(results: dict[str, Any], status: str, words: 
     assert words in render_report({**results, "status": status}, [])
 
 
-def test_text_from_results_is_escaped(results: dict[str, Any]) -> None:
-    hostile = "cmd:<script>alert(1)</script>"
-    steps = [{**step, "backend": hostile} if step["backend"] == "asyncio" else step
-             for step in results["steps"]]
+SCRIPT = "<script>alert(1)</script>"
+
+
+def _with_script(value: Any) -> Any:
+    """`value` with SCRIPT after every string value in it (keys are the schema's names)."""
+    if isinstance(value, str):
+        return value + SCRIPT
+    if isinstance(value, dict):
+        return {key: _with_script(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_with_script(item) for item in value]
+    return value
+
+
+@pytest.mark.parametrize("run", sorted(path.name for path in RUNS.iterdir()))
+def test_no_string_of_a_results_file_reaches_the_page_as_markup(run: str) -> None:
+    """A hand-edited results.json: SCRIPT after every string of every stored run."""
+    page = render_report(_with_script(read_results(RUNS / run)), [])
+    assert "<script" not in page.lower() and "&lt;script&gt;" in page
+
+
+def test_numbers_of_a_results_file_that_are_not_numbers_are_escaped_too(results: dict[str, Any]) -> None:
+    """A step's users and repetition, written into the warnings and the failures where they
+    are numbers in any file the harness wrote: a flagged step, and a failed one."""
+    flagged = next(i for i, step in enumerate(results["steps"]) if step.get("flags"))
+    steps = [dict(step) for step in results["steps"]]
+    steps[flagged]["repetition"] = SCRIPT
+    failed = next(i for i, step in enumerate(steps) if step["backend"] == "asyncio")
+    steps[failed].update(status="failed", users=SCRIPT, repetition=SCRIPT, error="boom")
     page = render_report({**results, "steps": steps}, [])
-    assert "<script>" not in page and "&lt;script&gt;" in page
+    assert "<script" not in page.lower()
+    assert page.count(SCRIPT.replace("<", "&lt;").replace(">", "&gt;")) >= 3  # the three, shown escaped
 
 
 def _chromium() -> str | None:
