@@ -120,6 +120,10 @@ def build_parser() -> argparse.ArgumentParser:
                      help="server CPU counts to sweep, e.g. 1,2,4: the backend is started pinned to that many of "
                           "the server CPUs for each (overrides [server] cpus; default: all the server CPUs)")
     run.add_argument("--no-report", action="store_true", help="skip the charts and HTML report at the end")
+    run.add_argument("--trust-scenario", action="store_true",
+                     help="run the commands a scenario file of your own names ([backends] entries, [server] python); "
+                          "without it, such a file's commands are shown and nothing runs. The built-in scenarios "
+                          "need no consent")
     run.add_argument("--driver-procs", type=_positive, default=1, metavar="N",
                      help="Locust load processes: above 1, Locust's master/worker mode with N local workers, "
                           "one per driver CPU in turn")
@@ -214,7 +218,8 @@ def cmd_run(args: argparse.Namespace) -> int:
                          driver_procs=args.driver_procs, remote_workers=args.remote_workers)
     return run_command(args.scenario, backend=args.backend, users=args.users, duration_s=args.duration,
                        warmup_s=args.warmup, repeat=args.repeat, options=options,
-                       pythons=tuple(args.server_python) if args.server_python else None, cores=args.cores)
+                       pythons=tuple(args.server_python) if args.server_python else None, cores=args.cores,
+                       trust_scenario=args.trust_scenario)
 
 
 def cmd_worker(args: argparse.Namespace) -> int:

@@ -43,6 +43,7 @@ def build_parser(prog: str = "python -m servers") -> argparse.ArgumentParser:
     limits = Limits()
     parser = argparse.ArgumentParser(
         prog=prog,
+        allow_abbrev=False,  # a flag is named in full: a scenario's args are checked by name (--docroot)
         description="Serve the concurbench app with one concurrency model.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
         epilog="Inside a container, use --host 0.0.0.0: there 127.0.0.1 is the container's own loopback, "

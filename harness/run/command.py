@@ -23,6 +23,7 @@ from harness.run.record import first_line, plural_steps
 from harness.run.options import RunOptions
 from harness.run.runner import Run, RunFailed
 from harness.run.backend import resolve_backends
+from harness.run.trust import check_backend_names, commands_to_trust, consent_problem
 from harness.run.interpreter import Interpreter, expand_backends, leave_out_unfit, resolve_interpreters
 from harness.run.driver import wrk_problem
 from harness.scenario import Scenario, ScenarioError, load_scenario
@@ -58,20 +59,27 @@ def reference_problem(out_root: Path, *, root: Path = PROJECT_ROOT, prefix: str 
 
 def run_command(scenario_name: str, *, backend: str, users: tuple[int, ...] | None, duration_s: float | None,
                 warmup_s: float | None, repeat: int | None, options: RunOptions,
-                pythons: tuple[str, ...] | None = None, cores: tuple[int, ...] | None = None) -> int:
+                pythons: tuple[str, ...] | None = None, cores: tuple[int, ...] | None = None,
+                trust_scenario: bool = False) -> int:
     """`concurbench run`: the scenario with its overrides, against the --backend list (each of
     ours under each --server-python); 2 (and one line on stderr) for a scenario, backend,
     interpreter, CPU count or driver that cannot be used, before anything starts (a
-    reference run from a dirty tree or another environment too); otherwise what
-    run_scenario returns."""
+    reference run from a dirty tree or another environment too, and a scenario file's own
+    commands without `trust_scenario`: harness.run.trust); otherwise what run_scenario returns."""
     problem = reference_problem(options.out_root)
     if problem:
         print(f"concurbench: error: {problem}", file=sys.stderr)
         return 2
     try:
-        scenario = load_scenario(scenario_name).with_overrides(
+        loaded = load_scenario(scenario_name)
+        check_backend_names(loaded)
+        scenario = loaded.with_overrides(
             users=users, duration_s=duration_s, warmup_s=warmup_s, repeat=repeat, pythons=pythons, cpus=cores)
         backends = resolve_backends(backend, scenario.backends)
+        commands = commands_to_trust(scenario, backends, pythons_from_file=pythons is None)
+        if commands and not trust_scenario:
+            print(f"concurbench: error: {consent_problem(scenario, commands)}", file=sys.stderr)
+            return 2
         source = "--server-python" if pythons is not None else f"{scenario.path}: server.python:"
         interpreters, skipped = resolve_interpreters(scenario.pythons, source=source,
                                                      skip_missing=scenario.skip_missing_python)

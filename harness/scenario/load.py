@@ -38,6 +38,8 @@ _DRIVER_HEADERS = {
 }
 # The launcher sets these for every backend (it picks a free port, for one).
 _LAUNCHER_FLAGS = ("--backend", "--host", "--port")
+# What a file downloaded from anywhere must not choose: the directory served under /static/.
+_REFUSED_FLAGS = {"--docroot": "would let the file choose which directory of this machine the server serves"}
 
 
 
@@ -303,6 +305,8 @@ def _server_args(server: _Table) -> tuple[str, ...]:
         flag = arg.split("=", 1)[0]
         if flag in _LAUNCHER_FLAGS:
             server.fail(f"args[{i}]", f"{flag} is set by the launcher for every backend")
+        if flag in _REFUSED_FLAGS:
+            server.fail(f"args[{i}]", f"{flag} is not taken from a scenario file: it {_REFUSED_FLAGS[flag]}")
     return tuple(args)
 
 

@@ -43,7 +43,7 @@ def test_a_search_finds_each_backends_capacity_per_request_then_repeats_it(tmp_p
     scenario = tmp_path / "search.toml"
     scenario.write_text(SEARCH)
     out = tmp_path / "runs"
-    done = concurbench("run", "--scenario", str(scenario), "--backend", "selectors,iterative,boom", "--out", str(out))
+    done = concurbench("run", "--scenario", str(scenario), "--backend", "selectors,iterative,boom", "--out", str(out), "--trust-scenario")
     assert done.returncode == 1, done.stderr  # boom did not start: recorded, and the run went on
     assert "1 of 3 backend(s) failed: boom" in done.stderr
     run_dir = only_run_dir(out)

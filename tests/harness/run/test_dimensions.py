@@ -201,7 +201,7 @@ def test_a_backend_launched_under_another_python_runs_there() -> None:
 def test_a_run_compares_interpreters_end_to_end(tmp_path: Path) -> None:
     scenario = scenario_file(tmp_path, f'python = ["{sys.executable}", "{PY313}"]')
     done = concurbench("run", "--scenario", str(scenario), "--backend", "threaded", "--out", str(tmp_path / "out"),
-                       "--no-report")
+                       "--no-report", "--trust-scenario")
     assert done.returncode == 0, done.stderr
     results = run_results(tmp_path / "out")
     label = f"threaded@{resolve_interpreters((PY313,))[0][0].tag}"

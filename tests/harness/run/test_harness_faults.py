@@ -350,7 +350,7 @@ def test_ctrl_c_while_a_backend_starts(tmp_path: Path, orchestrators) -> None:
     scenario = tmp_path / "silent.toml"
     scenario.write_text(TINY + f'[backends]\nsilent = "{SILENT}"\n')
     run = orchestrators(tmp_path, "--scenario", str(scenario), "--backend", "selectors,silent", "--users", "1",
-                        "--repeat", "1", "--no-report")
+                        "--repeat", "1", "--no-report", "--trust-scenario")
     run.wait_for(lambda results: "selectors" in results["backends"]
                  and results["backends"]["selectors"]["status"] == "ok")
     run.wait_for_child("time.sleep(60)")
@@ -376,7 +376,7 @@ def test_ctrl_c_between_backends_then_again_while_cleaning_up(tmp_path: Path, or
     scenario = tmp_path / "one.toml"
     scenario.write_text(TINY.replace("repeat = 2", "repeat = 1")
                         + f'[backends]\nstubborn = "{sys.executable} {server} {{port}} {tmp_path / "sigterm"}"\n')
-    run = orchestrators(tmp_path, "--scenario", str(scenario), "--backend", "stubborn,selectors", "--no-report")
+    run = orchestrators(tmp_path, "--scenario", str(scenario), "--backend", "stubborn,selectors", "--no-report", "--trust-scenario")
     run.wait_for_steps(1)
     deadline = time.monotonic() + 20
     while not (tmp_path / "sigterm").exists():  # the harness has asked it to stop: it is in the grace

@@ -158,7 +158,7 @@ def test_a_backend_that_cannot_start_is_recorded_and_the_run_goes_on(tiny: Path,
     scenario.write_text(TINY + '[backends]\nboom = "python3 -c \'import sys; sys.exit(\\"boom on {port}\\")\'"\n')
     out = tmp_path / "results"
     done = concurbench("run", "--scenario", str(scenario), "--backend", "http.server,boom", "--users", "1",
-                       "--out", str(out), "--no-report", *SHORT)
+                       "--out", str(out), "--no-report", "--trust-scenario", *SHORT)
     assert done.returncode == 1
     results = json.loads((only_run_dir(out) / "results.json").read_text())
     info = results["backends"]["boom"]
