@@ -7,10 +7,13 @@ with gevent). Load comes from driver processes; servers run in their own process
 from __future__ import annotations
 
 import argparse
+import os
+import secrets
 import sys
 import textwrap
 from pathlib import Path
 
+from harness.drivers import TOKEN_ENV
 from harness.scenario import ScenarioError, builtin_scenarios, load_scenario, parse_duration
 from servers.backends import BACKENDS, variants
 
@@ -129,7 +132,11 @@ def build_parser() -> argparse.ArgumentParser:
                           "one per driver CPU in turn")
     run.add_argument("--remote-workers", type=_nonnegative, default=0, metavar="M",
                      help="also wait for M `concurbench worker --master THIS_HOST` on other machines "
-                          "(then --host must be an address they reach)")
+                          "(then --host must be an address they reach; the master listens there only, on port "
+                          "5557, and counts in only workers given the run's token)")
+    run.add_argument("--worker-token", metavar="TOKEN",
+                     help=f"the token remote workers must know (default: ${TOKEN_ENV}, else a new one per run, "
+                          "printed with the command that starts a worker)")
     run.add_argument("--driver", choices=["locust", "wrk", "both"], default="locust",
                      help="load generator: the Locust driver, wrk (a cross-check, when wrk is installed), or both "
                           "in turn against the same server, with the ratio per step")
@@ -180,6 +187,14 @@ def build_parser() -> argparse.ArgumentParser:
                                            "elsewhere, backend after backend, until Ctrl+C")
     worker.add_argument("--master", required=True, type=_master, metavar="HOST[:PORT]",
                         help="the machine running `concurbench run` (port 5557 unless given)")
+    worker.add_argument("--token", help=f"the run's token, as `concurbench run` printed it (default: ${TOKEN_ENV}); "
+                                        "a master that does not know it is left at once")
+    worker.add_argument("--max-users", type=_positive, default=1000, metavar="N",
+                        help="refuse a level that would give this machine more users")
+    worker.add_argument("--max-sockets", type=_nonnegative, default=10_000, metavar="N",
+                        help="refuse a level that would give this machine more idle and slow background sockets")
+    worker.add_argument("--allow-target", action="append", metavar="HOST",
+                        help="the only server this machine will load (repeatable; default: the master's host)")
 
     sub.add_parser("list", help="list the backends and the built-in scenarios")
     return parser
@@ -213,9 +228,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     from harness.run.command import RunOptions, run_command
 
     drivers = ("locust", "wrk") if args.driver == "both" else (args.driver,)
+    token = ""
+    if args.remote_workers:
+        token = args.worker_token or os.environ.get(TOKEN_ENV) or secrets.token_urlsafe(24)
+        print(f"concurbench: waiting for {args.remote_workers} remote worker(s) at {args.host}:5557; start each with\n"
+              f"  concurbench worker --master {args.host}:5557 --token {token}", file=sys.stderr, flush=True)
     options = RunOptions(out_root=args.out, server_cpus=args.server_cpus, driver_cpus=args.driver_cpus,
                          host=args.host, report=not args.no_report, drivers=drivers,
-                         driver_procs=args.driver_procs, remote_workers=args.remote_workers)
+                         driver_procs=args.driver_procs, remote_workers=args.remote_workers, worker_token=token)
     return run_command(args.scenario, backend=args.backend, users=args.users, duration_s=args.duration,
                        warmup_s=args.warmup, repeat=args.repeat, options=options,
                        pythons=tuple(args.server_python) if args.server_python else None, cores=args.cores,
@@ -226,7 +246,14 @@ def cmd_worker(args: argparse.Namespace) -> int:
     from harness.run.driver import become_worker
 
     host, port = args.master
-    become_worker(host, port)
+    token = args.token or os.environ.get(TOKEN_ENV)
+    if not token:
+        print(f"concurbench: error: worker: no token: give --token (as `concurbench run --remote-workers` printed it) "
+              f"or ${TOKEN_ENV}", file=sys.stderr)
+        return 2
+    limits = ["--max-users", str(args.max_users), "--max-sockets", str(args.max_sockets)]
+    limits += [flag for target in args.allow_target or () for flag in ("--allow-target", target)]
+    become_worker(host, port, token=token, limits=limits)
 
 
 def cmd_report(args: argparse.Namespace) -> int:

@@ -15,6 +15,9 @@ LOCUST_DRIVER_MODULE = "harness.drivers.locust.driver"
 WRK_DRIVER_MODULE = "harness.drivers.wrk.driver"
 # Load generators that speak the driver protocol (specs in, a result file per window out).
 DRIVER_MODULES = {"locust": LOCUST_DRIVER_MODULE, "wrk": WRK_DRIVER_MODULE}
+# A distributed run's shared secret, given to the master and every worker in their environment
+# (a command line is public: ps); see distributed/protocol.py.
+TOKEN_ENV = "CONCURBENCH_WORKER_TOKEN"
 
 
 def locust_driver_argv(

@@ -108,7 +108,8 @@ class CapacitySearch:
         with tempfile.TemporaryDirectory(prefix="concurbench-probe-") as workdir:
             driver = DriverProcess([spec], workdir=Path(workdir), cpus=self.driver_cpus,
                                    module=DRIVER_MODULES["locust"], procs=self.options.driver_procs,
-                                   remote_workers=self.options.remote_workers)
+                                   remote_workers=self.options.remote_workers,
+                                   master_bind=self.options.host, token=self.options.worker_token)
             try:
                 return self._drive(backend, PROBE, running, driver, progress,
                                    probe=PlannedStep(backend, level, PROBE))

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import queue
+import secrets
 import shutil
 import signal
 import subprocess
@@ -20,7 +21,7 @@ from collections import deque
 from pathlib import Path
 from typing import Any, NoReturn
 
-from harness.drivers import LOCUST_DRIVER_MODULE
+from harness.drivers import LOCUST_DRIVER_MODULE, TOKEN_ENV
 from harness.drivers.spec import DriverSpec, SpecError, write_spec
 from harness.run.processes import child_env, spawn, stop_group
 from harness.run.plan import plan_run
@@ -39,7 +40,8 @@ class DriverProcess:
     driver CPU in turn, carry the users."""
 
     def __init__(self, specs: list[DriverSpec], *, workdir: Path, cpus: tuple[int, ...],
-                 module: str = LOCUST_DRIVER_MODULE, procs: int = 1, remote_workers: int = 0) -> None:
+                 module: str = LOCUST_DRIVER_MODULE, procs: int = 1, remote_workers: int = 0,
+                 master_bind: str = "127.0.0.1", token: str = "") -> None:
         workdir.mkdir(parents=True, exist_ok=True)
         argv = [sys.executable, "-m", module, "--out-dir", str(workdir)]
         for index, spec in enumerate(specs):
@@ -48,10 +50,13 @@ class DriverProcess:
             argv += ["--spec", str(path)]
         distributed = procs > 1 or remote_workers > 0
         if distributed:
-            where = ["--master-bind", "*", "--master-port", "5557"] if remote_workers else \
+            # Remote workers join on Locust's port at the address the run was given (--host),
+            # never on every interface; local ones on a free port of the loopback.
+            where = ["--master-bind", master_bind, "--master-port", "5557"] if remote_workers else \
                     ["--master-bind", "127.0.0.1", "--master-port", "0"]
             argv += ["--master", "--expect-workers", str(procs + remote_workers), *where]
-        self.env = child_env()
+        # Only workers that know it are counted in: the run's, or one of this driver's own.
+        self.env = child_env({TOKEN_ENV: token or secrets.token_urlsafe(24)} if distributed else None)
         self.events: queue.Queue[dict[str, Any] | None] = queue.Queue()
         self.stderr: deque[str] = deque(maxlen=30)
         self.workers: list[subprocess.Popen] = []
@@ -138,9 +143,11 @@ def wrk_problem(scenario: Scenario) -> str | None:
     return None
 
 
-def become_worker(master_host: str, master_port: int) -> NoReturn:
+def become_worker(master_host: str, master_port: int, *, token: str, limits: list[str]) -> NoReturn:
     """`concurbench worker`: replace this process with a Locust worker driver (its own
-    interpreter: locust monkey-patches with gevent). --rejoin: `concurbench run` starts one
-    master per backend and round, all on the same port."""
+    interpreter: locust monkey-patches with gevent), given the run's token in its environment
+    and `limits` as its flags (--max-users N, --allow-target HOST...). --rejoin: `concurbench
+    run` starts one master per backend and round, all on the same port."""
     os.execve(sys.executable, [sys.executable, "-m", LOCUST_DRIVER_MODULE, "--worker", "--rejoin",
-                               "--master-host", master_host, "--master-port", str(master_port)], child_env())
+                               "--master-host", master_host, "--master-port", str(master_port), *limits],
+              child_env({TOKEN_ENV: token}))

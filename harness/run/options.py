@@ -24,8 +24,10 @@ class RunOptions:
     # merges the histograms, and this many local workers, one per driver CPU in turn.
     driver_procs: int = 1
     # Workers on other machines (`concurbench worker --master THIS_HOST`) the master also waits
-    # for; then it listens on all interfaces, on Locust's port 5557.
+    # for; then it listens on the address of `host`, on Locust's port 5557, and counts in only
+    # the workers that prove they know `worker_token` (harness.drivers.distributed.protocol).
     remote_workers: int = 0
+    worker_token: str = ""
 
     def pinning(self, *, counts: tuple[int, ...] = (), share: bool = False) -> tuple[tuple[int, ...], tuple[int, ...]]:
         """(server CPUs, driver CPUs): as given, or the machine split in half. With `share`

@@ -210,7 +210,8 @@ class Run(RunRecord, CapacitySearch):
                     driver = DriverProcess(specs, workdir=Path(workdir), cpus=self.driver_cpus,
                                            module=DRIVER_MODULES[tool],
                                            procs=self.options.driver_procs if locust else 1,
-                                           remote_workers=self.options.remote_workers if locust else 0)
+                                           remote_workers=self.options.remote_workers if locust else 0,
+                                           master_bind=self.options.host, token=self.options.worker_token)
                     try:
                         self._drive(name, round_, running, driver, progress, cores)
                         if tool == self.options.drivers[-1] and last_session:  # the round is measured: the rest is cleanup

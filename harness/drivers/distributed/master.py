@@ -15,14 +15,16 @@ from typing import Any
 
 import gevent
 import gevent.event
+from locust.rpc import Message
 from locust.runners import MasterRunner
 
 from harness.drivers.locust.client import _NS
 from harness.drivers.locust.window import Waiting, Window
 from harness.drivers.spec import BackgroundCounts, DriverSpec, SecondSample
 from harness.results.metrics import new_histogram
-from harness.drivers.distributed.protocol import (BATCH, EPOCH, FINAL_BATCH_TIMEOUT_S, HELLO, LEVEL, POLL_S,
+from harness.drivers.distributed.protocol import (BATCH, EPOCH, FINAL_BATCH_TIMEOUT_S, HELLO, LEVEL, POLL_S, PROOF,
                                                   PROGRESS_LAG_NS, READY, READY_TIMEOUT_S, WELCOME, WINDOW,
+                                                  new_nonce, proof, proves,
                                                   DistributedError, share)
 
 
@@ -114,15 +116,16 @@ class MergedWindow(Window):
 class Board:
     """The master's side: which workers there are, what they report, and the merged windows."""
 
-    def __init__(self, runner: MasterRunner) -> None:
+    def __init__(self, runner: MasterRunner, token: str) -> None:
         self.runner = runner
-        self.hosts: dict[str, str] = {}  # client id -> hostname, for every worker that said hello
+        self.token = token
+        self.hosts: dict[str, str] = {}  # client id -> hostname, for every worker that proved the token
+        self.pending: dict[str, tuple[str, str, str]] = {}  # client id -> (hostname, its nonce, ours)
         self.level: dict[str, str] = {}  # the workers carrying the current level
         self.index = -1
         self.ready: dict[str, str | None] = {}  # client id -> error, for the current level
         self.windows: dict[int, MergedWindow] = {}
         self.closing = False
-        self.intruder: str | None = None
         # Since the last progress line, by worker: responses (warm-up ones too), and the time
         # they took on that worker's clock: the rate does not depend on when batches arrive.
         self.done: Counter[str] = Counter()
@@ -130,22 +133,55 @@ class Board:
         self.errors_all: dict[str, int] = {}  # client id -> errors this level, for progress
         self.start_ns = time.perf_counter_ns()
         runner.register_message(HELLO, self._on_hello)
+        runner.register_message(PROOF, self._on_proof)
         runner.register_message(READY, self._on_ready)
         runner.register_message(BATCH, self._on_batch)
-        runner.environment.events.worker_connect.add_listener(self._on_connect)
+        handle = runner.handle_message
+
+        def admit(client_id: str, msg: Message) -> None:
+            """Locust hands a worker that joins mid-run users taken from the others: one is
+            refused before Locust sees it (a stranger must not be able to stop a run)."""
+            if msg.type == "client_ready" and self.level and client_id not in self.level:
+                self.refuse(client_id, client_id.rsplit("_", 1)[0],  # Locust's client ids are HOSTNAME_UUID
+                            "it joined mid-run; start every worker before the master's first level")
+                return
+            handle(client_id, msg)
+
+        runner.handle_message = admit  # type: ignore[method-assign]
 
     @property
     def worker_hosts(self) -> list[str]:
         return sorted(self.level.values())
 
-    def _on_connect(self, client_id: str, **kwargs: Any) -> None:
-        if self.level and client_id not in self.level:
-            self.intruder = client_id  # Locust has already handed it users taken from the others
-
     def _on_hello(self, environment: Any, msg: Any) -> None:
-        if not self.closing:
-            self.hosts[msg.node_id] = msg.data["hostname"]
-            self.runner.send_message(WELCOME, None, client_id=msg.node_id)
+        if self.closing:
+            return
+        data = msg.data if isinstance(msg.data, dict) else {}
+        host, nonce = str(data.get("hostname", "?"))[:100], data.get("nonce")
+        if not isinstance(nonce, str) or not nonce:
+            self.refuse(msg.node_id, host, "it offered no proof of the run's token")
+            return
+        ours = new_nonce()
+        self.pending[msg.node_id] = (host, nonce, ours)
+        self.runner.send_message(WELCOME, {"nonce": ours, "proof": proof(self.token, "master", nonce, ours)},
+                                 client_id=msg.node_id)
+
+    def _on_proof(self, environment: Any, msg: Any) -> None:
+        """Counted in only now: a worker that knows the run's token."""
+        host, nonce, ours = self.pending.pop(msg.node_id, ("?", "", ""))
+        claimed = msg.data.get("proof") if isinstance(msg.data, dict) else None
+        if not nonce or not proves(self.token, "worker", ours, nonce, claimed):
+            self.refuse(msg.node_id, host, "it does not know the run's token")
+        elif not self.closing:
+            self.hosts[msg.node_id] = host
+
+    def refuse(self, client: str, host: str, why: str) -> None:
+        """Tell a worker that cannot prove the token to quit, and forget it, so Locust never
+        hands it users; the run goes on with the others."""
+        print(f"locust_driver: refused a worker on {host}: {why}", file=sys.stderr, flush=True)
+        self.runner.server.send_to_client(Message("quit", None, client))
+        self.runner.clients.pop(client, None)
+        self.pending.pop(client, None)
 
     def _on_ready(self, environment: Any, msg: Any) -> None:
         if msg.data["index"] == self.index:
@@ -191,6 +227,8 @@ class Board:
         """Send every worker the level, with its share of the background sockets, and wait
         until each has set it up; returns the level's start on the master's clock."""
         self.index, self.ready, self.errors_all, self.windows = index, {}, {}, {}
+        for client in [c for c in self.runner.clients if c not in self.hosts]:  # Locust would give it users
+            self.refuse(client, client.rsplit("_", 1)[0], "it did not prove the run's token before the level")
         workers = self._connected()
         if not workers:
             raise DistributedError("every worker has left")
@@ -278,10 +316,6 @@ class Board:
 
     def check(self) -> None:
         """Fail the run if the set of workers changed under it."""
-        if self.intruder is not None:
-            host = self.intruder.rsplit("_", 1)[0]  # Locust's client ids are HOSTNAME_UUID
-            raise DistributedError(f"a worker on {host} joined mid-run; start every worker before the master's "
-                                   "first level")
         gone = [host for client, host in self.level.items() if client not in self.runner.clients]
         if gone:
             raise DistributedError(f"the worker(s) on {', '.join(gone)} left mid-run")

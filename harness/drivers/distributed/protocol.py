@@ -5,9 +5,12 @@ by the driver process (harness.drivers.locust.driver). The master keeps the time
 writes the results; users run only in the workers. Besides Locust's own spawn/stop
 messages (runner.start on the master), the two sides exchange:
 
-    worker -> master  concurbench_hello   {"hostname"}: handlers registered, send me levels
-    master -> worker  concurbench_welcome null: counted in (a master that is quitting stays
-                      silent, and a worker that can rejoin waits for the next master)
+    worker -> master  concurbench_hello   {"hostname", "nonce"}: handlers registered
+    master -> worker  concurbench_welcome {"nonce", "proof"}: the master knows the run's token
+                      (a master that is quitting stays silent, and a worker that can rejoin
+                      waits for the next master); a worker whose check fails leaves
+    worker -> master  concurbench_proof   {"proof"}: so does the worker; only then is it
+                      counted in. One without it is told to quit and never given users
     master -> worker  concurbench_level   {"index", "spec", "slot", "workers"}: one load level;
                       "spec" carries this worker's share of the background sockets
     worker -> master  concurbench_ready   {"index", "error"}: configured, idle sockets open
@@ -25,6 +28,11 @@ messages (runner.start on the master), the two sides exchange:
                       "cpu_percent", and the window's totals on this worker's own clock:
                       "duration_s", "requests", "good", "window_errors"
 
+The token is a secret both sides are given (harness.drivers.TOKEN_ENV; `concurbench run --remote-workers`
+makes one per run and prints it with the worker command), never sent: each side proves it
+knows it with an HMAC over both sides' fresh nonces, so a proof cannot be replayed, and
+nobody on the network can join a run or pose as its master.
+
 A window's boundaries are the master's, but each worker cuts its recorder on its own clock
 when the message arrives, and its rates are its counts over its own span: clocks of
 different machines never need to agree, except for the open-loop epoch (wall clocks, which
@@ -34,6 +42,9 @@ encoded HdrHistograms (harness.results.metrics' text form), which the master mer
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import secrets
 import socket
 import time
 from collections.abc import Iterator
@@ -46,8 +57,8 @@ from harness.drivers.locust.user import RawHttpUser, Recorder
 from harness.drivers.spec import DriverSpec
 
 MASTER_PORT = 5557  # Locust's own default
-HELLO, WELCOME, LEVEL, READY, EPOCH, WINDOW, BATCH = (
-    f"concurbench_{name}" for name in ("hello", "welcome", "level", "ready", "epoch", "window", "batch"))
+HELLO, WELCOME, PROOF, LEVEL, READY, EPOCH, WINDOW, BATCH = (
+    f"concurbench_{name}" for name in ("hello", "welcome", "proof", "level", "ready", "epoch", "window", "batch"))
 WELCOME_TIMEOUT_S = 2.0  # after Locust's ack: a master that is up answers in milliseconds
 READY_TIMEOUT_S = 30.0  # a level's idle sockets open, and the previous level's users stop, within this
 # The last batch of a window crosses the network after the window closes; a worker whose CPU
@@ -57,6 +68,20 @@ POLL_S = 0.005
 # A worker sends a second's batch when that second ends on its own clock; the master prints
 # its progress line for the second this much later, so the batches are in by then.
 PROGRESS_LAG_NS = 100_000_000
+
+
+def new_nonce() -> str:
+    return secrets.token_hex(16)
+
+
+def proof(token: str, role: str, first: str, second: str) -> str:
+    """What `role` ("master" or "worker") sends to show it knows `token`: bound to both
+    nonces, in the order that side uses, so neither side's proof serves as the other's."""
+    return hmac.new(token.encode(), f"{role}|{first}|{second}".encode(), hashlib.sha256).hexdigest()
+
+
+def proves(token: str, role: str, first: str, second: str, claimed: object) -> bool:
+    return isinstance(claimed, str) and hmac.compare_digest(proof(token, role, first, second), claimed)
 
 
 class DistributedError(Exception):
@@ -86,7 +111,7 @@ class DistributedUser(RawHttpUser):
         cls.period_ns, cls.stride = (max(1, int(_NS / spec.rate)), max(spec.users, 1)) if spec.rate else (None, 1)
 
     def on_start(self) -> None:
-        while not self.configured:  # a worker that joined mid-run: the master stops the run
+        while not self.configured:  # not given a level (the master refuses one that joins mid-run)
             gevent.sleep(1)
 
     def _schedule(self, rec: Recorder) -> Iterator[int]:

@@ -10,7 +10,7 @@ import socket
 
 import time
 from collections.abc import Callable
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import gevent
@@ -22,8 +22,8 @@ from harness.drivers.locust.client import _NS, host_header, resolve_target
 from harness.drivers.locust.user import Recorder, watch_timeouts
 from harness.drivers.spec import DriverSpec, SpecError
 from harness.drivers.locust.window import tally_message
-from harness.drivers.distributed.protocol import (BATCH, EPOCH, HELLO, LEVEL, POLL_S, READY, READY_TIMEOUT_S, WELCOME,
-                                                  WINDOW, DistributedUser)
+from harness.drivers.distributed.protocol import (BATCH, EPOCH, HELLO, LEVEL, POLL_S, PROOF, READY, READY_TIMEOUT_S,
+                                                  WELCOME, WINDOW, DistributedUser, new_nonce, proof, proves)
 
 
 
@@ -103,24 +103,62 @@ class WorkerLevel:
         gevent.killall(self.greenlets)
 
 
-class WorkerSide:
-    """The worker's handlers: set up each level the master sends, and close and open its
-    windows when the master says so."""
+@dataclass(frozen=True)
+class WorkerLimits:
+    """What a worker agrees to do for any master, whatever a level asks: at most this many
+    users and background sockets (idle and slow) of its own, and only against these targets
+    (IP addresses; empty: any)."""
 
-    def __init__(self, runner: WorkerRunner) -> None:
+    max_users: int = 1000
+    max_sockets: int = 10_000
+    targets: frozenset[str] = frozenset()
+
+    def refusal(self, spec: DriverSpec, address: tuple, workers: int) -> str | None:
+        """Why this worker will not run its share of `spec` (None: it will)."""
+        if self.targets and address[0] not in self.targets:
+            return (f"this worker only targets {', '.join(sorted(self.targets))} (--allow-target); "
+                    f"refused {spec.host} ({address[0]})")
+        users = -(-spec.users // max(1, workers))  # Locust spreads them evenly: the larger share
+        if users > self.max_users:
+            return f"{users} users is over this worker's --max-users {self.max_users}"
+        sockets = spec.idle_connections + spec.slow_clients  # this worker's share already
+        if sockets > self.max_sockets:
+            return f"{sockets} background sockets is over this worker's --max-sockets {self.max_sockets}"
+        return None
+
+
+class WorkerSide:
+    """The worker's handlers: prove the token and check the master's proof, set up each level
+    the master sends (within its limits), and close and open its windows when told."""
+
+    def __init__(self, runner: WorkerRunner, token: str, limits: WorkerLimits = WorkerLimits()) -> None:
         self.runner = runner
+        self.token = token
+        self.limits = limits
         self.level: WorkerLevel | None = None
-        self.welcomed = gevent.event.Event()
-        runner.register_message(WELCOME, lambda environment, msg: self.welcomed.set())
+        self.answered = gevent.event.Event()  # the master's welcome came, proof right or wrong
+        self.welcomed = gevent.event.Event()  # the master proved the token
+        self.nonce = new_nonce()
+        runner.register_message(WELCOME, self._on_welcome)
         runner.register_message(LEVEL, self._on_level)
         runner.register_message(WINDOW, self._on_window)
         runner.register_message(EPOCH, self._on_epoch)
-        runner.send_message(HELLO, {"hostname": socket.gethostname()})
+        runner.send_message(HELLO, {"hostname": socket.gethostname(), "nonce": self.nonce})
+
+    def _on_welcome(self, environment: Any, msg: Any) -> None:
+        data = msg.data if isinstance(msg.data, dict) else {}
+        theirs = data.get("nonce")
+        if isinstance(theirs, str) and proves(self.token, "master", self.nonce, theirs, data.get("proof")):
+            self.runner.send_message(PROOF, {"proof": proof(self.token, "worker", theirs, self.nonce)})
+            self.welcomed.set()
+        self.answered.set()
 
     def _send(self, data: dict[str, Any]) -> None:
         self.runner.send_message(BATCH, data)
 
     def _on_level(self, environment: Any, msg: Any) -> None:
+        if not self.welcomed.is_set():
+            return  # from a master that has not proved the token
         gevent.spawn(self._start_level, msg.data)  # waits for sockets: not in the message loop
 
     def _start_level(self, data: dict[str, Any]) -> None:
@@ -139,6 +177,10 @@ class WorkerSide:
             return
         except OSError as exc:
             self.runner.send_message(READY, {"index": index, "error": f"cannot resolve host {spec.host!r}: {exc}"})
+            return
+        refusal = self.limits.refusal(spec, address, data["workers"])
+        if refusal:
+            self.runner.send_message(READY, {"index": index, "error": refusal})
             return
         rec = Recorder()  # all warm-up until the master opens a window
         DistributedUser.configure(spec, rec, family, address, slot=data["slot"], workers=data["workers"])

@@ -5,6 +5,7 @@
     python -m harness.drivers.locust.driver --master --expect-workers N [--expect-timeout S]
         [--master-bind HOST] [--master-port P] --spec SPEC.json ... --out-dir DIR
     python -m harness.drivers.locust.driver --worker --master-host HOST [--master-port P] [--rejoin]
+        [--max-users N] [--max-sockets N] [--allow-target HOST ...]
 
 Run it only as its own process: importing locust monkey-patches socket, threading and select
 with gevent for the whole interpreter. Each spec is one user level: a warm-up, then
@@ -13,7 +14,8 @@ with gevent for the whole interpreter. Each spec is one user level: a warm-up, t
   and {"type": "result", "spec", "repetition", "path"} as each window's result is written;
 - results are written atomically, also after SIGTERM/SIGINT (then "interrupted": true); exit 0;
 - a bad spec (or an unresolvable host) prints one line on stderr and exits 2.
-With --master the users run in N --worker processes (see distributed/protocol.py) and the master
+With --master the users run in N --worker processes (see distributed/protocol.py; both sides
+take the run's token from $CONCURBENCH_WORKER_TOKEN, and refuse to start without one) and the master
 writes the same results and events; it first prints {"type": "master", "port"}, and each
 "result" event adds "workers" and "worker_hosts". Fewer than N workers within
 --expect-timeout: one line on stderr, exit 2; a worker leaving mid-run: exit 1. A worker
@@ -31,6 +33,7 @@ import json
 import logging
 import os
 import signal
+import socket
 import sys
 import time
 from collections.abc import Callable
@@ -54,8 +57,10 @@ from harness.drivers.spec import (
 from servers.descriptors import raise_fd_limit
 from harness.drivers.locust.background import Background, hold_idle, trickle
 from harness.drivers.distributed.master import Board
+from harness.drivers import TOKEN_ENV
 from harness.drivers.distributed.protocol import MASTER_PORT, DistributedError
 from harness.drivers.distributed.roles import serve_worker, start_master
+from harness.drivers.distributed.worker import WorkerLimits
 from harness.drivers.locust.client import _NS, host_header, resolve_target
 from harness.drivers.locust.user import Recorder, user_class, watch_timeouts
 from harness.drivers.locust.window import Window, result_of
@@ -197,7 +202,7 @@ def drive_workers(specs: list[DriverSpec], args: argparse.Namespace, stop: geven
                   emit_to: Callable[[int], Callable[..., None]]) -> int:
     """--master: wait for the workers, then run every level on them; the exit status."""
     try:
-        board = start_master(args.master_bind, args.master_port)
+        board = start_master(args.master_bind, args.master_port, os.environ[TOKEN_ENV])
     except DistributedError as exc:
         print(f"locust_driver: {exc}", file=sys.stderr)
         return exc.exit_status
@@ -230,14 +235,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--expect-workers", type=int, metavar="N", help="--master: wait for N workers")
     parser.add_argument("--expect-timeout", type=float, default=60.0, metavar="S",
                         help="--master: give up if N workers have not joined within S seconds (default: %(default)s)")
-    parser.add_argument("--master-bind", default="*", metavar="HOST",
-                        help="--master: interface to listen on for workers (default: all)")
+    parser.add_argument("--master-bind", default="127.0.0.1", metavar="HOST",
+                        help="--master: the address to listen on for workers (default: %(default)s; '*' is every "
+                             "interface, for anyone who can reach this machine)")
     parser.add_argument("--master-host", metavar="HOST", help="--worker: the master to join")
     parser.add_argument("--rejoin", action="store_true",
                         help="--worker: when the master quits, wait for the next one (one per backend)")
     parser.add_argument("--master-port", type=int, default=MASTER_PORT, metavar="P",
                         help="the master's port; --master with 0 picks a free one (default: %(default)s)")
+    limits = WorkerLimits()
+    parser.add_argument("--max-users", type=int, default=limits.max_users, metavar="N",
+                        help="--worker: refuse a level that would give it more users (default: %(default)s)")
+    parser.add_argument("--max-sockets", type=int, default=limits.max_sockets, metavar="N",
+                        help="--worker: refuse a level that would give it more idle and slow sockets "
+                             "(default: %(default)s)")
+    parser.add_argument("--allow-target", action="append", default=[], metavar="HOST",
+                        help="--worker: the only server(s) it will load (repeatable; default: the master's host)")
     args = parser.parse_args(argv)
+    if (args.master or args.worker) and not os.environ.get(TOKEN_ENV):
+        parser.error(f"--master and --worker need the run's token in ${TOKEN_ENV}")
     if args.worker and (args.master_host is None or args.spec or args.out or args.out_dir):
         parser.error("--worker takes --master-host and its levels from the master: no --spec, --out or --out-dir")
     if not args.worker and (not args.spec or not (args.out or args.out_dir)):
@@ -248,7 +264,15 @@ def main(argv: list[str] | None = None) -> int:
     stop = gevent.event.Event()
     if args.worker:
         raise_fd_limit(WORKER_FD_LIMIT)
-        return serve_worker(args.master_host, args.master_port, stop, rejoin=args.rejoin)
+        try:
+            targets = frozenset(info[4][0] for host in (args.allow_target or [args.master_host])
+                                for info in socket.getaddrinfo(host, None, type=socket.SOCK_STREAM))
+        except OSError as exc:
+            print(f"locust_driver: cannot resolve an --allow-target: {exc}", file=sys.stderr)
+            return 2
+        limits = WorkerLimits(max_users=args.max_users, max_sockets=args.max_sockets, targets=targets)
+        return serve_worker(args.master_host, args.master_port, stop, token=os.environ[TOKEN_ENV], limits=limits,
+                            rejoin=args.rejoin)
     spec = None
     try:
         specs = [load_spec(path) for path in args.spec]

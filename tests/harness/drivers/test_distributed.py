@@ -19,12 +19,14 @@ from typing import Any
 
 import pytest
 
+from harness.drivers import TOKEN_ENV
 from harness.drivers.spec import DriverResult, read_result
 from harness.results.metrics import decode_histogram
 from support import ROOT
 
 ROOT = ROOT
-ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
+TOKEN = "the-runs-token"
+ENV = {**os.environ, "PYTHONPATH": str(ROOT), TOKEN_ENV: TOKEN}
 DRIVER = [sys.executable, "-m", "harness.drivers.locust.driver"]
 
 Launch = Callable[..., subprocess.Popen]
@@ -35,9 +37,11 @@ def launch() -> Iterator[Launch]:
     """Start driver processes, each in its own process group; all are killed at the end."""
     started: list[subprocess.Popen] = []
 
-    def start(*args: str) -> subprocess.Popen:
-        process = subprocess.Popen([*DRIVER, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                   cwd=ROOT, env=ENV, start_new_session=True)
+    def start(*args: str, token: str | None = TOKEN, argv: list[str] = DRIVER) -> subprocess.Popen:
+        env = {key: value for key, value in ENV.items() if key != TOKEN_ENV or token is not None}
+        process = subprocess.Popen([*argv, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                   cwd=ROOT, env={**env, **({TOKEN_ENV: token} if token else {})},
+                                   start_new_session=True)
         started.append(process)
         return process
 
@@ -162,3 +166,66 @@ def test_a_rejoining_worker_serves_one_master_after_another(launch: Launch, star
     worker.terminate()
     out, _ = worker.communicate(timeout=10)
     assert len([line for line in lines(out) if line["type"] == "worker-window"]) == 2
+
+
+# --- nobody joins uninvited: the run's token, on both sides, and the worker's own limits ---
+
+# A Locust worker that is not ours at all: it joins at Locust's level and says nothing more.
+STRANGER = [sys.executable, "-c", "import sys, gevent, locust\n"
+            "from locust.env import Environment\n"
+            "from harness.drivers.distributed.protocol import DistributedUser\n"
+            "runner = Environment(user_classes=[DistributedUser]).create_worker_runner('127.0.0.1', int(sys.argv[1]))\n"
+            "runner.greenlet.join()\n"]
+
+
+def one_level(tmp_path: Path, port: int, users: int = 2) -> Path:
+    spec_path = tmp_path / "spec.json"
+    spec_path.write_text(json.dumps({"host": "127.0.0.1", "port": port, "requests": [{"path": "/"}],
+                                     "users": users, "warmup_s": 0.2, "duration_s": 0.5}))
+    return spec_path
+
+
+@pytest.mark.timeout(60)
+def test_workers_without_the_token_are_refused_and_the_run_goes_on(launch: Launch, start_server,
+                                                                   tmp_path: Path) -> None:
+    backend = start_server("--backend", "asyncio")
+    port = str(free_port())
+    master = launch("--master", "--expect-workers", "1", "--expect-timeout", "20", "--master-port", port,
+                    "--spec", str(one_level(tmp_path, backend.port)), "--out-dir", str(tmp_path))
+    stranger = launch(port, argv=STRANGER)  # joins first, never proves anything
+    wrong = launch("--worker", "--master-host", "127.0.0.1", "--master-port", port, token="another-runs-token")
+    _, wrong_err = wrong.communicate(timeout=20)
+    assert wrong.returncode == 1 and "does not know this worker's token: left it" in wrong_err
+    right = launch("--worker", "--master-host", "127.0.0.1", "--master-port", port)
+    out, err = master.communicate(timeout=30)
+    assert master.returncode == 0, err
+    assert "refused a worker on" in err and "did not prove the run's token" in err, err
+    [event] = [line for line in lines(out) if line["type"] == "result"]
+    assert event["workers"] == 1 and read_result(event["path"]).requests > 0
+    right.communicate(timeout=10)
+    assert right.returncode == 0
+    stranger.communicate(timeout=10)  # told to quit
+
+
+def test_master_and_worker_refuse_to_start_without_a_token(launch: Launch, tmp_path: Path) -> None:
+    for args in (["--worker", "--master-host", "127.0.0.1"],
+                 ["--master", "--expect-workers", "1", "--spec", "s.json", "--out-dir", str(tmp_path)]):
+        process = launch(*args, token=None)
+        _, err = process.communicate(timeout=20)
+        assert process.returncode == 2 and f"need the run's token in ${TOKEN_ENV}" in err
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("limit, why", [
+    (["--allow-target", "192.0.2.77"], "this worker only targets 192.0.2.77 (--allow-target); refused 127.0.0.1"),
+    (["--max-users", "3"], "8 users is over this worker's --max-users 3"),
+])
+def test_a_worker_refuses_a_level_over_its_limits(launch: Launch, start_server, tmp_path: Path,
+                                                  limit: list[str], why: str) -> None:
+    backend = start_server("--backend", "asyncio")
+    port = str(free_port())
+    master = launch("--master", "--expect-workers", "1", "--expect-timeout", "20", "--master-port", port,
+                    "--spec", str(one_level(tmp_path, backend.port, users=8)), "--out-dir", str(tmp_path))
+    launch("--worker", "--master-host", "127.0.0.1", "--master-port", port, *limit)
+    _, err = master.communicate(timeout=30)
+    assert master.returncode == 2 and why in err, err

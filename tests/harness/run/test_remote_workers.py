@@ -1,0 +1,77 @@
+"""`concurbench run --remote-workers` with `concurbench worker`, as two machines would run them
+(here both on this one): the master listens only on the address --host names, prints the
+command that starts a worker with the run's token, and counts in only a worker that has it."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+from support import ROOT
+
+pytestmark = pytest.mark.timeout(90)
+ENV = {key: value for key, value in os.environ.items() if key != "CONCURBENCH_WORKER_TOKEN"}
+ENV["PYTHONPATH"] = str(ROOT)
+CLI = [sys.executable, "-m", "harness.cli"]
+SCENARIO = '[load]\nusers = [2]\nduration = "0.5s"\nwarmup = "0.2s"\n[[request]]\npath = "/"\n'
+
+
+def start(*args: str) -> subprocess.Popen:
+    return subprocess.Popen([*CLI, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
+                            env=ENV, start_new_session=True)
+
+
+def listeners(port: int) -> set[str]:
+    return {conn.laddr.ip for conn in psutil.net_connections(kind="tcp")
+            if conn.status == psutil.CONN_LISTEN and conn.laddr.port == port}
+
+
+def test_only_a_worker_with_the_printed_token_joins_on_the_address_given(tmp_path: Path) -> None:
+    scenario = tmp_path / "tiny.toml"
+    scenario.write_text(SCENARIO)
+    run = start("run", "--scenario", str(scenario), "--backend", "asyncio", "--remote-workers", "1",
+                "--host", "127.0.0.1", "--out", str(tmp_path / "out"), "--no-report")
+    workers: list[subprocess.Popen] = []
+    try:
+        assert run.stderr is not None
+        said = run.stderr.readline() + run.stderr.readline()
+        match = re.search(r"concurbench worker --master 127\.0\.0\.1:5557 --token (\S+)", said)
+        assert match, said
+        deadline = time.monotonic() + 30
+        while not listeners(5557) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert listeners(5557) == {"127.0.0.1"}  # not 0.0.0.0: nobody else on the network
+        workers.append(start("worker", "--master", "127.0.0.1:5557", "--token", "not-" + match[1]))
+        assert workers[0].stderr is not None
+        assert "does not know this worker's token: left it" in workers[0].stderr.readline()
+        workers.append(start("worker", "--master", "127.0.0.1:5557", "--token", match[1]))
+        _, err = run.communicate(timeout=60)
+        assert run.returncode == 0, err
+        (run_dir,) = (tmp_path / "out").iterdir()
+        steps = json.loads((run_dir / "results.json").read_text())["steps"]
+        # the run's own local worker and the right remote one; the wrong one, which tries again
+        # each second, was never counted in, nor stopped the run
+        assert steps and all(step["driver"]["workers"] == 2 for step in steps)
+    finally:
+        for process in (run, *workers):
+            try:
+                os.killpg(process.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            process.communicate()
+
+
+def test_a_worker_without_a_token_is_refused_in_one_line() -> None:
+    done = subprocess.run([*CLI, "worker", "--master", "127.0.0.1"], capture_output=True, text=True, cwd=ROOT,
+                          env=ENV, timeout=30)
+    assert done.returncode == 2 and done.stderr.startswith("concurbench: error: worker: no token")
+    assert len(done.stderr.splitlines()) == 1
