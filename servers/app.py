@@ -12,7 +12,7 @@ inline, because that it blocks an event loop is the lesson.
 | GET /cpu?ms=N | about N ms of pure-Python work on the handler's own (private) state |
 | GET /cpu-shared?ms=N | the same loop, reading a dict shared by every thread on each iteration |
 | GET /bytes?size=N | an N-byte body |
-| POST /echo | the request body back |
+| POST /echo | the request body back, as application/octet-stream |
 | GET /static/PATH | a file under the docroot |
 | GET /runtime | JSON: the answering interpreter's version, build and GIL state, now |
 """
@@ -48,6 +48,7 @@ def _text(status: int, text: str, *, headers: tuple[tuple[str, str], ...] = ()) 
 
 
 HELLO = Reply(200, b"Hello, World!")
+ECHO_HEADERS = (("X-Content-Type-Options", "nosniff"),)
 NOT_FOUND = _text(404, "Not Found")
 
 
@@ -105,8 +106,9 @@ class App:
         return Reply(200, b"x" * size, content_type="application/octet-stream")
 
     def _echo(self, request: Request) -> Reply:
-        content_type = request.headers.get(b"content-type", b"application/octet-stream")
-        return Reply(200, request.body, content_type=content_type.decode("latin-1"))
+        # Never the client's own Content-Type: a text/html body would come back as a page of
+        # this origin, script and all. Bytes, and a browser told not to guess otherwise.
+        return Reply(200, request.body, content_type="application/octet-stream", headers=ECHO_HEADERS)
 
     def _static_file(self, request: Request) -> Reply:
         path = resolve_static(self.docroot, request.path[len("/static/") :])

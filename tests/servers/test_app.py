@@ -284,6 +284,17 @@ def test_echo_without_a_body_returns_empty(app: App) -> None:
     assert (reply.status, reply.body) == (200, b"")
 
 
+def test_echo_never_answers_with_the_clients_content_type(app: App) -> None:
+    """A text/html body sent back as text/html would be a page of this origin, script and all."""
+    raw = (b"POST /echo HTTP/1.1\r\nHost: test\r\nContent-Type: text/html\r\nContent-Length: 29\r\n\r\n"
+           b"<script>alert(1)</script>\n\n\n\n")
+    [req] = RequestParser().feed(raw)
+    reply = app.handle(req)
+    assert reply.body == b"<script>alert(1)</script>\n\n\n\n"
+    assert reply.content_type == "application/octet-stream"
+    assert ("X-Content-Type-Options", "nosniff") in reply.headers
+
+
 # ---------------------------------------------------------------------------
 # GET /static/PATH
 

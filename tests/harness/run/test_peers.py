@@ -4,10 +4,12 @@ as our backends, so they land in the same charts. Each runs as a real server pro
 from __future__ import annotations
 
 import http.client
+import socket
 
 import pytest
 
 from harness.run.backend import PEERS, available, launch_backend, resolve_backends
+from servers.http import MAX_BODY
 
 # http.server serves a directory, not the app.
 APP_PEERS = [name for name in PEERS if name != "http.server"]
@@ -41,6 +43,22 @@ def test_a_peer_serves_the_apps_routes(peer_url: tuple[str, int]) -> None:
     assert ask(peer_url, "GET", "/sleep?ms=5") == (200, b"slept 5 ms\n")
     assert ask(peer_url, "POST", "/echo", b"ping", {"Content-Type": "text/x-ping"}) == (200, b"ping")
     assert ask(peer_url, "GET", "/nowhere")[0] == 404
+
+
+def test_a_peer_holds_a_body_to_our_limit_and_echoes_bytes(peer_url: tuple[str, int]) -> None:
+    """servers/adapters.py bounds what a peer's own server may not, and /echo's type is fixed."""
+    with socket.create_connection(peer_url, timeout=10) as sock:  # the head alone: refused on its word
+        sock.sendall(b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % (MAX_BODY + 1))
+        assert sock.recv(4096).startswith(b"HTTP/1.1 413 ")
+    conn = http.client.HTTPConnection(*peer_url, timeout=10)
+    try:
+        conn.request("POST", "/echo", body=b"<p>hi</p>", headers={"Content-Type": "text/html"})
+        reply = conn.getresponse()
+        assert (reply.status, reply.read()) == (200, b"<p>hi</p>")
+        assert reply.getheader("Content-Type") == "application/octet-stream"
+        assert reply.getheader("X-Content-Type-Options") == "nosniff"
+    finally:
+        conn.close()
 
 
 def test_granian_is_a_peer_by_name() -> None:
