@@ -9,7 +9,7 @@ from pathlib import Path
 
 from servers.backends import BACKENDS, load_backend
 from servers.descriptors import raise_fd_limit
-from servers.config import POOL_THREADS, ServerConfig
+from servers.config import MAX_PENDING_OUTPUT, POOL_THREADS, ServerConfig
 from servers.http import Limits
 
 # Fewer descriptors than this after raising the soft limit to the hard one: say so at start.
@@ -46,7 +46,11 @@ def build_parser(prog: str = "python -m servers") -> argparse.ArgumentParser:
         allow_abbrev=False,  # a flag is named in full: a scenario's args are checked by name (--docroot)
         description="Serve the concurbench app with one concurrency model.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-        epilog="Inside a container, use --host 0.0.0.0: there 127.0.0.1 is the container's own loopback, "
+        epilog="Work per connection is bounded: of the requests one read completes, at most "
+               f"{limits.max_pipelined} are answered (then 503 and close); a pipelined request is not started "
+               "past the request timeout (the connection closes instead); and the event loops make no more "
+               f"answers while {MAX_PENDING_OUTPUT // 1024 // 1024} MiB of output is unread. "
+               "Inside a container, use --host 0.0.0.0: there 127.0.0.1 is the container's own loopback, "
                "unreachable from the host.",
     )
     parser.add_argument("--list", action="store_true", help="list the backends and exit")

@@ -10,6 +10,10 @@ from servers.http import Limits
 
 # selectors-pool: the worker pool's size without --threads (gunicorn's gthread peer runs 8 too).
 POOL_THREADS = 8
+# Stop reading from a client whose answers pile up unread beyond this (backpressure), and
+# make no more of the answers it pipelined until it has read them (the event loops; the pool
+# sends what it made before making more).
+MAX_PENDING_OUTPUT = 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True)

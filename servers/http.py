@@ -42,6 +42,9 @@ MAX_HEADER_BYTES = 64 * 1024
 MAX_HEADER_FIELDS = 100
 # 1 MiB body: nginx's client_max_body_size default. The app's largest input is /echo.
 MAX_BODY = 1024 * 1024
+# 100 requests completed by one read: a browser or h2load pipelines a few to a few dozen; one
+# 64 KiB read could otherwise queue about 1,600 answers for a client that may never read them.
+MAX_PIPELINED = 100
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +55,7 @@ class Limits:
     max_header_bytes: int = MAX_HEADER_BYTES  # -> 431
     max_header_fields: int = MAX_HEADER_FIELDS  # -> 431
     max_body: int = MAX_BODY  # -> 413
+    max_pipelined: int = MAX_PIPELINED  # -> 503 after that many answers, and close
 
 
 # method SP request-target SP HTTP-version; the target is visible ASCII only.
@@ -149,8 +153,11 @@ class RequestParser:
         out: list[Request] = []
         pos = 0
         end = len(data)
+        limits = self.limits
         try:
             while pos < end:
+                if len(out) == limits.max_pipelined:
+                    raise ProtocolError(503, "Too many pipelined requests", close=True)
                 if self._reader is not None:
                     pos = self._reader.read(data, pos)
                     if not self._reader.done:

@@ -68,6 +68,8 @@ class HttpProtocol(EventConnection, asyncio.Protocol):
     def resume_writing(self) -> None:
         if self.transport is not None and not self.transport.is_closing():
             self.transport.resume_reading()
+            self.server.now = time.monotonic()
+            self.resume()
 
     def write(self, data: bytes) -> None:
         if self.transport is not None and not self.closed:

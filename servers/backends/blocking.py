@@ -129,7 +129,9 @@ class BlockingConnection:
                 items = parser.after_error(error)  # type: ignore[assignment]
             if items:
                 self.busy = True
-                for item in items:
+                for i, item in enumerate(items):
+                    if i and time.monotonic() > deadline:
+                        return  # pipelined work past the request timeout is not started: close
                     if type(item) is ProtocolError:
                         send(error_response(item))
                         if item.close:

@@ -10,19 +10,18 @@ that drives them.
 from __future__ import annotations
 
 from collections import deque
+from time import monotonic
 from typing import Protocol
 
 from servers.backends.responder import Responder
 from servers.backends.signals import StopSignals
-from servers.config import ServerConfig
+from servers.config import MAX_PENDING_OUTPUT, ServerConfig
 from servers.http import CONTINUE, ProtocolError, Request, RequestParser, error_response
 
 # How often idle and slow connections are checked against their deadlines. Timeouts are
 # seconds long, so a quarter-second sweep is precise enough and costs O(connections)
 # four times a second instead of a timer per request.
 SWEEP_INTERVAL = 0.25
-# Stop reading from a client whose answers pile up unread beyond this (backpressure).
-MAX_PENDING_OUTPUT = 1024 * 1024
 
 
 class Clock(Protocol):
@@ -93,6 +92,7 @@ class EventConnection:
 
     def answer(self, items: list[Request | ProtocolError] | None = None) -> None:
         """Answer `items` (else the queue) in order until one must wait; the rest queue."""
+        later = items is None  # the queue: what waited behind an answer already given
         if items is None:
             items = list(self.queue)
             self.queue.clear()
@@ -101,6 +101,15 @@ class EventConnection:
         stopping = self.signals.stopping  # a stop that lands mid-loop is seen by the next answer
         pending = iter(items)
         for item in pending:
+            if later:  # a pipelined request: the checks the first answer of a read does not need
+                if monotonic() > self.deadline:
+                    self._finish()  # work past the request timeout is not started: close
+                    break
+                if self.pending_output() + sum(map(len, out)) > MAX_PENDING_OUTPUT:
+                    self.queue.append(item)  # made when the client has read what it was sent
+                    self.queue.extend(pending)
+                    break
+            later = True
             if type(item) is ProtocolError:
                 out.append(error_response(item))
                 if item.close:
@@ -124,6 +133,8 @@ class EventConnection:
             out.append(CONTINUE)
         if out:
             self.write(out[0] if len(out) == 1 else b"".join(out))
+            if queue and not self.waiting and not self.closing and self.pending_output() <= MAX_PENDING_OUTPUT:
+                self.call_later(0, self.resume)  # held back, but the socket took it all: no wakeup will come
         if self.eof and not self.waiting and not queue:
             self.closing = True  # all it asked is answered (a partial request never will be)
         if self.closing:
@@ -132,6 +143,11 @@ class EventConnection:
         elif not self.waiting and not queue and parser.buffered == 0:
             self.idle = True
             self.deadline = self.clock.now + self.config.keepalive_timeout
+
+    def resume(self) -> None:
+        """Make the pipelined answers held back while the output was over its cap."""
+        if self.queue and not self.closed and not self.waiting and not self.closing:
+            self.answer()
 
     def peer_closed(self) -> None:
         """EOF from the client: it will send nothing more, but may still read. Requests it
@@ -155,12 +171,15 @@ class EventConnection:
 
     def check_deadline(self, now: float) -> None:
         """Called by the sweep: close a connection idle or slow past its deadline."""
-        if now < self.deadline or self.waiting or self.queue or self.closing:
+        if now < self.deadline or self.waiting or self.closing:
             return
         if self.pending_output():
-            # A client that does not read its answers: drop it after the same time.
+            # A client that does not read its answers (the rest of its requests wait for it
+            # to): drop it after the same time.
             self.abort()
             return
+        if self.queue:
+            return  # answers owed, being made
         if not self.idle or self.parser.buffered:
             self.write(error_response(ProtocolError(408, "Request Timeout")))
         self.closing = True

@@ -75,6 +75,9 @@ class SelectorConnection(EventConnection):
         self.deadline = self.clock.now + self.config.request_timeout  # progress was made
         if self.out:
             return
+        if self.queue and not self.waiting and not self.closing:
+            self.resume()  # it wrote (and chose the events it waits for) or closed
+            return
         if self.closing and not self.waiting:
             self.abort()
         else:

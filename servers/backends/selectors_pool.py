@@ -22,7 +22,7 @@ from collections import deque
 from collections.abc import Callable
 
 from servers.backends.blocking import timeval
-from servers.backends.events import SWEEP_INTERVAL
+from servers.backends.events import MAX_PENDING_OUTPUT, SWEEP_INTERVAL
 from servers.backends.listener import ACCEPT_BACKOFF, BACKLOG, AcceptsPaused, accept_ready, tune
 from servers.backends.responder import refuse
 from servers.backends.selectors_loop import RECV_SIZE
@@ -224,7 +224,14 @@ class SelectorsPoolServer(BaseServer):
         """Answer the requests in order, then a CONTINUE that is due; False: close."""
         sock, respond, out = conn.sock, self.responder.respond, []
         items, conn.items = conn.items, []
-        for item in items:
+        for i, item in enumerate(items):
+            if i and time.monotonic() > conn.deadline:  # pipelined work past the request timeout: close
+                if out:
+                    sock.sendall(b"".join(out))
+                return False
+            if i and sum(map(len, out)) > MAX_PENDING_OUTPUT:  # sent before more are made
+                sock.sendall(b"".join(out))
+                out.clear()
             if type(item) is ProtocolError:
                 out.append(error_response(item))
                 if item.close:

@@ -331,6 +331,20 @@ def test_pipelined_requests_come_back_in_order() -> None:
         ("GET", "/next", b""), ("POST", "/a", b"abc"), ("POST", "/b", b"de"), ("GET", "/next", b"")]
 
 
+def test_one_read_completes_at_most_max_pipelined_requests_then_503_and_close() -> None:
+    """One 64 KiB read can hold about 1,600 small requests: the 101st is refused, and the
+    connection with it (its bytes are not read); 100 in one read are all served."""
+    limit = Limits().max_pipelined
+    assert limit == 100
+    assert len(RequestParser().feed(SIMPLE_GET * limit)) == limit
+    with pytest.raises(ProtocolError) as raised:
+        RequestParser().feed(SIMPLE_GET * (limit + 1))
+    error = raised.value
+    assert (error.status, error.close, len(error.requests)) == (503, True, limit)
+    small = RequestParser(Limits(max_pipelined=2))  # the cap counts what one read completes
+    assert [len(small.feed(SIMPLE_GET * 2)) for _ in range(3)] == [2, 2, 2]
+
+
 def test_partial_next_request_is_kept_for_the_next_feed() -> None:
     parser = RequestParser()
     [first] = parser.feed(POST_CL + SIMPLE_GET[:7])
