@@ -34,7 +34,7 @@ from harness.results.findings import findings as run_findings
 from harness.results.steps import flag_high_spread, step_record
 from harness.results.store import new_run_dir
 from harness.results.summary import floor_line, write_summary_csv
-from harness.run.floor import FloorError, measure_floor
+from harness.run.floor import FLOOR_SECONDS, FloorError, measure_floor
 from harness.run.limits import ensure_fd_limit
 from harness.run.metadata import collect_metadata
 from harness.run.plan import Plan, PlannedStep, plan_run
@@ -108,7 +108,10 @@ class Run(RunRecord, CapacitySearch):
         run does not need it."""
         self.doing = "while measuring the latency floor"
         try:
-            floor = measure_floor(server_cpus=self.server_cpus, driver_cpus=self.driver_cpus)
+            # As long a window as the run's steps, up to FLOOR_SECONDS: a run of short steps
+            # does not wait a whole second for it (the window is recorded with the floor).
+            floor = measure_floor(server_cpus=self.server_cpus, driver_cpus=self.driver_cpus,
+                                  seconds=min(FLOOR_SECONDS, self.scenario.duration_s))
         except (FloorError, OSError, subprocess.SubprocessError, ValueError) as error:
             self.results["metadata"]["latency_floor"] = None
             self.event("floor-failed", f"the latency floor was not measured: {first_line(error)}")

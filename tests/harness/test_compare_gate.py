@@ -43,7 +43,7 @@ description = "the compare gate: GET / at one level"
 [load]
 users = [8]
 duration = "0.5s"
-warmup = "0.25s"
+warmup = "0.1s"
 repeat = 3
 timeout = "2s"
 [[request]]

@@ -35,8 +35,8 @@ TINY = """
 description = "tiny: one level of GET /"
 [load]
 users = [2]
-duration = "1s"
-warmup = "0.5s"
+duration = "0.6s"
+warmup = "0.2s"
 repeat = 2
 timeout = "2s"
 [[request]]

@@ -188,7 +188,8 @@ def test_backend_rejecting_its_flags_is_recorded_with_its_stderr(tiny: Path, tmp
 
 def test_backend_killed_mid_step_is_recorded_and_nothing_is_left(tiny: Path, tmp_path: Path) -> None:
     out = tmp_path / "results"
-    run = start("run", "--scenario", str(tiny), "--backend", "forking,selectors", "--out", str(out), "--no-report")
+    run = start("run", "--scenario", str(tiny), "--backend", "forking,selectors", "--out", str(out), "--no-report",
+                *SHORT)
     try:
         wait_for_steps(out, 1)
         orchestrator = psutil.Process(run.pid)

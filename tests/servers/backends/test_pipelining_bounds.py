@@ -51,7 +51,7 @@ def flood_without_reading(start: ServerStart, spec: ServerSpec) -> tuple[int, in
     hostile.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # the kernel holds little for it
     with hostile:
         hostile.sendall(BIG)
-        time.sleep(2.0)  # long enough to make every answer the server would make unread
+        time.sleep(1.0)  # every answer the server would make unread is made in milliseconds
         growth = private_memory(live.process.pid) - before
     # afterwards (iterative serves no one else while it is connected)
     with socket.create_connection(("127.0.0.1", live.port), timeout=10) as probe:
