@@ -13,7 +13,7 @@ import sys
 import textwrap
 from pathlib import Path
 
-from harness.drivers import TOKEN_ENV
+from harness.drivers import MASTER_PORT, TOKEN_ENV, WORKER_MAX_SOCKETS, WORKER_MAX_USERS
 from harness.scenario import ScenarioError, builtin_scenarios, load_scenario, parse_duration
 from servers.backends import BACKENDS, variants
 
@@ -71,10 +71,10 @@ def _nonnegative(text: str) -> int:
 
 
 def _master(text: str) -> tuple[str, int]:
-    """HOST, HOST:PORT, [IPV6]:PORT or a bare IPv6 address; the port defaults to Locust's 5557."""
+    """HOST, HOST:PORT, [IPV6]:PORT or a bare IPv6 address; the port defaults to Locust's (MASTER_PORT)."""
     host, sep, port = text.rpartition(":")
     if not sep or not port.isdigit() or (":" in host and not host.endswith("]")):
-        host, port = text, "5557"
+        host, port = text, str(MASTER_PORT)
     host = host.strip("[]")
     if not host or not 0 < int(port) < 65536:
         raise argparse.ArgumentTypeError(f"expected HOST or HOST:PORT, got {text!r}")
@@ -133,7 +133,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--remote-workers", type=_nonnegative, default=0, metavar="M",
                      help="also wait for M `concurbench worker --master THIS_HOST` on other machines "
                           "(then --host must be an address they reach; the master listens there only, on port "
-                          "5557, and counts in only workers given the run's token)")
+                          f"{MASTER_PORT}, and counts in only workers given the run's token)")
     run.add_argument("--worker-token", metavar="TOKEN",
                      help=f"the token remote workers must know (default: ${TOKEN_ENV}, else a new one per run, "
                           "printed with the command that starts a worker)")
@@ -186,12 +186,12 @@ def build_parser() -> argparse.ArgumentParser:
     worker = sub.add_parser("worker", help="lend this machine's CPUs to a `concurbench run --remote-workers` "
                                            "elsewhere, backend after backend, until Ctrl+C")
     worker.add_argument("--master", required=True, type=_master, metavar="HOST[:PORT]",
-                        help="the machine running `concurbench run` (port 5557 unless given)")
+                        help=f"the machine running `concurbench run` (port {MASTER_PORT} unless given)")
     worker.add_argument("--token", help=f"the run's token, as `concurbench run` printed it (default: ${TOKEN_ENV}); "
                                         "a master that does not know it is left at once")
-    worker.add_argument("--max-users", type=_positive, default=1000, metavar="N",
+    worker.add_argument("--max-users", type=_positive, default=WORKER_MAX_USERS, metavar="N",
                         help="refuse a level that would give this machine more users")
-    worker.add_argument("--max-sockets", type=_nonnegative, default=10_000, metavar="N",
+    worker.add_argument("--max-sockets", type=_nonnegative, default=WORKER_MAX_SOCKETS, metavar="N",
                         help="refuse a level that would give this machine more idle and slow background sockets")
     worker.add_argument("--allow-target", action="append", metavar="HOST",
                         help="the only server this machine will load (repeatable; default: the master's host)")
@@ -231,8 +231,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     token = ""
     if args.remote_workers:
         token = args.worker_token or os.environ.get(TOKEN_ENV) or secrets.token_urlsafe(24)
-        print(f"concurbench: waiting for {args.remote_workers} remote worker(s) at {args.host}:5557; start each with\n"
-              f"  concurbench worker --master {args.host}:5557 --token {token}", file=sys.stderr, flush=True)
+        where = f"{args.host}:{MASTER_PORT}"
+        print(f"concurbench: waiting for {args.remote_workers} remote worker(s) at {where}; start each with\n"
+              f"  concurbench worker --master {where} --token {token}", file=sys.stderr, flush=True)
     options = RunOptions(out_root=args.out, server_cpus=args.server_cpus, driver_cpus=args.driver_cpus,
                          host=args.host, report=not args.no_report, drivers=drivers,
                          driver_procs=args.driver_procs, remote_workers=args.remote_workers, worker_token=token)

@@ -75,7 +75,6 @@ _END_OF_HEAD = b"\r\n\r\n"
 # feed() takes it without the full parser's bookkeeping; the field lines, the Host and the
 # framing are still checked there, and anything it cannot decide goes to the full parser.
 _SIMPLE = re.compile(rb"(GET|HEAD) (/[!-~]*) HTTP/1\.1\r\n")
-_SIMPLE_METHODS = {b"GET": "GET", b"HEAD": "HEAD"}
 
 
 class RequestParser:
@@ -136,7 +135,7 @@ class RequestParser:
         keep_alive = conn is None or b"close" not in conn.lower() or not has_token(conn, b"close")
         target_str = target.decode("ascii")
         path, _, query = target_str.partition("?")
-        return [Request(_SIMPLE_METHODS[method], target_str, path, query, "1.1", Headers(fields, index), b"",
+        return [Request(METHODS[method], target_str, path, query, "1.1", Headers(fields, index), b"",
                         keep_alive)]
 
     def _feed(self, data: bytes) -> list[Request]:

@@ -38,6 +38,15 @@ VARIANTS: dict[str, tuple[str, ...]] = {name: variant.flags for name, variant in
 
 
 # -- the interpreters the servers run under ---------------------------------------------------
+def kill_group(process: subprocess.Popen) -> None:
+    """SIGKILL the process group `process` leads (started with start_new_session), if it is
+    still there; the caller reaps it."""
+    try:
+        os.killpg(process.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
 @dataclass(frozen=True)
 class Python:
     """An interpreter the servers run under: the harness's own, or a build of `make pythons`.
@@ -205,10 +214,7 @@ class LiveServer:
 
         What the server wrote after its startup line is kept in `stdout_rest` and `stderr`.
         """
-        try:
-            os.killpg(self.process.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
+        kill_group(self.process)
         self.process.wait()
         if self.process.stdout and not self.process.stdout.closed:
             self.stdout_rest = self.process.stdout.read()

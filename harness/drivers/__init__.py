@@ -18,6 +18,11 @@ DRIVER_MODULES = {"locust": LOCUST_DRIVER_MODULE, "wrk": WRK_DRIVER_MODULE}
 # A distributed run's shared secret, given to the master and every worker in their environment
 # (a command line is public: ps); see distributed/protocol.py.
 TOKEN_ENV = "CONCURBENCH_WORKER_TOKEN"
+# Where a distributed run's master listens for remote workers (Locust's own default), and
+# what a worker agrees to carry for any master unless told otherwise (distributed/worker.py).
+MASTER_PORT = 5557
+WORKER_MAX_USERS = 1000
+WORKER_MAX_SOCKETS = 10_000
 
 
 def locust_driver_argv(

@@ -21,7 +21,7 @@ from collections import deque
 from pathlib import Path
 from typing import Any, NoReturn
 
-from harness.drivers import LOCUST_DRIVER_MODULE, TOKEN_ENV
+from harness.drivers import LOCUST_DRIVER_MODULE, MASTER_PORT, TOKEN_ENV
 from harness.drivers.spec import DriverSpec, SpecError, write_spec
 from harness.run.processes import child_env, spawn, stop_group
 from harness.run.plan import plan_run
@@ -52,7 +52,7 @@ class DriverProcess:
         if distributed:
             # Remote workers join on Locust's port at the address the run was given (--host),
             # never on every interface; local ones on a free port of the loopback.
-            where = ["--master-bind", master_bind, "--master-port", "5557"] if remote_workers else \
+            where = ["--master-bind", master_bind, "--master-port", str(MASTER_PORT)] if remote_workers else \
                     ["--master-bind", "127.0.0.1", "--master-port", "0"]
             argv += ["--master", "--expect-workers", str(procs + remote_workers), *where]
         # Only workers that know it are counted in: the run's, or one of this driver's own.

@@ -142,7 +142,7 @@ class Board:
             """Locust hands a worker that joins mid-run users taken from the others: one is
             refused before Locust sees it (a stranger must not be able to stop a run)."""
             if msg.type == "client_ready" and self.level and client_id not in self.level:
-                self.refuse(client_id, client_id.rsplit("_", 1)[0],  # Locust's client ids are HOSTNAME_UUID
+                self.refuse(client_id, _host_of(client_id),
                             "it joined mid-run; start every worker before the master's first level")
                 return
             handle(client_id, msg)
@@ -228,7 +228,7 @@ class Board:
         until each has set it up; returns the level's start on the master's clock."""
         self.index, self.ready, self.errors_all, self.windows = index, {}, {}, {}
         for client in [c for c in self.runner.clients if c not in self.hosts]:  # Locust would give it users
-            self.refuse(client, client.rsplit("_", 1)[0], "it did not prove the run's token before the level")
+            self.refuse(client, _host_of(client), "it did not prove the run's token before the level")
         workers = self._connected()
         if not workers:
             raise DistributedError("every worker has left")
@@ -321,3 +321,6 @@ class Board:
             raise DistributedError(f"the worker(s) on {', '.join(gone)} left mid-run")
 
 
+def _host_of(client_id: str) -> str:
+    """The host in a Locust client id (HOSTNAME_UUID), for a worker that never said its own."""
+    return client_id.rsplit("_", 1)[0]

@@ -56,7 +56,6 @@ from harness.drivers.locust.client import _NS, RequestMix
 from harness.drivers.locust.user import RawHttpUser, Recorder
 from harness.drivers.spec import DriverSpec
 
-MASTER_PORT = 5557  # Locust's own default
 HELLO, WELCOME, PROOF, LEVEL, READY, EPOCH, WINDOW, BATCH = (
     f"concurbench_{name}" for name in ("hello", "welcome", "proof", "level", "ready", "epoch", "window", "batch"))
 WELCOME_TIMEOUT_S = 2.0  # after Locust's ack: a master that is up answers in milliseconds

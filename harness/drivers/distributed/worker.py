@@ -17,6 +17,7 @@ import gevent
 import gevent.event
 from locust.runners import WorkerRunner
 
+from harness.drivers import WORKER_MAX_SOCKETS, WORKER_MAX_USERS
 from harness.drivers.locust.background import Background, hold_idle, trickle
 from harness.drivers.locust.client import _NS, host_header, resolve_target
 from harness.drivers.locust.user import Recorder, watch_timeouts
@@ -109,8 +110,8 @@ class WorkerLimits:
     users and background sockets (idle and slow) of its own, and only against these targets
     (IP addresses; empty: any)."""
 
-    max_users: int = 1000
-    max_sockets: int = 10_000
+    max_users: int = WORKER_MAX_USERS
+    max_sockets: int = WORKER_MAX_SOCKETS
     targets: frozenset[str] = frozenset()
 
     def refusal(self, spec: DriverSpec, address: tuple, workers: int) -> str | None:

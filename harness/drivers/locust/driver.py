@@ -57,8 +57,8 @@ from harness.drivers.spec import (
 from servers.descriptors import raise_fd_limit
 from harness.drivers.locust.background import Background, hold_idle, trickle
 from harness.drivers.distributed.master import Board
-from harness.drivers import TOKEN_ENV
-from harness.drivers.distributed.protocol import MASTER_PORT, DistributedError
+from harness.drivers import MASTER_PORT, TOKEN_ENV
+from harness.drivers.distributed.protocol import DistributedError
 from harness.drivers.distributed.roles import serve_worker, start_master
 from harness.drivers.distributed.worker import WorkerLimits
 from harness.drivers.locust.client import _NS, host_header, resolve_target

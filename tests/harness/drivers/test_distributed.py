@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -22,7 +21,7 @@ import pytest
 from harness.drivers import TOKEN_ENV
 from harness.drivers.spec import DriverResult, read_result
 from harness.results.metrics import decode_histogram
-from support import ROOT
+from support import ROOT, kill_group
 
 ROOT = ROOT
 TOKEN = "the-runs-token"
@@ -47,10 +46,7 @@ def launch() -> Iterator[Launch]:
 
     yield start
     for process in started:
-        try:
-            os.killpg(process.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+        kill_group(process)
         process.communicate()
 
 

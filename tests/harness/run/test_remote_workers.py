@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import signal
 import subprocess
 import sys
 import time
@@ -16,10 +15,11 @@ from pathlib import Path
 import psutil
 import pytest
 
-from support import ROOT
+from harness.drivers import MASTER_PORT, TOKEN_ENV
+from support import ROOT, kill_group
 
 pytestmark = pytest.mark.timeout(90)
-ENV = {key: value for key, value in os.environ.items() if key != "CONCURBENCH_WORKER_TOKEN"}
+ENV = {key: value for key, value in os.environ.items() if key != TOKEN_ENV}
 ENV["PYTHONPATH"] = str(ROOT)
 CLI = [sys.executable, "-m", "harness.cli"]
 SCENARIO = '[load]\nusers = [2]\nduration = "0.4s"\nwarmup = "0.1s"\nrepeat = 1\n[[request]]\npath = "/"\n'
@@ -44,16 +44,17 @@ def test_only_a_worker_with_the_printed_token_joins_on_the_address_given(tmp_pat
     try:
         assert run.stderr is not None
         said = run.stderr.readline() + run.stderr.readline()
-        match = re.search(r"concurbench worker --master 127\.0\.0\.1:5557 --token (\S+)", said)
+        master = f"127.0.0.1:{MASTER_PORT}"
+        match = re.search(rf"concurbench worker --master {re.escape(master)} --token (\S+)", said)
         assert match, said
         deadline = time.monotonic() + 30
-        while not listeners(5557) and time.monotonic() < deadline:
+        while not listeners(MASTER_PORT) and time.monotonic() < deadline:
             time.sleep(0.1)
-        assert listeners(5557) == {"127.0.0.1"}  # not 0.0.0.0: nobody else on the network
-        workers.append(start("worker", "--master", "127.0.0.1:5557", "--token", "not-" + match[1]))
+        assert listeners(MASTER_PORT) == {"127.0.0.1"}  # not 0.0.0.0: nobody else on the network
+        workers.append(start("worker", "--master", master, "--token", "not-" + match[1]))
         assert workers[0].stderr is not None
         assert "does not know this worker's token: left it" in workers[0].stderr.readline()
-        workers.append(start("worker", "--master", "127.0.0.1:5557", "--token", match[1]))
+        workers.append(start("worker", "--master", master, "--token", match[1]))
         _, err = run.communicate(timeout=60)
         assert run.returncode == 0, err
         (run_dir,) = (tmp_path / "out").iterdir()
@@ -63,10 +64,7 @@ def test_only_a_worker_with_the_printed_token_joins_on_the_address_given(tmp_pat
         assert len(steps) == 1 and steps[0]["driver"]["workers"] == 2
     finally:
         for process in (run, *workers):
-            try:
-                os.killpg(process.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+            kill_group(process)
             process.communicate()
 
 
