@@ -63,6 +63,9 @@ def test_an_older_python_is_refused_in_one_line_with_status_2() -> None:
 
 
 # -- parallelism ---------------------------------------------------------------------------------
+QUIET_TRIES = 10  # tries with free CPUs before two interpreters that never ran at once fail
+
+
 def two_cpus() -> list[int] | None:
     cpus = sorted(os.sched_getaffinity(0))
     return cpus[:2] if len(cpus) >= 2 else None
@@ -110,24 +113,31 @@ def two_cpu_requests(live: LiveServer) -> CpuShare:
 @pytest.mark.skipif(two_cpus() is None, reason="fewer than 2 CPUs to give the server")
 @pytest.mark.skipif(not Path("/proc/self/schedstat").exists(), reason="no per-thread schedstat (Linux)")
 def test_two_interpreters_compute_at_once(start) -> None:  # type: ignore[no-untyped-def]
-    """Two CPU-bound requests on a server given 2 CPUs run at once, one per interpreter: the
-    server runs on nearly 2 CPUs, so the pair takes about as long as one request.
+    """Two CPU-bound requests on a server given 2 CPUs can run at once, one per interpreter:
+    the server runs on nearly 2 CPUs, so the pair takes about as long as one request.
 
     Only a try in which the server's threads hardly waited for a CPU can tell (these CPUs
     are shared: while other work holds one, the two take turns on the other, whatever their
-    GILs): the first such try decides."""
+    GILs). And the kernel hands each connection to whichever interpreter accepts first
+    (servers/backends/interpreters.py): about one try in two, both land in one interpreter,
+    whose threads take turns on its GIL (ran about 1, waited about 0: the try's placement,
+    not a shared GIL). So the first quiet try that ran on more than 1.5 CPUs passes; quiet
+    tries that all stayed at one CPU fail, the sign of interpreters sharing a GIL (with
+    placement alone to blame, QUIET_TRIES of them in a row happen once in 2**QUIET_TRIES)."""
     cpus = two_cpus()
     live = start("--backend", "interpreters", "--interpreters", "2", preexec=lambda: os.sched_setaffinity(0, cpus))
     tries = []
-    for _ in range(8):
+    for _ in range(3 * QUIET_TRIES):
         tries.append(two_cpu_requests(live))
-        if tries[-1].waited < 0.3:
-            assert tries[-1].ran > 1.5, tries
+        if tries[-1].waited < 0.3 and tries[-1].ran > 1.5:
             return
-        time.sleep(0.5)
+        quiet = [share for share in tries if share.waited < 0.3]
+        if len(quiet) == QUIET_TRIES:
+            pytest.fail(f"in {QUIET_TRIES} tries the CPUs were free, the server never ran on more than 1.5: {quiet}")
+        time.sleep(0.2)
     waited = sorted(share.waited for share in tries)
-    pytest.skip(f"the CPUs were busy with other work in each of {len(tries)} tries: the server's threads waited "
-                f"for a CPU {waited[0]:.1f} to {waited[-1]:.1f} of the time")
+    pytest.skip(f"the CPUs were busy with other work in {len(tries) - len(quiet)} of {len(tries)} tries: the "
+                f"server's threads waited for a CPU {waited[0]:.1f} to {waited[-1]:.1f} of the time")
 
 
 @needs_313
