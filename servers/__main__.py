@@ -49,7 +49,8 @@ def build_parser(prog: str = "python -m servers") -> argparse.ArgumentParser:
         epilog="Work per connection is bounded: of the requests one read completes, at most "
                f"{limits.max_pipelined} are answered (then 503 and close); a pipelined request is not started "
                "past the request timeout (the connection closes instead); and the event loops make no more "
-               f"answers while {MAX_PENDING_OUTPUT // 1024 // 1024} MiB of output is unread. "
+               f"answers while {MAX_PENDING_OUTPUT // 1024 // 1024} MiB of output is unread; an answer must be taken at "
+               "--min-send-rate once the request timeout has passed, and /bytes is made in pieces as it is sent. "
                "Inside a container, use --host 0.0.0.0: there 127.0.0.1 is the container's own loopback, "
                "unreachable from the host.",
     )
@@ -63,6 +64,10 @@ def build_parser(prog: str = "python -m servers") -> argparse.ArgumentParser:
                         help="seconds to receive a whole request (408 if partly received)")
     parser.add_argument("--keepalive-timeout", type=positive_float, default=defaults.keepalive_timeout,
                         help="idle seconds allowed between requests on a connection")
+    parser.add_argument("--min-send-rate", type=positive_int, default=defaults.min_send_rate, metavar="BYTES",
+                        help="bytes a second a client must take an answer at, once the request timeout has passed "
+                             "since its first byte was sent; a slower reader is disconnected (the default is 512 kbit/s: "
+                             "lower it for clients on slow links)")
     parser.add_argument("--max-connections", type=positive_int, default=None,
                         help="connections served at once; beyond it new ones get 503 and close (default: no limit)")
     parser.add_argument("--access-log", action="store_true", help="log each request to stderr")
@@ -92,7 +97,7 @@ def build_parser(prog: str = "python -m servers") -> argparse.ArgumentParser:
 def config_from_args(args: argparse.Namespace) -> ServerConfig:
     return ServerConfig(
         host=args.host, port=args.port, backlog=args.backlog, request_timeout=args.request_timeout,
-        keepalive_timeout=args.keepalive_timeout, max_connections=args.max_connections,
+        keepalive_timeout=args.keepalive_timeout, min_send_rate=args.min_send_rate, max_connections=args.max_connections,
         access_log=args.access_log, threads=args.threads, workers=args.workers, reuseport=args.reuseport,
         max_children=args.max_children, interpreters=args.interpreters, loop=args.loop, docroot=args.docroot,
         limits=Limits(max_body=args.max_body), shutdown_grace=args.shutdown_grace,

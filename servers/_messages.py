@@ -7,6 +7,7 @@ of them.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 TEXT_PLAIN = "text/plain; charset=utf-8"
@@ -63,9 +64,29 @@ class Request:
     keep_alive: bool
 
 
+class Pieces:
+    """A body made as it is sent, a piece at a time: its length is known before its bytes, so
+    a 64 MiB answer costs a piece of memory, not 64 MiB, however slowly the client reads."""
+
+    __slots__ = ("length", "make")
+
+    def __init__(self, length: int, make: Callable[[], Iterator[bytes]]) -> None:
+        self.length = length
+        self.make = make  # a new iterator over the pieces each time it is called
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __iter__(self) -> Iterator[bytes]:
+        return self.make()
+
+    def __repr__(self) -> str:
+        return f"Pieces({self.length})"
+
+
 @dataclass(frozen=True, slots=True)
 class Response:
     status: int
-    body: bytes = b""
+    body: bytes | Pieces = b""
     content_type: str = TEXT_PLAIN
     headers: tuple[tuple[str, str], ...] = ()

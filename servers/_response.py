@@ -1,18 +1,22 @@
-"""The response builder: one Response in, one bytes buffer out.
+"""The response builder: one Response in, one bytes buffer out (or, for a body made in
+pieces, the head and the pieces to send after it).
 
 Headers and body leave in a single buffer so the backend can send them with one send():
 written separately, with Nagle on, the body waits for the client's delayed ACK (about
 40 ms on Linux), which is how the stdlib's HTTP/1.1 server drops to a few hundred req/s.
+A body of Pieces is the exception: it is big, so its head's one extra packet is nothing.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
+from dataclasses import dataclass
 from email.utils import formatdate
 from http import HTTPStatus
 from typing import TYPE_CHECKING
 
-from servers._messages import Response
+from servers._messages import Pieces, Response
 
 if TYPE_CHECKING:
     from servers._errors import ProtocolError
@@ -74,8 +78,19 @@ _last_built: tuple[Response | None, bytes, bool, bool, bool, bytes] = (None, b""
 MAX_REMEMBERED_BODY = 4096
 
 
-def build_response(response: Response, *, keep_alive: bool = True, head: bool = False, http10: bool = False) -> bytes:
-    """Serialize `response` to one buffer; for HEAD, the headers only."""
+@dataclass(slots=True)
+class Streamed:
+    """An answer whose body is made as it is sent: the head, then each piece in turn. A
+    backend sends the pieces as the client takes them, never holding more than a few."""
+
+    head: bytes
+    pieces: Iterator[bytes]
+
+
+def build_response(response: Response, *, keep_alive: bool = True, head: bool = False,
+                   http10: bool = False) -> bytes | Streamed:
+    """Serialize `response` to one buffer; for HEAD, the headers only; for a body of Pieces
+    (not to a HEAD), a Streamed answer."""
     global _last_built
     date = _date_line()
     last = _last_built
@@ -87,6 +102,9 @@ def build_response(response: Response, *, keep_alive: bool = True, head: bool = 
     end = _END[keep_alive, http10]
     if response.headers:
         end = b"".join(f"{name}: {value}\r\n".encode("latin-1") for name, value in response.headers) + end
+    if type(body) is Pieces:
+        head_bytes = b"".join((status_line, date, content_type, b"Content-Length: %d\r\n" % len(body), end))
+        return head_bytes if head else Streamed(head_bytes, iter(body))
     data = b"".join((status_line, date, content_type, b"Content-Length: %d\r\n" % len(body), end,
                      b"" if head else body))
     if len(body) <= MAX_REMEMBERED_BODY:
@@ -97,4 +115,6 @@ def build_response(response: Response, *, keep_alive: bool = True, head: bool = 
 def error_response(error: ProtocolError) -> bytes:
     """The self-delimiting text answer to a ProtocolError (headers only to a HEAD)."""
     body = f"{error.status} {error.reason}\n".encode("latin-1", "replace")
-    return build_response(Response(error.status, body), keep_alive=not error.close, head=error.head)
+    data = build_response(Response(error.status, body), keep_alive=not error.close, head=error.head)
+    assert type(data) is bytes  # a body of bytes is built whole
+    return data

@@ -62,7 +62,15 @@ async def _send_asgi(send: Callable[..., Any], reply: Reply) -> None:
     headers = [(b"content-type", reply.content_type.encode()), (b"content-length", b"%d" % len(reply.body)),
                *((k.encode(), v.encode()) for k, v in reply.headers)]
     await send({"type": "http.response.start", "status": reply.status, "headers": headers})
-    await send({"type": "http.response.body", "body": reply.body})
+    if type(reply.body) is bytes:
+        await send({"type": "http.response.body", "body": reply.body})
+        return
+    pieces = iter(reply.body)  # a body made as it is sent: a piece a message, each awaited until taken
+    piece = next(pieces, b"")
+    for following in pieces:
+        await send({"type": "http.response.body", "body": piece, "more_body": True})
+        piece = following
+    await send({"type": "http.response.body", "body": piece})
 
 
 def wsgi_app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
@@ -91,7 +99,7 @@ def _send_wsgi(start_response: Callable[..., Any], reply: Reply) -> Iterable[byt
     status = f"{reply.status} {_reason(reply.status)}"
     start_response(status, [("Content-Type", reply.content_type), ("Content-Length", str(len(reply.body))),
                             *reply.headers])
-    return [reply.body]
+    return [reply.body] if type(reply.body) is bytes else reply.body  # Pieces: made as the server sends them
 
 
 def _reason(status: int) -> str:

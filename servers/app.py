@@ -26,15 +26,19 @@ import platform
 import sys
 import sysconfig
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote
 
-from servers.http import Request, Response
+from servers.http import Pieces, Request, Response
 
 MAX_MS = 60_000  # /sleep and /cpu: a minute is longer than any sensible benchmark step
 MAX_SIZE = 64 * 1024 * 1024  # /bytes: 64 MiB exercises partial sends without exhausting RAM
+# /bytes above this is made in pieces of it as it is sent: a slow reader of 64 MiB holds one
+# piece of the server's memory, not 64 MiB. At or below it, one buffer with the head.
+PIECE_SIZE = 64 * 1024
+_PIECE = b"x" * PIECE_SIZE
 DEFAULT_DOCROOT = Path(__file__).parent / "docroot"
 
 
@@ -103,7 +107,9 @@ class App:
         size = _int_param(request.query, "size", MAX_SIZE)
         if isinstance(size, Reply):
             return size
-        return Reply(200, b"x" * size, content_type="application/octet-stream")
+        if size <= PIECE_SIZE:
+            return Reply(200, _PIECE[:size], content_type="application/octet-stream")
+        return Reply(200, Pieces(size, lambda: _pieces_of_x(size)), content_type="application/octet-stream")
 
     def _echo(self, request: Request) -> Reply:
         # Never the client's own Content-Type: a text/html body would come back as a page of
@@ -120,6 +126,15 @@ class App:
             return NOT_FOUND
         content_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
         return Reply(200, body, content_type=content_type)
+
+
+def _pieces_of_x(size: int) -> Iterator[bytes]:
+    """`size` bytes of b"x", in pieces of PIECE_SIZE: the one piece, over and over."""
+    whole, rest = divmod(size, PIECE_SIZE)
+    for _ in range(whole):
+        yield _PIECE
+    if rest:
+        yield _PIECE[:rest]
 
 
 def resolve_static(docroot: Path, raw: str) -> Path | None:

@@ -14,6 +14,11 @@ POOL_THREADS = 8
 # make no more of the answers it pipelined until it has read them (the event loops; the pool
 # sends what it made before making more).
 MAX_PENDING_OUTPUT = 1024 * 1024
+# An answer must be taken within the request timeout plus a second per this many bytes (512
+# kbit/s), counted from its first send: a 64 MiB /bytes may take 17 minutes, but a client
+# reading a few KiB every few seconds is dropped rather than held for a day. nginx bounds
+# only the time between two writes (send_timeout), which such a client meets.
+MIN_SEND_RATE = 64 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,6 +32,7 @@ class ServerConfig:
     # accept for a new connection. Bounds the iterative server's stall on an idle socket.
     request_timeout: float = 10.0
     keepalive_timeout: float = 5.0  # idle time allowed between requests
+    min_send_rate: int = MIN_SEND_RATE  # bytes/s an answer must be taken at, after the request timeout
     max_connections: int | None = None  # beyond this, new connections get 503 and close
     access_log: bool = False  # one line per request on stderr
     threads: int | None = None  # threaded: a bounded pool of N threads instead of one per connection;

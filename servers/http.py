@@ -15,17 +15,19 @@ from dataclasses import dataclass
 from servers._body import BODY_READERS, BodyReader, is_digits
 from servers._errors import ProtocolError
 from servers._grammar import HOSTS_SEEN, TOKEN, expects_continue, has_token, other_form, valid_host
-from servers._messages import Headers, Request, Response
-from servers._response import CONTINUE, build_response, error_response
+from servers._messages import Headers, Pieces, Request, Response
+from servers._response import CONTINUE, Streamed, build_response, error_response
 
 __all__ = [
     "CONTINUE",
     "Headers",
     "Limits",
+    "Pieces",
     "ProtocolError",
     "Request",
     "RequestParser",
     "Response",
+    "Streamed",
     "build_response",
     "error_response",
 ]

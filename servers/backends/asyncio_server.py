@@ -16,7 +16,8 @@ import socket
 import time
 
 from servers.backends.events import SWEEP_INTERVAL, EventConnection
-from servers.backends.listener import ACCEPT_RESOURCE_ERRNOS, BACKLOG, announce, log_accept_failure, make_listener, tune
+from servers.backends.listener import (ACCEPT_RESOURCE_ERRNOS, BACKLOG, announce, log_accept_failure, make_listener,
+                                      reset_on_close, tune)
 from servers.backends.responder import OVERLOADED
 from servers.backends.server import BaseServer
 from servers.config import ServerConfig
@@ -27,6 +28,7 @@ class HttpProtocol(EventConnection, asyncio.Protocol):
         super().__init__(responder=server.responder, config=server.config, signals=server.signals, clock=server)
         self.server = server
         self.transport: asyncio.Transport | None = None
+        self.shut = False  # close() or abort() called: write nothing more
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.server.now = time.monotonic()  # the request timeout counts from here
@@ -72,7 +74,8 @@ class HttpProtocol(EventConnection, asyncio.Protocol):
             self.resume()
 
     def write(self, data: bytes) -> None:
-        if self.transport is not None and not self.closed:
+        if self.transport is not None and not self.shut:
+            self.written += len(data)
             self.transport.write(data)
 
     def call_later(self, delay: float, callback, *args) -> None:  # type: ignore[no-untyped-def]
@@ -82,13 +85,19 @@ class HttpProtocol(EventConnection, asyncio.Protocol):
         return self.transport.get_write_buffer_size() if self.transport and not self.closed else 0
 
     def close(self) -> None:
-        if self.transport is not None and not self.closed:
-            self.transport.close()  # flushes what is buffered, then closes
-            self.closed = True
-            self.server.connections.discard(self)
+        """Flush what is buffered, then close. The connection stays in the server's set until
+        connection_lost, so the sweep holds the flush to the minimum send rate: a client that
+        never reads its last answer is aborted, not kept with its buffer for ever."""
+        if self.transport is not None and not self.shut:
+            self.shut = True
+            self.transport.close()
 
-    def abort(self) -> None:
+    def abort(self, reset: bool = False) -> None:
         if self.transport is not None and not self.closed:
+            sock = self.transport.get_extra_info("socket") if reset else None
+            if sock is not None:
+                reset_on_close(sock)  # type: ignore[arg-type]
+            self.shut = True
             self.transport.abort()
             self.closed = True
             self.server.connections.discard(self)

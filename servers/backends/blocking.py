@@ -8,16 +8,17 @@ a greenlet, on sockets that wait in gevent's hub: only how a wait is bounded dif
 
 from __future__ import annotations
 
+import itertools
 import socket
 import struct
 import time
-from collections.abc import Callable
-from typing import Protocol
+from collections.abc import Callable, Iterable
 
+from servers.backends.listener import reset_on_close
 from servers.backends.responder import Responder
 from servers.backends.signals import StopSignals
 from servers.config import ServerConfig
-from servers.http import CONTINUE, ProtocolError, RequestParser, error_response
+from servers.http import CONTINUE, ProtocolError, RequestParser, Streamed, error_response
 
 RECV_SIZE = 64 * 1024  # one recv takes a whole pipelined burst or a large chunk of body
 # Timeouts are the kernel's (SO_RCVTIMEO/SO_SNDTIMEO) on a blocking socket, not Python's
@@ -32,37 +33,94 @@ def timeval(seconds: float) -> bytes:
     return struct.pack("ll", int(seconds), int((seconds % 1) * 1_000_000))
 
 
-class Timeouts(Protocol):
-    """How a connection's waits are bounded: `receive_within` before each recv, `send` for
-    each answer, and `expired`, what a recv raises when its wait ran out."""
+class Timeouts:
+    """How a connection's waits are bounded: `receive_within` before each recv, and `send`
+    for each answer, which must make progress at least once a send timeout and be taken at
+    the minimum send rate: once a send has not taken all it was given, the rest within the
+    send timeout plus a second for each `min_rate` bytes taken (by the client or the kernel's
+    buffers for it). A client that reads slower is
+    dropped with a reset, however steadily it trickles (a 64 MiB answer read at 6 KiB every 8 s
+    would otherwise hold a thread or a process for a day). `expired` is what a recv raises
+    when its wait ran out."""
 
+    __slots__ = ("sock", "send_timeout", "min_rate")
     expired: type[OSError]
 
-    def __init__(self, sock: socket.socket, send_timeout: float) -> None: ...
-
-    def receive_within(self, seconds: float) -> None: ...
-
-    def send(self, data: bytes) -> None: ...
-
-
-class KernelTimeouts:
-    """The kernel's timeouts on a blocking socket: SO_RCVTIMEO for the next recv, set only
-    when it changes, and SO_SNDTIMEO once, so a send that makes no progress for that long
-    fails. An expired wait fails with EAGAIN."""
-
-    __slots__ = ("sock", "current", "send")
-    expired = BlockingIOError
-
-    def __init__(self, sock: socket.socket, send_timeout: float) -> None:
+    def __init__(self, sock: socket.socket, send_timeout: float, min_rate: int) -> None:
         self.sock = sock
-        self.current = -1.0
-        self.send = sock.sendall
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, timeval(send_timeout))
+        self.send_timeout = send_timeout
+        self.min_rate = min_rate
 
     def receive_within(self, seconds: float) -> None:
-        if seconds != self.current:
-            self.current = seconds
+        raise NotImplementedError
+
+    def send_within(self, seconds: float) -> None:
+        """Bound the next send call to `seconds` in all (it returns what it sent by then)."""
+        raise NotImplementedError
+
+    def send(self, data: bytes | Streamed) -> None:
+        try:
+            if type(data) is bytes:
+                self.send_within(self.send_timeout)
+                sent = self.sock.send(data)
+                if sent < len(data):
+                    self.send_rest((memoryview(data)[sent:],), time.monotonic())
+            else:
+                self.send_rest(itertools.chain((data.head,), data.pieces), None)  # type: ignore[union-attr]
+        except (TimeoutError, BlockingIOError):
+            reset_on_close(self.sock)  # too slow: its close discards the rest
+            raise
+
+    def send_rest(self, chunks: Iterable[bytes | memoryview], start: float | None) -> None:
+        """Send `chunks`, the rest of an answer, each send bounded by the send timeout and, from
+        `start` (else from the first send not taken whole), by what the minimum rate leaves;
+        TimeoutError when nothing is left."""
+        send, timeout, rate, monotonic = self.sock.send, self.send_timeout, self.min_rate, time.monotonic
+        sent = 0  # since start
+        try:
+            for chunk in chunks:
+                view = memoryview(chunk)
+                while view:
+                    if start is not None:
+                        remaining = start + timeout + sent / rate - monotonic()
+                        if remaining <= 0:
+                            raise TimeoutError(f"the client took {sent} bytes in {monotonic() - start:.1f} s, "
+                                               f"under the minimum send rate of {rate} bytes/s")
+                        self.send_within(min(remaining, timeout))  # and progress at least once a timeout
+                    taken = send(view)
+                    view = view[taken:]
+                    if start is not None:
+                        sent += taken
+                    elif view:
+                        start = monotonic()  # the client is behind: the minimum rate counts from here
+        finally:
+            self.send_within(timeout)
+
+
+class KernelTimeouts(Timeouts):
+    """The kernel's timeouts on a blocking socket: SO_RCVTIMEO for the next recv, and
+    SO_SNDTIMEO for the next send (a send that took nothing when it expires fails with
+    EAGAIN), each set only when it changes: between answers SO_SNDTIMEO is the whole send
+    timeout, so an answer's first send needs no syscall of its own."""
+
+    __slots__ = ("receiving", "sending")
+    expired = BlockingIOError
+
+    def __init__(self, sock: socket.socket, send_timeout: float, min_rate: int) -> None:
+        super().__init__(sock, send_timeout, min_rate)
+        self.receiving = -1.0
+        self.sending = -1.0
+        self.send_within(send_timeout)
+
+    def receive_within(self, seconds: float) -> None:
+        if seconds != self.receiving:
+            self.receiving = seconds
             self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, timeval(seconds))
+
+    def send_within(self, seconds: float) -> None:
+        if seconds != self.sending:
+            self.sending = seconds
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, timeval(seconds))
 
 
 class BlockingConnection:
@@ -99,8 +157,8 @@ class BlockingConnection:
         # requests the idle timeout applies until the first byte of the next request.
         deadline = time.monotonic() + config.request_timeout
         idle = fresh = True
-        # A client that stops reading our answers is dropped after the request timeout.
-        timeouts = self.timeouts_class(sock, config.request_timeout)
+        # A client that reads our answers slower than the minimum send rate is dropped.
+        timeouts = self.timeouts_class(sock, config.request_timeout, config.min_send_rate)
         send = timeouts.send
         while not signals.stopping:
             if idle and not fresh:
@@ -150,7 +208,7 @@ class BlockingConnection:
                 parser.client_awaits_continue = False
                 send(CONTINUE)
 
-    def _timed_out(self, parser: RequestParser, idle: bool, send: Callable[[bytes], object]) -> None:
+    def _timed_out(self, parser: RequestParser, idle: bool, send: Callable[[bytes | Streamed], object]) -> None:
         """408 if part of a request arrived; a connection that sent nothing just closes."""
         if not idle or parser.buffered:
             send(error_response(ProtocolError(408, "Request Timeout")))

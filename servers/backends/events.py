@@ -10,18 +10,23 @@ that drives them.
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Iterator
 from time import monotonic
 from typing import Protocol
 
 from servers.backends.responder import Responder
 from servers.backends.signals import StopSignals
 from servers.config import MAX_PENDING_OUTPUT, ServerConfig
-from servers.http import CONTINUE, ProtocolError, Request, RequestParser, error_response
+from servers.http import CONTINUE, ProtocolError, Request, RequestParser, Streamed, error_response
 
 # How often idle and slow connections are checked against their deadlines. Timeouts are
 # seconds long, so a quarter-second sweep is precise enough and costs O(connections)
 # four times a second instead of a timer per request.
 SWEEP_INTERVAL = 0.25
+# A body made in pieces is made only while less than this is unsent, and at most this many
+# pieces a turn, so one fast reader of 64 MiB does not hold the loop while others wait.
+STREAM_BUFFER = 256 * 1024
+PIECES_PER_TURN = 16
 
 
 class Clock(Protocol):
@@ -48,9 +53,15 @@ class EventConnection:
         self.idle = True  # no part of a request received since the last answer
         self.fresh = True  # nothing received at all yet: the deadline counts from accept
         self.deadline = clock.now + config.request_timeout
+        self.stream: Iterator[bytes] | None = None  # the pieces of the body being sent, made as it goes
+        self.written = 0  # bytes given to write(), ever: less pending_output(), what the client took
+        self.sending_since: float | None = None  # when the sweep first saw output unsent, until none is
+        self.taken_before = 0  # what the client had taken by then
+        self.taken_last, self.progress_at = 0, 0.0  # what it had taken at the last sweep it took some
 
     # -- primitives each event backend implements --------------------------------------
     def write(self, data: bytes) -> None:
+        """Send, or buffer what the socket does not take; add len(data) to `written`."""
         raise NotImplementedError
 
     def call_later(self, delay: float, callback, *args) -> None:  # type: ignore[no-untyped-def]
@@ -67,7 +78,7 @@ class EventConnection:
     @property
     def busy(self) -> bool:
         """Answers owed: a stopping server lets these finish."""
-        return self.waiting or bool(self.queue) or self.pending_output() > 0
+        return self.waiting or bool(self.queue) or self.stream is not None or self.pending_output() > 0
 
     def received(self, data: bytes) -> None:
         if self.closing:
@@ -82,10 +93,12 @@ class EventConnection:
             items = parser.feed(data)  # parser.parse(data), less a call per request
         except ProtocolError as error:
             items = parser.after_error(error)  # type: ignore[assignment]
-        if self.waiting:
-            self.queue.extend(items)  # behind a delayed answer: their turn comes after it
+        if self.waiting or self.stream is not None:
+            self.queue.extend(items)  # behind a delayed or streaming answer: their turn comes after it
+            self._bound_queue()
         elif self.queue:
             self.queue.extend(items)
+            self._bound_queue()
             self.answer()
         elif items or parser.client_awaits_continue:
             self.answer(items)  # an empty list sends the CONTINUE that is due
@@ -122,17 +135,31 @@ class EventConnection:
                 self.queue.extend(pending)  # what follows waits for this one's timer
                 self.call_later(delay, self._delayed, data, keep_alive)
                 break
+            if type(data) is not bytes:  # a body made in pieces: what follows waits for its last
+                out.append(data.head)  # type: ignore[union-attr]
+                self.stream = data.pieces  # type: ignore[union-attr]
+                if keep_alive:
+                    self.queue.extend(pending)
+                else:
+                    self._finish()
+                break
             out.append(data)
             if not keep_alive:
                 self._finish()
                 break
         parser = self.parser
         queue = self.queue
-        if parser.client_awaits_continue and not queue and not self.waiting and not self.closing:
+        if (parser.client_awaits_continue and not queue and not self.waiting and not self.closing
+                and self.stream is None):
             parser.client_awaits_continue = False  # its turn: every answer before it is out
             out.append(CONTINUE)
         if out:
             self.write(out[0] if len(out) == 1 else b"".join(out))
+            if self.stream is not None:
+                if not self.pump():
+                    return  # resume() goes on when the client has taken some
+                self.answer(None if queue and not self.closing else [])
+                return
             if queue and not self.waiting and not self.closing and self.pending_output() <= MAX_PENDING_OUTPUT:
                 self.call_later(0, self.resume)  # held back, but the socket took it all: no wakeup will come
         if self.eof and not self.waiting and not queue:
@@ -144,39 +171,89 @@ class EventConnection:
             self.idle = True
             self.deadline = self.clock.now + self.config.keepalive_timeout
 
+    def pump(self) -> bool:
+        """Make and write the streaming body's next pieces while little is unsent; True once
+        its last piece is written."""
+        stream = self.stream
+        assert stream is not None
+        for _ in range(PIECES_PER_TURN):
+            if self.closed or self.pending_output() >= STREAM_BUFFER:
+                return False  # the next wakeup for writing (or the sweep) comes back
+            piece = next(stream, None)
+            if piece is None:
+                self.stream = None
+                return True
+            self.write(piece)
+        self.call_later(0, self.resume)  # a fast reader: the other connections' turn, then more
+        return False
+
     def resume(self) -> None:
-        """Make the pipelined answers held back while the output was over its cap."""
-        if self.queue and not self.closed and not self.waiting and not self.closing:
+        """The client took some output: go on with the streaming body, then make the
+        pipelined answers held back while it or the output was over its cap."""
+        if self.closed or self.waiting:
+            return
+        if self.stream is not None:
+            if self.pump():
+                self.answer(None if self.queue and not self.closing else [])  # [] sends a CONTINUE owed, or closes
+        elif self.queue and not self.closing:
             self.answer()
 
     def peer_closed(self) -> None:
         """EOF from the client: it will send nothing more, but may still read. Requests it
         sent are answered (a delayed one included), then the connection closes."""
         self.eof = True
-        if not self.waiting:
+        if not self.waiting and self.stream is None:  # else when the delayed or streaming answer is out
             self.answer()
 
-    def _delayed(self, data: bytes, keep_alive: bool) -> None:
+    def _delayed(self, data: bytes | Streamed, keep_alive: bool) -> None:
         if self.closed:
             return
         self.waiting = False
-        self.write(data)
         if not keep_alive:
             self._finish()
-        self.answer()
+        if type(data) is bytes:
+            self.write(data)
+            self.answer()
+        else:
+            self.write(data.head)  # type: ignore[union-attr]
+            self.stream = data.pieces  # type: ignore[union-attr]
+            self.resume()
+
+    def _bound_queue(self) -> None:
+        """Requests queued behind an answer still being made are capped as one read's are:
+        beyond the limit, a 503 and close (a client pipelining read after read while a slow
+        answer holds the queue would otherwise grow it without end)."""
+        limit = self.parser.limits.max_pipelined
+        if len(self.queue) > limit:
+            while len(self.queue) > limit:
+                self.queue.pop()
+            self.queue.append(ProtocolError(503, "Too many pipelined requests", close=True))
 
     def _finish(self) -> None:
         self.closing = True
         self.queue.clear()
 
     def check_deadline(self, now: float) -> None:
-        """Called by the sweep: close a connection idle or slow past its deadline."""
-        if now < self.deadline or self.waiting or self.closing:
+        """Called by the sweep: drop a client that takes none of its answers for a request
+        timeout, or takes them slower than the minimum send rate (from when output was first
+        seen unsent, the request timeout plus a second per min_send_rate bytes taken), and
+        close a connection idle or slow past its deadline."""
+        pending = self.pending_output()
+        if pending or self.stream is not None:
+            taken = self.written - pending  # by the client or the kernel's buffers for it
+            if self.sending_since is None:
+                self.sending_since = self.progress_at = now
+                self.taken_before = self.taken_last = taken
+                return
+            if taken != self.taken_last:
+                self.taken_last, self.progress_at = taken, now
+            timeout = self.config.request_timeout
+            if (now > self.progress_at + timeout
+                    or now > self.sending_since + timeout + (taken - self.taken_before) / self.config.min_send_rate):
+                self.abort(reset=True)  # also a closing connection: its last answer is bounded the same
             return
-        if self.pending_output():
-            # A client that does not read its answers (the rest of its requests wait for it
-            # to): drop it after the same time.
-            self.abort()
+        self.sending_since = None
+        if now < self.deadline or self.waiting or self.closing:
             return
         if self.queue:
             return  # answers owed, being made
@@ -193,6 +270,6 @@ class EventConnection:
         # A busy connection answers with Connection: close (respond sees stopping) and
         # closes after its last answer is written.
 
-    def abort(self) -> None:
-        """Close without waiting for output."""
+    def abort(self, reset: bool = False) -> None:
+        """Close without waiting for output; `reset`: the kernel discards what it holds too (RST)."""
         raise NotImplementedError

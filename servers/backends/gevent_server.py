@@ -27,40 +27,31 @@ monkey.patch_all()
 
 import socket  # noqa: E402
 
-from servers.backends.blocking import BlockingConnection  # noqa: E402
+from servers.backends.blocking import BlockingConnection, Timeouts  # noqa: E402
 from servers.backends.threaded import ThreadedServer  # noqa: E402
 
 
-class HubTimeouts:
+class HubTimeouts(Timeouts):
     """Timeouts for a socket that waits in the hub: gevent's descriptors are non-blocking,
     so the kernel's SO_RCVTIMEO never fires and a silent client would hold its greenlet
     forever. settimeout() bounds each wait with a hub timer instead (no syscall), and an
-    expired wait raises TimeoutError."""
+    expired wait raises TimeoutError. One setting serves receives and sends: an answer's
+    sends set it from the minimum send rate (gevent's sendall would bound the whole answer
+    by one timeout, cutting off a big one to a slow but steady reader)."""
 
-    __slots__ = ("sock", "current", "send_timeout")
+    __slots__ = ("current",)
     expired = TimeoutError
 
-    def __init__(self, sock: socket.socket, send_timeout: float) -> None:
-        self.sock = sock
+    def __init__(self, sock: socket.socket, send_timeout: float, min_rate: int) -> None:
+        super().__init__(sock, send_timeout, min_rate)
         self.current = -1.0
-        self.send_timeout = send_timeout
 
     def receive_within(self, seconds: float) -> None:
         if seconds != self.current:
             self.current = seconds
             self.sock.settimeout(seconds)
 
-    def send(self, data: bytes) -> None:
-        """sendall with SO_SNDTIMEO's rule: give up after `send_timeout` without progress.
-        gevent's sendall would bound the whole answer, cutting off a big one to a slow but
-        steady reader (and ask the kernel for SO_SNDBUF on every call)."""
-        sock = self.sock
-        if self.current != self.send_timeout:
-            self.current = self.send_timeout
-            sock.settimeout(self.send_timeout)
-        view = memoryview(data)
-        while view:
-            view = view[sock.send(view):]
+    send_within = receive_within
 
 
 class GeventConnection(BlockingConnection):

@@ -148,6 +148,19 @@ def tune(conn: socket.socket) -> None:
         pass  # the peer may already be gone; the first recv or send will say so
 
 
+_LINGER_NOT = struct.pack("ii", 1, 0)
+
+
+def reset_on_close(conn: socket.socket) -> None:
+    """Make close() send RST and discard what is unsent (SO_LINGER of 0). For a client dropped
+    for reading too slowly: a plain close leaves the kernel sending it the rest of its answer,
+    megabytes held for as long as it goes on trickling."""
+    try:
+        conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_NOT)
+    except OSError:
+        pass  # already gone
+
+
 _accept_failures = {"count": 0, "next_log": 0.0}
 ACCEPT_LOG_INTERVAL = 5.0  # a server out of descriptors fails every back-off: say so once in a while
 

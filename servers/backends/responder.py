@@ -8,10 +8,11 @@ import socket
 from servers.app import App, Reply
 from servers.backends.log import log
 from servers.config import ServerConfig
-from servers.http import Request, Response, build_response
+from servers.http import Request, Response, Streamed, build_response
 
 # Sent, then the connection closed, when --max-connections is reached.
 OVERLOADED = build_response(Response(503, b"Service Unavailable: too many connections\n"), keep_alive=False)
+assert type(OVERLOADED) is bytes
 # The answer when the app raises: the request's framing is intact, so the connection lives.
 INTERNAL_ERROR = Reply(500, b"Internal Server Error\n")
 
@@ -23,7 +24,7 @@ class Responder:
         self.app = App(docroot=config.docroot)
         self.access_log = config.access_log
 
-    def respond(self, request: Request, closing: bool = False) -> tuple[bytes, float, bool]:
+    def respond(self, request: Request, closing: bool = False) -> tuple[bytes | Streamed, float, bool]:
         try:
             reply: Reply = self.app.handle(request)
         except Exception as error:  # noqa: BLE001 - one request's bug must not take the server down

@@ -15,7 +15,7 @@ import socket
 import time
 
 from servers.backends.events import MAX_PENDING_OUTPUT, SWEEP_INTERVAL, EventConnection
-from servers.backends.listener import ACCEPT_BACKOFF, BACKLOG, AcceptsPaused, accept_ready, tune
+from servers.backends.listener import ACCEPT_BACKOFF, BACKLOG, AcceptsPaused, accept_ready, reset_on_close, tune
 from servers.backends.responder import refuse
 from servers.backends.server import BaseServer
 from servers.backends.signals import drain
@@ -47,6 +47,7 @@ class SelectorConnection(EventConnection):
         self.received(data)
 
     def write(self, data: bytes) -> None:
+        self.written += len(data)
         if self.out:
             self.out += data
         else:
@@ -71,11 +72,10 @@ class SelectorConnection(EventConnection):
         except OSError:
             self.abort()
             return
-        del self.out[:sent]
-        self.deadline = self.clock.now + self.config.request_timeout  # progress was made
+        del self.out[:sent]  # the sweep holds the client to the minimum send rate, not to each send
         if self.out:
             return
-        if self.queue and not self.waiting and not self.closing:
+        if self.stream is not None or (self.queue and not self.waiting and not self.closing):
             self.resume()  # it wrote (and chose the events it waits for) or closed
             return
         if self.closing and not self.waiting:
@@ -113,9 +113,11 @@ class SelectorConnection(EventConnection):
             self.abort()
         # else on_writable closes once the buffer drains
 
-    def abort(self) -> None:
+    def abort(self, reset: bool = False) -> None:
         if self.closed:
             return
+        if reset:
+            reset_on_close(self.sock)
         self.closed = True
         self.loop.forget(self)
         self.sock.close()

@@ -3,7 +3,8 @@
 The split of gunicorn's gthread worker and Tomcat's NIO connector. The main thread owns the
 selector: it accepts, reads and parses. A connection with complete requests leaves the
 selector for a queue; one of N pool threads answers them with blocking calls (a Reply's
-delay is time.sleep, the answer is sendall) and hands the connection back.
+delay is time.sleep, the answer a blocking send at the minimum rate) and hands the connection
+back.
 
 Against threaded: an idle keep-alive connection costs a selector entry, not a thread.
 Against selectors: /cpu or a delay stalls one pool thread, not the accept loop.
@@ -21,7 +22,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 
-from servers.backends.blocking import timeval
+from servers.backends.blocking import KernelTimeouts
 from servers.backends.events import MAX_PENDING_OUTPUT, SWEEP_INTERVAL
 from servers.backends.listener import ACCEPT_BACKOFF, BACKLOG, AcceptsPaused, accept_ready, tune
 from servers.backends.responder import refuse
@@ -38,7 +39,7 @@ class PooledConnection:
     """One client. The selector thread reads and parses it; a pool thread answers it. It
     belongs to one of them at a time, handed over through a queue, so it needs no lock."""
 
-    __slots__ = ("sock", "parser", "items", "idle", "fresh", "deadline", "open", "on_readable")
+    __slots__ = ("sock", "parser", "items", "idle", "fresh", "deadline", "open", "on_readable", "timeouts")
 
     def __init__(self, sock: socket.socket, config: ServerConfig, now: float,
                  on_readable: Callable[[PooledConnection], None]) -> None:
@@ -50,6 +51,9 @@ class PooledConnection:
         self.deadline = now + config.request_timeout
         self.open = True  # False once a pool thread has closed it
         self.on_readable = lambda: on_readable(self)  # the selector key's data
+        # The pool's blocking sends, each answer at the minimum rate (SO_SNDTIMEO, no poll()
+        # before each send as settimeout() would make).
+        self.timeouts = KernelTimeouts(sock, config.request_timeout, config.min_send_rate)
 
 
 class SelectorsPoolServer(BaseServer):
@@ -110,7 +114,7 @@ class SelectorsPoolServer(BaseServer):
                     return
 
     def _read(self, conn: PooledConnection) -> None:
-        # The socket stays blocking, for the pool's sendall (below); this thread reads it
+        # The socket stays blocking, for the pool's sends (below); this thread reads it
         # with MSG_DONTWAIT, so it never waits on one client, and no fcntl() flips the mode
         # at each hand-over.
         try:
@@ -159,7 +163,7 @@ class SelectorsPoolServer(BaseServer):
 
     def _sweep(self) -> None:
         """Close connections idle or slow past their deadline; those in the pool are bounded
-        by SO_SNDTIMEO instead."""
+        by the minimum send rate instead."""
         now = self.now
         for conn in list(self.waiting):
             if now >= conn.deadline:
@@ -191,9 +195,6 @@ class SelectorsPoolServer(BaseServer):
                 refuse(sock)
                 continue
             tune(sock)
-            # The kernel's timeout bounds each blocking send of the pool (a client that does
-            # not read), without settimeout(), which would poll() before every send.
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, timeval(self.config.request_timeout))
             conn = PooledConnection(sock, self.config, self.now, self._read)
             self.waiting.add(conn)
             self.selector.register(sock, selectors.EVENT_READ, conn.on_readable)
@@ -222,42 +223,48 @@ class SelectorsPoolServer(BaseServer):
 
     def _answer(self, conn: PooledConnection) -> bool:
         """Answer the requests in order, then a CONTINUE that is due; False: close."""
-        sock, respond, out = conn.sock, self.responder.respond, []
+        send, respond, out = conn.timeouts.send, self.responder.respond, []
         items, conn.items = conn.items, []
         for i, item in enumerate(items):
             if i and time.monotonic() > conn.deadline:  # pipelined work past the request timeout: close
                 if out:
-                    sock.sendall(b"".join(out))
+                    send(b"".join(out))
                 return False
             if i and sum(map(len, out)) > MAX_PENDING_OUTPUT:  # sent before more are made
-                sock.sendall(b"".join(out))
+                send(b"".join(out))
                 out.clear()
             if type(item) is ProtocolError:
                 out.append(error_response(item))
                 if item.close:
-                    sock.sendall(b"".join(out))
+                    send(b"".join(out))
                     return False
                 continue
             data, delay, keep_alive = respond(item, self.signals.stopping)  # type: ignore[arg-type]
-            if delay:
-                if out:  # the answers before it do not wait for it
-                    sock.sendall(b"".join(out))
+            if delay or type(data) is not bytes:
+                if out:  # the answers before it do not wait for it, nor go out after its pieces
+                    send(b"".join(out))
                     out.clear()
-                time.sleep(delay)  # this pool thread waits: one of N
+                if delay:
+                    time.sleep(delay)  # this pool thread waits: one of N
+                if type(data) is not bytes:
+                    send(data)  # a body made in pieces, sent as the client takes them
+                    if not keep_alive:
+                        return False
+                    continue
             out.append(data)
             if not keep_alive:
-                sock.sendall(b"".join(out))
+                send(b"".join(out))
                 return False
         if conn.parser.client_awaits_continue:
             conn.parser.client_awaits_continue = False
             out.append(CONTINUE)
         if out:
-            sock.sendall(out[0] if len(out) == 1 else b"".join(out))
+            send(out[0] if len(out) == 1 else b"".join(out))
         return True
 
     def server_close(self) -> None:
         """Close what waits, shut down what the pool still holds past the grace (a blocked
-        sendall returns), and join the pool."""
+        send returns), and join the pool."""
         for conn in list(self.waiting):
             self._close(conn)
         for conn in self.answering:

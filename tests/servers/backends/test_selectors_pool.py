@@ -136,7 +136,7 @@ def test_cpu_work_in_the_pool_takes_turns_on_the_gil(start_server) -> None:  # t
 
 def test_a_client_that_does_not_read_holds_a_pool_thread_until_the_request_timeout(
         start_server) -> None:  # type: ignore[no-untyped-def]
-    """The pool's sendall blocks while the client's window is full (there is no write buffer
+    """The pool's send blocks while the client's window is full (there is no write buffer
     to park the answer in, as the selectors loop has), bounded by SO_SNDTIMEO: the send that
     fills the window returns when its wait ends, the next fails, so about twice the request
     timeout. With one thread, the next client waits that long, not forever."""
