@@ -19,8 +19,8 @@ from pathlib import Path
 import pytest
 
 from servers import app as app_module
-from servers.app import App, Reply
-from servers.http import Request, RequestParser, Response, build_response
+from servers.app import PIECE_SIZE, App, Reply
+from servers.http import Pieces, Request, RequestParser, Response, build_response
 
 HELLO = b"hello from the docroot\n"
 SECRET = b"secret outside the docroot\n"
@@ -259,6 +259,13 @@ def test_runtime_before_313_says_the_gil_is_on(app: App, monkeypatch: pytest.Mon
 def test_bytes_returns_a_body_of_the_asked_size(app: App, size: int) -> None:
     reply = app.handle(request("GET", f"/bytes?size={size}"))
     assert reply.status == 200 and len(reply.body) == size
+    # over a piece, made in pieces as it is sent, never whole; each time it is iterated, anew
+    body = reply.body
+    assert isinstance(body, Pieces) is (size > PIECE_SIZE)
+    if isinstance(body, Pieces):
+        assert b"".join(body) == b"x" * size == b"".join(body)
+    else:
+        assert body == b"x" * size
 
 
 # ---------------------------------------------------------------------------

@@ -8,7 +8,7 @@ from email.utils import parsedate_to_datetime
 import pytest
 
 from http_support import SIMPLE_GET, h11_response, header_values
-from servers.http import ProtocolError, RequestParser, Response, build_response
+from servers.http import Pieces, ProtocolError, RequestParser, Response, Streamed, build_response
 
 
 # ---------------------------------------------------------------------------
@@ -125,3 +125,22 @@ def test_http10_closing_response_says_close() -> None:
 def test_http11_keep_alive_response_has_no_connection_header() -> None:
     head, _, _ = h11_response(build_response(Response(200, b"hi"), keep_alive=True))
     assert header_values(head, b"connection") == []
+
+
+def test_a_body_of_pieces_is_a_head_then_its_pieces_made_as_they_are_taken() -> None:
+    made = []
+
+    def pieces():  # type: ignore[no-untyped-def]
+        for piece in (b"ab", b"cde", b"f"):
+            made.append(piece)
+            yield piece
+
+    body = Pieces(6, pieces)
+    built = build_response(Response(200, body, content_type="application/octet-stream"))
+    assert isinstance(built, Streamed) and made == []  # nothing made before it is sent
+    head, _, complete = h11_response(built.head)
+    assert not complete and header_values(head, b"content-length") == [b"6"]
+    assert next(built.pieces) == b"ab" and made == [b"ab"]
+    _, whole, complete = h11_response(built.head + b"ab" + b"".join(built.pieces))
+    assert complete and whole == b"abcdef"
+    assert build_response(Response(200, body), head=True).endswith(b"Content-Length: 6\r\n\r\n")  # HEAD: bytes

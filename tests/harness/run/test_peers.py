@@ -42,6 +42,7 @@ def test_a_peer_serves_the_apps_routes(peer_url: tuple[str, int]) -> None:
     assert ask(peer_url, "GET", "/") == (200, b"Hello, World!")
     assert ask(peer_url, "GET", "/sleep?ms=5") == (200, b"slept 5 ms\n")
     assert ask(peer_url, "POST", "/echo", b"ping", {"Content-Type": "text/x-ping"}) == (200, b"ping")
+    assert ask(peer_url, "GET", "/bytes?size=200001") == (200, b"x" * 200_001)  # a body made in pieces
     assert ask(peer_url, "GET", "/nowhere")[0] == 404
 
 
