@@ -12,13 +12,14 @@ import itertools
 import socket
 import struct
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 
+from servers.backends.connection import Connection
 from servers.backends.listener import reset_on_close
 from servers.backends.responder import Responder
 from servers.backends.signals import StopSignals
 from servers.config import ServerConfig
-from servers.http import CONTINUE, ProtocolError, RequestParser, Streamed, error_response
+from servers.http import ProtocolError, Streamed, error_response
 
 RECV_SIZE = 64 * 1024  # one recv takes a whole pipelined burst or a large chunk of body
 # Timeouts are the kernel's (SO_RCVTIMEO/SO_SNDTIMEO) on a blocking socket, not Python's
@@ -123,7 +124,7 @@ class KernelTimeouts(Timeouts):
             self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, timeval(seconds))
 
 
-class BlockingConnection:
+class BlockingConnection(Connection):
     """Read, parse, answer, until the client closes, a timeout fires, or we stop.
 
     `busy` is true only while requests are being answered: a stop signal then waits for
@@ -134,10 +135,8 @@ class BlockingConnection:
 
     def __init__(self, sock: socket.socket, *, responder: Responder, config: ServerConfig,
                  signals: StopSignals) -> None:
+        super().__init__(responder=responder, config=config, signals=signals, now=0.0)  # the clock starts in serve()
         self.sock = sock
-        self.responder = responder
-        self.config = config
-        self.signals = signals
         self.busy = False
 
     def serve(self) -> None:
@@ -150,65 +149,40 @@ class BlockingConnection:
             self.sock.close()
 
     def _serve(self) -> None:
-        sock, config, signals = self.sock, self.config, self.signals
-        parser = RequestParser(config.limits)
-        respond = self.responder.respond
-        # A new connection gets the request timeout from accept; between keep-alive
-        # requests the idle timeout applies until the first byte of the next request.
-        deadline = time.monotonic() + config.request_timeout
-        idle = fresh = True
+        sock, config, signals, parser = self.sock, self.config, self.signals, self.parser
+        # A new connection gets the request timeout from when a thread takes it up; between
+        # keep-alive requests the idle timeout applies until the first byte of the next one.
+        self.deadline = time.monotonic() + config.request_timeout
         # A client that reads our answers slower than the minimum send rate is dropped.
         timeouts = self.timeouts_class(sock, config.request_timeout, config.min_send_rate)
-        send = timeouts.send
+        self.send_answer = self.emit = timeouts.send
         while not signals.stopping:
-            if idle and not fresh:
+            if self.idle and not self.fresh:
                 timeouts.receive_within(config.keepalive_timeout)  # the same value every time
             else:
-                remaining = deadline - time.monotonic()
+                remaining = self.deadline - time.monotonic()
                 if remaining <= 0:
-                    self._timed_out(parser, idle, send)
+                    self._timed_out()
                     return
                 timeouts.receive_within(remaining)
             try:
                 data = sock.recv(RECV_SIZE)
             except timeouts.expired:
-                self._timed_out(parser, idle, send)
+                self._timed_out()
                 return
             if not data:
                 return
-            if idle:
-                idle = False
-                if not fresh:
-                    deadline = time.monotonic() + config.request_timeout
-                fresh = False
-            try:
-                items = parser.feed(data)  # parser.parse(data), less a call per request
-            except ProtocolError as error:
-                items = parser.after_error(error)  # type: ignore[assignment]
-            if items:
+            if self.idle:
+                self.request_began(time.monotonic())
+            items = self.parse(data)
+            if items or parser.client_awaits_continue:
                 self.busy = True
-                for i, item in enumerate(items):
-                    if i and time.monotonic() > deadline:
-                        return  # pipelined work past the request timeout is not started: close
-                    if type(item) is ProtocolError:
-                        send(error_response(item))
-                        if item.close:
-                            return
-                        continue
-                    out, delay, keep_alive = respond(item, signals.stopping)  # type: ignore[arg-type]
-                    if delay:
-                        time.sleep(delay)
-                    send(out)
-                    if not keep_alive:
-                        return
+                if not self.answer_in_order(iter(items)):
+                    return  # an answer closed it, or pipelined work came past the request timeout
                 self.busy = False
-                if parser.buffered == 0:
-                    idle = True  # the keep-alive timeout applies until the next request's first byte
-            if parser.client_awaits_continue:  # after the answers owed before it
-                parser.client_awaits_continue = False
-                send(CONTINUE)
+                self.answered(time.monotonic())
 
-    def _timed_out(self, parser: RequestParser, idle: bool, send: Callable[[bytes | Streamed], object]) -> None:
+    def _timed_out(self) -> None:
         """408 if part of a request arrived; a connection that sent nothing just closes."""
-        if not idle or parser.buffered:
-            send(error_response(ProtocolError(408, "Request Timeout")))
+        if not self.idle or self.parser.buffered:
+            self.emit(error_response(ProtocolError(408, "Request Timeout")))

@@ -10,14 +10,14 @@ that drives them.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterator
-from time import monotonic
+from collections.abc import Iterator, Sequence
 from typing import Protocol
 
 from servers.backends.responder import Responder
 from servers.backends.signals import StopSignals
 from servers.config import MAX_PENDING_OUTPUT, ServerConfig
-from servers.http import CONTINUE, ProtocolError, Request, RequestParser, Streamed, error_response
+from servers.backends.connection import Connection, Item
+from servers.http import ProtocolError, Streamed, error_response
 
 # How often idle and slow connections are checked against their deadlines. Timeouts are
 # seconds long, so a quarter-second sweep is precise enough and costs O(connections)
@@ -36,23 +36,17 @@ class Clock(Protocol):
     now: float
 
 
-class EventConnection:
+class EventConnection(Connection):
     """Requests in, answers out, in order; subclasses supply the I/O primitives."""
 
     def __init__(self, *, responder: Responder, config: ServerConfig, signals: StopSignals, clock: Clock) -> None:
+        super().__init__(responder=responder, config=config, signals=signals, now=clock.now)
         self.clock = clock
-        self.responder = responder
-        self.config = config
-        self.signals = signals
-        self.parser = RequestParser(config.limits)
-        self.queue: deque[Request | ProtocolError] = deque()
+        self.emit = self.write
+        self.queue: deque[Item] = deque()
         self.waiting = False  # a delayed answer is on a timer
-        self.closing = False  # close once the answers queued so far are written
         self.closed = False
         self.eof = False  # the client half-closed: answer what it sent, then close
-        self.idle = True  # no part of a request received since the last answer
-        self.fresh = True  # nothing received at all yet: the deadline counts from accept
-        self.deadline = clock.now + config.request_timeout
         self.stream: Iterator[bytes] | None = None  # the pieces of the body being sent, made as it goes
         self.written = 0  # bytes given to write(), ever: less pending_output(), what the client took
         self.sending_since: float | None = None  # when the sweep first saw output unsent, until none is
@@ -84,15 +78,8 @@ class EventConnection:
         if self.closing:
             return  # answered and closing: whatever else arrives is not read
         if self.idle:
-            self.idle = False
-            if not self.fresh:
-                self.deadline = self.clock.now + self.config.request_timeout
-            self.fresh = False
-        parser = self.parser
-        try:
-            items = parser.feed(data)  # parser.parse(data), less a call per request
-        except ProtocolError as error:
-            items = parser.after_error(error)  # type: ignore[assignment]
+            self.request_began(self.clock.now)
+        items = self.parse(data)
         if self.waiting or self.stream is not None:
             self.queue.extend(items)  # behind a delayed or streaming answer: their turn comes after it
             self._bound_queue()
@@ -100,76 +87,61 @@ class EventConnection:
             self.queue.extend(items)
             self._bound_queue()
             self.answer()
-        elif items or parser.client_awaits_continue:
+        elif items or self.parser.client_awaits_continue:
             self.answer(items)  # an empty list sends the CONTINUE that is due
 
-    def answer(self, items: list[Request | ProtocolError] | None = None) -> None:
+    def answer(self, items: Sequence[Item] | None = None) -> None:
         """Answer `items` (else the queue) in order until one must wait; the rest queue."""
         later = items is None  # the queue: what waited behind an answer already given
         if items is None:
             items = list(self.queue)
             self.queue.clear()
-        out = []
-        respond = self.responder.respond
-        stopping = self.signals.stopping  # a stop that lands mid-loop is seen by the next answer
-        pending = iter(items)
-        for item in pending:
-            if later:  # a pipelined request: the checks the first answer of a read does not need
-                if monotonic() > self.deadline:
-                    self._finish()  # work past the request timeout is not started: close
-                    break
-                if self.pending_output() + sum(map(len, out)) > MAX_PENDING_OUTPUT:
-                    self.queue.append(item)  # made when the client has read what it was sent
-                    self.queue.extend(pending)
-                    break
-            later = True
-            if type(item) is ProtocolError:
-                out.append(error_response(item))
-                if item.close:
-                    self._finish()
-                    break
-                continue
-            data, delay, keep_alive = respond(item, stopping)  # type: ignore[arg-type]
-            if delay:
-                self.waiting = True
-                self.queue.extend(pending)  # what follows waits for this one's timer
-                self.call_later(delay, self._delayed, data, keep_alive)
-                break
-            if type(data) is not bytes:  # a body made in pieces: what follows waits for its last
-                out.append(data.head)  # type: ignore[union-attr]
-                self.stream = data.pieces  # type: ignore[union-attr]
-                if keep_alive:
-                    self.queue.extend(pending)
-                else:
-                    self._finish()
-                break
-            out.append(data)
-            if not keep_alive:
-                self._finish()
-                break
-        parser = self.parser
+        self.answer_in_order(iter(items), later)
+        if self.waiting or self.stream is not None:
+            return  # the timer, or the client taking the pieces, calls back
         queue = self.queue
-        if (parser.client_awaits_continue and not queue and not self.waiting and not self.closing
-                and self.stream is None):
-            parser.client_awaits_continue = False  # its turn: every answer before it is out
-            out.append(CONTINUE)
-        if out:
-            self.write(out[0] if len(out) == 1 else b"".join(out))
-            if self.stream is not None:
-                if not self.pump():
-                    return  # resume() goes on when the client has taken some
-                self.answer(None if queue and not self.closing else [])
-                return
-            if queue and not self.waiting and not self.closing and self.pending_output() <= MAX_PENDING_OUTPUT:
-                self.call_later(0, self.resume)  # held back, but the socket took it all: no wakeup will come
-        if self.eof and not self.waiting and not queue:
+        if self.eof and not queue:
             self.closing = True  # all it asked is answered (a partial request never will be)
         if self.closing:
-            if not self.waiting:
-                self.close()
-        elif not self.waiting and not queue and parser.buffered == 0:
-            self.idle = True
-            self.deadline = self.clock.now + self.config.keepalive_timeout
+            self.close()
+        elif not queue:
+            self.answered(self.clock.now)
+
+    # -- the hooks of answer_in_order ---------------------------------------------------------
+    def finish(self) -> None:
+        self.closing = True
+        self.queue.clear()
+
+    def room(self, out: list[bytes], item: Item, pending: Iterator[Item]) -> bool:
+        """No more answers are made while the output is over its cap: the rest queue, to be
+        made when the client has read what it was sent."""
+        if self.pending_output() + sum(map(len, out)) <= MAX_PENDING_OUTPUT:
+            return True
+        self.queue.append(item)
+        self.queue.extend(pending)
+        self.flush(out)
+        if self.pending_output() <= MAX_PENDING_OUTPUT:
+            self.call_later(0, self.resume)  # the socket took it all: no wakeup for writing will come
+        return False
+
+    def hold(self, data: bytes | Streamed, delay: float, keep_alive: bool, pending: Iterator[Item]) -> bool:
+        """A delay is a timer, and what follows waits for it; a body in pieces is pumped as the
+        client takes them, and what follows waits for its last (True: it is all written)."""
+        if delay:
+            self.waiting = True
+            self.queue.extend(pending)
+            self.call_later(delay, self._delayed, data, keep_alive)
+            return False
+        assert type(data) is Streamed
+        self.write(data.head)
+        self.stream = data.pieces
+        if self.pump():
+            return True
+        if keep_alive:
+            self.queue.extend(pending)
+        else:
+            self.finish()
+        return False
 
     def pump(self) -> bool:
         """Make and write the streaming body's next pieces while little is unsent; True once
@@ -210,13 +182,14 @@ class EventConnection:
             return
         self.waiting = False
         if not keep_alive:
-            self._finish()
+            self.finish()
         if type(data) is bytes:
             self.write(data)
             self.answer()
         else:
-            self.write(data.head)  # type: ignore[union-attr]
-            self.stream = data.pieces  # type: ignore[union-attr]
+            assert type(data) is Streamed
+            self.write(data.head)
+            self.stream = data.pieces
             self.resume()
 
     def _bound_queue(self) -> None:
@@ -228,10 +201,6 @@ class EventConnection:
             while len(self.queue) > limit:
                 self.queue.pop()
             self.queue.append(ProtocolError(503, "Too many pipelined requests", close=True))
-
-    def _finish(self) -> None:
-        self.closing = True
-        self.queue.clear()
 
     def check_deadline(self, now: float) -> None:
         """Called by the sweep: drop a client that takes none of its answers for a request

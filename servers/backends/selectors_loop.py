@@ -15,9 +15,8 @@ import socket
 import time
 
 from servers.backends.events import MAX_PENDING_OUTPUT, SWEEP_INTERVAL, EventConnection
-from servers.backends.listener import ACCEPT_BACKOFF, BACKLOG, AcceptsPaused, accept_ready, reset_on_close, tune
-from servers.backends.responder import refuse
-from servers.backends.server import BaseServer
+from servers.backends.listener import ACCEPT_BACKOFF, BACKLOG, reset_on_close
+from servers.backends.server import SelectorServer
 from servers.backends.signals import drain
 from servers.config import ServerConfig
 
@@ -123,16 +122,12 @@ class SelectorConnection(EventConnection):
         self.sock.close()
 
 
-class SelectorsServer(BaseServer):
-    accepts_per_wakeup = 64  # drain a burst of connects without starving established clients
-
+class SelectorsServer(SelectorServer):
     def __init__(self, config: ServerConfig) -> None:
         super().__init__(config)
-        self.selector = selectors.DefaultSelector()
         self.connections: set[SelectorConnection] = set()
         self._timers: list[tuple[float, int, object, tuple]] = []
         self._seq = itertools.count()
-        self._listener: socket.socket | None = None
         self.now = time.monotonic()  # read once per pass of the loop, after select()
 
     def call_later(self, delay: float, callback, *args) -> None:  # type: ignore[no-untyped-def]
@@ -148,10 +143,9 @@ class SelectorsServer(BaseServer):
     def serve_forever(self, listener: socket.socket) -> None:
         # A signal handler cannot interrupt select() (PEP 475 retries it), so the handler's
         # byte on the signals' wake-up socket wakes the loop instead.
-        self._listener = listener
+        self.start_accepting(listener)
         wake_r = self.signals.wakeup
         assert wake_r is not None
-        self.selector.register(listener, selectors.EVENT_READ, lambda mask: self._accept())
         self.selector.register(wake_r, selectors.EVENT_READ, lambda mask: drain(wake_r))
         self.call_later(SWEEP_INTERVAL, self._sweep)
         self._run()
@@ -177,44 +171,23 @@ class SelectorsServer(BaseServer):
             if self.signals.stopping:
                 if stopping_since is None:
                     stopping_since = now
-                    self._stop_accepting()
+                    self.stop_accepting()
                 for conn in list(self.connections):
                     conn.stop()
                 if not self.connections or now - stopping_since > self.config.shutdown_grace:
                     return
 
-    def _accept(self) -> None:
-        listener = self._listener
-        assert listener is not None
-        for _ in range(self.accepts_per_wakeup):
-            try:
-                sock = accept_ready(listener, self.selector)
-            except AcceptsPaused:
-                self.call_later(ACCEPT_BACKOFF, self._resume_accepting)
-                return
-            if sock is None:
-                return
-            if self.over_capacity(len(self.connections)):
-                refuse(sock)
-                continue
-            sock.setblocking(False)
-            tune(sock)
-            conn = SelectorConnection(sock, self)
-            self.connections.add(conn)
-            self.selector.register(sock, selectors.EVENT_READ, conn.on_event)
+    def active_connections(self) -> int:
+        return len(self.connections)
 
-    def _resume_accepting(self) -> None:
-        if self._listener is not None and not self.signals.stopping:
-            self.selector.register(self._listener, selectors.EVENT_READ, lambda mask: self._accept())
+    def adopt(self, sock: socket.socket) -> None:
+        sock.setblocking(False)
+        conn = SelectorConnection(sock, self)
+        self.connections.add(conn)
+        self.selector.register(sock, selectors.EVENT_READ, conn.on_event)
 
-    def _stop_accepting(self) -> None:
-        if self._listener is not None:
-            try:
-                self.selector.unregister(self._listener)
-            except (KeyError, ValueError):
-                pass
-            self._listener.close()
-            self._listener = None
+    def pause_accepts(self) -> None:
+        self.call_later(ACCEPT_BACKOFF, self.resume_accepting)  # the timer heap wakes the loop for it
 
     def _sweep(self) -> None:
         now = self.now

@@ -8,11 +8,13 @@ happens to a connection the main thread has accepted. The event models differ in
 
 from __future__ import annotations
 
+import selectors
 import socket
 from collections.abc import Callable
 
 from servers.backends.blocking import BlockingConnection
-from servers.backends.listener import accept_or_backoff, announce, make_listener
+from servers.backends.listener import (ACCEPT_BACKOFF, AcceptsPaused, accept_or_backoff, accept_ready, announce,
+                                       make_listener, tune)
 from servers.backends.responder import Responder, refuse
 from servers.backends.signals import Stop, StopSignals
 from servers.config import ServerConfig
@@ -121,3 +123,67 @@ class BlockingServer(BaseServer):
         once; a request being answered finishes first."""
         if self.current is None or not self.current.busy:
             raise Stop
+
+
+class SelectorServer(BaseServer):
+    """A server whose one thread waits in a selector (selectors, selectors-pool): accepting is
+    one more event there. At most `accepts_per_wakeup` a wakeup, so a burst of connects does
+    not starve established clients; out of descriptors, the listener comes off the selector
+    for ACCEPT_BACKOFF; on stop, it closes. A model says how it counts its connections and
+    what it does with a new one (`adopt`), and may say how it waits out the back-off."""
+
+    accepts_per_wakeup = 64
+
+    def __init__(self, config: ServerConfig) -> None:
+        super().__init__(config)
+        self.selector = selectors.DefaultSelector()
+        self.listener: socket.socket | None = None
+        self.resume_accepting_at: float | None = None  # out of descriptors: accept again from then
+        self.now = 0.0  # the loop's clock, read once per pass
+
+    def start_accepting(self, listener: socket.socket) -> None:
+        self.listener = listener
+        self.selector.register(listener, selectors.EVENT_READ, self.accept_some)
+
+    def accept_some(self, *_: object) -> None:
+        """The listener is readable (the selector key's data, called with the event mask or not)."""
+        listener = self.listener
+        assert listener is not None
+        for _ in range(self.accepts_per_wakeup):
+            try:
+                sock = accept_ready(listener, self.selector)
+            except AcceptsPaused:
+                self.pause_accepts()
+                return
+            if sock is None:
+                return
+            if self.over_capacity(self.active_connections()):
+                refuse(sock)
+                continue
+            tune(sock)
+            self.adopt(sock)
+
+    def pause_accepts(self) -> None:
+        """Off the selector for the back-off: the loop calls resume_accepting when it is over."""
+        self.resume_accepting_at = self.now + ACCEPT_BACKOFF
+
+    def resume_accepting(self) -> None:
+        self.resume_accepting_at = None
+        if self.listener is not None and not self.signals.stopping:
+            self.selector.register(self.listener, selectors.EVENT_READ, self.accept_some)
+
+    def stop_accepting(self) -> None:
+        if self.listener is not None:
+            try:
+                self.selector.unregister(self.listener)
+            except (KeyError, ValueError):
+                pass  # off the selector for a back-off
+            self.listener.close()
+            self.listener = None
+
+    def active_connections(self) -> int:
+        raise NotImplementedError
+
+    def adopt(self, sock: socket.socket) -> None:
+        """A new connection, within capacity and tuned: the model's own from now on."""
+        raise NotImplementedError
