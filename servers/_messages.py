@@ -39,7 +39,7 @@ class Headers:
             name = name.encode("latin-1")
         return isinstance(name, bytes) and name.lower() in self._index
 
-    def __iter__(self):  # type: ignore[no-untyped-def]
+    def __iter__(self) -> Iterator[tuple[bytes, bytes]]:
         return iter(self._fields)
 
     def __len__(self) -> int:

@@ -102,7 +102,7 @@ def build_response(response: Response, *, keep_alive: bool = True, head: bool = 
     end = _END[keep_alive, http10]
     if response.headers:
         end = b"".join(f"{name}: {value}\r\n".encode("latin-1") for name, value in response.headers) + end
-    if type(body) is Pieces:
+    if isinstance(body, Pieces):
         head_bytes = b"".join((status_line, date, content_type, b"Content-Length: %d\r\n" % len(body), end))
         return head_bytes if head else Streamed(head_bytes, iter(body))
     data = b"".join((status_line, date, content_type, b"Content-Length: %d\r\n" % len(body), end,
@@ -115,6 +115,12 @@ def build_response(response: Response, *, keep_alive: bool = True, head: bool = 
 def error_response(error: ProtocolError) -> bytes:
     """The self-delimiting text answer to a ProtocolError (headers only to a HEAD)."""
     body = f"{error.status} {error.reason}\n".encode("latin-1", "replace")
-    data = build_response(Response(error.status, body), keep_alive=not error.close, head=error.head)
-    assert type(data) is bytes  # a body of bytes is built whole
+    return build_whole(Response(error.status, body), keep_alive=not error.close, head=error.head)
+
+
+def build_whole(response: Response, *, keep_alive: bool = True, head: bool = False) -> bytes:
+    """build_response for a body of bytes, which is always built whole."""
+    data = build_response(response, keep_alive=keep_alive, head=head)
+    if not isinstance(data, bytes):
+        raise TypeError("build_whole takes a body of bytes, not Pieces")
     return data

@@ -99,7 +99,7 @@ def _send_wsgi(start_response: Callable[..., Any], reply: Reply) -> Iterable[byt
     status = f"{reply.status} {_reason(reply.status)}"
     start_response(status, [("Content-Type", reply.content_type), ("Content-Length", str(len(reply.body))),
                             *reply.headers])
-    return [reply.body] if type(reply.body) is bytes else reply.body  # Pieces: made as the server sends them
+    return [reply.body] if isinstance(reply.body, bytes) else reply.body  # Pieces: made as the server sends them
 
 
 def _reason(status: int) -> str:

@@ -10,13 +10,14 @@ returns every complete request, pipelined ones included.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from servers._body import BODY_READERS, BodyReader, is_digits
 from servers._errors import ProtocolError
 from servers._grammar import HOSTS_SEEN, TOKEN, expects_continue, has_token, other_form, valid_host
 from servers._messages import Headers, Pieces, Request, Response
-from servers._response import CONTINUE, Streamed, build_response, error_response
+from servers._response import CONTINUE, Streamed, build_response, build_whole, error_response
 
 __all__ = [
     "CONTINUE",
@@ -29,6 +30,7 @@ __all__ = [
     "Response",
     "Streamed",
     "build_response",
+    "build_whole",
     "error_response",
 ]
 
@@ -194,11 +196,11 @@ class RequestParser:
             self._scan_from = 0
         return out
 
-    def parse(self, data: bytes) -> list[Request | ProtocolError]:
+    def parse(self, data: bytes) -> Sequence[Request | ProtocolError]:
         """What a server answers, in order: requests, with a ProtocolError where one
         occurred (last, if it closes the connection)."""
         try:
-            return self.feed(data)  # type: ignore[return-value]
+            return self.feed(data)
         except ProtocolError as error:
             return self.after_error(error)
 
@@ -294,7 +296,7 @@ class RequestParser:
             if b"content-length" in index or b"transfer-encoding" in index:
                 kind, length = self._framing(index, http11)
             else:
-                kind = length = None
+                kind, length = None, 0
             host = index.get(b"host")
             # Host is checked after framing: with no body an HTTP/1.1 connection survives it.
             if host is None:

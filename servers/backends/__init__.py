@@ -89,4 +89,5 @@ def load_backend(name: str) -> type[Server]:
     if name not in BACKENDS:
         raise KeyError(f"unknown backend {name!r}; choose from: {', '.join(BACKENDS)}")
     module, _, attr = BACKENDS[name].target.partition(":")
-    return getattr(import_module(module), attr)
+    server: type[Server] = getattr(import_module(module), attr)
+    return server

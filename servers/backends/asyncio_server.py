@@ -14,6 +14,8 @@ import errno
 import signal
 import socket
 import time
+from collections.abc import Callable
+from typing import Any, cast
 
 from servers.backends.events import SWEEP_INTERVAL, EventConnection
 from servers.backends.listener import (ACCEPT_RESOURCE_ERRNOS, BACKLOG, announce, log_accept_failure, make_listener,
@@ -21,6 +23,7 @@ from servers.backends.listener import (ACCEPT_RESOURCE_ERRNOS, BACKLOG, announce
 from servers.backends.responder import OVERLOADED
 from servers.backends.server import BaseServer
 from servers.config import ServerConfig
+from servers.http import Streamed
 
 
 class HttpProtocol(EventConnection, asyncio.Protocol):
@@ -33,9 +36,9 @@ class HttpProtocol(EventConnection, asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.server.now = time.monotonic()  # the request timeout counts from here
         self.deadline = self.server.now + self.config.request_timeout
-        self.transport = transport  # type: ignore[assignment]
+        self.transport = cast(asyncio.Transport, transport)  # a stream server's transport
         if self.server.over_capacity(len(self.server.connections)):
-            transport.write(OVERLOADED)  # type: ignore[attr-defined]
+            self.transport.write(OVERLOADED)
             self.closing = True
             self.close()
             return
@@ -49,7 +52,7 @@ class HttpProtocol(EventConnection, asyncio.Protocol):
         self.server.now = time.monotonic()  # the one clock read of this callback
         self.received(data)
 
-    def _delayed(self, data: bytes, keep_alive: bool) -> None:
+    def _delayed(self, data: bytes | Streamed, keep_alive: bool) -> None:
         self.server.now = time.monotonic()
         super()._delayed(data, keep_alive)
 
@@ -78,7 +81,7 @@ class HttpProtocol(EventConnection, asyncio.Protocol):
             self.written += len(data)
             self.transport.write(data)
 
-    def call_later(self, delay: float, callback, *args) -> None:  # type: ignore[no-untyped-def]
+    def call_later(self, delay: float, callback: Callable[..., object], *args: object) -> None:
         self.server.loop.call_later(delay, callback, *args)
 
     def pending_output(self) -> int:
@@ -96,7 +99,7 @@ class HttpProtocol(EventConnection, asyncio.Protocol):
         if self.transport is not None and not self.closed:
             sock = self.transport.get_extra_info("socket") if reset else None
             if sock is not None:
-                reset_on_close(sock)  # type: ignore[arg-type]
+                reset_on_close(sock)
             self.shut = True
             self.transport.abort()
             self.closed = True
@@ -112,7 +115,7 @@ class _Listener(socket.socket):
 
     _failed_at = 0.0
 
-    def accept(self):  # type: ignore[no-untyped-def]
+    def accept(self) -> tuple[socket.socket, Any]:
         if self._failed_at and time.monotonic() - self._failed_at < 0.05:
             self._failed_at = 0.0
             raise BlockingIOError(errno.EAGAIN, "paused after a resource error")
@@ -191,7 +194,7 @@ class AsyncioServer(BaseServer):
             BACKLOG.check()
 
 
-def _one_line_for_accept_errors(loop: asyncio.AbstractEventLoop, context: dict) -> None:
+def _one_line_for_accept_errors(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
     """asyncio already pauses accepting for a second when accept() fails with EMFILE (as the
     other backends do); its default handler would print a traceback each time. One line."""
     error = context.get("exception")

@@ -61,13 +61,13 @@ class Timeouts:
 
     def send(self, data: bytes | Streamed) -> None:
         try:
-            if type(data) is bytes:
+            if isinstance(data, bytes):
                 self.send_within(self.send_timeout)
                 sent = self.sock.send(data)
                 if sent < len(data):
                     self.send_rest((memoryview(data)[sent:],), time.monotonic())
             else:
-                self.send_rest(itertools.chain((data.head,), data.pieces), None)  # type: ignore[union-attr]
+                self.send_rest(itertools.chain((data.head,), data.pieces), None)
         except (TimeoutError, BlockingIOError):
             reset_on_close(self.sock)  # too slow: its close discards the rest
             raise

@@ -78,14 +78,14 @@ class Connection:
                 if not self.room(out, item, pending):
                     return False
             later = True
-            if type(item) is ProtocolError:
+            if isinstance(item, ProtocolError):
                 out.append(error_response(item))
                 if item.close:
                     self.flush(out)
                     self.finish()
                     return False
                 continue
-            data, delay, keep_alive = respond(item, stopping)  # type: ignore[arg-type]
+            data, delay, keep_alive = respond(item, stopping)
             if delay or type(data) is not bytes:
                 self.flush(out)  # the answers before it do not wait for it, nor follow its pieces
                 if not self.hold(data, delay, keep_alive, pending):

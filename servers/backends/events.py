@@ -10,7 +10,7 @@ that drives them.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Protocol
 
 from servers.backends.responder import Responder
@@ -58,7 +58,7 @@ class EventConnection(Connection):
         """Send, or buffer what the socket does not take; add len(data) to `written`."""
         raise NotImplementedError
 
-    def call_later(self, delay: float, callback, *args) -> None:  # type: ignore[no-untyped-def]
+    def call_later(self, delay: float, callback: Callable[..., object], *args: object) -> None:
         raise NotImplementedError
 
     def close(self) -> None:

@@ -26,6 +26,7 @@ import ctypes
 import os
 import signal
 import socket
+from collections.abc import Callable
 import sys
 import time
 from dataclasses import replace
@@ -90,11 +91,13 @@ class ForkingServer(BlockingServer):
                 return
             self.children.discard(pid)
 
-    def process_request(self, conn: socket.socket, listener: socket.socket) -> None:  # type: ignore[override]
-        """The concurrency model in one place: fork, and let the child serve."""
+    def process_request(self, conn: socket.socket, listener: socket.socket | None = None) -> None:
+        """The concurrency model in one place: fork, and let the child serve (closing its copy
+        of the `listener`)."""
         pid = self._fork()
         if pid == 0:
-            listener.close()
+            if listener is not None:
+                listener.close()
             self._child_main(lambda: self.serve_here(conn))
         if pid < 0:
             refuse(conn)  # no process to serve it: a 503 the client can read beats a reset
@@ -113,8 +116,9 @@ class ForkingServer(BlockingServer):
                 while len(self.children) < workers and not self.signals.stopping:
                     if own is None:
                         own = make_listener(self.config)
+                    theirs = own
                     if (pid := self._fork()) == 0:
-                        self._child_main(lambda: self._work(own))
+                        self._child_main(lambda: self._work(theirs))
                     if pid > 0 and self.config.reuseport:
                         own.close()  # the worker's alone now; a failed fork keeps it for the next try
                         own = None
@@ -149,7 +153,7 @@ class ForkingServer(BlockingServer):
             signal.pthread_sigmask(signal.SIG_UNBLOCK, _FORK_MASK)
         return pid
 
-    def _child_main(self, work) -> None:  # type: ignore[no-untyped-def]
+    def _child_main(self, work: Callable[[], object]) -> None:
         """Become a child, do its work and leave with os._exit: never the parent's cleanup.
         _become_child runs inside the try: a stop that lands as it unblocks the signals
         raises Stop, which must end here, not unwind into the parent's loop."""

@@ -22,6 +22,7 @@ Python 3.14 has `concurrent.interpreters`; 3.13 has the same calls in `_interpre
 from __future__ import annotations
 
 import errno
+import importlib
 import fcntl
 import os
 import pickle
@@ -33,9 +34,10 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 try:
-    from concurrent import interpreters as _pep734  # 3.14
+    _pep734: Any = importlib.import_module("concurrent.interpreters")  # 3.14
 except ImportError:
     _pep734 = None
     try:
@@ -45,6 +47,7 @@ except ImportError:
                           f"_interpreters); this is {platform.python_version()}") from None
 
 from servers.app import CPU_PIN, calibrate_cpu
+from servers.backends.blocking import BlockingConnection
 from servers.backends.listener import BACKLOG, announce, make_listener
 from servers.backends.log import log
 from servers.backends.server import BaseServer
@@ -92,11 +95,11 @@ class SubInterpreter:
             try:
                 self._interpreter.exec(code)
             except _pep734.ExecutionFailed as failed:
-                return failed.excinfo.formatted
+                return str(failed.excinfo.formatted)
             return None
         _interpreters.set___main___attrs(self._id, shared)
-        failed = _interpreters.exec(self._id, code)
-        return None if failed is None else failed.formatted
+        error = _interpreters.exec(self._id, code)
+        return None if error is None else str(error.formatted)
 
     def close(self) -> None:
         """Destroy it. This waits for every thread it still runs."""
@@ -318,6 +321,8 @@ class InterpreterWorker(ThreadedServer):
     # behind by the main interpreter instead (InterpretersServer.server_close).
     daemon_threads = False
 
+    signals: InterpreterStop
+
     def __init__(self, config: ServerConfig, *, stop: socket.socket, slots: SharedSlots | None) -> None:
         super().__init__(config)
         self.signals = InterpreterStop(stop)
@@ -332,9 +337,9 @@ class InterpreterWorker(ThreadedServer):
         the shared pipe, given back when it ends (serve_one)."""
         return self.slots is not None and not self.slots.take()
 
-    def serve_one(self, conn: socket.socket) -> None:
+    def serve_one(self, connection: BlockingConnection) -> None:
         try:
-            super().serve_one(conn)
+            super().serve_one(connection)
         finally:
             if self.slots is not None:
                 self.slots.give_back()

@@ -174,7 +174,7 @@ def log_accept_failure(error: OSError, doing: str) -> None:
         count, _accept_failures["count"] = _accept_failures["count"], 0
         _accept_failures["next_log"] = now + ACCEPT_LOG_INTERVAL
         times = f" ({count} times since the last report)" if count > 1 else ""
-        log(f"accept failed ({errno.errorcode.get(error.errno, error.errno)}){times}; {doing}")
+        log(f"accept failed ({errno.errorcode.get(error.errno or 0, error.errno)}){times}; {doing}")
 
 
 class AcceptsPaused(Exception):

@@ -8,11 +8,10 @@ import socket
 from servers.app import App, Reply
 from servers.backends.log import log
 from servers.config import ServerConfig
-from servers.http import Request, Response, Streamed, build_response
+from servers.http import Request, Response, Streamed, build_response, build_whole
 
 # Sent, then the connection closed, when --max-connections is reached.
-OVERLOADED = build_response(Response(503, b"Service Unavailable: too many connections\n"), keep_alive=False)
-assert type(OVERLOADED) is bytes
+OVERLOADED = build_whole(Response(503, b"Service Unavailable: too many connections\n"), keep_alive=False)
 # The answer when the app raises: the request's framing is intact, so the connection lives.
 INTERNAL_ERROR = Reply(500, b"Internal Server Error\n")
 

@@ -13,12 +13,13 @@ import itertools
 import selectors
 import socket
 import time
+from collections.abc import Callable
 
-from servers.backends.events import MAX_PENDING_OUTPUT, SWEEP_INTERVAL, EventConnection
+from servers.backends.events import SWEEP_INTERVAL, EventConnection
 from servers.backends.listener import ACCEPT_BACKOFF, BACKLOG, reset_on_close
 from servers.backends.server import SelectorServer
 from servers.backends.signals import drain
-from servers.config import ServerConfig
+from servers.config import MAX_PENDING_OUTPUT, ServerConfig
 
 RECV_SIZE = 64 * 1024
 
@@ -101,7 +102,7 @@ class SelectorConnection(EventConnection):
                 selector.modify(self.sock, mask, self.on_event)
             self.mask = mask
 
-    def call_later(self, delay: float, callback, *args) -> None:  # type: ignore[no-untyped-def]
+    def call_later(self, delay: float, callback: Callable[..., object], *args: object) -> None:
         self.loop.call_later(delay, callback, *args)
 
     def pending_output(self) -> int:
@@ -126,11 +127,11 @@ class SelectorsServer(SelectorServer):
     def __init__(self, config: ServerConfig) -> None:
         super().__init__(config)
         self.connections: set[SelectorConnection] = set()
-        self._timers: list[tuple[float, int, object, tuple]] = []
+        self._timers: list[tuple[float, int, Callable[..., object], tuple[object, ...]]] = []
         self._seq = itertools.count()
         self.now = time.monotonic()  # read once per pass of the loop, after select()
 
-    def call_later(self, delay: float, callback, *args) -> None:  # type: ignore[no-untyped-def]
+    def call_later(self, delay: float, callback: Callable[..., object], *args: object) -> None:
         heapq.heappush(self._timers, (self.now + delay, next(self._seq), callback, args))
 
     def forget(self, conn: SelectorConnection) -> None:

@@ -87,7 +87,7 @@ class BlockingServer(BaseServer):
     def serve_forever(self, listener: socket.socket) -> None:
         self.accept_loop(listener, self.process_request)
 
-    def accept_loop(self, listener: socket.socket, handle) -> None:  # type: ignore[no-untyped-def]
+    def accept_loop(self, listener: socket.socket, handle: Callable[[socket.socket], None]) -> None:
         signals = self.signals
         while not signals.stopping:
             self.service_actions()
@@ -145,7 +145,7 @@ class SelectorServer(BaseServer):
         self.listener = listener
         self.selector.register(listener, selectors.EVENT_READ, self.accept_some)
 
-    def accept_some(self, *_: object) -> None:
+    def accept_some(self, *_mask: object) -> None:
         """The listener is readable (the selector key's data, called with the event mask or not)."""
         listener = self.listener
         assert listener is not None

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import queue
 import socket
+from collections.abc import Callable
 import threading
 import time
 
@@ -52,13 +53,13 @@ class ThreadedServer(BlockingServer):
             self._connections.add(connection)
         return connection
 
-    def _start(self, target, *args) -> None:  # type: ignore[no-untyped-def]
+    def _start(self, target: Callable[..., object], *args: object) -> None:
         thread = threading.Thread(target=self._run_then_forget, args=(target, *args), daemon=self.daemon_threads)
         with self._lock:
             self._threads.add(thread)
         thread.start()
 
-    def _run_then_forget(self, target, *args) -> None:  # type: ignore[no-untyped-def]
+    def _run_then_forget(self, target: Callable[..., object], *args: object) -> None:
         """A thread leaves the set itself, so accept() never walks the threads to prune them."""
         try:
             target(*args)
