@@ -7,6 +7,7 @@ with gevent). Load comes from driver processes; servers run in their own process
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 import os
 import secrets
 import sys
@@ -20,7 +21,7 @@ from servers.backends import BACKENDS, variants
 RESULTS_ROOT = Path("results")
 
 
-def _comma_counts(what: str, example: str):  # type: ignore[no-untyped-def]
+def _comma_counts(what: str, example: str) -> Callable[[str], tuple[int, ...]]:
     def parse(text: str) -> tuple[int, ...]:
         try:
             values = tuple(int(part) for part in text.split(",") if part.strip())
@@ -51,7 +52,7 @@ def _positive(text: str) -> int:
 
 def _cpus(text: str) -> tuple[int, ...]:
     try:
-        cpus = []
+        cpus: list[int] = []
         for part in text.split(","):
             lo, _, hi = part.partition("-")
             cpus.extend(range(int(lo), int(hi or lo) + 1))

@@ -12,13 +12,15 @@ import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any, NoReturn, TypeVar
 
 _BARE_SECONDS = re.compile(r"\d+(?:\.\d*)?|\.\d+")
 _DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)\s*(ms|s|m|h)\s*")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
 _TYPE_NAMES = {bool: "a boolean", int: "an integer", float: "a float", str: "a string",
                list: "an array", dict: "a table"}
+
+Number = TypeVar("Number", int, float)  # what a sweep holds: int counts or float seconds
 
 
 class ScenarioError(Exception):
@@ -105,7 +107,7 @@ class _Table:
             self.fail(name, "must be longer than zero")
         return seconds
 
-    def sweep(self, name: str, *, kind: type, what: str) -> tuple[float, ...]:
+    def sweep(self, name: str, *, kind: type[Number], what: str) -> tuple[Number, ...]:
         noun = "integer" if kind is int else "number"  # an int is a number, a bool neither
         expected = f"a non-empty array of positive {noun}s"
         values = self.value(name, list, f"{expected}, e.g. [1, 8, 32]", default=[])
@@ -117,7 +119,7 @@ class _Table:
                 self.fail(f"{name}[{i}]", f"must be a positive {noun}; got {_show(value)}")
             if value in values[:i]:
                 self.fail(name, f"lists the {what} {value} twice; each value is one step")
-        return tuple(float(v) if kind is float else v for v in values)
+        return tuple(kind(v) for v in values)  # an int stays an int; a float sweep's ints become floats
 
 
 def _wrong_type(value: Any, kind: type) -> bool:

@@ -12,6 +12,7 @@ import itertools
 import os
 import random
 import socket
+from collections.abc import Callable
 
 import gevent
 import gevent.event
@@ -56,14 +57,14 @@ class RequestMix:
             (build_request(e, host=host, keep_alive=spec.keep_alive), e.method == "HEAD") for e in entries
         ]
         self.cumulative = list(itertools.accumulate(e.weight for e in entries))
-        if len(self.entries) == 1:
-            self.pick = itertools.repeat(self.entries[0]).__next__
+        self.pick: Callable[[], tuple[bytes, bool]] = (
+            itertools.repeat(self.entries[0]).__next__ if len(self.entries) == 1 else self._weighted)
 
-    def pick(self) -> tuple[bytes, bool]:
+    def _weighted(self) -> tuple[bytes, bool]:
         return self.entries[bisect.bisect_right(self.cumulative, random.random() * self.cumulative[-1])]
 
 
-def read_response(first: bytes, recv, head_only: bool) -> tuple[int, bool]:
+def read_response(first: bytes, recv: Callable[[int], bytes], head_only: bool) -> tuple[int, bool]:
     """Frame one response from its first chunk plus `recv(n)`; return (status, server will
     close). Content-Length or chunked (external servers use it); the body is never kept.
 
@@ -101,6 +102,7 @@ def read_response(first: bytes, recv, head_only: bool) -> tuple[int, bool]:
         while recv(RECV_SIZE):  # no length: the body runs until the server closes
             pass
         return status, True
+    assert isinstance(length, int)
     have = len(buf) - end - 4
     while have < length:
         more = recv(min(length - have, RECV_SIZE))
@@ -133,7 +135,7 @@ def _frame(buf: bytes, end: int, head_only: bool) -> tuple[int, bool, object]:
     return status, close, int(head[i + 17 : j] if j > 0 else head[i + 17 :])
 
 
-def _skip_chunked(buf: bytes, recv) -> bool:  # type: ignore[no-untyped-def]
+def _skip_chunked(buf: bytes, recv: Callable[[int], bytes]) -> bool:
     """Read past a chunked body (sizes, data, trailers); True if bytes followed it,
     which means the framing is lost and the connection must start afresh."""
     pos = 0

@@ -265,7 +265,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.worker:
         raise_fd_limit(WORKER_FD_LIMIT)
         try:
-            targets = frozenset(info[4][0] for host in (args.allow_target or [args.master_host])
+            targets = frozenset(str(info[4][0]) for host in (args.allow_target or [args.master_host])
                                 for info in socket.getaddrinfo(host, None, type=socket.SOCK_STREAM))
         except OSError as exc:
             print(f"locust_driver: cannot resolve an --allow-target: {exc}", file=sys.stderr)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import socket
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import ClassVar
 
 import gevent
@@ -172,7 +172,8 @@ class RawHttpUser(User):
             yield epoch + slot * period
             slot += stride
 
-    def _loop(self, rec, pick, keep_alive, now, hub) -> None:  # type: ignore[no-untyped-def]
+    def _loop(self, rec: Recorder, pick: Callable[[], tuple[bytes, bool]], keep_alive: bool,
+              now: Callable[[], int], hub: gevent.hub.Hub) -> None:
         conn = None
         schedule = self._schedule(rec) if self.period_ns else None
         while True:
