@@ -172,9 +172,7 @@ class BlockingConnection(Connection):
                 return
             if not data:
                 return
-            if self.idle:
-                self.request_began(time.monotonic())
-            items = self.parse(data)
+            items = self.take(data, time.monotonic())
             if items or parser.client_awaits_continue:
                 self.busy = True
                 if not self.answer_in_order(iter(items)):

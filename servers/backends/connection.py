@@ -37,16 +37,14 @@ class Connection:
         self.closing = False  # close once the answers given so far are sent
 
     # -- the request deadline --------------------------------------------------------------
-    def request_began(self, now: float) -> None:
-        """The first bytes since the last answer: the request timeout counts from them (for a
-        new connection, from accept, already)."""
-        self.idle = False
-        if not self.fresh:
-            self.deadline = now + self.config.request_timeout
-        self.fresh = False
-
-    def parse(self, data: bytes) -> Sequence[Item]:
-        """The requests (and an error, last) these bytes complete."""
+    def take(self, data: bytes, now: float) -> Sequence[Item]:
+        """The requests (and an error, last) these bytes complete. The first bytes since the
+        last answer start the request timeout (a new connection's started at accept)."""
+        if self.idle:
+            self.idle = False
+            if not self.fresh:
+                self.deadline = now + self.config.request_timeout
+            self.fresh = False
         parser = self.parser
         try:
             return parser.feed(data)  # parser.parse(data), less a call
@@ -100,7 +98,8 @@ class Connection:
         if parser.client_awaits_continue:  # its turn: every answer before it is out
             parser.client_awaits_continue = False
             out.append(CONTINUE)
-        self.flush(out)
+        if out:  # flush(out), less a call
+            self.emit(out[0] if len(out) == 1 else b"".join(out))
         return True
 
     def flush(self, out: list[bytes]) -> None:

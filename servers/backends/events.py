@@ -77,9 +77,7 @@ class EventConnection(Connection):
     def received(self, data: bytes) -> None:
         if self.closing:
             return  # answered and closing: whatever else arrives is not read
-        if self.idle:
-            self.request_began(self.clock.now)
-        items = self.parse(data)
+        items = self.take(data, self.clock.now)
         if self.waiting or self.stream is not None:
             self.queue.extend(items)  # behind a delayed or streaming answer: their turn comes after it
             self._bound_queue()

@@ -115,9 +115,7 @@ class SelectorsPoolServer(SelectorServer):
             # only then), and a partial one never will be. A half-close ends here too.
             self._close(conn)
             return
-        if conn.idle:
-            conn.request_began(self.now)
-        items = conn.parse(data)
+        items = conn.take(data, self.now)
         if items or conn.parser.client_awaits_continue:  # the pool sends a CONTINUE after the answers owed
             conn.items = items
             self.selector.unregister(conn.sock)
