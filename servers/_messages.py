@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import final
 
 TEXT_PLAIN = "text/plain; charset=utf-8"
 
@@ -52,6 +53,7 @@ class Headers:
         return f"Headers({self._fields!r})"
 
 
+@final  # so that `type(item) is not Request` narrows to the other kind (a ProtocolError)
 @dataclass(slots=True)
 class Request:
     method: str

@@ -178,7 +178,6 @@ class BlockingConnection(Connection):
                 if not self.answer_in_order(iter(items)):
                     return  # an answer closed it, or pipelined work came past the request timeout
                 self.busy = False
-                self.answered(time.monotonic())
 
     def _timed_out(self) -> None:
         """408 if part of a request arrived; a connection that sent nothing just closes."""

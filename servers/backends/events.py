@@ -102,8 +102,6 @@ class EventConnection(Connection):
             self.closing = True  # all it asked is answered (a partial request never will be)
         if self.closing:
             self.close()
-        elif not queue:
-            self.answered(self.clock.now)
 
     # -- the hooks of answer_in_order ---------------------------------------------------------
     def finish(self) -> None:

@@ -125,7 +125,6 @@ class SelectorsPoolServer(SelectorServer):
 
     def _take_back(self) -> None:
         drain(self._wake_r)  # before taking: a byte written after this wakes the next select()
-        now = self.now
         while self._answered:
             conn = self._answered.popleft()
             self.answering.discard(conn)
@@ -134,7 +133,6 @@ class SelectorsPoolServer(SelectorServer):
             if self.signals.stopping:
                 conn.sock.close()
                 continue
-            conn.answered(now)
             self.waiting.add(conn)
             self.selector.register(conn.sock, selectors.EVENT_READ, conn.on_readable)
 
