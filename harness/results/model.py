@@ -1,0 +1,447 @@
+"""A run's results as typed, immutable data: the Run document, its Backend entries and its Steps.
+
+`load(path)` reads a results.json of any schema version the project ever wrote, upgrades it
+once (schema.py), and checks every value as it builds the model: a document that is not what
+it claims is refused with a ResultsError naming the file, the key and the reason. Every stage
+that reads a run (summaries, findings, charts, the report, compare) reads these attributes and
+trusts them. A figure a step did not record (an older version, a failed step) is None.
+
+The orchestrator still writes plain dicts (harness/run, steps.step_record); `Run.of` builds
+the model from such a document in memory, with the same checks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+from harness.results.schema import SCHEMA_VERSION, upgrade
+from harness.results.checked import Checked
+from harness.results.store import read_document
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Errors:
+    """Failed requests by kind (steps.ERROR_KINDS)."""
+    connect: int = 0
+    timeout: int = 0
+    reset: int = 0
+    bad_status: int = 0
+
+    @property
+    def total(self) -> int:
+        return self.connect + self.timeout + self.reset + self.bad_status
+
+    @property
+    def no_answer(self) -> int:
+        """The requests that got no answer at all (bad_status ones did)."""
+        return self.connect + self.timeout + self.reset
+
+
+@dataclass(frozen=True)
+class ServerFigures:
+    """The server's process tree over a step; None where not measured."""
+    cpu_percent: float | None = None
+    rss_bytes: int | None = None
+    pss_bytes: int | None = None
+    cpu_seconds: float | None = None
+    cpu_us_per_request: float | None = None
+    steal_percent: float | None = None
+    others_percent: float | None = None
+
+    @property
+    def memory(self) -> int | None:
+        """The tree's PSS where measured (a page 500 forked children share counts once), else
+        the RSS of the one process."""
+        return self.pss_bytes if self.pss_bytes is not None else self.rss_bytes
+
+
+@dataclass(frozen=True)
+class DriverFigures:
+    """The driver over a step: its busiest CPU (`cpu_percent`), its own figure, steal; the
+    driver's share of the server's CPUs when they shared one."""
+    cpu_percent: float | None = None
+    self_cpu_percent: float | None = None
+    cpu_percent_by_cpu: Mapping[str, float] | None = None
+    steal_percent: float | None = None
+    share_of_server_percent: float | None = None
+    workers: int | None = None
+    worker_hosts: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Background:
+    """What the background connections beside the load did (idle and slow clients)."""
+    idle_connected: int = 0
+    idle_reconnects: int = 0
+    slow_reconnects: int = 0
+    slow_requests: int = 0
+
+
+@dataclass(frozen=True)
+class Cycles:
+    """A closed-loop window's completions and the sums Little's law needs."""
+    completions: int
+    gaps: int
+    gap_sum_us: float
+    latency_sum_us: float
+
+
+@dataclass(frozen=True)
+class Littles:
+    """Users against throughput x mean cycle time (steps.littles_law)."""
+    users: int
+    predicted: float
+    ratio: float
+    gap_us: float
+    cycle_us: float
+    tolerance: float
+
+
+@dataclass(frozen=True)
+class Second:
+    """One second of a window."""
+    second: int
+    requests: int
+    errors: int
+    p50_us: float | None
+    p99_us: float | None
+
+
+@dataclass(frozen=True)
+class Uncorrected:
+    """Open loop: service time (actual send -> answer), beside the corrected response time."""
+    p50_us: float | None = None
+    p90_us: float | None = None
+    p99_us: float | None = None
+    p999_us: float | None = None
+    max_us: float | None = None
+    histogram: str | None = None
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """What our server said of its interpreter after a step (GET /runtime), or its error."""
+    python: str | None = None
+    free_threaded: bool | None = None
+    gil_enabled: bool | None = None
+    error: str | None = None
+
+
+# The percentiles a step (and its uncorrected record) holds, by their results.json key.
+PERCENTILE_FIELDS = ("p50_us", "p90_us", "p99_us", "p999_us", "max_us")
+
+
+@dataclass(frozen=True)
+class Step:
+    """One measured window of one backend at one load level (docs/ARCHITECTURE.md, "What a
+    window counts"). `backend` is the label; `series` adds the route and CPU count."""
+    backend: str
+    users: int
+    status: str = "ok"
+    repetition: int = 0
+    error: str | None = None
+    rate: float | None = None
+    idle_connections: int = 0
+    cores: int | None = None
+    route: str | None = None
+    server_cpus: tuple[int, ...] = ()
+    requests: int = 0
+    good_requests: int | None = None
+    rps: float | None = None
+    good_rps: float | None = None
+    duration_s: float | None = None
+    errors: Errors = field(default_factory=Errors)
+    failures: int | None = None
+    error_share: float | None = None
+    answers_by_class: Mapping[str, int] | None = None
+    p50_us: float | None = None
+    p90_us: float | None = None
+    p99_us: float | None = None
+    p999_us: float | None = None
+    max_us: float | None = None
+    mean_us: float | None = None
+    censored: int | None = None
+    censored_min_us: float | None = None
+    dropped: int | None = None
+    dropped_max_us: float | None = None
+    unfinished: int | None = None
+    unfinished_max_us: float | None = None
+    starved_users: int | None = None
+    histogram: str | None = None
+    uncorrected: Uncorrected | None = None
+    timeseries: tuple[Second, ...] = ()
+    server: ServerFigures = field(default_factory=ServerFigures)
+    driver: DriverFigures = field(default_factory=DriverFigures)
+    background: Background | None = None
+    cycles: Cycles | None = None
+    littles: Littles | None = None
+    runtime: Runtime | None = None
+    interrupted: bool = False
+    flags: tuple[str, ...] = ()
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+    @property
+    def series(self) -> str:
+        """The backend as charts and tables name it: with the request it sent alone when the
+        scenario sends each so ("asyncio /sleep?ms=1"), and its CPU count when the run sweeps it."""
+        name = self.backend if self.route is None else f"{self.backend} {self.route}"
+        if self.cores is None:
+            return name
+        return f"{name} ({self.cores} CPU{'' if self.cores == 1 else 's'})"
+
+    def percentile(self, key: str) -> float | None:
+        """A percentile by its results.json key ("p99_us")."""
+        return {"p50_us": self.p50_us, "p90_us": self.p90_us, "p99_us": self.p99_us,
+                "p999_us": self.p999_us, "max_us": self.max_us, "mean_us": self.mean_us}[key]
+
+    @property
+    def steal_percent(self) -> float | None:
+        """The larger of the server's and the driver's CPU steal %, None if neither was measured."""
+        values = [v for v in (self.server.steal_percent, self.driver.steal_percent) if v is not None]
+        return max(values) if values else None
+
+
+@dataclass(frozen=True)
+class Python:
+    """The interpreter a backend ran under (ours; None for a cmd: server's)."""
+    version: str | None = None
+    implementation: str | None = None
+    build: str | None = None
+    free_threaded: bool | None = None
+    gil_enabled: bool | None = None
+    own: bool | None = None
+    label: str | None = None
+
+
+@dataclass(frozen=True)
+class Place:
+    """Where a run was when something happened to it (a failure, an interruption)."""
+    users: int | None = None
+    rate: float | None = None
+    idle_connections: int | None = None
+    repetition: int | None = None
+    phase: str | None = None
+
+
+@dataclass(frozen=True)
+class Backend:
+    """A backend's entry: how it ended, and why if it failed."""
+    name: str
+    status: str = "ok"
+    error: str | None = None
+    stderr_tail: str = ""
+    command: str | None = None
+    exit_status: int | None = None
+    rounds_done: int | None = None
+    python: Python | None = None
+    step: Place | None = None
+
+
+@dataclass(frozen=True)
+class Event:
+    """Something that happened to the run (store.EVENT_KINDS), in order."""
+    t: str
+    kind: str
+    backend: str | None
+    detail: str
+    step: Place | None = None
+
+
+@dataclass(frozen=True)
+class Finding:
+    """A sentence the run tells, with its numbers (harness/results/findings.py)."""
+    kind: str
+    backend: str
+    text: str
+    level: Mapping[str, Any] | None = None
+    figures: Mapping[str, Any] = field(default_factory=dict)
+    caveat: str | None = None
+
+
+@dataclass(frozen=True)
+class Run:
+    """A run's results. `metadata` and `scenario` are as recorded (free-form: the machine's and
+    the scenario's own words); `capacity` is a rate search's record by series, or None;
+    `findings` the stored sentences, None for a run that stored none; `written_version` the
+    schema version the file was written with, before it was upgraded."""
+    source: str
+    written_version: int
+    status: str
+    metadata: Mapping[str, Any]
+    scenario: Mapping[str, Any]
+    backends: Mapping[str, Backend]
+    steps: tuple[Step, ...]
+    events: tuple[Event, ...] = ()
+    findings: tuple[Finding, ...] | None = None
+    capacity: Mapping[str, Any] | None = None
+
+    @classmethod
+    def of(cls, document: Mapping[str, Any], *, source: str = "results") -> Run:
+        """The model of an in-memory document (the orchestrator's, or a test's), upgraded and
+        checked as load() does a file."""
+        return build(upgrade_checked(dict(document), source), source)
+
+    @property
+    def ok_steps(self) -> tuple[Step, ...]:
+        return tuple(step for step in self.steps if step.ok)
+
+    def python(self, backend: str) -> Python | None:
+        entry = self.backends.get(backend)
+        return entry.python if entry else None
+
+
+def load(path: Path | str) -> Run:
+    """The Run in results.json (or in a run directory holding one), of any schema version the
+    project wrote, upgraded once and checked."""
+    path, document = read_document(Path(path))
+    return build(upgrade_checked(document, str(path)), str(path))
+
+
+def as_run(results: Run | Mapping[str, Any]) -> Run:
+    """`results` as a Run: where the orchestrator hands over the document it is writing."""
+    return results if isinstance(results, Run) else Run.of(results)
+
+
+def upgrade_checked(document: dict[str, Any], source: str) -> dict[str, Any]:
+    """Check the version (store.check_version's rules) and upgrade a copy; the copy keeps the
+    version it was written with under "_written"."""
+    from harness.results.store import check_version
+    written = check_version(document, source)
+    copy = dict(document)
+    if isinstance(copy.get("steps"), list):  # the upgrades add keys to steps: copies, not the caller's
+        copy["steps"] = [dict(s) if isinstance(s, Mapping) else s for s in copy["steps"]]
+    upgraded = upgrade(copy)
+    upgraded["_written"] = written
+    return upgraded
+
+
+def build(document: dict[str, Any], source: str) -> Run:
+    """The Run of an upgraded document, each value checked against its type."""
+    top = Checked(document, "", source)
+    backends = top.mapping("backends")
+    return Run(
+        source=source, written_version=top.integer("_written", default=SCHEMA_VERSION),
+        status=top.text("status", default="complete"),
+        metadata=top.free("metadata"), scenario=top.free("scenario"),
+        backends={name: _backend(name, entry) for name, entry in backends.items()},
+        steps=tuple(_step(item) for item in top.items("steps")),
+        events=tuple(_event(item) for item in top.items("events")),
+        findings=(tuple(_finding(item) for item in top.items("findings"))
+                  if document.get("findings") is not None else None),
+        capacity=top.free("capacity") if document.get("capacity") is not None else None,
+    )
+
+
+def _step(c: Checked) -> Step:
+    number = c.opt_num
+    return Step(
+        backend=c.text("backend"), users=c.integer("users"), status=c.text("status", default="ok"),
+        repetition=c.integer("repetition", default=0), error=c.opt_str("error"), rate=number("rate"),
+        idle_connections=c.opt_int("idle_connections") or 0, cores=c.opt_int("cores"),
+        route=c.opt_str("route"), server_cpus=tuple(c.ints("server_cpus")),
+        requests=c.opt_int("requests") or 0, good_requests=c.opt_int("good_requests"),
+        rps=number("rps"), good_rps=number("good_rps"), duration_s=number("duration_s"),
+        errors=Errors(**c.counts("errors", ("connect", "timeout", "reset", "bad_status"))),
+        failures=c.opt_int("failures"), error_share=number("error_share"),
+        answers_by_class=c.opt_counts("answers_by_class"),
+        p50_us=number("p50_us"), p90_us=number("p90_us"), p99_us=number("p99_us"), p999_us=number("p999_us"),
+        max_us=number("max_us"), mean_us=number("mean_us"),
+        censored=c.opt_int("censored"), censored_min_us=number("censored_min_us"),
+        dropped=c.opt_int("dropped"), dropped_max_us=number("dropped_max_us"),
+        unfinished=c.opt_int("unfinished"), unfinished_max_us=number("unfinished_max_us"),
+        starved_users=c.opt_int("starved_users"), histogram=c.opt_str("histogram"),
+        uncorrected=_optional(c, "uncorrected", _uncorrected),
+        timeseries=tuple(_second(item) for item in c.items("timeseries")),
+        server=_optional(c, "server", _server) or ServerFigures(),
+        driver=_optional(c, "driver", _driver) or DriverFigures(),
+        background=_optional(c, "background", lambda b: Background(
+            **{k: b.opt_int(k) or 0 for k in ("idle_connected", "idle_reconnects", "slow_reconnects",
+                                              "slow_requests")})),
+        cycles=_optional(c, "cycles", lambda y: Cycles(
+            completions=y.integer("completions"), gaps=y.integer("gaps"), gap_sum_us=y.number("gap_sum_us"),
+            latency_sum_us=y.number("latency_sum_us"))),
+        littles=_optional(c, "littles", lambda x: Littles(
+            users=x.integer("users"), predicted=x.number("predicted"), ratio=x.number("ratio"), gap_us=x.number("gap_us"),
+            cycle_us=x.number("cycle_us"), tolerance=x.number("tolerance"))),
+        runtime=_optional(c, "runtime", lambda r: Runtime(
+            python=r.opt_str("python"), free_threaded=r.opt_bool("free_threaded"),
+            gil_enabled=r.opt_bool("gil_enabled"), error=r.opt_str("error"))),
+        interrupted=c.opt_bool("interrupted") or False, flags=tuple(c.strs("flags")),
+    )
+
+
+def _optional(c: Checked, key: str, make: Callable[[Checked], T]) -> T | None:
+    sub = c.opt_sub(key)
+    return None if sub is None else make(sub)
+
+
+def _uncorrected(c: Checked) -> Uncorrected:
+    return Uncorrected(**{k: c.opt_num(k) for k in PERCENTILE_FIELDS}, histogram=c.opt_str("histogram"))
+
+
+def _second(c: Checked) -> Second:
+    return Second(second=c.integer("second"), requests=c.opt_int("requests") or 0, errors=c.opt_int("errors") or 0,
+                  p50_us=c.opt_num("p50_us"), p99_us=c.opt_num("p99_us"))
+
+
+def _server(c: Checked) -> ServerFigures:
+    return ServerFigures(
+        cpu_percent=c.opt_num("cpu_percent"), rss_bytes=c.opt_int("rss_bytes"), pss_bytes=c.opt_int("pss_bytes"),
+        cpu_seconds=c.opt_num("cpu_seconds"), cpu_us_per_request=c.opt_num("cpu_us_per_request"),
+        steal_percent=c.opt_num("steal_percent"), others_percent=c.opt_num("others_percent"))
+
+
+def _driver(c: Checked) -> DriverFigures:
+    by_cpu = c.opt_sub("cpu_percent_by_cpu")
+    return DriverFigures(
+        cpu_percent=c.opt_num("cpu_percent"), self_cpu_percent=c.opt_num("self_cpu_percent"),
+        cpu_percent_by_cpu=None if by_cpu is None else {k: by_cpu.number(k) for k in by_cpu.keys()},
+        steal_percent=c.opt_num("steal_percent"), share_of_server_percent=c.opt_num("share_of_server_percent"),
+        workers=c.opt_int("workers"), worker_hosts=tuple(c.strs("worker_hosts")))
+
+
+def _python(c: Checked) -> Python:
+    return Python(version=c.opt_str("version"), implementation=c.opt_str("implementation"),
+                  build=c.opt_str("build"), free_threaded=c.opt_bool("free_threaded"),
+                  gil_enabled=c.opt_bool("gil_enabled"), own=c.opt_bool("own"), label=c.opt_str("label"))
+
+
+def _place(c: Checked) -> Place:
+    return Place(users=c.opt_int("users"), rate=c.opt_num("rate"), idle_connections=c.opt_int("idle_connections"),
+                 repetition=c.opt_int("repetition"), phase=c.opt_str("phase"))
+
+
+def _backend(name: str, c: Checked) -> Backend:
+    return Backend(name=name, status=c.text("status", default="ok"), error=c.opt_str("error"),
+                   stderr_tail=c.opt_str("stderr_tail") or "", command=c.opt_str("command"),
+                   exit_status=c.opt_int("exit_status"), rounds_done=c.opt_int("rounds_done"),
+                   python=_optional(c, "python", _python), step=_optional(c, "step", _place))
+
+
+def _event(c: Checked) -> Event:
+    return Event(t=c.text("t", default=""), kind=c.text("kind"), backend=c.opt_str("backend"),
+                 detail=c.text("detail", default=""), step=_optional(c, "step", _place))
+
+
+def _finding(c: Checked) -> Finding:
+    return Finding(kind=c.text("kind"), backend=c.text("backend"), text=c.text("text"),
+                   level=c.free("level") if c.opt_sub("level") is not None else None,
+                   figures=c.free("figures"), caveat=c.opt_str("caveat"))
+
+
+def finding_of(found: Mapping[str, Any]) -> Finding:
+    """A finding as findings.py derives it (a dict, for results.json), as the model holds it."""
+    return _finding(Checked(dict(found), "findings[]", "findings"))
+
+
+def steps_of(steps: Sequence[Mapping[str, Any]]) -> tuple[Step, ...]:
+    """Step records as the orchestrator writes them, as the model holds them."""
+    return tuple(_step(c) for c in Checked({"steps": list(steps)}, "", "steps").items("steps"))
