@@ -41,8 +41,8 @@ from typing import Any
 import pytest
 
 from harness.results.findings import stored_findings
-from harness.results.steps import series
-from harness.results.summary import server_memory, summary_rows
+from harness.results.model import Run, Step, load
+from harness.results.summary import summary_rows
 from support import ROOT
 
 README = ROOT / "README.md"
@@ -72,6 +72,11 @@ def results(scenario: str) -> dict[str, Any]:
     return json.loads((run_dir(scenario) / "results.json").read_text(encoding="utf-8"))
 
 
+@cache
+def run(scenario: str) -> Run:
+    return load(run_dir(scenario))
+
+
 def parse_load(load: str) -> tuple[int | None, float | None, int, int | None, str | None]:
     users = rate = cores = route = None
     idle = 0
@@ -95,8 +100,8 @@ def parse_load(load: str) -> tuple[int | None, float | None, int, int | None, st
 
 def row_of(scenario: str, backend: str, load: str) -> dict[str, Any]:
     users, rate, idle, cores, route = parse_load(load)
-    name = series({"backend": backend, "route": route, "cores": cores})
-    rows = [row for row in summary_rows(results(scenario)["steps"])
+    name = Step(backend=backend, users=0, route=route, cores=cores).series
+    rows = [row for row in summary_rows(run(scenario).steps)
             if row["backend"] == name and row["idle"] == idle and row["rate"] == rate
             and (users is None or row["users"] == users)]
     assert len(rows) == 1, f"{scenario} {backend} {load}: {len(rows)} summary rows"
@@ -109,11 +114,11 @@ def value_of(scenario: str, backend: str, load: str, field: str) -> float:
         return value_of(scenario, backend, load, first) / value_of(scenario, backend2, load2, second)
     row = row_of(scenario, backend, load)
     if field == "mem_mib":
-        steps = [s for s in results(scenario)["steps"] if series(s) == row["backend"] and s.get("status") == "ok"
-                 and s["repetition"] == row["repetition"] and s["users"] == row["users"]
-                 and s.get("rate") == row["rate"] and (s.get("idle_connections") or 0) == row["idle"]]
+        steps = [s for s in run(scenario).ok_steps if s.series == row["backend"]
+                 and s.repetition == row["repetition"] and s.users == row["users"]
+                 and s.rate == row["rate"] and s.idle_connections == row["idle"]]
         assert len(steps) == 1
-        memory = server_memory(steps[0])
+        memory = steps[0].server.memory
         assert memory is not None
         return memory / 2**20
     if field.endswith("_ms"):
@@ -170,7 +175,7 @@ def test_the_readme_quotes_findings_of_the_reference_runs() -> None:
 @pytest.mark.parametrize("quote", quoted_findings(), ids=lambda quote: f"{quote[0]}: {quote[1][:40]}")
 def test_each_quoted_finding_is_one_its_run_tells(quote: tuple[str, str]) -> None:
     scenario, sentence = quote
-    told = [finding["text"] for finding in stored_findings(results(scenario))]
+    told = [finding.text for finding in stored_findings(run(scenario))]
     assert sentence.strip() in told, f"{scenario} tells no such finding; it tells: {told}"
 
 

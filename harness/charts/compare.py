@@ -4,8 +4,8 @@ regression gate, and overlay charts.
 Each later run is compared with the first, the base: a run directory, its results.json, or a
 stored baseline such as one under results/reference/. Per backend and load level, two
 measures: throughput, which is goodput (good req/s: 2xx/3xx answers per second) when every
-run recorded it, else req/s (results from before goodput; a server that answers faster
-with refusals is not faster), and p99 latency. Each figure is the geometric mean of the
+run recorded it, else req/s (a run recorded by an older version has no goodput; a server
+that answers faster with refusals is not faster), and p99 latency. Each figure is the geometric mean of the
 level's repetitions; each ratio (other/base) comes with its 95% confidence interval
 (compare_stats says which test and why) and reads "not significant" when the interval
 includes 1. The gate (regressions) counts a level as a regression when its ratio is
@@ -28,9 +28,9 @@ from harness.charts.style import (backend_colour, backend_order, chart_title,
                                  machine_line, new_figure, note_failed, run_style, save_figure,
                                  short_cpu_model, slug, styled, thousands_format, users_axis)
 from harness.charts.levels import StepSummary, failed_backends, summarize_steps
+from harness.results.model import Run, Step, load
 from harness.results.steps import LevelKey, group_levels
-from harness.results.store import read_results
-from harness.results.summary import load_label
+from harness.results.summary import first_line, load_label
 
 NOT_SIGNIFICANT = "not significant"
 THROUGHPUT, P99 = "throughput", "p99"
@@ -138,17 +138,17 @@ def measure_of(summaries: Sequence[StepSummary | None]) -> str:
     return "good_rps" if present and all(summary.good_rps is not None for summary in present) else "rps"
 
 
-def throughput_key(runs: Sequence[Mapping[str, Any]]) -> str:
-    """"good_rps" when every run recorded goodput, else "rps" for all (a run from before it)."""
-    steps = [step for run in runs for step in run.get("steps", ()) if step.get("status") == "ok"]
-    return "good_rps" if steps and all(step.get("good_rps") is not None for step in steps) else "rps"
+def throughput_key(runs: Sequence[Run]) -> str:
+    """"good_rps" when every run recorded goodput, else "rps" for all (an older version's run)."""
+    steps = [step for run in runs for step in run.ok_steps]
+    return "good_rps" if steps and all(step.good_rps is not None for step in steps) else "rps"
 
 
-def repetition_values(reps: Sequence[Mapping[str, Any]], measure: str) -> list[float]:
+def repetition_values(reps: Sequence[Step], measure: str) -> list[float]:
     """One value per repetition: its throughput (by throughput_key), or its p99 in µs."""
-    if measure == P99:
-        return [step["p99_us"] for step in reps if step.get("p99_us") is not None]
-    return [step[measure] for step in reps]
+    values = {P99: [step.p99_us for step in reps], "good_rps": [step.good_rps for step in reps],
+              "rps": [step.rps for step in reps]}[measure]
+    return [value for value in values if value is not None]
 
 
 def verdict(measure: str, unit: str, ratio: Ratio, base: float, other: float) -> str:
@@ -172,12 +172,12 @@ def run_label(path: Path) -> str:
     return (path.parent if path.name == "results.json" else path).name
 
 
-def mismatches(runs: Sequence[Mapping[str, Any]], labels: Sequence[str]) -> list[str]:
+def mismatches(runs: Sequence[Run], labels: Sequence[str]) -> list[str]:
     """Why these runs should not be compared: each a sentence naming both runs."""
     problems = []
     first, first_label = runs[0], labels[0]
     for run, label in zip(runs[1:], labels[1:]):
-        meta, base = run.get("metadata") or {}, first.get("metadata") or {}
+        meta, base = run.metadata, first.metadata
         for key in ("hostname", "cpu_model"):
             if meta.get(key) != base.get(key):
                 problems.append(
@@ -185,7 +185,7 @@ def mismatches(runs: Sequence[Mapping[str, Any]], labels: Sequence[str]) -> list
                     f"but {first_label} on {base.get('hostname')} "
                     f"({short_cpu_model(base.get('cpu_model'))}): different machines")
                 break
-        name, base_name = (run.get("scenario") or {}).get("name"), (first.get("scenario") or {}).get("name")
+        name, base_name = run.scenario.get("name"), first.scenario.get("name")
         digest = (meta.get("scenario") or {}).get("sha256")
         base_digest = (base.get("scenario") or {}).get("sha256")
         if name != base_name:
@@ -198,13 +198,13 @@ def mismatches(runs: Sequence[Mapping[str, Any]], labels: Sequence[str]) -> list
 
 # From this results schema on, a window counts every request that completes in it; before,
 # the requests in flight at each window boundary were lost, so req/s read low by about
-# users / window (store.py's schema history).
+# users / window (schema.py's history).
 COUNTS_EVERY_REQUEST = 3
 
 
-def schema_gaps(runs: Sequence[Mapping[str, Any]], labels: Sequence[str]) -> list[str]:
+def schema_gaps(runs: Sequence[Run], labels: Sequence[str]) -> list[str]:
     """Runs recorded before every request was counted, when compared with runs after."""
-    versions = [run.get("version") or 0 for run in runs]
+    versions = [run.written_version for run in runs]
     if all(v >= COUNTS_EVERY_REQUEST for v in versions) or all(v < COUNTS_EVERY_REQUEST for v in versions):
         return []
     return [f"{label} was recorded with results schema {version}, whose windows lost the requests in flight "
@@ -218,11 +218,11 @@ def compare(paths: Sequence[Path], *, force: bool = False, chart_dir: Path | Non
     With chart_dir, also draws one overlay per backend there."""
     if len(paths) < 2:
         raise CompareError("compare needs at least two runs")
-    runs = [read_results(Path(path)) for path in paths]
+    runs = [load(Path(path)) for path in paths]
     labels = [run_label(Path(path)) for path in paths]
     if len(set(labels)) < len(labels):
         labels = [str(path) for path in paths]
-    searches = [label for run, label in zip(runs, labels) if run.get("capacity")]
+    searches = [label for run, label in zip(runs, labels) if run.capacity]
     if searches:
         raise CompareError(f"{', '.join(searches)}: a rate search ([load] rate = {{ search = ... }}); compare does "
                            f"not judge rate searches yet: compare their capacity tables (concurbench summary)")
@@ -234,8 +234,8 @@ def compare(paths: Sequence[Path], *, force: bool = False, chart_dir: Path | Non
     throughput = ("good req/s (2xx/3xx answers per second)" if key == "good_rps" else
                   "req/s (answers of any status: not every run recorded goodput)")
     return Comparison(
-        scenario=(runs[0].get("scenario") or {}).get("name"),
-        machine=machine_line(runs[0].get("metadata") or {}),
+        scenario=runs[0].scenario.get("name"),
+        machine=machine_line(runs[0].metadata),
         runs=tuple(_run_info(run, label, Path(path)) for run, label, path in zip(runs, labels, paths)),
         warnings=tuple([f"WARNING (forced): {problem}" for problem in problems]
                        + [f"WARNING: {problem}" for problem in schema_gaps(runs, labels)]),
@@ -244,17 +244,17 @@ def compare(paths: Sequence[Path], *, force: bool = False, chart_dir: Path | Non
         chart_dir=str(chart_dir) if chart_dir else None)
 
 
-def _run_info(run: Mapping[str, Any], label: str, path: Path) -> dict[str, Any]:
-    meta = run.get("metadata") or {}
+def _run_info(run: Run, label: str, path: Path) -> dict[str, Any]:
+    meta = run.metadata
     git = meta.get("git") or {}
     return {"label": label, "path": str(path), "date": meta.get("date"), "hostname": meta.get("hostname"),
-            "commit": git.get("commit"), "dirty": bool(git.get("dirty")), "status": run.get("status")}
+            "commit": git.get("commit"), "dirty": bool(git.get("dirty")), "status": run.status}
 
 
-def _rows(runs: Sequence[Mapping[str, Any]], labels: Sequence[str], key: str) -> list[Row]:
+def _rows(runs: Sequence[Run], labels: Sequence[str], key: str) -> list[Row]:
     """Per backend and load level (closed loop, open loop, with idle connections beside), a
     throughput row (by key, throughput_key's) then a p99 row."""
-    groups = [group_levels(run.get("steps", ())) for run in runs]
+    groups = [group_levels(run.steps) for run in runs]
     failed = [failed_backends(run) for run in runs]
     rows = []
     for backend in backend_order([key[0] for g in groups for key in g] + [b for f in failed for b in f]):
@@ -273,12 +273,12 @@ def _rows(runs: Sequence[Mapping[str, Any]], labels: Sequence[str], key: str) ->
     return rows
 
 
-def _failures(runs: Sequence[Mapping[str, Any]], labels: Sequence[str]) -> list[Failure]:
+def _failures(runs: Sequence[Run], labels: Sequence[str]) -> list[Failure]:
     """Per later run, each backend failed in it (failed_backends') that ran in the base: a
     good step there, and its status not failed."""
-    ran = {step["backend"] for step in runs[0].get("steps", ()) if step.get("status") == "ok"}
+    ran = {step.backend for step in runs[0].ok_steps}
     ran -= set(failed_backends(runs[0]))
-    return [Failure(backend, label, (str(failed[backend]).strip().splitlines() or ["failed"])[0])
+    return [Failure(backend, label, first_line(failed[backend]) or "failed")
             for run, label in zip(runs[1:], labels[1:]) for failed in [failed_backends(run)]
             for backend in backend_order(list(failed)) if backend in ran]
 
@@ -299,13 +299,13 @@ def _spread(summary: StepSummary, measure: str) -> Any:
 
 
 @styled
-def draw_overlays(runs: Sequence[Mapping[str, Any]], labels: Sequence[str],
+def draw_overlays(runs: Sequence[Run], labels: Sequence[str],
                   out_dir: Path) -> list[Path]:
     """Per backend, throughput vs users with one line per run: the backend's colour, a
     line style per run. Written as compare_<backend>.png/.svg; returns the paths."""
     summaries = [summarize_steps(run) for run in runs]
     failed = [failed_backends(run) for run in runs]
-    hosts = sorted({str((run.get("metadata") or {}).get("hostname")) for run in runs})
+    hosts = sorted({str(run.metadata.get("hostname")) for run in runs})
     mixed = f" (forced: machines {', '.join(hosts)})" if mismatches(runs, labels) else ""
     paths: list[Path] = []
     for backend in backend_order([b for s in summaries for b in s]):

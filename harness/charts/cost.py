@@ -1,34 +1,35 @@
 """What an answer costs: server CPU µs per request (the whole process tree) per backend at
 every load level, drawn from stored results only (measurement rule 12). It separates "fast
-because idle" from "fast because cheap"; runs from before schema 3 did not record it.
+because idle" from "fast because cheap"; a run recorded by an older version may lack it.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from harness.charts.levels import failed_backends
 from harness.charts.style import (backend_colour, backend_label, backend_order, chart_title, ms_format, new_figure,
                                   note_failed, save_figure, styled, thousands_format)
+from harness.results.model import Run
 from harness.results.steps import group_levels
 from harness.results.summary import load_label, summary_rows
 
 
-def cpu_levels(results: Mapping[str, Any]) -> list[dict[str, Any]]:
+def cpu_levels(results: Run) -> list[dict[str, Any]]:
     """The summary rows (every load level: closed, open loop, idle connections) with the
     min..max of server CPU µs per request over their repetitions ("cpu_min", "cpu_max")."""
-    levels = group_levels(results.get("steps", ()))
+    levels = group_levels(results.steps)
     rows = []
-    for row in summary_rows(results.get("steps", ())):
+    for row in summary_rows(results.steps):
         reps = levels[row["backend"], row["users"], row["rate"], row["idle"]]
-        values = [v for v in ((rep.get("server") or {}).get("cpu_us_per_request") for rep in reps) if v is not None]
+        values = [v for v in (rep.server.cpu_us_per_request for rep in reps) if v is not None]
         rows.append({**row, "cpu_min": min(values, default=None), "cpu_max": max(values, default=None)})
     return rows
 
 
 @styled
-def cpu_per_request(results: Mapping[str, Any], out_dir: Path) -> list[Path]:
+def cpu_per_request(results: Run, out_dir: Path) -> list[Path]:
     """Server CPU µs per request (the whole process tree) per backend at every load level:
     what an answer costs, which separates "fast because idle" from "fast because cheap".
     A bar is the repetition summary.csv shows; the whisker spans the repetitions."""
@@ -65,12 +66,11 @@ def cpu_per_request(results: Mapping[str, Any], out_dir: Path) -> list[Path]:
     return save_figure(figure, out_dir, "cpu_per_request")
 
 
-def has_cpu_per_request(results: Mapping[str, Any]) -> bool:
-    """Whether any good step recorded its server CPU per request (issue 13 on)."""
-    return any((step.get("server") or {}).get("cpu_us_per_request") is not None
-               for step in results.get("steps", ()) if step.get("status") == "ok")
+def has_cpu_per_request(results: Run) -> bool:
+    """Whether any good step recorded its server CPU per request (an older version did not)."""
+    return any(step.server.cpu_us_per_request is not None for step in results.ok_steps)
 
 
-def draw_cost(results: Mapping[str, Any], out_dir: Path) -> list[Path]:
+def draw_cost(results: Run, out_dir: Path) -> list[Path]:
     """The cost chart, when the run recorded CPU per request (none otherwise)."""
     return cpu_per_request(results, out_dir) if has_cpu_per_request(results) else []

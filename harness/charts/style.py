@@ -18,6 +18,8 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, NullLocator
 
+from harness.results.model import Run
+
 P = ParamSpec("P")
 R = TypeVar("R")
 
@@ -133,10 +135,9 @@ def machine_line(metadata: Mapping[str, Any]) -> str:
             f"server CPU {_cpus(server)}, driver CPU {_cpus(driver)}")
 
 
-def chart_title(results: Mapping[str, Any], what: str) -> str:
+def chart_title(results: Run, what: str) -> str:
     """Two lines: the scenario and the chart, then the machine and the pinning."""
-    scenario = (results.get("scenario") or {}).get("name", "?")
-    return f"{scenario}: {what}\n{machine_line(results.get('metadata') or {})}"
+    return f"{results.scenario.get('name', '?')}: {what}\n{machine_line(results.metadata)}"
 
 
 def new_figure(*, height: float = FIGSIZE[1], ncols: int = 1, nrows: int = 1,

@@ -12,7 +12,7 @@ the model from such a document in memory, with the same checks.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -35,6 +35,9 @@ class Errors:
     @property
     def total(self) -> int:
         return self.connect + self.timeout + self.reset + self.bad_status
+
+    def by_kind(self) -> dict[str, int]:
+        return {"connect": self.connect, "timeout": self.timeout, "reset": self.reset, "bad_status": self.bad_status}
 
     @property
     def no_answer(self) -> int:
@@ -149,7 +152,7 @@ class Step:
     idle_connections: int = 0
     cores: int | None = None
     route: str | None = None
-    server_cpus: tuple[int, ...] = ()
+    server_cpus: tuple[int, ...] | None = None  # None: not recorded
     requests: int = 0
     good_requests: int | None = None
     rps: float | None = None
@@ -192,10 +195,14 @@ class Step:
     def series(self) -> str:
         """The backend as charts and tables name it: with the request it sent alone when the
         scenario sends each so ("asyncio /sleep?ms=1"), and its CPU count when the run sweeps it."""
-        name = self.backend if self.route is None else f"{self.backend} {self.route}"
         if self.cores is None:
-            return name
-        return f"{name} ({self.cores} CPU{'' if self.cores == 1 else 's'})"
+            return self.without_cores
+        return f"{self.without_cores} ({self.cores} CPU{'' if self.cores == 1 else 's'})"
+
+    @property
+    def without_cores(self) -> str:
+        """The series without its CPU count: the line a sweep over the server's CPUs draws."""
+        return self.backend if self.route is None else f"{self.backend} {self.route}"
 
     def percentile(self, key: str) -> float | None:
         """A percentile by its results.json key ("p99_us")."""
@@ -286,8 +293,9 @@ class Run:
     @classmethod
     def of(cls, document: Mapping[str, Any], *, source: str = "results") -> Run:
         """The model of an in-memory document (the orchestrator's, or a test's), upgraded and
-        checked as load() does a file."""
-        return build(upgrade_checked(dict(document), source), source)
+        checked as load() does a file; without a "version", it is this concurbench's own, as
+        write_results would write it."""
+        return build(upgrade_checked({"version": SCHEMA_VERSION, **document}, source), source)
 
     @property
     def ok_steps(self) -> tuple[Step, ...]:
@@ -308,6 +316,14 @@ def load(path: Path | str) -> Run:
 def as_run(results: Run | Mapping[str, Any]) -> Run:
     """`results` as a Run: where the orchestrator hands over the document it is writing."""
     return results if isinstance(results, Run) else Run.of(results)
+
+
+def as_steps(steps: Iterable[Step | Mapping[str, Any]]) -> tuple[Step, ...]:
+    """Steps as the model holds them, from the model's or from the records the orchestrator writes."""
+    items = list(steps)
+    if all(isinstance(step, Step) for step in items):
+        return tuple(step for step in items if isinstance(step, Step))
+    return steps_of([step for step in items if not isinstance(step, Step)])
 
 
 def upgrade_checked(document: dict[str, Any], source: str) -> dict[str, Any]:
@@ -346,7 +362,8 @@ def _step(c: Checked) -> Step:
         backend=c.text("backend"), users=c.integer("users"), status=c.text("status", default="ok"),
         repetition=c.integer("repetition", default=0), error=c.opt_str("error"), rate=number("rate"),
         idle_connections=c.opt_int("idle_connections") or 0, cores=c.opt_int("cores"),
-        route=c.opt_str("route"), server_cpus=tuple(c.ints("server_cpus")),
+        route=c.opt_str("route"),
+        server_cpus=None if c.data.get("server_cpus") is None else tuple(c.ints("server_cpus")),
         requests=c.opt_int("requests") or 0, good_requests=c.opt_int("good_requests"),
         rps=number("rps"), good_rps=number("good_rps"), duration_s=number("duration_s"),
         errors=Errors(**c.counts("errors", ("connect", "timeout", "reset", "bad_status"))),
@@ -443,5 +460,7 @@ def finding_of(found: Mapping[str, Any]) -> Finding:
 
 
 def steps_of(steps: Sequence[Mapping[str, Any]]) -> tuple[Step, ...]:
-    """Step records as the orchestrator writes them, as the model holds them."""
-    return tuple(_step(c) for c in Checked({"steps": list(steps)}, "", "steps").items("steps"))
+    """Step records as the orchestrator writes them (or as a version 1 file held them), as the
+    model holds them."""
+    document = upgrade({"version": 1, "steps": [dict(step) for step in steps]})
+    return tuple(_step(c) for c in Checked(document, "", "steps").items("steps"))

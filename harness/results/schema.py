@@ -55,7 +55,6 @@ def _to_4(document: dict[str, Any]) -> None:
     swept, sending the whole mix."""
     for step in document["steps"] if isinstance(document.get("steps"), list) else ():
         if isinstance(step, dict):
-            step.setdefault("server_cpus", [])
             step.setdefault("cores", None)
             step.setdefault("route", None)
             step.setdefault("runtime", None)

@@ -4,8 +4,8 @@ beside results.json.
 
 How a row aggregates its repetitions (one rule, so that the numbers of a row belong together):
 - rps, good_rps, the percentiles, censored, cpu_us_per_request: from ONE repetition, the one
-  with the median good_rps (for an even count, the lower of the two middle ones; a step from
-  before goodput was recorded has no good_rps and is ranked by rps). Its percentiles are its
+  with the median good_rps (for an even count, the lower of the two middle ones; a step
+  without good_rps is ranked by rps). Its percentiles are its
   own: never a median of percentiles, which no single window had.
 - errors and dropped: SUMMED over the repetitions (a median turns 7, 31, 127 timeouts into 31
   and 0, 0, 127 into 0); error_share pools them: failed / attempted over every repetition.
@@ -13,8 +13,8 @@ How a row aggregates its repetitions (one rule, so that the numbers of a row bel
   largest over repetitions; driver_share_pct (a server on a driver CPU): the largest;
   others_pct (other processes on the server's CPUs): the largest; flags: every flag any
   repetition carries.
-A value a step does not carry (results written before goodput, censoring, steal or CPU cost
-were recorded) is missing: empty in summary.csv, "-" in the table; never a guess.
+A value a step does not carry (recorded by an older version, or not measured) is missing:
+empty in summary.csv, "-" in the table; never a guess.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ from typing import Any
 from harness.results.steps import (CONTENDED, DRIVER_BOUND, ERROR_KINDS, FLAG_MEANINGS, SHARED_CPU,
                                    SHARED_CPU_LOW_PERCENT, group_levels)
 from harness.results.metrics import PERCENTILE_KEYS, HistogramError, decode_histogram
+from harness.results.model import Run, Step, as_run, as_steps
 from harness.results.store import write_atomically
 
 SUMMARY_FILE = "summary.csv"
@@ -81,11 +82,7 @@ LOWER_BOUND_SLACK = 0.01
 NO_ANSWER_KINDS = tuple(kind for kind in ERROR_KINDS if kind != "bad_status")
 
 
-def _present(value: Any) -> bool:
-    return value is not None
-
-
-def pick_repetition(reps: Sequence[Mapping[str, Any]]) -> Mapping[str, Any]:
+def pick_repetition(reps: Sequence[Step]) -> Step:
     """The repetition with the median good_rps (rps for a step without good_rps); for an even
     count the lower of the two middle ones; ties in run order."""
     if not reps:
@@ -94,24 +91,23 @@ def pick_repetition(reps: Sequence[Mapping[str, Any]]) -> Mapping[str, Any]:
     return reps[ranked[(len(reps) - 1) // 2]]
 
 
-def _throughput(step: Mapping[str, Any]) -> float:
-    good = step.get("good_rps")
-    return float(good if good is not None else step.get("rps") or 0.0)
+def _throughput(step: Step) -> float:
+    return float(step.good_rps if step.good_rps is not None else step.rps or 0.0)
 
 
-def lower_bound(step: Mapping[str, Any], key: str) -> bool | None:
-    """Whether step[key] (a percentile) is a lower bound: the censored values reach it. They
+def lower_bound(step: Step, key: str) -> bool | None:
+    """Whether the step's percentile `key` is a lower bound: the censored values reach it. They
     do when the smallest is at or below it (raised to their true waits, they could move it up)
     and, where the step keeps its histogram, the value `censored` ranks above the percentile is
     more than LOWER_BOUND_SLACK above it (the furthest they could move it). None when the step
     does not say (an older result) or has no such percentile."""
-    value, censored = step.get(key), step.get("censored")
+    value, censored = step.percentile(key), step.censored
     if value is None or censored is None:
         return None
-    minimum = step.get("censored_min_us")
+    minimum = step.censored_min_us
     if not censored or minimum is None or value < minimum:
         return False
-    reach = _reach(step.get("histogram"), PERCENTILE_KEYS.get(key), censored)
+    reach = _reach(step.histogram, PERCENTILE_KEYS.get(key), censored)
     return reach is None or reach > value * (1 + LOWER_BOUND_SLACK)
 
 
@@ -132,45 +128,13 @@ def _reach(histogram: str | None, percentile: float | None, censored: int) -> fl
     return math.inf if reach > 100 else decoded.get_value_at_percentile(reach)
 
 
-def step_steal(step: Mapping[str, Any]) -> float | None:
-    """The larger of the server's and the driver's CPU steal %, None if neither was measured."""
-    values = [(step.get(side) or {}).get("steal_percent") for side in ("server", "driver")]
-    present = [v for v in values if v is not None]
-    return max(present) if present else None
-
-
-def driver_share(step: Mapping[str, Any]) -> float | None:
-    """A shared-cpu step's driver share of the server's CPUs (%), None for any other step."""
-    return (step.get("driver") or {}).get("share_of_server_percent")
-
-
-def others_share(step: Mapping[str, Any]) -> float | None:
-    """The % of the server's CPUs other processes used in the step (server.others_percent),
-    None where it was not measured (a step recorded before it was)."""
-    return (step.get("server") or {}).get("others_percent")
-
-
-def server_memory(step: Mapping[str, Any]) -> float | None:
-    """The server's memory in bytes: the PSS of its process tree where measured (a page that
-    500 forked children share counts once), else its RSS (one process). Before schema 3,
-    rss_bytes already held exactly this; since, the two have their own names."""
-    server = step.get("server") or {}
-    return server["pss_bytes"] if server.get("pss_bytes") is not None else server.get("rss_bytes")
-
-
-def _error_count(step: Mapping[str, Any]) -> int:
-    return sum((step.get("errors") or {}).values())
-
-
-def pooled_error_share(reps: Iterable[Mapping[str, Any]]) -> float:
+def pooled_error_share(reps: Iterable[Step]) -> float:
     """(bad answers + requests with no answer) / (answers + requests with no answer), over
     every repetition; 0.0 when there was nothing at all."""
     failed = attempted = 0
     for step in reps:
-        errors = step.get("errors") or {}
-        no_answer = sum(errors.get(kind, 0) for kind in NO_ANSWER_KINDS)
-        failed += no_answer + errors.get("bad_status", 0)
-        attempted += (step.get("requests") or 0) + no_answer
+        failed += step.errors.no_answer + step.errors.bad_status
+        attempted += step.requests + step.errors.no_answer
     return failed / attempted if attempted else 0.0
 
 
@@ -184,37 +148,36 @@ def _sum_of(values: Iterable[Any]) -> Any:
     return sum(present) if present else None
 
 
-def summary_rows(steps: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+def summary_rows(steps: Iterable[Step | Mapping[str, Any]]) -> list[dict[str, Any]]:
     """One row per backend and load level (see the module's docstring for the aggregation).
 
     Backends in the order they ran; within one, by idle connections held (c10k's sweep),
     then closed-loop levels by users, then open-loop levels by offered rate. A window with no
     completed request has no percentiles (None). The printed table and summary.csv both come
-    from these rows.
+    from these rows. `steps`: the model's, or the records the orchestrator is writing.
     """
-    groups = group_levels(steps)
+    groups = group_levels(as_steps(steps))
     backends = list(dict.fromkeys(key[0] for key in groups))
     order = lambda key: (backends.index(key[0]), key[3], key[2] is not None, key[2] or 0, key[1])  # noqa: E731
     rows = []
     for backend, users, rate, idle in sorted(groups, key=order):
         reps = groups[backend, users, rate, idle]
         rep = pick_repetition(reps)
-        flags = sorted({flag for step in reps for flag in step.get("flags") or ()})
+        flags = sorted({flag for step in reps for flag in step.flags})
         rows.append({
             "backend": backend, "users": users, "rate": rate, "idle": idle, "reps": len(reps),
-            "repetition": rep.get("repetition"),
-            "rps": rep.get("rps"), "good_rps": rep.get("good_rps"),
-            **{key: rep.get(key) for key in PERCENTILES},
-            "censored": rep.get("censored"), "censored_min_us": rep.get("censored_min_us"),
+            "repetition": rep.repetition, "rps": rep.rps, "good_rps": rep.good_rps,
+            **{key: rep.percentile(key) for key in PERCENTILES},
+            "censored": rep.censored, "censored_min_us": rep.censored_min_us,
             "lower_bound": {key: lower_bound(rep, key) for key in PERCENTILES},
-            "errors": sum(_error_count(step) for step in reps),
+            "errors": sum(step.errors.total for step in reps),
             "error_share": pooled_error_share(reps),
-            "starved": _max_of(step.get("starved_users") for step in reps),
-            "dropped": _sum_of(step.get("dropped") for step in reps),
-            "cpu_us_per_request": (rep.get("server") or {}).get("cpu_us_per_request"),
-            "steal_pct": _max_of(step_steal(step) for step in reps),
-            "driver_share_pct": _max_of(driver_share(step) for step in reps),
-            "others_pct": _max_of(others_share(step) for step in reps),
+            "starved": _max_of(step.starved_users for step in reps),
+            "dropped": _sum_of(step.dropped for step in reps),
+            "cpu_us_per_request": rep.server.cpu_us_per_request,
+            "steal_pct": _max_of(step.steal_percent for step in reps),
+            "driver_share_pct": _max_of(step.driver.share_of_server_percent for step in reps),
+            "others_pct": _max_of(step.server.others_percent for step in reps),
             "flags": flags, "driver_bound": DRIVER_BOUND in flags,
         })
     return rows
@@ -286,9 +249,9 @@ def flags_text(row: Mapping[str, Any]) -> str:
     return ", ".join(shown(flag) for flag in row["flags"])
 
 
-def summary_title(results: Mapping[str, Any], rows: Sequence[Mapping[str, Any]]) -> str:
+def summary_title(run: Run, rows: Sequence[Mapping[str, Any]]) -> str:
     """What the table is, in one line: which repetition a row is, and what is summed."""
-    name = (results.get("scenario") or {}).get("name", "?")
+    name = run.scenario.get("name", "?")
     measure = "good req/s" if any(row["good_rps"] is not None for row in rows) or not rows else "req/s"
     return (f"{name}: each row is the repetition with the median {measure}, with its own percentiles; "
             "errors and dropped summed over repetitions, starved and steal the largest, flags of any")
@@ -302,19 +265,21 @@ def legend(rows: Sequence[Mapping[str, Any]]) -> list[str]:
                     for flag in flags]
 
 
-def _failures(results: Mapping[str, Any]) -> list[tuple[str, str]]:
+def _failures(run: Run) -> list[tuple[str, str]]:
     """Failed or interrupted backends, each with its one-line reason."""
-    failures = []
-    for name, info in (results.get("backends") or {}).items():
-        if (info or {}).get("status") != "ok":
-            reason = (((info or {}).get("error") or "").strip().splitlines() or [""])[0]
-            failures.append((name, f"{str((info or {}).get('status') or 'failed').upper()}: {reason}"))
-    return failures
+    return [(name, f"{entry.status.upper()}: {first_line(entry.error)}")
+            for name, entry in run.backends.items() if entry.status != "ok"]
 
 
-def summary_table(results: Mapping[str, Any]) -> str:
+def first_line(text: str | None) -> str:
+    """The first line of a message (a backend's error), or nothing."""
+    return ((text or "").strip().splitlines() or [""])[0]
+
+
+def summary_table(results: Run | Mapping[str, Any]) -> str:
     """The summary as a plain-text table; failed or interrupted backends under it, one line each."""
-    rows = summary_rows(results.get("steps") or ())
+    results = as_run(results)
+    rows = summary_rows(results.steps)
     lines = [TABLE_HEADER, *(_cells(row) for row in rows)]
     failures = _failures(results)
     widths = [max(len(line[i]) for line in lines) for i in range(len(TABLE_HEADER))]
@@ -330,10 +295,11 @@ def _md(text: str) -> str:
     return text.replace("\\", "\\\\").replace("|", "\\|")
 
 
-def summary_markdown(results: Mapping[str, Any]) -> str:
+def summary_markdown(results: Run | Mapping[str, Any]) -> str:
     """The summary as a GitHub markdown table (what the README pastes), the title above it
     and failed or interrupted backends as a list under it."""
-    rows = summary_rows(results.get("steps") or ())
+    results = as_run(results)
+    rows = summary_rows(results.steps)
     lines = [f"*{_md(summary_title(results, rows))}*", ""]
     notes = legend(rows)
     if notes:
@@ -349,7 +315,7 @@ def summary_markdown(results: Mapping[str, Any]) -> str:
 
 # --- summary.csv ---------------------------------------------------------------------------
 
-def write_summary_csv(run_dir: Path, steps: Iterable[Mapping[str, Any]]) -> Path:
+def write_summary_csv(run_dir: Path, steps: Iterable[Step | Mapping[str, Any]]) -> Path:
     """run_dir/summary.csv: the summary rows, one column each of SUMMARY_COLUMNS (see
     COLUMN_NOTES); a missing value is an empty cell, booleans are true/false."""
     buffer = io.StringIO()

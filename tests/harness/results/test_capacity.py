@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from harness.results.model import Run
 from harness.charts.capacity import FLOOR, HELD, MARK_LEGEND, NOT_HELD, bar_mark, capacity_html, draw_capacity
 from harness.results.capacity import (BACKOFF, ROUNDS_AGGREGATE, backoff_rate, capacities, capacity_findings,
                                       capacity_table)
@@ -100,19 +101,19 @@ def test_findings_say_each_capacity_with_its_cost_first(results: dict) -> None:
 
 
 def test_the_chart_and_the_report_section(results: dict, tmp_path: Path) -> None:
-    paths = draw_capacity(results, tmp_path)
+    paths = draw_capacity(Run.of(results), tmp_path)
     assert sorted(p.name for p in paths) == ["capacity.png", "capacity.svg", "capacity_search.png",
                                              "capacity_search.svg"]
     svg = (tmp_path / "capacity.svg").read_text()
     assert "20,000+ · 14 µs CPU/req" in svg  # the floor is marked +
     assert "8,640 · 22 µs CPU/req · search found 10,800" in svg
     assert "missed at the lowest rate" in svg
-    assert draw_capacity({"steps": []}, tmp_path / "none") == []
-    section = capacity_html(results)
+    assert draw_capacity(Run.of({"steps": []}), tmp_path / "none") == []
+    section = capacity_html(Run.of(results))
     assert "<h2>Capacity within p99 &lt;= 10 ms, errors &lt;= 0.1%</h2>" in section
     assert "200 ✓ → 800 ✓ → 3,200 ✓ → 12,800 ✗ → 6,400 ✓ → 9,050 ✓ → 10,800 ✓" in section
     assert "<td>8,640</td><td>2/2</td>" in section
-    assert capacity_html({"steps": []}) == ""
+    assert capacity_html(Run.of({"steps": []})) == ""
 
 
 def test_a_search_the_backend_did_not_finish_says_so(results: dict, tmp_path: Path) -> None:
@@ -127,7 +128,7 @@ def test_a_search_the_backend_did_not_finish_says_so(results: dict, tmp_path: Pa
     rows = by_series(changed)
     assert rows["selectors /sleep?ms=1"].rate is None
     assert rows["selectors /sleep?ms=1"].note == "the backend failed during its search (see its entry in the run)"
-    draw_capacity(changed, tmp_path)
+    draw_capacity(Run.of(changed), tmp_path)
     assert "the backend failed in its search" in (tmp_path / "capacity.svg").read_text()
 
 
@@ -169,7 +170,7 @@ def test_the_rounds_figures_are_labelled_medians_not_the_summary_rows_round() ->
     assert f"p99, good req/s and CPU: {ROUNDS_AGGREGATE}" in table
     assert next(line for line in table.splitlines() if line.startswith("gevent / ")).split()[4] == "6.00"
     assert "each row is the repetition with the median good req/s" in summary_table(reference)
-    assert ROUNDS_AGGREGATE in capacity_html(reference)
+    assert ROUNDS_AGGREGATE in capacity_html(Run.of(reference))
 
 
 def test_the_chart_marks_a_floor_and_a_rate_not_held_apart(tmp_path: Path) -> None:
@@ -182,7 +183,7 @@ def test_the_chart_marks_a_floor_and_a_rate_not_held_apart(tmp_path: Path) -> No
     assert bar_mark(rows["forking /"]) == (0.0, NOT_HELD) and rows["forking /"].found == 25600
     assert bar_mark(rows["asyncio /"]) == (57800, HELD)
     assert bar_mark(rows["iterative /"]) == (0.0, None)
-    draw_capacity(reference, tmp_path)
+    draw_capacity(Run.of(reference), tmp_path)
     svg = (tmp_path / "capacity.svg").read_text()
     assert MARK_LEGEND[FLOOR] in svg and MARK_LEGEND[NOT_HELD] in svg
     assert "search held 25,600; no rate held in most rounds" in svg

@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from harness.results.model import Run
 from harness.charts.report import render_report
 from harness.results.findings import FINDING_KINDS, findings, findings_text, format_findings
 from harness.results.finding_groups import SATURATION_GROUP_MIN
@@ -617,7 +618,7 @@ def test_findings_text_tells_what_the_run_stored() -> None:
 
 def test_report_opens_with_the_findings() -> None:
     results = load("findings-mixed")
-    page = render_report(results, [])
+    page = render_report(Run.of(results), [])
     assert page.index("<h2>Findings</h2>") < page.index("<h2>Summary</h2>")
     assert "asyncio at 32 users: p50 97.66 ms, 35.2x the best backend&#x27;s (forking, 2.77 ms;" in page
 
@@ -626,10 +627,10 @@ def test_report_escapes_stored_findings_and_skips_an_empty_list() -> None:
     results = copy.deepcopy(load("findings-c10k"))
     results["findings"] = [{"kind": "refusals", "backend": "x", "level": None, "text": "<b>x</b> & 5xx",
                             "figures": {}, "caveat": None}]
-    page = render_report(results, [])
+    page = render_report(Run.of(results), [])
     assert "&lt;b&gt;x&lt;/b&gt; &amp; 5xx" in page and "<b>x</b>" not in page
     results["findings"] = []
-    assert "<h2>Findings</h2>" not in render_report(results, [])
+    assert "<h2>Findings</h2>" not in render_report(Run.of(results), [])
 
 
 def test_a_run_with_no_good_step_has_no_findings() -> None:
@@ -637,4 +638,4 @@ def test_a_run_with_no_good_step_has_no_findings() -> None:
     for step in results["steps"]:
         step["status"] = "failed"
     assert findings(results) == [] and findings_text(results) == ""
-    assert "<h2>Findings</h2>" not in render_report(results, [])
+    assert "<h2>Findings</h2>" not in render_report(Run.of(results), [])

@@ -79,7 +79,7 @@ def test_version_3_without_its_later_keys_reads_them_as_absent(tmp_path: Path) -
     (tmp_path / "results.json").write_text(json.dumps(raw))
     run = load(tmp_path)
     step = run.steps[0]
-    assert (step.server_cpus, step.cores, step.route, step.runtime, step.server.others_percent) == ((), None, None,
+    assert (step.server_cpus, step.cores, step.route, step.runtime, step.server.others_percent) == (None, None, None,
                                                                                                    None, None)
     assert step.series == step.backend
     assert run.findings is None and all(entry.python is None for entry in run.backends.values())

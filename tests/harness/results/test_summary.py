@@ -12,8 +12,9 @@ import pytest
 
 from harness.results.metrics import encode_histogram, new_histogram, percentiles
 from harness.results.steps import FLAG_MEANINGS
+from harness.results.model import ServerFigures, steps_of
 from harness.results.store import read_results
-from harness.results.summary import (COLUMN_NOTES, LOWER_BOUND_SLACK, SUMMARY_COLUMNS, pick_repetition, server_memory,
+from harness.results.summary import (COLUMN_NOTES, LOWER_BOUND_SLACK, SUMMARY_COLUMNS, pick_repetition,
                                      summary_markdown, summary_rows, summary_table, write_summary_csv)
 from support import FIXTURES, ROOT
 
@@ -46,7 +47,8 @@ def step(backend: str = "threaded", users: int = 8, *, repetition: int = 0, rps:
         "timeseries": [], "censored": censored, "censored_min_us": censored_min_us,
         "dropped": dropped, "dropped_max_us": None, "starved_users": starved,
         "unfinished": 0, "unfinished_max_us": 0, "littles": None if rate else {
-            "users": users, "predicted": float(users), "ratio": 1.0, "gap_us": 20.0},
+            "users": users, "predicted": float(users), "ratio": 1.0, "gap_us": 20.0, "cycle_us": 1000.0,
+            "tolerance": 0.06},
         "server": {"cpu_percent": 99.0, "rss_bytes": 30_000_000, "pss_bytes": None, "cpu_seconds": 1.0,
                    "cpu_us_per_request": cpu_us, "steal_percent": steal[0]},
         "driver": {"cpu_percent": 50.0, "steal_percent": steal[1]},
@@ -96,7 +98,8 @@ def test_row_is_the_median_goodput_repetition_with_its_own_percentiles() -> None
 def test_even_count_takes_the_lower_middle_repetition() -> None:
     reps = [step(good_rps=1000 + 100 * i, p99=400 + i, repetition=i) for i in (3, 0, 2, 1)]
     assert only_row(reps)["repetition"] == 1 and only_row(reps)["p99_us"] == 401
-    assert pick_repetition(reps[:1]) is reps[0]
+    (only,) = steps_of(reps[:1])
+    assert pick_repetition([only]) is only
 
 
 def test_older_steps_are_ranked_by_rps() -> None:
@@ -150,11 +153,11 @@ def test_flags_are_the_union() -> None:
 @pytest.mark.parametrize("server, memory", [
     ({"rss_bytes": 7 * 2 ** 30, "pss_bytes": 50 * 2 ** 20}, 50 * 2 ** 20),  # forking's tree: PSS
     ({"rss_bytes": 30 * 2 ** 20, "pss_bytes": None}, 30 * 2 ** 20),  # one process: RSS
-    ({"rss_bytes": 30 * 2 ** 20}, 30 * 2 ** 20),  # before schema 3, rss_bytes meant this already
+    ({"rss_bytes": 30 * 2 ** 20}, 30 * 2 ** 20),  # an older version's: rss_bytes meant this already
     ({}, None),
 ], ids=["tree-pss", "one-process-rss", "older", "unknown"])
 def test_server_memory_is_pss_of_a_tree_else_rss(server: dict, memory: int | None) -> None:
-    assert server_memory({"server": server}) == memory
+    assert ServerFigures(**server).memory == memory
 
 
 # --- lower bounds ---
