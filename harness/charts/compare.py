@@ -26,9 +26,10 @@ from typing import Any, Mapping, Sequence
 from harness.charts.compare_stats import Ratio, geometric_mean, ratio_interval
 from harness.charts.style import (backend_colour, backend_order, chart_title,
                                  machine_line, new_figure, note_failed, run_style, save_figure,
-                                 short_cpu_model, slug, styled, thousands_format, users_axis)
+                                 short_cpu_model, styled, thousands_format, users_axis)
 from harness.charts.levels import StepSummary, failed_backends, summarize_steps
 from harness.results.model import Run, Step, load
+from harness.results.store import file_name
 from harness.results.steps import LevelKey, group_levels
 from harness.results.summary import first_line, load_label
 
@@ -344,5 +345,5 @@ def draw_overlays(runs: Sequence[Run], labels: Sequence[str],
                                           f"run by run{mixed}"))
         ax.legend(fontsize=8, title="run", title_fontsize=8)
         note_failed(figure, {label: f[backend] for label, f in zip(labels, failed) if backend in f})
-        paths += save_figure(figure, out_dir, f"compare_{slug(backend)}")
+        paths += save_figure(figure, out_dir, f"compare_{file_name(backend, fallback='backend')}")
     return paths

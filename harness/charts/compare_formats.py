@@ -10,6 +10,7 @@ from typing import Any, Mapping, Sequence
 
 from harness.charts.compare import NOT_SIGNIFICANT, P99, THROUGHPUT, Cell, Comparison, Regression, Row, compare
 from harness.charts.compare_stats import CONFIDENCE, TEST_NAME
+from harness.results.units import ms_text
 
 FORMATS = ("text", "markdown", "json")
 # What each figure of a table is, said beside it: not the summary table's figure (the one
@@ -91,7 +92,7 @@ def _table(rows: Sequence[Row], runs: Sequence[Mapping[str, Any]]) -> tuple[list
 def _figure(cell: Cell, measure: str) -> str:
     if cell.value is None:
         return "failed" if cell.status == "failed" else "—"
-    return f"{cell.value / 1000:.2f}" if measure == P99 else f"{cell.value:,.0f}"
+    return ms_text(cell.value, form=".2f") if measure == P99 else f"{cell.value:,.0f}"
 
 
 def _text_table(header: list[str], body: list[list[str]]) -> list[str]:

@@ -33,6 +33,7 @@ from harness.charts.style import (LATENCY, LOWER_BOUND_LABEL, LOWER_BOUND_MARKER
 from harness.results.model import Run, Step
 from harness.results.steps import DRIVER_BOUND, SHARED_CPU, SHARED_CPU_LOW_PERCENT, median_of
 from harness.results.summary import lower_bound
+from harness.results.units import ms
 
 # A legend of up to this many lines fits inside the throughput axes; a longer one (six backends
 # on two interpreters and two requests: 24 lines) goes beside them.
@@ -160,9 +161,9 @@ def _draw_series(rps_ax: Any, p99_ax: Any, line: Sequence[CorePoint], style: tup
         rps_ax.annotate(DRIVER_BOUND, (point.cores, point.good_rps), xytext=(-6, 8), textcoords="offset points",
                         fontsize=8, color=colour, ha="right")
     drawn = [p for p in line if p.p99_us is not None]
-    p99_ax.plot([p.cores for p in drawn], [p.p99_us / 1000 for p in drawn], color=colour, marker=marker,
+    p99_ax.plot([p.cores for p in drawn], [ms(p.p99_us) for p in drawn], color=colour, marker=marker,
                 linestyle="--")
-    bounded = [(p.cores, p.p99_us / 1000) for p in drawn if p.p99_lower_bound]
+    bounded = [(p.cores, ms(p.p99_us)) for p in drawn if p.p99_lower_bound]
     if bounded:
         p99_ax.plot(*zip(*bounded), linestyle="", marker=LOWER_BOUND_MARKER, markersize=9, color=colour, zorder=5)
 

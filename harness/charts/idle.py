@@ -24,6 +24,7 @@ from harness.charts.style import (LATENCY, LOWER_BOUND_LABEL, LOWER_BOUND_MARKER
 from harness.results.model import Run, Step
 from harness.results.steps import group_levels, median_of
 from harness.results.summary import lower_bound, pick_repetition
+from harness.results.units import ms
 
 IdleLevels = dict[str, dict[int, list[Step]]]
 
@@ -92,7 +93,7 @@ def idle_connections_chart(results: Run, out_dir: Path) -> list[Path]:
         # the p99 of refusals is not the cost of anything: drawn only where most were served; it is
         # the p99 of the repetition summary.csv shows (the median by goodput), a triangle if a lower bound
         chosen = [pick_repetition(reps) for reps in steps]
-        ys = [_nan_if_none(rep.p99_us) / 1000 if failed_share(reps) < 50 else math.nan
+        ys = [ms(rep.p99_us) if failed_share(reps) < 50 else math.nan
               for rep, reps in zip(chosen, steps)]
         p99.plot(idle, ys, color=colour, marker="o", label=backend_label(backend))
         marked = [(x, y) for x, y, rep in zip(idle, ys, chosen) if lower_bound(rep, "p99_us") and not math.isnan(y)]

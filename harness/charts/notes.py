@@ -14,6 +14,7 @@ from typing import Any, Sequence
 
 from harness.results.metrics import HIGH_SPREAD_LIMIT, summarize
 from harness.results.model import Run, Step
+from harness.results.units import ms_text
 from harness.results.steps import (CONTENDED, CONTENDED_PERCENT, DRIVER_BOUND, DRIVER_BOUND_PERCENT, FLAG_MEANINGS,
                                    GIL_ON, HIGH_SPREAD, LITTLES_LAW, LITTLES_LAW_LIMIT, NOISY, NOISY_STEAL_PERCENT,
                                    SHARED_CPU, SHARED_CPU_LOW_PERCENT, group_levels, level_key)
@@ -55,10 +56,6 @@ def starved_text(users: int, starved: int, recorded: bool) -> str:
     where = ("their wait so far is in these latencies, as a lower bound" if recorded
              else "their wait is in no latency percentile")
     return f"{starved} of {users} got no answer in a window ({where})"
-
-
-def _ms(micros: float | None) -> str:
-    return "?" if micros is None else f"{micros / 1000:,.1f} ms"
 
 
 def flag_explanation(flag: str, step: Step, level: Sequence[Step]) -> str:
@@ -123,12 +120,12 @@ def step_warnings(results: Run) -> list[StepWarnings]:
             items.append(("starved", starved_text(users, step.starved_users, recorded)))
         if step.censored:
             items.append(("censored", f"{step.censored:,} latency values are waits cut short (timeouts, starved "
-                                      f"users, unsent requests), the shortest {_ms(step.censored_min_us)}: "
+                                      f"users, unsent requests), the shortest {ms_text(step.censored_min_us, form=',.1f', unit=' ms', missing='?')}: "
                                       "percentiles at or above it that they could move by more than 1% are "
                                       "lower bounds"))
         if step.dropped:
             items.append(("dropped", f"{step.dropped:,} requests were due but never sent before the window "
-                                     f"closed (the longest waited {_ms(step.dropped_max_us)})"))
+                                     f"closed (the longest waited {ms_text(step.dropped_max_us, form=',.1f', unit=' ms', missing='?')})"))
         if items:
             found.append(StepWarnings(step.backend, load_text(users, step.rate, step.idle_connections),
                                       step.repetition, tuple(items)))

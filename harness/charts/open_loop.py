@@ -23,6 +23,7 @@ from harness.charts.style import (LOWER_BOUND_LABEL, LOWER_BOUND_MARKER, RESPONS
                                   styled, thousands_format)
 from harness.charts.idle import at_fewest_idle
 from harness.results.model import Run, Step
+from harness.results.units import ms
 from harness.results.steps import group_levels, median_of
 from harness.results.summary import lower_bound, pick_repetition
 
@@ -41,10 +42,6 @@ def _rate_axis(ax: Any, rates: list[float]) -> None:
     ax.set_xticks(rates, labels=[f"{r:,.0f}" for r in rates])
     ax.minorticks_off()
     ax.set_xlabel("offered rate (requests/s, log scale)")
-
-
-def _ms(value: float | None) -> float:
-    return math.nan if value is None else value / 1000
 
 
 def dropped_notes(levels: Mapping[str, Mapping[float, list[Step]]]) -> list[str]:
@@ -70,14 +67,14 @@ def latency_vs_rate(results: Run, out_dir: Path) -> list[Path]:
         rates, colour = list(by_rate), backend_colour(backend)
         chosen = [pick_repetition(steps) for steps in by_rate.values()]
         for key, style in (("p50_us", "-"), ("p99_us", "--")):
-            ys = [_ms(step.percentile(key)) for step in chosen]
+            ys = [ms(step.percentile(key)) for step in chosen]
             ax.plot(rates, ys, color=colour, marker="o", linestyle=style,
                     label=f"{backend_label(backend)} {key[:3]}")
             marked = [(r, y) for r, y, step in zip(rates, ys, chosen) if lower_bound(step, key) and not math.isnan(y)]
             if marked:
                 ax.plot(*zip(*marked), linestyle="", marker=LOWER_BOUND_MARKER, markersize=9, color=colour, zorder=5)
                 bounded = True
-        ax.plot(rates, [_ms(step.uncorrected.p99_us if step.uncorrected else None) for step in chosen], color=colour,
+        ax.plot(rates, [ms(step.uncorrected.p99_us if step.uncorrected else None) for step in chosen], color=colour,
                 linestyle=":", alpha=0.7, label=f"{backend_label(backend)} p99 service time")
     _rate_axis(ax, sorted({r for by_rate in levels.values() for r in by_rate}))
     ax.set_yscale("log")

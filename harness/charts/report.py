@@ -23,6 +23,7 @@ from harness.results.findings import stored_findings
 from harness.results.steps import FLAG_MEANINGS, group_levels, median_of
 from harness.results.model import Run, Step, load
 from harness.results.store import write_atomically
+from harness.results.units import ms_text
 from harness.results.summary import (PERCENTILES, floor_line, load_label, lower_bound, pick_repetition, summary_rows,
                                      summary_title)
 
@@ -302,7 +303,7 @@ def _lower(step: Step, key: str) -> bool:
 
 
 def _ms(micros: float | None, bound: bool = False) -> str:
-    return "—" if micros is None else f"{'≥' if bound else ''}{micros / 1000:,.3f}"
+    return ms_text(micros, form=",.3f", bound=bound, mark="≥", missing="—")
 
 
 def _failures(results: Run) -> str:

@@ -26,6 +26,7 @@ from harness.charts.style import (ERROR_COLOURS, LATENCY, LOWER_BOUND_LABEL, LOW
 from harness.charts.usl_curve import draw_usl_fits, usl_handles
 from harness.results.metrics import merge_histograms
 from harness.results.model import Run, Step
+from harness.results.units import ms
 from harness.results.steps import DRIVER_BOUND, ERROR_KINDS
 
 # The spectrum's x axis: 0 .. 99.99%, i.e. 1/(1-q) from 1 to 10^4, sampled evenly in nines.
@@ -109,7 +110,7 @@ def latency_vs_users(results: Run, out_dir: Path) -> list[Path]:
     for backend, by_users in summaries.items():
         colour, points = backend_colour(backend), list(by_users.values())
         users = [p.users for p in points]
-        p50, p99 = [_ms(p.p50_us) for p in points], [_ms(p.p99_us) for p in points]
+        p50, p99 = [ms(p.p50_us) for p in points], [ms(p.p99_us) for p in points]
         ax.plot(users, p50, color=colour, marker="o")
         ax.plot(users, p99, color=colour, marker="o", linestyle="--", markerfacecolor="white")
         bounded |= mark_lower_bounds(ax, users, p50, [p.p50_lower_bound for p in points], colour)
@@ -128,11 +129,6 @@ def latency_vs_users(results: Run, out_dir: Path) -> list[Path]:
     note_starved(ax, summaries)
     note_failed(figure, failed_backends(results))
     return save_figure(figure, out_dir, "latency_vs_users")
-
-
-def _ms(micros: float | None) -> float:
-    """µs to ms for plotting; a missing value is NaN, which matplotlib leaves as a gap."""
-    return math.nan if micros is None else micros / 1000
 
 
 def percentile_spectrum(encoded: list[str]) -> tuple[list[float], list[float]]:
@@ -154,7 +150,7 @@ def percentile_spectrum(encoded: list[str]) -> tuple[list[float], list[float]]:
         x = 10 ** (step / SPECTRUM_POINTS_PER_NINE)
         rank = max(1, math.ceil((1 - 1 / x) * total))
         xs.append(x)
-        ys.append(values[min(bisect.bisect_left(cumulative, rank), len(values) - 1)] / 1000)
+        ys.append(ms(values[min(bisect.bisect_left(cumulative, rank), len(values) - 1)]))
     return xs, ys
 
 
@@ -238,7 +234,7 @@ def _timeseries_panel(ax: Any, backend: str, step: Step) -> None:
         ax.text(stalls[0] - 0.4, ax.get_ylim()[1] * 0.5, "stall:\n0 req/s", color="#a00",
                 fontsize=8)
     p99 = ax.twinx()  # linear from 0: a log axis would hide how big a post-stall spike is
-    p99.plot(seconds, [_ms(s.p99_us) for s in series], color="black", marker=".", linewidth=1)
+    p99.plot(seconds, [ms(s.p99_us) for s in series], color="black", marker=".", linewidth=1)
     p99.set_ylim(bottom=0)
     p99.yaxis.set_major_formatter(ms_format())
     p99.grid(False)

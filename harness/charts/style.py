@@ -194,11 +194,6 @@ def save_figure(figure: Figure, out_dir: Path, stem: str) -> list[Path]:
     return paths
 
 
-def slug(text: str) -> str:
-    """A file-name-safe form of a backend name ("cmd:uvicorn --port {port}" -> ...)."""
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("._")[:60] or "backend"
-
-
 def styled(draw: Callable[P, R]) -> Callable[P, R]:
     """Run a chart function under the house rcParams, leaving the caller's untouched."""
     @functools.wraps(draw)

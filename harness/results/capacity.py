@@ -14,6 +14,7 @@ from typing import Any
 from harness.results.model import Run, Step, as_run, as_steps
 from harness.results.steps import CONTENDED, DRIVER_BOUND, HIGH_SPREAD, NOISY, median_of
 from harness.results.summary import lower_bound
+from harness.results.units import ms_text
 
 FLOORS = ("above-range", "driver-bound")  # the figure is what was shown to hold, not the limit
 # How a search ended (harness.run.search), as a table says it after the rate.
@@ -44,7 +45,7 @@ def judge(step: Step | Mapping[str, Any], p99_ms: float, error_share: float) -> 
         return False, "no answer in the window"
     misses = []
     if p99 > p99_ms * 1000:
-        misses.append(f"p99 {p99 / 1000:.3g} ms > {p99_ms:g} ms")
+        misses.append(f"p99 {ms_text(p99, form='.3g', unit=' ms')} > {p99_ms:g} ms")
     if share > error_share:
         misses.append(f"errors {share:.2%} > {error_share:.2%}")
     return (False, " and ".join(misses)) if misses else (True, "within the objective")
@@ -228,9 +229,7 @@ def _median_lower_bound(steps: list[Step]) -> bool:
 
 def p99_text(rounds: Rounds | None) -> str:
     """The rounds' median p99 in ms as a table prints it, ">=" when a lower bound; "-" without."""
-    if rounds is None or rounds.p99_us is None:
-        return "-"
-    return f"{'>=' if rounds.p99_lower_bound else ''}{rounds.p99_us / 1000:,.2f}"
+    return "-" if rounds is None else ms_text(rounds.p99_us, bound=rounds.p99_lower_bound)
 
 
 def _num(value: float | None, scale: float = 1, places: int = 0) -> str:

@@ -13,6 +13,7 @@ from harness.results.model import Run, Step
 from harness.results.steps import (CONTENDED, DRIVER_BOUND, GIL_ON, HIGH_SPREAD, NOISY, SHARED_CPU,
                                    SHARED_CPU_LOW_PERCENT, group_levels, median_of)
 from harness.results.summary import load_label, summary_rows
+from harness.results.units import ms_text
 
 # What a caveat calls each flag a finding must never hide (measurement rules 5 and 11, steal
 # and other processes; a server that shared the driver's CPU, and a free-threaded build whose
@@ -184,7 +185,7 @@ def rps(value: float) -> str:
 
 
 def ms(us: float, bound: bool = False) -> str:
-    return f"{'>=' if bound else ''}{us / 1000:,.2f} ms"
+    return ms_text(us, bound=bound, unit=" ms")
 
 
 def times(ratio: float, bound: bool = False) -> str:

@@ -40,8 +40,7 @@ class ResultsWriteError(ResultsError):
 def new_run_dir(root: Path, scenario_name: str, *, now: datetime | None = None) -> Path:
     """Create and return root/<YYYYmmdd-HHMMSS>-<scenario>, suffixed -2, -3... if taken."""
     stamp = (now or datetime.now(timezone.utc)).astimezone(timezone.utc)
-    safe_name = re.sub(r"[^A-Za-z0-9._-]+", "_", scenario_name).strip("._") or "scenario"
-    base = f"{stamp:%Y%m%d-%H%M%S}-{safe_name}"
+    base = f"{stamp:%Y%m%d-%H%M%S}-{file_name(scenario_name, fallback='scenario')}"
     root.mkdir(parents=True, exist_ok=True)
     for attempt in range(1, 1000):
         run_dir = root / (base if attempt == 1 else f"{base}-{attempt}")
@@ -51,6 +50,13 @@ def new_run_dir(root: Path, scenario_name: str, *, now: datetime | None = None) 
         except FileExistsError:
             continue
     raise ResultsError(f"{root}: too many runs named {base}")
+
+
+def file_name(text: str, *, fallback: str) -> str:
+    """`text` as part of a file name: runs of anything but letters, digits, ".", "_" and "-"
+    become one "_", no leading or trailing "." or "_" (so never ".." or a hidden file), at most
+    60 characters; `fallback` when nothing is left."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("._")[:60] or fallback
 
 
 def write_results(run_dir: Path, results: Mapping[str, Any]) -> Path:

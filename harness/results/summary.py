@@ -32,6 +32,7 @@ from harness.results.steps import (CONTENDED, DRIVER_BOUND, ERROR_KINDS, FLAG_ME
 from harness.results.metrics import PERCENTILE_KEYS, HistogramError, decode_histogram
 from harness.results.model import Run, Step, as_run, as_steps
 from harness.results.store import write_atomically
+from harness.results.units import ms_text
 
 SUMMARY_FILE = "summary.csv"
 
@@ -201,10 +202,6 @@ def _fmt_rps(value: float | None) -> str:
     return _dash(value, ",.0f" if value is None or value >= 100 else ",.1f")
 
 
-def _fmt_ms(us: float | None, bound: bool | None = None) -> str:
-    return "-" if us is None else f"{'>=' if bound else ''}{us / 1000:,.2f}"
-
-
 def _fmt_share(share: float | None) -> str:
     if share is None:
         return "-"
@@ -228,7 +225,7 @@ def load_label(row: Mapping[str, Any]) -> str:
 def _cells(row: Mapping[str, Any]) -> tuple[str, ...]:
     bound = row["lower_bound"]
     return (row["backend"], load_label(row), _fmt_rps(row["rps"]), _fmt_rps(row["good_rps"]),
-            _fmt_ms(row["p50_us"], bound["p50_us"]), _fmt_ms(row["p99_us"], bound["p99_us"]),
+            ms_text(row["p50_us"], bound=bool(bound["p50_us"])), ms_text(row["p99_us"], bound=bool(bound["p99_us"])),
             f"{row['errors']:,}", _fmt_share(row["error_share"]), _dash(row["starved"], ","),
             _dash(row["dropped"], ","), _fmt_cpu(row["cpu_us_per_request"]), _dash(row["steal_pct"], ".1f"),
             flags_text(row))
