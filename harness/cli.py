@@ -300,6 +300,7 @@ def cmd_summary(args: argparse.Namespace) -> int:
 def cmd_compare(args: argparse.Namespace) -> int:
     from harness.charts.compare import CompareError, compare
     from harness.charts.compare_formats import render
+    from harness.charts.compare_gate import regressions
     from harness.results.store import ResultsError
 
     runs = ([args.baseline] if args.baseline else []) + list(args.runs)
@@ -324,7 +325,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
               f"({type(error).__name__}: {error})", file=sys.stderr)
         return 2
     print(render(comparison, args.format, gate_pct=pct))
-    found = comparison.regressions(pct) if pct is not None else []
+    found = regressions(comparison, pct) if pct is not None else []
     if found:
         print(f"concurbench: {len(found)} regression(s) beyond {pct:g}% against {comparison.runs[0]['label']}: "
               + "; ".join(regression.line() for regression in found), file=sys.stderr)

@@ -8,7 +8,6 @@ draws every search path: each probe's rate in order, held (filled) or missed (ho
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 from matplotlib.lines import Line2D

@@ -1,17 +1,16 @@
-"""Compare runs of one scenario on one machine: ratios with confidence intervals, a
-regression gate, and overlay charts.
+"""Compare runs of one scenario on one machine: each level's figures lined up run by run, with
+ratios and their confidence intervals (compare_stats.py); the gate for CI is compare_gate.py,
+the overlay charts compare_overlays.py, the printed forms compare_formats.py.
 
 Each later run is compared with the first, the base: a run directory, its results.json, or a
 stored baseline such as one under results/reference/. Per backend and load level, two
 measures: throughput, which is goodput (good req/s: 2xx/3xx answers per second) when every
 run recorded it, else req/s (a run recorded by an older version has no goodput; a server
-that answers faster with refusals is not faster), and p99 latency. Each figure is the geometric mean of the
-level's repetitions; each ratio (other/base) comes with its 95% confidence interval
-(compare_stats says which test and why) and reads "not significant" when the interval
-includes 1. The gate (regressions) counts a level as a regression when its ratio is
-significant and worse than the base by more than a threshold: throughput below
-1 - PCT/100, or p99 above 1 + PCT/100; a backend that ran in the base and failed in the
-other run is one too, once, even when it crashed after some steps. Runs from different
+that answers faster with refusals is not faster), and p99 latency. Each figure is the
+geometric mean of the level's repetitions; each ratio (other/base) comes with its 95%
+confidence interval (compare_stats says which test and why) and reads "not significant" when
+the interval includes 1. A backend that ran in the base and failed in a later run is listed
+once, even when it crashed after some steps. Runs from different
 machines or of different scenarios are refused unless forced: their ratios would measure the
 change of machine or workload, not of code. Rate searches are refused: each run searches its
 own rates, so their levels do not line up; their capacity tables are what to compare.
@@ -23,13 +22,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
+from harness.charts.compare_overlays import draw_overlays
 from harness.charts.compare_stats import Ratio, geometric_mean, ratio_interval
-from harness.charts.style import (backend_colour, backend_order, chart_title,
-                                 machine_line, new_figure, note_failed, run_style, save_figure,
-                                 short_cpu_model, styled, thousands_format, users_axis)
-from harness.charts.levels import StepSummary, failed_backends, summarize_steps
+from harness.charts.levels import failed_backends
+from harness.charts.style import backend_order, machine_line, short_cpu_model
 from harness.results.model import Run, Step, load
-from harness.results.store import file_name
 from harness.results.steps import LevelKey, group_levels
 from harness.results.summary import first_line, load_label
 
@@ -82,25 +79,6 @@ class Failure:
 
 
 @dataclass(frozen=True)
-class Regression:
-    """A level where a later run is significantly worse than the base by more than the
-    threshold (row and cell), or a backend that failed in it (failure)."""
-
-    row: Row | None = None
-    cell: Cell | None = None
-    failure: Failure | None = None
-
-    def line(self) -> str:
-        if self.failure is not None:
-            return f"{self.failure.backend} in {self.failure.run}: failed ({self.failure.error})"
-        assert self.row is not None and self.cell is not None and self.cell.ratio is not None
-        ratio = self.cell.ratio
-        what = "p99" if self.row.measure == P99 else self.row.unit
-        return (f"{self.row.backend} at {self.row.load}, {what} in {self.cell.run}: "
-                f"{ratio.value:.2f}x [{ratio.interval()}] ({self.cell.verdict})")
-
-
-@dataclass(frozen=True)
 class Comparison:
     """Everything compare prints, in any format."""
 
@@ -113,30 +91,6 @@ class Comparison:
     failures: tuple[Failure, ...] = ()  # backends that ran in the base and failed in a later run
     charts: tuple[str, ...] = ()  # overlay charts written, when asked for
     chart_dir: str | None = None
-
-    def regressions(self, pct: float) -> list[Regression]:
-        """The gate: each failure, then each level significantly worse than the base by more
-        than pct percent."""
-        return [Regression(failure=failure) for failure in self.failures] + [
-            Regression(row, cell) for row in self.rows for cell in row.others
-            if cell.ratio is not None and cell.ratio.significant
-            and (cell.ratio.value < 1 - pct / 100 if row.measure == THROUGHPUT else cell.ratio.value > 1 + pct / 100)]
-
-    def untested(self) -> int:
-        """Comparisons the gate cannot judge: a side with a single repetition."""
-        return sum(cell.ratio is not None and cell.ratio.significant is None
-                   for row in self.rows for cell in row.others)
-
-    def missing(self) -> int:
-        """Comparisons the gate cannot judge: a level the base has and a later run lacks (not
-        run, or no value), its backend not failed there."""
-        return sum(row.base.status == "ok" and cell.status == "missing" for row in self.rows for cell in row.others)
-
-
-def measure_of(summaries: Sequence[StepSummary | None]) -> str:
-    """"good_rps" when every run that has this level recorded goodput, else "rps"."""
-    present = [summary for summary in summaries if summary is not None]
-    return "good_rps" if present and all(summary.good_rps is not None for summary in present) else "rps"
 
 
 def throughput_key(runs: Sequence[Run]) -> str:
@@ -241,7 +195,8 @@ def compare(paths: Sequence[Path], *, force: bool = False, chart_dir: Path | Non
         warnings=tuple([f"WARNING (forced): {problem}" for problem in problems]
                        + [f"WARNING: {problem}" for problem in schema_gaps(runs, labels)]),
         throughput=throughput, rows=tuple(_rows(runs, labels, key)), failures=tuple(_failures(runs, labels)),
-        charts=tuple(str(p) for p in draw_overlays(runs, labels, Path(chart_dir))) if chart_dir else (),
+        charts=(tuple(str(p) for p in draw_overlays(runs, labels, Path(chart_dir), forced=bool(problems)))
+                if chart_dir else ()),
         chart_dir=str(chart_dir) if chart_dir else None)
 
 
@@ -293,57 +248,3 @@ def _against(base: Cell, cell: Cell, base_values: list[float], values: list[floa
     text = (f"failed in {base.run}" if base.status == "failed" else
             f"failed in {cell.run}" if cell.status == "failed" else "missing")
     return Cell(cell.run, cell.status, cell.value, None, text)
-
-
-def _spread(summary: StepSummary, measure: str) -> Any:
-    return summary.good_rps if measure == "good_rps" and summary.good_rps is not None else summary.rps
-
-
-@styled
-def draw_overlays(runs: Sequence[Run], labels: Sequence[str],
-                  out_dir: Path) -> list[Path]:
-    """Per backend, throughput vs users with one line per run: the backend's colour, a
-    line style per run. Written as compare_<backend>.png/.svg; returns the paths."""
-    summaries = [summarize_steps(run) for run in runs]
-    failed = [failed_backends(run) for run in runs]
-    hosts = sorted({str(run.metadata.get("hostname")) for run in runs})
-    mixed = f" (forced: machines {', '.join(hosts)})" if mismatches(runs, labels) else ""
-    paths: list[Path] = []
-    for backend in backend_order([b for s in summaries for b in s]):
-        figure, ax = new_figure()
-        colour = backend_colour(backend)
-        points_of_runs = [p for summary in summaries for p in summary.get(backend, {}).values()]
-        measure = measure_of(points_of_runs)
-        levels: set[int] = set()
-        bound: dict[int, list[tuple[str, float]]] = {}
-        for index, (label, summary) in enumerate(zip(labels, summaries)):
-            points = list(summary.get(backend, {}).values())
-            if not points:
-                continue
-            style, marker = run_style(index)
-            levels.update(p.users for p in points)
-            spreads = [_spread(p, measure) for p in points]
-            ax.errorbar([p.users for p in points], [v.median for v in spreads],
-                        yerr=[[v.median - v.min for v in spreads], [v.max - v.median for v in spreads]],
-                        color=colour, linestyle=style, marker=marker, capsize=3, label=label)
-            for point, value in zip(points, spreads):  # hollow where driver-bound, as in one run's chart
-                if not point.driver_bound:
-                    continue
-                ax.plot(point.users, value.median, marker=marker, markersize=9, color=colour,
-                        markerfacecolor="white", markeredgewidth=2, zorder=4)
-                bound.setdefault(point.users, []).append((label, value.median))
-        for users, marks in bound.items():  # one label per load level, naming the runs
-            ax.annotate(f"driver-bound: {', '.join(label for label, _ in marks)}",
-                        (users, max(rps for _, rps in marks)), xytext=(-6, 8),
-                        textcoords="offset points", fontsize=8, color=colour, ha="right")
-        users_axis(ax, sorted(levels))
-        ax.set_ylim(0, ax.get_ylim()[1] * 1.08)  # headroom for the driver-bound labels
-        ax.yaxis.set_major_formatter(thousands_format())
-        ax.set_ylabel(("good requests/s (2xx/3xx answers)" if measure == "good_rps" else "requests/s")
-                      + " (median, min..max)")
-        ax.set_title(chart_title(runs[0], f"{backend} {'goodput' if measure == 'good_rps' else 'throughput'}, "
-                                          f"run by run{mixed}"))
-        ax.legend(fontsize=8, title="run", title_fontsize=8)
-        note_failed(figure, {label: f[backend] for label, f in zip(labels, failed) if backend in f})
-        paths += save_figure(figure, out_dir, f"compare_{file_name(backend, fallback='backend')}")
-    return paths

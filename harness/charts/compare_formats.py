@@ -8,7 +8,8 @@ import json
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from harness.charts.compare import NOT_SIGNIFICANT, P99, THROUGHPUT, Cell, Comparison, Regression, Row, compare
+from harness.charts.compare import NOT_SIGNIFICANT, P99, THROUGHPUT, Cell, Comparison, Row, compare
+from harness.charts.compare_gate import Regression, missing, regressions, untested
 from harness.charts.compare_stats import CONFIDENCE, TEST_NAME
 from harness.results.units import ms_text
 
@@ -56,17 +57,17 @@ def render(comparison: Comparison, format: str = "text", *, gate_pct: float | No
     if comparison.chart_dir is not None:
         lines += ["", f"overlay charts: {len(comparison.charts) // 2} written to {comparison.chart_dir}"]
     if gate_pct is not None:
-        found = comparison.regressions(gate_pct)
+        found = regressions(comparison, gate_pct)
         lines += ["", f"{'**' if markdown else ''}regression gate{'**' if markdown else ''}: "
                       f"significant and more than {gate_pct:g}% worse than {runs[0]['label']} "
                       f"(throughput down, or p99 up), or failed: "
                       + (f"{len(found)} found" if found else "none")]
         lines += [f"{'- ' if markdown else '  '}{regression.line()}" for regression in found]
-        untested, missing = comparison.untested(), comparison.missing()
-        parts = ([f"{untested} untested (1 repetition: run with --repeat 2 or more)"] if untested else []) + (
-            [f"{missing} missing (a level the base has and a later run lacks)"] if missing else [])
+        unjudged, absent = untested(comparison), missing(comparison)
+        parts = ([f"{unjudged} untested (1 repetition: run with --repeat 2 or more)"] if unjudged else []) + (
+            [f"{absent} missing (a level the base has and a later run lacks)"] if absent else [])
         if parts:
-            lines.append(f"{'- ' if markdown else '  '}could not judge {untested + missing} comparison(s): "
+            lines.append(f"{'- ' if markdown else '  '}could not judge {unjudged + absent} comparison(s): "
                          + ", ".join(parts))
     return "\n".join(lines)
 
@@ -133,8 +134,8 @@ def _json(comparison: Comparison, gate_pct: float | None) -> str:
         "base": comparison.runs[0]["label"], "runs": list(comparison.runs), "warnings": list(comparison.warnings),
         "rows": [row(r) for r in comparison.rows], "charts": list(comparison.charts),
         "gate": None if gate_pct is None else {
-            "threshold_pct": gate_pct, "untested": comparison.untested(), "missing": comparison.missing(),
-            "regressions": [regression(g) for g in comparison.regressions(gate_pct)]},
+            "threshold_pct": gate_pct, "untested": untested(comparison), "missing": missing(comparison),
+            "regressions": [regression(g) for g in regressions(comparison, gate_pct)]},
     }
     return json.dumps(document, indent=2, sort_keys=True, ensure_ascii=False)
 

@@ -8,6 +8,7 @@ inside a chart. Missing optional values read as None (or empty), which the model
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Mapping, Sequence
 from types import MappingProxyType
 from typing import Any
@@ -44,18 +45,18 @@ class Checked:
 
     def integer(self, key: str, *, default: Any = _MISSING) -> int:
         value = self._get(key, default)
-        if type(value) is not int:
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral):
             raise self.error(key, f"must be an integer, not {_kind(value)}")
-        return value
+        return int(value)
 
     def opt_int(self, key: str) -> int | None:
         return None if self.data.get(key) is None else self.integer(key)
 
     def number(self, key: str, *, default: Any = _MISSING) -> float:
         value = self._get(key, default)
-        if type(value) not in (int, float):
+        if isinstance(value, bool) or not isinstance(value, numbers.Real):
             raise self.error(key, f"must be a number, not {_kind(value)}")
-        return value  # type: ignore[no-any-return]
+        return value if isinstance(value, (int, float)) else float(value)
 
     def opt_num(self, key: str) -> float | None:
         return None if self.data.get(key) is None else self.number(key)
@@ -79,16 +80,16 @@ class Checked:
         value = self.data.get(key)
         if value is None:
             return ()
-        if not isinstance(value, list):
+        if not isinstance(value, (list, tuple)):  # a tuple: the orchestrator's document, before JSON
             raise self.error(key, f"must be a list, not {_kind(value)}")
         return value
 
     def ints(self, key: str) -> list[int]:
         values = self._list(key)
         for i, value in enumerate(values):
-            if type(value) is not int:
+            if isinstance(value, bool) or not isinstance(value, numbers.Integral):
                 raise self.error(f"{key}[{i}]", f"must be an integer, not {_kind(value)}")
-        return list(values)
+        return [int(value) for value in values]
 
     def strs(self, key: str) -> list[str]:
         values = self._list(key)

@@ -332,7 +332,7 @@ def upgrade_checked(document: dict[str, Any], source: str) -> dict[str, Any]:
     from harness.results.store import check_version
     written = check_version(document, source)
     copy = dict(document)
-    if isinstance(copy.get("steps"), list):  # the upgrades add keys to steps: copies, not the caller's
+    if isinstance(copy.get("steps"), (list, tuple)):  # the upgrades add keys to steps: copies, not the caller's
         copy["steps"] = [dict(s) if isinstance(s, Mapping) else s for s in copy["steps"]]
     upgraded = upgrade(copy)
     upgraded["_written"] = written

@@ -40,7 +40,7 @@ SCHEMA_VERSION = 4
 
 def _to_2(document: dict[str, Any]) -> None:
     """Version 1 ran closed loop only."""
-    for step in document["steps"] if isinstance(document.get("steps"), list) else ():
+    for step in document["steps"] if isinstance(document.get("steps"), (list, tuple)) else ():
         if isinstance(step, dict):
             step.setdefault("rate", None)
             step.setdefault("uncorrected", None)
@@ -53,7 +53,7 @@ def _to_3(document: dict[str, Any]) -> None:
 def _to_4(document: dict[str, Any]) -> None:
     """Version 3's later keys are optional: a step without them ran on unrecorded CPUs, not
     swept, sending the whole mix."""
-    for step in document["steps"] if isinstance(document.get("steps"), list) else ():
+    for step in document["steps"] if isinstance(document.get("steps"), (list, tuple)) else ():
         if isinstance(step, dict):
             step.setdefault("cores", None)
             step.setdefault("route", None)

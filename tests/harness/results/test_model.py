@@ -147,3 +147,13 @@ def test_step_series_names_route_and_cores() -> None:
     assert Step(backend="asyncio", users=8, route="/sleep?ms=1").series == "asyncio /sleep?ms=1"
     assert Step(backend="threaded", users=8, cores=2).series == "threaded (2 CPUs)"
     assert Step(backend="threaded", users=8, cores=1).series == "threaded (1 CPU)"
+
+
+def test_the_orchestrators_document_builds_before_it_is_json() -> None:
+    """While a run goes on, its document holds tuples where results.json will hold lists, and no
+    version (write_results adds it): the model reads it as the file it will become."""
+    raw = document(V3)
+    del raw["version"]
+    raw["steps"] = tuple({**step, "timeseries": tuple(step["timeseries"]), "flags": tuple(step["flags"])}
+                         for step in raw["steps"])
+    assert Run.of(raw).steps == load(V3).steps
