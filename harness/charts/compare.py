@@ -66,7 +66,7 @@ class Row:
     def load(self) -> str:
         """'8 users', '2,000/s offered', '1 users + 1,000 idle'."""
         _, users, rate, idle = self.level
-        return load_label({"users": users, "rate": rate, "idle": idle}) if users or rate else ""
+        return load_label(users, rate, idle) if users or rate else ""
 
 
 @dataclass(frozen=True)

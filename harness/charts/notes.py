@@ -14,6 +14,7 @@ from typing import Any, Sequence
 
 from harness.results.metrics import HIGH_SPREAD_LIMIT, summarize
 from harness.results.model import Run, Step
+from harness.results.summary import load_label
 from harness.results.units import ms_text
 from harness.results.steps import (CONTENDED, CONTENDED_PERCENT, DRIVER_BOUND, DRIVER_BOUND_PERCENT, FLAG_MEANINGS,
                                    GIL_ON, HIGH_SPREAD, LITTLES_LAW, LITTLES_LAW_LIMIT, NOISY, NOISY_STEAL_PERCENT,
@@ -40,12 +41,6 @@ def draw_notes(ax: Any, lines: Sequence[str]) -> None:
         ax.text(0.99, 0.02, "\n".join(chart_lines(lines)), transform=ax.transAxes, ha="right", va="bottom",
                 fontsize=7, color="#a00",
                 bbox={"facecolor": "white", "alpha": 0.85, "edgecolor": "#a00", "linewidth": 0.5})
-
-
-def load_text(users: int, rate: float | None = None, idle: int = 0) -> str:
-    """'32 users', '2,000/s offered', '2,000/s offered + 1,000 idle'."""
-    text = f"{users} users" if rate is None else f"{rate:,g}/s offered"
-    return text + (f" + {idle:,} idle" if idle else "")
 
 
 def starved_text(users: int, starved: int, recorded: bool) -> str:
@@ -127,6 +122,6 @@ def step_warnings(results: Run) -> list[StepWarnings]:
             items.append(("dropped", f"{step.dropped:,} requests were due but never sent before the window "
                                      f"closed (the longest waited {ms_text(step.dropped_max_us, form=',.1f', unit=' ms', missing='?')})"))
         if items:
-            found.append(StepWarnings(step.backend, load_text(users, step.rate, step.idle_connections),
+            found.append(StepWarnings(step.backend, load_label(users, step.rate, step.idle_connections),
                                       step.repetition, tuple(items)))
     return found

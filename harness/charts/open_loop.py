@@ -17,7 +17,7 @@ import math
 
 from matplotlib.lines import Line2D
 
-from harness.charts.notes import draw_notes, load_text
+from harness.charts.notes import draw_notes
 from harness.charts.style import (LOWER_BOUND_LABEL, LOWER_BOUND_MARKER, RESPONSE_TIME, SERVICE_TIME, backend_colour,
                                   backend_label, backend_order, chart_title, ms_format, new_figure, save_figure,
                                   styled, thousands_format)
@@ -25,7 +25,7 @@ from harness.charts.idle import at_fewest_idle
 from harness.results.model import Run, Step
 from harness.results.units import ms
 from harness.results.steps import group_levels, median_of
-from harness.results.summary import lower_bound, pick_repetition
+from harness.results.summary import load_label, lower_bound, pick_repetition
 
 
 def open_loop_levels(results: Run) -> dict[str, dict[float, list[Step]]]:
@@ -52,7 +52,7 @@ def dropped_notes(levels: Mapping[str, Mapping[float, list[Step]]]) -> list[str]
         for rate, steps in by_rate.items():
             dropped = sum(step.dropped or 0 for step in steps)
             if dropped:
-                lines.append(f"{backend_label(backend)} at {load_text(0, rate)}: {dropped:,} requests due were "
+                lines.append(f"{backend_label(backend)} at {load_label(0, rate)}: {dropped:,} requests due were "
                              f"never sent (over {len(steps)} repetitions)")
     return lines
 

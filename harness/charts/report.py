@@ -24,7 +24,7 @@ from harness.results.steps import FLAG_MEANINGS, group_levels, median_of
 from harness.results.model import Run, Step, load
 from harness.results.store import write_atomically
 from harness.results.units import ms_text
-from harness.results.summary import (PERCENTILES, floor_line, load_label, lower_bound, pick_repetition, summary_rows,
+from harness.results.summary import (PERCENTILES, floor_line, lower_bound, pick_repetition, summary_rows,
                                      summary_title)
 
 REPORT_FILE = "report.html"
@@ -199,25 +199,24 @@ def _summary_table(results: Run, failed: Mapping[str, str]) -> str:
             "<th>reps</th><th class=name>flags</th></tr>")
     rows = []
     for row in rows_data:
-        reps = levels[row["backend"], row["users"], row["rate"], row["idle"]]
+        reps = levels[row.backend, row.users, row.rate, row.idle]
         spread = summarize([rep.rps or 0.0 for rep in reps])
-        flags = [_badge(flag, f"{spread.spread:.0%}" if flag == "high-spread" else "") for flag in row["flags"]]
-        if row["starved"]:
-            flags.append(_badge("starved", f"{row['starved']} of {row['users']}"))
-        if row["dropped"]:
-            flags.append(_badge("dropped", f"{row['dropped']:,}"))
+        flags = [_badge(flag, f"{spread.spread:.0%}" if flag == "high-spread" else "") for flag in row.flags]
+        if row.starved:
+            flags.append(_badge("starved", f"{row.starved} of {row.users}"))
+        if row.dropped:
+            flags.append(_badge("dropped", f"{row.dropped:,}"))
         kinds = ", ".join(f"{kind} {count}" for kind, count in _error_kinds(reps).items() if count)
-        bounds = row["lower_bound"]
         rows.append(
             f'<tr class="{"flagged" if flags else ""}">'
-            f'<td class=name><span class=swatch style="background:{backend_colour(row["backend"])}">'
-            f'</span>{_e(row["backend"])}</td><td class=name>{_e(load_label(row))}</td>'
-            f"<td><strong>{_num(row['rps'])}</strong></td><td><strong>{_num(row['good_rps'])}</strong></td>"
+            f'<td class=name><span class=swatch style="background:{backend_colour(row.backend)}">'
+            f'</span>{_e(row.backend)}</td><td class=name>{_e(row.load)}</td>'
+            f"<td><strong>{_num(row.rps)}</strong></td><td><strong>{_num(row.good_rps)}</strong></td>"
             f"<td>{spread.min:,.0f}–{spread.max:,.0f} ({spread.spread:.1%})</td>"
-            f"<td>{_ms(row['p50_us'], bounds['p50_us'])}</td><td>{_ms(row['p99_us'], bounds['p99_us'])}</td>"
-            f'<td title="{_e(kinds or "none")}">{row["errors"]:,}</td><td>{_share(row["error_share"])}</td>'
-            f"<td>{_num(row['cpu_us_per_request'], 1)}</td><td>{_num(row['steal_pct'], 1)}</td>"
-            f"<td>{row['reps']}</td><td class=name>{' '.join(flags)}</td></tr>")
+            f"<td>{_ms(row.p50_us, row.bound('p50_us'))}</td><td>{_ms(row.p99_us, row.bound('p99_us'))}</td>"
+            f'<td title="{_e(kinds or "none")}">{row.errors:,}</td><td>{_share(row.error_share)}</td>'
+            f"<td>{_num(row.cpu_us_per_request, 1)}</td><td>{_num(row.steal_pct, 1)}</td>"
+            f"<td>{row.reps}</td><td class=name>{' '.join(flags)}</td></tr>")
     for backend in failed:
         rows.append(f'<tr class="failed-row"><td class=name><span class=swatch style="background:'
                     f'{backend_colour(backend)}"></span>{_e(backend)}</td><td class=name colspan=12>'

@@ -12,7 +12,7 @@ from typing import Any
 from harness.results.model import Run, Step
 from harness.results.steps import (CONTENDED, DRIVER_BOUND, GIL_ON, HIGH_SPREAD, NOISY, SHARED_CPU,
                                    SHARED_CPU_LOW_PERCENT, group_levels, median_of)
-from harness.results.summary import load_label, summary_rows
+from harness.results.summary import SummaryRow, summary_rows
 from harness.results.units import ms_text
 
 # What a caveat calls each flag a finding must never hide (measurement rules 5 and 11, steal
@@ -26,40 +26,40 @@ _FLAG_ORDER = (DRIVER_BOUND, NOISY, CONTENDED, SHARED_CPU, GIL_ON, HIGH_SPREAD) 
 class Level:
     """One backend at one load level: its summary row and its good repetitions."""
 
-    row: Mapping[str, Any]
+    row: SummaryRow
     reps: tuple[Step, ...]
 
     @property
     def backend(self) -> str:
-        return self.row["backend"]  # the series: "threaded (2 CPUs)" in a run that sweeps cores
+        return self.row.backend  # the series: "threaded (2 CPUs)" in a run that sweeps cores
 
     @property
     def users(self) -> int:
-        return self.row["users"]
+        return self.row.users
 
     @property
     def closed(self) -> bool:
-        return self.row["rate"] is None
+        return self.row.rate is None
 
     @property
     def idle(self) -> int:
-        return self.row["idle"]
+        return self.row.idle
 
     @property
     def good_rps(self) -> float | None:
         """The table's goodput: that of the repetition with the median goodput (req/s for a
         step without goodput), so a sentence's figure is the one the row shows, with an even
         number of repetitions too (where a median of values would be a mean of two)."""
-        good = self.row["good_rps"]
-        return good if good is not None else self.row["rps"]
+        good = self.row.good_rps
+        return good if good is not None else self.row.rps
 
     def percentile(self, key: str) -> tuple[float | None, bool]:
         """The table's percentile (µs) and whether it is a lower bound."""
-        return self.row[key], bool(self.row["lower_bound"][key])
+        return self.row.percentile(key), self.row.bound(key)
 
     @property
     def cpu_us(self) -> float | None:
-        return self.row["cpu_us_per_request"]
+        return self.row.cpu_us_per_request
 
     @property
     def cpu_percent(self) -> float | None:
@@ -71,17 +71,17 @@ class Level:
         return self.good_rps * self.cpu_us / 1e4
 
     @property
-    def flags(self) -> list[str]:
-        return self.row["flags"]
+    def flags(self) -> tuple[str, ...]:
+        return self.row.flags
 
     def label(self) -> str:
         """'1 user', '32 users + 1 idle', '1,000/s offered + 1,000 idle'."""
-        text = load_label(self.row)
+        text = self.row.load
         return "1 user" + text[len("1 users"):] if text.startswith("1 users") else text
 
     def level(self) -> dict[str, Any]:
         """The finding's "level": users, offered rate, idle connections, server cores."""
-        return {"users": self.users, "rate": self.row["rate"], "idle_connections": self.idle,
+        return {"users": self.users, "rate": self.row.rate, "idle_connections": self.idle,
                 "cores": self.reps[0].cores}
 
 
@@ -89,7 +89,7 @@ def run_levels(run: Run) -> list[Level]:
     """Every load level of the run with good steps, in the summary table's order."""
     steps = run.steps
     groups = group_levels(steps)
-    return [Level(row, tuple(groups[row["backend"], row["users"], row["rate"], row["idle"]]))
+    return [Level(row, tuple(groups[row.backend, row.users, row.rate, row.idle]))
             for row in summary_rows(steps)]
 
 
@@ -144,14 +144,14 @@ def starved_note(levels: Iterable[Level]) -> str | None:
     """What a finding drawn from these levels says of the users that got no answer in a window
     ("measured with starved users: 6 of 8 in forking-prefork2 /cpu?ms=5 on 2 CPUs"): its
     figure is then the users answered, not the server's. None when every user was answered."""
-    starving = [level for level in levels if level.row["starved"]]
+    starving = [level for level in levels if level.row.starved]
     if not starving:
         return None
     def where(level: Level) -> str:
         first = level.reps[0]
         cores = first.cores
         on = "" if cores is None else f" on {cores} CPU{'' if cores == 1 else 's'}"
-        return f"{level.row['starved']:,} of {level.users:,} in {first.without_cores}{on}"
+        return f"{level.row.starved or 0:,} of {level.users:,} in {first.without_cores}{on}"
     return "measured with starved users: " + joined([where(level) for level in starving])
 
 

@@ -116,11 +116,11 @@ def starvation(run: RunView) -> list[dict[str, Any]]:
     found = []
     for backend in run.backends():
         starving = [level for level in run.levels if level.backend == backend
-                    and (level.row["starved"] or 0) >= STARVED_MIN_USERS]
+                    and (level.row.starved or 0) >= STARVED_MIN_USERS]
         if not starving:
             continue
-        worst = max(starving, key=lambda level: (level.row["starved"] / level.users, level.row["starved"]))
-        starved = worst.row["starved"]
+        worst = max(starving, key=lambda level: ((level.row.starved or 0) / level.users, level.row.starved or 0))
+        starved = worst.row.starved or 0
         step = max(worst.reps, key=lambda step: step.starved_users or 0)
         window = round(step.duration_s or 0.0, 1)
         who = "users" if worst.closed else "connections"
@@ -193,7 +193,7 @@ def _best(levels: Sequence[Level], key: str) -> tuple[Level | None, list[tuple[L
     user's wait is in no p50 it could be compared with) and are not lower bounds; unflagged
     ones (BEST_EXCLUDES) first. Beside it, the levels with a lower percentile it left out,
     each with why ("noisy", "driver-bound", "starved users", "a lower bound")."""
-    fair = [level for level in levels if not level.row["starved"] and level.percentile(key)[0] is not None
+    fair = [level for level in levels if not level.row.starved and level.percentile(key)[0] is not None
             and not level.percentile(key)[1]]
     clean = [level for level in fair if not set(level.flags) & set(BEST_EXCLUDES)]
     pool = clean or fair
@@ -205,7 +205,7 @@ def _best(levels: Sequence[Level], key: str) -> tuple[Level | None, list[tuple[L
         value = level.percentile(key)[0]
         if level in pool or value is None or value >= best.percentile(key)[0]:
             continue
-        why = ("starved users" if level.row["starved"] else "a lower bound" if level.percentile(key)[1]
+        why = ("starved users" if level.row.starved else "a lower bound" if level.percentile(key)[1]
                else ", ".join(flag for flag in BEST_EXCLUDES if flag in level.flags))
         left_out.append((level, why))
     return best, left_out
@@ -225,7 +225,7 @@ def head_of_line(run: RunView) -> list[dict[str, Any]]:
     level, at least HOL_MIN_US, at a comparable CPU cost per request. Per backend, the first."""
     at_level: dict[tuple[Any, ...], list[Level]] = {}
     for level in run.levels:
-        key = (level.users, level.row["rate"], level.idle, level.reps[0].cores, level.reps[0].route)
+        key = (level.users, level.row.rate, level.idle, level.reps[0].cores, level.reps[0].route)
         at_level.setdefault(key, []).append(level)  # peers: the same load on the same request
     first: dict[str, dict[str, Any]] = {}
     for peers in at_level.values():

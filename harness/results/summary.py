@@ -23,6 +23,7 @@ import csv
 import io
 import math
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -149,7 +150,51 @@ def _sum_of(values: Iterable[Any]) -> Any:
     return sum(present) if present else None
 
 
-def summary_rows(steps: Iterable[Step | Mapping[str, Any]]) -> list[dict[str, Any]]:
+@dataclass(frozen=True)
+class SummaryRow:
+    """One backend at one load level, its repetitions aggregated (the module's docstring says how)."""
+
+    backend: str  # the series: "threaded (2 CPUs)", "asyncio /sleep?ms=1"
+    users: int
+    rate: float | None  # offered req/s; None: closed loop
+    idle: int  # idle connections beside the load
+    reps: int
+    repetition: int  # the repetition the figures below are of
+    rps: float | None
+    good_rps: float | None
+    p50_us: float | None
+    p90_us: float | None
+    p99_us: float | None
+    censored: int | None
+    censored_min_us: float | None
+    lower_bound: Mapping[str, bool | None]  # by percentile key: see lower_bound()
+    errors: int
+    error_share: float
+    starved: int | None
+    dropped: int | None
+    cpu_us_per_request: float | None
+    steal_pct: float | None
+    driver_share_pct: float | None
+    others_pct: float | None
+    flags: tuple[str, ...]
+
+    @property
+    def driver_bound(self) -> bool:
+        return DRIVER_BOUND in self.flags
+
+    def percentile(self, key: str) -> float | None:
+        return {"p50_us": self.p50_us, "p90_us": self.p90_us, "p99_us": self.p99_us}[key]
+
+    def bound(self, key: str) -> bool:
+        """Whether the percentile `key` is a lower bound (None, unknown, reads as not)."""
+        return bool(self.lower_bound[key])
+
+    @property
+    def load(self) -> str:
+        return load_label(self.users, self.rate, self.idle)
+
+
+def summary_rows(steps: Iterable[Step | Mapping[str, Any]]) -> list[SummaryRow]:
     """One row per backend and load level (see the module's docstring for the aggregation).
 
     Backends in the order they ran; within one, by idle connections held (c10k's sweep),
@@ -164,23 +209,22 @@ def summary_rows(steps: Iterable[Step | Mapping[str, Any]]) -> list[dict[str, An
     for backend, users, rate, idle in sorted(groups, key=order):
         reps = groups[backend, users, rate, idle]
         rep = pick_repetition(reps)
-        flags = sorted({flag for step in reps for flag in step.flags})
-        rows.append({
-            "backend": backend, "users": users, "rate": rate, "idle": idle, "reps": len(reps),
-            "repetition": rep.repetition, "rps": rep.rps, "good_rps": rep.good_rps,
-            **{key: rep.percentile(key) for key in PERCENTILES},
-            "censored": rep.censored, "censored_min_us": rep.censored_min_us,
-            "lower_bound": {key: lower_bound(rep, key) for key in PERCENTILES},
-            "errors": sum(step.errors.total for step in reps),
-            "error_share": pooled_error_share(reps),
-            "starved": _max_of(step.starved_users for step in reps),
-            "dropped": _sum_of(step.dropped for step in reps),
-            "cpu_us_per_request": rep.server.cpu_us_per_request,
-            "steal_pct": _max_of(step.steal_percent for step in reps),
-            "driver_share_pct": _max_of(step.driver.share_of_server_percent for step in reps),
-            "others_pct": _max_of(step.server.others_percent for step in reps),
-            "flags": flags, "driver_bound": DRIVER_BOUND in flags,
-        })
+        rows.append(SummaryRow(
+            backend=backend, users=users, rate=rate, idle=idle, reps=len(reps),
+            repetition=rep.repetition, rps=rep.rps, good_rps=rep.good_rps,
+            p50_us=rep.p50_us, p90_us=rep.p90_us, p99_us=rep.p99_us,
+            censored=rep.censored, censored_min_us=rep.censored_min_us,
+            lower_bound={key: lower_bound(rep, key) for key in PERCENTILES},
+            errors=sum(step.errors.total for step in reps),
+            error_share=pooled_error_share(reps),
+            starved=_max_of(step.starved_users for step in reps),
+            dropped=_sum_of(step.dropped for step in reps),
+            cpu_us_per_request=rep.server.cpu_us_per_request,
+            steal_pct=_max_of(step.steal_percent for step in reps),
+            driver_share_pct=_max_of(step.driver.share_of_server_percent for step in reps),
+            others_pct=_max_of(step.server.others_percent for step in reps),
+            flags=tuple(sorted({flag for step in reps for flag in step.flags})),
+        ))
     return rows
 
 
@@ -214,50 +258,49 @@ def _fmt_cpu(us: float | None) -> str:
     return _dash(us, ",.0f" if us is None or us >= 1000 else ",.1f")
 
 
-def load_label(row: Mapping[str, Any]) -> str:
-    """'8 users', '2,000/s offered', '1 users + 1,000 idle'."""
-    load = f"{row['users']} users" if row["rate"] is None else f"{row['rate']:,g}/s offered"
-    if row["idle"]:
-        load += f" + {row['idle']:,} idle"
+def load_label(users: int, rate: float | None, idle: int = 0) -> str:
+    """A load level in words: '8 users', '2,000/s offered', '1 users + 1,000 idle'."""
+    load = f"{users} users" if rate is None else f"{rate:,g}/s offered"
+    if idle:
+        load += f" + {idle:,} idle"
     return load
 
 
-def _cells(row: Mapping[str, Any]) -> tuple[str, ...]:
-    bound = row["lower_bound"]
-    return (row["backend"], load_label(row), _fmt_rps(row["rps"]), _fmt_rps(row["good_rps"]),
-            ms_text(row["p50_us"], bound=bool(bound["p50_us"])), ms_text(row["p99_us"], bound=bool(bound["p99_us"])),
-            f"{row['errors']:,}", _fmt_share(row["error_share"]), _dash(row["starved"], ","),
-            _dash(row["dropped"], ","), _fmt_cpu(row["cpu_us_per_request"]), _dash(row["steal_pct"], ".1f"),
+def _cells(row: SummaryRow) -> tuple[str, ...]:
+    return (row.backend, row.load, _fmt_rps(row.rps), _fmt_rps(row.good_rps),
+            ms_text(row.p50_us, bound=row.bound("p50_us")), ms_text(row.p99_us, bound=row.bound("p99_us")),
+            f"{row.errors:,}", _fmt_share(row.error_share), _dash(row.starved, ","),
+            _dash(row.dropped, ","), _fmt_cpu(row.cpu_us_per_request), _dash(row.steal_pct, ".1f"),
             flags_text(row))
 
 
-def flags_text(row: Mapping[str, Any]) -> str:
+def flags_text(row: SummaryRow) -> str:
     """The row's flags as the table shows them: shared-cpu with the driver's share of the
     server's CPUs beside it ("shared-cpu (driver 7.2%: may be low)"), contended with the other
     processes' ("contended (others 12.0%)")."""
     def shown(flag: str) -> str:
-        others = row.get("others_pct")
+        others = row.others_pct
         if flag == CONTENDED and others is not None:
             return f"{flag} (others {others:.1f}%)"
-        share = row.get("driver_share_pct")
+        share = row.driver_share_pct
         if flag != SHARED_CPU or share is None:
             return flag
         return f"{flag} (driver {share:.1f}%{': may be low' if share > SHARED_CPU_LOW_PERCENT else ''})"
-    return ", ".join(shown(flag) for flag in row["flags"])
+    return ", ".join(shown(flag) for flag in row.flags)
 
 
-def summary_title(run: Run, rows: Sequence[Mapping[str, Any]]) -> str:
+def summary_title(run: Run, rows: Sequence[SummaryRow]) -> str:
     """What the table is, in one line: which repetition a row is, and what is summed."""
     name = run.scenario.get("name", "?")
-    measure = "good req/s" if any(row["good_rps"] is not None for row in rows) or not rows else "req/s"
+    measure = "good req/s" if any(row.good_rps is not None for row in rows) or not rows else "req/s"
     return (f"{name}: each row is the repetition with the median {measure}, with its own percentiles; "
             "errors and dropped summed over repetitions, starved and steal the largest, flags of any")
 
 
-def legend(rows: Sequence[Mapping[str, Any]]) -> list[str]:
+def legend(rows: Sequence[SummaryRow]) -> list[str]:
     """What the marks in these rows mean: ">=" and each flag that appears, one line each."""
-    notes = [LOWER_BOUND_NOTE] if any(any(row["lower_bound"].values()) for row in rows) else []
-    flags = sorted({flag for row in rows for flag in row["flags"]})
+    notes = [LOWER_BOUND_NOTE] if any(any(row.lower_bound.values()) for row in rows) else []
+    flags = sorted({flag for row in rows for flag in row.flags})
     return notes + [f"{flag}: {FLAG_MEANINGS.get(flag, 'a flag this concurbench has no explanation for')}"
                     for flag in flags]
 
@@ -320,14 +363,15 @@ def write_summary_csv(run_dir: Path, steps: Iterable[Step | Mapping[str, Any]]) 
     writer.writerow(SUMMARY_COLUMNS)
     for row in summary_rows(steps):
         values = {
-            **{key: row[key] for key in ("backend", "users", "reps", "repetition", "rps", "good_rps", *PERCENTILES,
-                                         "censored", "errors", "starved", "dropped", "cpu_us_per_request",
-                                         "driver_bound")},
-            "offered_rate": row["rate"], "idle_connections": row["idle"],
-            **{f"{key[:-3]}_lower_bound": row["lower_bound"][key] for key in PERCENTILES},
-            "error_share": _decimal(row["error_share"], 6), "steal_pct": _decimal(row["steal_pct"], 2),
-            "driver_share_pct": _decimal(row["driver_share_pct"], 1), "others_pct": _decimal(row["others_pct"], 1),
-            "flags": ";".join(row["flags"]),
+            "backend": row.backend, "users": row.users, "reps": row.reps, "repetition": row.repetition,
+            "rps": row.rps, "good_rps": row.good_rps, **{key: row.percentile(key) for key in PERCENTILES},
+            "censored": row.censored, "errors": row.errors, "starved": row.starved, "dropped": row.dropped,
+            "cpu_us_per_request": row.cpu_us_per_request, "driver_bound": row.driver_bound,
+            "offered_rate": row.rate, "idle_connections": row.idle,
+            **{f"{key[:-3]}_lower_bound": row.lower_bound[key] for key in PERCENTILES},
+            "error_share": _decimal(row.error_share, 6), "steal_pct": _decimal(row.steal_pct, 2),
+            "driver_share_pct": _decimal(row.driver_share_pct, 1), "others_pct": _decimal(row.others_pct, 1),
+            "flags": ";".join(row.flags),
         }
         writer.writerow([_cell(values[column]) for column in SUMMARY_COLUMNS])
     path = Path(run_dir) / SUMMARY_FILE

@@ -252,6 +252,6 @@ def test_compare_and_summary_each_say_which_aggregate_they_print() -> None:
     assert len(titles) == 2 and all(AGGREGATE in title for title in titles)
     line = next(line for line in text.splitlines() if line.startswith("forking ") and " 128 users " in line)
     assert line.split()[3] == "40,543"
-    (row,) = [row for row in summary_rows(results["steps"]) if row["backend"] == "forking" and row["users"] == 128]
-    assert round(row["good_rps"]) == 51106
+    (row,) = [row for row in summary_rows(results["steps"]) if row.backend == "forking" and row.users == 128]
+    assert round(row.good_rps) == 51106
     assert "each row is the repetition with the median good req/s" in summary_table(results)

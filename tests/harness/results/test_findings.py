@@ -75,7 +75,7 @@ def unswept(series: str) -> str:
 def test_findings_come_by_kind_then_in_the_tables_backend_order(
         stored_run: tuple[dict[str, Any], list[dict[str, Any]]]) -> None:
     results, found = stored_run
-    backends = list(dict.fromkeys(unswept(row["backend"]) for row in summary_rows(results["steps"])))
+    backends = list(dict.fromkeys(unswept(row.backend) for row in summary_rows(results["steps"])))
     order = [(FINDING_KINDS.index(item["kind"]), backends.index(unswept(item["backend"].split(", ")[0])))
              for item in found]
     assert order == sorted(order)
@@ -84,7 +84,7 @@ def test_findings_come_by_kind_then_in_the_tables_backend_order(
 
 def test_a_finding_at_a_flagged_level_says_so(stored_run: tuple[dict[str, Any], list[dict[str, Any]]]) -> None:
     results, found = stored_run
-    flags = {(row["backend"], row["users"], row["rate"], row["idle"]): set(row["flags"])
+    flags = {(row.backend, row.users, row.rate, row.idle): set(row.flags)
              for row in summary_rows(results["steps"])}
     for item in found:
         if item["level"] is None:
@@ -342,9 +342,9 @@ def test_speedup_is_each_series_against_its_own_one_cpu_goodput() -> None:
     found = of_kind(findings(results), "speedup")
     assert list(found) == [f"{backend}@3.13 {route}" for backend in ("threaded", "forking-prefork2", "asyncio")
                            for route in ("/cpu?ms=5", "/cpu-shared?ms=5")]
-    rows = {row["backend"]: row for row in summary_rows(results["steps"])}
+    rows = {row.backend: row for row in summary_rows(results["steps"])}
     for name, item in found.items():
-        one, two = rows[f"{name} (1 CPU)"]["good_rps"], rows[f"{name} (2 CPUs)"]["good_rps"]
+        one, two = rows[f"{name} (1 CPU)"].good_rps, rows[f"{name} (2 CPUs)"].good_rps
         figures = item["figures"]["by_cores"]["2"]
         assert item["figures"]["one_cpu_good_rps"] == one and figures["good_rps"] == two
         assert figures["speedup"] == round(two / one, 3) and figures["efficiency"] == round(two / one / 2, 3)
