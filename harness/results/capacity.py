@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from statistics import median
 from typing import Any
 
-from harness.results.model import Run, Step, as_run, as_steps
+from harness.results.model import Run, Step, as_run
 from harness.results.steps import CONTENDED, DRIVER_BOUND, HIGH_SPREAD, NOISY, median_of
 from harness.results.summary import lower_bound
 from harness.results.units import ms_text
@@ -38,9 +38,10 @@ def judge(step: Step | Mapping[str, Any], p99_ms: float, error_share: float) -> 
     """Whether a window (a Step, or the record the search is writing) meets the objective, and
     the reason in words. Its p99 is from each request's intended send time in the open loop
     (coordinated omission corrected), with the unanswered at their wait so far."""
-    (window,) = as_steps([step])
-    p99 = window.p99_us
-    share = window.error_share or 0.0
+    if isinstance(step, Step):
+        p99, share = step.p99_us, step.error_share or 0.0
+    else:  # a probe's record: the search's own, its figures those a step record has
+        p99, share = step.get("p99_us"), step.get("error_share") or 0.0
     if p99 is None:
         return False, "no answer in the window"
     misses = []

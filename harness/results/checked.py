@@ -9,13 +9,14 @@ inside a chart. Missing optional values read as None (or empty), which the model
 from __future__ import annotations
 
 import numbers
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from types import MappingProxyType
-from typing import Any
+from typing import Any, TypeVar
 
 from harness.results.store import ResultsError
 
 _MISSING: Any = object()
+T = TypeVar("T")
 
 
 def _kind(value: object) -> str:
@@ -105,6 +106,11 @@ class Checked:
         if not isinstance(value, Mapping):
             raise self.error(key, f"must be an object, not {_kind(value)}")
         return Checked(value, f"{self.where}{key}.", self.source)
+
+    def optional(self, key: str, make: Callable[[Checked], T]) -> T | None:
+        """`make` of the object at `key`, or None where there is none."""
+        sub = self.opt_sub(key)
+        return None if sub is None else make(sub)
 
     def items(self, key: str) -> list[Checked]:
         subs = []

@@ -12,132 +12,17 @@ the model from such a document in memory, with the same checks.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 from harness.results.schema import SCHEMA_VERSION, upgrade
 from harness.results.checked import Checked
+from harness.results.figures import (Background, Cycles, DriverFigures, Errors, Littles, Runtime,
+                                     Second, ServerFigures, Uncorrected, background_of, cycles_of, driver_of,
+                                     errors_of, littles_of, runtime_of, second_of, server_of, uncorrected_of)
 from harness.results.store import read_document
-
-T = TypeVar("T")
-
-
-@dataclass(frozen=True)
-class Errors:
-    """Failed requests by kind (steps.ERROR_KINDS)."""
-    connect: int = 0
-    timeout: int = 0
-    reset: int = 0
-    bad_status: int = 0
-
-    @property
-    def total(self) -> int:
-        return self.connect + self.timeout + self.reset + self.bad_status
-
-    def by_kind(self) -> dict[str, int]:
-        return {"connect": self.connect, "timeout": self.timeout, "reset": self.reset, "bad_status": self.bad_status}
-
-    @property
-    def no_answer(self) -> int:
-        """The requests that got no answer at all (bad_status ones did)."""
-        return self.connect + self.timeout + self.reset
-
-
-@dataclass(frozen=True)
-class ServerFigures:
-    """The server's process tree over a step; None where not measured."""
-    cpu_percent: float | None = None
-    rss_bytes: int | None = None
-    pss_bytes: int | None = None
-    cpu_seconds: float | None = None
-    cpu_us_per_request: float | None = None
-    steal_percent: float | None = None
-    others_percent: float | None = None
-
-    @property
-    def memory(self) -> int | None:
-        """The tree's PSS where measured (a page 500 forked children share counts once), else
-        the RSS of the one process."""
-        return self.pss_bytes if self.pss_bytes is not None else self.rss_bytes
-
-
-@dataclass(frozen=True)
-class DriverFigures:
-    """The driver over a step: its busiest CPU (`cpu_percent`), its own figure, steal; the
-    driver's share of the server's CPUs when they shared one."""
-    cpu_percent: float | None = None
-    self_cpu_percent: float | None = None
-    cpu_percent_by_cpu: Mapping[str, float] | None = None
-    steal_percent: float | None = None
-    share_of_server_percent: float | None = None
-    workers: int | None = None
-    worker_hosts: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True)
-class Background:
-    """What the background connections beside the load did (idle and slow clients)."""
-    idle_connected: int = 0
-    idle_reconnects: int = 0
-    slow_reconnects: int = 0
-    slow_requests: int = 0
-
-
-@dataclass(frozen=True)
-class Cycles:
-    """A closed-loop window's completions and the sums Little's law needs."""
-    completions: int
-    gaps: int
-    gap_sum_us: float
-    latency_sum_us: float
-
-
-@dataclass(frozen=True)
-class Littles:
-    """Users against throughput x mean cycle time (steps.littles_law)."""
-    users: int
-    predicted: float
-    ratio: float
-    gap_us: float
-    cycle_us: float
-    tolerance: float
-
-
-@dataclass(frozen=True)
-class Second:
-    """One second of a window."""
-    second: int
-    requests: int
-    errors: int
-    p50_us: float | None
-    p99_us: float | None
-
-
-@dataclass(frozen=True)
-class Uncorrected:
-    """Open loop: service time (actual send -> answer), beside the corrected response time."""
-    p50_us: float | None = None
-    p90_us: float | None = None
-    p99_us: float | None = None
-    p999_us: float | None = None
-    max_us: float | None = None
-    histogram: str | None = None
-
-
-@dataclass(frozen=True)
-class Runtime:
-    """What our server said of its interpreter after a step (GET /runtime), or its error."""
-    python: str | None = None
-    free_threaded: bool | None = None
-    gil_enabled: bool | None = None
-    error: str | None = None
-
-
-# The percentiles a step (and its uncorrected record) holds, by their results.json key.
-PERCENTILE_FIELDS = ("p50_us", "p90_us", "p99_us", "p999_us", "max_us")
-
 
 @dataclass(frozen=True)
 class Step:
@@ -366,7 +251,7 @@ def _step(c: Checked) -> Step:
         server_cpus=None if c.data.get("server_cpus") is None else tuple(c.ints("server_cpus")),
         requests=c.opt_int("requests") or 0, good_requests=c.opt_int("good_requests"),
         rps=number("rps"), good_rps=number("good_rps"), duration_s=number("duration_s"),
-        errors=Errors(**c.counts("errors", ("connect", "timeout", "reset", "bad_status"))),
+        errors=errors_of(c),
         failures=c.opt_int("failures"), error_share=number("error_share"),
         answers_by_class=c.opt_counts("answers_by_class"),
         p50_us=number("p50_us"), p90_us=number("p90_us"), p99_us=number("p99_us"), p999_us=number("p999_us"),
@@ -375,54 +260,14 @@ def _step(c: Checked) -> Step:
         dropped=c.opt_int("dropped"), dropped_max_us=number("dropped_max_us"),
         unfinished=c.opt_int("unfinished"), unfinished_max_us=number("unfinished_max_us"),
         starved_users=c.opt_int("starved_users"), histogram=c.opt_str("histogram"),
-        uncorrected=_optional(c, "uncorrected", _uncorrected),
-        timeseries=tuple(_second(item) for item in c.items("timeseries")),
-        server=_optional(c, "server", _server) or ServerFigures(),
-        driver=_optional(c, "driver", _driver) or DriverFigures(),
-        background=_optional(c, "background", lambda b: Background(
-            **{k: b.opt_int(k) or 0 for k in ("idle_connected", "idle_reconnects", "slow_reconnects",
-                                              "slow_requests")})),
-        cycles=_optional(c, "cycles", lambda y: Cycles(
-            completions=y.integer("completions"), gaps=y.integer("gaps"), gap_sum_us=y.number("gap_sum_us"),
-            latency_sum_us=y.number("latency_sum_us"))),
-        littles=_optional(c, "littles", lambda x: Littles(
-            users=x.integer("users"), predicted=x.number("predicted"), ratio=x.number("ratio"), gap_us=x.number("gap_us"),
-            cycle_us=x.number("cycle_us"), tolerance=x.number("tolerance"))),
-        runtime=_optional(c, "runtime", lambda r: Runtime(
-            python=r.opt_str("python"), free_threaded=r.opt_bool("free_threaded"),
-            gil_enabled=r.opt_bool("gil_enabled"), error=r.opt_str("error"))),
+        uncorrected=c.optional("uncorrected", uncorrected_of),
+        timeseries=tuple(second_of(item) for item in c.items("timeseries")),
+        server=c.optional("server", server_of) or ServerFigures(),
+        driver=c.optional("driver", driver_of) or DriverFigures(),
+        background=c.optional("background", background_of), cycles=c.optional("cycles", cycles_of),
+        littles=c.optional("littles", littles_of), runtime=c.optional("runtime", runtime_of),
         interrupted=c.opt_bool("interrupted") or False, flags=tuple(c.strs("flags")),
     )
-
-
-def _optional(c: Checked, key: str, make: Callable[[Checked], T]) -> T | None:
-    sub = c.opt_sub(key)
-    return None if sub is None else make(sub)
-
-
-def _uncorrected(c: Checked) -> Uncorrected:
-    return Uncorrected(**{k: c.opt_num(k) for k in PERCENTILE_FIELDS}, histogram=c.opt_str("histogram"))
-
-
-def _second(c: Checked) -> Second:
-    return Second(second=c.integer("second"), requests=c.opt_int("requests") or 0, errors=c.opt_int("errors") or 0,
-                  p50_us=c.opt_num("p50_us"), p99_us=c.opt_num("p99_us"))
-
-
-def _server(c: Checked) -> ServerFigures:
-    return ServerFigures(
-        cpu_percent=c.opt_num("cpu_percent"), rss_bytes=c.opt_int("rss_bytes"), pss_bytes=c.opt_int("pss_bytes"),
-        cpu_seconds=c.opt_num("cpu_seconds"), cpu_us_per_request=c.opt_num("cpu_us_per_request"),
-        steal_percent=c.opt_num("steal_percent"), others_percent=c.opt_num("others_percent"))
-
-
-def _driver(c: Checked) -> DriverFigures:
-    by_cpu = c.opt_sub("cpu_percent_by_cpu")
-    return DriverFigures(
-        cpu_percent=c.opt_num("cpu_percent"), self_cpu_percent=c.opt_num("self_cpu_percent"),
-        cpu_percent_by_cpu=None if by_cpu is None else {k: by_cpu.number(k) for k in by_cpu.keys()},
-        steal_percent=c.opt_num("steal_percent"), share_of_server_percent=c.opt_num("share_of_server_percent"),
-        workers=c.opt_int("workers"), worker_hosts=tuple(c.strs("worker_hosts")))
 
 
 def _python(c: Checked) -> Python:
@@ -440,12 +285,12 @@ def _backend(name: str, c: Checked) -> Backend:
     return Backend(name=name, status=c.text("status", default="ok"), error=c.opt_str("error"),
                    stderr_tail=c.opt_str("stderr_tail") or "", command=c.opt_str("command"),
                    exit_status=c.opt_int("exit_status"), rounds_done=c.opt_int("rounds_done"),
-                   python=_optional(c, "python", _python), step=_optional(c, "step", _place))
+                   python=c.optional("python", _python), step=c.optional("step", _place))
 
 
 def _event(c: Checked) -> Event:
     return Event(t=c.text("t", default=""), kind=c.text("kind"), backend=c.opt_str("backend"),
-                 detail=c.text("detail", default=""), step=_optional(c, "step", _place))
+                 detail=c.text("detail", default=""), step=c.optional("step", _place))
 
 
 def _finding(c: Checked) -> Finding:

@@ -12,7 +12,8 @@ import pytest
 
 from harness.results.metrics import encode_histogram, new_histogram, percentiles
 from harness.results.steps import FLAG_MEANINGS
-from harness.results.model import ServerFigures, steps_of
+from harness.results.figures import ServerFigures
+from harness.results.model import steps_of
 from harness.results.store import read_results
 from harness.results.summary import (COLUMN_NOTES, SummaryRow, LOWER_BOUND_SLACK, SUMMARY_COLUMNS, pick_repetition,
                                      summary_markdown, summary_rows, summary_table, write_summary_csv)
