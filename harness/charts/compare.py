@@ -133,16 +133,13 @@ def mismatches(runs: Sequence[Run], labels: Sequence[str]) -> list[str]:
     first, first_label = runs[0], labels[0]
     for run, label in zip(runs[1:], labels[1:]):
         meta, base = run.metadata, first.metadata
-        for key in ("hostname", "cpu_model"):
-            if meta.get(key) != base.get(key):
-                problems.append(
-                    f"{label} ran on {meta.get('hostname')} ({short_cpu_model(meta.get('cpu_model'))}) "
-                    f"but {first_label} on {base.get('hostname')} "
-                    f"({short_cpu_model(base.get('cpu_model'))}): different machines")
-                break
+        if (meta.hostname, meta.cpu_model) != (base.hostname, base.cpu_model):
+            problems.append(
+                f"{label} ran on {meta.hostname} ({short_cpu_model(meta.cpu_model)}) "
+                f"but {first_label} on {base.hostname} "
+                f"({short_cpu_model(base.cpu_model)}): different machines")
         name, base_name = run.scenario.get("name"), first.scenario.get("name")
-        digest = (meta.get("scenario") or {}).get("sha256")
-        base_digest = (base.get("scenario") or {}).get("sha256")
+        digest, base_digest = meta.scenario_sha256, base.scenario_sha256
         if name != base_name:
             problems.append(f"{label} ran scenario {name!r} but {first_label} ran {base_name!r}")
         elif digest != base_digest:
@@ -202,9 +199,8 @@ def compare(paths: Sequence[Path], *, force: bool = False, chart_dir: Path | Non
 
 def _run_info(run: Run, label: str, path: Path) -> dict[str, Any]:
     meta = run.metadata
-    git = meta.get("git") or {}
-    return {"label": label, "path": str(path), "date": meta.get("date"), "hostname": meta.get("hostname"),
-            "commit": git.get("commit"), "dirty": bool(git.get("dirty")), "status": run.status}
+    return {"label": label, "path": str(path), "date": meta.date, "hostname": meta.hostname,
+            "commit": meta.commit, "dirty": meta.dirty, "status": run.status}
 
 
 def _rows(runs: Sequence[Run], labels: Sequence[str], key: str) -> list[Row]:

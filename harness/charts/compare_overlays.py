@@ -30,7 +30,7 @@ def draw_overlays(runs: Sequence[Run], labels: Sequence[str], out_dir: Path, *, 
     the runs were compared although they do not match (the title names their machines)."""
     summaries = [summarize_steps(run) for run in runs]
     failed = [failed_backends(run) for run in runs]
-    hosts = sorted({str(run.metadata.get("hostname")) for run in runs})
+    hosts = sorted({str(run.metadata.hostname) for run in runs})
     mixed = f" (forced: machines {', '.join(hosts)})" if forced else ""
     paths: list[Path] = []
     for backend in backend_order([b for s in summaries for b in s]):

@@ -126,8 +126,8 @@ def render_report(results: Run, charts: Sequence[Path]) -> str:
         f"<title>{_e(title)}</title><style>{CSS}</style></head><body>",
         f"<h1>{_e(title)}</h1>",
         f'<p class="sub">{_e(scenario.get("description", ""))}<br>{_e(machine_line(metadata))}'
-        f' · {_e(metadata.get("date", ""))}'
-        + (f'<br>{_e(floor_line(metadata["latency_floor"]))}' if "latency_floor" in metadata else "") + '</p>',
+        f' · {_e(metadata.date or "")}'
+        + (f'<br>{_e(floor_line(metadata.latency_floor))}' if "latency_floor" in metadata.raw else "") + '</p>',
         _status(results), _events(results),
         _findings(results), capacity_html(results),
         "<h2>Summary</h2>", _flag_notes(), _summary_table(results, failed_backends(results)),
@@ -136,7 +136,7 @@ def render_report(results: Run, charts: Sequence[Path]) -> str:
         _failures(results),
         "<h2>Charts</h2>", *(_figure(path) for path in charts),
         "<h2>Scenario</h2>", _definition_list(scenario),
-        "<h2>Machine and software</h2>", _definition_list(metadata),
+        "<h2>Machine and software</h2>", _definition_list(metadata.raw),
         "</body></html>",
     ]
     return "\n".join(part for part in parts if part) + "\n"

@@ -19,6 +19,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, NullLocator
 
 from harness.results.model import Run
+from harness.results.provenance import Metadata
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -126,13 +127,11 @@ def _cpus(cpus: Any) -> str:
     return "unpinned"
 
 
-def machine_line(metadata: Mapping[str, Any]) -> str:
+def machine_line(metadata: Metadata) -> str:
     """'bench-1 (Intel Xeon Platinum 8375C) · server CPU 0, driver CPU 1'."""
-    pinning = metadata.get("pinning") or {}
-    server, driver = pinning.get("server"), pinning.get("driver")
-    host = metadata.get("hostname") or "unknown host"
-    return (f"{host} ({short_cpu_model(metadata.get('cpu_model'))}) · "
-            f"server CPU {_cpus(server)}, driver CPU {_cpus(driver)}")
+    host = metadata.hostname or "unknown host"
+    return (f"{host} ({short_cpu_model(metadata.cpu_model)}) · "
+            f"server CPU {_cpus(metadata.server_cpus)}, driver CPU {_cpus(metadata.driver_cpus)}")
 
 
 def chart_title(results: Run, what: str) -> str:

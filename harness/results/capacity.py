@@ -12,6 +12,7 @@ from statistics import median
 from typing import Any
 
 from harness.results.model import Run, Step, as_run
+from harness.results.search_record import Probe, Search
 from harness.results.steps import CONTENDED, DRIVER_BOUND, HIGH_SPREAD, NOISY, median_of
 from harness.results.summary import lower_bound
 from harness.results.units import ms_text
@@ -93,14 +94,6 @@ class Rounds:
 
 
 @dataclass(frozen=True)
-class Probe:
-    """One rate the search offered, and whether it held the objective."""
-
-    rate: float
-    passed: bool
-
-
-@dataclass(frozen=True)
 class Capacity:
     """One series' capacity: the search's outcome, and the rounds at the rate it found and at
     BACKOFF of it. `rate` is the capacity told: the higher of the two that held in most
@@ -153,23 +146,21 @@ def capacities(results: Run | Mapping[str, Any]) -> list[Capacity]:
     """Each search in the run's capacity record, with its rounds; [] for a run without a search."""
     run = as_run(results)
     searches = run.capacity or {}
-    started = [entry["backend"] for entry in run.metadata.get("order") or []]
+    started = list(run.metadata.order)
 
-    def run_order(item: tuple[str, Mapping[str, Any]]) -> tuple[int, int]:  # as the run searched them
-        backend = item[1]["backend"]
-        return (started.index(backend) if backend in started else len(started), item[1].get("request") or 0)
+    def run_order(item: tuple[str, Search]) -> tuple[int, int]:  # as the run searched them
+        backend = item[1].backend
+        return (started.index(backend) if backend in started else len(started), item[1].request)
     out = []
     for name, search in sorted(searches.items(), key=run_order):
-        slo = search.get("slo") or {}
-        found = search.get("passed")
-        mine = [step for step in run.ok_steps
-                if step.backend == search["backend"] and step.route == search.get("route")]
+        found = search.passed
+        mine = [step for step in run.ok_steps if step.backend == search.backend and step.route == search.route]
 
         def rounds_at(rate: float | None) -> Rounds | None:
             steps = [step for step in mine if rate is not None and step.rate == rate]
             if not steps:
                 return None
-            verdicts = [judge(step, slo.get("p99_ms", 0), slo.get("error_share", 0))[0] for step in steps]
+            verdicts = [judge(step, search.p99_ms, search.error_share)[0] for step in steps]
             return Rounds(rate=rate, held=sum(verdicts), rounds=len(steps),
                           p99_us=median_of(step.p99_us for step in steps),
                           error_share=median_of(step.error_share for step in steps),
@@ -177,21 +168,17 @@ def capacities(results: Run | Mapping[str, Any]) -> list[Capacity]:
                           cpu_us_per_request=median_of(step.server.cpu_us_per_request for step in steps),
                           flags=tuple(sorted({flag for step in steps for flag in step.flags})),
                           p99_lower_bound=_median_lower_bound(steps))
-        out.append(Capacity(series=name, backend=search["backend"], route=search.get("route"),
-                            status=search.get("status", "?"), found=found, missed=search.get("missed"),
-                            probes=len(search.get("path") or []), at_found=rounds_at(found),
+        out.append(Capacity(series=name, backend=search.backend, route=search.route, status=search.status,
+                            found=found, missed=search.missed, probes=len(search.path), at_found=rounds_at(found),
                             at_backoff=rounds_at(backoff_rate(found) if found is not None else None),
-                            path=tuple(Probe(rate=probe["rate"], passed=probe["passed"])
-                                       for probe in search.get("path") or ()),
-                            low=(search.get("search") or {}).get("low")))
+                            path=search.path, low=search.low))
     return out
 
 
 def objective(results: Run | Mapping[str, Any]) -> str | None:
     """The objective searched for, as words: "p99 <= 10 ms, errors <= 0.1%"."""
     for search in (as_run(results).capacity or {}).values():
-        slo = search.get("slo") or {}
-        return f"p99 <= {slo.get('p99_ms', 0):g} ms, errors <= {slo.get('error_share', 0):.1%}"
+        return f"p99 <= {search.p99_ms:g} ms, errors <= {search.error_share:.1%}"
     return None
 
 

@@ -17,7 +17,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from harness.results.provenance import Metadata, metadata_of
 from harness.results.schema import SCHEMA_VERSION, upgrade
+from harness.results.search_record import Search, search_of
 from harness.results.checked import Checked
 from harness.results.figures import (Background, Cycles, DriverFigures, Errors, Littles, Runtime,
                                      Second, ServerFigures, Uncorrected, background_of, cycles_of, driver_of,
@@ -160,20 +162,20 @@ class Finding:
 
 @dataclass(frozen=True)
 class Run:
-    """A run's results. `metadata` and `scenario` are as recorded (free-form: the machine's and
-    the scenario's own words); `capacity` is a rate search's record by series, or None;
+    """A run's results. `scenario` is as recorded (the scenario's own words, harness/scenario);
+    `capacity` a rate search's record by series, or None;
     `findings` the stored sentences, None for a run that stored none; `written_version` the
     schema version the file was written with, before it was upgraded."""
     source: str
     written_version: int
     status: str
-    metadata: Mapping[str, Any]
+    metadata: Metadata
     scenario: Mapping[str, Any]
     backends: Mapping[str, Backend]
     steps: tuple[Step, ...]
     events: tuple[Event, ...] = ()
     findings: tuple[Finding, ...] | None = None
-    capacity: Mapping[str, Any] | None = None
+    capacity: Mapping[str, Search] | None = None
 
     @classmethod
     def of(cls, document: Mapping[str, Any], *, source: str = "results") -> Run:
@@ -231,13 +233,14 @@ def build(document: dict[str, Any], source: str) -> Run:
     return Run(
         source=source, written_version=top.integer("_written", default=SCHEMA_VERSION),
         status=top.text("status", default="complete"),
-        metadata=top.free("metadata"), scenario=top.free("scenario"),
+        metadata=top.optional("metadata", metadata_of) or Metadata(), scenario=top.free("scenario"),
         backends={name: _backend(name, entry) for name, entry in backends.items()},
         steps=tuple(_step(item) for item in top.items("steps")),
         events=tuple(_event(item) for item in top.items("events")),
         findings=(tuple(_finding(item) for item in top.items("findings"))
                   if document.get("findings") is not None else None),
-        capacity=top.free("capacity") if document.get("capacity") is not None else None,
+        capacity=({name: search_of(entry) for name, entry in top.mapping("capacity").items()}
+                  if document.get("capacity") is not None else None),
     )
 
 

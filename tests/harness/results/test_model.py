@@ -157,3 +157,17 @@ def test_the_orchestrators_document_builds_before_it_is_json() -> None:
     raw["steps"] = tuple({**step, "timeseries": tuple(step["timeseries"]), "flags": tuple(step["flags"])}
                          for step in raw["steps"])
     assert Run.of(raw).steps == load(V3).steps
+
+
+def test_metadata_and_a_rate_search_are_typed() -> None:
+    raw = document(ROOT / "results/reference/20261130-154828-capacity/results.json")
+    run = load(ROOT / "results/reference/20261130-154828-capacity")
+    meta = run.metadata
+    assert (meta.hostname, meta.commit, meta.server_cpus, meta.driver_cpus) == (
+        raw["metadata"]["hostname"], raw["metadata"]["git"]["commit"], (0,), (1,))
+    assert meta.order[0] == raw["metadata"]["order"][0]["backend"] and meta.raw == raw["metadata"]
+    search = run.capacity and run.capacity["asyncio /"]
+    assert search and (search.backend, search.route, search.status, search.passed) == ("asyncio", "/", "driver-bound",
+                                                                                      72200.0)
+    assert (search.p99_ms, search.error_share, search.low) == (10.0, 0.001, 100.0)
+    assert [(p.rate, p.passed) for p in search.path] == [(p["rate"], p["passed"]) for p in raw["capacity"]["asyncio /"]["path"]]
