@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from statistics import median
 from typing import Any
 
 from harness.results.model import Run, Step, as_run
@@ -142,9 +141,8 @@ class Capacity:
         return "; ".join(part for part in parts if part)
 
 
-def capacities(results: Run | Mapping[str, Any]) -> list[Capacity]:
+def capacities(run: Run) -> list[Capacity]:
     """Each search in the run's capacity record, with its rounds; [] for a run without a search."""
-    run = as_run(results)
     searches = run.capacity or {}
     started = list(run.metadata.order)
 
@@ -175,9 +173,9 @@ def capacities(results: Run | Mapping[str, Any]) -> list[Capacity]:
     return out
 
 
-def objective(results: Run | Mapping[str, Any]) -> str | None:
+def objective(run: Run) -> str | None:
     """The objective searched for, as words: "p99 <= 10 ms, errors <= 0.1%"."""
-    for search in (as_run(results).capacity or {}).values():
+    for search in (run.capacity or {}).values():
         return f"p99 <= {search.p99_ms:g} ms, errors <= {search.error_share:.1%}"
     return None
 
@@ -224,11 +222,10 @@ def _num(value: float | None, scale: float = 1, places: int = 0) -> str:
     return "-" if value is None else f"{value / scale:,.{places}f}"
 
 
-def capacity_findings(results: Run | Mapping[str, Any]) -> list[dict[str, Any]]:
+def capacity_findings(results: Run) -> list[dict[str, Any]]:
     """One finding per search: the capacity the rounds confirmed, what it cost, and what
     qualifies it. Same shape as harness.results.findings' ({"kind", "backend", "level",
     "text", "figures", "caveat"})."""
-    results = as_run(results)
     found_list = []
     goal = objective(results)
     for row in capacities(results):

@@ -14,7 +14,7 @@ from typing import Any
 from harness.results.finding_groups import SATURATION_GROUP_MIN, in_table_order, knee_figures, saturation_group
 from harness.results.finding_levels import (Level, change, finding, joined, labels, ms, rps, run_levels, share,
                                             times, worst_steal)
-from harness.results.model import Backend, Python, Run, as_run
+from harness.results.model import Backend, Python, Run
 from harness.results.steps import CONTENDED, DRIVER_BOUND, NOISY
 
 # Saturation (the knee): past it, more users buy less than this much more throughput...
@@ -53,8 +53,7 @@ class RunView:
     entries: Mapping[str, Backend] = field(default_factory=dict)
 
     @classmethod
-    def of(cls, results: Run | Mapping[str, Any]) -> RunView:
-        run = as_run(results)
+    def of(cls, run: Run) -> RunView:
         return cls(tuple(run_levels(run)), run.scenario, run.backends)
 
     def python(self, backend: str) -> Python:

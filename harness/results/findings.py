@@ -55,17 +55,16 @@ def findings(results: Run | Mapping[str, Any]) -> list[dict[str, Any]]:
     return found
 
 
-def stored_findings(results: Run | Mapping[str, Any]) -> tuple[Finding, ...]:
+def stored_findings(run: Run) -> tuple[Finding, ...]:
     """The findings the run stored, so that `report` tells what the run told; derived now for
     a run that stored none (recorded by an older version)."""
-    run = as_run(results)
     return run.findings if run.findings is not None else tuple(finding_of(found) for found in findings(run))
 
 
 def findings_text(results: Run | Mapping[str, Any]) -> str:
     """The findings as the terminal prints them after the summary table: "findings:" and one
     "  - sentence" line each (see stored_findings); an empty string when there are none."""
-    return format_findings(stored_findings(results))
+    return format_findings(stored_findings(as_run(results)))
 
 
 def format_findings(found: Sequence[Finding]) -> str:

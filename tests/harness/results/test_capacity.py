@@ -28,7 +28,7 @@ def results() -> dict:
 
 
 def by_series(results: dict) -> dict:
-    return {row.series: row for row in capacities(results)}
+    return {row.series: row for row in capacities(Run.of(results))}
 
 
 def test_each_search_gives_its_capacity_and_the_rounds_behind_it(results: dict) -> None:
@@ -60,7 +60,7 @@ def test_no_rate_is_told_when_neither_held_in_most_rounds(results: dict) -> None
     sleep = by_series(changed)["selectors /sleep?ms=1"]
     assert sleep.rate is None and sleep.told is sleep.at_found
     assert sleep.note == "the 10,800 found held in 1 of 2 rounds; 8,640 in 1 of 2"
-    text = next(f["text"] for f in capacity_findings(changed) if f["backend"] == "selectors /sleep?ms=1")
+    text = next(f["text"] for f in capacity_findings(Run.of(changed)) if f["backend"] == "selectors /sleep?ms=1")
     assert text == ("selectors /sleep?ms=1 holds no rate it could repeat within p99 <= 10 ms, errors <= 0.1%: its "
                     "search held 10,800 req/s, but the rounds held 10,800 in 1 of 2 and 8,640 in 1 of 2")
     line = next(line for line in capacity_table(changed).splitlines() if line.startswith("selectors /sleep"))
@@ -97,7 +97,7 @@ def test_findings_say_each_capacity_with_its_cost_first(results: dict) -> None:
     assert texts["iterative /"] == ("iterative / holds no rate within p99 <= 10 ms, errors <= 0.1%: it missed at "
                                     "the lowest rate searched, 200 req/s")
     assert json.loads(json.dumps(capacity)) == capacity
-    assert capacity_findings({"steps": []}) == []
+    assert capacity_findings(Run.of({"steps": []})) == []
 
 
 def test_the_chart_and_the_report_section(results: dict, tmp_path: Path) -> None:
@@ -121,7 +121,7 @@ def test_a_search_the_backend_did_not_finish_says_so(results: dict, tmp_path: Pa
     changed["capacity"]["selectors /sleep?ms=1"]["status"] = "failed"  # died mid-search: no rounds
     changed["steps"] = [step for step in changed["steps"] if step["route"] != "/sleep?ms=1"]
     changed["capacity"]["iterative /"]["status"] = "searching"  # a Ctrl+C in its search
-    texts = {f["backend"]: f["text"] for f in capacity_findings(changed)}
+    texts = {f["backend"]: f["text"] for f in capacity_findings(Run.of(changed))}
     assert texts["selectors /sleep?ms=1"] == ("selectors /sleep?ms=1: no capacity, the backend failed during its "
                                               "search (see its entry in the run); its search had held 10,800 req/s")
     assert texts["iterative /"] == "iterative /: no capacity, the search did not finish: the run was interrupted"
@@ -137,7 +137,7 @@ def test_a_capacity_from_flagged_rounds_says_so(results: dict) -> None:
     for step in changed["steps"]:
         if step["route"] == "/sleep?ms=1" and step["rate"] == 8640:
             step["flags"] = ["noisy"]
-    finding = next(f for f in capacity_findings(changed) if f["backend"] == "selectors /sleep?ms=1")
+    finding = next(f for f in capacity_findings(Run.of(changed)) if f["backend"] == "selectors /sleep?ms=1")
     assert finding["text"].endswith("held in only 1 of 2 (noisy: steal over 5%)")
     assert finding["caveat"] == "the 10,800 found held in 1 of 2 rounds; noisy: steal over 5%"
 
@@ -148,7 +148,7 @@ def test_a_driver_bound_floor_says_so_once(results: dict) -> None:
     for step in changed["steps"]:
         if step["route"] == "/":
             step["flags"] = ["driver-bound"]
-    text = next(f["text"] for f in capacity_findings(changed) if f["backend"] == "selectors /")
+    text = next(f["text"] for f in capacity_findings(Run.of(changed)) if f["backend"] == "selectors /")
     assert text.endswith("; the next rate missed with the driver at its limit: a floor")
     assert text.count("a floor") == 1
 

@@ -468,9 +468,9 @@ def test_the_free_threaded_builds_cost_on_one_cpu_is_its_own_finding() -> None:
 
 
 def test_no_free_threading_cost_across_versions_or_without_both_builds() -> None:
-    assert free_threading_cost(RunView.of(with_free_threaded_twin(load("findings-parallel"), ratio=0.8,
-                                                                  version="3.13.5"))) == []
-    assert free_threading_cost(RunView.of(load("findings-parallel"))) == []
+    assert free_threading_cost(RunView.of(Run.of(with_free_threaded_twin(load("findings-parallel"), ratio=0.8,
+                                                                         version="3.13.5")))) == []
+    assert free_threading_cost(RunView.of(Run.of(load("findings-parallel")))) == []
 
 
 # --- driver-bound and noisy ---------------------------------------------------------------
