@@ -327,7 +327,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     print(render(comparison, args.format, gate_pct=pct))
     found = regressions(comparison, pct) if pct is not None else []
     if found:
-        print(f"concurbench: {len(found)} regression(s) beyond {pct:g}% against {comparison.runs[0]['label']}: "
+        print(f"concurbench: {len(found)} regression(s) beyond {pct:g}% against {comparison.runs[0].label}: "
               + "; ".join(regression.line() for regression in found), file=sys.stderr)
         return 1
     return 0

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Sequence
 
 from harness.charts.compare_overlays import draw_overlays
 from harness.charts.compare_stats import Ratio, geometric_mean, ratio_interval
@@ -79,12 +79,31 @@ class Failure:
 
 
 @dataclass(frozen=True)
+class RunInfo:
+    """Which run a column is: its label (the directory's name), where it was read from, when
+    and from which commit it ran, and how it ended."""
+
+    label: str
+    path: str
+    date: str | None
+    hostname: str | None
+    commit: str | None
+    dirty: bool
+    status: str
+
+    def to_dict(self) -> dict[str, str | bool | None]:
+        """As compare's json lists it."""
+        return {"label": self.label, "path": self.path, "date": self.date, "hostname": self.hostname,
+                "commit": self.commit, "dirty": self.dirty, "status": self.status}
+
+
+@dataclass(frozen=True)
 class Comparison:
     """Everything compare prints, in any format."""
 
     scenario: str | None
     machine: str
-    runs: tuple[Mapping[str, Any], ...]  # label, path, date, commit, status, hostname
+    runs: tuple[RunInfo, ...]  # the base first
     warnings: tuple[str, ...]
     throughput: str  # what the throughput rows count, in words
     rows: tuple[Row, ...]
@@ -197,10 +216,10 @@ def compare(paths: Sequence[Path], *, force: bool = False, chart_dir: Path | Non
         chart_dir=str(chart_dir) if chart_dir else None)
 
 
-def _run_info(run: Run, label: str, path: Path) -> dict[str, Any]:
+def _run_info(run: Run, label: str, path: Path) -> RunInfo:
     meta = run.metadata
-    return {"label": label, "path": str(path), "date": meta.date, "hostname": meta.hostname,
-            "commit": meta.commit, "dirty": meta.dirty, "status": run.status}
+    return RunInfo(label=label, path=str(path), date=meta.date, hostname=meta.hostname, commit=meta.commit,
+                   dirty=meta.dirty, status=run.status)
 
 
 def _rows(runs: Sequence[Run], labels: Sequence[str], key: str) -> list[Row]:
