@@ -153,7 +153,7 @@ def build_parser() -> argparse.ArgumentParser:
         "summary", help="print the summary table of a stored run (--markdown: as a GitHub table)",
         description=textwrap.fill("Print the summary table of a stored run, from its results.json alone (no live load): one "
                     "row per backend and load level. Each row is the repetition with the median good req/s "
-                    "(2xx/3xx answers per second; req/s for results recorded before goodput), with its own "
+                    "(2xx/3xx answers per second), with its own "
                     "percentiles; errors and dropped are summed over the repetitions, starved and steal are the "
                     "largest, flags are those of any repetition. A percentile shown as >=N is a lower bound: it "
                     "reaches requests that timed out or were still waiting. '-': not recorded by the "
@@ -167,7 +167,7 @@ def build_parser() -> argparse.ArgumentParser:
         "compare", help="compare runs of the same scenario: ratios with 95%% confidence intervals, a regression gate",
         description=textwrap.fill(
             "Compare each RUN with the first one (or with --baseline): per backend and load level, throughput "
-            "(good req/s; req/s for runs before goodput) and p99, each the geometric mean of the repetitions, "
+            "(good req/s) and p99, each the geometric mean of the repetitions, "
             "with the ratio run/base and its 95% confidence interval: Welch's t interval on the logarithms of "
             "the repetitions' values (scipy). A ratio whose interval includes 1 is 'not significant'. Runs from "
             "different machines or scenarios are refused unless --force.", width=100))
@@ -272,16 +272,15 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_summary(args: argparse.Namespace) -> int:
-    from harness.results.store import ResultsError, read_results
+    from harness.results.model import load
+    from harness.results.store import ResultsError
     from harness.results.summary import summary_markdown, summary_table
 
     run_dir: Path = args.run_dir
     try:
         if not run_dir.exists():
             raise ResultsError(f"{run_dir}: no such run directory")
-        results = read_results(run_dir)
-        if not isinstance(results.get("steps", []), list):
-            raise ResultsError(f"{run_dir}: results.json has no list of steps")
+        results = load(run_dir)
         text = summary_markdown(results) if args.markdown else summary_table(results).lstrip("\n")
         if not args.markdown:  # what the run printed after its table: the capacity found, the findings
             from harness.results.capacity import capacity_table
@@ -302,6 +301,7 @@ def cmd_summary(args: argparse.Namespace) -> int:
 def cmd_compare(args: argparse.Namespace) -> int:
     from harness.charts.compare import CompareError, compare
     from harness.charts.compare_formats import render
+    from harness.charts.compare_gate import regressions
     from harness.results.store import ResultsError
 
     runs = ([args.baseline] if args.baseline else []) + list(args.runs)
@@ -326,9 +326,9 @@ def cmd_compare(args: argparse.Namespace) -> int:
               f"({type(error).__name__}: {error})", file=sys.stderr)
         return 2
     print(render(comparison, args.format, gate_pct=pct))
-    found = comparison.regressions(pct) if pct is not None else []
+    found = regressions(comparison, pct) if pct is not None else []
     if found:
-        print(f"concurbench: {len(found)} regression(s) beyond {pct:g}% against {comparison.runs[0]['label']}: "
+        print(f"concurbench: {len(found)} regression(s) beyond {pct:g}% against {comparison.runs[0].label}: "
               + "; ".join(regression.line() for regression in found), file=sys.stderr)
         return 1
     return 0

@@ -32,6 +32,7 @@ figure, and fails.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from functools import cache
@@ -41,11 +42,12 @@ from typing import Any
 import pytest
 
 from harness.results.findings import stored_findings
-from harness.results.steps import series
-from harness.results.summary import server_memory, summary_rows
+from harness.results.model import Run, Step, load
+from harness.results.summary import SummaryRow, summary_rows
 from support import ROOT
 
 README = ROOT / "README.md"
+FIELDS = {field.name for field in dataclasses.fields(SummaryRow)}
 REFERENCE = ROOT / "results" / "reference"
 SECTION = "## What the reference results show"
 REF = re.compile(r"<!--\s*(\S+)\s+(\S+)\s+(\S+)\s+(\S+)\s*-->\s*~?([\d,]*\.?\d+)")
@@ -72,6 +74,11 @@ def results(scenario: str) -> dict[str, Any]:
     return json.loads((run_dir(scenario) / "results.json").read_text(encoding="utf-8"))
 
 
+@cache
+def run(scenario: str) -> Run:
+    return load(run_dir(scenario))
+
+
 def parse_load(load: str) -> tuple[int | None, float | None, int, int | None, str | None]:
     users = rate = cores = route = None
     idle = 0
@@ -93,12 +100,12 @@ def parse_load(load: str) -> tuple[int | None, float | None, int, int | None, st
     return users, rate, idle, cores, route
 
 
-def row_of(scenario: str, backend: str, load: str) -> dict[str, Any]:
+def row_of(scenario: str, backend: str, load: str) -> SummaryRow:
     users, rate, idle, cores, route = parse_load(load)
-    name = series({"backend": backend, "route": route, "cores": cores})
-    rows = [row for row in summary_rows(results(scenario)["steps"])
-            if row["backend"] == name and row["idle"] == idle and row["rate"] == rate
-            and (users is None or row["users"] == users)]
+    name = Step(backend=backend, users=0, route=route, cores=cores).series
+    rows = [row for row in summary_rows(run(scenario).steps)
+            if row.backend == name and row.idle == idle and row.rate == rate
+            and (users is None or row.users == users)]
     assert len(rows) == 1, f"{scenario} {backend} {load}: {len(rows)} summary rows"
     return rows[0]
 
@@ -109,17 +116,17 @@ def value_of(scenario: str, backend: str, load: str, field: str) -> float:
         return value_of(scenario, backend, load, first) / value_of(scenario, backend2, load2, second)
     row = row_of(scenario, backend, load)
     if field == "mem_mib":
-        steps = [s for s in results(scenario)["steps"] if series(s) == row["backend"] and s.get("status") == "ok"
-                 and s["repetition"] == row["repetition"] and s["users"] == row["users"]
-                 and s.get("rate") == row["rate"] and (s.get("idle_connections") or 0) == row["idle"]]
+        steps = [s for s in run(scenario).ok_steps if s.series == row.backend
+                 and s.repetition == row.repetition and s.users == row.users
+                 and s.rate == row.rate and s.idle_connections == row.idle]
         assert len(steps) == 1
-        memory = server_memory(steps[0])
+        memory = steps[0].server.memory
         assert memory is not None
         return memory / 2**20
     if field.endswith("_ms"):
-        return row[field[:-3] + "_us"] / 1000
-    assert field in row, f"no field {field!r} in a summary row: {sorted(row)}"
-    return row[field]
+        return getattr(row, field[:-3] + "_us") / 1000
+    assert field in FIELDS, f"no field {field!r} in a summary row: {sorted(FIELDS)}"
+    return getattr(row, field)
 
 
 def refs() -> list[tuple[str, str, str, str, str]]:
@@ -170,7 +177,7 @@ def test_the_readme_quotes_findings_of_the_reference_runs() -> None:
 @pytest.mark.parametrize("quote", quoted_findings(), ids=lambda quote: f"{quote[0]}: {quote[1][:40]}")
 def test_each_quoted_finding_is_one_its_run_tells(quote: tuple[str, str]) -> None:
     scenario, sentence = quote
-    told = [finding["text"] for finding in stored_findings(results(scenario))]
+    told = [finding.text for finding in stored_findings(run(scenario))]
     assert sentence.strip() in told, f"{scenario} tells no such finding; it tells: {told}"
 
 

@@ -8,7 +8,6 @@ draws every search path: each probe's rate in order, held (filled) or missed (ho
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Mapping
 
 import numpy as np
 from matplotlib.lines import Line2D
@@ -17,6 +16,7 @@ from matplotlib.ticker import MaxNLocator
 
 from harness.charts.style import (backend_colour, backend_order, chart_title, new_figure, save_figure, styled,
                                   thousands_format)
+from harness.results.model import Run
 from harness.results.capacity import (BACKOFF, ROUNDS_AGGREGATE, UNFINISHED, Capacity, capacities, objective,
                                       p99_text)
 
@@ -65,7 +65,7 @@ def bar_mark(row: Capacity) -> tuple[float, str | None]:
 
 
 @styled
-def draw_capacity(results: Mapping[str, Any], out_dir: Path) -> list[Path]:
+def draw_capacity(results: Run, out_dir: Path) -> list[Path]:
     """capacity.png/.svg and capacity_search.png/.svg; [] for a run without a rate search."""
     rows = capacities(results)
     if not rows:
@@ -107,20 +107,18 @@ def draw_capacity(results: Mapping[str, Any], out_dir: Path) -> list[Path]:
     return paths + _draw_paths(results, routes, out_dir)
 
 
-def _draw_paths(results: Mapping[str, Any], routes: dict[str | None, list[Capacity]], out_dir: Path) -> list[Path]:
+def _draw_paths(results: Run, routes: dict[str | None, list[Capacity]], out_dir: Path) -> list[Path]:
     """Each search's probes in order: the rate offered, filled where it held."""
-    searches = results.get("capacity") or {}
     figure, axes = new_figure(ncols=len(routes))
     axes = np.atleast_1d(axes).reshape(1, -1)
     for ax, (route, group) in zip(axes[0], routes.items()):
         for row in group:
-            path = (searches.get(row.series) or {}).get("path") or []
             colour = backend_colour(row.backend)
-            steps = list(range(1, len(path) + 1))
-            ax.plot(steps, [probe["rate"] for probe in path], color=colour, linewidth=1, label=row.backend)
-            for step, probe in zip(steps, path):
-                ax.plot(step, probe["rate"], marker="o", color=colour,
-                        markerfacecolor=colour if probe["passed"] else "white")
+            steps = list(range(1, len(row.path) + 1))
+            ax.plot(steps, [probe.rate for probe in row.path], color=colour, linewidth=1, label=row.backend)
+            for step, probe in zip(steps, row.path):
+                ax.plot(step, probe.rate, marker="o", color=colour,
+                        markerfacecolor=colour if probe.passed else "white")
         ax.set_yscale("log")
         ax.set_xlabel("probe")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
@@ -131,15 +129,13 @@ def _draw_paths(results: Mapping[str, Any], routes: dict[str | None, list[Capaci
     return save_figure(figure, out_dir, "capacity_search")
 
 
-def capacity_html(results: Mapping[str, Any]) -> str:
+def capacity_html(results: Run) -> str:
     """The report's capacity section: a row per search with its path; "" without a search."""
     import html
 
     rows = capacities(results)
     if not rows:
         return ""
-    searches = results.get("capacity") or {}
-
     def cell(value: float | None, scale: float = 1, places: int = 0) -> str:
         return "–" if value is None else f"{value / scale:,.{places}f}"
 
@@ -153,8 +149,7 @@ def capacity_html(results: Mapping[str, Any]) -> str:
              "<th>median good req/s</th><th>median CPU µs/req</th><th>search found</th>"
              "<th class=name>search path</th><th class=name>note</th></tr>"]
     for row in rows:
-        path = (searches.get(row.series) or {}).get("path") or []
-        steps = " → ".join(f"{probe['rate']:,.0f} {'✓' if probe['passed'] else '✗'}" for probe in path)
+        steps = " → ".join(f"{probe.rate:,.0f} {'✓' if probe.passed else '✗'}" for probe in row.path)
         told = row.told
         rate = cell(row.rate) + ("+" if row.floor else "")
         held = f"{told.held}/{told.rounds}" if told is not None else "–"

@@ -1,17 +1,16 @@
-"""Compare runs of one scenario on one machine: ratios with confidence intervals, a
-regression gate, and overlay charts.
+"""Compare runs of one scenario on one machine: each level's figures lined up run by run, with
+ratios and their confidence intervals (compare_stats.py); the gate for CI is compare_gate.py,
+the overlay charts compare_overlays.py, the printed forms compare_formats.py.
 
 Each later run is compared with the first, the base: a run directory, its results.json, or a
 stored baseline such as one under results/reference/. Per backend and load level, two
 measures: throughput, which is goodput (good req/s: 2xx/3xx answers per second) when every
-run recorded it, else req/s (results from before goodput; a server that answers faster
-with refusals is not faster), and p99 latency. Each figure is the geometric mean of the
-level's repetitions; each ratio (other/base) comes with its 95% confidence interval
-(compare_stats says which test and why) and reads "not significant" when the interval
-includes 1. The gate (regressions) counts a level as a regression when its ratio is
-significant and worse than the base by more than a threshold: throughput below
-1 - PCT/100, or p99 above 1 + PCT/100; a backend that ran in the base and failed in the
-other run is one too, once, even when it crashed after some steps. Runs from different
+run recorded it, else req/s (a run recorded by an older version has no goodput; a server
+that answers faster with refusals is not faster), and p99 latency. Each figure is the
+geometric mean of the level's repetitions; each ratio (other/base) comes with its 95%
+confidence interval (compare_stats says which test and why) and reads "not significant" when
+the interval includes 1. A backend that ran in the base and failed in a later run is listed
+once, even when it crashed after some steps. Runs from different
 machines or of different scenarios are refused unless forced: their ratios would measure the
 change of machine or workload, not of code. Rate searches are refused: each run searches its
 own rates, so their levels do not line up; their capacity tables are what to compare.
@@ -21,16 +20,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Sequence
 
+from harness.charts.compare_overlays import draw_overlays
 from harness.charts.compare_stats import Ratio, geometric_mean, ratio_interval
-from harness.charts.style import (backend_colour, backend_order, chart_title,
-                                 machine_line, new_figure, note_failed, run_style, save_figure,
-                                 short_cpu_model, slug, styled, thousands_format, users_axis)
-from harness.charts.levels import StepSummary, failed_backends, summarize_steps
+from harness.charts.levels import failed_backends
+from harness.charts.style import backend_order, machine_line, short_cpu_model
+from harness.results.model import Run, Step, load
 from harness.results.steps import LevelKey, group_levels
-from harness.results.store import read_results
-from harness.results.summary import load_label
+from harness.results.summary import first_line, load_label
 
 NOT_SIGNIFICANT = "not significant"
 THROUGHPUT, P99 = "throughput", "p99"
@@ -68,7 +66,7 @@ class Row:
     def load(self) -> str:
         """'8 users', '2,000/s offered', '1 users + 1,000 idle'."""
         _, users, rate, idle = self.level
-        return load_label({"users": users, "rate": rate, "idle": idle}) if users or rate else ""
+        return load_label(users, rate, idle) if users or rate else ""
 
 
 @dataclass(frozen=True)
@@ -81,22 +79,22 @@ class Failure:
 
 
 @dataclass(frozen=True)
-class Regression:
-    """A level where a later run is significantly worse than the base by more than the
-    threshold (row and cell), or a backend that failed in it (failure)."""
+class RunInfo:
+    """Which run a column is: its label (the directory's name), where it was read from, when
+    and from which commit it ran, and how it ended."""
 
-    row: Row | None = None
-    cell: Cell | None = None
-    failure: Failure | None = None
+    label: str
+    path: str
+    date: str | None
+    hostname: str | None
+    commit: str | None
+    dirty: bool
+    status: str
 
-    def line(self) -> str:
-        if self.failure is not None:
-            return f"{self.failure.backend} in {self.failure.run}: failed ({self.failure.error})"
-        assert self.row is not None and self.cell is not None and self.cell.ratio is not None
-        ratio = self.cell.ratio
-        what = "p99" if self.row.measure == P99 else self.row.unit
-        return (f"{self.row.backend} at {self.row.load}, {what} in {self.cell.run}: "
-                f"{ratio.value:.2f}x [{ratio.interval()}] ({self.cell.verdict})")
+    def to_dict(self) -> dict[str, str | bool | None]:
+        """As compare's json lists it."""
+        return {"label": self.label, "path": self.path, "date": self.date, "hostname": self.hostname,
+                "commit": self.commit, "dirty": self.dirty, "status": self.status}
 
 
 @dataclass(frozen=True)
@@ -105,7 +103,7 @@ class Comparison:
 
     scenario: str | None
     machine: str
-    runs: tuple[Mapping[str, Any], ...]  # label, path, date, commit, status, hostname
+    runs: tuple[RunInfo, ...]  # the base first
     warnings: tuple[str, ...]
     throughput: str  # what the throughput rows count, in words
     rows: tuple[Row, ...]
@@ -113,42 +111,18 @@ class Comparison:
     charts: tuple[str, ...] = ()  # overlay charts written, when asked for
     chart_dir: str | None = None
 
-    def regressions(self, pct: float) -> list[Regression]:
-        """The gate: each failure, then each level significantly worse than the base by more
-        than pct percent."""
-        return [Regression(failure=failure) for failure in self.failures] + [
-            Regression(row, cell) for row in self.rows for cell in row.others
-            if cell.ratio is not None and cell.ratio.significant
-            and (cell.ratio.value < 1 - pct / 100 if row.measure == THROUGHPUT else cell.ratio.value > 1 + pct / 100)]
 
-    def untested(self) -> int:
-        """Comparisons the gate cannot judge: a side with a single repetition."""
-        return sum(cell.ratio is not None and cell.ratio.significant is None
-                   for row in self.rows for cell in row.others)
-
-    def missing(self) -> int:
-        """Comparisons the gate cannot judge: a level the base has and a later run lacks (not
-        run, or no value), its backend not failed there."""
-        return sum(row.base.status == "ok" and cell.status == "missing" for row in self.rows for cell in row.others)
+def throughput_key(runs: Sequence[Run]) -> str:
+    """"good_rps" when every run recorded goodput, else "rps" for all (an older version's run)."""
+    steps = [step for run in runs for step in run.ok_steps]
+    return "good_rps" if steps and all(step.good_rps is not None for step in steps) else "rps"
 
 
-def measure_of(summaries: Sequence[StepSummary | None]) -> str:
-    """"good_rps" when every run that has this level recorded goodput, else "rps"."""
-    present = [summary for summary in summaries if summary is not None]
-    return "good_rps" if present and all(summary.good_rps is not None for summary in present) else "rps"
-
-
-def throughput_key(runs: Sequence[Mapping[str, Any]]) -> str:
-    """"good_rps" when every run recorded goodput, else "rps" for all (a run from before it)."""
-    steps = [step for run in runs for step in run.get("steps", ()) if step.get("status") == "ok"]
-    return "good_rps" if steps and all(step.get("good_rps") is not None for step in steps) else "rps"
-
-
-def repetition_values(reps: Sequence[Mapping[str, Any]], measure: str) -> list[float]:
+def repetition_values(reps: Sequence[Step], measure: str) -> list[float]:
     """One value per repetition: its throughput (by throughput_key), or its p99 in µs."""
-    if measure == P99:
-        return [step["p99_us"] for step in reps if step.get("p99_us") is not None]
-    return [step[measure] for step in reps]
+    values = {P99: [step.p99_us for step in reps], "good_rps": [step.good_rps for step in reps],
+              "rps": [step.rps for step in reps]}[measure]
+    return [value for value in values if value is not None]
 
 
 def verdict(measure: str, unit: str, ratio: Ratio, base: float, other: float) -> str:
@@ -172,22 +146,19 @@ def run_label(path: Path) -> str:
     return (path.parent if path.name == "results.json" else path).name
 
 
-def mismatches(runs: Sequence[Mapping[str, Any]], labels: Sequence[str]) -> list[str]:
+def mismatches(runs: Sequence[Run], labels: Sequence[str]) -> list[str]:
     """Why these runs should not be compared: each a sentence naming both runs."""
     problems = []
     first, first_label = runs[0], labels[0]
     for run, label in zip(runs[1:], labels[1:]):
-        meta, base = run.get("metadata") or {}, first.get("metadata") or {}
-        for key in ("hostname", "cpu_model"):
-            if meta.get(key) != base.get(key):
-                problems.append(
-                    f"{label} ran on {meta.get('hostname')} ({short_cpu_model(meta.get('cpu_model'))}) "
-                    f"but {first_label} on {base.get('hostname')} "
-                    f"({short_cpu_model(base.get('cpu_model'))}): different machines")
-                break
-        name, base_name = (run.get("scenario") or {}).get("name"), (first.get("scenario") or {}).get("name")
-        digest = (meta.get("scenario") or {}).get("sha256")
-        base_digest = (base.get("scenario") or {}).get("sha256")
+        meta, base = run.metadata, first.metadata
+        if (meta.hostname, meta.cpu_model) != (base.hostname, base.cpu_model):
+            problems.append(
+                f"{label} ran on {meta.hostname} ({short_cpu_model(meta.cpu_model)}) "
+                f"but {first_label} on {base.hostname} "
+                f"({short_cpu_model(base.cpu_model)}): different machines")
+        name, base_name = run.scenario.get("name"), first.scenario.get("name")
+        digest, base_digest = meta.scenario_sha256, base.scenario_sha256
         if name != base_name:
             problems.append(f"{label} ran scenario {name!r} but {first_label} ran {base_name!r}")
         elif digest != base_digest:
@@ -198,13 +169,13 @@ def mismatches(runs: Sequence[Mapping[str, Any]], labels: Sequence[str]) -> list
 
 # From this results schema on, a window counts every request that completes in it; before,
 # the requests in flight at each window boundary were lost, so req/s read low by about
-# users / window (store.py's schema history).
+# users / window (schema.py's history).
 COUNTS_EVERY_REQUEST = 3
 
 
-def schema_gaps(runs: Sequence[Mapping[str, Any]], labels: Sequence[str]) -> list[str]:
+def schema_gaps(runs: Sequence[Run], labels: Sequence[str]) -> list[str]:
     """Runs recorded before every request was counted, when compared with runs after."""
-    versions = [run.get("version") or 0 for run in runs]
+    versions = [run.written_version for run in runs]
     if all(v >= COUNTS_EVERY_REQUEST for v in versions) or all(v < COUNTS_EVERY_REQUEST for v in versions):
         return []
     return [f"{label} was recorded with results schema {version}, whose windows lost the requests in flight "
@@ -218,11 +189,11 @@ def compare(paths: Sequence[Path], *, force: bool = False, chart_dir: Path | Non
     With chart_dir, also draws one overlay per backend there."""
     if len(paths) < 2:
         raise CompareError("compare needs at least two runs")
-    runs = [read_results(Path(path)) for path in paths]
+    runs = [load(Path(path)) for path in paths]
     labels = [run_label(Path(path)) for path in paths]
     if len(set(labels)) < len(labels):
         labels = [str(path) for path in paths]
-    searches = [label for run, label in zip(runs, labels) if run.get("capacity")]
+    searches = [label for run, label in zip(runs, labels) if run.capacity]
     if searches:
         raise CompareError(f"{', '.join(searches)}: a rate search ([load] rate = {{ search = ... }}); compare does "
                            f"not judge rate searches yet: compare their capacity tables (concurbench summary)")
@@ -234,27 +205,27 @@ def compare(paths: Sequence[Path], *, force: bool = False, chart_dir: Path | Non
     throughput = ("good req/s (2xx/3xx answers per second)" if key == "good_rps" else
                   "req/s (answers of any status: not every run recorded goodput)")
     return Comparison(
-        scenario=(runs[0].get("scenario") or {}).get("name"),
-        machine=machine_line(runs[0].get("metadata") or {}),
+        scenario=runs[0].scenario.get("name"),
+        machine=machine_line(runs[0].metadata),
         runs=tuple(_run_info(run, label, Path(path)) for run, label, path in zip(runs, labels, paths)),
         warnings=tuple([f"WARNING (forced): {problem}" for problem in problems]
                        + [f"WARNING: {problem}" for problem in schema_gaps(runs, labels)]),
         throughput=throughput, rows=tuple(_rows(runs, labels, key)), failures=tuple(_failures(runs, labels)),
-        charts=tuple(str(p) for p in draw_overlays(runs, labels, Path(chart_dir))) if chart_dir else (),
+        charts=(tuple(str(p) for p in draw_overlays(runs, labels, Path(chart_dir), forced=bool(problems)))
+                if chart_dir else ()),
         chart_dir=str(chart_dir) if chart_dir else None)
 
 
-def _run_info(run: Mapping[str, Any], label: str, path: Path) -> dict[str, Any]:
-    meta = run.get("metadata") or {}
-    git = meta.get("git") or {}
-    return {"label": label, "path": str(path), "date": meta.get("date"), "hostname": meta.get("hostname"),
-            "commit": git.get("commit"), "dirty": bool(git.get("dirty")), "status": run.get("status")}
+def _run_info(run: Run, label: str, path: Path) -> RunInfo:
+    meta = run.metadata
+    return RunInfo(label=label, path=str(path), date=meta.date, hostname=meta.hostname, commit=meta.commit,
+                   dirty=meta.dirty, status=run.status)
 
 
-def _rows(runs: Sequence[Mapping[str, Any]], labels: Sequence[str], key: str) -> list[Row]:
+def _rows(runs: Sequence[Run], labels: Sequence[str], key: str) -> list[Row]:
     """Per backend and load level (closed loop, open loop, with idle connections beside), a
     throughput row (by key, throughput_key's) then a p99 row."""
-    groups = [group_levels(run.get("steps", ())) for run in runs]
+    groups = [group_levels(run.steps) for run in runs]
     failed = [failed_backends(run) for run in runs]
     rows = []
     for backend in backend_order([key[0] for g in groups for key in g] + [b for f in failed for b in f]):
@@ -273,12 +244,12 @@ def _rows(runs: Sequence[Mapping[str, Any]], labels: Sequence[str], key: str) ->
     return rows
 
 
-def _failures(runs: Sequence[Mapping[str, Any]], labels: Sequence[str]) -> list[Failure]:
+def _failures(runs: Sequence[Run], labels: Sequence[str]) -> list[Failure]:
     """Per later run, each backend failed in it (failed_backends') that ran in the base: a
     good step there, and its status not failed."""
-    ran = {step["backend"] for step in runs[0].get("steps", ()) if step.get("status") == "ok"}
+    ran = {step.backend for step in runs[0].ok_steps}
     ran -= set(failed_backends(runs[0]))
-    return [Failure(backend, label, (str(failed[backend]).strip().splitlines() or ["failed"])[0])
+    return [Failure(backend, label, first_line(failed[backend]) or "failed")
             for run, label in zip(runs[1:], labels[1:]) for failed in [failed_backends(run)]
             for backend in backend_order(list(failed)) if backend in ran]
 
@@ -292,57 +263,3 @@ def _against(base: Cell, cell: Cell, base_values: list[float], values: list[floa
     text = (f"failed in {base.run}" if base.status == "failed" else
             f"failed in {cell.run}" if cell.status == "failed" else "missing")
     return Cell(cell.run, cell.status, cell.value, None, text)
-
-
-def _spread(summary: StepSummary, measure: str) -> Any:
-    return summary.good_rps if measure == "good_rps" and summary.good_rps is not None else summary.rps
-
-
-@styled
-def draw_overlays(runs: Sequence[Mapping[str, Any]], labels: Sequence[str],
-                  out_dir: Path) -> list[Path]:
-    """Per backend, throughput vs users with one line per run: the backend's colour, a
-    line style per run. Written as compare_<backend>.png/.svg; returns the paths."""
-    summaries = [summarize_steps(run) for run in runs]
-    failed = [failed_backends(run) for run in runs]
-    hosts = sorted({str((run.get("metadata") or {}).get("hostname")) for run in runs})
-    mixed = f" (forced: machines {', '.join(hosts)})" if mismatches(runs, labels) else ""
-    paths: list[Path] = []
-    for backend in backend_order([b for s in summaries for b in s]):
-        figure, ax = new_figure()
-        colour = backend_colour(backend)
-        points_of_runs = [p for summary in summaries for p in summary.get(backend, {}).values()]
-        measure = measure_of(points_of_runs)
-        levels: set[int] = set()
-        bound: dict[int, list[tuple[str, float]]] = {}
-        for index, (label, summary) in enumerate(zip(labels, summaries)):
-            points = list(summary.get(backend, {}).values())
-            if not points:
-                continue
-            style, marker = run_style(index)
-            levels.update(p.users for p in points)
-            spreads = [_spread(p, measure) for p in points]
-            ax.errorbar([p.users for p in points], [v.median for v in spreads],
-                        yerr=[[v.median - v.min for v in spreads], [v.max - v.median for v in spreads]],
-                        color=colour, linestyle=style, marker=marker, capsize=3, label=label)
-            for point, value in zip(points, spreads):  # hollow where driver-bound, as in one run's chart
-                if not point.driver_bound:
-                    continue
-                ax.plot(point.users, value.median, marker=marker, markersize=9, color=colour,
-                        markerfacecolor="white", markeredgewidth=2, zorder=4)
-                bound.setdefault(point.users, []).append((label, value.median))
-        for users, marks in bound.items():  # one label per load level, naming the runs
-            ax.annotate(f"driver-bound: {', '.join(label for label, _ in marks)}",
-                        (users, max(rps for _, rps in marks)), xytext=(-6, 8),
-                        textcoords="offset points", fontsize=8, color=colour, ha="right")
-        users_axis(ax, sorted(levels))
-        ax.set_ylim(0, ax.get_ylim()[1] * 1.08)  # headroom for the driver-bound labels
-        ax.yaxis.set_major_formatter(thousands_format())
-        ax.set_ylabel(("good requests/s (2xx/3xx answers)" if measure == "good_rps" else "requests/s")
-                      + " (median, min..max)")
-        ax.set_title(chart_title(runs[0], f"{backend} {'goodput' if measure == 'good_rps' else 'throughput'}, "
-                                          f"run by run{mixed}"))
-        ax.legend(fontsize=8, title="run", title_fontsize=8)
-        note_failed(figure, {label: f[backend] for label, f in zip(labels, failed) if backend in f})
-        paths += save_figure(figure, out_dir, f"compare_{slug(backend)}")
-    return paths

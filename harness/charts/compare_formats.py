@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Sequence
 
-from harness.charts.compare import NOT_SIGNIFICANT, P99, THROUGHPUT, Cell, Comparison, Regression, Row, compare
+from harness.charts.compare import NOT_SIGNIFICANT, P99, THROUGHPUT, Cell, Comparison, Row, RunInfo, compare
+from harness.charts.compare_gate import Regression, missing, regressions, untested
 from harness.charts.compare_stats import CONFIDENCE, TEST_NAME
+from harness.results.units import ms_text
 
 FORMATS = ("text", "markdown", "json")
 # What each figure of a table is, said beside it: not the summary table's figure (the one
@@ -40,9 +42,9 @@ def render(comparison: Comparison, format: str = "text", *, gate_pct: float | No
              f"{comparison.scenario!r} on {comparison.machine}"]
     lines += [("- " if markdown else "") + warning for warning in comparison.warnings]
     for run in runs:
-        commit = (run["commit"] or "")[:10] + ("+dirty" if run["dirty"] else "")
-        lines.append(f"{'- ' if markdown else '  '}{run['label']}{' (base)' if run is runs[0] else ''}: "
-                     f"{run['date'] or '?'}  commit {commit or 'unknown'}  status {run['status'] or '?'}")
+        commit = (run.commit or "")[:10] + ("+dirty" if run.dirty else "")
+        lines.append(f"{'- ' if markdown else '  '}{run.label}{' (base)' if run is runs[0] else ''}: "
+                     f"{run.date or '?'}  commit {commit or 'unknown'}  status {run.status or '?'}")
     lines += [""] if markdown else []  # else the line below would continue the list's last item
     lines += [f"test: {TEST_NAME}, two-sided {CONFIDENCE:.0%}: each ratio is run/base with its "
               f"{CONFIDENCE:.0%} CI, \"{NOT_SIGNIFICANT}\" when the CI includes 1; each figure is the "
@@ -55,28 +57,28 @@ def render(comparison: Comparison, format: str = "text", *, gate_pct: float | No
     if comparison.chart_dir is not None:
         lines += ["", f"overlay charts: {len(comparison.charts) // 2} written to {comparison.chart_dir}"]
     if gate_pct is not None:
-        found = comparison.regressions(gate_pct)
+        found = regressions(comparison, gate_pct)
         lines += ["", f"{'**' if markdown else ''}regression gate{'**' if markdown else ''}: "
-                      f"significant and more than {gate_pct:g}% worse than {runs[0]['label']} "
+                      f"significant and more than {gate_pct:g}% worse than {runs[0].label} "
                       f"(throughput down, or p99 up), or failed: "
                       + (f"{len(found)} found" if found else "none")]
         lines += [f"{'- ' if markdown else '  '}{regression.line()}" for regression in found]
-        untested, missing = comparison.untested(), comparison.missing()
-        parts = ([f"{untested} untested (1 repetition: run with --repeat 2 or more)"] if untested else []) + (
-            [f"{missing} missing (a level the base has and a later run lacks)"] if missing else [])
+        unjudged, absent = untested(comparison), missing(comparison)
+        parts = ([f"{unjudged} untested (1 repetition: run with --repeat 2 or more)"] if unjudged else []) + (
+            [f"{absent} missing (a level the base has and a later run lacks)"] if absent else [])
         if parts:
-            lines.append(f"{'- ' if markdown else '  '}could not judge {untested + missing} comparison(s): "
+            lines.append(f"{'- ' if markdown else '  '}could not judge {unjudged + absent} comparison(s): "
                          + ", ".join(parts))
     return "\n".join(lines)
 
 
-def _table(rows: Sequence[Row], runs: Sequence[Mapping[str, Any]]) -> tuple[list[str], list[list[str]]]:
+def _table(rows: Sequence[Row], runs: Sequence[RunInfo]) -> tuple[list[str], list[list[str]]]:
     """A table's header and rows: backend, load, the base's figure, then per later run its
     figure, ratio, CI and verdict."""
     unit = rows[0].unit if rows else ""
-    header = ["backend", "load", f"{runs[0]['label']} {unit}"]
+    header = ["backend", "load", f"{runs[0].label} {unit}"]
     for run in runs[1:]:
-        header += [f"{run['label']} {unit}", "ratio", f"{CONFIDENCE:.0%} CI", "verdict"]
+        header += [f"{run.label} {unit}", "ratio", f"{CONFIDENCE:.0%} CI", "verdict"]
     body = []
     for row in rows:
         cells = [row.backend, row.load, _figure(row.base, row.measure)]
@@ -91,7 +93,7 @@ def _table(rows: Sequence[Row], runs: Sequence[Mapping[str, Any]]) -> tuple[list
 def _figure(cell: Cell, measure: str) -> str:
     if cell.value is None:
         return "failed" if cell.status == "failed" else "—"
-    return f"{cell.value / 1000:.2f}" if measure == P99 else f"{cell.value:,.0f}"
+    return ms_text(cell.value, form=".2f") if measure == P99 else f"{cell.value:,.0f}"
 
 
 def _text_table(header: list[str], body: list[list[str]]) -> list[str]:
@@ -129,11 +131,11 @@ def _json(comparison: Comparison, gate_pct: float | None) -> str:
     document = {
         "schema": JSON_SCHEMA, "scenario": comparison.scenario, "machine": comparison.machine,
         "test": {"name": TEST_NAME, "confidence": CONFIDENCE}, "throughput": comparison.throughput,
-        "base": comparison.runs[0]["label"], "runs": list(comparison.runs), "warnings": list(comparison.warnings),
+        "base": comparison.runs[0].label, "runs": [run.to_dict() for run in comparison.runs], "warnings": list(comparison.warnings),
         "rows": [row(r) for r in comparison.rows], "charts": list(comparison.charts),
         "gate": None if gate_pct is None else {
-            "threshold_pct": gate_pct, "untested": comparison.untested(), "missing": comparison.missing(),
-            "regressions": [regression(g) for g in comparison.regressions(gate_pct)]},
+            "threshold_pct": gate_pct, "untested": untested(comparison), "missing": missing(comparison),
+            "regressions": [regression(g) for g in regressions(comparison, gate_pct)]},
     }
     return json.dumps(document, indent=2, sort_keys=True, ensure_ascii=False)
 

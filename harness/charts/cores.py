@@ -30,8 +30,10 @@ from harness.charts.notes import draw_notes
 from harness.charts.style import (LATENCY, LOWER_BOUND_LABEL, LOWER_BOUND_MARKER, backend_label, backend_order,
                                   chart_title, distinct_colours, ms_format, new_figure, note_failed, save_figure,
                                   styled, thousands_format)
-from harness.results.steps import DRIVER_BOUND, SHARED_CPU, SHARED_CPU_LOW_PERCENT, median_of, series
-from harness.results.summary import driver_share, lower_bound
+from harness.results.model import Run, Step
+from harness.results.steps import DRIVER_BOUND, SHARED_CPU, SHARED_CPU_LOW_PERCENT, median_of
+from harness.results.summary import lower_bound
+from harness.results.units import ms
 
 # A legend of up to this many lines fits inside the throughput axes; a longer one (six backends
 # on two interpreters and two requests: 24 lines) goes beside them.
@@ -45,7 +47,7 @@ class CorePoint:
     """One series on `cores` server CPUs at the chart's user level, over its good repetitions."""
 
     cores: int
-    good_rps: float  # median; req/s for results recorded before goodput
+    good_rps: float  # median; req/s for steps without goodput (an older version)
     p99_us: float | None  # median; None: no repetition completed a request
     p99_lower_bound: bool  # the median reaches censored waits: the truth is at least this
     driver_bound: bool  # some repetition measured the driver: a floor, not capacity
@@ -55,42 +57,41 @@ class CorePoint:
     driver_share: float | None = None  # shared-cpu: the driver's largest share of the server's CPUs (%)
 
 
-def _swept(results: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+def _swept(results: Run) -> list[Step]:
     """The good closed-loop steps that carry a core count, at the run's fewest idle connections."""
-    return [step for step in at_fewest_idle(results) if step.get("status") == "ok"
-            and step.get("cores") is not None and step.get("rate") is None]
+    return [step for step in at_fewest_idle(results) if step.ok and step.cores is not None and step.rate is None]
 
 
-def has_core_sweep(results: Mapping[str, Any]) -> bool:
+def has_core_sweep(results: Run) -> bool:
     """Whether the run's closed-loop steps ran the server on two or more core counts."""
-    return len({step["cores"] for step in _swept(results)}) >= 2
+    return len({step.cores for step in _swept(results)}) >= 2
 
 
-def chart_users(results: Mapping[str, Any]) -> int | None:
+def chart_users(results: Run) -> int | None:
     """The user level the chart shows: the highest closed-loop one of the sweep."""
-    return max((step["users"] for step in _swept(results)), default=None)
+    return max((step.users for step in _swept(results)), default=None)
 
 
-def core_points(results: Mapping[str, Any]) -> dict[str, list[CorePoint]]:
+def core_points(results: Run) -> dict[str, list[CorePoint]]:
     """series -> its points at the chart's user level, by cores; our backends in the usual order."""
     users = chart_users(results)
-    groups: dict[tuple[str, int], list[Mapping[str, Any]]] = {}
+    groups: dict[tuple[str, int], list[Step]] = {}
     for step in _swept(results):
-        if step["users"] == users:
-            groups.setdefault((series({**step, "cores": None}), step["cores"]), []).append(step)
+        if step.users == users and step.cores is not None:
+            groups.setdefault((step.without_cores, step.cores), []).append(step)
     return {name: [_point(cores, groups[name, cores]) for cores in sorted(c for n, c in groups if n == name)]
             for name in backend_order([name for name, _ in groups])}
 
 
-def _point(cores: int, reps: Sequence[Mapping[str, Any]]) -> CorePoint:
-    good = median_of(reps, "good_rps")
+def _point(cores: int, reps: Sequence[Step]) -> CorePoint:
+    good = median_of(rep.good_rps for rep in reps)
     p99, bound = median_p99(reps)
-    pinned = [len(rep["server_cpus"]) for rep in reps if rep.get("server_cpus") is not None]
-    shares = [driver_share(rep) or 0.0 for rep in reps if SHARED_CPU in (rep.get("flags") or ())]
-    return CorePoint(cores=cores, good_rps=good if good is not None else median_of(reps, "rps") or 0.0,
+    pinned = [len(rep.server_cpus) for rep in reps if rep.server_cpus is not None]
+    shares = [rep.driver.share_of_server_percent or 0.0 for rep in reps if SHARED_CPU in rep.flags]
+    return CorePoint(cores=cores, good_rps=good if good is not None else median_of(rep.rps for rep in reps) or 0.0,
                      p99_us=p99, p99_lower_bound=bound, pinned=min(pinned, default=None),
-                     driver_bound=any(DRIVER_BOUND in (rep.get("flags") or ()) for rep in reps),
-                     backend=reps[0]["backend"], route=reps[0].get("route"), driver_share=max(shares, default=None))
+                     driver_bound=any(DRIVER_BOUND in rep.flags for rep in reps),
+                     backend=reps[0].backend, route=reps[0].route, driver_share=max(shares, default=None))
 
 
 def ideal(line: Sequence[CorePoint]) -> list[tuple[int, float]]:
@@ -105,18 +106,19 @@ def route_style(points: Mapping[str, Sequence[CorePoint]], line: Sequence[CorePo
     return ROUTE_STYLES[routes.index(line[0].route) % len(ROUTE_STYLES)]
 
 
-def median_p99(reps: Sequence[Mapping[str, Any]]) -> tuple[float | None, bool]:
+def median_p99(reps: Sequence[Step]) -> tuple[float | None, bool]:
     """The repetitions' median p99, and whether it is a lower bound: it is when a repetition at
     or below the (upper) middle one is, since that one's truth could lift the median."""
-    ranked = sorted((rep for rep in reps if rep.get("p99_us") is not None), key=lambda rep: rep["p99_us"])
+    ranked = sorted((rep for rep in reps if rep.p99_us is not None), key=lambda rep: rep.p99_us or 0.0)
     if not ranked:
         return None, False
-    middle = ranked[len(ranked) // 2]["p99_us"]
-    return median_of(ranked, "p99_us"), any(lower_bound(rep, "p99_us") for rep in ranked if rep["p99_us"] <= middle)
+    middle = ranked[len(ranked) // 2].p99_us or 0.0
+    return (median_of(rep.p99_us for rep in ranked),
+            any(lower_bound(rep, "p99_us") for rep in ranked if (rep.p99_us or 0.0) <= middle))
 
 
 @styled
-def throughput_latency_vs_cores(results: Mapping[str, Any], out_dir: Path) -> list[Path]:
+def throughput_latency_vs_cores(results: Run, out_dir: Path) -> list[Path]:
     """Good req/s (top, with each series' ideal) and p99 (bottom, log) against server cores."""
     points = core_points(results)
     colours = distinct_colours([line[0].backend for line in points.values()])
@@ -159,9 +161,9 @@ def _draw_series(rps_ax: Any, p99_ax: Any, line: Sequence[CorePoint], style: tup
         rps_ax.annotate(DRIVER_BOUND, (point.cores, point.good_rps), xytext=(-6, 8), textcoords="offset points",
                         fontsize=8, color=colour, ha="right")
     drawn = [p for p in line if p.p99_us is not None]
-    p99_ax.plot([p.cores for p in drawn], [p.p99_us / 1000 for p in drawn], color=colour, marker=marker,
+    p99_ax.plot([p.cores for p in drawn], [ms(p.p99_us) for p in drawn], color=colour, marker=marker,
                 linestyle="--")
-    bounded = [(p.cores, p.p99_us / 1000) for p in drawn if p.p99_lower_bound]
+    bounded = [(p.cores, ms(p.p99_us)) for p in drawn if p.p99_lower_bound]
     if bounded:
         p99_ax.plot(*zip(*bounded), linestyle="", marker=LOWER_BOUND_MARKER, markersize=9, color=colour, zorder=5)
 
@@ -204,6 +206,6 @@ def shared_notes(points: Mapping[str, Sequence[CorePoint]]) -> list[str]:
             for cores, share in sorted(by_cores.items())]
 
 
-def draw_cores(results: Mapping[str, Any], out_dir: Path) -> list[Path]:
+def draw_cores(results: Run, out_dir: Path) -> list[Path]:
     """The cores chart, when the run sweeps two or more core counts (none otherwise)."""
     return throughput_latency_vs_cores(results, out_dir) if has_core_sweep(results) else []

@@ -1,56 +1,66 @@
 """What an answer costs: server CPU µs per request (the whole process tree) per backend at
 every load level, drawn from stored results only (measurement rule 12). It separates "fast
-because idle" from "fast because cheap"; runs from before schema 3 did not record it.
+because idle" from "fast because cheap"; a run recorded by an older version may lack it.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Mapping
+from dataclasses import dataclass
 
 from harness.charts.levels import failed_backends
 from harness.charts.style import (backend_colour, backend_label, backend_order, chart_title, ms_format, new_figure,
                                   note_failed, save_figure, styled, thousands_format)
+from harness.results.model import Run
 from harness.results.steps import group_levels
-from harness.results.summary import load_label, summary_rows
+from harness.results.summary import SummaryRow, summary_rows
 
 
-def cpu_levels(results: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """The summary rows (every load level: closed, open loop, idle connections) with the
-    min..max of server CPU µs per request over their repetitions ("cpu_min", "cpu_max")."""
-    levels = group_levels(results.get("steps", ()))
+@dataclass(frozen=True)
+class CostLevel:
+    """A summary row (closed, open loop, idle connections) with the min..max of server CPU µs
+    per request over its repetitions."""
+
+    row: SummaryRow
+    cpu_min: float | None
+    cpu_max: float | None
+
+
+def cpu_levels(results: Run) -> list[CostLevel]:
+    """Every load level's summary row, with its repetitions' range of CPU per request."""
+    levels = group_levels(results.steps)
     rows = []
-    for row in summary_rows(results.get("steps", ())):
-        reps = levels[row["backend"], row["users"], row["rate"], row["idle"]]
-        values = [v for v in ((rep.get("server") or {}).get("cpu_us_per_request") for rep in reps) if v is not None]
-        rows.append({**row, "cpu_min": min(values, default=None), "cpu_max": max(values, default=None)})
+    for row in summary_rows(results.steps):
+        reps = levels[row.backend, row.users, row.rate, row.idle]
+        values = [v for v in (rep.server.cpu_us_per_request for rep in reps) if v is not None]
+        rows.append(CostLevel(row, min(values, default=None), max(values, default=None)))
     return rows
 
 
 @styled
-def cpu_per_request(results: Mapping[str, Any], out_dir: Path) -> list[Path]:
+def cpu_per_request(results: Run, out_dir: Path) -> list[Path]:
     """Server CPU µs per request (the whole process tree) per backend at every load level:
     what an answer costs, which separates "fast because idle" from "fast because cheap".
     A bar is the repetition summary.csv shows; the whisker spans the repetitions."""
-    rows = cpu_levels(results)
-    loads = list(dict.fromkeys(load_label(row) for row in sorted(
-        rows, key=lambda r: (r["idle"], r["rate"] is not None, r["rate"] or 0, r["users"]))))
-    backends = backend_order([row["backend"] for row in rows])
+    levels = cpu_levels(results)
+    loads = list(dict.fromkeys(level.row.load for level in sorted(
+        levels, key=lambda level: (level.row.idle, level.row.rate is not None, level.row.rate or 0, level.row.users))))
+    backends = backend_order([level.row.backend for level in levels])
     figure, ax = new_figure()
     width = 0.8 / max(len(backends), 1)
     for index, backend in enumerate(backends):
-        mine = {load_label(row): row for row in rows if row["backend"] == backend
-                and row["cpu_us_per_request"] is not None}
+        mine = {level.row.load: level for level in levels if level.row.backend == backend
+                and level.row.cpu_us_per_request is not None}
         xs = [i + (index - (len(backends) - 1) / 2) * width for i, load in enumerate(loads) if load in mine]
         drawn = [mine[load] for load in loads if load in mine]
-        ax.bar(xs, [row["cpu_us_per_request"] for row in drawn], width=width * 0.9, color=backend_colour(backend),
-               label=backend_label(backend),
-               yerr=[[row["cpu_us_per_request"] - row["cpu_min"] for row in drawn],
-                     [row["cpu_max"] - row["cpu_us_per_request"] for row in drawn]],
+        cost = [level.row.cpu_us_per_request or 0.0 for level in drawn]
+        ax.bar(xs, cost, width=width * 0.9, color=backend_colour(backend), label=backend_label(backend),
+               yerr=[[c - level.cpu_min if level.cpu_min is not None else 0.0 for c, level in zip(cost, drawn)],
+                     [level.cpu_max - c if level.cpu_max is not None else 0.0 for c, level in zip(cost, drawn)]],
                error_kw={"elinewidth": 0.8, "capsize": 2, "ecolor": "#333"})
     ax.set_xticks(range(len(loads)), labels=[load.replace(" + ", "\n+ ") for load in loads],
                   fontsize=8 if len(loads) < 8 else 6)
-    values = [row["cpu_us_per_request"] for row in rows if row["cpu_us_per_request"]]
+    values = [level.row.cpu_us_per_request for level in levels if level.row.cpu_us_per_request]
     if values and max(values) / min(values) > 50:  # a process per request beside a callback: log
         ax.set_yscale("log")
     else:
@@ -65,12 +75,11 @@ def cpu_per_request(results: Mapping[str, Any], out_dir: Path) -> list[Path]:
     return save_figure(figure, out_dir, "cpu_per_request")
 
 
-def has_cpu_per_request(results: Mapping[str, Any]) -> bool:
-    """Whether any good step recorded its server CPU per request (issue 13 on)."""
-    return any((step.get("server") or {}).get("cpu_us_per_request") is not None
-               for step in results.get("steps", ()) if step.get("status") == "ok")
+def has_cpu_per_request(results: Run) -> bool:
+    """Whether any good step recorded its server CPU per request (an older version did not)."""
+    return any(step.server.cpu_us_per_request is not None for step in results.ok_steps)
 
 
-def draw_cost(results: Mapping[str, Any], out_dir: Path) -> list[Path]:
+def draw_cost(results: Run, out_dir: Path) -> list[Path]:
     """The cost chart, when the run recorded CPU per request (none otherwise)."""
     return cpu_per_request(results, out_dir) if has_cpu_per_request(results) else []

@@ -14,34 +14,33 @@ them), the point is labelled with that count, so a cap is never mistaken for a c
 from __future__ import annotations
 
 import math
-import statistics
 from pathlib import Path
-from typing import Any, Mapping
 
 from matplotlib.ticker import NullFormatter
 
 from harness.charts.style import (LATENCY, LOWER_BOUND_LABEL, LOWER_BOUND_MARKER, RESPONSE_TIME, backend_colour,
                                   backend_label, backend_order, chart_title, ms_format, new_figure, save_figure, styled,
                                   thousands_format)
+from harness.results.model import Run, Step
 from harness.results.steps import group_levels, median_of
-from harness.results.summary import lower_bound, pick_repetition, server_memory
+from harness.results.summary import lower_bound, pick_repetition
+from harness.results.units import ms
 
-IdleLevels = dict[str, dict[int, list[Mapping[str, Any]]]]
+IdleLevels = dict[str, dict[int, list[Step]]]
 
 
-def at_fewest_idle(results: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+def at_fewest_idle(results: Run) -> list[Step]:
     """The steps at the run's fewest idle connections: what the charts against users or
     offered rate draw, so a c10k sweep does not stack four levels at one x."""
-    steps = results.get("steps", ())
-    fewest = min((step.get("idle_connections") or 0 for step in steps), default=0)
-    return [step for step in steps if (step.get("idle_connections") or 0) == fewest]
+    fewest = min((step.idle_connections for step in results.steps), default=0)
+    return [step for step in results.steps if step.idle_connections == fewest]
 
 
-def idle_levels(results: Mapping[str, Any]) -> IdleLevels:
+def idle_levels(results: Run) -> IdleLevels:
     """backend -> idle connections asked for -> its good steps at the run's first load
     level (c10k has one: a light offered rate); empty unless the run has more than one
     idle level (only then is there a curve to draw)."""
-    groups = group_levels(results.get("steps", ()))
+    groups = group_levels(results.steps)
     first = next(iter(groups), None)
     levels: IdleLevels = {}
     for (backend, users, rate, idle), reps in groups.items():
@@ -56,37 +55,35 @@ def _nan_if_none(value: float | None) -> float:
     return math.nan if value is None else value
 
 
-def _memory(steps: list[Mapping[str, Any]]) -> float | None:
-    """Median server memory over steps: PSS of the process tree, else RSS (summary.server_memory)."""
-    present = [m for m in map(server_memory, steps) if m is not None]
-    return statistics.median(present) if present else None
+def _memory(steps: list[Step]) -> float | None:
+    """Median server memory over steps: PSS of the process tree, else RSS (ServerFigures.memory)."""
+    return median_of(step.server.memory for step in steps)
 
 
-def held_open(steps: list[Mapping[str, Any]]) -> float:
+def held_open(steps: list[Step]) -> float:
     """Median idle sockets connected at the end of each window, from the driver's side:
     those the server holds, and those whose handshake the kernel completed that wait in
     its listen queue to be accepted (or refused)."""
-    return _nan_if_none(median_of(steps, "idle_connected", "background"))
+    return _nan_if_none(median_of(step.background.idle_connected if step.background else None for step in steps))
 
 
-def failed_share(steps: list[Mapping[str, Any]]) -> float:
+def failed_share(steps: list[Step]) -> float:
     """Requests without a good answer, as a percentage: refused (a 503 is counted among
     `requests` and as a bad_status error), failed, or, at an offered rate, never answered
     at all (an iterative server stuck on an idle connection answers nothing and fails nothing)."""
     wanted = good = 0.0
     for step in steps:
-        errors = step.get("errors") or {}
-        answered = step.get("requests") or 0
-        good_requests = step.get("good_requests")  # since goodput is recorded; before, answers less refusals
-        good += answered - errors.get("bad_status", 0) if good_requests is None else good_requests
-        failed = sum(errors.values()) - errors.get("bad_status", 0)  # these never got an answer
-        offered = (step.get("rate") or 0) * (step.get("duration_s") or 0)
+        answered = step.requests
+        good_requests = step.good_requests  # unrecorded by older versions: answers less refusals
+        good += answered - step.errors.bad_status if good_requests is None else good_requests
+        failed = step.errors.no_answer  # these never got an answer
+        offered = (step.rate or 0) * (step.duration_s or 0)
         wanted += max(offered, answered + failed)
     return 100 * (1 - good / wanted) if wanted else math.nan
 
 
 @styled
-def idle_connections_chart(results: Mapping[str, Any], out_dir: Path) -> list[Path]:
+def idle_connections_chart(results: Run, out_dir: Path) -> list[Path]:
     levels = idle_levels(results)
     figure, (p99, rss, failed) = new_figure(ncols=3, height=4.2)
     bounded = False
@@ -96,7 +93,7 @@ def idle_connections_chart(results: Mapping[str, Any], out_dir: Path) -> list[Pa
         # the p99 of refusals is not the cost of anything: drawn only where most were served; it is
         # the p99 of the repetition summary.csv shows (the median by goodput), a triangle if a lower bound
         chosen = [pick_repetition(reps) for reps in steps]
-        ys = [_nan_if_none(rep.get("p99_us")) / 1000 if failed_share(reps) < 50 else math.nan
+        ys = [ms(rep.p99_us) if failed_share(reps) < 50 else math.nan
               for rep, reps in zip(chosen, steps)]
         p99.plot(idle, ys, color=colour, marker="o", label=backend_label(backend))
         marked = [(x, y) for x, y, rep in zip(idle, ys, chosen) if lower_bound(rep, "p99_us") and not math.isnan(y)]
@@ -115,7 +112,7 @@ def idle_connections_chart(results: Mapping[str, Any], out_dir: Path) -> list[Pa
                          xytext=(-4, 4), textcoords="offset points", fontsize=7, color=colour, ha="right")
     p99.set_ylim(bottom=0)
     p99.yaxis.set_major_formatter(ms_format())
-    rate = next((reps[0].get("rate") for by_idle in levels.values() for reps in by_idle.values()), None)
+    rate = next((reps[0].rate for by_idle in levels.values() for reps in by_idle.values()), None)
     which = RESPONSE_TIME if rate else LATENCY  # "response time (intended send -> answer)"
     name, _, span = which.partition(" (")
     p99.set_ylabel(f"p99 {name}, ms\n({span}" + (f" at {rate:,.0f}/s offered" if rate else "")
@@ -135,7 +132,7 @@ def idle_connections_chart(results: Mapping[str, Any], out_dir: Path) -> list[Pa
     return save_figure(figure, out_dir, "idle_connections")
 
 
-def draw_idle(results: Mapping[str, Any], out_dir: Path) -> list[Path]:
+def draw_idle(results: Run, out_dir: Path) -> list[Path]:
     if not idle_levels(results):
         return []
     return idle_connections_chart(results, out_dir)

@@ -10,9 +10,12 @@ dropped open-loop requests.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
+from typing import Any, Sequence
 
 from harness.results.metrics import HIGH_SPREAD_LIMIT, summarize
+from harness.results.model import Run, Step
+from harness.results.summary import load_label
+from harness.results.units import ms_text
 from harness.results.steps import (CONTENDED, CONTENDED_PERCENT, DRIVER_BOUND, DRIVER_BOUND_PERCENT, FLAG_MEANINGS,
                                    GIL_ON, HIGH_SPREAD, LITTLES_LAW, LITTLES_LAW_LIMIT, NOISY, NOISY_STEAL_PERCENT,
                                    SHARED_CPU, SHARED_CPU_LOW_PERCENT, group_levels, level_key)
@@ -40,62 +43,52 @@ def draw_notes(ax: Any, lines: Sequence[str]) -> None:
                 bbox={"facecolor": "white", "alpha": 0.85, "edgecolor": "#a00", "linewidth": 0.5})
 
 
-def load_text(users: int, rate: float | None = None, idle: int = 0) -> str:
-    """'32 users', '2,000/s offered', '2,000/s offered + 1,000 idle'."""
-    text = f"{users} users" if rate is None else f"{rate:,g}/s offered"
-    return text + (f" + {idle:,} idle" if idle else "")
-
-
 def starved_text(users: int, starved: int, recorded: bool) -> str:
     """How many users waited, and whether their wait is in the percentiles.
 
-    recorded: the step records censored values (issue 13 on), so a starved user's wait so far
-    is in the latency record as a lower bound; before, it was in no percentile at all."""
+    recorded: the step records censored values, so a starved user's wait so far is in the
+    latency record as a lower bound; a step recorded by an older version has it in no percentile."""
     where = ("their wait so far is in these latencies, as a lower bound" if recorded
              else "their wait is in no latency percentile")
     return f"{starved} of {users} got no answer in a window ({where})"
 
 
-def _ms(micros: float | None) -> str:
-    return "?" if micros is None else f"{micros / 1000:,.1f} ms"
-
-
-def flag_explanation(flag: str, step: Mapping[str, Any], level: Sequence[Mapping[str, Any]]) -> str:
+def flag_explanation(flag: str, step: Step, level: Sequence[Step]) -> str:
     """Why this step carries this flag, with its own numbers, in one line."""
-    driver, server = step.get("driver") or {}, step.get("server") or {}
-    if flag == DRIVER_BOUND and driver.get("cpu_percent") is not None:
-        return (f"the driver's busiest CPU was {driver['cpu_percent']:.0f}% busy (over {DRIVER_BOUND_PERCENT:g}%): "
+    driver, server = step.driver, step.server
+    if flag == DRIVER_BOUND and driver.cpu_percent is not None:
+        return (f"the driver's busiest CPU was {driver.cpu_percent:.0f}% busy (over {DRIVER_BOUND_PERCENT:g}%): "
                 "the figure is the driver's limit, a floor for the server")
     if flag == HIGH_SPREAD and len(level) > 1:
-        spread = summarize([rep["rps"] for rep in level]).spread
+        spread = summarize([rep.rps or 0.0 for rep in level]).spread
         return (f"the level's repetitions' req/s are {spread:.0%} of their median apart (over "
                 f"{HIGH_SPREAD_LIMIT:.0%}): the median is less certain")
-    littles = step.get("littles") or {}
-    if flag == LITTLES_LAW and littles.get("ratio") is not None:
-        return (f"{littles['users']} users, but throughput x cycle time gives {littles['predicted']:,.1f} "
-                f"(ratio {littles['ratio']:.2f}, more than {LITTLES_LAW_LIMIT:.0%} off): requests waited "
+    littles = step.littles
+    if flag == LITTLES_LAW and littles is not None:
+        return (f"{littles.users} users, but throughput x cycle time gives {littles.predicted:,.1f} "
+                f"(ratio {littles.ratio:.2f}, more than {LITTLES_LAW_LIMIT:.0%} off): requests waited "
                 "that no percentile shows")
-    steal = [side.get("steal_percent") for side in (server, driver)]
+    steal = [server.steal_percent, driver.steal_percent]
     if flag == NOISY and any(value is not None for value in steal):
         shown = ", ".join(f"{name} {value:.1f}%" for name, value in zip(("server", "driver"), steal)
                           if value is not None)
         return (f"CPU steal {shown} (over {NOISY_STEAL_PERCENT:g}%): the hypervisor took CPU time from "
                 "the measurement")
-    others = server.get("others_percent")
+    others = server.others_percent
     if flag == CONTENDED and others is not None:
-        cpus = ", ".join(map(str, step.get("server_cpus") or ())) or "?"
+        cpus = ", ".join(map(str, step.server_cpus or ())) or "?"
         return (f"other processes of this machine used {others:.1f}% of the server's CPUs ({cpus}) "
                 f"(over {CONTENDED_PERCENT:g}%; not the server's tree, not the driver): the server shared its CPUs "
                 "with them, so its figures may be low")
-    share = driver.get("share_of_server_percent")
+    share = driver.share_of_server_percent
     if flag == SHARED_CPU and share is not None:
-        shared = sorted(set(step.get("server_cpus") or ()) & {int(cpu) for cpu in driver.get("cpu_percent_by_cpu") or {}})
+        shared = sorted(set(step.server_cpus or ()) & {int(cpu) for cpu in driver.cpu_percent_by_cpu or {}})
         low = f" (over {SHARED_CPU_LOW_PERCENT:g}%: the figure may be low)" if share > SHARED_CPU_LOW_PERCENT else ""
         return (f"the server ran on the driver's CPU {', '.join(map(str, shared))} too, and the driver took "
                 f"{share:.1f}% of the server's CPUs{low}")
-    runtime = step.get("runtime") or {}
-    if flag == GIL_ON and runtime.get("python"):
-        return (f"Python {runtime['python']} is a free-threaded build, but its GIL was on when asked after the step "
+    runtime = step.runtime
+    if flag == GIL_ON and runtime is not None and runtime.python:
+        return (f"Python {runtime.python} is a free-threaded build, but its GIL was on when asked after the step "
                 "(GET /runtime): an extension imported late, or PYTHON_GIL=1; its threads ran under a GIL")
     return FLAG_MEANINGS.get(flag, "a flag this concurbench has no explanation for")
 
@@ -110,27 +103,25 @@ class StepWarnings:
     items: tuple[tuple[str, str], ...]
 
 
-def step_warnings(results: Mapping[str, Any]) -> list[StepWarnings]:
+def step_warnings(results: Run) -> list[StepWarnings]:
     """Every good step with a flag or something left out of a plain percentile, in run order."""
-    levels = group_levels(results.get("steps", ()))
+    levels = group_levels(results.steps)
     found = []
-    for step in results.get("steps", ()):
-        if step.get("status") != "ok":
-            continue
+    for step in results.ok_steps:
         level = levels.get(level_key(step), [step])
-        items = [(flag, flag_explanation(flag, step, level)) for flag in step.get("flags") or ()]
-        users, recorded = step["users"], step.get("censored") is not None
-        if step.get("starved_users"):
-            items.append(("starved", starved_text(users, step["starved_users"], recorded)))
-        if step.get("censored"):
-            items.append(("censored", f"{step['censored']:,} latency values are waits cut short (timeouts, starved "
-                                      f"users, unsent requests), the shortest {_ms(step.get('censored_min_us'))}: "
+        items = [(flag, flag_explanation(flag, step, level)) for flag in step.flags]
+        users, recorded = step.users, step.censored is not None
+        if step.starved_users:
+            items.append(("starved", starved_text(users, step.starved_users, recorded)))
+        if step.censored:
+            items.append(("censored", f"{step.censored:,} latency values are waits cut short (timeouts, starved "
+                                      f"users, unsent requests), the shortest {ms_text(step.censored_min_us, form=',.1f', unit=' ms', missing='?')}: "
                                       "percentiles at or above it that they could move by more than 1% are "
                                       "lower bounds"))
-        if step.get("dropped"):
-            items.append(("dropped", f"{step['dropped']:,} requests were due but never sent before the window "
-                                     f"closed (the longest waited {_ms(step.get('dropped_max_us'))})"))
+        if step.dropped:
+            items.append(("dropped", f"{step.dropped:,} requests were due but never sent before the window "
+                                     f"closed (the longest waited {ms_text(step.dropped_max_us, form=',.1f', unit=' ms', missing='?')})"))
         if items:
-            found.append(StepWarnings(step["backend"], load_text(users, step.get("rate"), step.get("idle_connections")
-                                                                 or 0), step.get("repetition", 0), tuple(items)))
+            found.append(StepWarnings(step.backend, load_label(users, step.rate, step.idle_connections),
+                                      step.repetition, tuple(items)))
     return found

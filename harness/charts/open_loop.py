@@ -17,18 +17,20 @@ import math
 
 from matplotlib.lines import Line2D
 
-from harness.charts.notes import draw_notes, load_text
+from harness.charts.notes import draw_notes
 from harness.charts.style import (LOWER_BOUND_LABEL, LOWER_BOUND_MARKER, RESPONSE_TIME, SERVICE_TIME, backend_colour,
                                   backend_label, backend_order, chart_title, ms_format, new_figure, save_figure,
                                   styled, thousands_format)
 from harness.charts.idle import at_fewest_idle
+from harness.results.model import Run, Step
+from harness.results.units import ms
 from harness.results.steps import group_levels, median_of
-from harness.results.summary import lower_bound, pick_repetition
+from harness.results.summary import load_label, lower_bound, pick_repetition
 
 
-def open_loop_levels(results: Mapping[str, Any]) -> dict[str, dict[float, list[Mapping[str, Any]]]]:
+def open_loop_levels(results: Run) -> dict[str, dict[float, list[Step]]]:
     """backend -> offered rate -> its good open-loop steps."""
-    levels: dict[str, dict[float, list[Mapping[str, Any]]]] = {}
+    levels: dict[str, dict[float, list[Step]]] = {}
     for (backend, _, rate, _), reps in group_levels(at_fewest_idle(results)).items():  # c10k's idle sweep:
         if rate:  # a chart of its own
             levels.setdefault(backend, {}).setdefault(rate, []).extend(reps)
@@ -42,25 +44,21 @@ def _rate_axis(ax: Any, rates: list[float]) -> None:
     ax.set_xlabel("offered rate (requests/s, log scale)")
 
 
-def _ms(value: float | None) -> float:
-    return math.nan if value is None else value / 1000
-
-
-def dropped_notes(levels: Mapping[str, Mapping[float, list[Mapping[str, Any]]]]) -> list[str]:
+def dropped_notes(levels: Mapping[str, Mapping[float, list[Step]]]) -> list[str]:
     """One line per backend and rate whose requests were due but never sent: their wait is
     only a lower bound in the response time, and they are in no throughput."""
     lines = []
     for backend, by_rate in levels.items():
         for rate, steps in by_rate.items():
-            dropped = sum(step.get("dropped") or 0 for step in steps)
+            dropped = sum(step.dropped or 0 for step in steps)
             if dropped:
-                lines.append(f"{backend_label(backend)} at {load_text(0, rate)}: {dropped:,} requests due were "
+                lines.append(f"{backend_label(backend)} at {load_label(0, rate)}: {dropped:,} requests due were "
                              f"never sent (over {len(steps)} repetitions)")
     return lines
 
 
 @styled
-def latency_vs_rate(results: Mapping[str, Any], out_dir: Path) -> list[Path]:
+def latency_vs_rate(results: Run, out_dir: Path) -> list[Path]:
     """Response time p50 (solid) and p99 (dashed), service time p99 (dotted), against offered rate."""
     levels = open_loop_levels(results)
     figure, ax = new_figure()
@@ -69,14 +67,14 @@ def latency_vs_rate(results: Mapping[str, Any], out_dir: Path) -> list[Path]:
         rates, colour = list(by_rate), backend_colour(backend)
         chosen = [pick_repetition(steps) for steps in by_rate.values()]
         for key, style in (("p50_us", "-"), ("p99_us", "--")):
-            ys = [_ms(step.get(key)) for step in chosen]
+            ys = [ms(step.percentile(key)) for step in chosen]
             ax.plot(rates, ys, color=colour, marker="o", linestyle=style,
                     label=f"{backend_label(backend)} {key[:3]}")
             marked = [(r, y) for r, y, step in zip(rates, ys, chosen) if lower_bound(step, key) and not math.isnan(y)]
             if marked:
                 ax.plot(*zip(*marked), linestyle="", marker=LOWER_BOUND_MARKER, markersize=9, color=colour, zorder=5)
                 bounded = True
-        ax.plot(rates, [_ms((step.get("uncorrected") or {}).get("p99_us")) for step in chosen], color=colour,
+        ax.plot(rates, [ms(step.uncorrected.p99_us if step.uncorrected else None) for step in chosen], color=colour,
                 linestyle=":", alpha=0.7, label=f"{backend_label(backend)} p99 service time")
     _rate_axis(ax, sorted({r for by_rate in levels.values() for r in by_rate}))
     ax.set_yscale("log")
@@ -93,7 +91,7 @@ def latency_vs_rate(results: Mapping[str, Any], out_dir: Path) -> list[Path]:
 
 
 @styled
-def achieved_vs_offered(results: Mapping[str, Any], out_dir: Path) -> list[Path]:
+def achieved_vs_offered(results: Run, out_dir: Path) -> list[Path]:
     """Achieved req/s against offered: on the diagonal until the server saturates; goodput
     dashed beside it where some answers were not 2xx/3xx."""
     levels = open_loop_levels(results)
@@ -102,9 +100,9 @@ def achieved_vs_offered(results: Mapping[str, Any], out_dir: Path) -> list[Path]
     ax.plot(rates, rates, color="#999", linestyle=":", label="offered")
     any_good = False
     for backend, by_rate in levels.items():
-        achieved = [median_of(s, "rps") for s in by_rate.values()]
+        achieved = [median_of(step.rps for step in s) for s in by_rate.values()]
         ax.plot(list(by_rate), achieved, color=backend_colour(backend), marker="o", label=backend_label(backend))
-        good = [median_of(s, "good_rps") for s in by_rate.values()]
+        good = [median_of(step.good_rps for step in s) for s in by_rate.values()]
         if None not in good and any(abs(g - (a or 0)) > 0.005 * max(a or 0, 1e-9) for g, a in zip(good, achieved)):
             ax.plot(list(by_rate), [max(g, 0.1) for g in good], color=backend_colour(backend), marker="o",
                     linestyle="--", markerfacecolor="white", markersize=5)  # log axis: 0 drawn at its floor
@@ -123,7 +121,7 @@ def achieved_vs_offered(results: Mapping[str, Any], out_dir: Path) -> list[Path]
     return save_figure(figure, out_dir, "achieved_vs_offered")
 
 
-def draw_open_loop(results: Mapping[str, Any], out_dir: Path) -> list[Path]:
+def draw_open_loop(results: Run, out_dir: Path) -> list[Path]:
     if not open_loop_levels(results):
         return []
     return latency_vs_rate(results, out_dir) + achieved_vs_offered(results, out_dir)

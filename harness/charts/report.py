@@ -21,8 +21,10 @@ from harness.charts.levels import failed_backends, starved_notes, summarize_step
 from harness.charts.runs import draw_all
 from harness.results.findings import stored_findings
 from harness.results.steps import FLAG_MEANINGS, group_levels, median_of
-from harness.results.store import read_results, write_atomically
-from harness.results.summary import (PERCENTILES, floor_line, load_label, lower_bound, pick_repetition, summary_rows,
+from harness.results.model import Run, Step, load
+from harness.results.store import write_atomically
+from harness.results.units import ms_text
+from harness.results.summary import (PERCENTILES, floor_line, lower_bound, pick_repetition, summary_rows,
                                      summary_title)
 
 REPORT_FILE = "report.html"
@@ -32,8 +34,8 @@ CHARTS_DIR = "charts"  # beside report.html: the PNG and SVG files the page embe
 FLAG_NOTES = {
     **{flag: FLAG_MEANINGS[flag] for flag in FLAGS},
     "starved": "some users got no answer at all during a window (e.g. queued behind an iterative "
-               "server's keep-alive client): in results from before issue 13 their wait is in no latency "
-               "percentile; since, it is recorded at its wait so far, a lower bound",
+               "server's keep-alive client): each one's wait is in the latency record at its wait so far, "
+               "a lower bound",
     "censored": "the latency record holds waits cut short (timeouts at their timeout, starved users and "
                 "unsent open-loop requests at their wait so far): a percentile they reach (at or above the "
                 "shortest, and which they could move by more than 1%) is a lower bound, shown as ≥",
@@ -106,17 +108,16 @@ figcaption { color: #555; font-size: 0.9em; }
 def write_report(run_dir: Path) -> Path:
     """Draw the run's charts into run_dir/charts and write run_dir/report.html."""
     run_dir = Path(run_dir)
-    results = read_results(run_dir)
+    results = load(run_dir)
     charts = [path for path in draw_all(results, run_dir / CHARTS_DIR) if path.suffix == ".png"]
     path = run_dir / REPORT_FILE
     write_atomically(path, render_report(results, charts))
     return path
 
 
-def render_report(results: Mapping[str, Any], charts: Sequence[Path]) -> str:
+def render_report(results: Run, charts: Sequence[Path]) -> str:
     """The whole page as text, with the given PNG charts embedded."""
-    scenario = results.get("scenario") or {}
-    metadata = results.get("metadata") or {}
+    scenario, metadata = results.scenario, results.metadata
     summaries = summarize_steps(results)
     title = f"concurbench: {scenario.get('name', '?')}"
     parts = [
@@ -125,8 +126,8 @@ def render_report(results: Mapping[str, Any], charts: Sequence[Path]) -> str:
         f"<title>{_e(title)}</title><style>{CSS}</style></head><body>",
         f"<h1>{_e(title)}</h1>",
         f'<p class="sub">{_e(scenario.get("description", ""))}<br>{_e(machine_line(metadata))}'
-        f' · {_e(metadata.get("date", ""))}'
-        + (f'<br>{_e(floor_line(metadata["latency_floor"]))}' if "latency_floor" in metadata else "") + '</p>',
+        f' · {_e(metadata.date or "")}'
+        + (f'<br>{_e(floor_line(metadata.latency_floor))}' if "latency_floor" in metadata.raw else "") + '</p>',
         _status(results), _events(results),
         _findings(results), capacity_html(results),
         "<h2>Summary</h2>", _flag_notes(), _summary_table(results, failed_backends(results)),
@@ -135,7 +136,7 @@ def render_report(results: Mapping[str, Any], charts: Sequence[Path]) -> str:
         _failures(results),
         "<h2>Charts</h2>", *(_figure(path) for path in charts),
         "<h2>Scenario</h2>", _definition_list(scenario),
-        "<h2>Machine and software</h2>", _definition_list(metadata),
+        "<h2>Machine and software</h2>", _definition_list(metadata.raw),
         "</body></html>",
     ]
     return "\n".join(part for part in parts if part) + "\n"
@@ -145,8 +146,8 @@ def _e(value: Any) -> str:
     return html.escape(str(value), quote=True)
 
 
-def _status(results: Mapping[str, Any]) -> str:
-    status = results.get("status", "complete")
+def _status(results: Run) -> str:
+    status = results.status
     if status == "complete":
         return ""
     why = {"interrupted": "the run was interrupted: later steps are missing",
@@ -155,24 +156,22 @@ def _status(results: Mapping[str, Any]) -> str:
     return f'<p class="status"><strong>{_e(status)}</strong>: {_e(why.get(status, ""))}</p>'
 
 
-def _events(results: Mapping[str, Any]) -> str:
+def _events(results: Run) -> str:
     """What happened to the run (a backend or driver failing, a Ctrl+C, a failed write)."""
-    events = results.get("events") or []
-    if not events:
+    if not results.events:
         return ""
-    items = "".join(f'<li><span class="failed">{_e(event.get("kind", ""))}</span> '
-                    f'{_e(event.get("t", ""))}: {_e(event.get("detail", ""))}</li>' for event in events)
+    items = "".join(f'<li><span class="failed">{_e(event.kind)}</span> '
+                    f'{_e(event.t)}: {_e(event.detail)}</li>' for event in results.events)
     return f'<ul class="events">{items}</ul>'
 
 
-def _findings(results: Mapping[str, Any]) -> str:
+def _findings(results: Run) -> str:
     """The run's findings, one sentence each (stored_findings); the first section, since
     they are what a reader comes for. Nothing when there are none."""
     found = stored_findings(results)
     if not found:
         return ""
-    items = "".join(f'<li class="finding finding-{_e(item.get("kind", ""))}">{_e(item.get("text", ""))}</li>'
-                    for item in found)
+    items = "".join(f'<li class="finding finding-{_e(item.kind)}">{_e(item.text)}</li>' for item in found)
     return f'<h2>Findings</h2>\n<ul class="findings">{items}</ul>'
 
 
@@ -188,11 +187,11 @@ def _badge(flag: str, detail: str = "") -> str:
     return f'<a class="flag flag-{_e(flag)}" href="#flag-{_e(flag)}">{_e(text)}</a>'
 
 
-def _summary_table(results: Mapping[str, Any], failed: Mapping[str, str]) -> str:
+def _summary_table(results: Run, failed: Mapping[str, str]) -> str:
     """The summary rows (what summary.csv and `concurbench summary` show), every load level,
     with the repetitions' req/s range beside them."""
-    rows_data = summary_rows(results.get("steps", ()))
-    levels = group_levels(results.get("steps", ()))
+    rows_data = summary_rows(results.steps)
+    levels = group_levels(results.steps)
     head = (f"<caption>{_e(summary_title(results, rows_data))}</caption>"
             "<tr><th class=name>backend</th><th class=name>load</th><th>req/s</th><th>good req/s</th>"
             "<th>req/s over reps (spread)</th><th>p50 ms</th><th>p99 ms</th>"
@@ -200,25 +199,24 @@ def _summary_table(results: Mapping[str, Any], failed: Mapping[str, str]) -> str
             "<th>reps</th><th class=name>flags</th></tr>")
     rows = []
     for row in rows_data:
-        reps = levels[row["backend"], row["users"], row["rate"], row["idle"]]
-        spread = summarize([rep["rps"] for rep in reps])
-        flags = [_badge(flag, f"{spread.spread:.0%}" if flag == "high-spread" else "") for flag in row["flags"]]
-        if row["starved"]:
-            flags.append(_badge("starved", f"{row['starved']} of {row['users']}"))
-        if row["dropped"]:
-            flags.append(_badge("dropped", f"{row['dropped']:,}"))
+        reps = levels[row.backend, row.users, row.rate, row.idle]
+        spread = summarize([rep.rps or 0.0 for rep in reps])
+        flags = [_badge(flag, f"{spread.spread:.0%}" if flag == "high-spread" else "") for flag in row.flags]
+        if row.starved:
+            flags.append(_badge("starved", f"{row.starved} of {row.users}"))
+        if row.dropped:
+            flags.append(_badge("dropped", f"{row.dropped:,}"))
         kinds = ", ".join(f"{kind} {count}" for kind, count in _error_kinds(reps).items() if count)
-        bounds = row["lower_bound"]
         rows.append(
             f'<tr class="{"flagged" if flags else ""}">'
-            f'<td class=name><span class=swatch style="background:{backend_colour(row["backend"])}">'
-            f'</span>{_e(row["backend"])}</td><td class=name>{_e(load_label(row))}</td>'
-            f"<td><strong>{_num(row['rps'])}</strong></td><td><strong>{_num(row['good_rps'])}</strong></td>"
+            f'<td class=name><span class=swatch style="background:{backend_colour(row.backend)}">'
+            f'</span>{_e(row.backend)}</td><td class=name>{_e(row.load)}</td>'
+            f"<td><strong>{_num(row.rps)}</strong></td><td><strong>{_num(row.good_rps)}</strong></td>"
             f"<td>{spread.min:,.0f}–{spread.max:,.0f} ({spread.spread:.1%})</td>"
-            f"<td>{_ms(row['p50_us'], bounds['p50_us'])}</td><td>{_ms(row['p99_us'], bounds['p99_us'])}</td>"
-            f'<td title="{_e(kinds or "none")}">{row["errors"]:,}</td><td>{_share(row["error_share"])}</td>'
-            f"<td>{_num(row['cpu_us_per_request'], 1)}</td><td>{_num(row['steal_pct'], 1)}</td>"
-            f"<td>{row['reps']}</td><td class=name>{' '.join(flags)}</td></tr>")
+            f"<td>{_ms(row.p50_us, row.bound('p50_us'))}</td><td>{_ms(row.p99_us, row.bound('p99_us'))}</td>"
+            f'<td title="{_e(kinds or "none")}">{row.errors:,}</td><td>{_share(row.error_share)}</td>'
+            f"<td>{_num(row.cpu_us_per_request, 1)}</td><td>{_num(row.steal_pct, 1)}</td>"
+            f"<td>{row.reps}</td><td class=name>{' '.join(flags)}</td></tr>")
     for backend in failed:
         rows.append(f'<tr class="failed-row"><td class=name><span class=swatch style="background:'
                     f'{backend_colour(backend)}"></span>{_e(backend)}</td><td class=name colspan=12>'
@@ -228,10 +226,10 @@ def _summary_table(results: Mapping[str, Any], failed: Mapping[str, str]) -> str
     return f'<table class="summary">{head}{"".join(rows)}</table>'
 
 
-def _error_kinds(reps: Sequence[Mapping[str, Any]]) -> dict[str, int]:
+def _error_kinds(reps: Sequence[Step]) -> dict[str, int]:
     kinds: dict[str, int] = {}
     for rep in reps:
-        for kind, count in (rep.get("errors") or {}).items():
+        for kind, count in sorted(rep.errors.by_kind().items()):  # as results.json lists them
             kinds[kind] = kinds.get(kind, 0) + count
     return kinds
 
@@ -246,7 +244,7 @@ def _share(share: float | None) -> str:
     return "0%" if share == 0 else "&lt;0.1%" if share < 0.001 else f"{share:.1%}"
 
 
-def _warnings(results: Mapping[str, Any], summaries: Mapping[str, Any]) -> str:
+def _warnings(results: Run, summaries: Mapping[str, Any]) -> str:
     """Every warning a chart may only count ("N more in the report"), and every flagged step
     with what each of its flags means there."""
     from harness.charts.open_loop import dropped_notes, open_loop_levels
@@ -271,7 +269,7 @@ def _warnings(results: Mapping[str, Any], summaries: Mapping[str, Any]) -> str:
     return "\n".join(parts)
 
 
-def _open_loop_table(results: Mapping[str, Any]) -> str:
+def _open_loop_table(results: Run) -> str:
     """Open-loop levels: achieved rate, response time and service time per offered rate, of
     the repetition with the median goodput."""
     from harness.charts.open_loop import open_loop_levels
@@ -287,40 +285,42 @@ def _open_loop_table(results: Mapping[str, Any]) -> str:
         for rate, steps in by_rate.items():
             chosen = pick_repetition(steps)
             bounds = {key: _lower(chosen, key) for key in PERCENTILES}
-            dropped = [step.get("dropped") for step in steps if step.get("dropped") is not None]
+            dropped = [step.dropped for step in steps if step.dropped is not None]
+            service = chosen.uncorrected.p99_us if chosen.uncorrected else None
             rows.append(f"<tr><td class=name>{_e(backend)}</td><td>{rate:,.0f}</td>"
-                        f"<td>{_num(median_of(steps, 'rps'))}</td><td>{_num(median_of(steps, 'good_rps'))}</td>"
+                        f"<td>{_num(median_of(step.rps for step in steps))}</td>"
+                        f"<td>{_num(median_of(step.good_rps for step in steps))}</td>"
                         f"<td>{_num(sum(dropped) if dropped else None)}</td>"
-                        f"<td>{_ms(chosen.get('p50_us'), bounds['p50_us'])}</td>"
-                        f"<td>{_ms(chosen.get('p99_us'), bounds['p99_us'])}</td>"
-                        f"<td>{_ms((chosen.get('uncorrected') or {}).get('p99_us'))}</td></tr>")
+                        f"<td>{_ms(chosen.p50_us, bounds['p50_us'])}</td>"
+                        f"<td>{_ms(chosen.p99_us, bounds['p99_us'])}</td>"
+                        f"<td>{_ms(service)}</td></tr>")
     return "".join(rows) + "</table>"
 
 
-def _lower(step: Mapping[str, Any], key: str) -> bool:
+def _lower(step: Step, key: str) -> bool:
     return bool(lower_bound(step, key))
 
 
 def _ms(micros: float | None, bound: bool = False) -> str:
-    return "—" if micros is None else f"{'≥' if bound else ''}{micros / 1000:,.3f}"
+    return ms_text(micros, form=",.3f", bound=bound, mark="≥", missing="—")
 
 
-def _failures(results: Mapping[str, Any]) -> str:
+def _failures(results: Run) -> str:
     """Failed backends (error and stderr tail) and failed steps of the others."""
-    entries = results.get("backends") or {}
     failed = failed_backends(results)
     blocks = []
     for name, error in failed.items():
-        tail = (entries.get(name) or {}).get("stderr_tail") or ""
+        entry = results.backends.get(name)
+        tail = entry.stderr_tail if entry else ""
         blocks.append(
             f'<details><summary><span class="failed">✗ {_e(name)} failed</span>: {_e(error)}'
             f"</summary><pre>{_e(tail) if tail else '(no stderr)'}</pre></details>")
-    for step in results.get("steps", ()):
-        if step.get("status") == "failed" and step["backend"] not in failed:
+    for step in results.steps:
+        if step.status == "failed" and step.backend not in failed:
             blocks.append(
-                f'<details><summary><span class="failed">✗ {_e(step["backend"])} at '
-                f'{_e(step["users"])} users, repetition {_e(step.get("repetition", 0))}</span>: '
-                f'{_e(step.get("error") or "failed")}</summary></details>')
+                f'<details><summary><span class="failed">✗ {_e(step.backend)} at '
+                f'{_e(step.users)} users, repetition {_e(step.repetition)}</span>: '
+                f'{_e(step.error or "failed")}</summary></details>')
     if not blocks:
         return ""
     return '<h2 id="failures">Failures</h2>\n' + "\n".join(blocks)

@@ -25,6 +25,8 @@ from harness.charts.style import (ERROR_COLOURS, LATENCY, LOWER_BOUND_LABEL, LOW
                                   save_figure, styled, thousands_format, users_axis)
 from harness.charts.usl_curve import draw_usl_fits, usl_handles
 from harness.results.metrics import merge_histograms
+from harness.results.model import Run, Step
+from harness.results.units import ms
 from harness.results.steps import DRIVER_BOUND, ERROR_KINDS
 
 # The spectrum's x axis: 0 .. 99.99%, i.e. 1/(1-q) from 1 to 10^4, sampled evenly in nines.
@@ -41,7 +43,7 @@ def note_starved(ax: Any, summaries: Mapping[str, Mapping[int, StepSummary]], us
 
 
 @styled
-def throughput_vs_users(results: Mapping[str, Any], out_dir: Path) -> list[Path]:
+def throughput_vs_users(results: Run, out_dir: Path) -> list[Path]:
     """Median req/s per backend against users; bars span the repetitions' min..max. Where
     some answers were not 2xx/3xx, goodput is drawn beside it: dashed, hollow markers. A
     backend whose levels fit the USL (usl_curve) has its curve dotted, its peak a diamond."""
@@ -99,7 +101,7 @@ def lower_bound_handle() -> Line2D:
 
 
 @styled
-def latency_vs_users(results: Mapping[str, Any], out_dir: Path) -> list[Path]:
+def latency_vs_users(results: Run, out_dir: Path) -> list[Path]:
     """p50 (solid) and p99 (dashed) per backend against users, log ms: of the repetition
     with the median goodput; a triangle where the percentile is a lower bound."""
     summaries = summarize_steps(results)
@@ -108,7 +110,7 @@ def latency_vs_users(results: Mapping[str, Any], out_dir: Path) -> list[Path]:
     for backend, by_users in summaries.items():
         colour, points = backend_colour(backend), list(by_users.values())
         users = [p.users for p in points]
-        p50, p99 = [_ms(p.p50_us) for p in points], [_ms(p.p99_us) for p in points]
+        p50, p99 = [ms(p.p50_us) for p in points], [ms(p.p99_us) for p in points]
         ax.plot(users, p50, color=colour, marker="o")
         ax.plot(users, p99, color=colour, marker="o", linestyle="--", markerfacecolor="white")
         bounded |= mark_lower_bounds(ax, users, p50, [p.p50_lower_bound for p in points], colour)
@@ -127,11 +129,6 @@ def latency_vs_users(results: Mapping[str, Any], out_dir: Path) -> list[Path]:
     note_starved(ax, summaries)
     note_failed(figure, failed_backends(results))
     return save_figure(figure, out_dir, "latency_vs_users")
-
-
-def _ms(micros: float | None) -> float:
-    """µs to ms for plotting; a missing value is NaN, which matplotlib leaves as a gap."""
-    return math.nan if micros is None else micros / 1000
 
 
 def percentile_spectrum(encoded: list[str]) -> tuple[list[float], list[float]]:
@@ -153,12 +150,12 @@ def percentile_spectrum(encoded: list[str]) -> tuple[list[float], list[float]]:
         x = 10 ** (step / SPECTRUM_POINTS_PER_NINE)
         rank = max(1, math.ceil((1 - 1 / x) * total))
         xs.append(x)
-        ys.append(values[min(bisect.bisect_left(cumulative, rank), len(values) - 1)] / 1000)
+        ys.append(ms(values[min(bisect.bisect_left(cumulative, rank), len(values) - 1)]))
     return xs, ys
 
 
 @styled
-def latency_spectrum(results: Mapping[str, Any], out_dir: Path, *,
+def latency_spectrum(results: Run, out_dir: Path, *,
                      users: int | None = None) -> list[Path]:
     """The full percentile spectrum per backend at one load level (default: the highest).
 
@@ -174,9 +171,9 @@ def latency_spectrum(results: Mapping[str, Any], out_dir: Path, *,
             missing[backend] = f"no result at {users} users"
             continue
         steps = by_users[users].steps
-        xs, ys = percentile_spectrum([s["histogram"] for s in steps if s.get("histogram")])
+        xs, ys = percentile_spectrum([s.histogram for s in steps if s.histogram])
         ax.plot(xs, ys, color=backend_colour(backend), label=backend_label(backend))
-        floors = [s["censored_min_us"] for s in steps if s.get("censored") and s.get("censored_min_us") is not None]
+        floors = [s.censored_min_us for s in steps if s.censored and s.censored_min_us is not None]
         if floors:  # from the smallest censored wait up, the merged percentiles are lower bounds
             above = [(x, y) for x, y in zip(xs, ys) if y * 1000 >= min(floors)]
             if above:
@@ -201,7 +198,7 @@ def latency_spectrum(results: Mapping[str, Any], out_dir: Path, *,
 
 
 @styled
-def timeseries(results: Mapping[str, Any], out_dir: Path) -> list[Path]:
+def timeseries(results: Run, out_dir: Path) -> list[Path]:
     """Per load level, one panel per backend: req/s bars and p99 per second (repetition 0).
 
     A second with no completed request is shaded red: the stall an iterative server shows
@@ -215,29 +212,29 @@ def timeseries(results: Mapping[str, Any], out_dir: Path) -> list[Path]:
         for ax, (backend, step) in zip(axes, rows):
             _timeseries_panel(ax, backend, step)
         axes[-1].set_xlabel("second of the measured window (repetition "
-                            f"{rows[0][1].get('repetition', 0)})")
+                            f"{rows[0][1].repetition})")
         figure.suptitle(chart_title(results, f"per second at {users} users"), fontsize=10)
         note_failed(figure, failed_backends(results))
         paths += save_figure(figure, out_dir, f"timeseries_u{users}")
     return paths
 
 
-def _timeseries_panel(ax: Any, backend: str, step: Mapping[str, Any]) -> None:
-    series = step.get("timeseries") or []
-    seconds = [s["second"] for s in series]
+def _timeseries_panel(ax: Any, backend: str, step: Step) -> None:
+    series = step.timeseries
+    seconds = [s.second for s in series]
     colour = backend_colour(backend)
-    ax.bar(seconds, [s["requests"] for s in series], width=0.85, color=colour, alpha=0.75)
+    ax.bar(seconds, [s.requests for s in series], width=0.85, color=colour, alpha=0.75)
     ax.set_ylabel(f"{backend_label(backend)}\nreq/s (bars)", color=colour, fontsize=8)
     ax.set_ylim(bottom=0)
     ax.yaxis.set_major_formatter(thousands_format())
-    stalls = [s["second"] for s in series if s["requests"] == 0]
+    stalls = [s.second for s in series if s.requests == 0]
     for second in stalls:
         ax.axvspan(second - 0.5, second + 0.5, color="#d62728", alpha=0.15, linewidth=0)
     if stalls:
         ax.text(stalls[0] - 0.4, ax.get_ylim()[1] * 0.5, "stall:\n0 req/s", color="#a00",
                 fontsize=8)
     p99 = ax.twinx()  # linear from 0: a log axis would hide how big a post-stall spike is
-    p99.plot(seconds, [_ms(s["p99_us"]) for s in series], color="black", marker=".", linewidth=1)
+    p99.plot(seconds, [ms(s.p99_us) for s in series], color="black", marker=".", linewidth=1)
     p99.set_ylim(bottom=0)
     p99.yaxis.set_major_formatter(ms_format())
     p99.grid(False)
@@ -246,7 +243,7 @@ def _timeseries_panel(ax: Any, backend: str, step: Mapping[str, Any]) -> None:
 
 
 @styled
-def resources(results: Mapping[str, Any], out_dir: Path) -> list[Path]:
+def resources(results: Run, out_dir: Path) -> list[Path]:
     """Server CPU % and resident memory (MiB) per backend against users (medians)."""
     summaries = summarize_steps(results)
     figure, (cpu, rss) = new_figure(ncols=2)
@@ -270,13 +267,13 @@ def resources(results: Mapping[str, Any], out_dir: Path) -> list[Path]:
 
 
 @styled
-def errors(results: Mapping[str, Any], out_dir: Path) -> list[Path]:
+def errors(results: Run, out_dir: Path) -> list[Path]:
     """Errors by kind per backend, stacked, summed over every load level and repetition."""
     summaries = summarize_steps(results)
     names = list(summaries)
     totals = {kind: [sum(p.errors[kind] for p in summaries[b].values()) for b in names]
               for kind in ERROR_KINDS}
-    requests = [sum(s["requests"] for p in summaries[b].values() for s in p.steps) for b in names]
+    requests = [sum(s.requests for p in summaries[b].values() for s in p.steps) for b in names]
     figure, ax = new_figure()
     bottom = [0] * len(names)
     for kind in ERROR_KINDS:
@@ -296,7 +293,7 @@ def errors(results: Mapping[str, Any], out_dir: Path) -> list[Path]:
     return save_figure(figure, out_dir, "errors")
 
 
-def draw_all(results: Mapping[str, Any], out_dir: Path) -> list[Path]:
+def draw_all(results: Run, out_dir: Path) -> list[Path]:
     """Every chart of one run into out_dir; the written paths, PNG and SVG of each."""
     from harness.charts.capacity import draw_capacity
     from harness.charts.cores import draw_cores

@@ -18,6 +18,9 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, NullLocator
 
+from harness.results.model import Run
+from harness.results.provenance import Metadata
+
 P = ParamSpec("P")
 R = TypeVar("R")
 
@@ -124,19 +127,16 @@ def _cpus(cpus: Any) -> str:
     return "unpinned"
 
 
-def machine_line(metadata: Mapping[str, Any]) -> str:
+def machine_line(metadata: Metadata) -> str:
     """'bench-1 (Intel Xeon Platinum 8375C) · server CPU 0, driver CPU 1'."""
-    pinning = metadata.get("pinning") or {}
-    server, driver = pinning.get("server"), pinning.get("driver")
-    host = metadata.get("hostname") or "unknown host"
-    return (f"{host} ({short_cpu_model(metadata.get('cpu_model'))}) · "
-            f"server CPU {_cpus(server)}, driver CPU {_cpus(driver)}")
+    host = metadata.hostname or "unknown host"
+    return (f"{host} ({short_cpu_model(metadata.cpu_model)}) · "
+            f"server CPU {_cpus(metadata.server_cpus)}, driver CPU {_cpus(metadata.driver_cpus)}")
 
 
-def chart_title(results: Mapping[str, Any], what: str) -> str:
+def chart_title(results: Run, what: str) -> str:
     """Two lines: the scenario and the chart, then the machine and the pinning."""
-    scenario = (results.get("scenario") or {}).get("name", "?")
-    return f"{scenario}: {what}\n{machine_line(results.get('metadata') or {})}"
+    return f"{results.scenario.get('name', '?')}: {what}\n{machine_line(results.metadata)}"
 
 
 def new_figure(*, height: float = FIGSIZE[1], ncols: int = 1, nrows: int = 1,
@@ -191,11 +191,6 @@ def save_figure(figure: Figure, out_dir: Path, stem: str) -> list[Path]:
     figure.set_layout_engine("none")
     figure.savefig(paths[1], metadata={"Date": None})  # reproducible: no timestamp
     return paths
-
-
-def slug(text: str) -> str:
-    """A file-name-safe form of a backend name ("cmd:uvicorn --port {port}" -> ...)."""
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("._")[:60] or "backend"
 
 
 def styled(draw: Callable[P, R]) -> Callable[P, R]:

@@ -2,7 +2,7 @@
 levels (results.usl), drawn as a thin dotted curve in its colour, with its peak marked.
 
 The fit reads the same figure the chart draws as "good req/s": the median over repetitions
-of 2xx/3xx answers per second, or of req/s for results recorded before goodput. Driver-bound
+of 2xx/3xx answers per second, or of req/s for steps recorded without goodput (an older version). Driver-bound
 levels are fitted like any other (their figure is a floor); saying so is the sentence's
 reader's job, not the fit's.
 """

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from statistics import median
 from typing import Any
 
-from harness.results.steps import CONTENDED, DRIVER_BOUND, HIGH_SPREAD, NOISY
+from harness.results.model import Run, Step, as_run
+from harness.results.search_record import Probe, Search
+from harness.results.steps import CONTENDED, DRIVER_BOUND, HIGH_SPREAD, NOISY, median_of
 from harness.results.summary import lower_bound
+from harness.results.units import ms_text
 
 FLOORS = ("above-range", "driver-bound")  # the figure is what was shown to hold, not the limit
 # How a search ended (harness.run.search), as a table says it after the rate.
@@ -32,17 +34,19 @@ FLAG_CAVEATS = {DRIVER_BOUND: "driver-bound: a floor", NOISY: "noisy: steal over
                 HIGH_SPREAD: "high-spread: rounds over 10% apart"}
 
 
-def judge(step: Mapping[str, Any], p99_ms: float, error_share: float) -> tuple[bool, str]:
-    """Whether a window (a step record) meets the objective, and the reason in words. Its
-    p99 is from each request's intended send time in the open loop (coordinated omission
-    corrected), with the unanswered at their wait so far."""
-    p99 = step.get("p99_us")
-    share = step.get("error_share") or 0.0
+def judge(step: Step | Mapping[str, Any], p99_ms: float, error_share: float) -> tuple[bool, str]:
+    """Whether a window (a Step, or the record the search is writing) meets the objective, and
+    the reason in words. Its p99 is from each request's intended send time in the open loop
+    (coordinated omission corrected), with the unanswered at their wait so far."""
+    if isinstance(step, Step):
+        p99, share = step.p99_us, step.error_share or 0.0
+    else:  # a probe's record: the search's own, its figures those a step record has
+        p99, share = step.get("p99_us"), step.get("error_share") or 0.0
     if p99 is None:
         return False, "no answer in the window"
     misses = []
     if p99 > p99_ms * 1000:
-        misses.append(f"p99 {p99 / 1000:.3g} ms > {p99_ms:g} ms")
+        misses.append(f"p99 {ms_text(p99, form='.3g', unit=' ms')} > {p99_ms:g} ms")
     if share > error_share:
         misses.append(f"errors {share:.2%} > {error_share:.2%}")
     return (False, " and ".join(misses)) if misses else (True, "within the objective")
@@ -103,6 +107,8 @@ class Capacity:
     probes: int
     at_found: Rounds | None
     at_backoff: Rounds | None
+    path: tuple[Probe, ...] = ()  # every probe, in the order the search made them
+    low: float | None = None  # the lowest rate the range searched
 
     @property
     def told(self) -> Rounds | None:
@@ -135,49 +141,48 @@ class Capacity:
         return "; ".join(part for part in parts if part)
 
 
-def capacities(results: Mapping[str, Any]) -> list[Capacity]:
-    """Each search in results["capacity"], with its rounds; [] for a run without a search."""
-    searches = results.get("capacity") or {}
-    started = [entry["backend"] for entry in (results.get("metadata") or {}).get("order") or []]
+def capacities(run: Run) -> list[Capacity]:
+    """Each search in the run's capacity record, with its rounds; [] for a run without a search."""
+    searches = run.capacity or {}
+    started = list(run.metadata.order)
 
-    def run_order(item: tuple[str, Mapping[str, Any]]) -> tuple[int, int]:  # as the run searched them
-        backend = item[1]["backend"]
-        return (started.index(backend) if backend in started else len(started), item[1].get("request") or 0)
+    def run_order(item: tuple[str, Search]) -> tuple[int, int]:  # as the run searched them
+        backend = item[1].backend
+        return (started.index(backend) if backend in started else len(started), item[1].request)
     out = []
     for name, search in sorted(searches.items(), key=run_order):
-        slo = search.get("slo") or {}
-        found = search.get("passed")
-        mine = [step for step in results.get("steps", []) if step.get("status") == "ok"
-                and step["backend"] == search["backend"] and step.get("route") == search.get("route")]
+        found = search.passed
+        mine = [step for step in run.ok_steps if step.backend == search.backend and step.route == search.route]
 
         def rounds_at(rate: float | None) -> Rounds | None:
-            steps = [step for step in mine if rate is not None and step.get("rate") == rate]
+            steps = [step for step in mine if rate is not None and step.rate == rate]
             if not steps:
                 return None
-            verdicts = [judge(step, slo.get("p99_ms", 0), slo.get("error_share", 0))[0] for step in steps]
-            return Rounds(rate=rate, held=sum(verdicts), rounds=len(steps), p99_us=_median(steps, "p99_us"),
-                          error_share=_median(steps, "error_share"), good_rps=_median(steps, "good_rps"),
-                          cpu_us_per_request=_median([step.get("server") or {} for step in steps],
-                                                     "cpu_us_per_request"),
-                          flags=tuple(sorted({flag for step in steps for flag in step.get("flags") or ()})),
-                          p99_lower_bound=_median_lower_bound(steps, "p99_us"))
-        out.append(Capacity(series=name, backend=search["backend"], route=search.get("route"),
-                            status=search.get("status", "?"), found=found, missed=search.get("missed"),
-                            probes=len(search.get("path") or []), at_found=rounds_at(found),
-                            at_backoff=rounds_at(backoff_rate(found) if found is not None else None)))
+            verdicts = [judge(step, search.p99_ms, search.error_share)[0] for step in steps]
+            return Rounds(rate=rate, held=sum(verdicts), rounds=len(steps),
+                          p99_us=median_of(step.p99_us for step in steps),
+                          error_share=median_of(step.error_share for step in steps),
+                          good_rps=median_of(step.good_rps for step in steps),
+                          cpu_us_per_request=median_of(step.server.cpu_us_per_request for step in steps),
+                          flags=tuple(sorted({flag for step in steps for flag in step.flags})),
+                          p99_lower_bound=_median_lower_bound(steps))
+        out.append(Capacity(series=name, backend=search.backend, route=search.route, status=search.status,
+                            found=found, missed=search.missed, probes=len(search.path), at_found=rounds_at(found),
+                            at_backoff=rounds_at(backoff_rate(found) if found is not None else None),
+                            path=search.path, low=search.low))
     return out
 
 
-def objective(results: Mapping[str, Any]) -> str | None:
+def objective(run: Run) -> str | None:
     """The objective searched for, as words: "p99 <= 10 ms, errors <= 0.1%"."""
-    for search in (results.get("capacity") or {}).values():
-        slo = search.get("slo") or {}
-        return f"p99 <= {slo.get('p99_ms', 0):g} ms, errors <= {slo.get('error_share', 0):.1%}"
+    for search in (run.capacity or {}).values():
+        return f"p99 <= {search.p99_ms:g} ms, errors <= {search.error_share:.1%}"
     return None
 
 
-def capacity_table(results: Mapping[str, Any]) -> str:
+def capacity_table(results: Run | Mapping[str, Any]) -> str:
     """The printable capacity table of a rate search ("" for a run without one)."""
+    results = as_run(results)
     rows = capacities(results)
     if not rows:
         return ""
@@ -201,30 +206,23 @@ def capacity_table(results: Mapping[str, Any]) -> str:
                       *map(line, cells)])
 
 
-def _median_lower_bound(steps: list[Mapping[str, Any]], key: str) -> bool:
-    """Whether the median of the steps' `key` is a lower bound: a value at or below it (the
+def _median_lower_bound(steps: list[Step]) -> bool:
+    """Whether the median of the steps' p99 is a lower bound: a value at or below it (the
     middle one, both middle ones for an even count) is one, and could be higher."""
-    ranked = sorted((step for step in steps if step.get(key) is not None), key=lambda step: step[key])
-    return any(lower_bound(step, key) for step in ranked[:len(ranked) // 2 + 1])
+    ranked = sorted((step for step in steps if step.p99_us is not None), key=lambda step: step.p99_us or 0.0)
+    return any(lower_bound(step, "p99_us") for step in ranked[:len(ranked) // 2 + 1])
 
 
 def p99_text(rounds: Rounds | None) -> str:
     """The rounds' median p99 in ms as a table prints it, ">=" when a lower bound; "-" without."""
-    if rounds is None or rounds.p99_us is None:
-        return "-"
-    return f"{'>=' if rounds.p99_lower_bound else ''}{rounds.p99_us / 1000:,.2f}"
-
-
-def _median(records: list[Mapping[str, Any]], key: str) -> float | None:
-    values = [record.get(key) for record in records if record.get(key) is not None]
-    return median(values) if values else None
+    return "-" if rounds is None else ms_text(rounds.p99_us, bound=rounds.p99_lower_bound)
 
 
 def _num(value: float | None, scale: float = 1, places: int = 0) -> str:
     return "-" if value is None else f"{value / scale:,.{places}f}"
 
 
-def capacity_findings(results: Mapping[str, Any]) -> list[dict[str, Any]]:
+def capacity_findings(results: Run) -> list[dict[str, Any]]:
     """One finding per search: the capacity the rounds confirmed, what it cost, and what
     qualifies it. Same shape as harness.results.findings' ({"kind", "backend", "level",
     "text", "figures", "caveat"})."""
@@ -236,8 +234,8 @@ def capacity_findings(results: Mapping[str, Any]) -> list[dict[str, Any]]:
             held = f"; its search had held {row.found:,.0f} req/s" if row.found is not None else ""
             text = f"{row.series}: no capacity, {STATUS_NOTES[row.status]}{held}"
         elif row.found is None:
-            low = ((results.get("capacity") or {}).get(row.series) or {}).get("search", {}).get("low")
-            text = f"{row.series} holds no rate within {goal}: it missed at the lowest rate searched, {low:,.0f} req/s"
+            text = (f"{row.series} holds no rate within {goal}: it missed at the lowest rate searched, "
+                    f"{row.low or 0:,.0f} req/s")
         elif row.rate is None:
             tried = [r for r in (row.at_found, row.at_backoff) if r is not None]
             held = " and ".join(f"{r.rate:,.0f} in {r.held} of {r.rounds}" for r in tried) or "none repeated"

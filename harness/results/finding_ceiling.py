@@ -54,13 +54,13 @@ def held_by(run: RunView, sweep: Sequence[Level]) -> str | None:
     """What holds one flat backend (its levels) at one CPU's rate; None when the run did not
     record its server's CPUs."""
     first = sweep[0].reps[0]
-    cpus = first.get("server_cpus")
+    cpus = first.server_cpus
     if cpus is None:
         return None
     if len(cpus) == 1:
         return ONE_CPU
-    backend = model(first["backend"])
-    gil_build = not run.python(first["backend"]).get("free_threaded", False) \
+    backend = model(first.backend)
+    gil_build = not run.python(first.backend).free_threaded \
         or any(GIL_ON in level.flags for level in sweep)
     if backend in THREAD_MODELS and gil_build:
         return GIL
@@ -75,7 +75,7 @@ def _why(run: RunView, flat: Sequence[Sequence[Level]]) -> tuple[str, str]:
     if list(reasons) == [ONE_CPU]:
         return "One-CPU ceiling", ONE_CPU
     if list(reasons) == [GIL]:
-        widths = sorted({len(sweep[0].reps[0]["server_cpus"]) for sweep in flat})
+        widths = sorted({len(sweep[0].reps[0].server_cpus or ()) for sweep in flat})
         return "GIL ceiling", f"{GIL}, with {joined([str(width) for width in widths])} server CPUs"
     if list(reasons) == [None]:
         return "CPU ceiling", "the server's CPUs, which this run did not record"

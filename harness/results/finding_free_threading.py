@@ -10,23 +10,23 @@ level, so nothing but the build differs.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
 from harness.results.finding_levels import (Level, caveat, change, finding, group_caveat, joined, rps,
                                             starved_note)
 from harness.results.finding_rules import RunView
+from harness.results.model import Python
 
 
 def _one_cpu(level: Level) -> bool:
     first = level.reps[0]
-    cpus = first.get("server_cpus")
-    return first.get("cores") == 1 or (first.get("cores") is None and cpus is not None and len(cpus) == 1)
+    cpus = first.server_cpus
+    return first.cores == 1 or (first.cores is None and cpus is not None and len(cpus) == 1)
 
 
-def _base(backend: str, python: Mapping[str, Any]) -> str:
+def _base(backend: str, python: Python) -> str:
     """The backend without its interpreter: "threaded@3.13t" -> "threaded"."""
-    tag = python.get("label")
+    tag = python.label
     return backend[:-len(tag) - 1] if tag and backend.endswith(f"@{tag}") else backend
 
 
@@ -35,11 +35,11 @@ def _pairs(run: RunView) -> dict[tuple[Any, ...], list[tuple[str, Level, Level]]
     builds: dict[tuple[Any, ...], dict[bool, Level]] = {}
     for level in run.levels:
         first = level.reps[0]
-        python = run.python(first["backend"])
-        if not level.closed or not _one_cpu(level) or "free_threaded" not in python or not level.good_rps:
+        python = run.python(first.backend)
+        if not level.closed or not _one_cpu(level) or python.free_threaded is None or not level.good_rps:
             continue
-        key = (first.get("route"), level.users, level.idle, python.get("version"), _base(first["backend"], python))
-        builds.setdefault(key, {})[bool(python["free_threaded"])] = level
+        key = (first.route, level.users, level.idle, python.version, _base(first.backend, python))
+        builds.setdefault(key, {})[python.free_threaded] = level
     pairs: dict[tuple[Any, ...], list[tuple[str, Level, Level]]] = {}
     for (route, users, idle, version, base), by_build in builds.items():
         if True in by_build and False in by_build:
@@ -69,7 +69,7 @@ def free_threading_cost(run: RunView) -> list[dict[str, Any]]:
         text = (f"On one server CPU{where} at {first.label()}, the free-threaded build of {version} against its GIL "
                 f"build: {joined([_part(*pair) for pair in pairs])}" + (f" ({note})" if note else ""))
         figures = {"route": route, "version": version, "users": first.users, "by_backend": {
-            base: {"free_threaded": free.reps[0]["backend"], "gil": gil.reps[0]["backend"],
+            base: {"free_threaded": free.reps[0].backend, "gil": gil.reps[0].backend,
                    "free_threaded_good_rps": free.good_rps, "gil_good_rps": gil.good_rps,
                    "ratio": round((free.good_rps or 0.0) / (gil.good_rps or 1.0), 4),
                    "free_threaded_cpu_us": free.cpu_us, "gil_cpu_us": gil.cpu_us} for base, free, gil in pairs}}

@@ -9,9 +9,11 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from harness.results.model import Run, Step
 from harness.results.steps import (CONTENDED, DRIVER_BOUND, GIL_ON, HIGH_SPREAD, NOISY, SHARED_CPU,
-                                   SHARED_CPU_LOW_PERCENT, group_levels, median_of, series)
-from harness.results.summary import driver_share, load_label, others_share, step_steal, summary_rows
+                                   SHARED_CPU_LOW_PERCENT, group_levels, median_of)
+from harness.results.summary import SummaryRow, summary_rows
+from harness.results.units import ms_text
 
 # What a caveat calls each flag a finding must never hide (measurement rules 5 and 11, steal
 # and other processes; a server that shared the driver's CPU, and a free-threaded build whose
@@ -24,70 +26,70 @@ _FLAG_ORDER = (DRIVER_BOUND, NOISY, CONTENDED, SHARED_CPU, GIL_ON, HIGH_SPREAD) 
 class Level:
     """One backend at one load level: its summary row and its good repetitions."""
 
-    row: Mapping[str, Any]
-    reps: tuple[Mapping[str, Any], ...]
+    row: SummaryRow
+    reps: tuple[Step, ...]
 
     @property
     def backend(self) -> str:
-        return self.row["backend"]  # the series: "threaded (2 CPUs)" in a run that sweeps cores
+        return self.row.backend  # the series: "threaded (2 CPUs)" in a run that sweeps cores
 
     @property
     def users(self) -> int:
-        return self.row["users"]
+        return self.row.users
 
     @property
     def closed(self) -> bool:
-        return self.row["rate"] is None
+        return self.row.rate is None
 
     @property
     def idle(self) -> int:
-        return self.row["idle"]
+        return self.row.idle
 
     @property
     def good_rps(self) -> float | None:
-        """The table's goodput: that of the repetition with the median goodput (req/s before
-        goodput was recorded), so a sentence's figure is the one the row shows, with an even
+        """The table's goodput: that of the repetition with the median goodput (req/s for a
+        step without goodput), so a sentence's figure is the one the row shows, with an even
         number of repetitions too (where a median of values would be a mean of two)."""
-        good = self.row.get("good_rps")
-        return good if good is not None else self.row.get("rps")
+        good = self.row.good_rps
+        return good if good is not None else self.row.rps
 
     def percentile(self, key: str) -> tuple[float | None, bool]:
         """The table's percentile (µs) and whether it is a lower bound."""
-        return self.row[key], bool(self.row["lower_bound"][key])
+        return self.row.percentile(key), self.row.bound(key)
 
     @property
     def cpu_us(self) -> float | None:
-        return self.row["cpu_us_per_request"]
+        return self.row.cpu_us_per_request
 
     @property
     def cpu_percent(self) -> float | None:
         """The server's CPU use (% of one CPU), median over the repetitions; from goodput x
         CPU per request when it was not sampled."""
-        sampled = median_of(self.reps, "cpu_percent", "server")
+        sampled = median_of(step.server.cpu_percent for step in self.reps)
         if sampled is not None or self.cpu_us is None or self.good_rps is None:
             return sampled
         return self.good_rps * self.cpu_us / 1e4
 
     @property
-    def flags(self) -> list[str]:
-        return self.row["flags"]
+    def flags(self) -> tuple[str, ...]:
+        return self.row.flags
 
     def label(self) -> str:
         """'1 user', '32 users + 1 idle', '1,000/s offered + 1,000 idle'."""
-        text = load_label(self.row)
+        text = self.row.load
         return "1 user" + text[len("1 users"):] if text.startswith("1 users") else text
 
     def level(self) -> dict[str, Any]:
         """The finding's "level": users, offered rate, idle connections, server cores."""
-        return {"users": self.users, "rate": self.row["rate"], "idle_connections": self.idle,
-                "cores": self.reps[0].get("cores")}
+        return {"users": self.users, "rate": self.row.rate, "idle_connections": self.idle,
+                "cores": self.reps[0].cores}
 
 
-def run_levels(results: Mapping[str, Any]) -> list[Level]:
+def run_levels(run: Run) -> list[Level]:
     """Every load level of the run with good steps, in the summary table's order."""
-    steps = results.get("steps") or ()
+    steps = run.steps
     groups = group_levels(steps)
-    return [Level(row, tuple(groups[row["backend"], row["users"], row["rate"], row["idle"]]))
+    return [Level(row, tuple(groups[row.backend, row.users, row.rate, row.idle]))
             for row in summary_rows(steps)]
 
 
@@ -99,10 +101,10 @@ def _notes(levels: list[Level], spread: bool) -> dict[str, str]:
     if any(NOISY in level.flags for level in levels):
         notes[NOISY] = f"steal {worst_steal(levels):.1f}%"
     if any(CONTENDED in level.flags for level in levels):
-        others = max((others_share(step) or 0.0 for level in levels for step in level.reps), default=0.0)
+        others = max((step.server.others_percent or 0.0 for level in levels for step in level.reps), default=0.0)
         notes[CONTENDED] = f"other processes took up to {others:.1f}% of the server's CPUs"
     if any(SHARED_CPU in level.flags for level in levels):
-        share = max((driver_share(step) or 0.0 for level in levels for step in level.reps), default=0.0)
+        share = max((step.driver.share_of_server_percent or 0.0 for level in levels for step in level.reps), default=0.0)
         low = ": figures may be low" if share > SHARED_CPU_LOW_PERCENT else ""
         notes[SHARED_CPU] = f"the driver took up to {share:.1f}% of the server's CPUs{low}"
     if any(GIL_ON in level.flags for level in levels):
@@ -142,20 +144,20 @@ def starved_note(levels: Iterable[Level]) -> str | None:
     """What a finding drawn from these levels says of the users that got no answer in a window
     ("measured with starved users: 6 of 8 in forking-prefork2 /cpu?ms=5 on 2 CPUs"): its
     figure is then the users answered, not the server's. None when every user was answered."""
-    starving = [level for level in levels if level.row.get("starved")]
+    starving = [level for level in levels if level.row.starved]
     if not starving:
         return None
     def where(level: Level) -> str:
         first = level.reps[0]
-        cores = first.get("cores")
+        cores = first.cores
         on = "" if cores is None else f" on {cores} CPU{'' if cores == 1 else 's'}"
-        return f"{level.row['starved']:,} of {level.users:,} in {series({**first, 'cores': None})}{on}"
+        return f"{level.row.starved or 0:,} of {level.users:,} in {first.without_cores}{on}"
     return "measured with starved users: " + joined([where(level) for level in starving])
 
 
 def worst_steal(levels: Iterable[Level]) -> float:
     """The largest CPU steal % of any repetition of these levels (0.0 if none measured)."""
-    values = [step_steal(step) for level in levels for step in level.reps]
+    values = [step.steal_percent for level in levels for step in level.reps]
     return max((value for value in values if value is not None), default=0.0)
 
 
@@ -183,7 +185,7 @@ def rps(value: float) -> str:
 
 
 def ms(us: float, bound: bool = False) -> str:
-    return f"{'>=' if bound else ''}{us / 1000:,.2f} ms"
+    return ms_text(us, bound=bound, unit=" ms")
 
 
 def times(ratio: float, bound: bool = False) -> str:

@@ -14,6 +14,7 @@ from typing import Any
 from harness.results.finding_groups import SATURATION_GROUP_MIN, in_table_order, knee_figures, saturation_group
 from harness.results.finding_levels import (Level, change, finding, joined, labels, ms, rps, run_levels, share,
                                             times, worst_steal)
+from harness.results.model import Backend, Python, Run
 from harness.results.steps import CONTENDED, DRIVER_BOUND, NOISY
 
 # Saturation (the knee): past it, more users buy less than this much more throughput...
@@ -49,15 +50,16 @@ class RunView:
 
     levels: tuple[Level, ...]
     scenario: Mapping[str, Any]
-    entries: Mapping[str, Any] = field(default_factory=dict)
+    entries: Mapping[str, Backend] = field(default_factory=dict)
 
     @classmethod
-    def of(cls, results: Mapping[str, Any]) -> RunView:
-        return cls(tuple(run_levels(results)), results.get("scenario") or {}, results.get("backends") or {})
+    def of(cls, run: Run) -> RunView:
+        return cls(tuple(run_levels(run)), run.scenario, run.backends)
 
-    def python(self, backend: str) -> Mapping[str, Any]:
-        """The interpreter a backend (its label, "threaded@3.13t") ran under; {} if not recorded."""
-        return (self.entries.get(backend) or {}).get("python") or {}
+    def python(self, backend: str) -> Python:
+        """The interpreter a backend (its label, "threaded@3.13t") ran under; all None if not recorded."""
+        entry = self.entries.get(backend)
+        return entry.python if entry and entry.python else Python()
 
     def backends(self) -> list[str]:
         return list(dict.fromkeys(level.backend for level in self.levels))
@@ -113,13 +115,13 @@ def starvation(run: RunView) -> list[dict[str, Any]]:
     found = []
     for backend in run.backends():
         starving = [level for level in run.levels if level.backend == backend
-                    and (level.row["starved"] or 0) >= STARVED_MIN_USERS]
+                    and (level.row.starved or 0) >= STARVED_MIN_USERS]
         if not starving:
             continue
-        worst = max(starving, key=lambda level: (level.row["starved"] / level.users, level.row["starved"]))
-        starved = worst.row["starved"]
-        step = max(worst.reps, key=lambda step: step.get("starved_users") or 0)
-        window = round(step["duration_s"], 1)
+        worst = max(starving, key=lambda level: ((level.row.starved or 0) / level.users, level.row.starved or 0))
+        starved = worst.row.starved or 0
+        step = max(worst.reps, key=lambda step: step.starved_users or 0)
+        window = round(step.duration_s or 0.0, 1)
         who = "users" if worst.closed else "connections"
         text = f"{backend} at {worst.label()}: {starved:,} of {worst.users:,} {who} got no answer in {window:g} s"
         if starving[0] is not worst:
@@ -134,11 +136,10 @@ def _refused(level: Level) -> tuple[int, int, int]:
     """5xx answers, refused/closed/reset connections, and attempts, over the repetitions."""
     answers = closed = attempts = 0
     for step in level.reps:
-        errors = step.get("errors") or {}
-        no_answer = sum(errors.get(kind, 0) for kind in ("connect", "timeout", "reset"))
-        answers += (step.get("answers_by_class") or {}).get("5xx", 0)
-        closed += errors.get("connect", 0) + errors.get("reset", 0)
-        attempts += (step.get("requests") or 0) + no_answer
+        no_answer = step.errors.no_answer
+        answers += (step.answers_by_class or {}).get("5xx", 0)
+        closed += step.errors.connect + step.errors.reset
+        attempts += step.requests + no_answer
     return answers, closed, attempts
 
 
@@ -168,7 +169,7 @@ def refusals(run: RunView) -> list[dict[str, Any]]:
 def level_requests(scenario: Mapping[str, Any], level: Level) -> list[Mapping[str, Any]]:
     """The requests a level sent: the scenario's mix, or one of them alone (its "route")."""
     requests = scenario.get("requests") or []
-    route = level.reps[0].get("route")
+    route = level.reps[0].route
     return requests if route is None else [r for r in requests if r.get("path") == route][:1] or [{"path": route}]
 
 
@@ -191,7 +192,7 @@ def _best(levels: Sequence[Level], key: str) -> tuple[Level | None, list[tuple[L
     user's wait is in no p50 it could be compared with) and are not lower bounds; unflagged
     ones (BEST_EXCLUDES) first. Beside it, the levels with a lower percentile it left out,
     each with why ("noisy", "driver-bound", "starved users", "a lower bound")."""
-    fair = [level for level in levels if not level.row["starved"] and level.percentile(key)[0] is not None
+    fair = [level for level in levels if not level.row.starved and level.percentile(key)[0] is not None
             and not level.percentile(key)[1]]
     clean = [level for level in fair if not set(level.flags) & set(BEST_EXCLUDES)]
     pool = clean or fair
@@ -203,7 +204,7 @@ def _best(levels: Sequence[Level], key: str) -> tuple[Level | None, list[tuple[L
         value = level.percentile(key)[0]
         if level in pool or value is None or value >= best.percentile(key)[0]:
             continue
-        why = ("starved users" if level.row["starved"] else "a lower bound" if level.percentile(key)[1]
+        why = ("starved users" if level.row.starved else "a lower bound" if level.percentile(key)[1]
                else ", ".join(flag for flag in BEST_EXCLUDES if flag in level.flags))
         left_out.append((level, why))
     return best, left_out
@@ -223,7 +224,7 @@ def head_of_line(run: RunView) -> list[dict[str, Any]]:
     level, at least HOL_MIN_US, at a comparable CPU cost per request. Per backend, the first."""
     at_level: dict[tuple[Any, ...], list[Level]] = {}
     for level in run.levels:
-        key = (level.users, level.row["rate"], level.idle, level.reps[0].get("cores"), level.reps[0].get("route"))
+        key = (level.users, level.row.rate, level.idle, level.reps[0].cores, level.reps[0].route)
         at_level.setdefault(key, []).append(level)  # peers: the same load on the same request
     first: dict[str, dict[str, Any]] = {}
     for peers in at_level.values():
@@ -261,8 +262,7 @@ def driver_bound(run: RunView) -> list[dict[str, Any]]:
         levels = [level for level in run.levels if level.backend == backend and DRIVER_BOUND in level.flags]
         if not levels:
             continue
-        busiest = max(max((step.get("driver") or {}).get("cpu_percent") or 0.0,
-                          (step.get("driver") or {}).get("self_cpu_percent") or 0.0)
+        busiest = max(max(step.driver.cpu_percent or 0.0, step.driver.self_cpu_percent or 0.0)
                       for level in levels for step in level.reps)
         goods = [rps(level.good_rps or 0.0) for level in levels]
         one = len(levels) == 1

@@ -22,7 +22,6 @@ from typing import Any
 
 from harness.results.finding_levels import Level, caveat, finding, group_caveat, joined, rps, starved_note
 from harness.results.finding_rules import RunView
-from harness.results.steps import series
 
 # A model "scales" when it turns at least this share of each CPU it is given into answers: a
 # model that runs in parallel reaches 1.7x and more on 2 CPUs here (85%); 75% leaves room for
@@ -69,11 +68,11 @@ def core_sweeps(run: RunView) -> list[Sweep]:
     routes: dict[str, str | None] = {}
     for level in run.levels:
         first = level.reps[0]
-        cores = first.get("cores")
+        cores = first.cores
         if not level.closed or cores is None or not level.good_rps:
             continue
-        name = series({**first, "cores": None})
-        routes[name] = first.get("route")
+        name = first.without_cores
+        routes[name] = first.route
         grouped.setdefault((name, level.idle, level.users), {})[cores] = level
     best: dict[str, tuple[int, int, dict[int, Level]]] = {}
     for (name, idle, users), by_cores in grouped.items():

@@ -25,8 +25,8 @@ def scalability(run: RunView) -> list[dict[str, Any]]:
     sweeps = [measured for measured in sweeps if measured]
     for every in sweeps:
         backend = every[0].backend
-        measured = [level for level in every if not level.row.get("starved")]
-        starved = [level.users for level in every if level.row.get("starved")]
+        measured = [level for level in every if not level.row.starved]
+        starved = [level.users for level in every if level.row.starved]
         if not measured:
             everywhere.append(backend)
             continue

@@ -24,6 +24,7 @@ from harness.results.finding_free_threading import free_threading_cost
 from harness.results.finding_rules import RunView, driver_bound, head_of_line, noisy, refusals, saturation, starvation
 from harness.results.finding_speedup import scaling, speedup
 from harness.results.finding_usl import scalability
+from harness.results.model import Finding, Run, as_run, finding_of
 
 # The rules, in the order their findings are told; each returns its findings in the order
 # the summary table lists backends. A rate search's capacity findings come first (see findings).
@@ -43,9 +44,10 @@ FINDING_RULES: tuple[tuple[str, Callable[[RunView], list[dict[str, Any]]]], ...]
 FINDING_KINDS = ("capacity", *(kind for kind, _ in FINDING_RULES))
 
 
-def findings(results: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """The findings of a run, from its results.json document: by kind (FINDING_RULES'
-    order), then backend (the summary table's order)."""
+def findings(results: Run | Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The findings of a run (a Run, or the document the orchestrator is writing), as dicts for
+    results.json: by kind (FINDING_RULES' order), then backend (the summary table's order)."""
+    results = as_run(results)
     run = RunView.of(results)
     found: list[dict[str, Any]] = capacity_findings(results)  # a rate search's answer, first
     for _, rule in FINDING_RULES:
@@ -53,21 +55,20 @@ def findings(results: Mapping[str, Any]) -> list[dict[str, Any]]:
     return found
 
 
-def stored_findings(results: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """The findings the run stored (results["findings"]), so that `report` tells what the run
-    told; derived now for a run that stored none (one from before findings were stored)."""
-    stored = results.get("findings")
-    return list(stored) if stored is not None else findings(results)
+def stored_findings(run: Run) -> tuple[Finding, ...]:
+    """The findings the run stored, so that `report` tells what the run told; derived now for
+    a run that stored none (recorded by an older version)."""
+    return run.findings if run.findings is not None else tuple(finding_of(found) for found in findings(run))
 
 
-def findings_text(results: Mapping[str, Any]) -> str:
+def findings_text(results: Run | Mapping[str, Any]) -> str:
     """The findings as the terminal prints them after the summary table: "findings:" and one
     "  - sentence" line each (see stored_findings); an empty string when there are none."""
-    return format_findings(stored_findings(results))
+    return format_findings(stored_findings(as_run(results)))
 
 
-def format_findings(found: Sequence[Mapping[str, Any]]) -> str:
+def format_findings(found: Sequence[Finding]) -> str:
     """"findings:" and one "  - sentence" line per finding; "" when there are none."""
     if not found:
         return ""
-    return "\n".join(["findings:", *(f"  - {finding['text']}" for finding in found)])
+    return "\n".join(["findings:", *(f"  - {finding.text}" for finding in found)])

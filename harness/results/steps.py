@@ -3,7 +3,8 @@ holds it; the load level that groups repetitions, and the median over them; and 
 that judge a step (driver-bound, high-spread, littles-law, noisy, contended, shared-cpu, gil-on).
 
 Everything that summarises repetitions (the printed table, summary.csv, every chart, the
-report, compare) groups them with `group_levels` and takes medians with `median_of`.
+report, compare) groups the model's Steps with `group_levels` and takes medians with `median_of`;
+the orchestrator builds the records themselves (step_record) as plain dicts for results.json.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from statistics import median
 from typing import Any
 
 from harness.results.metrics import summarize
+from harness.results.model import Step, steps_of
 
 # The kinds of failed request a step counts, as keys of its "errors" (and of a driver's).
 ERROR_KINDS = ("connect", "timeout", "reset", "bad_status")
@@ -175,44 +177,37 @@ def apply_runtime(step: dict[str, Any], answer: Mapping[str, Any]) -> None:
 LevelKey = tuple[str, int, "float | None", int]
 
 
-def level_key(step: Mapping[str, Any]) -> LevelKey:
-    """What makes repetitions one load level: backend, users, offered rate (None: closed
-    loop) and idle connections beside them (c10k's sweep). In a run that sweeps the server's
-    CPUs, each count is a series of its own: the backend reads "threaded (2 CPUs)"."""
-    return series(step), step["users"], step.get("rate"), step.get("idle_connections") or 0
+def level_key(step: Step) -> LevelKey:
+    """What makes repetitions one load level: the series (backend, with its route and CPU
+    count, Step.series), users, offered rate (None: closed loop) and idle connections beside
+    them (c10k's sweep)."""
+    return step.series, step.users, step.rate, step.idle_connections
 
 
-def series(step: Mapping[str, Any]) -> str:
-    """The backend as charts and tables name it: with the request it sent alone when the
-    scenario sends each so ("asyncio /sleep?ms=1"), and its CPU count when the run sweeps it."""
-    name = step["backend"] if step.get("route") is None else f"{step['backend']} {step['route']}"
-    cores = step.get("cores")
-    if cores is None:
-        return name
-    return f"{name} ({cores} CPU{'' if cores == 1 else 's'})"
-
-
-def group_levels(steps: Iterable[Mapping[str, Any]]) -> dict[LevelKey, list[Mapping[str, Any]]]:
+def group_levels(steps: Iterable[Step]) -> dict[LevelKey, list[Step]]:
     """The good ("ok") steps by load level, the levels in the order they first appear."""
-    groups: dict[LevelKey, list[Mapping[str, Any]]] = {}
+    groups: dict[LevelKey, list[Step]] = {}
     for step in steps:
-        if step.get("status") == "ok":
+        if step.ok:
             groups.setdefault(level_key(step), []).append(step)
     return groups
 
 
-def median_of(steps: Iterable[Mapping[str, Any]], key: str, nested: str | None = None) -> float | None:
-    """The median of one field over steps (`nested`: of step[nested][key]), leaving out the
-    steps without it (a window with no answer has no p99); None if none has it."""
-    values = [(s.get(nested) or {}).get(key) if nested else s.get(key) for s in steps]
+def median_of(values: Iterable[float | None]) -> float | None:
+    """The median of the values present (a window with no answer has no p99); None if none is."""
     present = [v for v in values if v is not None]
     return median(present) if present else None
 
 
 def flag_high_spread(steps: list[dict[str, Any]]) -> None:
-    """Flag every repetition of a load level whose req/s spread is over 10%."""
-    for group in group_levels(steps).values():
+    """Flag every repetition of a load level whose req/s spread is over 10% (the orchestrator's
+    step records, as it writes them)."""
+    groups: dict[LevelKey, list[dict[str, Any]]] = {}
+    for record, step in zip(steps, steps_of(steps)):
+        if step.ok:
+            groups.setdefault(level_key(step), []).append(record)
+    for group in groups.values():
         if len(group) > 1 and summarize([s["rps"] for s in group]).high_spread:
-            for step in group:
-                if HIGH_SPREAD not in step["flags"]:
-                    step["flags"].append(HIGH_SPREAD)  # type: ignore[index]
+            for record in group:
+                if HIGH_SPREAD not in record["flags"]:
+                    record["flags"].append(HIGH_SPREAD)

@@ -4,8 +4,8 @@ beside results.json.
 
 How a row aggregates its repetitions (one rule, so that the numbers of a row belong together):
 - rps, good_rps, the percentiles, censored, cpu_us_per_request: from ONE repetition, the one
-  with the median good_rps (for an even count, the lower of the two middle ones; a step from
-  before goodput was recorded has no good_rps and is ranked by rps). Its percentiles are its
+  with the median good_rps (for an even count, the lower of the two middle ones; a step
+  without good_rps is ranked by rps). Its percentiles are its
   own: never a median of percentiles, which no single window had.
 - errors and dropped: SUMMED over the repetitions (a median turns 7, 31, 127 timeouts into 31
   and 0, 0, 127 into 0); error_share pools them: failed / attempted over every repetition.
@@ -13,8 +13,8 @@ How a row aggregates its repetitions (one rule, so that the numbers of a row bel
   largest over repetitions; driver_share_pct (a server on a driver CPU): the largest;
   others_pct (other processes on the server's CPUs): the largest; flags: every flag any
   repetition carries.
-A value a step does not carry (results written before goodput, censoring, steal or CPU cost
-were recorded) is missing: empty in summary.csv, "-" in the table; never a guess.
+A value a step does not carry (recorded by an older version, or not measured) is missing:
+empty in summary.csv, "-" in the table; never a guess.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ import csv
 import io
 import math
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -30,7 +31,9 @@ from typing import Any
 from harness.results.steps import (CONTENDED, DRIVER_BOUND, ERROR_KINDS, FLAG_MEANINGS, SHARED_CPU,
                                    SHARED_CPU_LOW_PERCENT, group_levels)
 from harness.results.metrics import PERCENTILE_KEYS, HistogramError, decode_histogram
+from harness.results.model import Run, Step, as_run, as_steps
 from harness.results.store import write_atomically
+from harness.results.units import ms_text
 
 SUMMARY_FILE = "summary.csv"
 
@@ -81,11 +84,7 @@ LOWER_BOUND_SLACK = 0.01
 NO_ANSWER_KINDS = tuple(kind for kind in ERROR_KINDS if kind != "bad_status")
 
 
-def _present(value: Any) -> bool:
-    return value is not None
-
-
-def pick_repetition(reps: Sequence[Mapping[str, Any]]) -> Mapping[str, Any]:
+def pick_repetition(reps: Sequence[Step]) -> Step:
     """The repetition with the median good_rps (rps for a step without good_rps); for an even
     count the lower of the two middle ones; ties in run order."""
     if not reps:
@@ -94,24 +93,23 @@ def pick_repetition(reps: Sequence[Mapping[str, Any]]) -> Mapping[str, Any]:
     return reps[ranked[(len(reps) - 1) // 2]]
 
 
-def _throughput(step: Mapping[str, Any]) -> float:
-    good = step.get("good_rps")
-    return float(good if good is not None else step.get("rps") or 0.0)
+def _throughput(step: Step) -> float:
+    return float(step.good_rps if step.good_rps is not None else step.rps or 0.0)
 
 
-def lower_bound(step: Mapping[str, Any], key: str) -> bool | None:
-    """Whether step[key] (a percentile) is a lower bound: the censored values reach it. They
+def lower_bound(step: Step, key: str) -> bool | None:
+    """Whether the step's percentile `key` is a lower bound: the censored values reach it. They
     do when the smallest is at or below it (raised to their true waits, they could move it up)
     and, where the step keeps its histogram, the value `censored` ranks above the percentile is
     more than LOWER_BOUND_SLACK above it (the furthest they could move it). None when the step
     does not say (an older result) or has no such percentile."""
-    value, censored = step.get(key), step.get("censored")
+    value, censored = step.percentile(key), step.censored
     if value is None or censored is None:
         return None
-    minimum = step.get("censored_min_us")
+    minimum = step.censored_min_us
     if not censored or minimum is None or value < minimum:
         return False
-    reach = _reach(step.get("histogram"), PERCENTILE_KEYS.get(key), censored)
+    reach = _reach(step.histogram, PERCENTILE_KEYS.get(key), censored)
     return reach is None or reach > value * (1 + LOWER_BOUND_SLACK)
 
 
@@ -132,45 +130,13 @@ def _reach(histogram: str | None, percentile: float | None, censored: int) -> fl
     return math.inf if reach > 100 else decoded.get_value_at_percentile(reach)
 
 
-def step_steal(step: Mapping[str, Any]) -> float | None:
-    """The larger of the server's and the driver's CPU steal %, None if neither was measured."""
-    values = [(step.get(side) or {}).get("steal_percent") for side in ("server", "driver")]
-    present = [v for v in values if v is not None]
-    return max(present) if present else None
-
-
-def driver_share(step: Mapping[str, Any]) -> float | None:
-    """A shared-cpu step's driver share of the server's CPUs (%), None for any other step."""
-    return (step.get("driver") or {}).get("share_of_server_percent")
-
-
-def others_share(step: Mapping[str, Any]) -> float | None:
-    """The % of the server's CPUs other processes used in the step (server.others_percent),
-    None where it was not measured (a step recorded before it was)."""
-    return (step.get("server") or {}).get("others_percent")
-
-
-def server_memory(step: Mapping[str, Any]) -> float | None:
-    """The server's memory in bytes: the PSS of its process tree where measured (a page that
-    500 forked children share counts once), else its RSS (one process). Before schema 3,
-    rss_bytes already held exactly this; since, the two have their own names."""
-    server = step.get("server") or {}
-    return server["pss_bytes"] if server.get("pss_bytes") is not None else server.get("rss_bytes")
-
-
-def _error_count(step: Mapping[str, Any]) -> int:
-    return sum((step.get("errors") or {}).values())
-
-
-def pooled_error_share(reps: Iterable[Mapping[str, Any]]) -> float:
+def pooled_error_share(reps: Iterable[Step]) -> float:
     """(bad answers + requests with no answer) / (answers + requests with no answer), over
     every repetition; 0.0 when there was nothing at all."""
     failed = attempted = 0
     for step in reps:
-        errors = step.get("errors") or {}
-        no_answer = sum(errors.get(kind, 0) for kind in NO_ANSWER_KINDS)
-        failed += no_answer + errors.get("bad_status", 0)
-        attempted += (step.get("requests") or 0) + no_answer
+        failed += step.errors.no_answer + step.errors.bad_status
+        attempted += step.requests + step.errors.no_answer
     return failed / attempted if attempted else 0.0
 
 
@@ -184,39 +150,81 @@ def _sum_of(values: Iterable[Any]) -> Any:
     return sum(present) if present else None
 
 
-def summary_rows(steps: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+@dataclass(frozen=True)
+class SummaryRow:
+    """One backend at one load level, its repetitions aggregated (the module's docstring says how)."""
+
+    backend: str  # the series: "threaded (2 CPUs)", "asyncio /sleep?ms=1"
+    users: int
+    rate: float | None  # offered req/s; None: closed loop
+    idle: int  # idle connections beside the load
+    reps: int
+    repetition: int  # the repetition the figures below are of
+    rps: float | None
+    good_rps: float | None
+    p50_us: float | None
+    p90_us: float | None
+    p99_us: float | None
+    censored: int | None
+    censored_min_us: float | None
+    lower_bound: Mapping[str, bool | None]  # by percentile key: see lower_bound()
+    errors: int
+    error_share: float
+    starved: int | None
+    dropped: int | None
+    cpu_us_per_request: float | None
+    steal_pct: float | None
+    driver_share_pct: float | None
+    others_pct: float | None
+    flags: tuple[str, ...]
+
+    @property
+    def driver_bound(self) -> bool:
+        return DRIVER_BOUND in self.flags
+
+    def percentile(self, key: str) -> float | None:
+        return {"p50_us": self.p50_us, "p90_us": self.p90_us, "p99_us": self.p99_us}[key]
+
+    def bound(self, key: str) -> bool:
+        """Whether the percentile `key` is a lower bound (None, unknown, reads as not)."""
+        return bool(self.lower_bound[key])
+
+    @property
+    def load(self) -> str:
+        return load_label(self.users, self.rate, self.idle)
+
+
+def summary_rows(steps: Iterable[Step | Mapping[str, Any]]) -> list[SummaryRow]:
     """One row per backend and load level (see the module's docstring for the aggregation).
 
     Backends in the order they ran; within one, by idle connections held (c10k's sweep),
     then closed-loop levels by users, then open-loop levels by offered rate. A window with no
     completed request has no percentiles (None). The printed table and summary.csv both come
-    from these rows.
+    from these rows. `steps`: the model's, or the records the orchestrator is writing.
     """
-    groups = group_levels(steps)
+    groups = group_levels(as_steps(steps))
     backends = list(dict.fromkeys(key[0] for key in groups))
     order = lambda key: (backends.index(key[0]), key[3], key[2] is not None, key[2] or 0, key[1])  # noqa: E731
     rows = []
     for backend, users, rate, idle in sorted(groups, key=order):
         reps = groups[backend, users, rate, idle]
         rep = pick_repetition(reps)
-        flags = sorted({flag for step in reps for flag in step.get("flags") or ()})
-        rows.append({
-            "backend": backend, "users": users, "rate": rate, "idle": idle, "reps": len(reps),
-            "repetition": rep.get("repetition"),
-            "rps": rep.get("rps"), "good_rps": rep.get("good_rps"),
-            **{key: rep.get(key) for key in PERCENTILES},
-            "censored": rep.get("censored"), "censored_min_us": rep.get("censored_min_us"),
-            "lower_bound": {key: lower_bound(rep, key) for key in PERCENTILES},
-            "errors": sum(_error_count(step) for step in reps),
-            "error_share": pooled_error_share(reps),
-            "starved": _max_of(step.get("starved_users") for step in reps),
-            "dropped": _sum_of(step.get("dropped") for step in reps),
-            "cpu_us_per_request": (rep.get("server") or {}).get("cpu_us_per_request"),
-            "steal_pct": _max_of(step_steal(step) for step in reps),
-            "driver_share_pct": _max_of(driver_share(step) for step in reps),
-            "others_pct": _max_of(others_share(step) for step in reps),
-            "flags": flags, "driver_bound": DRIVER_BOUND in flags,
-        })
+        rows.append(SummaryRow(
+            backend=backend, users=users, rate=rate, idle=idle, reps=len(reps),
+            repetition=rep.repetition, rps=rep.rps, good_rps=rep.good_rps,
+            p50_us=rep.p50_us, p90_us=rep.p90_us, p99_us=rep.p99_us,
+            censored=rep.censored, censored_min_us=rep.censored_min_us,
+            lower_bound={key: lower_bound(rep, key) for key in PERCENTILES},
+            errors=sum(step.errors.total for step in reps),
+            error_share=pooled_error_share(reps),
+            starved=_max_of(step.starved_users for step in reps),
+            dropped=_sum_of(step.dropped for step in reps),
+            cpu_us_per_request=rep.server.cpu_us_per_request,
+            steal_pct=_max_of(step.steal_percent for step in reps),
+            driver_share_pct=_max_of(step.driver.share_of_server_percent for step in reps),
+            others_pct=_max_of(step.server.others_percent for step in reps),
+            flags=tuple(sorted({flag for step in reps for flag in step.flags})),
+        ))
     return rows
 
 
@@ -238,10 +246,6 @@ def _fmt_rps(value: float | None) -> str:
     return _dash(value, ",.0f" if value is None or value >= 100 else ",.1f")
 
 
-def _fmt_ms(us: float | None, bound: bool | None = None) -> str:
-    return "-" if us is None else f"{'>=' if bound else ''}{us / 1000:,.2f}"
-
-
 def _fmt_share(share: float | None) -> str:
     if share is None:
         return "-"
@@ -254,67 +258,68 @@ def _fmt_cpu(us: float | None) -> str:
     return _dash(us, ",.0f" if us is None or us >= 1000 else ",.1f")
 
 
-def load_label(row: Mapping[str, Any]) -> str:
-    """'8 users', '2,000/s offered', '1 users + 1,000 idle'."""
-    load = f"{row['users']} users" if row["rate"] is None else f"{row['rate']:,g}/s offered"
-    if row["idle"]:
-        load += f" + {row['idle']:,} idle"
+def load_label(users: int, rate: float | None, idle: int = 0) -> str:
+    """A load level in words: '8 users', '2,000/s offered', '1 users + 1,000 idle'."""
+    load = f"{users} users" if rate is None else f"{rate:,g}/s offered"
+    if idle:
+        load += f" + {idle:,} idle"
     return load
 
 
-def _cells(row: Mapping[str, Any]) -> tuple[str, ...]:
-    bound = row["lower_bound"]
-    return (row["backend"], load_label(row), _fmt_rps(row["rps"]), _fmt_rps(row["good_rps"]),
-            _fmt_ms(row["p50_us"], bound["p50_us"]), _fmt_ms(row["p99_us"], bound["p99_us"]),
-            f"{row['errors']:,}", _fmt_share(row["error_share"]), _dash(row["starved"], ","),
-            _dash(row["dropped"], ","), _fmt_cpu(row["cpu_us_per_request"]), _dash(row["steal_pct"], ".1f"),
+def _cells(row: SummaryRow) -> tuple[str, ...]:
+    return (row.backend, row.load, _fmt_rps(row.rps), _fmt_rps(row.good_rps),
+            ms_text(row.p50_us, bound=row.bound("p50_us")), ms_text(row.p99_us, bound=row.bound("p99_us")),
+            f"{row.errors:,}", _fmt_share(row.error_share), _dash(row.starved, ","),
+            _dash(row.dropped, ","), _fmt_cpu(row.cpu_us_per_request), _dash(row.steal_pct, ".1f"),
             flags_text(row))
 
 
-def flags_text(row: Mapping[str, Any]) -> str:
+def flags_text(row: SummaryRow) -> str:
     """The row's flags as the table shows them: shared-cpu with the driver's share of the
     server's CPUs beside it ("shared-cpu (driver 7.2%: may be low)"), contended with the other
     processes' ("contended (others 12.0%)")."""
     def shown(flag: str) -> str:
-        others = row.get("others_pct")
+        others = row.others_pct
         if flag == CONTENDED and others is not None:
             return f"{flag} (others {others:.1f}%)"
-        share = row.get("driver_share_pct")
+        share = row.driver_share_pct
         if flag != SHARED_CPU or share is None:
             return flag
         return f"{flag} (driver {share:.1f}%{': may be low' if share > SHARED_CPU_LOW_PERCENT else ''})"
-    return ", ".join(shown(flag) for flag in row["flags"])
+    return ", ".join(shown(flag) for flag in row.flags)
 
 
-def summary_title(results: Mapping[str, Any], rows: Sequence[Mapping[str, Any]]) -> str:
+def summary_title(run: Run, rows: Sequence[SummaryRow]) -> str:
     """What the table is, in one line: which repetition a row is, and what is summed."""
-    name = (results.get("scenario") or {}).get("name", "?")
-    measure = "good req/s" if any(row["good_rps"] is not None for row in rows) or not rows else "req/s"
+    name = run.scenario.get("name", "?")
+    measure = "good req/s" if any(row.good_rps is not None for row in rows) or not rows else "req/s"
     return (f"{name}: each row is the repetition with the median {measure}, with its own percentiles; "
             "errors and dropped summed over repetitions, starved and steal the largest, flags of any")
 
 
-def legend(rows: Sequence[Mapping[str, Any]]) -> list[str]:
+def legend(rows: Sequence[SummaryRow]) -> list[str]:
     """What the marks in these rows mean: ">=" and each flag that appears, one line each."""
-    notes = [LOWER_BOUND_NOTE] if any(any(row["lower_bound"].values()) for row in rows) else []
-    flags = sorted({flag for row in rows for flag in row["flags"]})
+    notes = [LOWER_BOUND_NOTE] if any(any(row.lower_bound.values()) for row in rows) else []
+    flags = sorted({flag for row in rows for flag in row.flags})
     return notes + [f"{flag}: {FLAG_MEANINGS.get(flag, 'a flag this concurbench has no explanation for')}"
                     for flag in flags]
 
 
-def _failures(results: Mapping[str, Any]) -> list[tuple[str, str]]:
+def _failures(run: Run) -> list[tuple[str, str]]:
     """Failed or interrupted backends, each with its one-line reason."""
-    failures = []
-    for name, info in (results.get("backends") or {}).items():
-        if (info or {}).get("status") != "ok":
-            reason = (((info or {}).get("error") or "").strip().splitlines() or [""])[0]
-            failures.append((name, f"{str((info or {}).get('status') or 'failed').upper()}: {reason}"))
-    return failures
+    return [(name, f"{entry.status.upper()}: {first_line(entry.error)}")
+            for name, entry in run.backends.items() if entry.status != "ok"]
 
 
-def summary_table(results: Mapping[str, Any]) -> str:
+def first_line(text: str | None) -> str:
+    """The first line of a message (a backend's error), or nothing."""
+    return ((text or "").strip().splitlines() or [""])[0]
+
+
+def summary_table(results: Run | Mapping[str, Any]) -> str:
     """The summary as a plain-text table; failed or interrupted backends under it, one line each."""
-    rows = summary_rows(results.get("steps") or ())
+    results = as_run(results)
+    rows = summary_rows(results.steps)
     lines = [TABLE_HEADER, *(_cells(row) for row in rows)]
     failures = _failures(results)
     widths = [max(len(line[i]) for line in lines) for i in range(len(TABLE_HEADER))]
@@ -330,10 +335,11 @@ def _md(text: str) -> str:
     return text.replace("\\", "\\\\").replace("|", "\\|")
 
 
-def summary_markdown(results: Mapping[str, Any]) -> str:
+def summary_markdown(results: Run | Mapping[str, Any]) -> str:
     """The summary as a GitHub markdown table (what the README pastes), the title above it
     and failed or interrupted backends as a list under it."""
-    rows = summary_rows(results.get("steps") or ())
+    results = as_run(results)
+    rows = summary_rows(results.steps)
     lines = [f"*{_md(summary_title(results, rows))}*", ""]
     notes = legend(rows)
     if notes:
@@ -349,7 +355,7 @@ def summary_markdown(results: Mapping[str, Any]) -> str:
 
 # --- summary.csv ---------------------------------------------------------------------------
 
-def write_summary_csv(run_dir: Path, steps: Iterable[Mapping[str, Any]]) -> Path:
+def write_summary_csv(run_dir: Path, steps: Iterable[Step | Mapping[str, Any]]) -> Path:
     """run_dir/summary.csv: the summary rows, one column each of SUMMARY_COLUMNS (see
     COLUMN_NOTES); a missing value is an empty cell, booleans are true/false."""
     buffer = io.StringIO()
@@ -357,14 +363,15 @@ def write_summary_csv(run_dir: Path, steps: Iterable[Mapping[str, Any]]) -> Path
     writer.writerow(SUMMARY_COLUMNS)
     for row in summary_rows(steps):
         values = {
-            **{key: row[key] for key in ("backend", "users", "reps", "repetition", "rps", "good_rps", *PERCENTILES,
-                                         "censored", "errors", "starved", "dropped", "cpu_us_per_request",
-                                         "driver_bound")},
-            "offered_rate": row["rate"], "idle_connections": row["idle"],
-            **{f"{key[:-3]}_lower_bound": row["lower_bound"][key] for key in PERCENTILES},
-            "error_share": _decimal(row["error_share"], 6), "steal_pct": _decimal(row["steal_pct"], 2),
-            "driver_share_pct": _decimal(row["driver_share_pct"], 1), "others_pct": _decimal(row["others_pct"], 1),
-            "flags": ";".join(row["flags"]),
+            "backend": row.backend, "users": row.users, "reps": row.reps, "repetition": row.repetition,
+            "rps": row.rps, "good_rps": row.good_rps, **{key: row.percentile(key) for key in PERCENTILES},
+            "censored": row.censored, "errors": row.errors, "starved": row.starved, "dropped": row.dropped,
+            "cpu_us_per_request": row.cpu_us_per_request, "driver_bound": row.driver_bound,
+            "offered_rate": row.rate, "idle_connections": row.idle,
+            **{f"{key[:-3]}_lower_bound": row.lower_bound[key] for key in PERCENTILES},
+            "error_share": _decimal(row.error_share, 6), "steal_pct": _decimal(row.steal_pct, 2),
+            "driver_share_pct": _decimal(row.driver_share_pct, 1), "others_pct": _decimal(row.others_pct, 1),
+            "flags": ";".join(row.flags),
         }
         writer.writerow([_cell(values[column]) for column in SUMMARY_COLUMNS])
     path = Path(run_dir) / SUMMARY_FILE

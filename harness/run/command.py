@@ -279,17 +279,17 @@ def _save_quietly(run: Run) -> None:
 
 def driver_ratios(results: dict[str, Any], drivers: tuple[str, ...]) -> str:
     """--driver both: each step's figures by the second driver over the first's."""
-    rows = {(r["backend"], r["users"], r["rate"]): r for r in summary_rows(results["steps"])}
+    rows = {(r.backend, r.users, r.rate): r for r in summary_rows(results["steps"])}
     first, second = drivers[0], drivers[1]
     lines = [f"\n{second} / {first}, per step (medians over repetitions):",
              f"{'backend':<12} {'load':>10} {'req/s ratio':>12} {'p50 ratio':>10}"]
     for (backend, users, rate), row in rows.items():
         other = rows.get((f"{backend} ({second})", users, rate))
-        if other is None or not row["rps"] or not row["p50_us"]:
+        if other is None or not row.rps or not row.p50_us:
             continue
         load = f"{users} users" if rate is None else f"{rate:g}/s"
-        p50 = f"{other['p50_us'] / row['p50_us']:.3f}" if other["p50_us"] else "-"
-        lines.append(f"{backend:<12} {load:>10} {(other['rps'] or 0) / row['rps']:>12.3f} {p50:>10}")
+        p50 = f"{other.p50_us / row.p50_us:.3f}" if other.p50_us else "-"
+        lines.append(f"{backend:<12} {load:>10} {(other.rps or 0) / row.rps:>12.3f} {p50:>10}")
     return "\n".join(lines)
 
 

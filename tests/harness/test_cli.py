@@ -40,8 +40,9 @@ def test_summary_markdown_prints_a_github_table(capsys: pytest.CaptureFixture[st
     (lambda tmp: tmp, "no such results file"),
     (lambda tmp: (tmp / "results.json").write_text("{oops") and tmp, "not valid JSON"),
     (lambda tmp: (tmp / "results.json").write_text('{"version": 2, "steps": [{"status": "ok"}]}') and tmp,
-     "unreadable results (KeyError"),
-    (lambda tmp: (tmp / "results.json").write_text('{"version": 2, "steps": 3}') and tmp, "no list of steps"),
+     "results.json: steps[0].backend: missing"),
+    (lambda tmp: (tmp / "results.json").write_text('{"version": 2, "steps": 3}') and tmp,
+     "results.json: steps: must be a list, not 3"),
 ], ids=["missing-dir", "no-results-json", "not-json", "step-without-backend", "steps-not-a-list"])
 def test_summary_refuses_in_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str], make, message: str) -> None:
     run_dir = make(tmp_path)

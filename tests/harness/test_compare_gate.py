@@ -19,6 +19,7 @@ import pytest
 
 from harness.charts.report import render_report
 from harness.cli import main
+from harness.results.model import Run
 from harness.results.steps import CONTENDED, CONTENDED_PERCENT
 from harness.results.store import read_results
 from harness.results.summary import summary_table
@@ -167,6 +168,6 @@ def test_the_summary_and_the_report_say_contended(runs: dict[str, Path]) -> None
     table = summary_table(results)
     assert "contended (others " in table
     assert "contended: other processes of this machine" in table  # the legend
-    page = render_report(results, [])
+    page = render_report(Run.of(results), [])
     assert 'id="flag-contended"' in page  # the flag's meaning, once
     assert "other processes of this machine used" in page  # each step's warning, with its own figure

@@ -17,6 +17,7 @@ from typing import Any, Callable
 
 import pytest
 
+from harness.results.model import Run, steps_of
 from harness.charts.cores import (chart_users, core_points, draw_cores, has_core_sweep, median_p99,
                                   pinning_notes)
 from harness.charts.report import CHART_CAPTIONS, write_report
@@ -44,12 +45,12 @@ def top_level_steps(run: dict[str, Any]) -> dict[tuple[str, int], list[dict[str,
 
 def test_the_chart_shows_the_highest_closed_loop_user_level(run_cores: dict[str, Any]) -> None:
     users = {step["users"] for step in run_cores["steps"]}
-    assert len(users) > 1 and chart_users(run_cores) == max(users)
+    assert len(users) > 1 and chart_users(Run.of(run_cores)) == max(users)
 
 
 def test_points_are_the_medians_over_repetitions(run_cores: dict[str, Any]) -> None:
     groups = top_level_steps(run_cores)
-    points = core_points(run_cores)
+    points = core_points(Run.of(run_cores))
     assert {(backend, p.cores) for backend, line in points.items() for p in line} == set(groups)
     for backend, line in points.items():
         assert [p.cores for p in line] == sorted(p.cores for p in line)
@@ -68,7 +69,7 @@ def test_driver_bound_and_lower_bound_points_are_marked(run_cores: dict[str, Any
     censored = {key for key, reps in groups.items()
                 if all(rep["censored"] and rep["p99_us"] >= rep["censored_min_us"] for rep in reps)}
     assert driver_bound and censored  # the fixture has both, so these checks can fail
-    points = core_points(run_cores)
+    points = core_points(Run.of(run_cores))
     assert {(b, p.cores) for b, line in points.items() for p in line if p.driver_bound} == driver_bound
     assert {(b, p.cores) for b, line in points.items() for p in line if p.p99_lower_bound} == censored
 
@@ -88,20 +89,20 @@ def rep(p99: int, censored_min: int | None = None) -> dict[str, Any]:
 ], ids=["no bound", "bound at the median", "bound above it", "bound below it", "even count",
         "a missing p99", "no p99 at all"])
 def test_median_p99_and_whether_it_is_a_lower_bound(reps: list[dict[str, Any]], expected: tuple) -> None:
-    assert median_p99(reps) == expected
+    assert median_p99(steps_of([{"backend": "threaded", "users": 8, **rep} for rep in reps])) == expected
 
 
 def test_a_server_pinned_to_fewer_cpus_than_asked_is_noted(run_cores: dict[str, Any]) -> None:
-    assert pinning_notes(core_points(run_cores)) == []
+    assert pinning_notes(core_points(Run.of(run_cores))) == []
     run = copy.deepcopy(run_cores)
     for step in run["steps"]:
         if step["backend"] == "forking" and step["cores"] == 4:
             step["server_cpus"] = [0, 1]
-    assert pinning_notes(core_points(run)) == ["forking at 4 cores: pinned to 2 CPUs"]
+    assert pinning_notes(core_points(Run.of(run))) == ["forking at 4 cores: pinned to 2 CPUs"]
 
 
 def test_the_chart_is_a_png_and_an_svg(run_cores: dict[str, Any], tmp_path: Path) -> None:
-    png, svg = draw_cores(run_cores, tmp_path)
+    png, svg = draw_cores(Run.of(run_cores), tmp_path)
     assert (png.name, svg.name) == ("server_cores.png", "server_cores.svg")
     head = png.read_bytes()[:24]
     assert head[:8] == PNG_SIGNATURE and head[12:16] == b"IHDR"
@@ -109,7 +110,7 @@ def test_the_chart_is_a_png_and_an_svg(run_cores: dict[str, Any], tmp_path: Path
     assert 600 <= width <= 1000 and 400 <= height <= 900
     assert ET.parse(svg).getroot().tag == "{http://www.w3.org/2000/svg}svg"
     text = svg.read_text(encoding="utf-8")
-    for words in ("server cores", f"at {chart_users(run_cores)} users", "driver-bound", "lower bound"):
+    for words in ("server cores", f"at {chart_users(Run.of(run_cores))} users", "driver-bound", "lower bound"):
         assert words in text
 
 
@@ -130,13 +131,13 @@ def no_cores_recorded(run: dict[str, Any]) -> dict[str, Any]:
 def test_no_chart_without_a_closed_loop_sweep(run_cores: dict[str, Any], tmp_path: Path,
                                               make: Callable[[dict[str, Any]], dict[str, Any]]) -> None:
     run = make(run_cores)
-    assert not has_core_sweep(run) and draw_cores(run, tmp_path) == [] and not list(tmp_path.iterdir())
+    assert not has_core_sweep(Run.of(run)) and draw_cores(Run.of(run), tmp_path) == [] and not list(tmp_path.iterdir())
 
 
 def test_no_chart_for_a_run_from_before_the_sweep(tmp_path: Path) -> None:
     run = read_results(RUNS / "run-a")
     assert not any("cores" in step for step in run["steps"])
-    assert draw_cores(run, tmp_path) == [] and not list(tmp_path.iterdir())
+    assert draw_cores(Run.of(run), tmp_path) == [] and not list(tmp_path.iterdir())
 
 
 def test_the_report_shows_the_chart_with_its_caption(tmp_path: Path) -> None:
@@ -160,7 +161,7 @@ def run_parallel() -> dict[str, Any]:
 
 
 def test_each_request_of_a_backend_is_a_line_of_its_own(run_parallel: dict[str, Any]) -> None:
-    points = core_points(run_parallel)
+    points = core_points(Run.of(run_parallel))
     assert list(points) == [f"{backend}@3.13 {route}" for backend in ("threaded", "forking-prefork2", "asyncio")
                             for route in ("/cpu?ms=5", "/cpu-shared?ms=5")]
     for name, line in points.items():
@@ -173,29 +174,29 @@ def test_each_request_of_a_backend_is_a_line_of_its_own(run_parallel: dict[str, 
 
 
 def test_the_ideal_is_linear_from_the_one_core_point(run_parallel: dict[str, Any]) -> None:
-    for line in core_points(run_parallel).values():
+    for line in core_points(Run.of(run_parallel)).values():
         one = line[0].good_rps
         assert ideal(line) == [(1, one), (2, 2 * one)]
-    without_one = [point for point in next(iter(core_points(run_parallel).values())) if point.cores != 1]
+    without_one = [point for point in next(iter(core_points(Run.of(run_parallel)).values())) if point.cores != 1]
     assert ideal(without_one) == []
 
 
 def test_the_counts_that_shared_the_drivers_cpu_are_noted_with_its_share(run_parallel: dict[str, Any]) -> None:
     shares = [step["driver"]["share_of_server_percent"] for step in run_parallel["steps"]
-              if "shared-cpu" in step["flags"] and step["users"] == chart_users(run_parallel)]
+              if "shared-cpu" in step["flags"] and step["users"] == chart_users(Run.of(run_parallel))]
     assert shares and all(step["cores"] == 2 for step in run_parallel["steps"] if "shared-cpu" in step["flags"])
-    assert shared_notes(core_points(run_parallel)) == [
+    assert shared_notes(core_points(Run.of(run_parallel))) == [
         f"2 cores: shared the driver's CPU (driver up to {max(shares):.1f}% of the server's CPUs)"]
     run = copy.deepcopy(run_parallel)
     for step in run["steps"]:
         if "shared-cpu" in step["flags"]:
             step["driver"]["share_of_server_percent"] = 6.0
-    assert shared_notes(core_points(run)) == [
+    assert shared_notes(core_points(Run.of(run))) == [
         "2 cores: shared the driver's CPU (driver up to 6.0% of the server's CPUs: figures may be low)"]
 
 
 def test_the_parallel_chart_draws_the_ideal_and_the_note(run_parallel: dict[str, Any], tmp_path: Path) -> None:
-    png, svg = draw_cores(run_parallel, tmp_path)
+    png, svg = draw_cores(Run.of(run_parallel), tmp_path)
     text = svg.read_text(encoding="utf-8")
     for words in ("ideal: linear from its one-core point", "threaded@3.13 /cpu-shared?ms=5", "2 cores: shared the driver"):
         assert words in text

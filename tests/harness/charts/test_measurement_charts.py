@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from harness.results.model import Run, load, steps_of
 from harness.charts import cost, levels as chart_levels, runs as plots
 from harness.charts.compare_formats import compare_runs
 from harness.charts.notes import MAX_CHART_NOTES, chart_lines, step_warnings
@@ -45,7 +46,8 @@ def with_new_keys(run: dict[str, Any], *, good_share: float = 0.9) -> dict[str, 
             answers_by_class={"2xx": requests - refused, "3xx": 0, "4xx": 0, "5xx": refused, "other": 0},
             censored=0, censored_min_us=None, dropped=None, dropped_max_us=None,
             starved_users=users // 4 if users > 1 else 0, rate=None, uncorrected=None,
-            littles={"users": users, "predicted": float(users), "ratio": 1.0, "gap_us": 25.0})
+            littles={"users": users, "predicted": float(users), "ratio": 1.0, "gap_us": 25.0,
+                     "cycle_us": 1000.0, "tolerance": 0.06})
         if (backend, users) == ("iterative", 32):
             # 2% of its record, more than the 1% above p99: p99 is a lower bound (summary.lower_bound)
             step.update(censored=requests // 50, censored_min_us=step["p99_us"])
@@ -113,7 +115,7 @@ def test_a_chart_shows_what_fits_and_counts_the_rest(count: int) -> None:
 
 
 def test_every_starvation_note_is_in_the_report_and_the_chart_counts_what_it_left(stored: Path) -> None:
-    notes = chart_levels.starved_notes(chart_levels.summarize_steps(read_results(stored)))
+    notes = chart_levels.starved_notes(chart_levels.summarize_steps(Run.of(read_results(stored))))
     assert len(notes) == 10 > MAX_CHART_NOTES  # five backends at 8 and 32 users
     page = html.unescape((stored / "report.html").read_text(encoding="utf-8"))
     for note in notes:
@@ -137,7 +139,7 @@ def test_report_explains_every_flag_of_every_step(stored: Path, new_run: dict[st
     table = table[:table.index("</table>")]
     expected = sum(len(s["flags"]) + bool(s["starved_users"]) + bool(s["censored"]) + bool(s["dropped"])
                    for s in new_run["steps"])
-    assert table.count("<tr>") - 1 == expected == sum(len(w.items) for w in step_warnings(new_run))
+    assert table.count("<tr>") - 1 == expected == sum(len(w.items) for w in step_warnings(Run.of(new_run)))
     assert "CPU steal server 7.0%, driver 0.2% (over 5%)" in table
     assert "8 users, but throughput x cycle time gives 7.2 (ratio 0.90" in table
     assert "the driver's busiest CPU was" in table  # selectors at 32 users in run-a
@@ -152,9 +154,9 @@ def test_report_explains_every_flag_of_every_step(stored: Path, new_run: dict[st
 def test_goodput_is_drawn_beside_throughput_where_it_differs(stored: Path, run_a: dict[str, Any],
                                                              tmp_path: Path) -> None:
     assert "good req/s (2xx/3xx answers)" in svg(stored / "charts" / "throughput_vs_users.svg")
-    all_good = plots.throughput_vs_users(with_new_keys(run_a, good_share=1.0), tmp_path / "good")[1]
+    all_good = plots.throughput_vs_users(Run.of(with_new_keys(run_a, good_share=1.0)), tmp_path / "good")[1]
     assert "every answer 2xx/3xx" in svg(all_good) and "good req/s (2xx" not in svg(all_good)
-    old = plots.throughput_vs_users(run_a, tmp_path / "old")[1]
+    old = plots.throughput_vs_users(Run.of(run_a), tmp_path / "old")[1]
     assert "good req/s" not in svg(old) and "2xx" not in svg(old)  # never recorded: nothing claimed
 
 
@@ -162,7 +164,7 @@ def test_cpu_per_request_chart_is_drawn_from_the_stored_results(stored: Path, mo
                                                                 tmp_path: Path) -> None:
     assert (stored / "charts" / "cpu_per_request.png").exists() and (stored / "charts" / "cpu_per_request.svg").exists()
     assert 'alt="cpu_per_request"' in (stored / "report.html").read_text(encoding="utf-8")
-    results = read_results(stored)
+    results = load(stored)
     drawn = {}
     monkeypatch.setattr(cost, "save_figure", lambda figure, out, stem: drawn.setdefault(stem, figure) and [])
     cost.cpu_per_request(results, tmp_path)
@@ -170,15 +172,15 @@ def test_cpu_per_request_chart_is_drawn_from_the_stored_results(stored: Path, mo
     expected = []
     for backend in ("iterative", "threaded", "forking", "selectors", "asyncio"):
         for users, rate in ((1, None), (8, None), (32, None), (8, 1000.0), (8, 4000.0)):
-            reps = [s for s in results["steps"] if (s["backend"], s["users"], s["rate"]) == (backend, users, rate)]
+            reps = [s for s in results.steps if (s.backend, s.users, s.rate) == (backend, users, rate)]
             if reps:
-                expected.append(pick_repetition(reps)["server"]["cpu_us_per_request"])
+                expected.append(pick_repetition(reps).server.cpu_us_per_request)
     assert sorted(bars) == sorted(expected) and len(bars) == 5 * 3 + 2 * 2
 
 
 def test_no_cpu_per_request_chart_for_results_that_did_not_record_it(run_a: dict[str, Any], tmp_path: Path) -> None:
-    assert not cost.has_cpu_per_request(run_a) and cost.draw_cost(run_a, tmp_path) == []
-    assert cost.has_cpu_per_request(with_new_keys(run_a))
+    assert not cost.has_cpu_per_request(Run.of(run_a)) and cost.draw_cost(Run.of(run_a), tmp_path) == []
+    assert cost.has_cpu_per_request(Run.of(with_new_keys(run_a)))
 
 
 # --- which latency, and lower bounds ---
@@ -193,28 +195,28 @@ def test_every_latency_chart_says_which_latency(stored: Path) -> None:
 
 
 def test_lower_bounds_are_marked(stored: Path, run_a: dict[str, Any], tmp_path: Path) -> None:
-    summary = chart_levels.summarize_steps(read_results(stored))["iterative"][32]
+    summary = chart_levels.summarize_steps(Run.of(read_results(stored)))["iterative"][32]
     assert summary.p99_lower_bound and not summary.p50_lower_bound
     assert LOWER_BOUND_LABEL in svg(stored / "charts" / "latency_vs_users.svg")
     assert LOWER_BOUND_LABEL in svg(stored / "charts" / "latency_spectrum.svg")  # at 32 users
-    assert LOWER_BOUND_LABEL not in svg(plots.latency_vs_users(run_a, tmp_path)[1])
+    assert LOWER_BOUND_LABEL not in svg(plots.latency_vs_users(Run.of(run_a), tmp_path)[1])
     assert "≥" in (stored / "report.html").read_text(encoding="utf-8")
 
 
 def test_summary_of_a_level_is_the_median_goodput_repetition(new_run: dict[str, Any]) -> None:
     reps = [s for s in new_run["steps"] if (s["backend"], s["users"], s["rate"]) == ("threaded", 32, None)]
     reps[0]["starved_users"], reps[1]["starved_users"] = 30, 0
-    summary = chart_levels._summary("threaded", 32, reps)
+    summary = chart_levels._summary("threaded", 32, list(steps_of(reps)))
     chosen = sorted(reps, key=lambda s: s["good_rps"])[1]
     assert (summary.p99_us, summary.cpu_us_per_request) == (chosen["p99_us"], chosen["server"]["cpu_us_per_request"])
     assert summary.starved == 30 and summary.good_differs()
     for rep in reps:  # a process tree: RSS counts shared pages once per process, PSS once
         rep["server"].update(rss_bytes=7 * 2 ** 30, pss_bytes=50 * 2 ** 20)
-    assert chart_levels._summary("threaded", 32, reps).rss_bytes == 50 * 2 ** 20
+    assert chart_levels._summary("threaded", 32, list(steps_of(reps))).rss_bytes == 50 * 2 ** 20
 
 
 def test_open_loop_charts_draw_for_the_new_keys(new_run: dict[str, Any], tmp_path: Path) -> None:
-    paths = draw_open_loop(new_run, tmp_path)
+    paths = draw_open_loop(Run.of(new_run), tmp_path)
     assert "good req/s" not in svg(tmp_path / "achieved_vs_offered.svg")  # all answers were good
     assert len(paths) == 4
 

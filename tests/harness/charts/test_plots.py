@@ -18,6 +18,7 @@ from typing import Any, Callable
 import matplotlib
 import pytest
 
+from harness.results.model import Run, steps_of
 from harness.charts import levels as chart_levels, runs as plots
 from harness.charts.style import BACKEND_COLOURS, backend_colour, backend_label, short_cpu_model
 from harness.results.metrics import merge_histograms
@@ -66,7 +67,7 @@ def run_b() -> dict[str, Any]:
 @pytest.fixture(scope="module")
 def drawn(run_a: dict[str, Any], tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[Path]]:
     out = tmp_path_factory.mktemp("charts")
-    return {name: draw(run_a, out) for name, draw in CHARTS.items()}
+    return {name: draw(Run.of(run_a), out) for name, draw in CHARTS.items()}
 
 
 @pytest.mark.parametrize("name", CHARTS)
@@ -136,20 +137,20 @@ def test_spectrum_matches_the_merged_histogram(run_a: dict[str, Any]) -> None:
 
 
 def test_spectrum_at_a_chosen_load_level(run_a: dict[str, Any], tmp_path: Path) -> None:
-    paths = plots.latency_spectrum(run_a, tmp_path, users=8)
+    paths = plots.latency_spectrum(Run.of(run_a), tmp_path, users=8)
     assert "at 8 users" in svg_text(paths[1])
 
 
 def test_failed_backend_is_omitted_and_noted(run_b: dict[str, Any], tmp_path: Path) -> None:
-    assert "forking" not in chart_levels.summarize_steps(run_b)
-    assert "did not come up" in chart_levels.failed_backends(run_b)["forking"]
-    text = svg_text(plots.throughput_vs_users(run_b, tmp_path)[1])
+    assert "forking" not in chart_levels.summarize_steps(Run.of(run_b))
+    assert "did not come up" in chart_levels.failed_backends(Run.of(run_b))["forking"]
+    text = svg_text(plots.throughput_vs_users(Run.of(run_b), tmp_path)[1])
     assert "failed, not drawn: forking" in text
     assert BACKEND_COLOURS["forking"] not in text
 
 
 def test_summary_flags_driver_bound_and_high_spread(run_a: dict[str, Any]) -> None:
-    summaries = chart_levels.summarize_steps(run_a)
+    summaries = chart_levels.summarize_steps(Run.of(run_a))
     flagged = {(b, u): (s.driver_bound, s.high_spread) for b, by in summaries.items() for u, s in by.items()
                if s.driver_bound or s.high_spread}
     assert flagged == {("selectors", 32): (True, False), ("threaded", 32): (False, True)}
@@ -185,21 +186,21 @@ def test_drawing_leaves_global_matplotlib_settings_alone(drawn: dict[str, list[P
 def test_charts_of_an_empty_run_still_draw(run_a: dict[str, Any], tmp_path: Path) -> None:
     empty = {**run_a, "steps": [], "backends": {}}
     for draw in (plots.throughput_vs_users, plots.errors, plots.latency_spectrum):
-        png_size(draw(empty, tmp_path)[0])
+        png_size(draw(Run.of(empty), tmp_path)[0])
 
 
 def test_a_step_with_no_completed_request_is_drawn_as_zero(run_a: dict[str, Any], tmp_path: Path) -> None:
     stalled = [{**s, "requests": 0, "rps": 0.0, "p50_us": None, "p99_us": None, "histogram": None}
                if s["backend"] == "iterative" and s["users"] == 32 else s for s in run_a["steps"]]
-    summary = chart_levels.summarize_steps({**run_a, "steps": stalled})["iterative"][32]
+    summary = chart_levels.summarize_steps(Run.of({**run_a, "steps": stalled}))["iterative"][32]
     assert summary.rps.median == 0 and summary.p99_us is None
-    png_size(plots.latency_vs_users({**run_a, "steps": stalled}, tmp_path)[0])
+    png_size(plots.latency_vs_users(Run.of({**run_a, "steps": stalled}), tmp_path)[0])
 
 
 def test_an_external_backend_is_drawn_in_its_own_colour(run_a: dict[str, Any], tmp_path: Path) -> None:
     name = "cmd:uvicorn --port {port} --workers 1 app:app"
     steps = [{**s, "backend": name} if s["backend"] == "asyncio" else s for s in run_a["steps"]]
-    text = svg_text(plots.throughput_vs_users({**run_a, "steps": steps}, tmp_path)[1])
+    text = svg_text(plots.throughput_vs_users(Run.of({**run_a, "steps": steps}), tmp_path)[1])
     assert backend_colour(name) in text and backend_label(name) in text and backend_label(name) != name
     assert BACKEND_COLOURS["asyncio"] not in text
 
@@ -229,19 +230,20 @@ def test_idle_sweep_draws_the_c10k_chart_and_keeps_users_charts_at_the_baseline(
     from harness.charts.idle import failed_share, held_open, idle_levels
 
     sweep = _idle_sweep(run_a)
-    levels = idle_levels(sweep)
+    levels = idle_levels(Run.of(sweep))
     assert levels and all(list(by_idle) == [0, 5000] for by_idle in levels.values())
     assert held_open(levels["threaded"][5000]) == 500 and failed_share(levels["threaded"][5000]) == 100  # all 503
     assert failed_share(levels["threaded"][0]) < 50
     # at an offered rate, a server that answers nothing (iterative behind an idle socket) fails it all
-    stuck = {"rate": 1000.0, "duration_s": 5.0, "requests": 0, "errors": {"timeout": 0}}
-    assert failed_share([stuck]) == 100 and failed_share([{**stuck, "requests": 5000}]) == 0
+    stuck = {"backend": "iterative", "users": 8, "rate": 1000.0, "duration_s": 5.0, "requests": 0,
+             "errors": {"timeout": 0}}
+    assert failed_share(list(steps_of([stuck]))) == 100 and failed_share(list(steps_of([{**stuck, "requests": 5000}]))) == 0
     # the users charts see only the baseline level: one step group per backend, not two
     assert all(len(summary.steps) == len([s for s in run_a["steps"] if s["backend"] == name
                                           and s["users"] == summary.users and s.get("rate") is None])
-               for name, by_users in chart_levels.summarize_steps(sweep).items() for summary in by_users.values())
-    paths = plots.draw_all(sweep, tmp_path)
+               for name, by_users in chart_levels.summarize_steps(Run.of(sweep)).items() for summary in by_users.values())
+    paths = plots.draw_all(Run.of(sweep), tmp_path)
     assert tmp_path / "idle_connections.png" in paths
     png_size(tmp_path / "idle_connections.png")
     assert "500 connected" in svg_text(tmp_path / "idle_connections.svg")
-    assert "idle_connections.png" not in [p.name for p in plots.draw_all(run_a, tmp_path / "plain")]
+    assert "idle_connections.png" not in [p.name for p in plots.draw_all(Run.of(run_a), tmp_path / "plain")]

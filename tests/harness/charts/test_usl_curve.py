@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from harness.results.model import Run
 from harness.charts import runs as plots
 from harness.charts.levels import summarize_steps
 from harness.charts.style import backend_colour, new_figure
@@ -36,7 +37,7 @@ def drawn(ax: Any, prefix: str) -> dict[str, Any]:
 
 
 def test_curve_is_drawn_for_a_fitting_backend_only(hello: dict[str, Any]) -> None:
-    summaries = summarize_steps(hello)
+    summaries = summarize_steps(Run.of(hello))
     _, ax = new_figure()
     fits = draw_usl_fits(ax, summaries)
     assert set(fits) == set(summaries)
@@ -57,7 +58,7 @@ def test_curve_is_drawn_for_a_fitting_backend_only(hello: dict[str, Any]) -> Non
 
 
 def test_no_curve_and_no_legend_entry_when_nothing_fits() -> None:
-    summaries = summarize_steps(read_results(RUNS / "run-a"))  # 1, 8, 32 users: too few levels
+    summaries = summarize_steps(Run.of(read_results(RUNS / "run-a")))  # 1, 8, 32 users: too few levels
     _, ax = new_figure()
     fits = draw_usl_fits(ax, summaries)
     assert fits and not any(fit.ok for fit in fits.values())
@@ -66,25 +67,25 @@ def test_no_curve_and_no_legend_entry_when_nothing_fits() -> None:
 
 
 def test_the_fit_reads_good_req_s_and_falls_back_to_req_s(hello: dict[str, Any]) -> None:
-    fit = fit_levels(summarize_steps(hello)["threaded"])
+    fit = fit_levels(summarize_steps(Run.of(hello))["threaded"])
     halved = copy.deepcopy(hello)
     for step in halved["steps"]:
         step["good_rps"] = step["rps"] / 2
-    assert fit_levels(summarize_steps(halved)["threaded"]).lam == pytest.approx(fit.lam / 2, rel=0.01)
+    assert fit_levels(summarize_steps(Run.of(halved))["threaded"]).lam == pytest.approx(fit.lam / 2, rel=0.01)
     for step in halved["steps"]:
         del step["good_rps"]  # recorded before goodput: req/s it is
-    assert fit_levels(summarize_steps(halved)["threaded"]).lam == pytest.approx(fit.lam, rel=0.01)
+    assert fit_levels(summarize_steps(Run.of(halved))["threaded"]).lam == pytest.approx(fit.lam, rel=0.01)
 
 
 def test_open_loop_steps_are_not_fitted(hello: dict[str, Any]) -> None:
-    fit = fit_levels(summarize_steps(hello)["threaded"])
+    fit = fit_levels(summarize_steps(Run.of(hello))["threaded"])
     mixed = copy.deepcopy(hello)
     mixed["steps"] += [{**step, "users": 64, "rate": 1000.0, "rps": 1000.0, "good_rps": 1000.0}
                        for step in hello["steps"] if step["backend"] == "threaded"]
-    assert fit_levels(summarize_steps(mixed)["threaded"]) == fit
+    assert fit_levels(summarize_steps(Run.of(mixed))["threaded"]) == fit
 
 
 def test_throughput_chart_carries_the_curves(hello: dict[str, Any], tmp_path: Path) -> None:
-    svg = plots.throughput_vs_users(hello, tmp_path)[1].read_text(encoding="utf-8")
+    svg = plots.throughput_vs_users(Run.of(hello), tmp_path)[1].read_text(encoding="utf-8")
     assert 'id="usl-fit-threaded"' in svg and 'id="usl-fit-forking"' not in svg
     assert CURVE_LABEL in svg and PEAK_LABEL in svg

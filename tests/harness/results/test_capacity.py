@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from harness.results.model import Run
 from harness.charts.capacity import FLOOR, HELD, MARK_LEGEND, NOT_HELD, bar_mark, capacity_html, draw_capacity
 from harness.results.capacity import (BACKOFF, ROUNDS_AGGREGATE, backoff_rate, capacities, capacity_findings,
                                       capacity_table)
@@ -27,7 +28,7 @@ def results() -> dict:
 
 
 def by_series(results: dict) -> dict:
-    return {row.series: row for row in capacities(results)}
+    return {row.series: row for row in capacities(Run.of(results))}
 
 
 def test_each_search_gives_its_capacity_and_the_rounds_behind_it(results: dict) -> None:
@@ -59,7 +60,7 @@ def test_no_rate_is_told_when_neither_held_in_most_rounds(results: dict) -> None
     sleep = by_series(changed)["selectors /sleep?ms=1"]
     assert sleep.rate is None and sleep.told is sleep.at_found
     assert sleep.note == "the 10,800 found held in 1 of 2 rounds; 8,640 in 1 of 2"
-    text = next(f["text"] for f in capacity_findings(changed) if f["backend"] == "selectors /sleep?ms=1")
+    text = next(f["text"] for f in capacity_findings(Run.of(changed)) if f["backend"] == "selectors /sleep?ms=1")
     assert text == ("selectors /sleep?ms=1 holds no rate it could repeat within p99 <= 10 ms, errors <= 0.1%: its "
                     "search held 10,800 req/s, but the rounds held 10,800 in 1 of 2 and 8,640 in 1 of 2")
     line = next(line for line in capacity_table(changed).splitlines() if line.startswith("selectors /sleep"))
@@ -96,23 +97,23 @@ def test_findings_say_each_capacity_with_its_cost_first(results: dict) -> None:
     assert texts["iterative /"] == ("iterative / holds no rate within p99 <= 10 ms, errors <= 0.1%: it missed at "
                                     "the lowest rate searched, 200 req/s")
     assert json.loads(json.dumps(capacity)) == capacity
-    assert capacity_findings({"steps": []}) == []
+    assert capacity_findings(Run.of({"steps": []})) == []
 
 
 def test_the_chart_and_the_report_section(results: dict, tmp_path: Path) -> None:
-    paths = draw_capacity(results, tmp_path)
+    paths = draw_capacity(Run.of(results), tmp_path)
     assert sorted(p.name for p in paths) == ["capacity.png", "capacity.svg", "capacity_search.png",
                                              "capacity_search.svg"]
     svg = (tmp_path / "capacity.svg").read_text()
     assert "20,000+ · 14 µs CPU/req" in svg  # the floor is marked +
     assert "8,640 · 22 µs CPU/req · search found 10,800" in svg
     assert "missed at the lowest rate" in svg
-    assert draw_capacity({"steps": []}, tmp_path / "none") == []
-    section = capacity_html(results)
+    assert draw_capacity(Run.of({"steps": []}), tmp_path / "none") == []
+    section = capacity_html(Run.of(results))
     assert "<h2>Capacity within p99 &lt;= 10 ms, errors &lt;= 0.1%</h2>" in section
     assert "200 ✓ → 800 ✓ → 3,200 ✓ → 12,800 ✗ → 6,400 ✓ → 9,050 ✓ → 10,800 ✓" in section
     assert "<td>8,640</td><td>2/2</td>" in section
-    assert capacity_html({"steps": []}) == ""
+    assert capacity_html(Run.of({"steps": []})) == ""
 
 
 def test_a_search_the_backend_did_not_finish_says_so(results: dict, tmp_path: Path) -> None:
@@ -120,14 +121,14 @@ def test_a_search_the_backend_did_not_finish_says_so(results: dict, tmp_path: Pa
     changed["capacity"]["selectors /sleep?ms=1"]["status"] = "failed"  # died mid-search: no rounds
     changed["steps"] = [step for step in changed["steps"] if step["route"] != "/sleep?ms=1"]
     changed["capacity"]["iterative /"]["status"] = "searching"  # a Ctrl+C in its search
-    texts = {f["backend"]: f["text"] for f in capacity_findings(changed)}
+    texts = {f["backend"]: f["text"] for f in capacity_findings(Run.of(changed))}
     assert texts["selectors /sleep?ms=1"] == ("selectors /sleep?ms=1: no capacity, the backend failed during its "
                                               "search (see its entry in the run); its search had held 10,800 req/s")
     assert texts["iterative /"] == "iterative /: no capacity, the search did not finish: the run was interrupted"
     rows = by_series(changed)
     assert rows["selectors /sleep?ms=1"].rate is None
     assert rows["selectors /sleep?ms=1"].note == "the backend failed during its search (see its entry in the run)"
-    draw_capacity(changed, tmp_path)
+    draw_capacity(Run.of(changed), tmp_path)
     assert "the backend failed in its search" in (tmp_path / "capacity.svg").read_text()
 
 
@@ -136,7 +137,7 @@ def test_a_capacity_from_flagged_rounds_says_so(results: dict) -> None:
     for step in changed["steps"]:
         if step["route"] == "/sleep?ms=1" and step["rate"] == 8640:
             step["flags"] = ["noisy"]
-    finding = next(f for f in capacity_findings(changed) if f["backend"] == "selectors /sleep?ms=1")
+    finding = next(f for f in capacity_findings(Run.of(changed)) if f["backend"] == "selectors /sleep?ms=1")
     assert finding["text"].endswith("held in only 1 of 2 (noisy: steal over 5%)")
     assert finding["caveat"] == "the 10,800 found held in 1 of 2 rounds; noisy: steal over 5%"
 
@@ -147,7 +148,7 @@ def test_a_driver_bound_floor_says_so_once(results: dict) -> None:
     for step in changed["steps"]:
         if step["route"] == "/":
             step["flags"] = ["driver-bound"]
-    text = next(f["text"] for f in capacity_findings(changed) if f["backend"] == "selectors /")
+    text = next(f["text"] for f in capacity_findings(Run.of(changed)) if f["backend"] == "selectors /")
     assert text.endswith("; the next rate missed with the driver at its limit: a floor")
     assert text.count("a floor") == 1
 
@@ -161,15 +162,15 @@ def test_the_rounds_figures_are_labelled_medians_not_the_summary_rows_round() ->
     rows = by_series(reference)
     gevent, forking = rows["gevent /"].told, rows["forking /"].told
     assert (gevent.rate, gevent.held, gevent.rounds, gevent.p99_us) == (37500, 2, 3, 5995)
-    summary = {(row["backend"], row["rate"]): row for row in summary_rows(reference["steps"])}
-    assert summary["gevent /", 37500]["p99_us"] == 17711
-    assert forking.p99_us == summary["forking /", 25600]["p99_us"] == 21583
-    assert not forking.p99_lower_bound and not summary["forking /", 25600]["lower_bound"]["p99_us"]
+    summary = {(row.backend, row.rate): row for row in summary_rows(reference["steps"])}
+    assert summary["gevent /", 37500].p99_us == 17711
+    assert forking.p99_us == summary["forking /", 25600].p99_us == 21583
+    assert not forking.p99_lower_bound and not summary["forking /", 25600].bound("p99_us")
     table = capacity_table(reference)
     assert f"p99, good req/s and CPU: {ROUNDS_AGGREGATE}" in table
     assert next(line for line in table.splitlines() if line.startswith("gevent / ")).split()[4] == "6.00"
     assert "each row is the repetition with the median good req/s" in summary_table(reference)
-    assert ROUNDS_AGGREGATE in capacity_html(reference)
+    assert ROUNDS_AGGREGATE in capacity_html(Run.of(reference))
 
 
 def test_the_chart_marks_a_floor_and_a_rate_not_held_apart(tmp_path: Path) -> None:
@@ -182,7 +183,7 @@ def test_the_chart_marks_a_floor_and_a_rate_not_held_apart(tmp_path: Path) -> No
     assert bar_mark(rows["forking /"]) == (0.0, NOT_HELD) and rows["forking /"].found == 25600
     assert bar_mark(rows["asyncio /"]) == (57800, HELD)
     assert bar_mark(rows["iterative /"]) == (0.0, None)
-    draw_capacity(reference, tmp_path)
+    draw_capacity(Run.of(reference), tmp_path)
     svg = (tmp_path / "capacity.svg").read_text()
     assert MARK_LEGEND[FLOOR] in svg and MARK_LEGEND[NOT_HELD] in svg
     assert "search held 25,600; no rate held in most rounds" in svg

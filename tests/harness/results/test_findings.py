@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from harness.results.model import Run
 from harness.charts.report import render_report
 from harness.results.findings import FINDING_KINDS, findings, findings_text, format_findings
 from harness.results.finding_groups import SATURATION_GROUP_MIN
@@ -74,7 +75,7 @@ def unswept(series: str) -> str:
 def test_findings_come_by_kind_then_in_the_tables_backend_order(
         stored_run: tuple[dict[str, Any], list[dict[str, Any]]]) -> None:
     results, found = stored_run
-    backends = list(dict.fromkeys(unswept(row["backend"]) for row in summary_rows(results["steps"])))
+    backends = list(dict.fromkeys(unswept(row.backend) for row in summary_rows(results["steps"])))
     order = [(FINDING_KINDS.index(item["kind"]), backends.index(unswept(item["backend"].split(", ")[0])))
              for item in found]
     assert order == sorted(order)
@@ -83,7 +84,7 @@ def test_findings_come_by_kind_then_in_the_tables_backend_order(
 
 def test_a_finding_at_a_flagged_level_says_so(stored_run: tuple[dict[str, Any], list[dict[str, Any]]]) -> None:
     results, found = stored_run
-    flags = {(row["backend"], row["users"], row["rate"], row["idle"]): set(row["flags"])
+    flags = {(row.backend, row.users, row.rate, row.idle): set(row.flags)
              for row in summary_rows(results["steps"])}
     for item in found:
         if item["level"] is None:
@@ -341,9 +342,9 @@ def test_speedup_is_each_series_against_its_own_one_cpu_goodput() -> None:
     found = of_kind(findings(results), "speedup")
     assert list(found) == [f"{backend}@3.13 {route}" for backend in ("threaded", "forking-prefork2", "asyncio")
                            for route in ("/cpu?ms=5", "/cpu-shared?ms=5")]
-    rows = {row["backend"]: row for row in summary_rows(results["steps"])}
+    rows = {row.backend: row for row in summary_rows(results["steps"])}
     for name, item in found.items():
-        one, two = rows[f"{name} (1 CPU)"]["good_rps"], rows[f"{name} (2 CPUs)"]["good_rps"]
+        one, two = rows[f"{name} (1 CPU)"].good_rps, rows[f"{name} (2 CPUs)"].good_rps
         figures = item["figures"]["by_cores"]["2"]
         assert item["figures"]["one_cpu_good_rps"] == one and figures["good_rps"] == two
         assert figures["speedup"] == round(two / one, 3) and figures["efficiency"] == round(two / one / 2, 3)
@@ -467,9 +468,9 @@ def test_the_free_threaded_builds_cost_on_one_cpu_is_its_own_finding() -> None:
 
 
 def test_no_free_threading_cost_across_versions_or_without_both_builds() -> None:
-    assert free_threading_cost(RunView.of(with_free_threaded_twin(load("findings-parallel"), ratio=0.8,
-                                                                  version="3.13.5"))) == []
-    assert free_threading_cost(RunView.of(load("findings-parallel"))) == []
+    assert free_threading_cost(RunView.of(Run.of(with_free_threaded_twin(load("findings-parallel"), ratio=0.8,
+                                                                         version="3.13.5")))) == []
+    assert free_threading_cost(RunView.of(Run.of(load("findings-parallel")))) == []
 
 
 # --- driver-bound and noisy ---------------------------------------------------------------
@@ -617,7 +618,7 @@ def test_findings_text_tells_what_the_run_stored() -> None:
 
 def test_report_opens_with_the_findings() -> None:
     results = load("findings-mixed")
-    page = render_report(results, [])
+    page = render_report(Run.of(results), [])
     assert page.index("<h2>Findings</h2>") < page.index("<h2>Summary</h2>")
     assert "asyncio at 32 users: p50 97.66 ms, 35.2x the best backend&#x27;s (forking, 2.77 ms;" in page
 
@@ -626,10 +627,10 @@ def test_report_escapes_stored_findings_and_skips_an_empty_list() -> None:
     results = copy.deepcopy(load("findings-c10k"))
     results["findings"] = [{"kind": "refusals", "backend": "x", "level": None, "text": "<b>x</b> & 5xx",
                             "figures": {}, "caveat": None}]
-    page = render_report(results, [])
+    page = render_report(Run.of(results), [])
     assert "&lt;b&gt;x&lt;/b&gt; &amp; 5xx" in page and "<b>x</b>" not in page
     results["findings"] = []
-    assert "<h2>Findings</h2>" not in render_report(results, [])
+    assert "<h2>Findings</h2>" not in render_report(Run.of(results), [])
 
 
 def test_a_run_with_no_good_step_has_no_findings() -> None:
@@ -637,4 +638,4 @@ def test_a_run_with_no_good_step_has_no_findings() -> None:
     for step in results["steps"]:
         step["status"] = "failed"
     assert findings(results) == [] and findings_text(results) == ""
-    assert "<h2>Findings</h2>" not in render_report(results, [])
+    assert "<h2>Findings</h2>" not in render_report(Run.of(results), [])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from harness.results.model import steps_of
 from harness.results.steps import HIGH_SPREAD, flag_high_spread, level_key, median_of
 
 
@@ -27,13 +28,16 @@ def test_high_spread_is_judged_within_one_level(steps: list[dict], flagged: list
 
 
 def test_level_key_reads_old_steps_without_idle_or_rate() -> None:
-    assert level_key({"backend": "asyncio", "users": 4}) == ("asyncio", 4, None, 0)
+    (old,) = steps_of([{"backend": "asyncio", "users": 4}])
+    assert level_key(old) == ("asyncio", 4, None, 0)
 
 
 def test_median_of_leaves_out_steps_without_the_field() -> None:
-    steps = [{"p99_us": 10, "server": {"rss_bytes": 1}}, {"p99_us": None}, {"p99_us": 30, "server": {}}]
-    assert median_of(steps, "p99_us") == 20 and median_of(steps, "rss_bytes", "server") == 1
-    assert median_of(steps, "missing") is None
+    steps = steps_of([{"backend": "a", "users": 1, "p99_us": 10, "server": {"rss_bytes": 1}},
+                      {"backend": "a", "users": 1, "p99_us": None},
+                      {"backend": "a", "users": 1, "p99_us": 30, "server": {}}])
+    assert median_of(s.p99_us for s in steps) == 20 and median_of(s.server.rss_bytes for s in steps) == 1
+    assert median_of(s.good_rps for s in steps) is None
 
 
 # --- step_record's judgement: goodput, failures, flags ----------------------------------

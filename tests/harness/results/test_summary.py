@@ -12,8 +12,10 @@ import pytest
 
 from harness.results.metrics import encode_histogram, new_histogram, percentiles
 from harness.results.steps import FLAG_MEANINGS
+from harness.results.figures import ServerFigures
+from harness.results.model import steps_of
 from harness.results.store import read_results
-from harness.results.summary import (COLUMN_NOTES, LOWER_BOUND_SLACK, SUMMARY_COLUMNS, pick_repetition, server_memory,
+from harness.results.summary import (COLUMN_NOTES, SummaryRow, LOWER_BOUND_SLACK, SUMMARY_COLUMNS, pick_repetition,
                                      summary_markdown, summary_rows, summary_table, write_summary_csv)
 from support import FIXTURES, ROOT
 
@@ -46,7 +48,8 @@ def step(backend: str = "threaded", users: int = 8, *, repetition: int = 0, rps:
         "timeseries": [], "censored": censored, "censored_min_us": censored_min_us,
         "dropped": dropped, "dropped_max_us": None, "starved_users": starved,
         "unfinished": 0, "unfinished_max_us": 0, "littles": None if rate else {
-            "users": users, "predicted": float(users), "ratio": 1.0, "gap_us": 20.0},
+            "users": users, "predicted": float(users), "ratio": 1.0, "gap_us": 20.0, "cycle_us": 1000.0,
+            "tolerance": 0.06},
         "server": {"cpu_percent": 99.0, "rss_bytes": 30_000_000, "pss_bytes": None, "cpu_seconds": 1.0,
                    "cpu_us_per_request": cpu_us, "steal_percent": steal[0]},
         "driver": {"cpu_percent": 50.0, "steal_percent": steal[1]},
@@ -60,7 +63,7 @@ def step(backend: str = "threaded", users: int = 8, *, repetition: int = 0, rps:
     return record
 
 
-def only_row(steps: list[dict[str, Any]]) -> dict[str, Any]:
+def only_row(steps: list[dict[str, Any]]) -> SummaryRow:
     (row,) = summary_rows(steps)
     return row
 
@@ -89,20 +92,21 @@ def test_row_is_the_median_goodput_repetition_with_its_own_percentiles() -> None
             step(rps=1100, good_rps=1000, p99=9000, repetition=1, cpu_us=70.0),
             step(rps=1500, good_rps=1500, p99=300, repetition=2, cpu_us=40.0)]
     row = only_row(reps)
-    assert (row["repetition"], row["rps"], row["good_rps"]) == (1, 1100, 1000)
-    assert (row["p50_us"], row["p99_us"], row["cpu_us_per_request"]) == (100, 9000, 70.0)  # its own, not medians
+    assert (row.repetition, row.rps, row.good_rps) == (1, 1100, 1000)
+    assert (row.p50_us, row.p99_us, row.cpu_us_per_request) == (100, 9000, 70.0)  # its own, not medians
 
 
 def test_even_count_takes_the_lower_middle_repetition() -> None:
     reps = [step(good_rps=1000 + 100 * i, p99=400 + i, repetition=i) for i in (3, 0, 2, 1)]
-    assert only_row(reps)["repetition"] == 1 and only_row(reps)["p99_us"] == 401
-    assert pick_repetition(reps[:1]) is reps[0]
+    assert only_row(reps).repetition == 1 and only_row(reps).p99_us == 401
+    (only,) = steps_of(reps[:1])
+    assert pick_repetition([only]) is only
 
 
 def test_older_steps_are_ranked_by_rps() -> None:
     reps = [step(rps=r, p99=r, repetition=i, old=True) for i, r in enumerate((900, 5000, 1000))]
     row = only_row(reps)
-    assert (row["repetition"], row["rps"], row["p99_us"], row["good_rps"]) == (2, 1000, 1000, None)
+    assert (row.repetition, row.rps, row.p99_us, row.good_rps) == (2, 1000, 1000, None)
 
 
 # --- what is summed, what is the largest ---
@@ -112,9 +116,9 @@ def test_errors_are_summed_over_repetitions_never_a_median() -> None:
     reps = [step(good_rps=1000 + i, errors={"timeout": n}, repetition=i) for i, n in enumerate((7, 31, 127))]
     reps[2]["errors"]["bad_status"] = 5
     row = only_row(reps)
-    assert row["errors"] == 7 + 31 + 127 + 5
+    assert row.errors == 7 + 31 + 127 + 5
     attempted = sum(r["requests"] for r in reps) + 7 + 31 + 127
-    assert row["error_share"] == pytest.approx((7 + 31 + 127 + 5) / attempted)
+    assert row.error_share == pytest.approx((7 + 31 + 127 + 5) / attempted)
     assert table_lines(run(reps))["threaded"][6] == "170"
 
 
@@ -122,14 +126,14 @@ def test_error_share_counts_refusals() -> None:
     # c10k's threaded: every answer a 503; it answered, so rps is high, goodput nothing
     refused = step(rps=1000, good_rps=0, errors={"bad_status": 10_000})
     row = only_row([refused])
-    assert (row["rps"], row["good_rps"], row["error_share"]) == (1000, 0, 1.0)
+    assert (row.rps, row.good_rps, row.error_share) == (1000, 0, 1.0)
     cells = table_lines(run([refused]))["threaded"]
     assert (cells[2], cells[3], cells[7]) == ("1,000", "0.0", "100.0%")
 
 
 def test_starved_is_the_largest_over_repetitions() -> None:
     reps = [step(good_rps=1000 + i, starved=n, repetition=i) for i, n in enumerate((0, 64, 3))]
-    assert only_row(reps)["starved"] == 64  # the median repetition had 3
+    assert only_row(reps).starved == 64  # the median repetition had 3
 
 
 def test_dropped_is_summed_and_steal_is_the_largest_of_either_side() -> None:
@@ -137,24 +141,24 @@ def test_dropped_is_summed_and_steal_is_the_largest_of_either_side() -> None:
             step(rate=500.0, dropped=0, steal=(2.0, None), repetition=1),
             step(rate=500.0, dropped=5, steal=(None, None), repetition=2)]
     row = only_row(reps)
-    assert (row["dropped"], row["steal_pct"]) == (15, 7.5)
+    assert (row.dropped, row.steal_pct) == (15, 7.5)
 
 
 def test_flags_are_the_union() -> None:
     reps = [step(flags=("noisy",)), step(flags=("driver-bound", "littles-law"), repetition=1),
             step(flags=("noisy", "high-spread"), repetition=2)]
     row = only_row(reps)
-    assert row["flags"] == ["driver-bound", "high-spread", "littles-law", "noisy"] and row["driver_bound"]
+    assert row.flags == ("driver-bound", "high-spread", "littles-law", "noisy") and row.driver_bound
 
 
 @pytest.mark.parametrize("server, memory", [
     ({"rss_bytes": 7 * 2 ** 30, "pss_bytes": 50 * 2 ** 20}, 50 * 2 ** 20),  # forking's tree: PSS
     ({"rss_bytes": 30 * 2 ** 20, "pss_bytes": None}, 30 * 2 ** 20),  # one process: RSS
-    ({"rss_bytes": 30 * 2 ** 20}, 30 * 2 ** 20),  # before schema 3, rss_bytes meant this already
+    ({"rss_bytes": 30 * 2 ** 20}, 30 * 2 ** 20),  # an older version's: rss_bytes meant this already
     ({}, None),
 ], ids=["tree-pss", "one-process-rss", "older", "unknown"])
 def test_server_memory_is_pss_of_a_tree_else_rss(server: dict, memory: int | None) -> None:
-    assert server_memory({"server": server}) == memory
+    assert ServerFigures(**server).memory == memory
 
 
 # --- lower bounds ---
@@ -162,7 +166,7 @@ def test_server_memory_is_pss_of_a_tree_else_rss(server: dict, memory: int | Non
 def test_a_percentile_at_or_above_a_censored_wait_is_a_lower_bound() -> None:
     censored = step(p50=100, p99=5000, censored=12, censored_min_us=5000)
     row = only_row([censored])
-    assert row["lower_bound"] == {"p50_us": False, "p90_us": False, "p99_us": True}
+    assert row.lower_bound == {"p50_us": False, "p90_us": False, "p99_us": True}
     cells = table_lines(run([censored]))["threaded"]
     assert cells[4:6] == ["0.10", ">=5.00"]
     assert ">= : a lower bound" in summary_table(run([censored]))
@@ -196,7 +200,7 @@ def test_a_percentile_is_a_lower_bound_only_where_the_censored_reach_it(
         values: dict[int, int], censored: int, censored_min: int, bound: bool) -> None:
     assert LOWER_BOUND_SLACK == 0.01
     row = only_row([measured(values, censored, censored_min)])
-    assert row["p50_us"] == 1000 and row["lower_bound"]["p50_us"] is bound
+    assert row.p50_us == 1000 and row.lower_bound["p50_us"] is bound
 
 
 def test_four_unsent_requests_do_not_make_a_median_a_lower_bound() -> None:
@@ -206,17 +210,17 @@ def test_four_unsent_requests_do_not_make_a_median_a_lower_bound() -> None:
     histogram, so this is the full reference run)."""
     capacity = read_results(ROOT / "results" / "reference" / "20261130-154828-capacity")
     row = next(row for row in summary_rows(capacity["steps"])
-               if row["backend"] == "threaded /sleep?ms=1" and row["rate"] == 18800)
-    assert (row["censored"], row["censored_min_us"], row["p50_us"]) == (4, 46, 1402)
-    assert not any(row["lower_bound"].values())
+               if row.backend == "threaded /sleep?ms=1" and row.rate == 18800)
+    assert (row.censored, row.censored_min_us, row.p50_us) == (4, 46, 1402)
+    assert not any(row.lower_bound.values())
     c10k = read_results(ROOT / "results" / "reference" / "20261130-125932-c10k")
-    stalled = [row for row in summary_rows(c10k["steps"]) if row["backend"] == "iterative" and row["rate"]]
-    assert stalled and all(all(row["lower_bound"].values()) for row in stalled)
+    stalled = [row for row in summary_rows(c10k["steps"]) if row.backend == "iterative" and row.rate]
+    assert stalled and all(all(row.lower_bound.values()) for row in stalled)
 
 
 def test_censored_values_below_the_percentile_only_when_censored() -> None:
     clean = step(p50=100, p99=5000, censored=0, censored_min_us=None)
-    assert only_row([clean])["lower_bound"] == {"p50_us": False, "p90_us": False, "p99_us": False}
+    assert only_row([clean]).lower_bound == {"p50_us": False, "p90_us": False, "p99_us": False}
     assert ">=" not in summary_table(run([clean]))
 
 
@@ -335,7 +339,7 @@ def test_a_shared_cpu_row_shows_the_drivers_largest_share(tmp_path: Path, shares
     for rep, share in zip(reps, shares):
         rep["driver"]["share_of_server_percent"] = share
     (row,) = summary_rows(reps)
-    assert row["driver_share_pct"] == max(shares)
+    assert row.driver_share_pct == max(shares)
     assert shown in summary_table(run(reps))
     assert "shared-cpu: the server's CPUs included a driver CPU" in summary_table(run(reps))  # the legend
     (csv_row,) = csv_rows(write_summary_csv(tmp_path, reps))

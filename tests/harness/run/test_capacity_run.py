@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from harness.results.capacity import backoff_rate, capacities
+from harness.results.model import Run
 from test_harness_run import concurbench, only_run_dir
 
 pytestmark = pytest.mark.timeout(120)
@@ -48,7 +49,7 @@ def test_a_search_finds_each_backends_capacity_per_request_then_repeats_it(tmp_p
     assert "1 of 3 backend(s) failed: boom" in done.stderr
     run_dir = only_run_dir(out)
     results = json.loads((run_dir / "results.json").read_text())
-    found = {row.series: row for row in capacities(results)}
+    found = {row.series: row for row in capacities(Run.of(results))}
     assert set(found) == {"selectors /", "selectors /sleep?ms=40", "iterative /", "iterative /sleep?ms=40",
                           "boom /", "boom /sleep?ms=40"}
     assert found["boom /"].status == found["boom /sleep?ms=40"].status == "failed"

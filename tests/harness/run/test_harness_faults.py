@@ -571,6 +571,7 @@ def test_reap_all_kills_a_child_that_was_never_registered() -> None:
 
 def test_summary_table_and_report_tell_failed_and_interrupted_backends() -> None:
     from harness.charts.report import render_report
+    from harness.results.model import Run
     from harness.results.summary import summary_table
 
     results = {"scenario": {"name": "tiny"}, "metadata": {}, "status": "interrupted", "steps": [fake_step()],
@@ -585,4 +586,4 @@ def test_summary_table_and_report_tell_failed_and_interrupted_backends() -> None
     assert lines[-2] == ("forking    FAILED: the backend exited (killed by SIGKILL) during forking users=2 rep 1/2, "
                          "after 0 of 2 steps")
     assert lines[-1] == "threaded   INTERRUPTED: interrupted (SIGINT) during threaded users=2 warm-up"
-    assert "SIGINT during threaded users=2 warm-up" in render_report(results, [])
+    assert "SIGINT during threaded users=2 warm-up" in render_report(Run.of(results), [])
