@@ -22,7 +22,7 @@ from harness.run.progress import make_progress
 from harness.run.record import first_line, plural_steps
 from harness.run.options import RunOptions
 from harness.run.runner import Run, RunFailed
-from harness.run.backend import resolve_backends
+from harness.run.targets import resolve_backends
 from harness.run.trust import check_backend_names, commands_to_trust, consent_problem
 from harness.run.interpreter import Interpreter, expand_backends, leave_out_unfit, resolve_interpreters
 from harness.run.driver import wrk_problem

@@ -21,13 +21,15 @@ import subprocess
 import sys
 import tempfile
 import time
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from harness.drivers import DRIVER_MODULES
 from harness.drivers.spec import DriverResult
 from harness.run.driver import DriverProcess
-from harness.run.backend import LaunchError, RunningBackend, calibrate_cpu_work, launch_backend, registry_name
+from harness.run.calibration import calibrate_cpu_work
+from harness.run.launch import LaunchError, RunningBackend, launch_backend
 from harness.run.capacity import CapacitySearch
 from harness.run.interpreter import Interpreter, own_interpreter
 from harness.results.findings import findings as run_findings
@@ -42,7 +44,8 @@ from harness.run.options import RunOptions
 from harness.run.progress import Progress, Tick
 from harness.run.runtime import RuntimeChecks
 from harness.run.record import BackendFailed, RunRecord, exit_words, first_line, ms_text, safe_name
-from harness.run.sampling import WindowSampler, steal_at_start
+from harness.run.sampling import WindowSampler, server_cpu_seconds, server_memory, steal_at_start
+from harness.run.targets import registry_name
 from harness.scenario import Scenario
 
 
@@ -246,7 +249,8 @@ class Run(RunRecord, CapacitySearch):
         """Turn the driver's windows into step records until it has measured `backend`'s
         steps of this start (or the one `probe` of a rate search: its record is returned, not
         stored). Raises BackendFailed if the backend, the driver or a worker dies."""
-        sampler = WindowSampler(server_cpu=running.cpu_seconds, server_memory=running.memory, driver=driver.pids,
+        sampler = WindowSampler(server_cpu=partial(server_cpu_seconds, running.process.pid),
+                                server_memory=partial(server_memory, running.process.pid), driver=driver.pids,
                                 server_cpus=running.cpus, driver_cpus=self.driver_cpus)
         sampler.sample()
         if probe is not None:

@@ -61,7 +61,7 @@ server.serve_forever()
 # calibration for a minute, so a Ctrl+C surely lands in it.
 SLOW_CALIBRATION = """
 import sys, time
-if "_calibrate" in " ".join(getattr(sys, "orig_argv", ())):
+if "harness.run.calibration" in " ".join(getattr(sys, "orig_argv", ())):
     time.sleep(60)
 """
 
@@ -333,7 +333,7 @@ def test_ctrl_c_during_the_cpu_calibration(tiny: Path, tmp_path: Path, orchestra
     hook.mkdir()
     (hook / "sitecustomize.py").write_text(SLOW_CALIBRATION)
     run = orchestrators(tmp_path, "--scenario", str(tiny), "--backend", "selectors", "--no-report", pythonpath=hook)
-    run.wait_for_child("_calibrate")
+    run.wait_for_child("harness.run.calibration")
     run.interrupt(group=True)  # the calibration child gets it too
     assert run.finish(timeout=30) == 130
     line = run.one_line()

@@ -272,7 +272,7 @@ def test_list_shows_backends_and_scenarios() -> None:
 
 
 def test_orchestrator_never_imports_locust_or_gevent() -> None:
-    code = ("import sys, harness.cli, harness.run.runner, harness.run.command, harness.run.backend, harness.drivers.spec; "
+    code = ("import sys, harness.cli, harness.run.runner, harness.run.command, harness.run.launch, harness.drivers.spec; "
             "print(sorted(m for m in sys.modules if m.split('.')[0] in ('locust', 'gevent')))")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, env=ENV, timeout=30)
     assert done.stdout.strip() == "[]", done.stderr
