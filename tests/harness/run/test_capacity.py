@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from harness.results.capacity import backoff_rate, capacities
-from test_harness_run import concurbench, only_run_dir
+from test_runner import concurbench, only_run_dir
 
 pytestmark = pytest.mark.timeout(120)
 
