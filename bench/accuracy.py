@@ -39,6 +39,7 @@ import sys
 import tempfile
 import time
 from dataclasses import asdict, dataclass
+from functools import partial
 from pathlib import Path
 from statistics import median
 
@@ -46,8 +47,10 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from harness.drivers.spec import DriverSpec, RequestSpec  # noqa: E402
-from harness.run.backend import default_pinning, launch_backend  # noqa: E402
+from harness.run.launch import launch_backend  # noqa: E402
+from harness.run.options import default_pinning  # noqa: E402
 from harness.run.driver import DriverProcess  # noqa: E402
+from harness.run.sampling import server_cpu_seconds  # noqa: E402
 
 RPS_TOLERANCE = 0.05  # at MANY_USERS and above: req/s and p50 within 5% of wrk's
 P50_TOLERANCE_US = 25.0  # below MANY_USERS: p50 within 25 us of wrk's
@@ -270,7 +273,7 @@ def main() -> int:
     script = Path(tmp.name) / "summary.lua"
     script.write_text(WRK_SCRIPT)
     backend = launch_backend(args.backend, cpus=server_cpus)
-    meter = Meter(tuple(sorted({*server_cpus, *driver_cpus})), backend.cpu_seconds)
+    meter = Meter(tuple(sorted({*server_cpus, *driver_cpus})), partial(server_cpu_seconds, backend.process.pid))
     runs: dict[tuple[str, int], dict[str, list[Sample]]] = {cell: {"harness": [], "wrk": []} for cell in cells}
     started = time.monotonic()
     try:

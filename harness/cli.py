@@ -207,7 +207,7 @@ def cmd_list() -> int:
     print("backends:")
     for line in list_backends().splitlines():
         print(f"  {line}")
-    from harness.run.backend import PEERS, available
+    from harness.run.peers import PEERS, available
 
     print("\nready-made peers (external servers serving the same app):")
     for name, peer in PEERS.items():

@@ -19,10 +19,11 @@ from typing import Any
 from harness.run.metadata import collect_git_commit
 from harness.run.processes import PROJECT_ROOT, kill_all, reap_all
 from harness.run.progress import make_progress
-from harness.run.record import first_line, plural_steps
+from harness.run.faults import RunFailed, first_line, plural_steps
 from harness.run.options import RunOptions
-from harness.run.runner import Run, RunFailed
-from harness.run.backend import resolve_backends
+from harness.run.position import Activity, Position
+from harness.run.runner import Run
+from harness.run.targets import resolve_backends
 from harness.run.trust import check_backend_names, commands_to_trust, consent_problem
 from harness.run.interpreter import Interpreter, expand_backends, leave_out_unfit, resolve_interpreters
 from harness.run.driver import wrk_problem
@@ -162,7 +163,8 @@ def _run_scenario(scenario: Scenario, backends: dict[str, str], options: RunOpti
         return 1
     interrupts.run = run
     planned = run.plan.seconds
-    status, where = "complete", None
+    status = "complete"
+    where: Position | None = None  # where a Ctrl+C found the run
     try:
         print(f"concurbench: {scenario.name} on {', '.join(backends)}; about {planned:.0f}s; results in {run.run_dir}")
         if run.fd_limit.warning:
@@ -196,7 +198,7 @@ def _run_scenario(scenario: Scenario, backends: dict[str, str], options: RunOpti
         return 1
     results_path = run.run_dir / RESULTS_FILE
     try:
-        run.doing = "while printing the summary (the results are saved)"
+        run.position = Position(Activity.PRINTING)
         print(summary_table(run.results))
         if run.results.get("capacity"):
             print(capacity_table(run.results))
@@ -204,7 +206,7 @@ def _run_scenario(scenario: Scenario, backends: dict[str, str], options: RunOpti
         if len(options.drivers) > 1:
             print(driver_ratios(run.results, options.drivers))
         if options.report and run.results["steps"] and where is None:
-            run.doing = "while drawing the report (the results are saved)"
+            run.position = Position(Activity.REPORTING)
             _report(run.run_dir)
         print(f"\nresults: {results_path}\nsummary: {run.run_dir / 'summary.csv'}")
     except KeyboardInterrupt:

@@ -86,7 +86,7 @@ class DriverProcess:
 
     def _master_port(self) -> int | None:
         """The master's first line, {"type": "master", "port"}: where the workers join. None
-        if it exited first (a bad spec, a busy port): _drive then reports its stderr."""
+        if it exited first (a bad spec, a busy port): Run.drive then reports its stderr."""
         line = self.process.stdout.readline()  # type: ignore[union-attr]
         try:
             return int(json.loads(line)["port"])

@@ -4,10 +4,22 @@ it; harness.run.command checks a --cores sweep against the same pinning)."""
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness.run.backend import default_pinning
+
+def default_pinning(cpu_count: int | None = None) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """Split the CPUs in half: the server the first half, the driver the rest.
+
+    On a 2-CPU machine: server on CPU 0, driver on CPU 1. On one CPU both share it (and
+    the results say so through the recorded pinning).
+    """
+    cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else list(range(cpu_count or 1))
+    if len(cpus) < 2:
+        return tuple(cpus), tuple(cpus)
+    half = len(cpus) // 2
+    return tuple(cpus[:half]), tuple(cpus[half:])
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -15,8 +15,9 @@ drift over every backend instead of landing on the last one.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
+from types import MappingProxyType
 
 from harness.drivers.spec import DriverSpec
 from harness.scenario import Scenario
@@ -59,7 +60,7 @@ class PlannedStep:
 
 def levels(scenario: Scenario) -> tuple[Level, ...]:
     """The scenario's load levels, in the order they run; with mix "each", each request's in
-    turn. A rate search has none until it has searched (Plan.found)."""
+    turn. A rate search has none until it has searched (Plan.after_search)."""
     if scenario.search is not None:
         return ()
     loads = [(users, None) for users in scenario.users] + [(scenario.connections, rate) for rate in scenario.rate]
@@ -95,9 +96,14 @@ class Plan:
     scenario: Scenario
     backends: tuple[str, ...]
     levels: tuple[Level, ...]
-    # A rate search's levels, per backend: the rate it found for each request, set by the
-    # runner once it has searched; the rounds then measure these.
-    found: dict[str, tuple[Level, ...]] = field(default_factory=dict)
+    # A rate search's levels, per backend: the rates it found for each request (see
+    # after_search); the rounds then measure these.
+    found: Mapping[str, tuple[Level, ...]] = field(default_factory=lambda: MappingProxyType({}))
+
+    def after_search(self, found: Mapping[str, tuple[Level, ...]]) -> Plan:
+        """This plan with the levels a rate search found for each backend (this one is left
+        as it was: a plan does not change)."""
+        return replace(self, found=MappingProxyType(dict(found)))
 
     @property
     def rounds(self) -> int:

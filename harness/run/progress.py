@@ -11,16 +11,26 @@ import time
 from dataclasses import dataclass
 from typing import TextIO
 
+from harness.run.position import StepAt
+
 
 def fmt_duration(seconds: float) -> str:
     seconds = max(0, int(round(seconds)))
     return f"{seconds // 60}m{seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s"
 
 
-@dataclass
+def ms_text(us: float | None) -> str:
+    """Microseconds as progress says them: "1.25 ms", or "-"."""
+    return "-" if us is None else f"{us / 1000:.2f} ms"
+
+
+@dataclass(frozen=True)
 class Tick:
+    """A second of a step: the series it measures, the step (said "users=16 rep 2/2 warm-up"),
+    and the driver's current req/s and errors."""
+
     backend: str
-    step: str  # e.g. "users=16 rep 1/2" or "users=16 rep 2/2 warm-up"
+    step: StepAt
     rps: float
     errors: int
 
@@ -55,7 +65,7 @@ class Progress:
         now = time.monotonic()
         if now - self._last_line >= self.LINE_EVERY:
             self._last_line = now
-            self._print(f"  {tick.backend:<10} {tick.step:<26} {tick.rps:>9,.0f} req/s  errors {tick.errors}")
+            self._print(f"  {tick.backend:<10} {tick.step!s:<26} {tick.rps:>9,.0f} req/s  errors {tick.errors}")
 
     def _print(self, text: str) -> None:
         stamp = f"[{fmt_duration(self.elapsed())} / ETA {fmt_duration(self.eta())}]"
@@ -97,7 +107,7 @@ class LiveProgress(Progress):
         table.add_row("elapsed", fmt_duration(self.elapsed()), "ETA", fmt_duration(self.eta()))
         if self._current is not None:
             t = self._current
-            table.add_row("backend", t.backend, "step", t.step)
+            table.add_row("backend", t.backend, "step", str(t.step))
             table.add_row("req/s", f"{t.rps:,.0f}", "errors", str(t.errors))
         self.live.update(table)
 

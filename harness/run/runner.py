@@ -1,12 +1,13 @@
-"""Execute a plan (harness.run.plan): launch, drive, hand each step to results.
+"""A run's life, from its plan to its last save, in one class: Run.
 
-The run goes in rounds, one per repetition. In each round, for each backend in turn:
-launch it on the server CPUs, start one driver process on the driver CPUs with one spec per
-load level (a warm-up, then one window), turn each window the driver reports into a step
-record (its repetition is the round), and stop it. results["metadata"]["order"] records
-each (backend, round) as it is started. Every finished step is written to results.json at
-once (atomically), so a failure or Ctrl+C later keeps it. A backend that fails to start or
-dies is recorded with its stderr tail and left out of the later rounds; the run goes on.
+The run goes in rounds, one per repetition. In each round, for each backend in turn: start
+it on the server CPUs, start one driver process on the driver CPUs with one spec per load
+level (a warm-up, then one window), turn each window the driver reports into a step record
+(its repetition is the round), and stop it. results["metadata"]["order"] records each
+(backend, round) as it is started. Every finished step is written to results.json at once
+(atomically), so a failure or Ctrl+C later keeps it. A backend that fails to start or dies
+is recorded with its stderr tail and left out of the later rounds; the run goes on. A rate
+search (harness.run.capacity) comes before the rounds and uses the same steps.
 
 Around each window the orchestrator measures what the driver cannot (harness.run.sampling):
 the server tree's CPU seconds, CPU us per request and memory, the whole local driver's CPU
@@ -21,40 +22,49 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from harness.drivers import DRIVER_MODULES
-from harness.drivers.spec import DriverResult
-from harness.run.driver import DriverProcess
-from harness.run.backend import LaunchError, RunningBackend, calibrate_cpu_work, launch_backend, registry_name
-from harness.run.capacity import CapacitySearch
-from harness.run.interpreter import Interpreter, own_interpreter
+from harness.drivers.spec import DriverResult, DriverSpec
 from harness.results.findings import findings as run_findings
 from harness.results.steps import flag_high_spread, step_record
-from harness.results.store import new_run_dir
+from harness.results.store import RESULTS_FILE, ResultsError, new_run_dir, write_results
 from harness.results.summary import floor_line, write_summary_csv
+from harness.run.calibration import calibrate_cpu_work
+from harness.run.capacity import CapacitySearch
+from harness.run.driver import DriverProcess
+from harness.run.faults import BackendFailed, RunFailed, Session, exit_words, first_line, plural_steps
 from harness.run.floor import FLOOR_SECONDS, FloorError, measure_floor
+from harness.run.interpreter import Interpreter, own_interpreter
+from harness.run.launch import LaunchError, RunningBackend, launch_backend
 from harness.run.limits import ensure_fd_limit
 from harness.run.metadata import collect_metadata
-from harness.run.plan import Plan, PlannedStep, plan_run
 from harness.run.options import RunOptions
-from harness.run.progress import Progress, Tick
+from harness.run.plan import Plan, PlannedStep, plan_run
+from harness.run.position import Activity, Position, Start, StepAt
+from harness.run.progress import Progress, Tick, ms_text
 from harness.run.runtime import RuntimeChecks
-from harness.run.record import BackendFailed, RunRecord, exit_words, first_line, ms_text, safe_name
-from harness.run.sampling import WindowSampler, steal_at_start
+from harness.run.sampling import WindowSampler, server_cpu_seconds, server_memory, steal_at_start
+from harness.run.targets import registry_name
 from harness.scenario import Scenario
 
+__all__ = ["BackendFailed", "Run", "RunFailed"]
 
 WORKER_GRACE_S = 1.0  # a dead Locust worker with the master still going: a fault after this long
 
 
-class RunFailed(Exception):
-    """Nothing can be measured (the /cpu calibration failed): the run stops."""
-
-
-class Run(RunRecord, CapacitySearch):
-    """One `concurbench run`: owns the results dict and writes it after every change."""
+class Run:
+    """One `concurbench run`, the one owner of its life. Its steps: the plan (made here, with
+    the results document), calibrate, measure_floor, execute (per backend and round:
+    start_backend, then inside `serving` a driver per tool, `drive` and `record_step` per
+    window, then stop_backend), finish. It records as it goes (save, event) and knows where it
+    stands (`position`), for the record of a fault or a Ctrl+C (stop_here, interrupted,
+    write_failed)."""
 
     def __init__(self, scenario: Scenario, backends: dict[str, str], options: RunOptions,
                  pythons: dict[str, Interpreter] | None = None) -> None:
@@ -80,19 +90,17 @@ class Run(RunRecord, CapacitySearch):
                     "pythons": [Path(p).name for p in scenario.pythons]}
         self.results: dict[str, Any] = {"metadata": metadata, "scenario": recorded, "status": "running",
                                         "backends": {}, "steps": [], "events": []}
-        # Where the run is, for the record of a fault or a Ctrl+C: a phrase ("during the /cpu
-        # calibration"), the backend running if any, and the step it is in (see _at).
-        self.doing = "before the run started"
-        self.backend: str | None = None
-        self.step: dict[str, Any] | None = None
-        self.stopped_at: tuple[str, str | None, dict[str, Any] | None] | None = None  # see stop_here
+        self.position = Position(Activity.PREPARING)  # where the run stands: see stop_here
+        self.stopped_at: Position | None = None  # where the first fault or Ctrl+C found it
         self.saved_steps = 0  # steps in the results.json on disk
         self.run_dir = new_run_dir(options.out_root, scenario.name)
         self.save()
 
+    # --- before the backends ------------------------------------------------------------------
+
     def calibrate(self) -> None:
-        """/cpu work per ms, measured once here and given to every backend (see the launcher)."""
-        self.doing = "during the /cpu calibration"
+        """/cpu work per ms, measured once here and given to every backend (see start_backend)."""
+        self.position = Position(Activity.CALIBRATING)
         try:
             self.cpu_iters_per_ms = calibrate_cpu_work(self.server_cpus)
         except (subprocess.SubprocessError, OSError, ValueError) as error:
@@ -106,7 +114,7 @@ class Run(RunRecord, CapacitySearch):
         """The run's latency floor (harness.run.floor), into the metadata; returns the line
         that says it. A floor that cannot be measured is recorded as null with why: the
         run does not need it."""
-        self.doing = "while measuring the latency floor"
+        self.position = Position(Activity.MEASURING_FLOOR)
         try:
             # As long a window as the run's steps, up to FLOOR_SECONDS: a run of short steps
             # does not wait a whole second for it (the window is recorded with the floor).
@@ -121,46 +129,65 @@ class Run(RunRecord, CapacitySearch):
         self.save()
         return floor_line(floor)
 
+    # --- the backends -------------------------------------------------------------------------
+
     def execute(self, progress: Progress) -> None:
-        """Every round, every backend in turn (A B C A B C); one that failed sits out the
+        """A rate search first, if the scenario has one (its levels then make the plan's);
+        then every round, every backend in turn (A B C A B C); one that failed sits out the
         later rounds."""
         if self.scenario.search is not None:
+            search = CapacitySearch(self)
+            found = {}
             for backend in self.plan.backends:
                 self.results["metadata"]["order"].append({"backend": backend, "round": "search"})
-                self.search_backend(backend, self.backends[backend], progress)
+                found[backend] = search.search(backend, self.backends[backend], progress).levels
+            self.plan = self.plan.after_search(found)
         for round_, backend in self.plan.order:
             entry = self.results["backends"].get(backend)
             if entry is not None and entry["status"] == "failed":
                 continue
-            if self.scenario.search is not None and not self.plan.levels_at(backend=backend):
+            if entry is not None and self.scenario.search is not None and not self.plan.levels_at(backend=backend):
                 entry.update(status="ok", error=None)  # it held no rate of the range: nothing to repeat
                 continue
             self.results["metadata"]["order"].append({"backend": backend, "round": round_})
             self.run_backend(backend, self.backends[backend], round_, progress)
-            after = f"{backend}, round {round_ + 1}/{self.plan.rounds}" if self.plan.rounds > 1 else backend
-            self.doing, self.backend, self.step = f"between backends (after {after})", None, None
+            self.position = Position(Activity.BETWEEN, backend, Start(round_, self.plan.rounds))
             self.save()
-        self.doing = "after the last backend"
-
-    def _round(self, round_: int) -> str:
-        """" (round 2/3)" in what progress and errors say; nothing when there is one round."""
-        return f" (round {round_ + 1}/{self.plan.rounds})" if self.plan.rounds > 1 else ""
+        self.position = Position(Activity.AFTER_LAST)
 
     def run_backend(self, backend: str, target: str, round_: int, progress: Progress) -> dict[str, Any]:
-        """Round `round_` of `backend`: launch `target` (ours, or cmd:...), drive it through
-        every level, stop it (once per server CPU count when the scenario sweeps them);
-        returns its entry in results.
+        """Round `round_` of `backend`: start `target` (ours, or cmd:...), drive it through
+        every level with each driver, stop it (once per server CPU count when the scenario
+        sweeps them); returns its entry in results.
 
         The entry is in results from its first round on, "running" until its last round is
         done ("ok") or one fails ("failed"); a Ctrl+C or a failed write then finds it there
         (see interrupted, write_failed). "rounds_done" counts the rounds it finished."""
-        entry = self._entry(backend, target)
+        entry = self.backend_entry(backend, target)
+        start = Start(round_, self.plan.rounds)
         for cores in self.plan.core_counts:
-            if not self._session(backend, target, round_, cores, entry, progress):
+            running = self.start_backend(backend, target, start,
+                                         self.server_cpus[:cores] if cores else self.server_cpus, progress)
+            if running is None:
+                break
+            last_start = cores == self.plan.core_counts[-1]
+            with self.serving(backend, running, start, progress) as session:
+                steps = self.plan.steps_of(backend, round_, cores=cores)
+                # The driver gets the address as given: 0.0.0.0 as a destination means this host.
+                specs = self.plan.specs(host=self.options.host, port=running.port, cores=cores, backend=backend)
+                for tool in self.options.drivers:
+                    series = backend if tool == self.options.drivers[0] else f"{backend} ({tool})"
+                    with self.start_driver(specs, session, tool=tool, name=series) as driver:
+                        self.drive(running, driver, steps, progress, series=series)
+                        if tool == self.options.drivers[-1] and last_start:  # measured: the rest is cleanup
+                            entry["rounds_done"] = round_ + 1
+                            if round_ + 1 == self.plan.rounds:
+                                entry.update(status="ok", error=None)
+            if session.failed:
                 break
         return entry
 
-    def _entry(self, backend: str, target: str) -> dict[str, Any]:
+    def backend_entry(self, backend: str, target: str) -> dict[str, Any]:
         """`backend`'s entry in results["backends"], made at its first start."""
         external = target.startswith("cmd:")
         command = target.replace(sys.executable, "python") if external else None  # a peer's: no path of this machine
@@ -170,13 +197,14 @@ class Run(RunRecord, CapacitySearch):
             entry.setdefault("python", self.pythons.get(backend, own_interpreter()).to_dict())
         return entry
 
-    def _launch(self, backend: str, target: str, of: str, cpus: tuple[int, ...],
-                entry: dict[str, Any], progress: Progress) -> RunningBackend | None:
-        """Start `backend` on `cpus`; None if it did not start (recorded in `entry`). `of`
-        says which start it is: " (round 2/3)", " (search)"."""
+    def start_backend(self, backend: str, target: str, start: Start, cpus: tuple[int, ...],
+                      progress: Progress) -> RunningBackend | None:
+        """Start `backend` on `cpus`, once it answers; None if it did not start (recorded in
+        its entry, with an event)."""
+        self.position = Position(Activity.STARTING, backend, start)
+        said = f" ({start.label})" if start.label else ""
+        progress.message(f"{backend}: starting on CPU {','.join(map(str, cpus))}{said}")
         external = target.startswith("cmd:")
-        self.doing, self.backend, self.step = f"while {backend} was starting{of}", backend, None
-        progress.message(f"{backend}: starting on CPU {','.join(map(str, cpus))}{of}")
         extra = () if external else self.scenario.server_args_for(registry_name(target))  # our servers' flags
         python = self.pythons.get(backend)
         try:
@@ -185,144 +213,163 @@ class Run(RunRecord, CapacitySearch):
                                   python=python.path if python else None)
         except LaunchError as error:
             why = str(error).splitlines()[0]
-            progress.message(f"{backend}: FAILED to start{of}: {why}")
-            entry.update(status="failed", error=why, stderr_tail=error.stderr_tail,
-                         round=of.strip(" ()") or None)
-            self.event("backend-failed", f"{backend} did not start{of}: {why}", backend=backend)
+            progress.message(f"{backend}: FAILED to start{said}: {why}")
+            self.results["backends"][backend].update(status="failed", error=why, stderr_tail=error.stderr_tail,
+                                                     round=start.recorded)
+            self.event("backend-failed", f"{backend} did not start{said}: {why}", backend=backend)
             return None
 
-    def _session(self, backend: str, target: str, round_: int, cores: int | None, entry: dict[str, Any],
-                 progress: Progress) -> bool:
-        """One start of `backend` in round `round_`, on `cores` of the server CPUs (None: all):
-        its levels at that count, then the stop. False if it failed (recorded in `entry`)."""
-        cpus = self.server_cpus[:cores] if cores else self.server_cpus
-        of = self._round(round_)
-        running = self._launch(backend, target, of, cpus, entry, progress)
-        if running is None:
-            entry["round"] = round_
-            return False
-        driver_stderr = ""
-        last_session = cores == self.plan.core_counts[-1]
+    @contextmanager
+    def serving(self, backend: str, running: RunningBackend, start: Start, progress: Progress) -> Iterator[Session]:
+        """The life of a started backend around the work done with it: a fault of the backend
+        or its driver (BackendFailed; OSError: the driver's files or process) is recorded as
+        the backend's failure, and the run goes on (`session.failed` says so); stop_backend
+        at the end, whatever happened."""
+        session = Session()
         try:
-            for tool in self.options.drivers:
-                name = backend if tool == self.options.drivers[0] else f"{backend} ({tool})"
-                # The driver gets the address as given: 0.0.0.0 as a destination means this host.
-                specs = self.plan.specs(host=self.options.host, port=running.port, cores=cores, backend=backend)
-                with tempfile.TemporaryDirectory(prefix=f"concurbench-{safe_name(backend)}-") as workdir:
-                    locust = tool == "locust"
-                    driver = DriverProcess(specs, workdir=Path(workdir), cpus=self.driver_cpus,
-                                           module=DRIVER_MODULES[tool],
-                                           procs=self.options.driver_procs if locust else 1,
-                                           remote_workers=self.options.remote_workers if locust else 0,
-                                           master_bind=self.options.host, token=self.options.worker_token)
-                    try:
-                        self._drive(name, round_, running, driver, progress, cores)
-                        if tool == self.options.drivers[-1] and last_session:  # the round is measured: the rest is cleanup
-                            entry["rounds_done"] = round_ + 1
-                            if round_ + 1 == self.plan.rounds:
-                                entry.update(status="ok", error=None)
-                    except BackendFailed as error:
-                        if error.kind == "driver-failed":
-                            driver.kill()
-                        raise
-                    finally:
-                        driver.stop()
-                        driver_stderr = "".join(driver.stderr)
+            yield session
         except (BackendFailed, OSError) as error:
-            if isinstance(error, OSError):  # the driver's files or process (results.json's: ResultsError)
-                error = BackendFailed(f"the driver failed {self.doing}: {error}", kind="driver-failed")
+            if isinstance(error, OSError):  # results.json's own are ResultsError: they stop the run
+                error = BackendFailed(f"the driver failed {self.position}: {error}", kind="driver-failed")
+            session.failed = True
             progress.message(f"{backend}: FAILED: {error}")
-            entry.update(status="failed", error=str(error), step=self.step, driver_stderr=driver_stderr, round=round_)
-            self.event(error.kind, f"{backend}: {error}", backend=backend, step=self.step)
-            return False
+            step = self.position.step_dict
+            self.results["backends"][backend].update(status="failed", error=str(error), step=step,
+                                                     driver_stderr=session.driver_stderr, round=start.recorded)
+            self.event(error.kind, f"{backend}: {error}", backend=backend, step=step)
         finally:
-            self.doing, self.step = f"while {backend} was stopping{of}", None
-            entry["exit_status"] = running.stop()
-            entry["stderr_tail"] = running.stderr_tail()
-        return True
+            self.stop_backend(backend, running, start)
 
-    def _drive(self, backend: str, round_: int, running: RunningBackend, driver: DriverProcess,
-               progress: Progress, cores: int | None = None, *, probe: PlannedStep | None = None) -> dict[str, Any]:
-        """Turn the driver's windows into step records until it has measured `backend`'s
-        steps of this start (or the one `probe` of a rate search: its record is returned, not
-        stored). Raises BackendFailed if the backend, the driver or a worker dies."""
-        sampler = WindowSampler(server_cpu=running.cpu_seconds, server_memory=running.memory, driver=driver.pids,
+    @contextmanager
+    def start_driver(self, specs: Sequence[DriverSpec], session: Session, *, name: str,
+                     tool: str = "locust") -> Iterator[DriverProcess]:
+        """A driver process (`tool`) for `specs` on the driver CPUs, in a directory of its
+        own; stopped at the end (killed at once if it failed), its last stderr kept in
+        `session`."""
+        locust = tool == "locust"
+        with tempfile.TemporaryDirectory(prefix=f"concurbench-{_file_name(name)}-") as workdir:
+            driver = DriverProcess(list(specs), workdir=Path(workdir), cpus=self.driver_cpus,
+                                   module=DRIVER_MODULES[tool], procs=self.options.driver_procs if locust else 1,
+                                   remote_workers=self.options.remote_workers if locust else 0,
+                                   master_bind=self.options.host, token=self.options.worker_token)
+            try:
+                yield driver
+            except BackendFailed as error:
+                if error.kind == "driver-failed":
+                    driver.kill()
+                raise
+            finally:
+                driver.stop()
+                session.driver_stderr = "".join(driver.stderr)
+
+    def drive(self, running: RunningBackend, driver: DriverProcess, steps: Sequence[PlannedStep],
+              progress: Progress, *, series: str | None = None, keep: bool = True) -> list[dict[str, Any]]:
+        """Turn the driver's windows into step records, one per step of `steps` (the driver's
+        specs, in order), stored under `series` (default: the steps' backend): each recorded
+        as it ends (record_step), or, for a rate search's probes (`keep` False), only
+        returned. Raises BackendFailed if the backend, the driver or a worker dies."""
+        backend = steps[0].backend
+        name = series or backend
+        sampler = WindowSampler(server_cpu=partial(server_cpu_seconds, running.process.pid),
+                                server_memory=partial(server_memory, running.process.pid), driver=driver.pids,
                                 server_cpus=running.cpus, driver_cpus=self.driver_cpus)
         sampler.sample()
-        if probe is not None:
-            steps, before, expected = [probe], 0, 1
-        else:
-            steps = self.plan.steps_of(backend, round_, cores=cores)
+        before, expected = 0, len(steps)
+        if keep:  # as "after 3 of 8 steps" says: over every round
+            round_ = steps[0].repetition
             in_round = self.plan.steps_of(backend, round_)
-            expected = len(self.plan.steps_of(backend))  # over every round, as "after 3 of 8 steps" says
+            expected = len(self.plan.steps_of(backend))
             # Measured before this start: in the rounds before (a backend that failed one is not
             # here), and in this round at the CPU counts before.
             before = round_ * len(in_round) + in_round.index(steps[0])
-        record: dict[str, Any] = {}
         # GET /runtime after each step (not a probe): whether a free-threaded server's GIL came back
-        checks = RuntimeChecks(running.host, running.port) if probe is None and not running.name.startswith("cmd:") else None
-        done = 0
-        first_phase = "warmup" if self.scenario.warmup_s else "measure"  # of each level
-        phase = first_phase
+        checks = RuntimeChecks(running.host, running.port) if keep and not running.name.startswith("cmd:") else None
+        records: list[dict[str, Any]] = []
+        warmup = bool(self.scenario.warmup_s)  # each level's first phase
         worker_gone_at: float | None = None
-        where = self._at(backend, steps, done, phase)
-        while done < len(steps):
+        self._at(steps, 0, warmup, series=series)
+        while len(records) < len(steps):
             try:
                 event = driver.events.get(timeout=0.5)
             except queue.Empty:
                 event = {"type": "idle"}
+            done = f"after {before + len(records)} of {expected} steps"
             if not running.alive():
-                raise BackendFailed(f"the backend exited ({exit_words(running.process.returncode)}) {where}, "
-                                    f"after {before + done} of {expected} steps", kind="backend-failed")
+                raise BackendFailed(f"the backend exited ({exit_words(running.process.returncode)}) {self.position}, "
+                                    f"{done}", kind="backend-failed")
             if event is None:
                 status = driver.process.wait()
                 last = "".join(driver.stderr).strip().splitlines()
-                raise BackendFailed(f"the driver exited ({exit_words(status)}) {where}, after {before + done} of {expected} "
-                                    "steps" + (f": {last[-1]}" if last else ""), kind="driver-failed")
+                raise BackendFailed(f"the driver exited ({exit_words(status)}) {self.position}, {done}"
+                                    + (f": {last[-1]}" if last else ""), kind="driver-failed")
             gone = driver.dead_worker()
             if gone is not None:
                 # Workers quit once the master is done: give its last events a moment to arrive.
                 worker_gone_at = worker_gone_at or time.monotonic()
                 if time.monotonic() - worker_gone_at > WORKER_GRACE_S:
-                    raise BackendFailed(f"a driver worker (pid {gone.pid}) exited ({exit_words(gone.returncode)}) {where}, "
-                                        f"after {before + done} of {expected} steps", kind="driver-failed")
+                    raise BackendFailed(f"a driver worker (pid {gone.pid}) exited ({exit_words(gone.returncode)}) "
+                                        f"{self.position}, {done}", kind="driver-failed")
             sampler.sample()
             if checks:  # into the records: written with the next save (a step's, or the start's end)
                 checks.merge(progress.message)
             if event["type"] == "progress":
-                phase = event["phase"]
-                where = self._at(backend, steps, done, phase)
-                progress.tick(Tick(backend, self.doing.removeprefix(f"during {backend} "), event["rps"],
-                                   event["errors"]))
+                step = self._at(steps, len(records), event["phase"] == "warmup", series=series)
+                if step is not None:
+                    progress.tick(Tick(name, step, event["rps"], event["errors"]))
             elif event["type"] == "result":
-                level = steps[event["spec"]].level
+                planned = steps[event["spec"]]
+                level = planned.level
                 result = DriverResult.from_dict(json.loads(Path(event["path"]).read_text()))
                 # The window closed as its result was said, and lasted duration_s before that.
                 server, driver_cpu = sampler.window(end=event.get("received", time.monotonic()),
                                                     seconds=result.duration_s, requests=result.requests)
-                record = step_record(backend, users=level.users, idle_connections=level.idle_connections,
-                                     repetition=round_, result=result.to_dict(), server=server, driver=driver_cpu,
-                                     server_cpus=running.cpus, cores=level.cores, route=level.route)
-                done += 1
-                phase = first_phase
-                where = self._at(backend, steps, done, phase)  # the driver is on to the next level already
-                if probe is not None:
-                    return record
-                self.results["steps"].append(record)
-                self.save()
-                if checks:
-                    checks.ask(record, f"{backend}: {level.name} rep {round_ + 1}")
-                errors = sum(record["errors"].values())
-                progress.message(f"{backend}: {level.name} rep {round_ + 1}: "
-                                 f"{record['rps']:,.0f} req/s, p99 {ms_text(record['p99_us'])}, errors {errors}"
-                                 + (f" [{', '.join(record['flags'])}]" if record["flags"] else ""))
+                record = step_record(name, users=level.users, idle_connections=level.idle_connections,
+                                     repetition=planned.repetition, result=result.to_dict(), server=server,
+                                     driver=driver_cpu, server_cpus=running.cpus, cores=level.cores,
+                                     route=level.route)
+                records.append(record)
+                self._at(steps, len(records), warmup, series=series)  # the driver is on to the next level
+                if keep:
+                    self.record_step(record, planned, name, checks, progress)
         if checks and checks.finish(progress.message):
             self.save()
-        return record
+        return records
+
+    def _at(self, steps: Sequence[PlannedStep], done: int, warmup: bool, *, series: str | None) -> StepAt | None:
+        """The run is in the step after `done` of `steps` (its warm-up or its window), or,
+        past the last, waiting for the driver to stop; returns that step."""
+        backend = steps[0].backend
+        if done >= len(steps):
+            self.position = Position(Activity.STOPPING_DRIVER, backend, series=series)
+            return None
+        step = StepAt(steps[done].level, steps[done].repetition, self.plan.rounds, warmup)
+        self.position = Position(Activity.DRIVING, backend, step=step, series=series)
+        return step
+
+    def record_step(self, record: dict[str, Any], planned: PlannedStep, series: str, checks: RuntimeChecks | None,
+                    progress: Progress) -> None:
+        """A measured window into results.json at once; then GET /runtime is asked for it, and
+        progress says it."""
+        self.results["steps"].append(record)
+        self.save()
+        level, rep = planned.level, planned.repetition + 1
+        if checks:
+            checks.ask(record, f"{series}: {level.name} rep {rep}")
+        errors = sum(record["errors"].values())
+        progress.message(f"{series}: {level.name} rep {rep}: {record['rps']:,.0f} req/s, p99 "
+                         f"{ms_text(record['p99_us'])}, errors {errors}"
+                         + (f" [{', '.join(record['flags'])}]" if record["flags"] else ""))
+
+    def stop_backend(self, backend: str, running: RunningBackend, start: Start) -> None:
+        """SIGTERM, the grace, SIGKILL (harness.run.launch); its exit status and last stderr into its entry."""
+        self.position = Position(Activity.STOPPING, backend, start)
+        entry = self.results["backends"][backend]
+        entry["exit_status"] = running.stop()
+        entry["stderr_tail"] = running.stderr_tail()
 
     def finish(self, status: str) -> None:
         """Mark the run `status` and write it; summary.csv too (a warning if that fails)."""
-        self.doing, self.backend, self.step = "while saving the results", None, None
+        self.position = Position(Activity.SAVING)
         flag_high_spread(self.results["steps"])
         self.results["status"] = status
         try:
@@ -334,3 +381,69 @@ class Run(RunRecord, CapacitySearch):
             write_summary_csv(self.run_dir, self.results["steps"])
         except OSError as error:
             print(f"concurbench: warning: summary.csv not written: {error.strerror or error}", file=sys.stderr)
+
+    # --- the record ---------------------------------------------------------------------------
+
+    def save(self) -> None:
+        """results.json, atomically (a failed write stops the run where it stands: ResultsError)."""
+        try:
+            write_results(self.run_dir, self.results)
+        except ResultsError:
+            self.stop_here()
+            raise
+        self.saved_steps = len(self.results["steps"])
+
+    def event(self, kind: str, detail: str, *, backend: str | None = None,
+              step: dict[str, Any] | None = None) -> None:
+        """Record what happened to the run (see EVENT_KINDS); written with the next save."""
+        self.results["events"].append({"t": datetime.now(timezone.utc).isoformat(timespec="milliseconds"),
+                                       "kind": kind, "backend": backend, "step": step,
+                                       "detail": detail.splitlines()[0] if detail else ""})
+
+    def stop_here(self) -> None:
+        """Note where the run stands as a fault stops it, before the cleanup on the way out
+        moves on (the first fault counts: a Ctrl+C calls this from its signal handler)."""
+        if self.stopped_at is None:
+            self.stopped_at = self.position
+
+    def interrupted(self, signame: str) -> Position:
+        """A Ctrl+C (or SIGTERM): record where it found the run, and what was running as
+        interrupted; returns where (said "during selectors users=4 rep 1/2")."""
+        where = self.stopped_at or self.position
+        self._unfinished("interrupted", f"interrupted ({signame}) {where}", where)
+        self.event("interrupted", f"{signame} {where}", backend=where.running, step=where.step_dict)
+        return where
+
+    def write_failed(self, error: ResultsError) -> str:
+        """results.json cannot be written: the run stops. Record why (one last atomic try, in
+        case the space came back) and return the one line that says it."""
+        reason = getattr(error, "reason", None) or str(error)
+        measured, kept = len(self.results["steps"]), self.saved_steps
+        where = self.stopped_at or self.position
+        self._unfinished("failed", f"stopped: results.json could not be written ({reason})", where)
+        self.event("write-failed", f"cannot write results.json ({reason}) {where}", backend=where.running,
+                   step=where.step_dict)
+        self.results["status"] = "failed"
+        try:
+            self.save()
+            held = f"all {plural_steps(measured)} and this error are in {self.run_dir / RESULTS_FILE} after all"
+        except ResultsError:
+            held = f"{self.run_dir / RESULTS_FILE} holds the {plural_steps(kept)} written before"
+        return f"concurbench: error: cannot write results ({reason}): stopped after {plural_steps(measured)}; {held}"
+
+    def _unfinished(self, status: str, why: str, where: Position) -> None:
+        """Every backend not done with its rounds ends `status`: the one running at `where`,
+        the others between two of their rounds."""
+        for name, entry in self.results["backends"].items():
+            if entry.get("status") != "running":
+                continue
+            if name == where.running:
+                entry.update(status=status, error=why, step=where.step_dict)
+            else:
+                done = entry.get("rounds_done", 0)
+                entry.update(status=status, error=f"{why}, after {done} of {self.plan.rounds} rounds", step=None)
+
+
+def _file_name(name: str) -> str:
+    """A series' name as part of a file name."""
+    return "".join(c if c.isalnum() or c in "-_" else "_" for c in name)[:60]

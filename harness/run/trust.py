@@ -10,7 +10,7 @@ are shown, and run only with --trust-scenario.
 
 from __future__ import annotations
 
-from harness.run.backend import PEERS
+from harness.run.peers import PEERS
 from harness.scenario import SCENARIO_DIR, Scenario, ScenarioError
 from servers.backends import variants
 

@@ -10,7 +10,7 @@ import pytest
 
 from harness.results.capacity import backoff_rate, capacities
 from harness.results.model import Run
-from test_harness_run import concurbench, only_run_dir
+from test_runner import concurbench, only_run_dir
 
 pytestmark = pytest.mark.timeout(120)
 

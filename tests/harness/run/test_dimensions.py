@@ -17,7 +17,8 @@ import psutil
 import pytest
 
 from support import ROOT
-from harness.run.backend import launch_backend, resolve_backends
+from harness.run.launch import launch_backend
+from harness.run.targets import resolve_backends
 from harness.run.command import RunOptions, cores_problem
 from harness.run.interpreter import (Interpreter, InterpreterError, expand_backends, leave_out_unfit,
                                     own_interpreter, probe, resolve_interpreters, unfit)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from harness.results.summary import floor_line
-from harness.run.backend import default_pinning
+from harness.run.options import default_pinning
 from harness.run.floor import measure_floor
 
 

@@ -8,7 +8,9 @@ import socket
 
 import pytest
 
-from harness.run.backend import PEERS, available, launch_backend, resolve_backends
+from harness.run.launch import launch_backend
+from harness.run.peers import PEERS, available
+from harness.run.targets import resolve_backends
 from servers.http import MAX_BODY
 
 # http.server serves a directory, not the app.

@@ -11,7 +11,7 @@ import pytest
 
 from harness.results.steps import GIL_ON
 from harness.run import runtime
-from harness.run.backend import free_port, launch_backend
+from harness.run.launch import free_port, launch_backend
 from harness.run.runtime import RuntimeChecks, ask_runtime
 
 pytestmark = pytest.mark.timeout(60)

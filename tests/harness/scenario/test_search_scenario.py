@@ -89,7 +89,9 @@ def test_a_search_has_no_levels_until_it_has_searched(tmp_path: Path) -> None:
     plan = plan_run(scenario, ["selectors", "asyncio"])
     assert plan.levels == () and plan.steps == []
     assert plan.descriptors >= scenario.connections  # sized for a probe
-    plan.found["asyncio"] = (plan.probe_level(1, "POST /echo", 4000.0),)
+    searched = plan.after_search({"asyncio": (plan.probe_level(1, "POST /echo", 4000.0),)})
+    assert plan.steps == []  # the plan itself does not change
+    plan = searched
     assert [s.level.rate for s in plan.steps_of("asyncio")] == [4000.0] * scenario.repeat
     assert plan.steps_of("selectors") == []
     assert [r.path for r in plan.specs(host="h", port=1, backend="asyncio")[0].requests] == ["/echo"]

@@ -1,10 +1,12 @@
-"""Harness faults, end to end: real backends, real Locust drivers, a real orchestrator.
+"""`concurbench run` as a command, under faults, end to end: real backends, real Locust drivers,
+a real orchestrator.
 
 A driver killed mid-step, a Locust worker killed, Ctrl+C at each moment of a run (to the
 orchestrator alone, or to its whole process group as a terminal sends it), a second Ctrl+C
 while cleaning up, the orchestrator SIGKILLed, a full disk. Each time: the run records what
 happened, finished steps are kept, nothing of the run is left running, and the exit status
-is non-zero with one line on stderr (no traceback).
+is non-zero with one line on stderr (no traceback). Bad input is refused the same way
+(exit 2), before anything starts.
 
 Every process of a run is found by a tag in its environment (children inherit it), so one
 that escaped its parent and its process group is found too.
@@ -26,6 +28,7 @@ import psutil
 import pytest
 
 from support import ROOT
+from test_runner import concurbench
 from harness.run import runner
 from harness.run.command import RunOptions, run_scenario
 from harness.scenario import load_scenario
@@ -61,7 +64,7 @@ server.serve_forever()
 # calibration for a minute, so a Ctrl+C surely lands in it.
 SLOW_CALIBRATION = """
 import sys, time
-if "_calibrate" in " ".join(getattr(sys, "orig_argv", ())):
+if "harness.run.calibration" in " ".join(getattr(sys, "orig_argv", ())):
     time.sleep(60)
 """
 
@@ -333,7 +336,7 @@ def test_ctrl_c_during_the_cpu_calibration(tiny: Path, tmp_path: Path, orchestra
     hook.mkdir()
     (hook / "sitecustomize.py").write_text(SLOW_CALIBRATION)
     run = orchestrators(tmp_path, "--scenario", str(tiny), "--backend", "selectors", "--no-report", pythonpath=hook)
-    run.wait_for_child("_calibrate")
+    run.wait_for_child("harness.run.calibration")
     run.interrupt(group=True)  # the calibration child gets it too
     assert run.finish(timeout=30) == 130
     line = run.one_line()
@@ -481,6 +484,28 @@ def test_full_disk_stops_the_run_and_keeps_the_last_good_results(two_levels: Pat
     assert results["status"] == "running" and len(results["steps"]) == 1  # the last good file, whole
     assert "selectors" in run.stdout.split("\nbackend ")[1]  # what was measured is still told
     assert_nothing_left(run)
+
+
+# --- before anything starts ---
+
+@pytest.mark.parametrize(("args", "message"), [
+    pytest.param(("--scenario", "nope"), "nope", id="unknown-scenario"),
+    pytest.param(("--scenario", "quick", "--backend", "fibers"), "fibers", id="unknown-backend"),
+    pytest.param(("--scenario", "quick", "--users", "0"), "positive", id="bad-users"),
+])
+def test_bad_input_exits_2_with_one_line(args: tuple[str, ...], message: str, tmp_path: Path) -> None:
+    done = concurbench("run", *args, "--out", str(tmp_path))
+    assert done.returncode == 2
+    assert message in done.stderr and "Traceback" not in done.stderr
+    assert not list(tmp_path.iterdir())  # nothing started, nothing written
+
+
+def test_bad_scenario_file_names_file_key_and_reason(tmp_path: Path) -> None:
+    path = tmp_path / "broken.toml"
+    path.write_text(TINY.replace("repeat = 2", "repeat = \"two\""))
+    done = concurbench("run", "--scenario", str(path), "--out", str(tmp_path / "out"))
+    assert done.returncode == 2
+    assert str(path) in done.stderr and "load.repeat" in done.stderr
 
 
 # --- in-process: the moments too short to hit from outside ---
