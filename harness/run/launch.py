@@ -19,6 +19,7 @@ import sys
 import threading
 import time
 from collections import deque
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from harness.drivers.wire import destination_host
@@ -122,7 +123,7 @@ def launch_backend(backend: str, *, host: str = "127.0.0.1", cpus: tuple[int, ..
     return running
 
 
-def _collect(stream, sink: deque[str]) -> None:  # type: ignore[no-untyped-def]
+def _collect(stream: Iterable[str], sink: deque[str]) -> None:
     for line in stream:
         sink.append(line)
 

@@ -10,6 +10,7 @@ import ctypes
 import os
 import signal
 import subprocess
+from collections.abc import Callable
 import sys
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,7 @@ PR_SET_PDEATHSIG = 1  # linux/prctl.h
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 
-def _load_prctl():  # type: ignore[no-untyped-def]
+def _load_prctl() -> Callable[..., int] | None:
     """libc's prctl, looked up once here: the child after fork() only calls it."""
     if not sys.platform.startswith("linux"):
         return None
@@ -47,7 +48,7 @@ def child_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     return {**os.environ, **(extra or {}), "PYTHONPATH": path}
 
 
-def child_setup(cpus: tuple[int, ...] = ()):  # type: ignore[no-untyped-def]
+def child_setup(cpus: tuple[int, ...] = ()) -> Callable[[], None]:
     """The preexec_fn of every child: pin it to `cpus`, and have the kernel SIGKILL it when
     the orchestrator dies, however it dies (Linux; elsewhere only the pinning).
 

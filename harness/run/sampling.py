@@ -22,6 +22,7 @@ moving the load's own packets, charged to no process, not a neighbour's work.
 
 from __future__ import annotations
 
+import functools
 import os
 import time
 from bisect import bisect_right
@@ -220,7 +221,7 @@ class WindowSampler:
         }
         by_cpu: dict[int, float] = dict.fromkeys(self.driver_cpus, 0.0)
         for index, pinned in enumerate(self._pinned):
-            used = _delta(self.samples, start, end, lambda s, i=index: s.driver_cpu_s[i])
+            used = _delta(self.samples, start, end, functools.partial(_driver_cpu, index=index))
             for cpu in pinned:
                 by_cpu[cpu] = by_cpu.get(cpu, 0.0) + (used or 0.0) / len(pinned)
         server["others_percent"] = self._others(start, end, server_cpu,
@@ -272,6 +273,11 @@ def _at(samples: list[Sample], t: float, value: Callable[[Sample], float | None]
         return known[-1][1]
     (t0, v0), (t1, v1) = known[index - 1], known[index]
     return v0 + (v1 - v0) * (t - t0) / (t1 - t0) if t1 > t0 else v1
+
+
+def _driver_cpu(sample: Sample, index: int) -> float | None:
+    """The CPU seconds of the driver process at `index`, as of `sample`."""
+    return sample.driver_cpu_s[index]
 
 
 def _delta(samples: list[Sample], start: float, end: float, value: Callable[[Sample], float | None]) -> float | None:

@@ -81,20 +81,25 @@ class Search:
         if not self.probes:
             rate = self.search.low
         elif passed is None:
-            return self._stop("below-range")
+            self._stop("below-range")
+            return None
         elif missed is None:
             if passed >= high:
-                return self._stop("above-range")
+                self._stop("above-range")
+                return None
             rate = min(passed * RAMP, high)
         elif missed <= passed * (1 + self.search.precision):
-            return self._stop("found")
+            self._stop("found")
+            return None
         else:
             rate = math.sqrt(passed * missed)
         rate = _round_rate(rate)
         if rate in (passed, missed):  # the bracket is as narrow as a rate is written
-            return self._stop("found")
+            self._stop("found")
+            return None
         if self.probes and elapsed_s + self.probe_s > self.search.budget_s:  # the first probe always runs
-            return self._stop("budget")
+            self._stop("budget")
+            return None
         return rate
 
     def record(self, step: Mapping[str, Any]) -> Probe:
@@ -113,7 +118,6 @@ class Search:
         missed = self.missed
         bound = any(p.rate == missed and DRIVER_BOUND in p.flags for p in self.probes if not p.passed)
         self.status = DRIVER_BOUND if bound and status in ("found", "budget") else status
-        return None
 
     def to_dict(self) -> dict[str, Any]:
         """What results.json keeps of the search: the range, the path, where it stopped."""

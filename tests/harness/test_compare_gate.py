@@ -107,6 +107,9 @@ def test_the_hog_took_the_servers_cpu(runs: dict[str, Path]) -> None:
 
 def test_the_gate_fails_on_the_hogged_run_and_names_each_backend(
         runs: dict[str, Path], capsys: pytest.CaptureFixture[str]) -> None:
+    shared = [round(share) for share in others(runs["base"]) if share > CONTENDED_PERCENT]
+    if shared:  # the base run had its own hog: the hogged run is no slower than it, rightly
+        pytest.skip(f"the base run shared CPU {SERVER_CPU} with other work (others {shared}%): no baseline here")
     status, out, err = gate(capsys, runs["base"], runs["hogged"])
     assert status == 1, out + cpu_shares(runs)
     listed = [line.strip() for line in out[out.index("regression gate"):].splitlines()[1:]]
