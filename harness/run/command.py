@@ -31,6 +31,7 @@ from harness.scenario import Scenario, ScenarioError, load_scenario
 from harness.results.store import RESULTS_FILE, ResultsError
 from harness.results.capacity import capacity_table
 from harness.results.findings import findings_text
+from harness.results.model import Run as Results
 from harness.results.summary import summary_rows, summary_table
 
 __all__ = ["RunOptions", "reference_problem", "run_command", "run_scenario"]
@@ -177,8 +178,7 @@ def _run_scenario(scenario: Scenario, backends: dict[str, str], options: RunOpti
         status, where = "interrupted", run.interrupted(interrupts.signame)
     except ResultsError as error:
         print(run.write_failed(error), file=sys.stderr)
-        print(summary_table(run.results))  # what was measured, though it could not all be stored
-        _print_findings(run.results)
+        _print_summary(run.typed())  # what was measured, though it could not all be stored
         return 1
     except RunFailed as error:
         run.event("run-failed", str(error))
@@ -193,18 +193,15 @@ def _run_scenario(scenario: Scenario, backends: dict[str, str], options: RunOpti
         _finish_quietly(run, status)
     except ResultsError as error:
         print(run.write_failed(error), file=sys.stderr)
-        print(summary_table(run.results))
-        _print_findings(run.results)
+        _print_summary(run.typed())
         return 1
     results_path = run.run_dir / RESULTS_FILE
     try:
         run.position = Position(Activity.PRINTING)
-        print(summary_table(run.results))
-        if run.results.get("capacity"):
-            print(capacity_table(run.results))
-        _print_findings(run.results)
+        results = run.typed()
+        _print_summary(results)
         if len(options.drivers) > 1:
-            print(driver_ratios(run.results, options.drivers))
+            print(driver_ratios(results, options.drivers))
         if options.report and run.results["steps"] and where is None:
             run.position = Position(Activity.REPORTING)
             _report(run.run_dir)
@@ -279,9 +276,9 @@ def _save_quietly(run: Run) -> None:
         pass
 
 
-def driver_ratios(results: dict[str, Any], drivers: tuple[str, ...]) -> str:
+def driver_ratios(results: Results, drivers: tuple[str, ...]) -> str:
     """--driver both: each step's figures by the second driver over the first's."""
-    rows = {(r.backend, r.users, r.rate): r for r in summary_rows(results["steps"])}
+    rows = {(r.backend, r.users, r.rate): r for r in summary_rows(results.steps)}
     first, second = drivers[0], drivers[1]
     lines = [f"\n{second} / {first}, per step (medians over repetitions):",
              f"{'backend':<12} {'load':>10} {'req/s ratio':>12} {'p50 ratio':>10}"]
@@ -295,7 +292,15 @@ def driver_ratios(results: dict[str, Any], drivers: tuple[str, ...]) -> str:
     return "\n".join(lines)
 
 
-def _print_findings(results: dict[str, Any]) -> None:
+def _print_summary(results: Results) -> None:
+    """The summary table, the capacity table if a search ran, and the findings."""
+    print(summary_table(results))
+    if results.capacity:
+        print(capacity_table(results))
+    _print_findings(results)
+
+
+def _print_findings(results: Results) -> None:
     """The run's findings under the summary table (those Run.finish stored, else computed);
     nothing when there are none. A finding that cannot be derived costs the findings, not the run."""
     try:

@@ -32,6 +32,7 @@ from typing import Any
 from harness.drivers import DRIVER_MODULES
 from harness.drivers.spec import DriverResult, DriverSpec
 from harness.results.findings import findings as run_findings
+from harness.results.model import Run as Results
 from harness.results.steps import flag_high_spread, step_record
 from harness.results.store import RESULTS_FILE, ResultsError, new_run_dir, write_results
 from harness.results.summary import floor_line, write_summary_csv
@@ -373,16 +374,21 @@ class Run:
         flag_high_spread(self.results["steps"])
         self.results["status"] = status
         try:
-            self.results["findings"] = run_findings(self.results)
+            self.results["findings"] = run_findings(self.typed())
         except Exception as error:  # noqa: BLE001 - derived sentences must not cost the measured run
             print(f"concurbench: warning: the findings were not derived: {error}", file=sys.stderr)
         self.save()
         try:
-            write_summary_csv(self.run_dir, self.results["steps"])
+            write_summary_csv(self.run_dir, self.typed().steps)
         except OSError as error:
             print(f"concurbench: warning: summary.csv not written: {error.strerror or error}", file=sys.stderr)
 
     # --- the record ---------------------------------------------------------------------------
+
+    def typed(self) -> Results:
+        """The document written so far as the results model: what crosses to the summaries,
+        findings and charts (the document itself is this class's to write)."""
+        return Results.of(self.results)
 
     def save(self) -> None:
         """results.json, atomically (a failed write stops the run where it stands: ResultsError)."""
