@@ -87,7 +87,8 @@ class DriverProcess:
     def _master_port(self) -> int | None:
         """The master's first line, {"type": "master", "port"}: where the workers join. None
         if it exited first (a bad spec, a busy port): Run.drive then reports its stderr."""
-        line = self.process.stdout.readline()  # type: ignore[union-attr]
+        assert self.process.stdout is not None  # spawned with stdout=PIPE
+        line = self.process.stdout.readline()
         try:
             return int(json.loads(line)["port"])
         except (ValueError, KeyError, TypeError):
@@ -100,7 +101,8 @@ class DriverProcess:
         return [process.pid for process in (self.process, *self.workers)]
 
     def _read_stdout(self) -> None:
-        for line in self.process.stdout:  # type: ignore[union-attr]
+        assert self.process.stdout is not None  # spawned with stdout=PIPE
+        for line in self.process.stdout:
             received = time.monotonic()  # when it was said: the runner may read it later
             try:
                 event = json.loads(line)

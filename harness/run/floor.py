@@ -58,7 +58,8 @@ def measure_floor(*, server_cpus: tuple[int, ...], driver_cpus: tuple[int, ...],
     responder = spawn([sys.executable, "-c", RESPONDER], cpus=server_cpus, stdout=subprocess.PIPE,
                       stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True)
     try:
-        line = responder.stdout.readline()  # type: ignore[union-attr]
+        assert responder.stdout is not None  # spawned with stdout=PIPE
+        line = responder.stdout.readline()
         try:
             port = int(line)
         except ValueError:

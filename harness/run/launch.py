@@ -130,7 +130,9 @@ def _collect(stream: Iterable[str], sink: deque[str]) -> None:
 
 def _read_port(process: subprocess.Popen, timeout: float) -> int:
     result: list[str] = []
-    reader = threading.Thread(target=lambda: result.append(process.stdout.readline()), daemon=True)  # type: ignore[union-attr]
+    stdout = process.stdout
+    assert stdout is not None  # spawned with stdout=PIPE
+    reader = threading.Thread(target=lambda: result.append(stdout.readline()), daemon=True)
     reader.start()
     reader.join(timeout)
     line = result[0] if result else ""

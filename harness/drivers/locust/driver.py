@@ -273,17 +273,16 @@ def main(argv: list[str] | None = None) -> int:
         limits = WorkerLimits(max_users=args.max_users, max_sockets=args.max_sockets, targets=targets)
         return serve_worker(args.master_host, args.master_port, stop, token=os.environ[TOKEN_ENV], limits=limits,
                             rejoin=args.rejoin)
-    spec = None
     try:
         specs = [load_spec(path) for path in args.spec]
         for spec in specs:
-            resolve_target(spec.host, spec.port)
+            try:
+                resolve_target(spec.host, spec.port)
+            except OSError as exc:
+                raise SpecError(f"spec: cannot resolve host {spec.host!r}: {exc}") from None
         check_outputs(out=args.out, out_dir=args.out_dir, specs=specs)
     except SpecError as exc:
         print(f"locust_driver: {exc}", file=sys.stderr)
-        return 2
-    except OSError as exc:
-        print(f"locust_driver: spec: cannot resolve host {spec.host!r}: {exc}", file=sys.stderr)  # type: ignore[union-attr]
         return 2
     for signum in (signal.SIGTERM, signal.SIGINT):
         gevent.signal_handler(signum, stop.set)

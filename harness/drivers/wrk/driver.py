@@ -303,7 +303,6 @@ def main(argv: list[str] | None = None) -> int:
     where.add_argument("--out", help="where to write the DriverResult JSON (one spec, repeat 1)")
     where.add_argument("--out-dir", help="write result-<spec>-<repetition>.json here, one per window")
     args = parser.parse_args(argv)
-    spec = None
     try:
         wrk = shutil.which("wrk")
         if wrk is None:
@@ -311,14 +310,13 @@ def main(argv: list[str] | None = None) -> int:
         specs = [load_spec(path) for path in args.spec]
         for spec in specs:
             check_supported(spec)
-            socket.getaddrinfo(destination(spec.host).strip("[]"), spec.port, type=socket.SOCK_STREAM)
+            try:
+                socket.getaddrinfo(destination(spec.host).strip("[]"), spec.port, type=socket.SOCK_STREAM)
+            except OSError as exc:
+                raise SpecError(f"spec: cannot resolve host {spec.host!r}: {exc}") from None
         check_outputs(out=args.out, out_dir=args.out_dir, specs=specs)
     except SpecError as exc:
         print(f"wrk driver: {exc}", file=sys.stderr)
-        return 2
-    except OSError as exc:
-        host = spec.host  # type: ignore[union-attr]
-        print(f"wrk driver: spec: cannot resolve host {host!r}: {exc}", file=sys.stderr)
         return 2
     stop = Stop()
     for signum in (signal.SIGTERM, signal.SIGINT):

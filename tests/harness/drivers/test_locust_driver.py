@@ -384,6 +384,13 @@ def test_bad_spec_exits_2_with_one_line_and_no_traceback(tmp_path: Path) -> None
     assert not (tmp_path / "result.json").exists()
 
 
+def test_an_unresolvable_host_exits_2_naming_it(tmp_path: Path) -> None:
+    proc = start_driver(tmp_path, {**spec_for(8080), "host": "no-such-host.invalid"})  # RFC 6761: never resolves
+    _, stderr = proc.communicate(timeout=20)
+    assert proc.returncode == 2
+    assert stderr.startswith("locust_driver: spec: cannot resolve host 'no-such-host.invalid'") and stderr.count("\n") == 1
+
+
 def test_spec_round_trips_through_json() -> None:
     mix = [get("/", headers={"X-A": "1"}, weight=3)]
     spec = DriverSpec.from_dict(spec_for(8080, requests=mix, idle_connections=2))

@@ -159,6 +159,7 @@ def results(events: list[dict[str, Any]]):  # type: ignore[no-untyped-def]
 
 
 REFUSED = {
+    "unresolvable-host": {"port": 1, "host": "no-such-host.invalid"},  # RFC 6761: never resolves
     "idle-connections": {"port": 1, "idle_connections": 2},
     "head": {"port": 1, "requests": [{"method": "HEAD"}]},
     "bad-json-key": {"port": 1, "colour": "red"},
