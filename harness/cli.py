@@ -61,6 +61,12 @@ def _cpus(text: str) -> tuple[int, ...]:
         raise argparse.ArgumentTypeError(f"expected CPUs like 0 or 0-1 or 0,2, got {text!r}") from None
 
 
+def _port(text: str) -> int:
+    if not text.isdigit() or not 0 < int(text) < 65536:
+        raise argparse.ArgumentTypeError(f"expected a port from 1 to 65535, got {text!r}")
+    return int(text)
+
+
 def _nonnegative(text: str) -> int:
     try:
         value = int(text)
@@ -133,8 +139,11 @@ def build_parser() -> argparse.ArgumentParser:
                           "one per driver CPU in turn")
     run.add_argument("--remote-workers", type=_nonnegative, default=0, metavar="M",
                      help="also wait for M `concurbench worker --master THIS_HOST` on other machines "
-                          "(then --host must be an address they reach; the master listens there only, on port "
-                          f"{MASTER_PORT}, and counts in only workers given the run's token)")
+                          "(then --host must be an address they reach; the master listens there only, on "
+                          "--master-port, and counts in only workers given the run's token)")
+    run.add_argument("--master-port", type=_port, default=MASTER_PORT, metavar="PORT",
+                     help="with --remote-workers: the port the master listens on for them (another run on this "
+                          "machine may hold the default)")
     run.add_argument("--worker-token", metavar="TOKEN",
                      help=f"the token remote workers must know (default: ${TOKEN_ENV}, else a new one per run, "
                           "printed with the command that starts a worker)")
@@ -232,12 +241,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     token = ""
     if args.remote_workers:
         token = args.worker_token or os.environ.get(TOKEN_ENV) or secrets.token_urlsafe(24)
-        where = f"{args.host}:{MASTER_PORT}"
+        where = f"[{args.host}]:{args.master_port}" if ":" in args.host else f"{args.host}:{args.master_port}"
         print(f"concurbench: waiting for {args.remote_workers} remote worker(s) at {where}; start each with\n"
               f"  concurbench worker --master {where} --token {token}", file=sys.stderr, flush=True)
     options = RunOptions(out_root=args.out, server_cpus=args.server_cpus, driver_cpus=args.driver_cpus,
                          host=args.host, report=not args.no_report, drivers=drivers,
-                         driver_procs=args.driver_procs, remote_workers=args.remote_workers, worker_token=token)
+                         driver_procs=args.driver_procs, remote_workers=args.remote_workers, worker_token=token,
+                         master_port=args.master_port)
     return run_command(args.scenario, backend=args.backend, users=args.users, duration_s=args.duration,
                        warmup_s=args.warmup, repeat=args.repeat, options=options,
                        pythons=tuple(args.server_python) if args.server_python else None, cores=args.cores,

@@ -41,7 +41,7 @@ class DriverProcess:
 
     def __init__(self, specs: list[DriverSpec], *, workdir: Path, cpus: tuple[int, ...],
                  module: str = LOCUST_DRIVER_MODULE, procs: int = 1, remote_workers: int = 0,
-                 master_bind: str = "127.0.0.1", token: str = "") -> None:
+                 master_bind: str = "127.0.0.1", master_port: int = MASTER_PORT, token: str = "") -> None:
         workdir.mkdir(parents=True, exist_ok=True)
         argv = [sys.executable, "-m", module, "--out-dir", str(workdir)]
         for index, spec in enumerate(specs):
@@ -50,9 +50,9 @@ class DriverProcess:
             argv += ["--spec", str(path)]
         distributed = procs > 1 or remote_workers > 0
         if distributed:
-            # Remote workers join on Locust's port at the address the run was given (--host),
+            # Remote workers join on --master-port at the address the run was given (--host),
             # never on every interface; local ones on a free port of the loopback.
-            where = ["--master-bind", master_bind, "--master-port", str(MASTER_PORT)] if remote_workers else \
+            where = ["--master-bind", master_bind, "--master-port", str(master_port)] if remote_workers else \
                     ["--master-bind", "127.0.0.1", "--master-port", "0"]
             argv += ["--master", "--expect-workers", str(procs + remote_workers), *where]
         # Only workers that know it are counted in: the run's, or one of this driver's own.

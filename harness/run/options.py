@@ -8,6 +8,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from harness.drivers import MASTER_PORT
+
 
 def default_pinning(cpu_count: int | None = None) -> tuple[tuple[int, ...], tuple[int, ...]]:
     """Split the CPUs in half: the server the first half, the driver the rest.
@@ -36,10 +38,11 @@ class RunOptions:
     # merges the histograms, and this many local workers, one per driver CPU in turn.
     driver_procs: int = 1
     # Workers on other machines (`concurbench worker --master THIS_HOST`) the master also waits
-    # for; then it listens on the address of `host`, on Locust's port 5557, and counts in only
-    # the workers that prove they know `worker_token` (harness.drivers.distributed.protocol).
+    # for; then it listens on the address of `host`, on `master_port` (Locust's 5557), and counts
+    # in only the workers that prove they know `worker_token` (harness.drivers.distributed.protocol).
     remote_workers: int = 0
     worker_token: str = ""
+    master_port: int = MASTER_PORT
 
     def pinning(self, *, counts: tuple[int, ...] = (), share: bool = False) -> tuple[tuple[int, ...], tuple[int, ...]]:
         """(server CPUs, driver CPUs): as given, or the machine split in half. With `share`

@@ -252,7 +252,8 @@ class Run:
             driver = DriverProcess(list(specs), workdir=Path(workdir), cpus=self.driver_cpus,
                                    module=DRIVER_MODULES[tool], procs=self.options.driver_procs if locust else 1,
                                    remote_workers=self.options.remote_workers if locust else 0,
-                                   master_bind=self.options.host, token=self.options.worker_token)
+                                   master_bind=self.options.host, master_port=self.options.master_port,
+                                   token=self.options.worker_token)
             try:
                 yield driver
             except BackendFailed as error:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import socket
 import subprocess
 import sys
 import time
@@ -15,7 +16,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from harness.drivers import MASTER_PORT, TOKEN_ENV
+from harness.drivers import TOKEN_ENV
 from support import ROOT, kill_group
 
 pytestmark = pytest.mark.timeout(90)
@@ -35,22 +36,31 @@ def listeners(port: int) -> set[str]:
             if conn.status == psutil.CONN_LISTEN and conn.laddr.port == port}
 
 
+def free_port() -> int:
+    """A port nobody listens on now: not Locust's 5557, which another run on this machine (or
+    another test session) may hold, and whose master a worker would then join."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
 def test_only_a_worker_with_the_printed_token_joins_on_the_address_given(tmp_path: Path) -> None:
     scenario = tmp_path / "tiny.toml"
     scenario.write_text(SCENARIO)
+    port = free_port()
     run = start("run", "--scenario", str(scenario), "--backend", "asyncio", "--remote-workers", "1",
-                "--host", "127.0.0.1", "--out", str(tmp_path / "out"), "--no-report")
+                "--host", "127.0.0.1", "--master-port", str(port), "--out", str(tmp_path / "out"), "--no-report")
     workers: list[subprocess.Popen] = []
     try:
         assert run.stderr is not None
         said = run.stderr.readline() + run.stderr.readline()
-        master = f"127.0.0.1:{MASTER_PORT}"
+        master = f"127.0.0.1:{port}"
         match = re.search(rf"concurbench worker --master {re.escape(master)} --token (\S+)", said)
         assert match, said
         deadline = time.monotonic() + 30
-        while not listeners(MASTER_PORT) and time.monotonic() < deadline:
+        while not listeners(port) and time.monotonic() < deadline:
             time.sleep(0.1)
-        assert listeners(MASTER_PORT) == {"127.0.0.1"}  # not 0.0.0.0: nobody else on the network
+        assert listeners(port) == {"127.0.0.1"}  # not 0.0.0.0: nobody else on the network
         workers.append(start("worker", "--master", master, "--token", "not-" + match[1]))
         assert workers[0].stderr is not None
         assert "does not know this worker's token: left it" in workers[0].stderr.readline()
