@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from harness.results.finding_groups import SATURATION_GROUP_MIN, in_table_order, knee_figures, saturation_group
+from harness.results.finding_groups import SATURATION_GROUP_MIN, Knee, in_table_order, knee_figures, saturation_group
 from harness.results.finding_levels import (Level, change, finding, joined, labels, ms, rps, run_levels, share,
                                             times, worst_steal)
 from harness.results.model import Backend, Python, Run
@@ -77,35 +77,35 @@ def saturation(run: RunView) -> list[dict[str, Any]]:
     """Closed loop: the first users level past which goodput grows by less than KNEE_GROWTH
     while p99 at least doubles (KNEE_P99_RATIO), shown by the first later level that says so.
     Backends with their knee at one level are told together from SATURATION_GROUP_MIN on."""
-    at_level: dict[tuple[Any, ...], list[tuple[Level, Level]]] = {}
+    at_level: dict[tuple[Any, ...], list[Knee]] = {}
     for knee in filter(None, map(_knee, run.sweeps())):
-        at_level.setdefault(tuple(knee[0].level().values()), []).append(knee)
+        at_level.setdefault(tuple(knee.at.level().values()), []).append(knee)
     found = []
     for knees in at_level.values():
         if len(knees) >= SATURATION_GROUP_MIN:
             found.append(saturation_group(knees))
             continue
-        for at, past in knees:
-            figures = knee_figures(at, past)
-            p99_past, bound = past.percentile("p99_us")
-            text = (f"{at.backend} saturates at {at.label()}: {rps(at.good_rps)} req/s; at {past.label()} p99 is "
-                    f"{times(p99_past / figures['p99_us'], bound)} higher ({ms(figures['p99_us'])} to "
-                    f"{ms(p99_past, bound)}) for {change(past.good_rps / at.good_rps)} throughput")
-            found.append(finding("saturation", at.backend, at, text, figures, drawn_from=(at, past), spread=True))
+        for knee in knees:
+            at, past = knee.at, knee.past
+            text = (f"{at.backend} saturates at {at.label()}: {rps(knee.good)} req/s; at {past.label()} p99 is "
+                    f"{times(knee.p99_past / knee.p99, knee.bound)} higher ({ms(knee.p99)} to "
+                    f"{ms(knee.p99_past, knee.bound)}) for {change(knee.later / knee.good)} throughput")
+            found.append(finding("saturation", at.backend, at, text, knee_figures(knee), drawn_from=(at, past),
+                                 spread=True))
     return in_table_order(found, run.backends())
 
 
-def _knee(sweep: Sequence[Level]) -> tuple[Level, Level] | None:
+def _knee(sweep: Sequence[Level]) -> Knee | None:
     for i, at in enumerate(sweep[:-1]):
         good, p99 = at.good_rps, at.percentile("p99_us")[0]
         if not good or not p99:
             continue
         for past in sweep[i + 1:]:
-            later, p99_past = past.good_rps, past.percentile("p99_us")[0]
+            later, (p99_past, bound) = past.good_rps, past.percentile("p99_us")
             if later is None or later >= good * (1 + KNEE_GROWTH):
                 break  # still growing: not past the knee
             if p99_past is not None and p99_past >= p99 * KNEE_P99_RATIO:
-                return at, past
+                return Knee(at, past, good, p99, later, p99_past, bound)
     return None
 
 
