@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+from matplotlib.artist import Artist
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 from matplotlib.ticker import MaxNLocator
@@ -96,7 +97,8 @@ def draw_capacity(results: Run, out_dir: Path) -> list[Path]:
         ax.set_title(f"GET {route}" if route and not route.startswith(("POST", "PUT", "HEAD")) else (route or "the mix"),
                      fontsize=10, loc="left")
     axes[-1, 0].set_xlabel(f"highest offered requests/s held within {objective(results)}")
-    handles = [Patch(facecolor="grey", alpha=0.6, hatch="//", label=MARK_LEGEND[FLOOR])] if FLOOR in marks else []
+    handles: list[Artist] = ([Patch(facecolor="grey", alpha=0.6, hatch="//", label=MARK_LEGEND[FLOOR])]
+                             if FLOOR in marks else [])
     if NOT_HELD in marks:
         handles.append(Line2D([], [], color="grey", linestyle="", marker="x", markeredgewidth=2,
                               label=MARK_LEGEND[NOT_HELD]))
@@ -155,8 +157,8 @@ def capacity_html(results: Run) -> str:
         held = f"{told.held}/{told.rounds}" if told is not None else "–"
         lines.append(f"<tr><td class=name>{html.escape(row.series)}</td><td>{rate}</td><td>{held}</td>"
                      f"<td>{p99_text(told).replace('>=', '≥').replace('-', '–')}</td>"
-                     f"<td>{cell(told and told.good_rps)}</td>"
-                     f"<td>{cell(told and told.cpu_us_per_request, places=1)}</td><td>{cell(row.found)}</td>"
+                     f"<td>{cell(told.good_rps if told else None)}</td>"
+                     f"<td>{cell(told.cpu_us_per_request if told else None, places=1)}</td><td>{cell(row.found)}</td>"
                      f"<td class=name style='white-space: normal'>{html.escape(steps)}</td>"
                      f"<td class=name>{html.escape(row.note)}</td></tr>")
     return "\n".join(lines + ["</table>"])

@@ -103,8 +103,10 @@ def achieved_vs_offered(results: Run, out_dir: Path) -> list[Path]:
         achieved = [median_of(step.rps for step in s) for s in by_rate.values()]
         ax.plot(list(by_rate), achieved, color=backend_colour(backend), marker="o", label=backend_label(backend))
         good = [median_of(step.good_rps for step in s) for s in by_rate.values()]
-        if None not in good and any(abs(g - (a or 0)) > 0.005 * max(a or 0, 1e-9) for g, a in zip(good, achieved)):
-            ax.plot(list(by_rate), [max(g, 0.1) for g in good], color=backend_colour(backend), marker="o",
+        measured = [g for g in good if g is not None]  # drawn only where every rate has a goodput
+        if len(measured) == len(good) and any(abs(g - (a or 0)) > 0.005 * max(a or 0, 1e-9)
+                                              for g, a in zip(measured, achieved)):
+            ax.plot(list(by_rate), [max(g, 0.1) for g in measured], color=backend_colour(backend), marker="o",
                     linestyle="--", markerfacecolor="white", markersize=5)  # log axis: 0 drawn at its floor
             any_good = True
     _rate_axis(ax, rates)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import bisect
 import math
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 from matplotlib.lines import Line2D
 from matplotlib.ticker import NullLocator
@@ -88,7 +88,7 @@ def throughput_vs_users(results: Run, out_dir: Path) -> list[Path]:
     return save_figure(figure, out_dir, "throughput_vs_users")
 
 
-def mark_lower_bounds(ax: Any, xs: list[float], ys: list[float], bounds: list[bool], colour: str) -> bool:
+def mark_lower_bounds(ax: Any, xs: Sequence[float], ys: Sequence[float], bounds: Sequence[bool], colour: str) -> bool:
     """Draw an upward triangle on each point that is a lower bound; whether any was."""
     marked = [(x, y) for x, y, bound in zip(xs, ys, bounds) if bound and not math.isnan(y)]
     if marked:

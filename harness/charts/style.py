@@ -17,6 +17,7 @@ import matplotlib
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, NullLocator
+from matplotlib.typing import RcKeyType
 
 from harness.results.model import Run
 from harness.results.provenance import Metadata
@@ -58,7 +59,7 @@ SERVICE_TIME = "service time (actual send -> answer)"
 LOWER_BOUND_MARKER = "^"
 LOWER_BOUND_LABEL = "lower bound (reaches timeouts or waits so far)"
 
-RC = {
+RC: dict[RcKeyType, object] = {  # matplotlib's rcParams names: a misspelt one is a type error
     "font.size": 9,
     "axes.titlesize": 10,
     "axes.grid": True,

@@ -50,8 +50,9 @@ def draw_usl_fits(ax: Any, summaries: Mapping[str, Mapping[int, StepSummary]]) -
         n = np.geomspace(min(users), max(users), CURVE_POINTS)
         ax.plot(n, fit.curve(n), color=colour, linestyle=":", linewidth=1.2, zorder=1,
                 gid=f"usl-fit-{backend}")
-        if _peak_shown(fit, users):
-            ax.plot([fit.peak_users], fit.curve([fit.peak_users]), linestyle="", marker=PEAK_MARKER,
+        peak = _shown_peak(fit, users)
+        if peak is not None:
+            ax.plot([peak], fit.curve([peak]), linestyle="", marker=PEAK_MARKER,
                     markersize=6, color=colour, markerfacecolor="white", zorder=3, gid=f"usl-peak-{backend}")
     return fits
 
@@ -61,12 +62,14 @@ def usl_handles(fits: Mapping[str, UslFit], summaries: Mapping[str, Mapping[int,
     handles = []
     if any(fit.ok for fit in fits.values()):
         handles.append(Line2D([], [], color="black", linestyle=":", linewidth=1.2, label=CURVE_LABEL))
-    if any(fit.ok and _peak_shown(fit, list(summaries[backend])) for backend, fit in fits.items()):
+    if any(fit.ok and _shown_peak(fit, list(summaries[backend])) is not None for backend, fit in fits.items()):
         handles.append(Line2D([], [], color="black", linestyle="", marker=PEAK_MARKER, markerfacecolor="white",
                               label=PEAK_LABEL))
     return handles
 
 
-def _peak_shown(fit: UslFit, users: list[int]) -> bool:
-    """Whether the fit's peak lies inside the measured users (beyond them it is a guess)."""
-    return fit.peak_users is not None and min(users) <= fit.peak_users <= max(users)
+def _shown_peak(fit: UslFit, users: list[int]) -> float | None:
+    """The fit's peak (users) if it lies inside the measured users (beyond them it is a
+    guess); None if it lies outside or the fit has none."""
+    peak = fit.peak_users
+    return peak if peak is not None and min(users) <= peak <= max(users) else None

@@ -155,7 +155,9 @@ def capacities(run: Run) -> list[Capacity]:
         mine = [step for step in run.ok_steps if step.backend == search.backend and step.route == search.route]
 
         def rounds_at(rate: float | None) -> Rounds | None:
-            steps = [step for step in mine if rate is not None and step.rate == rate]
+            if rate is None:
+                return None
+            steps = [step for step in mine if step.rate == rate]
             if not steps:
                 return None
             verdicts = [judge(step, search.p99_ms, search.error_share)[0] for step in steps]
@@ -193,7 +195,8 @@ def capacity_table(results: Run | Mapping[str, Any]) -> str:
         told = row.told
         cells.append([row.series, _num(row.rate) + ("+" if row.floor else ""),
                       f"{told.held}/{told.rounds}" if told else "-", p99_text(told),
-                      _num(told and told.good_rps), _num(told and told.cpu_us_per_request, places=1),
+                      _num(told.good_rps if told else None),
+                      _num(told.cpu_us_per_request if told else None, places=1),
                       _num(row.found), str(row.probes), row.note])
     widths = [max(len(line[i]) for line in [header, *cells]) for i in range(len(header))]
 

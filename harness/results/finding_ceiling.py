@@ -12,6 +12,7 @@ to one CPU by its design, not by the GIL.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from statistics import median
 from typing import Any
 
@@ -95,20 +96,19 @@ def gil_ceiling(run: RunView) -> list[dict[str, Any]]:
     routes = sorted({route for sweep in sweeps for route in cpu_routes(sweep[0])})
     if not sweeps:
         return []
-    flat = [sweep for sweep in sweeps if _flat_at_cpu_limit(sweep)]
+    flat = list(filter(None, map(_flat_at_cpu_limit, sweeps)))
     if flat:
-        middle = median(median(level.good_rps for level in sweep) for sweep in flat)
-        flat = [sweep for sweep in flat if all(abs(level.good_rps / middle - 1) <= CEILING_TOLERANCE
-                                               for level in sweep)]
+        middle = median(median(one.goods) for one in flat)
+        flat = [one for one in flat if all(abs(good / middle - 1) <= CEILING_TOLERANCE for good in one.goods)]
     if len(flat) < 2 or len(flat) < CEILING_MIN_SHARE * len(sweeps):
         return []
-    levels = [level for sweep in flat for level in sweep]
-    goods = [level.good_rps for level in levels]
-    cpu = min(level.cpu_percent for level in levels)
-    costs = [level.cpu_us for level in levels if level.cpu_us]
-    names = [sweep[0].backend for sweep in flat]
+    levels = [level for one in flat for level in one.sweep]
+    goods = [good for one in flat for good in one.goods]
+    cpu = min(percent for one in flat for percent in one.cpu_percents)
+    costs = [cost for cost in (level.cpu_us for level in levels) if cost]
+    names = [one.sweep[0].backend for one in flat]
     users = sorted({level.users for level in levels})
-    title, why = _why(run, flat)
+    title, why = _why(run, [one.sweep for one in flat])
     text = (f"{title} on {', '.join(routes)}: {len(flat)} of {len(sweeps)} backends stay at {rps(min(goods))} to "
             f"{rps(max(goods))} req/s from {users[0]} to {users[-1]} users, the server at {cpu:.0f}% or more of a "
             f"CPU ({', '.join(names)}); held there by {why}")
@@ -117,14 +117,36 @@ def gil_ceiling(run: RunView) -> list[dict[str, Any]]:
     figures = {"backends": names, "routes": routes, "min_good_rps": min(goods), "max_good_rps": max(goods),
                "median_good_rps": median(goods), "min_cpu_percent": cpu,
                "cpu_us_per_request": median(costs) if costs else None, "users": users,
-               "held_by": {sweep[0].backend: held_by(run, sweep) for sweep in flat}}
+               "held_by": {one.sweep[0].backend: held_by(run, one.sweep) for one in flat}}
     return [finding("gil-ceiling", ", ".join(names), None, text, figures, drawn_from=levels)]
 
 
-def _flat_at_cpu_limit(sweep: Sequence[Level]) -> bool:
-    goods = [level.good_rps for level in sweep]
-    if any(not good for good in goods):
-        return False
+@dataclass(frozen=True)
+class _Flat:
+    """A sweep flat at one CPU's limit, with what showed it: each level's goodput (none of
+    them missing or zero) and its server's CPU use (% of one CPU, none missing)."""
+
+    sweep: Sequence[Level]
+    goods: list[float]
+    cpu_percents: list[float]
+
+
+def _flat_at_cpu_limit(sweep: Sequence[Level]) -> _Flat | None:
+    """The sweep with its figures if its goodput is flat (CEILING_TOLERANCE) and its server
+    at one CPU's limit (CEILING_CPU_PERCENT) at every level; None if not."""
+    goods = []
+    for level in sweep:
+        good = level.good_rps
+        if not good:
+            return None
+        goods.append(good)
     middle = median(goods)
-    return (all(abs(good / middle - 1) <= CEILING_TOLERANCE for good in goods)
-            and all((level.cpu_percent or 0.0) >= CEILING_CPU_PERCENT for level in sweep))
+    if not all(abs(good / middle - 1) <= CEILING_TOLERANCE for good in goods):
+        return None
+    cpu_percents = []
+    for level in sweep:
+        percent = level.cpu_percent
+        if percent is None or percent < CEILING_CPU_PERCENT:
+            return None
+        cpu_percents.append(percent)
+    return _Flat(sweep, goods, cpu_percents)

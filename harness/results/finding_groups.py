@@ -9,6 +9,7 @@ figures keep each one's numbers ("by_backend"), and its caveat names whom each f
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from harness.results.finding_levels import Level, change, finding, joined, rps, times
@@ -19,22 +20,34 @@ from harness.results.usl import MIN_R2, UslFit
 SATURATION_GROUP_MIN = 3
 
 
-def knee_figures(at: Level, past: Level) -> dict[str, Any]:
+@dataclass(frozen=True)
+class Knee:
+    """One backend's knee: the level it is at and the first later level that shows it, with
+    the figures that make it one (finding_rules finds it only where all four were measured,
+    goodput and p99 at the knee above zero)."""
+
+    at: Level
+    past: Level
+    good: float  # goodput at the knee
+    p99: float  # p99 (µs) at the knee
+    later: float  # goodput past it
+    p99_past: float  # p99 (µs) past it
+    bound: bool  # p99_past is a lower bound
+
+
+def knee_figures(knee: Knee) -> dict[str, Any]:
     """One backend's knee: goodput and p99 at it, and at the first later level that shows it."""
-    good, later = at.good_rps, past.good_rps
-    p99, _ = at.percentile("p99_us")
-    p99_past, bound = past.percentile("p99_us")
-    return {"good_rps": good, "p99_us": p99, "past_users": past.users, "past_good_rps": later,
-            "past_p99_us": p99_past, "past_p99_lower_bound": bound, "p99_ratio": round(p99_past / p99, 3),
-            "throughput_change": round(later / good - 1, 4)}
+    return {"good_rps": knee.good, "p99_us": knee.p99, "past_users": knee.past.users, "past_good_rps": knee.later,
+            "past_p99_us": knee.p99_past, "past_p99_lower_bound": knee.bound,
+            "p99_ratio": round(knee.p99_past / knee.p99, 3), "throughput_change": round(knee.later / knee.good - 1, 4)}
 
 
-def saturation_group(knees: Sequence[tuple[Level, Level]]) -> dict[str, Any]:
+def saturation_group(knees: Sequence[Knee]) -> dict[str, Any]:
     """One finding for backends whose knee is at one level: ranges of their goodput at it, of
     the later levels that show it, of how much higher p99 is there and of the throughput change."""
-    at = knees[0][0]
-    names = [knee[0].backend for knee in knees]
-    figures = {name: knee_figures(*knee) for name, knee in zip(names, knees)}
+    at = knees[0].at
+    names = [knee.at.backend for knee in knees]
+    figures = {name: knee_figures(knee) for name, knee in zip(names, knees)}
     ratios = sorted((f["past_p99_us"] / f["p99_us"], f["past_p99_lower_bound"]) for f in figures.values())
     changes = sorted(f["past_good_rps"] / f["good_rps"] for f in figures.values())
     goods = sorted(f["good_rps"] for f in figures.values())
@@ -46,7 +59,7 @@ def saturation_group(knees: Sequence[tuple[Level, Level]]) -> dict[str, Any]:
             f"p99 is {span(times(*ratios[0]), times(*ratios[-1]))} higher for "
             f"{span(change(changes[0]), change(changes[-1]))} throughput")
     return finding("saturation", ", ".join(names), at, text, {"backends": names, "by_backend": figures},
-                   members={name: knee for name, knee in zip(names, knees)}, spread=True)
+                   members={name: (knee.at, knee.past) for name, knee in zip(names, knees)}, spread=True)
 
 
 def usl_skip_kind(fit: UslFit) -> str:

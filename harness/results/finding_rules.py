@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from harness.results.finding_groups import SATURATION_GROUP_MIN, in_table_order, knee_figures, saturation_group
+from harness.results.finding_groups import SATURATION_GROUP_MIN, Knee, in_table_order, knee_figures, saturation_group
 from harness.results.finding_levels import (Level, change, finding, joined, labels, ms, rps, run_levels, share,
                                             times, worst_steal)
 from harness.results.model import Backend, Python, Run
@@ -77,35 +77,35 @@ def saturation(run: RunView) -> list[dict[str, Any]]:
     """Closed loop: the first users level past which goodput grows by less than KNEE_GROWTH
     while p99 at least doubles (KNEE_P99_RATIO), shown by the first later level that says so.
     Backends with their knee at one level are told together from SATURATION_GROUP_MIN on."""
-    at_level: dict[tuple[Any, ...], list[tuple[Level, Level]]] = {}
+    at_level: dict[tuple[Any, ...], list[Knee]] = {}
     for knee in filter(None, map(_knee, run.sweeps())):
-        at_level.setdefault(tuple(knee[0].level().values()), []).append(knee)
+        at_level.setdefault(tuple(knee.at.level().values()), []).append(knee)
     found = []
     for knees in at_level.values():
         if len(knees) >= SATURATION_GROUP_MIN:
             found.append(saturation_group(knees))
             continue
-        for at, past in knees:
-            figures = knee_figures(at, past)
-            p99_past, bound = past.percentile("p99_us")
-            text = (f"{at.backend} saturates at {at.label()}: {rps(at.good_rps)} req/s; at {past.label()} p99 is "
-                    f"{times(p99_past / figures['p99_us'], bound)} higher ({ms(figures['p99_us'])} to "
-                    f"{ms(p99_past, bound)}) for {change(past.good_rps / at.good_rps)} throughput")
-            found.append(finding("saturation", at.backend, at, text, figures, drawn_from=(at, past), spread=True))
+        for knee in knees:
+            at, past = knee.at, knee.past
+            text = (f"{at.backend} saturates at {at.label()}: {rps(knee.good)} req/s; at {past.label()} p99 is "
+                    f"{times(knee.p99_past / knee.p99, knee.bound)} higher ({ms(knee.p99)} to "
+                    f"{ms(knee.p99_past, knee.bound)}) for {change(knee.later / knee.good)} throughput")
+            found.append(finding("saturation", at.backend, at, text, knee_figures(knee), drawn_from=(at, past),
+                                 spread=True))
     return in_table_order(found, run.backends())
 
 
-def _knee(sweep: Sequence[Level]) -> tuple[Level, Level] | None:
+def _knee(sweep: Sequence[Level]) -> Knee | None:
     for i, at in enumerate(sweep[:-1]):
         good, p99 = at.good_rps, at.percentile("p99_us")[0]
         if not good or not p99:
             continue
         for past in sweep[i + 1:]:
-            later, p99_past = past.good_rps, past.percentile("p99_us")[0]
+            later, (p99_past, bound) = past.good_rps, past.percentile("p99_us")
             if later is None or later >= good * (1 + KNEE_GROWTH):
                 break  # still growing: not past the knee
             if p99_past is not None and p99_past >= p99 * KNEE_P99_RATIO:
-                return at, past
+                return Knee(at, past, good, p99, later, p99_past, bound)
     return None
 
 
@@ -187,35 +187,49 @@ def _slow_neighbour(scenario: Mapping[str, Any], level: Level) -> str | None:
     return None
 
 
-def _best(levels: Sequence[Level], key: str) -> tuple[Level | None, list[tuple[Level, str]]]:
+@dataclass(frozen=True)
+class Measured:
+    """A level with one of its percentiles (µs), one it measured."""
+
+    level: Level
+    value: float
+
+
+def _best(levels: Sequence[Level], key: str) -> tuple[Measured | None, list[tuple[Measured, str]]]:
     """The level with the lowest percentile among those that answered every user (a starved
     user's wait is in no p50 it could be compared with) and are not lower bounds; unflagged
     ones (BEST_EXCLUDES) first. Beside it, the levels with a lower percentile it left out,
     each with why ("noisy", "driver-bound", "starved users", "a lower bound")."""
-    fair = [level for level in levels if not level.row.starved and level.percentile(key)[0] is not None
-            and not level.percentile(key)[1]]
-    clean = [level for level in fair if not set(level.flags) & set(BEST_EXCLUDES)]
+    fair = []
+    for level in levels:
+        value, bound = level.percentile(key)
+        if not level.row.starved and value is not None and not bound:
+            fair.append(Measured(level, value))
+    clean = [measured for measured in fair if not set(measured.level.flags) & set(BEST_EXCLUDES)]
     pool = clean or fair
-    best = min(pool, key=lambda level: level.percentile(key)[0], default=None)
+    best = min(pool, key=lambda measured: measured.value, default=None)
     if best is None:
         return None, []
+    pooled = [measured.level for measured in pool]
     left_out = []
     for level in levels:
         value = level.percentile(key)[0]
-        if level in pool or value is None or value >= best.percentile(key)[0]:
+        if level in pooled or value is None or value >= best.value:
             continue
         why = ("starved users" if level.row.starved else "a lower bound" if level.percentile(key)[1]
                else ", ".join(flag for flag in BEST_EXCLUDES if flag in level.flags))
-        left_out.append((level, why))
+        left_out.append((Measured(level, value), why))
     return best, left_out
 
 
-def _blocked(level: Level, best: Level | None, key: str) -> bool:
+def _blocked(level: Level, best: Measured, key: str) -> float | None:
+    """The level's percentile (µs) if it waits behind the best's (HOL_RATIO, HOL_MIN_US,
+    HOL_COST_RATIO); None if not."""
     value, bound = level.percentile(key)
-    if best is None or best is level or value is None or bound:
-        return False
-    cheap = level.cpu_us is None or best.cpu_us is None or level.cpu_us <= best.cpu_us * HOL_COST_RATIO
-    return value >= HOL_MIN_US and value >= best.percentile(key)[0] * HOL_RATIO and cheap
+    if best.level is level or value is None or bound:
+        return None
+    cheap = level.cpu_us is None or best.level.cpu_us is None or level.cpu_us <= best.level.cpu_us * HOL_COST_RATIO
+    return value if value >= HOL_MIN_US and value >= best.value * HOL_RATIO and cheap else None
 
 
 def head_of_line(run: RunView) -> list[dict[str, Any]]:
@@ -224,8 +238,8 @@ def head_of_line(run: RunView) -> list[dict[str, Any]]:
     level, at least HOL_MIN_US, at a comparable CPU cost per request. Per backend, the first."""
     at_level: dict[tuple[Any, ...], list[Level]] = {}
     for level in run.levels:
-        key = (level.users, level.row.rate, level.idle, level.reps[0].cores, level.reps[0].route)
-        at_level.setdefault(key, []).append(level)  # peers: the same load on the same request
+        load = (level.users, level.row.rate, level.idle, level.reps[0].cores, level.reps[0].route)
+        at_level.setdefault(load, []).append(level)  # peers: the same load on the same request
     first: dict[str, dict[str, Any]] = {}
     for peers in at_level.values():
         neighbour = _slow_neighbour(run.scenario, peers[0])
@@ -233,25 +247,30 @@ def head_of_line(run: RunView) -> list[dict[str, Any]]:
             continue
         for key in ("p50_us", "p99_us"):
             best, left_out = _best(peers, key)
+            if best is None:
+                continue  # no level to be blocked behind
             for level in peers:
-                if level.backend in first or not _blocked(level, best, key):
+                if level.backend in first:
                     continue
-                value, reference = level.percentile(key)[0], best.percentile(key)[0]
+                value = _blocked(level, best, key)
+                if value is None:
+                    continue
+                reference = best.value
                 name = key[:3]
-                others = [(peer, why) for peer, why in left_out if peer is not level]
-                unflagged = "unflagged " if any(peer.flags and why not in ("starved users", "a lower bound")
+                others = [(peer, why) for peer, why in left_out if peer.level is not level]
+                unflagged = "unflagged " if any(peer.level.flags and why not in ("starved users", "a lower bound")
                                                 for peer, why in others) else ""
                 beside = "" if not others else "; left out, though lower: " + joined(
-                    [f"{peer.backend} {ms(peer.percentile(key)[0])} ({why})" for peer, why in others])
+                    [f"{peer.level.backend} {ms(peer.value)} ({why})" for peer, why in others])
                 text = (f"{level.backend} at {level.label()}: {name} {ms(value)}, {times(value / reference)} the best "
-                        f"{unflagged}backend's ({best.backend}, {ms(reference)}{beside}), {neighbour}: short requests "
-                        "wait behind slow ones")
-                figures = {"percentile": name, "value_us": value, "best_backend": best.backend,
+                        f"{unflagged}backend's ({best.level.backend}, {ms(reference)}{beside}), {neighbour}: short "
+                        "requests wait behind slow ones")
+                figures = {"percentile": name, "value_us": value, "best_backend": best.level.backend,
                            "best_us": reference, "ratio": round(value / reference, 2), "slow": neighbour,
-                           "left_out": [{"backend": peer.backend, "value_us": peer.percentile(key)[0], "why": why}
+                           "left_out": [{"backend": peer.level.backend, "value_us": peer.value, "why": why}
                                         for peer, why in others]}
                 first[level.backend] = finding("head-of-line", level.backend, level, text, figures,
-                                               drawn_from=(level, best))
+                                               drawn_from=(level, best.level))
     return [first[backend] for backend in run.backends() if backend in first]
 
 

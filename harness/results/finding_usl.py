@@ -46,8 +46,8 @@ def scalability(run: RunView) -> list[dict[str, Any]]:
             found.append(usl_skip_group(group, everyone=len(group) == len(sweeps)))
             continue
         (backend, measured, fit, figures), = group
-        starved = figures.get("left_out_starved_users")
-        sentence = fit.sentence(backend) + (f"; {_left_out(starved)}" if starved else "")
+        left_out = figures.get("left_out_starved_users")  # the users of levels left out, as above
+        sentence = fit.sentence(backend) + (f"; {_left_out(left_out)}" if left_out else "")
         # a fit made (a poor one) is drawn from the levels; one never made, from none of them
         found.append(finding("scalability", backend, None, sentence, figures,
                              drawn_from=measured if fit.r2 is not None else (), spread=True))

@@ -45,7 +45,8 @@ def record_latency(histogram: HdrHistogram, micros: float) -> None:
 
 def encode_histogram(histogram: HdrHistogram) -> str:
     """The compressed base64 text form, safe in JSON."""
-    return histogram.encode().decode("ascii")
+    encoded: bytes = histogram.encode()  # hdrh ships no types: its encode() returns the base64 bytes
+    return encoded.decode("ascii")
 
 
 def decode_histogram(text: str) -> HdrHistogram:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
@@ -87,7 +87,7 @@ class UslFit:
             return f"{fitted}: no peak, throughput keeps rising toward λ/σ = {self.lam / self.sigma:,.0f} req/s"
         return f"{fitted}: no peak, throughput rises linearly at {self.lam:,.0f} req/s per user"
 
-    def curve(self, n: Sequence[float]) -> list[float]:
+    def curve(self, n: Iterable[float]) -> list[float]:
         """X(N) at each N, for drawing. A poor fit has a curve too; no fit at all has none."""
         if self.lam is None or self.sigma is None or self.kappa is None:
             raise ValueError(f"no USL curve: {self.reason}")
