@@ -171,7 +171,11 @@ def latency_spectrum(results: Run, out_dir: Path, *,
             missing[backend] = f"no result at {users} users"
             continue
         steps = by_users[users].steps
-        xs, ys = percentile_spectrum([s.histogram for s in steps if s.histogram])
+        histograms = [s.histogram for s in steps if s.histogram]
+        if not histograms:  # a run stored without them (a hand-made or trimmed results.json)
+            missing[backend] = f"no latency histogram stored at {users} users"
+            continue
+        xs, ys = percentile_spectrum(histograms)
         ax.plot(xs, ys, color=backend_colour(backend), label=backend_label(backend))
         floors = [s.censored_min_us for s in steps if s.censored and s.censored_min_us is not None]
         if floors:  # from the smallest censored wait up, the merged percentiles are lower bounds
@@ -186,6 +190,8 @@ def latency_spectrum(results: Run, out_dir: Path, *,
     ax.xaxis.set_minor_locator(NullLocator())
     ax.set_xlabel("percentile (merged over repetitions)")
     ax.set_yscale("log")
+    if not ax.lines:
+        ax.set_ylim(0.01, 1)  # nothing drawn: a log axis needs some positive range of its own
     ax.yaxis.set_major_formatter(ms_format())
     ax.set_ylabel(f"{LATENCY}, ms (log scale)")
     ax.set_title(chart_title(results, f"{LATENCY} spectrum at {users} users"))

@@ -247,3 +247,12 @@ def test_idle_sweep_draws_the_c10k_chart_and_keeps_users_charts_at_the_baseline(
     png_size(tmp_path / "idle_connections.png")
     assert "500 connected" in svg_text(tmp_path / "idle_connections.svg")
     assert "idle_connections.png" not in [p.name for p in plots.draw_all(Run.of(run_a), tmp_path / "plain")]
+
+
+def test_a_spectrum_of_a_run_without_histograms_says_so_instead_of_failing(tmp_path: Path) -> None:
+    """A hand-made or trimmed results.json may hold figures but no histograms: the chart is
+    drawn with each backend noted as missing (it raised a log-scale ValueError before)."""
+    results = Run.of(read_results(RUNS / "findings-hello"))
+    assert not any(step.histogram for step in results.steps)
+    paths = plots.latency_spectrum(results, tmp_path)
+    assert "no latency histogram stored at" in svg_text(next(p for p in paths if p.suffix == ".svg"))
