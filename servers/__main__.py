@@ -65,9 +65,9 @@ def build_parser(prog: str = "python -m servers") -> argparse.ArgumentParser:
     parser.add_argument("--keepalive-timeout", type=positive_float, default=defaults.keepalive_timeout,
                         help="idle seconds allowed between requests on a connection")
     parser.add_argument("--min-send-rate", type=positive_int, default=defaults.min_send_rate, metavar="BYTES",
-                        help="bytes a second a client must take an answer at, once the request timeout has passed "
-                             "since its first byte was sent; a slower reader is disconnected (the default is 512 kbit/s: "
-                             "lower it for clients on slow links)")
+                        help="bytes a second a client must take an answer at once it falls behind (a send not taken "
+                             "whole), after a grace of the request timeout; a slower reader is reset (the default is "
+                             "512 kbit/s: lower it for clients on slow links)")
     parser.add_argument("--max-connections", type=positive_int, default=None,
                         help="connections served at once; beyond it new ones get 503 and close (default: no limit)")
     parser.add_argument("--access-log", action="store_true", help="log each request to stderr")

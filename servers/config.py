@@ -14,10 +14,11 @@ POOL_THREADS = 8
 # make no more of the answers it pipelined until it has read them (the event loops; the pool
 # sends what it made before making more).
 MAX_PENDING_OUTPUT = 1024 * 1024
-# An answer must be taken within the request timeout plus a second per this many bytes (512
-# kbit/s), counted from its first send: a 64 MiB /bytes may take 17 minutes, but a client
-# reading a few KiB every few seconds is dropped rather than held for a day. nginx bounds
-# only the time between two writes (send_timeout), which such a client meets.
+# Once a client falls behind (a send not taken whole), the rest of its answer must be taken
+# within the request timeout plus a second per this many bytes (512 kbit/s): a 64 MiB /bytes
+# may take 17 minutes, but a client reading a few KiB every few seconds is dropped rather than
+# held for a day. nginx bounds only the time between two writes (send_timeout), which such a
+# client meets.
 MIN_SEND_RATE = 64 * 1024
 
 
