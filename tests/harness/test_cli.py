@@ -79,3 +79,18 @@ def test_summary_ends_with_the_capacity_found_and_the_findings(capsys: pytest.Ca
     assert findings.startswith("findings:\n  - selectors / holds at least 20,000 req/s")
     assert main(["summary", str(run), "--markdown"]) == 0  # a table to paste: nothing after it
     assert "findings:" not in capsys.readouterr().out
+
+
+# --- a misspelt name gets the closest one ---
+
+@pytest.mark.parametrize("args, guess", [
+    (["run", "--scenario", "quik"], "(did you mean 'quick'?)"),
+    (["run", "--scenario", "quick", "--backend", "asynco"], "(did you mean 'asyncio'?)"),
+    (["run", "--scenario", "quick", "--backend", "threaded,selector"], "(did you mean 'selectors'?)"),
+], ids=["scenario", "backend", "second-backend-of-a-list"])
+def test_a_misspelt_name_gets_did_you_mean(tmp_path: Path, capsys: pytest.CaptureFixture[str], args: list[str],
+                                          guess: str) -> None:
+    assert main([*args, "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("concurbench: error: ") and guess in err
+    assert list(tmp_path.iterdir()) == []  # refused before any run directory
