@@ -186,8 +186,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     report = _command(sub, "report", "draw the charts and report.html of a stored run (no live load)",
                       description="Draw the charts and write report.html of a stored run, from its results.json "
-                                  "alone (no live load), into the run directory.")
+                                  "alone (no live load), into the run directory or into --out DIR.")
     report.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="a run directory, with its results.json")
+    report.add_argument("--out", type=Path, metavar="DIR",
+                        help="write report.html and its charts/ to DIR (created if need be) instead of RUN_DIR, "
+                             "e.g. for a run you may not write to")
 
     summary = _command(
         sub, "summary", "print the summary table of a stored run (--markdown: as a GitHub table)",
@@ -305,14 +308,28 @@ def cmd_worker(args: argparse.Namespace) -> int:
     become_worker(host, port, token=token, limits=limits)
 
 
+def _require_runs(*paths: Path) -> None:
+    """ResultsError for a RUN_DIR that is not there, in the same words for every command (a
+    directory without results.json is the results reader's to name)."""
+    from harness.results.store import ResultsError
+
+    for path in paths:
+        if not path.exists():
+            raise ResultsError(f"{path}: no such run directory")
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     from harness.charts.report import write_report
     from harness.results.store import ResultsError
 
     try:
-        path = write_report(args.run_dir)
+        _require_runs(args.run_dir)
+        path = write_report(args.run_dir, out_dir=args.out)
     except ResultsError as error:
         print(f"concurbench: error: {error}", file=sys.stderr)
+        return 2
+    except OSError as error:  # --out, or a run directory one may not write to
+        print(f"concurbench: error: cannot write the report: {error}", file=sys.stderr)
         return 2
     print(f"report: {path}")
     return 0
@@ -325,8 +342,7 @@ def cmd_summary(args: argparse.Namespace) -> int:
 
     run_dir: Path = args.run_dir
     try:
-        if not run_dir.exists():
-            raise ResultsError(f"{run_dir}: no such run directory")
+        _require_runs(run_dir)
         results = load(run_dir)
         text = summary_markdown(results) if args.markdown else summary_table(results).lstrip("\n")
         if not args.markdown:  # what the run printed after its table: the capacity found, the findings
@@ -361,6 +377,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
               file=sys.stderr)
         return 2
     try:
+        _require_runs(*runs)
         comparison = compare(runs, force=args.force, chart_dir=args.charts)
     except (CompareError, ResultsError) as error:
         print(f"concurbench: error: {error}", file=sys.stderr)

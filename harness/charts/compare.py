@@ -200,7 +200,7 @@ def compare(paths: Sequence[Path], *, force: bool = False, chart_dir: Path | Non
     problems = mismatches(runs, labels)
     if problems and not force:
         raise CompareError("refusing to compare: " + "; ".join(problems)
-                           + ". Pass force=True (--force) to compare anyway.")
+                           + ". --force compares them anyway.")
     key = throughput_key(runs)
     throughput = ("good req/s (2xx/3xx answers per second)" if key == "good_rps" else
                   "req/s (answers of any status: not every run recorded goodput)")

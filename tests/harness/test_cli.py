@@ -6,6 +6,7 @@ cannot read."""
 from __future__ import annotations
 
 import argparse
+import json
 import shutil
 from pathlib import Path
 
@@ -169,3 +170,35 @@ def test_a_wrong_argument_gets_the_commands_usage(capsys: pytest.CaptureFixture[
 def test_a_flag_abbreviated_or_after_a_double_dash_is_not_misspelt(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["summary", "--mark", str(RUN_B)]) == 0  # argparse takes a flag's unique prefix
     assert main(["summary", "--", str(RUN_B)]) == 0
+
+
+# --- stored runs: summary, report, compare ---
+
+@pytest.mark.parametrize("args", [["summary"], ["report"], ["compare", str(RUN_B)]], ids=lambda args: args[0])
+def test_a_missing_run_directory_is_told_in_one_wording(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                        args: list[str]) -> None:
+    absent = tmp_path / "absent"
+    assert main([*args, str(absent)]) == 2
+    assert capsys.readouterr().err == f"concurbench: error: {absent}: no such run directory\n"
+
+
+def test_report_out_writes_the_page_and_its_charts_elsewhere(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    run = tmp_path / "run"
+    shutil.copytree(RUN_B, run)
+    out = tmp_path / "made" / "here"
+    assert main(["report", str(run), "--out", str(out)]) == 0
+    assert capsys.readouterr().out == f"report: {out / 'report.html'}\n"
+    assert "<html" in (out / "report.html").read_text(encoding="utf-8")
+    assert list((out / "charts").glob("*.png"))
+    assert sorted(path.name for path in run.iterdir()) == ["results.json"]  # the run is left as it was
+
+
+def test_compare_of_two_scenarios_names_the_flag_that_forces_it(tmp_path: Path,
+                                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    document = json.loads((RUN_B / "results.json").read_text(encoding="utf-8"))
+    document["scenario"]["name"] = "io-bound"
+    (tmp_path / "results.json").write_text(json.dumps(document), encoding="utf-8")
+    assert main(["compare", str(RUN_B), str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "ran scenario 'io-bound' but run-b ran 'hello'" in err
+    assert err.rstrip("\n").endswith("--force compares them anyway.") and "force=True" not in err

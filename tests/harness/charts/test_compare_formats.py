@@ -162,7 +162,7 @@ def test_rate_searches_are_refused_in_one_line(capsys: pytest.CaptureFixture[str
     pytest.param((RUN_A,), "compare needs at least two runs", id="one-run"),
     pytest.param((RUN_A, RUN_B, "--fail-on-regression", -5), "from 0 to below 100, got -5", id="negative"),
     pytest.param((RUN_A, RUN_B, "--fail-on-regression", 100), "from 0 to below 100, got 100", id="all"),
-    pytest.param((RUN_A, RUNS / "nope"), "no such results file", id="missing-run"),
+    pytest.param((RUN_A, RUNS / "nope"), "nope: no such run directory", id="missing-run"),
     pytest.param((RUN_A, RUN_C, "--fail-on-regression", 10), "different machines", id="other-machine"),
 ])
 def test_errors_are_one_line_and_exit_2(capsys: pytest.CaptureFixture[str], args: tuple[Any, ...],
