@@ -64,7 +64,7 @@ class Row:
 
     @property
     def load(self) -> str:
-        """'8 users', '2,000/s offered', '1 users + 1,000 idle'."""
+        """'8 users', '2,000/s offered', '1 user + 1,000 idle'."""
         _, users, rate, idle = self.level
         return load_label(users, rate, idle) if users or rate else ""
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -202,3 +203,11 @@ def test_compare_of_two_scenarios_names_the_flag_that_forces_it(tmp_path: Path,
     err = capsys.readouterr().err
     assert "ran scenario 'io-bound' but run-b ran 'hello'" in err
     assert err.rstrip("\n").endswith("--force compares them anyway.") and "force=True" not in err
+
+
+@pytest.mark.parametrize("run", [RUN_B, FIXTURES / "runs" / "capacity-tiny"], ids=lambda run: run.name)
+def test_summary_speaks_of_1_user_and_of_microseconds_as_µs(run: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["summary", str(run)]) == 0
+    out = capsys.readouterr().out
+    assert "CPU µs/req" in out and not re.search(r"\bus\b", out)  # 'us' as a word: '42 us', 'CPU us/req'
+    assert "1 users" not in out
