@@ -108,8 +108,8 @@ def _summary_columns() -> str:
 
 class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
     """Each flag's default, once: added as "(default: X)" unless the help already says it or
-    there is none to tell (None, or an off switch). ArgumentDefaultsHelpFormatter added
-    "(default: None)" to most flags, and a second default to those that named theirs."""
+    there is none to tell (None, or an off switch), where ArgumentDefaultsHelpFormatter adds
+    "(default: None)", or a second default after the one the help gives in words."""
 
     def _get_help_string(self, action: argparse.Action) -> str | None:
         text = action.help or ""
