@@ -1,4 +1,4 @@
-"""concurbench: run | serve | report | summary | compare | list.
+"""concurbench: list | run | summary | report | compare | worker | serve.
 
 This process is the orchestrator: it never imports locust (which would monkey-patch it
 with gevent). Load comes from driver processes; servers run in their own processes.
@@ -13,9 +13,11 @@ import secrets
 import sys
 import textwrap
 from pathlib import Path
+from typing import Any
 
 from harness.drivers import MASTER_PORT, TOKEN_ENV, WORKER_MAX_SOCKETS, WORKER_MAX_USERS
 from harness.scenario import ScenarioError, builtin_scenarios, load_scenario, parse_duration
+from harness.scenario.fields import did_you_mean
 from servers.backends import BACKENDS, variants
 
 RESULTS_ROOT = Path("results")
@@ -77,6 +79,11 @@ def _nonnegative(text: str) -> int:
     return value
 
 
+def _count(count: int, noun: str) -> str:
+    """'1 regression', '2 regressions'."""
+    return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
 def _master(text: str) -> tuple[str, int]:
     """HOST, HOST:PORT, [IPV6]:PORT or a bare IPv6 address; the port defaults to Locust's (MASTER_PORT)."""
     host, sep, port = text.rpartition(":")
@@ -99,13 +106,41 @@ def _summary_columns() -> str:
     return "\n".join(lines)
 
 
+class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Each flag's default, once: added as "(default: X)" unless the help already says it or
+    there is none to tell (None, or an off switch), where ArgumentDefaultsHelpFormatter adds
+    "(default: None)", or a second default after the one the help gives in words."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        if (not action.option_strings or action.default in (None, False, argparse.SUPPRESS)
+                or "(default" in text or "default:" in text):
+            return text
+        return f"{text} (default: %(default)s)"
+
+
+def _command(sub: argparse._SubParsersAction, name: str, summary: str, **kwargs: Any) -> argparse.ArgumentParser:
+    """A command, with its one-line summary in the top-level list and a description (the
+    summary as a sentence, unless given) atop its own --help."""
+    description = kwargs.pop("description", summary[0].upper() + summary[1:] + ".")
+    return sub.add_parser(name, help=summary, description=textwrap.fill(description, width=100),
+                          formatter_class=_HelpFormatter, **kwargs)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="concurbench", description=__doc__.splitlines()[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="concurbench", formatter_class=argparse.RawDescriptionHelpFormatter,
+        description=textwrap.fill("Compare server concurrency models: run a scenario's load against backends, "
+                                  "then read, redraw and compare the stored runs.", width=100),
+        epilog="Start with `concurbench list`, then `concurbench run --scenario quick --backend threaded,asyncio`."
+               "\n`concurbench COMMAND --help` describes a command and its flags.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    run = sub.add_parser("run", help="run a scenario against backends and store the results",
-                         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    _command(sub, "list", "list the backends, the ready-made peers and the built-in scenarios")
+
+    run = _command(sub, "run", "run a scenario against backends and store the results under --out",
+                   description="Run a scenario's load against backends, one at a time, and store the results "
+                               "(results.json, summary.csv, charts, report.html) in a new run directory under --out.")
     run.add_argument("--scenario", required=True, help="a built-in scenario name (see `concurbench list`) or a TOML file")
     run.add_argument("--backend", default="all",
                      help=f"'all' (our {len(BACKENDS)}), or a comma list of: " + ", ".join(BACKENDS)
@@ -113,15 +148,18 @@ def build_parser() -> argparse.ArgumentParser:
                           + ", a ready-made peer (uvicorn, gunicorn-sync, gunicorn-gthread, granian, granian-wsgi,"
                           " http.server), a name from"
                           " the scenario's [backends], or 'cmd:COMMAND with {port}'")
-    run.add_argument("--users", type=_users, help="override the user sweep, e.g. 1,8,32,128")
+    run.add_argument("--users", type=_users, metavar="N,...", help="override the user sweep, e.g. 1,8,32,128")
     run.add_argument("--duration", type=_duration, help="override each measured step's length, e.g. 10s")
     run.add_argument("--warmup", type=_duration, help="override the warm-up before each user level, e.g. 2s")
-    run.add_argument("--repeat", type=_positive, help="override repetitions per (backend, users)")
+    run.add_argument("--repeat", type=_positive, metavar="N", help="override repetitions per (backend, users)")
     run.add_argument("--host", default="127.0.0.1",
                      help="address our backends bind; the driver targets it (0.0.0.0 as a target means this host)")
-    run.add_argument("--out", type=Path, default=RESULTS_ROOT, help="directory the run directory is created in")
-    run.add_argument("--server-cpus", type=_cpus, help="CPUs for the server (default: the first half)")
-    run.add_argument("--driver-cpus", type=_cpus, help="CPUs for the driver (default: the second half)")
+    run.add_argument("--out", type=Path, default=RESULTS_ROOT, metavar="DIR",
+                     help="directory the run directory is created in")
+    run.add_argument("--server-cpus", type=_cpus, metavar="CPUS",
+                     help="CPUs for the server, e.g. 0-3 or 0,2 (default: the first half)")
+    run.add_argument("--driver-cpus", type=_cpus, metavar="CPUS",
+                     help="CPUs for the driver, e.g. 4-7 (default: the second half)")
     run.add_argument("--server-python", action="append", metavar="PATH",
                      help="run our backends under this Python 3.11+ (a path or a command, e.g. python3.13); "
                           "repeat it to compare interpreters: each backend runs under each, labelled "
@@ -142,8 +180,8 @@ def build_parser() -> argparse.ArgumentParser:
                           "(then --host must be an address they reach; the master listens there only, on "
                           "--master-port, and counts in only workers given the run's token)")
     run.add_argument("--master-port", type=_port, default=MASTER_PORT, metavar="PORT",
-                     help="with --remote-workers: the port the master listens on for them (another run on this "
-                          "machine may hold the default)")
+                     help="with --remote-workers: the port the master listens on for them; another run on this "
+                          "machine may hold it already")
     run.add_argument("--worker-token", metavar="TOKEN",
                      help=f"the token remote workers must know (default: ${TOKEN_ENV}, else a new one per run, "
                           "printed with the command that starts a worker)")
@@ -151,35 +189,36 @@ def build_parser() -> argparse.ArgumentParser:
                      help="load generator: the Locust driver, wrk (a cross-check, when wrk is installed), or both "
                           "in turn against the same server, with the ratio per step")
 
-    serve = sub.add_parser("serve", help="run one backend in the foreground (same flags as python -m servers)",
-                           add_help=False)
-    serve.add_argument("args", nargs=argparse.REMAINDER)
-
-    report = sub.add_parser("report", help="draw the charts and report.html of a stored run (no live load)")
+    report = _command(sub, "report", "draw the charts and report.html of a stored run (no live load)",
+                      description="Draw the charts and write report.html of a stored run, from its results.json "
+                                  "alone (no live load), into the run directory or into --out DIR.")
     report.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="a run directory, with its results.json")
+    report.add_argument("--out", type=Path, metavar="DIR",
+                        help="write report.html and its charts/ to DIR (created if need be) instead of RUN_DIR, "
+                             "e.g. for a run you may not write to")
 
-    summary = sub.add_parser(
-        "summary", help="print the summary table of a stored run (--markdown: as a GitHub table)",
-        description=textwrap.fill("Print the summary table of a stored run, from its results.json alone (no live load): one "
+    summary = _command(
+        sub, "summary", "print the summary table of a stored run (--markdown: as a GitHub table)",
+        description=("Print the summary table of a stored run, from its results.json alone (no live load): one "
                     "row per backend and load level. Each row is the repetition with the median good req/s "
                     "(2xx/3xx answers per second), with its own "
                     "percentiles; errors and dropped are summed over the repetitions, starved and steal are the "
                     "largest, flags are those of any repetition. A percentile shown as >=N is a lower bound: it "
                     "reaches requests that timed out or were still waiting. '-': not recorded by the "
-                    "concurbench that made the run.", width=100),
-        epilog=_summary_columns(), formatter_class=argparse.RawDescriptionHelpFormatter)
+                    "concurbench that made the run."),
+        epilog=_summary_columns())
     summary.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="a run directory, with its results.json")
     summary.add_argument("--markdown", action="store_true",
                          help="print a GitHub markdown table (what the README pastes) instead of plain text")
 
-    compare = sub.add_parser(
-        "compare", help="compare runs of the same scenario: ratios with 95%% confidence intervals, a regression gate",
-        description=textwrap.fill(
+    compare = _command(
+        sub, "compare", "compare runs of the same scenario: ratios with 95%% confidence intervals, a regression gate",
+        description=(
             "Compare each RUN with the first one (or with --baseline): per backend and load level, throughput "
             "(good req/s) and p99, each the geometric mean of the repetitions, "
             "with the ratio run/base and its 95% confidence interval: Welch's t interval on the logarithms of "
             "the repetitions' values (scipy). A ratio whose interval includes 1 is 'not significant'. Runs from "
-            "different machines or scenarios are refused unless --force.", width=100))
+            "different machines or scenarios are refused unless --force."))
     compare.add_argument("runs", type=Path, nargs="+", metavar="RUN",
                          help="run directories or results.json files; the first is the base unless --baseline")
     compare.add_argument("--baseline", type=Path, metavar="RUN",
@@ -193,8 +232,11 @@ def build_parser() -> argparse.ArgumentParser:
                               "PCT percent (throughput below 1-PCT/100 of the base's, or p99 above 1+PCT/100), "
                               "or failed where the base ran, listing each; exit 0 otherwise")
 
-    worker = sub.add_parser("worker", help="lend this machine's CPUs to a `concurbench run --remote-workers` "
-                                           "elsewhere, backend after backend, until Ctrl+C")
+    worker = _command(sub, "worker", "lend this machine's CPUs to a `concurbench run --remote-workers` "
+                                     "elsewhere, backend after backend, until Ctrl+C",
+                      description="Lend this machine's CPUs to a `concurbench run --remote-workers M` on another "
+                                  "machine: join its load as one more Locust worker, for each backend in turn, "
+                                  "until Ctrl+C. The run prints the command to start it, with its token.")
     worker.add_argument("--master", required=True, type=_master, metavar="HOST[:PORT]",
                         help=f"the machine running `concurbench run` (port {MASTER_PORT} unless given)")
     worker.add_argument("--token", help=f"the run's token, as `concurbench run` printed it (default: ${TOKEN_ENV}); "
@@ -206,7 +248,10 @@ def build_parser() -> argparse.ArgumentParser:
     worker.add_argument("--allow-target", action="append", metavar="HOST",
                         help="the only server this machine will load (repeatable; default: the master's host)")
 
-    sub.add_parser("list", help="list the backends and the built-in scenarios")
+    # Handled before parsing (see _main): `concurbench serve --help` is python -m servers' own.
+    serve = _command(sub, "serve", "run one of our backends in the foreground, to try it by hand (e.g. with curl): "
+                                   "python -m servers' flags", add_help=False)
+    serve.add_argument("args", nargs=argparse.REMAINDER, help="python -m servers' flags: `concurbench serve --help`")
     return parser
 
 
@@ -242,7 +287,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.remote_workers:
         token = args.worker_token or os.environ.get(TOKEN_ENV) or secrets.token_urlsafe(24)
         where = f"[{args.host}]:{args.master_port}" if ":" in args.host else f"{args.host}:{args.master_port}"
-        print(f"concurbench: waiting for {args.remote_workers} remote worker(s) at {where}; start each with\n"
+        print(f"concurbench: waiting for {_count(args.remote_workers, 'remote worker')} at {where}; start each with\n"
               f"  concurbench worker --master {where} --token {token}", file=sys.stderr, flush=True)
     options = RunOptions(out_root=args.out, server_cpus=args.server_cpus, driver_cpus=args.driver_cpus,
                          host=args.host, report=not args.no_report, drivers=drivers,
@@ -268,14 +313,28 @@ def cmd_worker(args: argparse.Namespace) -> int:
     become_worker(host, port, token=token, limits=limits)
 
 
+def _require_runs(*paths: Path) -> None:
+    """ResultsError for a RUN_DIR that is not there, in the same words for every command (a
+    directory without results.json is the results reader's to name)."""
+    from harness.results.store import ResultsError
+
+    for path in paths:
+        if not path.exists():
+            raise ResultsError(f"{path}: no such run directory")
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     from harness.charts.report import write_report
     from harness.results.store import ResultsError
 
     try:
-        path = write_report(args.run_dir)
+        _require_runs(args.run_dir)
+        path = write_report(args.run_dir, out_dir=args.out)
     except ResultsError as error:
         print(f"concurbench: error: {error}", file=sys.stderr)
+        return 2
+    except OSError as error:  # --out, or a run directory one may not write to
+        print(f"concurbench: error: cannot write the report: {error}", file=sys.stderr)
         return 2
     print(f"report: {path}")
     return 0
@@ -288,8 +347,7 @@ def cmd_summary(args: argparse.Namespace) -> int:
 
     run_dir: Path = args.run_dir
     try:
-        if not run_dir.exists():
-            raise ResultsError(f"{run_dir}: no such run directory")
+        _require_runs(run_dir)
         results = load(run_dir)
         text = summary_markdown(results) if args.markdown else summary_table(results).lstrip("\n")
         if not args.markdown:  # what the run printed after its table: the capacity found, the findings
@@ -324,6 +382,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
               file=sys.stderr)
         return 2
     try:
+        _require_runs(*runs)
         comparison = compare(runs, force=args.force, chart_dir=args.charts)
     except (CompareError, ResultsError) as error:
         print(f"concurbench: error: {error}", file=sys.stderr)
@@ -338,10 +397,28 @@ def cmd_compare(args: argparse.Namespace) -> int:
     print(render(comparison, args.format, gate_pct=pct))
     found = regressions(comparison, pct) if pct is not None else []
     if found:
-        print(f"concurbench: {len(found)} regression(s) beyond {pct:g}% against {comparison.runs[0].label}: "
+        print(f"concurbench: {_count(len(found), 'regression')} beyond {pct:g}% against {comparison.runs[0].label}: "
               + "; ".join(regression.line() for regression in found), file=sys.stderr)
         return 1
     return 0
+
+
+def _commands(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
+    """Each command's parser, by name."""
+    return next(action.choices for action in parser._actions if isinstance(action, argparse._SubParsersAction))
+
+
+def _refuse_unknown_flags(command: argparse.ArgumentParser, args: list[str]) -> None:
+    """Exit 2 at a flag the command does not have (nor begins), with the command's usage and
+    the closest flag: argparse would print the top level's usage, or first complain that a
+    required flag is missing when it was only misspelt (`run --scenarioo quick`)."""
+    known = [flag for action in command._actions for flag in action.option_strings]
+    for arg in args:
+        if arg == "--":  # what follows is not a flag
+            return
+        flag = arg.partition("=")[0]
+        if flag.startswith("--") and not any(name.startswith(flag) for name in known):
+            command.error(f"unknown flag {flag}{did_you_mean(flag, known)}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -359,7 +436,12 @@ def _main(argv: list[str] | None = None) -> int:
 
         return serve_main(argv[1:], prog="concurbench serve")
     parser = build_parser()
-    args = parser.parse_args(argv)
+    command = _commands(parser).get(argv[0]) if argv else None
+    if command:
+        _refuse_unknown_flags(command, argv[1:])
+    args, extras = parser.parse_known_args(argv)
+    if extras:  # e.g. a second RUN_DIR to report: refused with the command's own usage
+        (command or parser).error(f"unrecognized arguments: {' '.join(extras)}")
     if args.command == "list":
         return cmd_list()
     if args.command == "run":

@@ -64,7 +64,7 @@ class Row:
 
     @property
     def load(self) -> str:
-        """'8 users', '2,000/s offered', '1 users + 1,000 idle'."""
+        """'8 users', '2,000/s offered', '1 user + 1,000 idle'."""
         _, users, rate, idle = self.level
         return load_label(users, rate, idle) if users or rate else ""
 
@@ -200,7 +200,7 @@ def compare(paths: Sequence[Path], *, force: bool = False, chart_dir: Path | Non
     problems = mismatches(runs, labels)
     if problems and not force:
         raise CompareError("refusing to compare: " + "; ".join(problems)
-                           + ". Pass force=True (--force) to compare anyway.")
+                           + ". --force compares them anyway.")
     key = throughput_key(runs)
     throughput = ("good req/s (2xx/3xx answers per second)" if key == "good_rps" else
                   "req/s (answers of any status: not every run recorded goodput)")

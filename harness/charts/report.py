@@ -105,12 +105,15 @@ figcaption { color: #555; font-size: 0.9em; }
 """
 
 
-def write_report(run_dir: Path) -> Path:
-    """Draw the run's charts into run_dir/charts and write run_dir/report.html."""
+def write_report(run_dir: Path, *, out_dir: Path | None = None) -> Path:
+    """Draw the run's charts into charts/ and write report.html, in out_dir (created if need
+    be) or else in run_dir."""
     run_dir = Path(run_dir)
     results = load(run_dir)
-    charts = [path for path in draw_all(results, run_dir / CHARTS_DIR) if path.suffix == ".png"]
-    path = run_dir / REPORT_FILE
+    out_dir = run_dir if out_dir is None else Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    charts = [path for path in draw_all(results, out_dir / CHARTS_DIR) if path.suffix == ".png"]
+    path = out_dir / REPORT_FILE
     write_atomically(path, render_report(results, charts))
     return path
 

@@ -188,7 +188,7 @@ def capacity_table(results: Run | Mapping[str, Any]) -> str:
     rows = capacities(results)
     if not rows:
         return ""
-    header = ["series", "capacity req/s", "held", "median p99 ms", "median good req/s", "median CPU us/req",
+    header = ["series", "capacity req/s", "held", "median p99 ms", "median good req/s", "median CPU µs/req",
               "search found", "probes", "note"]
     cells = []
     for row in rows:

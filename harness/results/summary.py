@@ -259,8 +259,8 @@ def _fmt_cpu(us: float | None) -> str:
 
 
 def load_label(users: int, rate: float | None, idle: int = 0) -> str:
-    """A load level in words: '8 users', '2,000/s offered', '1 users + 1,000 idle'."""
-    load = f"{users} users" if rate is None else f"{rate:,g}/s offered"
+    """A load level in words: '8 users', '2,000/s offered', '1 user + 1,000 idle'."""
+    load = f"{users} user{'' if users == 1 else 's'}" if rate is None else f"{rate:,g}/s offered"
     if idle:
         load += f" + {idle:,} idle"
     return load
@@ -406,6 +406,6 @@ def floor_line(floor: Mapping[str, Any] | None) -> str:
     line, for the terminal and the report."""
     if not floor:
         return "latency floor: not measured"
-    gap = "" if floor.get("gap_us") is None else f", {floor['gap_us']:g} us from an answer to the next send"
-    return (f"latency floor: p50 {floor['p50_us']} us, p99 {floor['p99_us']} us at 1 user against a server that "
+    gap = "" if floor.get("gap_us") is None else f", {floor['gap_us']:g} µs from an answer to the next send"
+    return (f"latency floor: p50 {floor['p50_us']} µs, p99 {floor['p99_us']} µs at 1 user against a server that "
             f"does nothing (the machine and the driver, no model){gap}")

@@ -5,6 +5,7 @@ command (a ready-made peer's, a scenario's [backends] entry's, or a literal one)
 from __future__ import annotations
 
 from harness.run.peers import PEERS, available, peer_command
+from harness.scenario.fields import did_you_mean
 from servers.backends import BACKENDS, variants
 
 
@@ -34,7 +35,7 @@ def resolve_backends(text: str, scenario_backends: tuple[tuple[str, str], ...] =
             chosen[name] = peer_command(name)
         else:
             choices = [*registered, *PEERS, *named]
-            raise ValueError(f"unknown backend {name!r}; choose from: all, {', '.join(choices)}, or cmd:COMMAND")
+            raise ValueError(f"unknown backend {name!r}{did_you_mean(name, ['all', *choices])}; choose from: all, {', '.join(choices)}, or cmd:COMMAND")
     if not chosen:
         raise ValueError(f"no backend in {text!r}")
     return chosen

@@ -10,6 +10,7 @@ import difflib
 import functools
 import math
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NoReturn, TypeVar
@@ -37,6 +38,12 @@ class ScenarioError(Exception):
     def __str__(self) -> str:
         where = f"{self.file}: {self.key}" if self.key else self.file
         return f"{where}: {self.reason}"
+
+
+def did_you_mean(name: str, names: Iterable[str]) -> str:
+    """' (did you mean 'quick'?)' for the name closest to a misspelt one (difflib), else ""."""
+    close = difflib.get_close_matches(name, list(names), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 def parse_duration(value: str | int | float) -> float:
@@ -74,9 +81,7 @@ class _Table:
     def allow(self, *names: str) -> None:
         for name in self.data:
             if name not in names:
-                close = difflib.get_close_matches(name, names, n=1)
-                guess = f" (did you mean {close[0]!r}?)" if close else ""
-                self.fail(name, f"unknown key{guess}; allowed: {', '.join(sorted(names))}")
+                self.fail(name, f"unknown key{did_you_mean(name, names)}; allowed: {', '.join(sorted(names))}")
 
     def value(self, name: str, kind: type, expected: str, *, default: Any) -> Any:
         value = self.data.get(name, default)

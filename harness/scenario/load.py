@@ -9,7 +9,6 @@ Request indices count from 0, in file order.
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import hashlib
 import re
 import tomllib
@@ -18,7 +17,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from harness.drivers.wire import RequestSpec, SpecError, is_token
-from harness.scenario.fields import _show, _Table
+from harness.scenario.fields import _show, _Table, did_you_mean
 from harness.scenario.objective import RateSearch, Slo, read_search, read_slo
 from servers.backends import BACKENDS
 
@@ -156,7 +155,8 @@ def load_scenario(name_or_path: str | Path) -> Scenario:
     try:
         raw = path.read_bytes()
     except FileNotFoundError:
-        hint = f"; built-in scenarios: {', '.join(builtins)}" if path.suffix != ".toml" else ""
+        hint = (f"{did_you_mean(str(name_or_path), builtins)}; built-in scenarios: {', '.join(builtins)}"
+                if path.suffix != ".toml" else "")
         top.fail("", f"no such scenario file{hint}")
     except IsADirectoryError:
         top.fail("", "is a directory, not a scenario file")
@@ -288,9 +288,7 @@ def _backend_args(table: _Table) -> tuple[tuple[str, tuple[str, ...]], ...]:
     entries = []
     for name in table.data:
         if name not in BACKENDS:
-            close = difflib.get_close_matches(name, list(BACKENDS), n=1)
-            guess = f" (did you mean {close[0]!r}?)" if close else ""
-            table.fail(name, f"not one of our backends{guess}; they are {', '.join(BACKENDS)}")
+            table.fail(name, f"not one of our backends{did_you_mean(name, BACKENDS)}; they are {', '.join(BACKENDS)}")
         entry = table.table(name, required=False)
         entry.allow("args")
         entries.append((name, _server_args(entry)))

@@ -1,14 +1,20 @@
-"""The command line, in process: `concurbench summary RUN_DIR [--markdown]` prints a stored
-run's summary table, and refuses in one line (exit 2) what it cannot read."""
+"""The command line, in process: every command and flag explains itself in --help, with its
+default shown once; a misspelt name or flag gets the closest one; `concurbench summary RUN_DIR
+[--markdown]` prints a stored run's summary table, and refuses in one line (exit 2) what it
+cannot read."""
 
 from __future__ import annotations
 
+import argparse
+import json
+import re
 import shutil
 from pathlib import Path
 
 import pytest
 
-from harness.cli import main
+import harness.cli
+from harness.cli import build_parser, main
 from harness.results.store import read_results
 from harness.results.summary import summary_markdown, summary_rows, summary_table
 from support import FIXTURES
@@ -79,3 +85,129 @@ def test_summary_ends_with_the_capacity_found_and_the_findings(capsys: pytest.Ca
     assert findings.startswith("findings:\n  - selectors / holds at least 20,000 req/s")
     assert main(["summary", str(run), "--markdown"]) == 0  # a table to paste: nothing after it
     assert "findings:" not in capsys.readouterr().out
+
+
+# --- --help ---
+
+COMMANDS = harness.cli._commands(build_parser())
+ACTIONS = [pytest.param(parser, action, id=f"{name} {'/'.join(action.option_strings) or action.dest}")
+           for name, parser in COMMANDS.items() for action in parser._actions]
+
+
+def flag_help(parser: argparse.ArgumentParser, action: argparse.Action) -> str:
+    """One flag's entry in the command's --help, as printed, on one line."""
+    formatter = parser._get_formatter()
+    formatter.add_argument(action)
+    return " ".join(formatter.format_help().split())
+
+
+@pytest.mark.parametrize("parser, action", ACTIONS)
+def test_every_flag_says_what_it_does_and_its_default_at_most_once(parser: argparse.ArgumentParser,
+                                                                   action: argparse.Action) -> None:
+    text = flag_help(parser, action)
+    assert action.help, text
+    assert "(default: None)" not in text and "(default: False)" not in text
+    assert text.count("default") <= 1, text
+
+
+def test_a_default_is_shown_where_the_help_does_not_say_it() -> None:
+    run = COMMANDS["run"]
+    helps = {action.option_strings[-1]: flag_help(run, action) for action in run._actions if action.option_strings}
+    assert helps["--master-port"].endswith("(default: 5557)")
+    assert helps["--out"].endswith("(default: results)")
+    assert helps["--server-cpus"].endswith("(default: the first half)")
+
+
+@pytest.mark.parametrize("name", [name for name in COMMANDS if name != "serve"])  # serve: python -m servers' help
+def test_every_command_has_a_description(name: str, capsys: pytest.CaptureFixture[str]) -> None:
+    description = COMMANDS[name].description
+    assert description and description.endswith(".")
+    with pytest.raises(SystemExit):
+        main([name, "--help"])
+    assert " ".join(description.split()) in " ".join(capsys.readouterr().out.split())
+
+
+def test_the_top_level_help_names_every_command(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    out = capsys.readouterr().out
+    for name in COMMANDS:
+        assert f"\n    {name} " in out, name
+    assert set(harness.cli.__doc__.splitlines()[0].split(": ")[1].rstrip(".").split(" | ")) == set(COMMANDS)
+
+
+# --- a misspelt name gets the closest one ---
+
+@pytest.mark.parametrize("args, guess", [
+    (["run", "--scenario", "quik"], "(did you mean 'quick'?)"),
+    (["run", "--scenario", "quick", "--backend", "asynco"], "(did you mean 'asyncio'?)"),
+    (["run", "--scenario", "quick", "--backend", "threaded,selector"], "(did you mean 'selectors'?)"),
+], ids=["scenario", "backend", "second-backend-of-a-list"])
+def test_a_misspelt_name_gets_did_you_mean(tmp_path: Path, capsys: pytest.CaptureFixture[str], args: list[str],
+                                          guess: str) -> None:
+    assert main([*args, "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("concurbench: error: ") and guess in err
+    assert list(tmp_path.iterdir()) == []  # refused before any run directory
+
+
+@pytest.mark.parametrize("args, usage, message", [
+    (["run", "--scenarioo", "x"], "usage: concurbench run ", "unknown flag --scenarioo (did you mean '--scenario'?)"),
+    (["run", "--scenario", "quick", "--bakend=threaded"], "usage: concurbench run ",
+     "unknown flag --bakend (did you mean '--backend'?)"),
+    (["summary", str(RUN_B), "--markdwn"], "usage: concurbench summary ",
+     "unknown flag --markdwn (did you mean '--markdown'?)"),
+    (["report", str(RUN_B), "extra"], "usage: concurbench report ", "unrecognized arguments: extra"),
+], ids=["missing-required-too", "with-value", "summary", "extra-positional"])
+def test_a_wrong_argument_gets_the_commands_usage(capsys: pytest.CaptureFixture[str], args: list[str], usage: str,
+                                                   message: str) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(args)
+    assert exited.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith(usage) and err.rstrip("\n").endswith(f": error: {message}")
+
+
+def test_a_flag_abbreviated_or_after_a_double_dash_is_not_misspelt(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["summary", "--mark", str(RUN_B)]) == 0  # argparse takes a flag's unique prefix
+    assert main(["summary", "--", str(RUN_B)]) == 0
+
+
+# --- stored runs: summary, report, compare ---
+
+@pytest.mark.parametrize("args", [["summary"], ["report"], ["compare", str(RUN_B)]], ids=lambda args: args[0])
+def test_a_missing_run_directory_is_told_in_one_wording(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                        args: list[str]) -> None:
+    absent = tmp_path / "absent"
+    assert main([*args, str(absent)]) == 2
+    assert capsys.readouterr().err == f"concurbench: error: {absent}: no such run directory\n"
+
+
+def test_report_out_writes_the_page_and_its_charts_elsewhere(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    run = tmp_path / "run"
+    shutil.copytree(RUN_B, run)
+    out = tmp_path / "made" / "here"
+    assert main(["report", str(run), "--out", str(out)]) == 0
+    assert capsys.readouterr().out == f"report: {out / 'report.html'}\n"
+    assert "<html" in (out / "report.html").read_text(encoding="utf-8")
+    assert list((out / "charts").glob("*.png"))
+    assert sorted(path.name for path in run.iterdir()) == ["results.json"]  # the run is left as it was
+
+
+def test_compare_of_two_scenarios_names_the_flag_that_forces_it(tmp_path: Path,
+                                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    document = json.loads((RUN_B / "results.json").read_text(encoding="utf-8"))
+    document["scenario"]["name"] = "io-bound"
+    (tmp_path / "results.json").write_text(json.dumps(document), encoding="utf-8")
+    assert main(["compare", str(RUN_B), str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "ran scenario 'io-bound' but run-b ran 'hello'" in err
+    assert err.rstrip("\n").endswith("--force compares them anyway.") and "force=True" not in err
+
+
+@pytest.mark.parametrize("run", [RUN_B, FIXTURES / "runs" / "capacity-tiny"], ids=lambda run: run.name)
+def test_summary_speaks_of_1_user_and_of_microseconds_as_µs(run: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["summary", str(run)]) == 0
+    out = capsys.readouterr().out
+    assert "CPU µs/req" in out and not re.search(r"\bus\b", out)  # 'us' as a word: '42 us', 'CPU us/req'
+    assert "1 users" not in out

@@ -65,7 +65,7 @@ FORKING_FAILED = "forking in run-b: failed (forking did not come up within 10 s:
 @pytest.mark.parametrize("pct, listed", [
     (10, [FORKING_FAILED]),
     (5, [FORKING_FAILED,
-         "selectors at 1 users, req/s in run-b: 0.94x [0.91–0.97] (1.07x slower)",
+         "selectors at 1 user, req/s in run-b: 0.94x [0.91–0.97] (1.07x slower)",
          "selectors at 8 users, req/s in run-b: 0.93x [0.88–0.97] (1.08x slower)",
          "selectors at 32 users, req/s in run-b: 0.92x [0.90–0.95] (1.08x slower)",
          "selectors at 32 users, p99 in run-b: 1.07x [1.02–1.12] (1.07x higher)"]),
@@ -74,7 +74,7 @@ def test_gate_exits_1_and_lists_each_regression(capsys: pytest.CaptureFixture[st
                                                  listed: list[str]) -> None:
     status, out, err = cli(capsys, RUN_A, RUN_B, "--fail-on-regression", pct)
     assert status == 1 and gate_lines(out) == listed
-    assert err.count("\n") == 1 and err.startswith(f"concurbench: {len(listed)} regression(s) beyond {pct}% against run-a: ")
+    assert err.count("\n") == 1 and err.startswith(f"concurbench: {len(listed)} regression{'s' * (len(listed) > 1)} beyond {pct}% against run-a: ")
     # threaded at 32 users reads 11% slower, but its repetitions scatter: not significant, not listed
     assert "threaded" not in "".join(listed)
 
@@ -135,7 +135,7 @@ def test_gate_fails_a_backend_that_crashed_partway(capsys: pytest.CaptureFixture
     status, out, err = cli(capsys, RUN_A, tmp_path / "crashed", "--fail-on-regression", 10)
     assert status == 1 and gate_lines(out) == ["asyncio in crashed: failed (asyncio exited with status 1)"]
     assert "not significant" in table_line(out, "asyncio", "32 users")  # the steps it kept are still compared
-    assert err.startswith("concurbench: 1 regression(s) beyond 10% against run-a: asyncio in crashed: failed")
+    assert err.startswith("concurbench: 1 regression beyond 10% against run-a: asyncio in crashed: failed")
 
 
 def test_gate_counts_a_missing_level_as_unjudged(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
@@ -162,7 +162,7 @@ def test_rate_searches_are_refused_in_one_line(capsys: pytest.CaptureFixture[str
     pytest.param((RUN_A,), "compare needs at least two runs", id="one-run"),
     pytest.param((RUN_A, RUN_B, "--fail-on-regression", -5), "from 0 to below 100, got -5", id="negative"),
     pytest.param((RUN_A, RUN_B, "--fail-on-regression", 100), "from 0 to below 100, got 100", id="all"),
-    pytest.param((RUN_A, RUNS / "nope"), "no such results file", id="missing-run"),
+    pytest.param((RUN_A, RUNS / "nope"), "nope: no such run directory", id="missing-run"),
     pytest.param((RUN_A, RUN_C, "--fail-on-regression", 10), "different machines", id="other-machine"),
 ])
 def test_errors_are_one_line_and_exit_2(capsys: pytest.CaptureFixture[str], args: tuple[Any, ...],

@@ -19,7 +19,7 @@ def test_the_floor_is_a_loopback_round_trip_measured_by_the_driver() -> None:
     assert floor["rps"] > 200  # one user, no model: thousands a second on any machine
     assert floor["gap_us"] is not None and 0 <= floor["gap_us"] < floor["p50_us"]
     line = floor_line(floor)
-    assert f"p50 {floor['p50_us']} us" in line and "does nothing" in line
+    assert f"p50 {floor['p50_us']} µs" in line and "does nothing" in line
 
 
 def test_a_run_without_a_floor_says_so() -> None:

@@ -96,7 +96,7 @@ def test_end_to_end_writes_results_and_summary(tiny: Path, tmp_path: Path) -> No
     assert meta["scenario"]["sha256"] and meta["cpu_count"] and meta["python"] and meta["packages"]["locust"]
     assert meta["cpu_iters_per_ms"] > 0  # /cpu calibrated once, for every backend
     assert meta["latency_floor"]["p50_us"] > 0  # measured once, before any backend
-    assert f"latency floor: p50 {meta['latency_floor']['p50_us']} us" in done.stdout
+    assert f"latency floor: p50 {meta['latency_floor']['p50_us']} µs" in done.stdout
     # Rounds: each backend once per repetition, in turn (A B A B), in the order recorded.
     assert meta["order"] == [{"backend": "selectors", "round": 0}, {"backend": "threaded", "round": 0},
                              {"backend": "selectors", "round": 1}, {"backend": "threaded", "round": 1}]
