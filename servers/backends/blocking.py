@@ -175,7 +175,7 @@ class BlockingConnection(Connection):
             items = self.take(data, time.monotonic())
             if items or parser.client_awaits_continue:
                 self.busy = True
-                if not self.answer_in_order(iter(items)):
+                if not self.answer_in_order(items):
                     return  # an answer closed it, or pipelined work came past the request timeout
                 self.busy = False
 

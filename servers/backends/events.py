@@ -94,7 +94,7 @@ class EventConnection(Connection):
         if items is None:
             items = list(self.queue)
             self.queue.clear()
-        self.answer_in_order(iter(items), later)
+        self.answer_in_order(items, later)
         if self.waiting or self.stream is not None:
             return  # the timer, or the client taking the pieces, calls back
         queue = self.queue
@@ -102,6 +102,8 @@ class EventConnection(Connection):
             self.closing = True  # all it asked is answered (a partial request never will be)
         if self.closing:
             self.close()
+        elif self.idle:
+            self.deadline = self.clock.now + self.config.keepalive_timeout
 
     # -- the hooks of answer_in_order ---------------------------------------------------------
     def finish(self) -> None:

@@ -133,6 +133,8 @@ class SelectorsPoolServer(SelectorServer):
             if self.signals.stopping:
                 conn.sock.close()
                 continue
+            if conn.idle:  # the keep-alive timeout from when it is back on the selector
+                conn.deadline = self.now + self.config.keepalive_timeout
             self.waiting.add(conn)
             self.selector.register(conn.sock, selectors.EVENT_READ, conn.on_readable)
 
@@ -181,7 +183,7 @@ class SelectorsPoolServer(SelectorServer):
     def _answer(self, conn: PooledConnection) -> bool:
         """Answer the requests in order, then a CONTINUE that is due; False: close."""
         items, conn.items = conn.items, ()
-        return conn.answer_in_order(iter(items))
+        return conn.answer_in_order(items)
 
     def server_close(self) -> None:
         """Close what waits, shut down what the pool still holds past the grace (a blocked
