@@ -81,6 +81,11 @@ _END_OF_HEAD = b"\r\n\r\n"
 _SIMPLE = re.compile(rb"(GET|HEAD) (/[!-~]*) HTTP/1\.1\r\n")
 
 
+def too_many_pipelined() -> ProtocolError:
+    """The refusal of a request past Limits.max_pipelined: 503, and the connection closes."""
+    return ProtocolError(503, "Too many pipelined requests", close=True)
+
+
 class RequestParser:
     """Incremental HTTP/1.1 request parser: `feed(bytes) -> list[Request]`."""
 
@@ -160,7 +165,7 @@ class RequestParser:
         try:
             while pos < end:
                 if len(out) == limits.max_pipelined:
-                    raise ProtocolError(503, "Too many pipelined requests", close=True)
+                    raise too_many_pipelined()
                 if self._reader is not None:
                     pos = self._reader.read(data, pos)
                     if not self._reader.done:

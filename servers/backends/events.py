@@ -17,7 +17,7 @@ from servers.backends.responder import Responder
 from servers.backends.signals import StopSignals
 from servers.config import MAX_PENDING_OUTPUT, ServerConfig
 from servers.backends.connection import Connection, Item
-from servers.http import ProtocolError, Streamed, error_response
+from servers.http import ProtocolError, Streamed, error_response, too_many_pipelined
 
 # How often idle and slow connections are checked against their deadlines. Timeouts are
 # seconds long, so a quarter-second sweep is precise enough and costs O(connections)
@@ -198,7 +198,7 @@ class EventConnection(Connection):
         if len(self.queue) > limit:
             while len(self.queue) > limit:
                 self.queue.pop()
-            self.queue.append(ProtocolError(503, "Too many pipelined requests", close=True))
+            self.queue.append(too_many_pipelined())
 
     def check_deadline(self, now: float) -> None:
         """Called by the sweep: drop a client that takes none of its answers for a request
