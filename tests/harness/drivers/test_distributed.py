@@ -243,6 +243,36 @@ def test_gather_names_who_came_but_was_not_counted_and_where_each_stopped(launch
     assert out.rstrip().endswith("; any other worker never reached this master")
 
 
+# A worker side that gave up on its master (serve_worker: no welcome in time), then handles the
+# welcome, which came late: this process stalled past WELCOME_TIMEOUT_S.
+LATE_WELCOME = [sys.executable, "-c", """
+from types import SimpleNamespace
+import locust
+from locust.rpc import Message
+from harness.drivers.distributed.protocol import WELCOME, proof
+from harness.drivers.distributed.worker import WorkerSide
+for leave in (False, True):
+    sent = []
+    runner = SimpleNamespace(register_message=lambda *args: None,
+                             send_message=lambda kind, data=None: sent.append(kind))
+    side = WorkerSide(runner, "the-runs-token")
+    if leave:
+        side.leave()
+    welcome = {"nonce": "theirs", "proof": proof("the-runs-token", "master", side.nonce, "theirs")}
+    side._on_welcome(None, Message(WELCOME, welcome, None))
+    print(sent, side.welcomed.is_set())
+"""]
+
+
+@pytest.mark.timeout(20)
+def test_a_worker_that_left_does_not_answer_a_late_welcome(launch: Launch) -> None:
+    """Answered while runner.quit() yields, the proof got out: the master counted in a worker
+    that was gone (the level then timed out), and the worker said the master lacked the token."""
+    out, err = launch(argv=LATE_WELCOME).communicate(timeout=15)
+    assert out.splitlines() == ["['concurbench_hello', 'concurbench_proof'] True",
+                                "['concurbench_hello'] False"], err
+
+
 def test_master_and_worker_refuse_to_start_without_a_token(launch: Launch, tmp_path: Path) -> None:
     for args in (["--worker", "--master-host", "127.0.0.1"],
                  ["--master", "--expect-workers", "1", "--spec", "s.json", "--out-dir", str(tmp_path)]):
