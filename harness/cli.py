@@ -9,13 +9,13 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable
 import os
-import secrets
+import shlex
 import sys
 import textwrap
 from pathlib import Path
 from typing import Any
 
-from harness.drivers import MASTER_PORT, TOKEN_ENV, WORKER_MAX_SOCKETS, WORKER_MAX_USERS
+from harness.drivers import MASTER_PORT, TOKEN_ENV, WORKER_MAX_SOCKETS, WORKER_MAX_USERS, new_token
 from harness.scenario import ScenarioError, builtin_scenarios, load_scenario, parse_duration
 from harness.scenario.fields import did_you_mean
 from servers.backends import BACKENDS, variants
@@ -285,10 +285,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     drivers = ("locust", "wrk") if args.driver == "both" else (args.driver,)
     token = ""
     if args.remote_workers:
-        token = args.worker_token or os.environ.get(TOKEN_ENV) or secrets.token_urlsafe(24)
+        token = args.worker_token or os.environ.get(TOKEN_ENV) or new_token()
         where = f"[{args.host}]:{args.master_port}" if ":" in args.host else f"{args.host}:{args.master_port}"
         print(f"concurbench: waiting for {_count(args.remote_workers, 'remote worker')} at {where}; start each with\n"
-              f"  concurbench worker --master {where} --token {token}", file=sys.stderr, flush=True)
+              f"  {worker_command(where, token)}", file=sys.stderr, flush=True)
     options = RunOptions(out_root=args.out, server_cpus=args.server_cpus, driver_cpus=args.driver_cpus,
                          host=args.host, report=not args.no_report, drivers=drivers,
                          driver_procs=args.driver_procs, remote_workers=args.remote_workers, worker_token=token,
@@ -297,6 +297,14 @@ def cmd_run(args: argparse.Namespace) -> int:
                        warmup_s=args.warmup, repeat=args.repeat, options=options,
                        pythons=tuple(args.server_python) if args.server_python else None, cores=args.cores,
                        trust_scenario=args.trust_scenario)
+
+
+def worker_command(where: str, token: str) -> str:
+    """The command that starts a remote worker, to be pasted as printed: a given token that
+    starts with "-" goes after "=" (argparse would take it for a flag), and any the shell
+    would split or expand is quoted."""
+    flag = "--token=" if token.startswith("-") else "--token "
+    return f"concurbench worker --master {where} {flag}{shlex.quote(token)}"
 
 
 def cmd_worker(args: argparse.Namespace) -> int:

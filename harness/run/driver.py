@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import queue
-import secrets
 import shutil
 import signal
 import subprocess
@@ -21,7 +20,7 @@ from collections import deque
 from pathlib import Path
 from typing import Any, NoReturn
 
-from harness.drivers import LOCUST_DRIVER_MODULE, MASTER_PORT, TOKEN_ENV
+from harness.drivers import LOCUST_DRIVER_MODULE, MASTER_PORT, TOKEN_ENV, new_token
 from harness.drivers.spec import DriverSpec, SpecError, write_spec
 from harness.run.processes import child_env, spawn, stop_group
 from harness.run.plan import plan_run
@@ -56,7 +55,7 @@ class DriverProcess:
                     ["--master-bind", "127.0.0.1", "--master-port", "0"]
             argv += ["--master", "--expect-workers", str(procs + remote_workers), *where]
         # Only workers that know it are counted in: the run's, or one of this driver's own.
-        self.env = child_env({TOKEN_ENV: token or secrets.token_urlsafe(24)} if distributed else None)
+        self.env = child_env({TOKEN_ENV: token or new_token()} if distributed else None)
         self.events: queue.Queue[dict[str, Any] | None] = queue.Queue()
         self.stderr: deque[str] = deque(maxlen=30)
         self.workers: list[subprocess.Popen] = []
