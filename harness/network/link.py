@@ -30,6 +30,7 @@ from typing import Any
 
 from harness.network import netns
 from harness.network.netns import setns_preexec
+from harness.network.relay import Counters
 from harness.network.shape import Shape
 
 __all__ = ["Link", "LinkError", "RelayCounters", "missing", "setns_preexec", "sweep_leftovers"]
@@ -54,12 +55,23 @@ class LinkError(Exception):
 
 @dataclasses.dataclass(frozen=True)
 class RelayCounters:
-    """What the relay did, per direction, since the link was made: packets read, dropped by
-    the loss share, dropped at a full bottleneck queue, and delivered."""
+    """What the link did since it was made, per direction (packets read, lost to the loss
+    share, dropped at a full bottleneck queue, delivered), the packets on their way now, and
+    the packets the TUN devices dropped because the relay did not read them in time (a relay
+    that cannot keep up: loss nobody asked for)."""
 
-    to_server: dict[str, int]
-    to_client: dict[str, int]
-    queued: int  # packets on their way right now
+    to_server: Counters
+    to_client: Counters
+    queued: int
+    device_drops: int
+
+    def since(self, earlier: RelayCounters) -> RelayCounters:
+        """What happened between `earlier` and these: a step's share."""
+        def minus(now: Counters, then: Counters) -> Counters:
+            return Counters(**{name: value - getattr(then, name) for name, value in dataclasses.asdict(now).items()})
+        return RelayCounters(to_server=minus(self.to_server, earlier.to_server),
+                             to_client=minus(self.to_client, earlier.to_client),
+                             queued=self.queued, device_drops=self.device_drops - earlier.device_drops)
 
 
 def missing() -> str | None:
@@ -74,9 +86,8 @@ def missing() -> str | None:
         return "an emulated network needs network namespaces, which this kernel lacks"
     if not os.path.exists("/dev/net/tun"):
         return "an emulated network needs /dev/net/tun, which this machine lacks"
-    for tool in ("ip", "tc"):
-        if shutil.which(tool) is None:
-            return f"an emulated network needs the `{tool}` command (iproute2), which is not on PATH"
+    if shutil.which("ip") is None:  # tc is not needed: the relay limits the bandwidth
+        return "an emulated network needs the `ip` command (iproute2), which is not on PATH"
     return None
 
 
@@ -149,7 +160,9 @@ class Link:
 
     def relay_counters(self) -> RelayCounters:
         stats = self._ask({"stats": True})["stats"]
-        return RelayCounters(to_server=stats["to_server"], to_client=stats["to_client"], queued=stats["queued"])
+        drops = sum(netns.run_in(name, lambda: _tx_drops(self.device)) for name in (self.server_ns, self.client_ns))
+        return RelayCounters(to_server=Counters(**stats["to_server"]), to_client=Counters(**stats["to_client"]),
+                             queued=stats["queued"], device_drops=drops)
 
     def relay_cpu_seconds(self) -> float:
         """The relay's user + system CPU time so far, from /proc (0.0 once it is gone). System
@@ -228,6 +241,16 @@ class Link:
             raise LinkError(f"the relay has stopped: {_tail(relay)}")
         reply: dict[str, Any] = json.loads(line)
         return reply
+
+
+def _tx_drops(device: str) -> int:
+    """Packets the calling thread's namespace dropped on their way out of `device` (the TX
+    drop column of /proc/net/dev): for a TUN device, those its reader did not take in time."""
+    for line in Path("/proc/thread-self/net/dev").read_text().splitlines()[2:]:
+        name, _, numbers = line.partition(":")
+        if name.strip() == device:
+            return int(numbers.split()[11])
+    return 0
 
 
 def _ip(*args: str, stdin: str | None = None) -> None:
