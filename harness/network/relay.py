@@ -10,10 +10,13 @@ direction, in the order a packet meets them:
 - bottleneck: with a rate set, packets leave one at a time at that rate from a drop-tail
   queue holding BOTTLENECK_QUEUE_S of it. The bandwidth is here rather than in the kernel's
   `tbf` on the sending TUN because there `tbf` is the sender's own qdisc: TCP Small Queues
-  then hold the sender back before the queue grows, so TCP never meets a bottleneck the way
-  it does across a real path (a queue that fills, then drops). Here it does, it costs a few
-  arithmetic operations per packet, and `set_shape` changes it without a `tc` call or a
-  qdisc to remove. The timing is as exact as the delays' (microseconds, below).
+  hold the sender back before that queue grows, so TCP never meets a bottleneck the way it
+  does across a real path, a queue that fills and then drops. Measured at 20 Mbit/s and
+  40 ms, 8 flows of 2 MB: here, 19.6 Mbit/s in all, a round trip of 138 ms under load and
+  440 retransmissions; with `tbf`, 19.2 Mbit/s, 59 ms and none. One flow measures the same
+  either way (19.2 and 19.3 Mbit/s: the rate counts IP bytes, so TCP's payload is 96.5% of
+  it). Here it costs a few operations per packet, needs no `tc`, and `set_shape` changes it
+  with the rest, leaving no qdisc to remove.
 - delay: rtt/2, plus jitter: a uniform extra in ±jitter/2 per packet. Packets are never
   reordered: one that would overtake the packet before it leaves with it instead. Real paths
   rarely reorder, and reordering would make TCP see losses that jitter alone does not make
@@ -24,7 +27,10 @@ The loop waits in select(), whose timeout has microsecond resolution (epoll's an
 whole milliseconds, which would make every packet up to 1 ms late), until the next due time
 or a readable device. Each wake-up reads up to BATCH packets per device, then sends all that
 is due. The relay reads at most one MTU per packet: the link sets the MTU (1500, Ethernet's)
-and does not enable TUN offloads, so no packet is larger.
+and does not enable TUN offloads, so no packet is larger. At that MTU it carries about 2.4
+to 3 Gbit/s of one bulk flow at 0 ms (about 2.2 µs of its CPU per packet, the receiving
+side's TCP work included: a TUN write runs it on the writer's CPU), so larger packets are
+not needed for speed, and the MTU stays the one real paths have.
 
 Its control channel is stdin/stdout, one JSON object a line: {"shape": {...}} changes the
 shape, {"stats": true} answers the counters. End of stdin means the owner is gone: the relay
