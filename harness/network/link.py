@@ -40,12 +40,13 @@ CLIENT_ADDR = "10.77.0.2"
 DEVICE = "cbtun"  # the same name in both namespaces: each has its own
 MTU = 1500  # Ethernet's: what real clients' paths carry
 PREFIX = "cb-"
-_NAME = re.compile(r"^cb-(?P<run>.+)-(?P<pid>\d+)-(?P<side>srv|cli)$")
+_NAME = re.compile(rf"^{PREFIX}(?P<run>.+)-(?P<pid>\d+)-(?P<side>srv|cli)$")
 _RUN_ID = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 RELAY_MODULE = "harness.network.relay"
 PROJECT_ROOT = Path(__file__).resolve().parents[2]  # where `-m harness.network.relay` is found
 START_TIMEOUT_S = 10.0  # a relay that is not ready by then is not coming
 REPLY_TIMEOUT_S = 5.0
+IP_TIMEOUT_S = 10.0  # an `ip` command takes milliseconds; one that hangs must not hang the run
 CAP_NET_ADMIN, CAP_SYS_ADMIN = 12, 21  # linux/capability.h: devices and addresses; setns and mounts
 
 
@@ -81,7 +82,8 @@ def missing() -> str | None:
     if os.geteuid() != 0:
         return "an emulated network needs root (it makes network namespaces and TUN devices)"
     if not _has_capabilities(CAP_NET_ADMIN, CAP_SYS_ADMIN):
-        return "an emulated network needs CAP_NET_ADMIN and CAP_SYS_ADMIN, which this root lacks (a container without them?)"
+        return ("an emulated network needs CAP_NET_ADMIN and CAP_SYS_ADMIN, which this root lacks "
+                "(a container without them?)")
     if not os.path.exists("/proc/self/ns/net"):
         return "an emulated network needs network namespaces, which this kernel lacks"
     if not os.path.exists("/dev/net/tun"):
@@ -172,8 +174,9 @@ class Link:
         return process_cpu_seconds(self._relay.pid)
 
     def close(self) -> None:
-        """Stop the relay (its TUN devices go with it) and delete both namespaces (with
-        anything left in them). Safe to call again; raises LinkError if something stays."""
+        """Stop the relay (its TUN devices go with it) and delete both namespaces. Safe to
+        call again; raises LinkError if something stays. Stop the processes started inside
+        first: one still running keeps its namespace alive, nameless, until it exits."""
         if self._closed:
             return
         self._closed = True
@@ -233,11 +236,11 @@ class Link:
     def _read_reply(self, relay: subprocess.Popen[bytes], timeout: float) -> dict[str, Any]:
         assert relay.stdout is not None
         ready, _, _ = select.select([relay.stdout], [], [], timeout)
-        line = relay.stdout.readline() if ready else b""
-        if not line:
-            if relay.poll() is None:
-                relay.kill()
-                raise LinkError(f"the relay did not answer within {timeout:g} s")
+        if not ready:
+            relay.kill()
+            raise LinkError(f"the relay did not answer within {timeout:g} s")
+        line = relay.stdout.readline()
+        if not line:  # its end of output: it has stopped, or is about to
             raise LinkError(f"the relay has stopped: {_tail(relay)}")
         reply: dict[str, Any] = json.loads(line)
         return reply
@@ -254,7 +257,10 @@ def _tx_drops(device: str) -> int:
 
 
 def _ip(*args: str, stdin: str | None = None) -> None:
-    result = subprocess.run(["ip", *args], input=stdin, capture_output=True, text=True, timeout=10)
+    try:
+        result = subprocess.run(["ip", *args], input=stdin, capture_output=True, text=True, timeout=IP_TIMEOUT_S)
+    except (OSError, subprocess.TimeoutExpired) as error:
+        raise LinkError(f"`ip {' '.join(args)}` failed: {error}") from None
     if result.returncode != 0:
         message = (result.stderr or result.stdout).strip().splitlines()
         raise LinkError(f"`ip {' '.join(args)}` failed: {message[-1] if message else f'exit {result.returncode}'}")

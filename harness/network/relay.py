@@ -225,7 +225,7 @@ class Relay:
         *lines, self._pending = (self._pending + data).split(b"\n")
         for line in lines:
             if line.strip():
-                self._reply(self._command(line))
+                self.reply(self._command(line))
         return True
 
     def _command(self, line: bytes) -> dict[str, Any]:
@@ -240,7 +240,7 @@ class Relay:
         except (ValueError, TypeError) as error:
             return {"error": f"bad command {line!r}: {error}"}
 
-    def _reply(self, message: dict[str, Any]) -> None:
+    def reply(self, message: dict[str, Any]) -> None:
         self.replies.write(json.dumps(message) + "\n")
         self.replies.flush()
 
@@ -255,9 +255,9 @@ def open_tun(namespace: str, device: str) -> int:
         fd = os.open("/dev/net/tun", os.O_RDWR | os.O_NONBLOCK | os.O_CLOEXEC)
         try:
             fcntl.ioctl(fd, TUNSETIFF, struct.pack("16sH22x", device.encode(), IFF_TUN | IFF_NO_PI))
-        except OSError:
+        except OSError as error:
             os.close(fd)
-            raise
+            raise OSError(error.errno, f"cannot make TUN device {device} in {namespace}: {error.strerror}") from None
         return fd
     finally:
         netns.enter_fd(home)
@@ -272,7 +272,10 @@ def _bind_to_owner(owner: int, cpus: tuple[int, ...]) -> None:
         raise SystemExit(f"relay: owner {owner} is gone")
     libc.prctl(PR_SET_TIMERSLACK, TIMER_SLACK_NS, 0, 0, 0)
     if cpus:
-        os.sched_setaffinity(0, cpus)
+        try:
+            os.sched_setaffinity(0, cpus)
+        except OSError as error:
+            raise SystemExit(f"relay: cannot run on CPUs {','.join(map(str, cpus))}: {error.strerror}") from None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -287,16 +290,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=None, help="seed of the loss and jitter draws")
     args = parser.parse_args(argv)
     try:
-        _bind_to_owner(args.owner, tuple(int(cpu) for cpu in args.cpus.split(",") if cpu))
+        cpus = tuple(int(cpu) for cpu in args.cpus.split(",") if cpu)
+    except ValueError:
+        parser.error(f"--cpus {args.cpus!r}: give CPU numbers separated by commas")
+    try:
+        _bind_to_owner(args.owner, cpus)
         server_tun = open_tun(args.server_ns, args.device)
         client_tun = open_tun(args.client_ns, args.device)
-    except (OSError, ValueError) as error:
-        print(f"relay: {error}", file=sys.stderr)
+    except OSError as error:
+        print(f"relay: {error.strerror or error}", file=sys.stderr)
         return 1
     os.set_blocking(0, False)
     relay = Relay(server_tun, client_tun, mtu=args.mtu, seed=args.seed)
     relay.set_shape()
-    relay._reply({"ready": True, "pid": os.getpid()})
+    relay.reply({"ready": True, "pid": os.getpid()})
     relay.run()
     return 0
 
