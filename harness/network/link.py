@@ -28,6 +28,8 @@ import threading
 from pathlib import Path
 from typing import Any
 
+import psutil
+
 from harness.network import netns
 from harness.network.netns import setns_preexec
 from harness.network.relay import Counters
@@ -297,13 +299,13 @@ def _tail(relay: subprocess.Popen[bytes]) -> str:
 
 
 def process_cpu_seconds(pid: int) -> float:
-    """user + system CPU seconds of a process, from /proc/PID/stat; 0.0 if it is gone."""
+    """User + system CPU seconds of a process so far (psutil reads /proc/PID/stat); 0.0 once
+    it is gone."""
     try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
+        times = psutil.Process(pid).cpu_times()
+    except psutil.Error:
         return 0.0
-    fields = stat.rsplit(")", 1)[1].split()  # after the command name, which may hold spaces
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
+    return float(times.user + times.system)
 
 
 # -- what killed runs leave ---------------------------------------------------------------------
@@ -343,10 +345,9 @@ def _namespaces() -> list[str]:
 def _alive(pid: int) -> bool:
     """Whether `pid` runs (a zombie, killed and not yet reaped, does not)."""
     try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
+        return bool(psutil.Process(pid).status() != psutil.STATUS_ZOMBIE)
+    except psutil.Error:
         return False
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
 def _kill(pid: int) -> bool:
@@ -358,24 +359,18 @@ def _kill(pid: int) -> bool:
 
 
 def _relay_processes() -> list[tuple[int, int, str]]:
-    """(pid, owner pid, its namespaces) of every relay process running on this machine."""
+    """(pid, owner pid, run) of every relay process running on this machine."""
     found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
+    for process in psutil.process_iter(["cmdline"]):
+        words = process.info["cmdline"] or []
+        if RELAY_MODULE not in words or "--owner" not in words or "--server-ns" not in words:
             continue
-        try:
-            argv = (entry / "cmdline").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        if RELAY_MODULE.encode() not in argv or b"--owner" not in argv:
-            continue
-        words = [word.decode(errors="replace") for word in argv]
         try:
             owner = int(words[words.index("--owner") + 1])
         except (ValueError, IndexError):
             continue
-        server_ns = words[words.index("--server-ns") + 1] if "--server-ns" in words else "?"
-        found.append((int(entry.name), owner, server_ns.removesuffix("-srv")))
+        server_ns = words[words.index("--server-ns") + 1] if words.index("--server-ns") + 1 < len(words) else "?"
+        found.append((process.pid, owner, server_ns.removesuffix("-srv")))
     return found
 
 
@@ -386,12 +381,11 @@ def _processes_in(name: str) -> list[int]:
     except OSError:
         return []
     pids = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                mine = os.stat(entry / "ns" / "net")
-            except OSError:
-                continue
-            if (mine.st_dev, mine.st_ino) == (target.st_dev, target.st_ino):
-                pids.append(int(entry.name))
+    for pid in psutil.pids():
+        try:
+            mine = os.stat(f"/proc/{pid}/ns/net")
+        except OSError:
+            continue
+        if (mine.st_dev, mine.st_ino) == (target.st_dev, target.st_ino):
+            pids.append(pid)
     return pids

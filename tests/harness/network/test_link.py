@@ -151,12 +151,16 @@ def test_a_bad_run_id_is_refused_before_anything_is_made() -> None:
 
 
 def test_a_killed_owners_leftovers_are_swept_and_a_live_ones_are_not(link: Link) -> None:
+    # The owner also leaves a process inside its server namespace that does not die with it.
     owner = subprocess.Popen(
-        [sys.executable, "-c", "from harness.network.link import Link; import time; made = Link('test-killed'); "
-                               "print(made.server_ns, made.client_ns, made.relay_pid, flush=True); time.sleep(60)"],
+        [sys.executable, "-c", "from harness.network.link import Link, setns_preexec; import subprocess, time; "
+                               "made = Link('test-killed'); "
+                               "inside = subprocess.Popen(['sleep', '60'], preexec_fn=setns_preexec(made.server_ns)); "
+                               "print(made.server_ns, made.client_ns, made.relay_pid, inside.pid, flush=True); "
+                               "time.sleep(60)"],
         stdout=subprocess.PIPE, text=True, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
     try:
-        server_ns, client_ns, relay = owner.stdout.readline().split()  # type: ignore[union-attr]
+        server_ns, client_ns, relay, inside = owner.stdout.readline().split()  # type: ignore[union-attr]
     finally:
         owner.send_signal(signal.SIGKILL)
         owner.wait()
@@ -164,10 +168,15 @@ def test_a_killed_owners_leftovers_are_swept_and_a_live_ones_are_not(link: Link)
     while running(int(relay)) and time.monotonic() < deadline:  # it dies with its owner
         time.sleep(0.01)
     assert not running(int(relay))
-    assert {server_ns, client_ns} <= namespaces()  # what a killed run leaves
+    assert {server_ns, client_ns} <= namespaces() and running(int(inside))  # what a killed run leaves
 
     removed = sweep_leftovers()
 
-    assert {f"namespace {server_ns}", f"namespace {client_ns}"} <= set(removed)
+    assert {f"namespace {server_ns}", f"namespace {client_ns}", f"process {inside} in namespace {server_ns}"} <= set(
+        removed)
     assert not {server_ns, client_ns} & namespaces()
+    deadline = time.monotonic() + 2
+    while running(int(inside)) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert not running(int(inside))
     assert {link.server_ns, link.client_ns} <= namespaces()  # ours: its owner (this process) lives
