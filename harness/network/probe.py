@@ -1,6 +1,6 @@
 """What a link measures as, seen from the client's namespace: the round trip of a one-user
-probe, and the rate of one bulk transfer. A shaped step records these next to what was
-configured, so an emulation that misses its setting shows.
+probe, the rate of bulk transfers, and the TCP retransmissions loss caused. A shaped step
+records these next to what was configured, so an emulation that misses its setting shows.
 
 The round trip is the median time of `GET /` on one keep-alive connection across the link,
 minus the median of the same probe from inside the server's namespace to its own address
@@ -14,10 +14,12 @@ from __future__ import annotations
 import socket
 import statistics
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Protocol
+from typing import Any, TypeVar
 
 from harness.network import netns
+from harness.network.link import Link
 
 PROBE_BUDGET_S = 1.0  # a probe stops after this once it has MIN_SAMPLES: at 100 ms, 20 take 2 s
 MIN_SAMPLES = 5
@@ -28,37 +30,23 @@ BULK_MIN_BYTES, BULK_MAX_BYTES = 128 * 1024, 16 * 2**20
 BULK_UNSHAPED_BYTES = 4 * 2**20  # no rate set: enough to see what the relay carries
 RECV_SIZE = 256 * 1024
 
+T = TypeVar("T")
+
 
 class ProbeError(Exception):
     """The probe got no proper answer: the message says from where and what happened."""
 
 
-class _Shaped(Protocol):
-    @property
-    def bandwidth_bps(self) -> int | None: ...
-
-
-class ProbedLink(Protocol):
-    """What the probes need of a Link."""
-
-    server_addr: str
-    server_ns: str
-    client_ns: str
-
-    @property
-    def shape(self) -> _Shaped: ...
-
-
-def measure_rtt(link: ProbedLink, port: int, *, samples: int = 20, budget_s: float = PROBE_BUDGET_S) -> float:
+def measure_rtt(link: Link, port: int, *, samples: int = 20, budget_s: float = PROBE_BUDGET_S) -> float:
     """The round trip the link adds, in ms: the median `GET /` time across it less the median
     inside the server's namespace. Up to `samples` requests each, fewer (never under
     MIN_SAMPLES) when `budget_s` runs out."""
-    across = netns.run_in(link.client_ns, lambda: _get_times(link.server_addr, port, samples, budget_s))
-    local = netns.run_in(link.server_ns, lambda: _get_times(link.server_addr, port, samples, budget_s))
+    across = netns.run_in(link.client_ns, lambda: _guarded(_get_times, link.server_addr, port, samples, budget_s))
+    local = netns.run_in(link.server_ns, lambda: _guarded(_get_times, link.server_addr, port, samples, budget_s))
     return max(0.0, statistics.median(across) - statistics.median(local)) * 1000
 
 
-def measure_bandwidth(link: ProbedLink, port: int, *, bytes_: int | None = None,
+def measure_bandwidth(link: Link, port: int, *, bytes_: int | None = None,
                       transfers: int = BULK_TRANSFERS) -> float:
     """The rate of `GET /bytes?size=N` across the link, in bits/s, from its first body byte
     to its last, on one connection warmed by a first transfer (so slow start is mostly behind
@@ -66,7 +54,7 @@ def measure_bandwidth(link: ProbedLink, port: int, *, bytes_: int | None = None,
     or relay not scheduled for a while), so the fastest is the nearest to what the link
     carries. N defaults to a share of about BULK_SECONDS at the configured rate."""
     size = bytes_ if bytes_ is not None else _bulk_size(link.shape.bandwidth_bps, transfers)
-    return netns.run_in(link.client_ns, lambda: _bulk_rate(link.server_addr, port, size, transfers))
+    return netns.run_in(link.client_ns, lambda: _guarded(_bulk_rate, link.server_addr, port, size, transfers))
 
 
 def _bulk_size(bandwidth_bps: int | None, transfers: int) -> int:
@@ -75,11 +63,18 @@ def _bulk_size(bandwidth_bps: int | None, transfers: int) -> int:
     return int(min(BULK_MAX_BYTES, max(BULK_MIN_BYTES, bandwidth_bps / 8 * BULK_SECONDS / transfers)))
 
 
-def _connect(host: str, port: int) -> socket.socket:
+def _guarded(probe: Callable[..., T], host: str, port: int, *args: Any) -> T:
+    """`probe(host, port, *args)`, with a socket's failure made a ProbeError that names where."""
     try:
-        sock = socket.create_connection((host, port), timeout=CONNECT_TIMEOUT_S)
+        return probe(host, port, *args)
+    except TimeoutError:
+        raise ProbeError(f"{host}:{port} did not answer within {CONNECT_TIMEOUT_S:g} s") from None
     except OSError as error:
-        raise ProbeError(f"cannot connect to {host}:{port}: {error}") from None
+        raise ProbeError(f"{host}:{port}: {error.strerror or error}") from None
+
+
+def _connect(host: str, port: int) -> socket.socket:
+    sock = socket.create_connection((host, port), timeout=CONNECT_TIMEOUT_S)
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     return sock
 
@@ -146,10 +141,7 @@ def _read_head(sock: socket.socket, host: str) -> tuple[bytes, bytes]:
     """The status line and headers, and whatever of the body came with them."""
     data = b""
     while b"\r\n\r\n" not in data:
-        try:
-            more = sock.recv(RECV_SIZE)
-        except TimeoutError:
-            raise ProbeError(f"{host} did not answer within {CONNECT_TIMEOUT_S:g} s") from None
+        more = sock.recv(RECV_SIZE)
         if not more:
             raise ProbeError(f"{host} closed the connection without an answer")
         data += more
