@@ -39,6 +39,18 @@ _users = _comma_counts("user counts", "1,8,32")
 _counts = _comma_counts("CPU counts", "1,2,4")
 
 
+def _rtts(text: str) -> tuple[float, ...]:
+    """--rtt 0,20,100: round trips in ms (the scenario checks each, as it does rtt_ms)."""
+    try:
+        values = tuple(float(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a comma list of round trips in ms like 0,20,100, got {text!r}") \
+            from None
+    if not values:
+        raise argparse.ArgumentTypeError(f"expected a comma list of round trips in ms like 0,20,100, got {text!r}")
+    return values
+
+
 def _duration(text: str) -> float:
     try:
         return parse_duration(text)
@@ -153,7 +165,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--warmup", type=_duration, help="override the warm-up before each user level, e.g. 2s")
     run.add_argument("--repeat", type=_positive, metavar="N", help="override repetitions per (backend, users)")
     run.add_argument("--host", default="127.0.0.1",
-                     help="address our backends bind; the driver targets it (0.0.0.0 as a target means this host)")
+                     help="address our backends bind; the driver targets it (0.0.0.0 as a target means this host). "
+                          "Over an emulated link ([network] or --rtt) the backend binds the link's own address in "
+                          "its namespace instead: 127.0.0.1 there cannot be reached from the driver's")
     run.add_argument("--out", type=Path, default=RESULTS_ROOT, metavar="DIR",
                      help="directory the run directory is created in")
     run.add_argument("--server-cpus", type=_cpus, metavar="CPUS",
@@ -167,6 +181,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--cores", type=_counts, metavar="N,...",
                      help="server CPU counts to sweep, e.g. 1,2,4: the backend is started pinned to that many of "
                           "the server CPUs for each (overrides [server] cpus; default: all the server CPUs)")
+    run.add_argument("--rtt", type=_rtts, metavar="MS,...",
+                     help="round trips to sweep, in ms, e.g. 0,20,100: the server and the driver each run in a network "
+                          "namespace of the run's own, joined by an emulated link (overrides [network] rtt_ms; "
+                          "needs root, /dev/net/tun and iproute2)")
     run.add_argument("--no-report", action="store_true", help="skip the charts and HTML report at the end")
     run.add_argument("--trust-scenario", action="store_true",
                      help="run the commands a scenario file of your own names ([backends] entries, [server] python); "
@@ -296,7 +314,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     return run_command(args.scenario, backend=args.backend, users=args.users, duration_s=args.duration,
                        warmup_s=args.warmup, repeat=args.repeat, options=options,
                        pythons=tuple(args.server_python) if args.server_python else None, cores=args.cores,
-                       trust_scenario=args.trust_scenario)
+                       rtts_ms=args.rtt, trust_scenario=args.trust_scenario)
 
 
 def worker_command(where: str, token: str) -> str:
