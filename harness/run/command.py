@@ -149,7 +149,7 @@ def network_problem(scenario: Scenario, options: RunOptions) -> str | None:
     where = "--rtt" if any(o.startswith("rtt_ms=") for o in scenario.overrides) else f"{scenario.path}: [network]"
     lacking = missing()
     if lacking:
-        return f"{where} needs an emulated link, and {lacking}; scenarios without [network] run over loopback"
+        return f"{where} asks for an emulated link, but {lacking}; scenarios without [network] run over loopback"
     if options.remote_workers:
         return f"{where}: remote workers cannot join an emulated link (it lives in this machine's namespaces)"
     if scenario.search is not None:
