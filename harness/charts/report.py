@@ -75,6 +75,10 @@ CHART_CAPTIONS = {
                     "interpreter and request; dotted, the ideal of each (linear from its one-core point): pre-fork "
                     "workers, sub-interpreters and free-threaded threads should scale with cores; a single event "
                     "loop should not.",
+    "round_trip": "Good requests/s and p99 against the round trip of the emulated link at the highest user level, "
+                  "one line per backend; dashed, the most that many closed-loop users can ask for (users / round "
+                  "trip, Little's law): a model that answers every connection at once follows it down, one that "
+                  "serves a connection at a time, or a pool's few, falls below it.",
 }
 
 CSS = """

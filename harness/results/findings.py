@@ -1,7 +1,8 @@
 """A run's findings: a short list of sentences, each with its numbers, derived from
 results.json alone (issue 15): where a backend saturates, starves users, refuses, blocks
 short requests behind slow ones, hits one CPU's ceiling (the GIL's, where it is), what more
-server CPUs buy it (speedup), what a free-threaded build costs on one CPU, measured the
+server CPUs buy it (speedup), who keeps up as the round trip of an emulated link grows and who
+hits a cap (round-trip), what a free-threaded build costs on one CPU, measured the
 driver or the machine's neighbours instead of the server, and how it scales (a USL fit).
 
 Each finding is a JSON-ready dict: {"kind", "backend", "level", "text", "figures", "caveat"}.
@@ -22,6 +23,7 @@ from harness.results.capacity import capacity_findings
 from harness.results.finding_ceiling import gil_ceiling
 from harness.results.finding_free_threading import free_threading_cost
 from harness.results.finding_rules import RunView, driver_bound, head_of_line, noisy, refusals, saturation, starvation
+from harness.results.finding_round_trip import round_trip
 from harness.results.finding_speedup import scaling, speedup
 from harness.results.finding_usl import scalability
 from harness.results.model import Finding, Run, as_run, finding_of
@@ -36,6 +38,7 @@ FINDING_RULES: tuple[tuple[str, Callable[[RunView], list[dict[str, Any]]]], ...]
     ("gil-ceiling", gil_ceiling),
     ("scaling", scaling),
     ("speedup", speedup),
+    ("round-trip", round_trip),
     ("free-threading-cost", free_threading_cost),
     ("driver-bound", driver_bound),
     ("noisy", noisy),
