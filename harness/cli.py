@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.drivers import MASTER_PORT, TOKEN_ENV, WORKER_MAX_SOCKETS, WORKER_MAX_USERS
+from harness.results.words import counted
 from harness.scenario import ScenarioError, builtin_scenarios, load_scenario, parse_duration
 from harness.scenario.fields import did_you_mean
 from servers.backends import BACKENDS, variants
@@ -77,11 +78,6 @@ def _nonnegative(text: str) -> int:
     if value < 0:
         raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
     return value
-
-
-def _count(count: int, noun: str) -> str:
-    """'1 regression', '2 regressions'."""
-    return f"{count} {noun}{'' if count == 1 else 's'}"
 
 
 def _master(text: str) -> tuple[str, int]:
@@ -287,7 +283,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.remote_workers:
         token = args.worker_token or os.environ.get(TOKEN_ENV) or secrets.token_urlsafe(24)
         where = f"[{args.host}]:{args.master_port}" if ":" in args.host else f"{args.host}:{args.master_port}"
-        print(f"concurbench: waiting for {_count(args.remote_workers, 'remote worker')} at {where}; start each with\n"
+        print(f"concurbench: waiting for {counted(args.remote_workers, 'remote worker')} at {where}; start each with\n"
               f"  concurbench worker --master {where} --token {token}", file=sys.stderr, flush=True)
     options = RunOptions(out_root=args.out, server_cpus=args.server_cpus, driver_cpus=args.driver_cpus,
                          host=args.host, report=not args.no_report, drivers=drivers,
@@ -397,7 +393,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     print(render(comparison, args.format, gate_pct=pct))
     found = regressions(comparison, pct) if pct is not None else []
     if found:
-        print(f"concurbench: {_count(len(found), 'regression')} beyond {pct:g}% against {comparison.runs[0].label}: "
+        print(f"concurbench: {counted(len(found), 'regression')} beyond {pct:g}% against {comparison.runs[0].label}: "
               + "; ".join(regression.line() for regression in found), file=sys.stderr)
         return 1
     return 0

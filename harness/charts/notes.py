@@ -16,6 +16,7 @@ from harness.results.metrics import HIGH_SPREAD_LIMIT, summarize
 from harness.results.model import Run, Step
 from harness.results.summary import load_label
 from harness.results.units import ms_text
+from harness.results.words import counted
 from harness.results.steps import (CONTENDED, CONTENDED_PERCENT, DRIVER_BOUND, DRIVER_BOUND_PERCENT, FLAG_MEANINGS,
                                    GIL_ON, HIGH_SPREAD, LITTLES_LAW, LITTLES_LAW_LIMIT, NOISY, NOISY_STEAL_PERCENT,
                                    SHARED_CPU, SHARED_CPU_LOW_PERCENT, group_levels, level_key)
@@ -65,7 +66,7 @@ def flag_explanation(flag: str, step: Step, level: Sequence[Step]) -> str:
                 f"{HIGH_SPREAD_LIMIT:.0%}): the median is less certain")
     littles = step.littles
     if flag == LITTLES_LAW and littles is not None:
-        return (f"{littles.users} users, but throughput x cycle time gives {littles.predicted:,.1f} "
+        return (f"{counted(littles.users, 'user')}, but throughput x cycle time gives {littles.predicted:,.1f} "
                 f"(ratio {littles.ratio:.2f}, more than {LITTLES_LAW_LIMIT:.0%} off): requests waited "
                 "that no percentile shows")
     steal = [server.steal_percent, driver.steal_percent]

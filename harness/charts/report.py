@@ -24,6 +24,7 @@ from harness.results.steps import FLAG_MEANINGS, group_levels, median_of
 from harness.results.model import Run, Step, load
 from harness.results.store import write_atomically
 from harness.results.units import ms_text
+from harness.results.words import counted
 from harness.results.summary import (PERCENTILES, floor_line, lower_bound, pick_repetition, summary_rows,
                                      summary_title)
 
@@ -322,7 +323,7 @@ def _failures(results: Run) -> str:
         if step.status == "failed" and step.backend not in failed:
             blocks.append(
                 f'<details><summary><span class="failed">✗ {_e(step.backend)} at '
-                f'{_e(step.users)} users, repetition {_e(step.repetition)}</span>: '
+                f'{_e(counted(step.users, "user"))}, repetition {_e(step.repetition)}</span>: '
                 f'{_e(step.error or "failed")}</summary></details>')
     if not blocks:
         return ""

@@ -16,6 +16,7 @@ from harness.results.finding_levels import (Level, change, finding, joined, labe
                                             times, worst_steal)
 from harness.results.model import Backend, Python, Run
 from harness.results.steps import CONTENDED, DRIVER_BOUND, NOISY
+from harness.results.words import counted
 
 # Saturation (the knee): past it, more users buy less than this much more throughput...
 KNEE_GROWTH = 0.10  # issue 15's figure: below 10% the extra users are mostly queueing
@@ -181,7 +182,7 @@ def _slow_neighbour(scenario: Mapping[str, Any], level: Level) -> str | None:
         total = sum(r.get("weight", 1) for r in requests) or 1
         return "with " + " and ".join(f"{r['path']} at {r.get('weight', 1) / total:.0%} of requests" for r in slow)
     if level.idle:
-        return f"beside {level.idle:,} idle connection{'s' if level.idle != 1 else ''}"
+        return f"beside {counted(level.idle, 'idle connection', form=',')}"
     if scenario.get("slow_clients"):
         return f"beside {scenario['slow_clients']:,} slow clients"
     return None

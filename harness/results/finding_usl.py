@@ -60,4 +60,4 @@ def scalability(run: RunView) -> list[dict[str, Any]]:
 
 def _left_out(users: Sequence[int]) -> str:
     """"32 and 128 users left out: users starved there", for a USL sentence."""
-    return f"{joined([f'{n:,}' for n in users])} user{'' if list(users) == [1] else 's'} left out: users starved there"
+    return f"{joined([f'{n:,}' for n in users])} {'user' if list(users) == [1] else 'users'} left out: users starved there"

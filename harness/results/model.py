@@ -25,6 +25,7 @@ from harness.results.figures import (Background, Cycles, DriverFigures, Errors, 
                                      Second, ServerFigures, Uncorrected, background_of, cycles_of, driver_of,
                                      errors_of, littles_of, runtime_of, second_of, server_of, uncorrected_of)
 from harness.results.store import read_document
+from harness.results.words import counted
 
 @dataclass(frozen=True)
 class Step:
@@ -84,7 +85,7 @@ class Step:
         scenario sends each so ("asyncio /sleep?ms=1"), and its CPU count when the run sweeps it."""
         if self.cores is None:
             return self.without_cores
-        return f"{self.without_cores} ({self.cores} CPU{'' if self.cores == 1 else 's'})"
+        return f"{self.without_cores} ({counted(self.cores, 'CPU')})"
 
     @property
     def without_cores(self) -> str:

@@ -34,6 +34,7 @@ from harness.results.metrics import PERCENTILE_KEYS, HistogramError, decode_hist
 from harness.results.model import Run, Step, as_run, as_steps
 from harness.results.store import write_atomically
 from harness.results.units import ms_text
+from harness.results.words import counted
 
 SUMMARY_FILE = "summary.csv"
 
@@ -260,7 +261,7 @@ def _fmt_cpu(us: float | None) -> str:
 
 def load_label(users: int, rate: float | None, idle: int = 0) -> str:
     """A load level in words: '8 users', '2,000/s offered', '1 user + 1,000 idle'."""
-    load = f"{users} user{'' if users == 1 else 's'}" if rate is None else f"{rate:,g}/s offered"
+    load = counted(users, "user") if rate is None else f"{rate:,g}/s offered"
     if idle:
         load += f" + {idle:,} idle"
     return load
