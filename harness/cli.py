@@ -10,6 +10,7 @@ import argparse
 from collections.abc import Callable
 import os
 import secrets
+import signal
 import sys
 import textwrap
 from pathlib import Path
@@ -417,12 +418,24 @@ def _refuse_unknown_flags(command: argparse.ArgumentParser, args: list[str]) -> 
             command.error(f"unknown flag {flag}{did_you_mean(flag, known)}")
 
 
+# The status a shell shows for a process that SIGPIPE ended, as it ends `head`'s writers.
+BROKEN_PIPE_STATUS = 128 + signal.SIGPIPE
+
+
 def main(argv: list[str] | None = None) -> int:
     try:
-        return _main(argv)
+        status = _main(argv)
+        sys.stdout.flush()  # a reader gone (`| head -3`) shows here, not as a message at exit
+        return status
     except KeyboardInterrupt:  # a run handles its own (see harness.run.command): this is any other moment
         print("concurbench: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # Python ignores SIGPIPE, so a write to a closed pipe raises instead of ending the
+        # process quietly as it ends a Unix tool. Stop quietly too; what is left in stdout's
+        # buffer goes to /dev/null, or the flush at exit would raise again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return BROKEN_PIPE_STATUS
 
 
 def _main(argv: list[str] | None = None) -> int:

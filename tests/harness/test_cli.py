@@ -7,8 +7,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -17,7 +20,7 @@ import harness.cli
 from harness.cli import build_parser, main
 from harness.results.store import read_results
 from harness.results.summary import summary_markdown, summary_rows, summary_table
-from support import FIXTURES
+from support import FIXTURES, ROOT
 
 RUN_B = FIXTURES / "runs" / "run-b"
 
@@ -211,3 +214,16 @@ def test_summary_speaks_of_1_user_and_of_microseconds_as_µs(run: Path, capsys: 
     out = capsys.readouterr().out
     assert "CPU µs/req" in out and not re.search(r"\bus\b", out)  # 'us' as a word: '42 us', 'CPU us/req'
     assert "1 users" not in out
+
+
+def test_a_reader_that_stops_early_ends_the_summary_quietly() -> None:
+    """`concurbench summary DIR | head -3`: the pipe's reader is gone before the table is
+    written (its end closed at once here, so the test does not race head)."""
+    read, write = os.pipe()
+    os.close(read)
+    try:
+        done = subprocess.run([sys.executable, "-m", "harness.cli", "summary", str(RUN_B)], stdout=write,
+                              stderr=subprocess.PIPE, text=True, cwd=ROOT, timeout=60, check=False)
+    finally:
+        os.close(write)
+    assert done.stderr == "" and done.returncode == harness.cli.BROKEN_PIPE_STATUS == 141
