@@ -195,18 +195,20 @@ def build_parser() -> argparse.ArgumentParser:
                              "e.g. for a run you may not write to")
 
     summary = _command(
-        sub, "summary", "print the summary table of a stored run (--markdown: as a GitHub table)",
+        sub, "summary", "print the summary table, capacity and findings of a stored run (--markdown: as GitHub markdown)",
         description=("Print the summary table of a stored run, from its results.json alone (no live load): one "
                     "row per backend and load level. Each row is the repetition with the median good req/s "
                     "(2xx/3xx answers per second), with its own "
                     "percentiles; errors and dropped are summed over the repetitions, starved and steal are the "
                     "largest, flags are those of any repetition. A percentile shown as >=N is a lower bound: it "
                     "reaches requests that timed out or were still waiting. '-': not recorded by the "
-                    "concurbench that made the run."),
+                    "concurbench that made the run. Under the table: the capacity a rate search found, and the "
+                    "run's findings."),
         epilog=_summary_columns())
     summary.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="a run directory, with its results.json")
     summary.add_argument("--markdown", action="store_true",
-                         help="print a GitHub markdown table (what the README pastes) instead of plain text")
+                         help="print GitHub markdown (what a README or a pull request pastes): the tables as "
+                              "markdown tables, the findings as a list")
 
     compare = _command(
         sub, "compare", "compare runs of the same scenario: ratios with 95%% confidence intervals, a regression gate",
@@ -339,20 +341,13 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 def cmd_summary(args: argparse.Namespace) -> int:
     from harness.results.model import load
+    from harness.results.printed import printed_summary
     from harness.results.store import ResultsError
-    from harness.results.summary import summary_markdown, summary_table
 
     run_dir: Path = args.run_dir
     try:
         _require_runs(run_dir)
-        results = load(run_dir)
-        text = summary_markdown(results) if args.markdown else summary_table(results).lstrip("\n")
-        if not args.markdown:  # what the run printed after its table: the capacity found, the findings
-            from harness.results.capacity import capacity_table
-            from harness.results.findings import findings_text
-
-            text = "\n\n".join(part.strip("\n") for part in (text, capacity_table(results), findings_text(results))
-                                 if part)
+        text = printed_summary(load(run_dir), markdown=args.markdown)
     except ResultsError as error:
         print(f"concurbench: error: {error}", file=sys.stderr)
         return 2

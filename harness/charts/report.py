@@ -25,8 +25,8 @@ from harness.results.model import Run, Step, load
 from harness.results.store import write_atomically
 from harness.results.units import ms_text
 from harness.results.words import counted
-from harness.results.summary import (PERCENTILES, floor_line, lower_bound, pick_repetition, summary_rows,
-                                     summary_title)
+from harness.results.printed import summary_title
+from harness.results.summary import PERCENTILES, floor_line, lower_bound, pick_repetition, summary_rows
 
 REPORT_FILE = "report.html"
 CHARTS_DIR = "charts"  # beside report.html: the PNG and SVG files the page embeds

@@ -29,10 +29,10 @@ from harness.run.interpreter import Interpreter, expand_backends, leave_out_unfi
 from harness.run.driver import wrk_problem
 from harness.scenario import Scenario, ScenarioError, load_scenario
 from harness.results.store import RESULTS_FILE, ResultsError
-from harness.results.capacity import capacity_table
 from harness.results.findings import findings_text
 from harness.results.model import Run as Results
-from harness.results.summary import load_label, summary_rows, summary_table
+from harness.results.printed import capacity_table, summary_table
+from harness.results.summary import load_label, summary_rows
 
 __all__ = ["RunOptions", "reference_problem", "run_command", "run_scenario"]
 

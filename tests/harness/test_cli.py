@@ -19,7 +19,8 @@ import pytest
 import harness.cli
 from harness.cli import build_parser, main
 from harness.results.store import read_results
-from harness.results.summary import summary_markdown, summary_rows, summary_table
+from harness.results.printed import summary_markdown, summary_table
+from harness.results.summary import summary_rows
 from support import FIXTURES, ROOT
 
 RUN_B = FIXTURES / "runs" / "run-b"
@@ -34,14 +35,35 @@ def test_summary_prints_the_table_of_a_stored_run(capsys: pytest.CaptureFixture[
     assert "forking    FAILED: " in out  # run-b's forking did not start
 
 
-def test_summary_markdown_prints_a_github_table(capsys: pytest.CaptureFixture[str]) -> None:
+def test_summary_markdown_prints_a_github_table_then_the_findings(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["summary", str(RUN_B), "--markdown"]) == 0
     out = capsys.readouterr().out
-    assert out == summary_markdown(read_results(RUN_B)) + "\n"
+    assert out.startswith(summary_markdown(read_results(RUN_B)) + "\n\n**Findings**\n\n- ")
     table = [line for line in out.splitlines() if line.startswith("|")]
     assert table[0].startswith("| backend | load | req/s | good req/s |") and table[1].startswith("|:---|")
     assert len(table) == 2 + len(summary_rows(read_results(RUN_B)["steps"]))
     assert all(line.count(" | ") == table[0].count(" | ") for line in table[2:])
+    findings = out[out.index("**Findings**"):].splitlines()[2:]
+    assert findings and all(line.startswith("- ") for line in findings)
+
+
+def test_summary_markdown_keeps_the_capacity_table(capsys: pytest.CaptureFixture[str]) -> None:
+    """What the plain summary prints of a rate search, the markdown prints too."""
+    run = FIXTURES / "runs" / "capacity-tiny"
+    assert main(["summary", str(run)]) == 0
+    text = capsys.readouterr().out
+    assert main(["summary", str(run), "--markdown"]) == 0
+    markdown = capsys.readouterr().out
+    assert "\ncapacity within p99 <= 10 ms" in text and "\n*capacity within p99 <= 10 ms" in markdown
+    header = next(line for line in markdown.splitlines() if line.startswith("| series |"))
+    assert header == ("| series | capacity req/s | held | median p99 ms | median good req/s | median CPU µs/req "
+                      "| search found | probes | note |")
+    in_text = text.split("\nseries ")[1].split("\n\n")[0].splitlines()[2:]  # under the header and its dashes
+    in_markdown = markdown.split("\n| series |")[1].split("\n\n")[0].splitlines()[2:]
+    assert len(in_markdown) == len(in_text) == 4
+    assert [line.split(" | ")[1] for line in in_markdown] == [line.split()[2] for line in in_text]  # capacity req/s
+    findings = [line[4:] for line in text.splitlines() if line.startswith("  - ")]
+    assert findings and all(f"\n- {finding}" in markdown for finding in findings)
 
 
 @pytest.mark.parametrize("make, message", [

@@ -597,7 +597,7 @@ def test_reap_all_kills_a_child_that_was_never_registered() -> None:
 def test_summary_table_and_report_tell_failed_and_interrupted_backends() -> None:
     from harness.charts.report import render_report
     from harness.results.model import Run
-    from harness.results.summary import summary_table
+    from harness.results.printed import summary_table
 
     results = {"scenario": {"name": "tiny"}, "metadata": {}, "status": "interrupted", "steps": [fake_step()],
                "backends": {"selectors": {"status": "ok"},
