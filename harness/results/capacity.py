@@ -231,7 +231,7 @@ def capacity_findings(results: Run) -> list[dict[str, Any]]:
         flagged = [FLAG_CAVEATS[flag] for flag in FLAG_CAVEATS if told is not None and flag in told.flags
                    and not (flag == DRIVER_BOUND and row.floor)]  # a driver-bound floor says so already
         caveat = "; ".join([*([row.note] if row.note else []), *flagged]) or None
-        if flagged:  # a finding from flagged rounds says so (issue 15's rule)
+        if flagged:  # a finding from flagged rounds says so, as every finding does
             text += f" ({'; '.join(flagged)})"
         found_list.append({"kind": "capacity", "backend": row.series,
                            "level": {"users": None, "rate": row.rate, "idle_connections": 0, "cores": None},

@@ -1,4 +1,4 @@
-"""Findings that say the same of several backends, told once (issue 15: a short list): the
+"""Findings that say the same of several backends, told once (findings are a short list): the
 backends that saturate at one level, in one sentence with ranges, and the backends whose USL
 fit was skipped for one reason, in one sentence naming them. The rules
 (harness.results.finding_rules) decide what holds for each backend; this module only tells
@@ -12,9 +12,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from harness.results.finding_levels import Level, change, finding, joined, rps, times
+from harness.results.finding_levels import Level, change, finding, rps, times
 from harness.results.usl import MIN_R2, UslFit
-from harness.results.words import counted
+from harness.results.words import counted, joined
 
 # Backends saturating at one level are told in one sentence from this many on: two sentences
 # read as easily as one with ranges; eight near-identical ones (cpu-bound) hide the rest.

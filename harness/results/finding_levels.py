@@ -14,7 +14,7 @@ from harness.results.steps import (CONTENDED, DRIVER_BOUND, GIL_ON, HIGH_SPREAD,
                                    SHARED_CPU_LOW_PERCENT, group_levels, median_of)
 from harness.results.summary import SummaryRow, summary_rows
 from harness.results.units import ms_text
-from harness.results.words import counted
+from harness.results.words import counted, joined
 
 # What a caveat calls each flag a finding must never hide (measurement rules 5 and 11, steal
 # and other processes; a server that shared the driver's CPU, and a free-threaded build whose
@@ -206,6 +206,3 @@ def labels(levels: Iterable[Level]) -> str:
     return joined([level.label() for level in levels])
 
 
-def joined(texts: Sequence[str]) -> str:
-    """'a', 'a and b', 'a, b and c'."""
-    return texts[0] if len(texts) == 1 else ", ".join(texts[:-1]) + " and " + texts[-1]

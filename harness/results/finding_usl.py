@@ -10,9 +10,9 @@ from collections.abc import Sequence
 from typing import Any
 
 from harness.results.finding_groups import in_table_order, usl_skip_group, usl_skip_kind
-from harness.results.finding_levels import Level, finding, joined
+from harness.results.finding_levels import Level, finding
 from harness.results.finding_rules import RunView
-from harness.results.words import counted
+from harness.results.words import counted, joined
 from harness.results.model import Finding
 from harness.results.usl import MIN_LEVELS, PARAMETERS, UslFit, fit_usl
 
