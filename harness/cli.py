@@ -133,7 +133,8 @@ def build_parser() -> argparse.ArgumentParser:
                "\n`concurbench COMMAND --help` describes a command and its flags.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    _command(sub, "list", "list the backends, the ready-made peers and the built-in scenarios")
+    _command(sub, "list", "list the backends and their variants, the ready-made peers, the Pythons found here "
+                          "and the built-in scenarios, each with about how long it takes")
 
     run = _command(sub, "run", "run a scenario against backends and store the results under --out",
                    description="Run a scenario's load against backends, one at a time, and store the results "
@@ -255,26 +256,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def cmd_list() -> int:
-    from servers.__main__ import list_backends
+    from harness.run.listing import listing
 
-    print("backends:")
-    for line in list_backends().splitlines():
-        print(f"  {line}")
-    from harness.run.peers import PEERS, available
-
-    print("\nready-made peers (external servers serving the same app):")
-    for name, peer in PEERS.items():
-        note = "" if available(name) else "  [not installed: pip install 'concurbench[peers]']"
-        print(f"  {name:<16}  {peer.description}{note}")
-    print("\nscenarios:")
-    scenarios = builtin_scenarios()
-    width = max(map(len, scenarios))
-    for name in scenarios:
-        try:
-            description = load_scenario(name).description
-        except ScenarioError as error:
-            description = f"(invalid: {error.reason})"
-        print(f"  {name:<{width}}  {description}")
+    print(listing())
     return 0
 
 

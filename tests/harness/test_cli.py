@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import platform
 import re
 import shutil
 import subprocess
@@ -21,6 +22,11 @@ from harness.cli import build_parser, main
 from harness.results.store import read_results
 from harness.results.printed import summary_markdown, summary_table
 from harness.results.summary import summary_rows
+from harness.run.listing import RUN_START_S, WIDTH, default_seconds
+from harness.run.plan import DRIVER_START_S, START_STOP_S
+from harness.run.pythons import BUILDS
+from harness.scenario import builtin_scenarios, load_scenario
+from servers.backends import BACKENDS, variants
 from support import FIXTURES, ROOT
 
 RUN_B = FIXTURES / "runs" / "run-b"
@@ -249,3 +255,57 @@ def test_a_reader_that_stops_early_ends_the_summary_quietly() -> None:
     finally:
         os.close(write)
     assert done.stderr == "" and done.returncode == harness.cli.BROKEN_PIPE_STATUS == 141
+
+
+@pytest.fixture(scope="module")
+def listed() -> str:
+    """`concurbench list` in a terminal of WIDTH columns."""
+    import contextlib
+    import io
+
+    out, columns = io.StringIO(), os.environ.get("COLUMNS")
+    os.environ["COLUMNS"] = str(WIDTH)
+    try:
+        with contextlib.redirect_stdout(out):
+            assert main(["list"]) == 0
+    finally:
+        if columns is None:
+            del os.environ["COLUMNS"]
+        else:
+            os.environ["COLUMNS"] = columns
+    return out.getvalue()
+
+
+def test_list_fits_one_screen(listed: str) -> None:
+    lines = listed.splitlines()
+    assert len(lines) <= 50 and max(map(len, lines)) <= WIDTH
+
+
+def test_list_shows_every_variant_with_its_flags(listed: str) -> None:
+    for name, variant in variants().items():
+        if name not in BACKENDS:
+            assert f"{name} ({' '.join(variant.flags[2:])})" in listed, name
+    if sys.version_info < (3, 13):
+        assert f"under Python {platform.python_version()}: it needs Python 3.13+" in listed
+
+
+def test_list_shows_the_pythons_it_finds(listed: str) -> None:
+    section = listed[listed.index("Pythons the servers can run under"):].split("\n\n")[0]
+    assert f"this one    Python {platform.python_version()}: the default" in section
+    for short in BUILDS:  # built or not, each says what it is or how to build it
+        assert re.search(rf"^  {re.escape(short)} +(Python \S+|not built: `make pythons`)", section, re.M), short
+
+
+def test_list_tells_about_how_long_each_scenario_takes(listed: str) -> None:
+    """quick: 7 or 8 backends (interpreters needs Python 3.13) x 2 rounds, each a start and 3
+    levels of 0.5 s warm-up and 2 s window, and the run's own start: about 2 minutes, which
+    the demo takes (121 s measured for 7 backends)."""
+    rows = {line.split()[0]: line for line in listed.splitlines() if re.match(r"^  \S+ +about \d+ (s|min) ", line)}
+    assert set(rows) == set(builtin_scenarios())
+    assert re.match(r"^  quick +about 2 min ", rows["quick"]) and listed.index(rows["quick"]) < min(
+        listed.index(line) for name, line in rows.items() if name != "quick")
+    quick = load_scenario("quick")
+    backends = len(BACKENDS) - (sys.version_info < (3, 13))
+    starts = quick.repeat * backends
+    assert default_seconds(quick) == pytest.approx(
+        RUN_START_S + starts * (START_STOP_S + DRIVER_START_S + len(quick.users) * (quick.warmup_s + quick.duration_s)))
