@@ -10,12 +10,14 @@ import argparse
 from collections.abc import Callable
 import os
 import shlex
+import signal
 import sys
 import textwrap
 from pathlib import Path
 from typing import Any
 
 from harness.drivers import MASTER_PORT, TOKEN_ENV, WORKER_MAX_SOCKETS, WORKER_MAX_USERS, new_token
+from harness.results.words import counted
 from harness.scenario import ScenarioError, builtin_scenarios, load_scenario, parse_duration
 from harness.scenario.fields import did_you_mean
 from servers.backends import BACKENDS, variants
@@ -91,11 +93,6 @@ def _nonnegative(text: str) -> int:
     return value
 
 
-def _count(count: int, noun: str) -> str:
-    """'1 regression', '2 regressions'."""
-    return f"{count} {noun}{'' if count == 1 else 's'}"
-
-
 def _master(text: str) -> tuple[str, int]:
     """HOST, HOST:PORT, [IPV6]:PORT or a bare IPv6 address; the port defaults to Locust's (MASTER_PORT)."""
     host, sep, port = text.rpartition(":")
@@ -148,7 +145,8 @@ def build_parser() -> argparse.ArgumentParser:
                "\n`concurbench COMMAND --help` describes a command and its flags.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    _command(sub, "list", "list the backends, the ready-made peers and the built-in scenarios")
+    _command(sub, "list", "list the backends and their variants, the ready-made peers, the Pythons found here "
+                          "and the built-in scenarios, each with about how long it takes")
 
     run = _command(sub, "run", "run a scenario against backends and store the results under --out",
                    description="Run a scenario's load against backends, one at a time, and store the results "
@@ -216,18 +214,20 @@ def build_parser() -> argparse.ArgumentParser:
                              "e.g. for a run you may not write to")
 
     summary = _command(
-        sub, "summary", "print the summary table of a stored run (--markdown: as a GitHub table)",
+        sub, "summary", "print the summary table, capacity and findings of a stored run (--markdown: as GitHub markdown)",
         description=("Print the summary table of a stored run, from its results.json alone (no live load): one "
                     "row per backend and load level. Each row is the repetition with the median good req/s "
                     "(2xx/3xx answers per second), with its own "
                     "percentiles; errors and dropped are summed over the repetitions, starved and steal are the "
                     "largest, flags are those of any repetition. A percentile shown as >=N is a lower bound: it "
                     "reaches requests that timed out or were still waiting. '-': not recorded by the "
-                    "concurbench that made the run."),
+                    "concurbench that made the run. Under the table: the capacity a rate search found, and the "
+                    "run's findings."),
         epilog=_summary_columns())
     summary.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="a run directory, with its results.json")
     summary.add_argument("--markdown", action="store_true",
-                         help="print a GitHub markdown table (what the README pastes) instead of plain text")
+                         help="print GitHub markdown (what a README or a pull request pastes): the tables as "
+                              "markdown tables, the findings as a list")
 
     compare = _command(
         sub, "compare", "compare runs of the same scenario: ratios with 95%% confidence intervals, a regression gate",
@@ -274,26 +274,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def cmd_list() -> int:
-    from servers.__main__ import list_backends
+    from harness.run.listing import listing
 
-    print("backends:")
-    for line in list_backends().splitlines():
-        print(f"  {line}")
-    from harness.run.peers import PEERS, available
-
-    print("\nready-made peers (external servers serving the same app):")
-    for name, peer in PEERS.items():
-        note = "" if available(name) else "  [not installed: pip install 'concurbench[peers]']"
-        print(f"  {name:<16}  {peer.description}{note}")
-    print("\nscenarios:")
-    scenarios = builtin_scenarios()
-    width = max(map(len, scenarios))
-    for name in scenarios:
-        try:
-            description = load_scenario(name).description
-        except ScenarioError as error:
-            description = f"(invalid: {error.reason})"
-        print(f"  {name:<{width}}  {description}")
+    print(listing())
     return 0
 
 
@@ -305,7 +288,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.remote_workers:
         token = args.worker_token or os.environ.get(TOKEN_ENV) or new_token()
         where = f"[{args.host}]:{args.master_port}" if ":" in args.host else f"{args.host}:{args.master_port}"
-        print(f"concurbench: waiting for {_count(args.remote_workers, 'remote worker')} at {where}; start each with\n"
+        print(f"concurbench: waiting for {counted(args.remote_workers, 'remote worker')} at {where}; start each with\n"
               f"  {worker_command(where, token)}", file=sys.stderr, flush=True)
     options = RunOptions(out_root=args.out, server_cpus=args.server_cpus, driver_cpus=args.driver_cpus,
                          host=args.host, report=not args.no_report, drivers=drivers,
@@ -368,20 +351,13 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 def cmd_summary(args: argparse.Namespace) -> int:
     from harness.results.model import load
+    from harness.results.printed import printed_summary
     from harness.results.store import ResultsError
-    from harness.results.summary import summary_markdown, summary_table
 
     run_dir: Path = args.run_dir
     try:
         _require_runs(run_dir)
-        results = load(run_dir)
-        text = summary_markdown(results) if args.markdown else summary_table(results).lstrip("\n")
-        if not args.markdown:  # what the run printed after its table: the capacity found, the findings
-            from harness.results.capacity import capacity_table
-            from harness.results.findings import findings_text
-
-            text = "\n\n".join(part.strip("\n") for part in (text, capacity_table(results), findings_text(results))
-                                 if part)
+        text = printed_summary(load(run_dir), markdown=args.markdown)
     except ResultsError as error:
         print(f"concurbench: error: {error}", file=sys.stderr)
         return 2
@@ -423,7 +399,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     print(render(comparison, args.format, gate_pct=pct))
     found = regressions(comparison, pct) if pct is not None else []
     if found:
-        print(f"concurbench: {_count(len(found), 'regression')} beyond {pct:g}% against {comparison.runs[0].label}: "
+        print(f"concurbench: {counted(len(found), 'regression')} beyond {pct:g}% against {comparison.runs[0].label}: "
               + "; ".join(regression.line() for regression in found), file=sys.stderr)
         return 1
     return 0
@@ -447,12 +423,24 @@ def _refuse_unknown_flags(command: argparse.ArgumentParser, args: list[str]) -> 
             command.error(f"unknown flag {flag}{did_you_mean(flag, known)}")
 
 
+# The status a shell shows for a process that SIGPIPE ended, as it ends `head`'s writers.
+BROKEN_PIPE_STATUS = 128 + signal.SIGPIPE
+
+
 def main(argv: list[str] | None = None) -> int:
     try:
-        return _main(argv)
+        status = _main(argv)
+        sys.stdout.flush()  # a reader gone (`| head -3`) shows here, not as a message at exit
+        return status
     except KeyboardInterrupt:  # a run handles its own (see harness.run.command): this is any other moment
         print("concurbench: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # Python ignores SIGPIPE, so a write to a closed pipe raises instead of ending the
+        # process quietly as it ends a Unix tool. Stop quietly too; what is left in stdout's
+        # buffer goes to /dev/null, or the flush at exit would raise again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return BROKEN_PIPE_STATUS
 
 
 def _main(argv: list[str] | None = None) -> int:

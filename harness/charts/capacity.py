@@ -147,7 +147,8 @@ def capacity_html(results: Run) -> str:
              "rounds (held: the rounds at that rate within the objective; + a floor; p99, good req/s and CPU: "
              f"{html.escape(ROUNDS_AGGREGATE)}; ≥ a lower bound). Path: each probe's offered req/s, ✓ held, "
              "✗ missed.</p>",
-             "<table><tr><th class=name>series</th><th>capacity req/s</th><th>held</th><th>median p99 ms</th>"
+             '<div class="wide"><table><tr><th class=name>series</th><th>capacity req/s</th><th>held</th>'
+             "<th>median p99 ms</th>"
              "<th>median good req/s</th><th>median CPU µs/req</th><th>search found</th>"
              "<th class=name>search path</th><th class=name>note</th></tr>"]
     for row in rows:
@@ -161,4 +162,4 @@ def capacity_html(results: Run) -> str:
                      f"<td>{cell(told.cpu_us_per_request if told else None, places=1)}</td><td>{cell(row.found)}</td>"
                      f"<td class=name style='white-space: normal'>{html.escape(steps)}</td>"
                      f"<td class=name>{html.escape(row.note)}</td></tr>")
-    return "\n".join(lines + ["</table>"])
+    return "\n".join(lines + ["</table></div>"])

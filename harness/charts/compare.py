@@ -28,7 +28,8 @@ from harness.charts.levels import failed_backends
 from harness.charts.style import backend_order, machine_line, short_cpu_model
 from harness.results.model import Run, Step, load
 from harness.results.steps import LevelKey, group_levels
-from harness.results.summary import first_line, load_label
+from harness.results.printed import first_line
+from harness.results.summary import load_label
 
 NOT_SIGNIFICANT = "not significant"
 THROUGHPUT, P99 = "throughput", "p99"

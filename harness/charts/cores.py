@@ -34,6 +34,7 @@ from harness.results.model import Run, Step
 from harness.results.steps import DRIVER_BOUND, SHARED_CPU, SHARED_CPU_LOW_PERCENT, median_of
 from harness.results.summary import lower_bound
 from harness.results.units import ms
+from harness.results.words import counted
 
 # A legend of up to this many lines fits inside the throughput axes; a longer one (six backends
 # on two interpreters and two requests: 24 lines) goes beside them.
@@ -137,7 +138,7 @@ def throughput_latency_vs_cores(results: Run, out_dir: Path) -> list[Path]:
     if high < 10 * low:  # under a decade there is at most one major tick to read: label the minor ones
         p99_ax.yaxis.set_minor_formatter(ms_format())
     p99_ax.set_ylabel(f"p99 {LATENCY}, ms\n(median, log scale)")
-    rps_ax.set_title(chart_title(results, f"good req/s and p99 vs server cores at {chart_users(results)} users"))
+    rps_ax.set_title(chart_title(results, f"good req/s and p99 vs server cores at {counted(chart_users(results) or 0, 'user')}"))
     handles = _handles(points, colours)
     if len(handles) > INSIDE_LEGEND_MAX:  # beside the axes: inside, it would hide the lines and the notes
         figure.legend(handles=handles, fontsize=7, loc="outside right upper")
@@ -188,7 +189,7 @@ def _handles(points: Mapping[str, Sequence[CorePoint]], colours: Mapping[str, st
 
 def pinning_notes(points: Mapping[str, Sequence[CorePoint]]) -> list[str]:
     """One line per point whose server got fewer (or more) CPUs than its core count asked."""
-    return [f"{backend_label(backend)} at {point.cores} cores: pinned to {point.pinned} CPUs"
+    return [f"{backend_label(backend)} at {counted(point.cores, 'core')}: pinned to {counted(point.pinned, 'CPU')}"
             for backend, line in points.items() for point in line
             if point.pinned is not None and point.pinned != point.cores]
 

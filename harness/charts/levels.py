@@ -17,6 +17,7 @@ from harness.results.metrics import Spread, summarize
 from harness.results.model import Run, Step
 from harness.results.steps import DRIVER_BOUND, ERROR_KINDS, HIGH_SPREAD, group_levels, median_of
 from harness.results.summary import lower_bound, pick_repetition
+from harness.results.words import counted
 
 
 @dataclass(frozen=True)
@@ -50,7 +51,7 @@ class StepSummary:
 
 def starved_notes(summaries: Mapping[str, Mapping[int, StepSummary]], users: int | None = None) -> list[str]:
     """One line per backend and level (at `users`, or all) where some user got no answer."""
-    return [f"{backend_label(backend)} at {level} users: {starved_text(level, summary.starved, summary.recorded)}"
+    return [f"{backend_label(backend)} at {counted(level, 'user')}: {starved_text(level, summary.starved, summary.recorded)}"
             for backend, by_users in summaries.items() for level, summary in by_users.items()
             if summary.starved and (users is None or level == users)]
 

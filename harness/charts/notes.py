@@ -4,18 +4,21 @@ and say how many more the report holds; the report lists every one of them.
 A warning belongs to a step (one repetition of one backend at one load level): its flags
 (driver-bound, high-spread, littles-law, noisy, contended, shared-cpu, gil-on), each explained with that step's own
 numbers, and what the step could not put in a percentile: starved users, censored waits,
-dropped open-loop requests.
+dropped open-loop requests. The report tells them by backend, level and flag
+(level_warnings): which repetitions carry each, and what it means in each.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any, Sequence
 
 from harness.results.metrics import HIGH_SPREAD_LIMIT, summarize
 from harness.results.model import Run, Step
-from harness.results.summary import load_label
+from harness.results.summary import load_label, summary_rows
 from harness.results.units import ms_text
+from harness.results.words import counted
 from harness.results.steps import (CONTENDED, CONTENDED_PERCENT, DRIVER_BOUND, DRIVER_BOUND_PERCENT, FLAG_MEANINGS,
                                    GIL_ON, HIGH_SPREAD, LITTLES_LAW, LITTLES_LAW_LIMIT, NOISY, NOISY_STEAL_PERCENT,
                                    SHARED_CPU, SHARED_CPU_LOW_PERCENT, group_levels, level_key)
@@ -65,7 +68,7 @@ def flag_explanation(flag: str, step: Step, level: Sequence[Step]) -> str:
                 f"{HIGH_SPREAD_LIMIT:.0%}): the median is less certain")
     littles = step.littles
     if flag == LITTLES_LAW and littles is not None:
-        return (f"{littles.users} users, but throughput x cycle time gives {littles.predicted:,.1f} "
+        return (f"{counted(littles.users, 'user')}, but throughput x cycle time gives {littles.predicted:,.1f} "
                 f"(ratio {littles.ratio:.2f}, more than {LITTLES_LAW_LIMIT:.0%} off): requests waited "
                 "that no percentile shows")
     steal = [server.steal_percent, driver.steal_percent]
@@ -125,3 +128,62 @@ def step_warnings(results: Run) -> list[StepWarnings]:
             found.append(StepWarnings(step.backend, load_label(users, step.rate, step.idle_connections),
                                       step.repetition, tuple(items)))
     return found
+
+
+@dataclass(frozen=True)
+class LevelWarning:
+    """One warning of one backend at one load level, over the level's repetitions: which of
+    them carry it, and what it means in each, told once where they agree."""
+
+    backend: str
+    load: str
+    name: str  # the flag, or starved, censored, dropped
+    repetitions: tuple[int, ...]  # those that carry it, in run order
+    of: int  # the level's good repetitions
+    texts: tuple[tuple[tuple[int, ...], str], ...]  # (repetitions, explanation), one per distinct explanation
+
+    @property
+    def text(self) -> str | None:
+        """The explanations as one, where they differ in figures only: each figure that differs
+        as its range over the repetitions ("the shortest 4,998.6–4,998.9 ms"); None where they
+        differ in words."""
+        return spanned([text for _, text in self.texts])
+
+
+FIGURE = re.compile(r"\d[\d,]*(?:\.\d+)?")
+
+
+def spanned(texts: Sequence[str]) -> str | None:
+    """Sentences that differ in figures only, as one with each differing figure a range
+    (lowest–highest, as written); None where their words differ."""
+    words = {tuple(FIGURE.split(text)) for text in texts}
+    if len(words) != 1:
+        return None
+    parts = list(words.pop())
+    figures = list(zip(*(FIGURE.findall(text) for text in texts)))
+    out = [parts[0]]
+    for written, after in zip(figures, parts[1:]):
+        values = sorted(set(written), key=lambda figure: float(figure.replace(",", "")))
+        out += [values[0] if len(values) == 1 else f"{values[0]}–{values[-1]}", after]
+    return "".join(out)
+
+
+def level_warnings(results: Run) -> list[LevelWarning]:
+    """Every step warning (step_warnings), one per backend, level and warning: in the summary
+    table's order of backends and levels, warnings in a step's order."""
+    table = {(row.backend, row.load): i for i, row in enumerate(summary_rows(results.steps))}
+    reps: dict[tuple[str, str], int] = {}
+    for step in results.ok_steps:
+        key = (step.backend, load_label(step.users, step.rate, step.idle_connections))
+        reps[key] = reps.get(key, 0) + 1
+    grouped: dict[tuple[str, str, str], dict[str, list[int]]] = {}
+    for warning in step_warnings(results):
+        for name, text in warning.items:
+            texts = grouped.setdefault((warning.backend, warning.load, name), {})
+            texts.setdefault(text, []).append(warning.repetition)
+    found = [LevelWarning(backend=backend, load=load, name=name,
+                          repetitions=tuple(sorted(rep for carrying in texts.values() for rep in carrying)),
+                          of=reps.get((backend, load), 0),
+                          texts=tuple((tuple(sorted(carrying)), text) for text, carrying in texts.items()))
+             for (backend, load, name), texts in grouped.items()]
+    return sorted(found, key=lambda warning: table.get((warning.backend, warning.load), len(table)))

@@ -1,5 +1,10 @@
 """The HTML report of one run: run_dir/report.html, a single self-contained page.
 
+The first screen is what a reader came for: a verdict (the few findings that change what one
+would choose, ranked: harness.results.findings.verdict_findings) and the scenario's headline
+chart. Below them: every finding, the capacity a search found, the summary table, the flags by
+backend and level, failures, the other charts, and the details (the scenario, the machine).
+
 The charts are embedded as base64 PNG data URIs and the styles are inline, so the page
 opens from the file system, survives being mailed or attached to an issue, and needs no
 server and no JavaScript. Everything comes from results.json (measurement rule 7).
@@ -8,40 +13,31 @@ server and no JavaScript. Everything comes from results.json (measurement rule 7
 from __future__ import annotations
 
 import base64
-import html
 import json
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from harness.charts.notes import FLAGS, step_warnings
-from harness.charts.style import LATENCY, RESPONSE_TIME, SERVICE_TIME, backend_colour, machine_line
-from harness.results.metrics import summarize
 from harness.charts.capacity import capacity_html
-from harness.charts.levels import failed_backends, starved_notes, summarize_steps
+from harness.charts.levels import failed_backends, summarize_steps
+from harness.charts.report_tables import escape, flag_notes_html, open_loop_html, summary_html, warnings_html
 from harness.charts.runs import draw_all
-from harness.results.findings import stored_findings
-from harness.results.steps import FLAG_MEANINGS, group_levels, median_of
-from harness.results.model import Run, Step, load
+from harness.charts.style import LATENCY, RESPONSE_TIME, SERVICE_TIME, machine_line
+from harness.results.findings import shape_notes, stored_findings, verdict_findings
+from harness.results.model import Finding, Run, load
 from harness.results.store import write_atomically
-from harness.results.units import ms_text
-from harness.results.summary import (PERCENTILES, floor_line, lower_bound, pick_repetition, summary_rows,
-                                     summary_title)
+from harness.results.summary import floor_line
+from harness.results.words import counted
 
 REPORT_FILE = "report.html"
 CHARTS_DIR = "charts"  # beside report.html: the PNG and SVG files the page embeds
+# The chart a run's shape makes its headline, the first drawn of these: a rate search's
+# capacity, a core sweep, an idle-connection sweep, an open-loop sweep, else throughput
+# against users. Where the verdict tells of short requests stuck behind slow ones, the
+# latency chart shows it and leads instead.
+HEADLINE_CHARTS = ("capacity", "server_cores", "round_trip", "idle_connections", "latency_vs_rate",
+                   "throughput_vs_users")
+BLOCKING_HEADLINE = "latency_vs_users"
 
-# What each flag and warning means, shown once above the table; the badges link here.
-FLAG_NOTES = {
-    **{flag: FLAG_MEANINGS[flag] for flag in FLAGS},
-    "starved": "some users got no answer at all during a window (e.g. queued behind an iterative "
-               "server's keep-alive client): each one's wait is in the latency record at its wait so far, "
-               "a lower bound",
-    "censored": "the latency record holds waits cut short (timeouts at their timeout, starved users and "
-                "unsent open-loop requests at their wait so far): a percentile they reach (at or above the "
-                "shortest, and which they could move by more than 1%) is a lower bound, shown as ≥",
-    "dropped": "open loop: requests that were due but never sent before their window closed (a blocked "
-               "connection): in no throughput, and a lower bound in the response time",
-}
 CHART_CAPTIONS = {
     "throughput_vs_users": "Median requests/s against users; bars span the repetitions. Dashed with hollow "
                            "markers: good requests/s (2xx/3xx answers) where it differs. Hollow markers are "
@@ -83,8 +79,14 @@ CHART_CAPTIONS = {
 
 CSS = """
 body { font: 15px/1.45 system-ui, -apple-system, "Segoe UI", sans-serif; color: #222;
-       max-width: 1000px; margin: 2em auto; padding: 0 1em; }
-h1 { margin-bottom: 0.1em; } .sub { color: #555; margin-top: 0; }
+       max-width: 1200px; margin: 1.2em auto; padding: 0 1em; }
+p, ul, ol, dl, figure, .verdict { max-width: 62em; }
+h1 { margin: 0 0 0.1em; } .sub { color: #555; margin-top: 0; }
+.verdict { background: #f3f7fc; border-left: 4px solid #2a6cc0; padding: 0.3em 1em 0.5em; margin: 0.8em 0; }
+.verdict h2 { margin: 0.2em 0; font-size: 1.15em; } .verdict ol { margin: 0.2em 0; padding-left: 1.4em; }
+.verdict li { margin: 0.15em 0; } .more { color: #555; font-size: 0.9em; margin: 0.3em 0 0; }
+.wide { overflow-x: auto; max-width: 100%; margin: 0.5em 0 1.5em; }
+.wide table { margin: 0; font-size: 0.9em; } td.flags { white-space: normal; min-width: 8em; }
 table { border-collapse: collapse; margin: 0.5em 0 1.5em; }
 th, td { padding: 0.25em 0.6em; border-bottom: 1px solid #ddd; text-align: right; }
 td { white-space: nowrap; }
@@ -105,6 +107,9 @@ tr.flagged td { background: #fffbea; }
 details { margin: 0.4em 0; } summary { cursor: pointer; }
 pre { background: #f6f6f6; padding: 0.6em; overflow-x: auto; font-size: 0.85em; }
 figure { margin: 1.2em 0; } figure img { max-width: 100%; height: auto; border: 1px solid #eee; }
+figure.headline { margin-top: 0.6em; }
+td.why { white-space: normal; min-width: 24em; } .notes { color: #555; }
+table.warnings td { vertical-align: top; } table.warnings tr.same-level td { border-top: none; }
 figcaption { color: #555; font-size: 0.9em; }
 """
 
@@ -123,34 +128,45 @@ def write_report(run_dir: Path, *, out_dir: Path | None = None) -> Path:
 
 
 def render_report(results: Run, charts: Sequence[Path]) -> str:
-    """The whole page as text, with the given PNG charts embedded."""
+    """The whole page as text, with the given PNG charts embedded: the verdict and the
+    headline chart first, then the rest (the module's docstring lists it)."""
     scenario, metadata = results.scenario, results.metadata
     summaries = summarize_steps(results)
+    found = stored_findings(results)
+    verdict = verdict_findings(found)
+    headline = headline_chart(charts, verdict)
     title = f"concurbench: {scenario.get('name', '?')}"
     parts = [
         "<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
         '<meta name="viewport" content="width=device-width, initial-scale=1">',
-        f"<title>{_e(title)}</title><style>{CSS}</style></head><body>",
-        f"<h1>{_e(title)}</h1>",
-        f'<p class="sub">{_e(scenario.get("description", ""))}<br>{_e(machine_line(metadata))}'
-        f' · {_e(metadata.date or "")}'
-        + (f'<br>{_e(floor_line(metadata.latency_floor))}' if "latency_floor" in metadata.raw else "") + '</p>',
+        f"<title>{escape(title)}</title><style>{CSS}</style></head><body>",
+        f"<h1>{escape(title)}</h1>",
+        f'<p class="sub">{escape(scenario.get("description", ""))}<br>{escape(machine_line(metadata))}'
+        f' · {escape(metadata.date or "")}</p>',
         _status(results), _events(results),
-        _findings(results), capacity_html(results),
-        "<h2>Summary</h2>", _flag_notes(), _summary_table(results, failed_backends(results)),
-        _open_loop_table(results),
-        _warnings(results, summaries),
+        _verdict(verdict, len(found)),
+        _figure(headline, "headline") if headline else "",
+        _findings(found), capacity_html(results),
+        "<h2>Summary</h2>", summary_html(results, failed_backends(results)), flag_notes_html(),
+        open_loop_html(results),
+        warnings_html(results, summaries),
         _failures(results),
-        "<h2>Charts</h2>", *(_figure(path) for path in charts),
-        "<h2>Scenario</h2>", _definition_list(scenario),
-        "<h2>Machine and software</h2>", _definition_list(metadata.raw),
+        *(["<h2>Charts</h2>", *(_figure(path) for path in charts if path != headline)]
+          if any(path != headline for path in charts) else []),
+        _details(results),
         "</body></html>",
     ]
     return "\n".join(part for part in parts if part) + "\n"
 
 
-def _e(value: Any) -> str:
-    return html.escape(str(value), quote=True)
+def headline_chart(charts: Sequence[Path], verdict: Sequence[Finding]) -> Path | None:
+    """The chart that shows the run's lesson (HEADLINE_CHARTS); None when none was drawn."""
+    blocking = any(finding.kind == "head-of-line" for finding in verdict)
+    by_name = {path.stem: path for path in charts}
+    for name in (BLOCKING_HEADLINE, *HEADLINE_CHARTS) if blocking else HEADLINE_CHARTS:
+        if name in by_name:
+            return by_name[name]
+    return None
 
 
 def _status(results: Run) -> str:
@@ -160,156 +176,35 @@ def _status(results: Run) -> str:
     why = {"interrupted": "the run was interrupted: later steps are missing",
            "failed": "the run failed: what it measured before failing is below",
            "running": "the run had not finished (or died) when these results were written"}
-    return f'<p class="status"><strong>{_e(status)}</strong>: {_e(why.get(status, ""))}</p>'
+    return f'<p class="status"><strong>{escape(status)}</strong>: {escape(why.get(status, ""))}</p>'
 
 
 def _events(results: Run) -> str:
     """What happened to the run (a backend or driver failing, a Ctrl+C, a failed write)."""
     if not results.events:
         return ""
-    items = "".join(f'<li><span class="failed">{_e(event.kind)}</span> '
-                    f'{_e(event.t)}: {_e(event.detail)}</li>' for event in results.events)
+    items = "".join(f'<li><span class="failed">{escape(event.kind)}</span> '
+                    f'{escape(event.t)}: {escape(event.detail)}</li>' for event in results.events)
     return f'<ul class="events">{items}</ul>'
 
 
-def _findings(results: Run) -> str:
-    """The run's findings, one sentence each (stored_findings); the first section, since
-    they are what a reader comes for. Nothing when there are none."""
-    found = stored_findings(results)
+def _verdict(verdict: Sequence[Finding], total: int) -> str:
+    """The few findings that change a choice, ranked, above everything else; nothing when the
+    run found nothing."""
+    if not verdict:
+        return ""
+    items = "".join(f'<li class="finding finding-{escape(item.kind)}">{escape(item.text)}</li>' for item in verdict)
+    more = (f'<p class="more">All {total} findings, the summary table and the flags are '
+            '<a href="#findings">below</a>.</p>' if total > len(verdict) else "")
+    return f'<section class="verdict" id="verdict"><h2>Verdict</h2><ol>{items}</ol>{more}</section>'
+
+
+def _findings(found: Sequence[Finding]) -> str:
+    """The run's findings, one sentence each (stored_findings); nothing when there are none."""
     if not found:
         return ""
-    items = "".join(f'<li class="finding finding-{_e(item.kind)}">{_e(item.text)}</li>' for item in found)
-    return f'<h2>Findings</h2>\n<ul class="findings">{items}</ul>'
-
-
-def _flag_notes() -> str:
-    items = "".join(f'<li id="flag-{_e(flag)}">{_badge(flag)} {_e(note)}</li>'
-                    for flag, note in FLAG_NOTES.items())
-    return f'<ul class="flag-notes">{items}</ul>'
-
-
-def _badge(flag: str, detail: str = "") -> str:
-    """A flag as a labelled badge: readable without colour, and linked to its meaning."""
-    text = f"⚠ {flag}{' ' + detail if detail else ''}"
-    return f'<a class="flag flag-{_e(flag)}" href="#flag-{_e(flag)}">{_e(text)}</a>'
-
-
-def _summary_table(results: Run, failed: Mapping[str, str]) -> str:
-    """The summary rows (what summary.csv and `concurbench summary` show), every load level,
-    with the repetitions' req/s range beside them."""
-    rows_data = summary_rows(results.steps)
-    levels = group_levels(results.steps)
-    head = (f"<caption>{_e(summary_title(results, rows_data))}</caption>"
-            "<tr><th class=name>backend</th><th class=name>load</th><th>req/s</th><th>good req/s</th>"
-            "<th>req/s over reps (spread)</th><th>p50 ms</th><th>p99 ms</th>"
-            "<th>errors (all reps)</th><th>error share</th><th>CPU µs/req</th><th>steal %</th>"
-            "<th>reps</th><th class=name>flags</th></tr>")
-    rows = []
-    for row in rows_data:
-        reps = levels[row.backend, row.users, row.rate, row.idle]
-        spread = summarize([rep.rps or 0.0 for rep in reps])
-        flags = [_badge(flag, f"{spread.spread:.0%}" if flag == "high-spread" else "") for flag in row.flags]
-        if row.starved:
-            flags.append(_badge("starved", f"{row.starved} of {row.users}"))
-        if row.dropped:
-            flags.append(_badge("dropped", f"{row.dropped:,}"))
-        kinds = ", ".join(f"{kind} {count}" for kind, count in _error_kinds(reps).items() if count)
-        rows.append(
-            f'<tr class="{"flagged" if flags else ""}">'
-            f'<td class=name><span class=swatch style="background:{backend_colour(row.backend)}">'
-            f'</span>{_e(row.backend)}</td><td class=name>{_e(row.load)}</td>'
-            f"<td><strong>{_num(row.rps)}</strong></td><td><strong>{_num(row.good_rps)}</strong></td>"
-            f"<td>{spread.min:,.0f}–{spread.max:,.0f} ({spread.spread:.1%})</td>"
-            f"<td>{_ms(row.p50_us, row.bound('p50_us'))}</td><td>{_ms(row.p99_us, row.bound('p99_us'))}</td>"
-            f'<td title="{_e(kinds or "none")}">{row.errors:,}</td><td>{_share(row.error_share)}</td>'
-            f"<td>{_num(row.cpu_us_per_request, 1)}</td><td>{_num(row.steal_pct, 1)}</td>"
-            f"<td>{row.reps}</td><td class=name>{' '.join(flags)}</td></tr>")
-    for backend in failed:
-        rows.append(f'<tr class="failed-row"><td class=name><span class=swatch style="background:'
-                    f'{backend_colour(backend)}"></span>{_e(backend)}</td><td class=name colspan=12>'
-                    f'<a class=failed href="#failures">✗ failed: see Failures</a></td></tr>')
-    if not rows:
-        rows.append('<tr><td class=name colspan=13>no successful step</td></tr>')
-    return f'<table class="summary">{head}{"".join(rows)}</table>'
-
-
-def _error_kinds(reps: Sequence[Step]) -> dict[str, int]:
-    kinds: dict[str, int] = {}
-    for rep in reps:
-        for kind, count in sorted(rep.errors.by_kind().items()):  # as results.json lists them
-            kinds[kind] = kinds.get(kind, 0) + count
-    return kinds
-
-
-def _num(value: float | None, places: int = 0) -> str:
-    return "—" if value is None else f"{value:,.{places}f}"
-
-
-def _share(share: float | None) -> str:
-    if share is None:
-        return "—"
-    return "0%" if share == 0 else "&lt;0.1%" if share < 0.001 else f"{share:.1%}"
-
-
-def _warnings(results: Run, summaries: Mapping[str, Any]) -> str:
-    """Every warning a chart may only count ("N more in the report"), and every flagged step
-    with what each of its flags means there."""
-    from harness.charts.open_loop import dropped_notes, open_loop_levels
-
-    notes = starved_notes(summaries) + dropped_notes(open_loop_levels(results))
-    found = step_warnings(results)
-    if not notes and not found:
-        return ""
-    parts = ['<h2 id="warnings">Flags and warnings</h2>']
-    if notes:
-        parts.append('<ul class="chart-notes">' + "".join(f"<li>{_e(note)}</li>" for note in notes) + "</ul>")
-    if found:
-        rows = []
-        for warning in found:
-            for name, text in warning.items:
-                rows.append(f"<tr><td class=name>{_e(warning.backend)}</td><td class=name>{_e(warning.load)}</td>"
-                            f"<td>{_e(warning.repetition)}</td><td class=name>{_badge(name)}</td>"
-                            f'<td class="name why">{_e(text)}</td></tr>')
-        parts.append('<table class="warnings"><tr><th class=name>backend</th><th class=name>load</th>'
-                     "<th>repetition</th><th class=name>flag</th><th class=name>what it means here</th></tr>"
-                     + "".join(rows) + "</table>")
-    return "\n".join(parts)
-
-
-def _open_loop_table(results: Run) -> str:
-    """Open-loop levels: achieved rate, response time and service time per offered rate, of
-    the repetition with the median goodput."""
-    from harness.charts.open_loop import open_loop_levels
-
-    levels = open_loop_levels(results)
-    if not levels:
-        return ""
-    rows = ["<h3>Open loop</h3><table><tr><th class=name>backend</th><th>offered req/s</th>"
-            "<th>achieved req/s (median)</th><th>good req/s (median)</th><th>dropped (all reps)</th>"
-            f"<th>p50 ms {_e(RESPONSE_TIME)}</th><th>p99 ms {_e(RESPONSE_TIME)}</th>"
-            f"<th>p99 ms {_e(SERVICE_TIME)}</th></tr>"]
-    for backend, by_rate in levels.items():
-        for rate, steps in by_rate.items():
-            chosen = pick_repetition(steps)
-            bounds = {key: _lower(chosen, key) for key in PERCENTILES}
-            dropped = [step.dropped for step in steps if step.dropped is not None]
-            service = chosen.uncorrected.p99_us if chosen.uncorrected else None
-            rows.append(f"<tr><td class=name>{_e(backend)}</td><td>{rate:,.0f}</td>"
-                        f"<td>{_num(median_of(step.rps for step in steps))}</td>"
-                        f"<td>{_num(median_of(step.good_rps for step in steps))}</td>"
-                        f"<td>{_num(sum(dropped) if dropped else None)}</td>"
-                        f"<td>{_ms(chosen.p50_us, bounds['p50_us'])}</td>"
-                        f"<td>{_ms(chosen.p99_us, bounds['p99_us'])}</td>"
-                        f"<td>{_ms(service)}</td></tr>")
-    return "".join(rows) + "</table>"
-
-
-def _lower(step: Step, key: str) -> bool:
-    return bool(lower_bound(step, key))
-
-
-def _ms(micros: float | None, bound: bool = False) -> str:
-    return ms_text(micros, form=",.3f", bound=bound, mark="≥", missing="—")
+    items = "".join(f'<li class="finding finding-{escape(item.kind)}">{escape(item.text)}</li>' for item in found)
+    return f'<section id="findings"><h2>Findings</h2>\n<ul class="findings">{items}</ul></section>'
 
 
 def _failures(results: Run) -> str:
@@ -320,38 +215,51 @@ def _failures(results: Run) -> str:
         entry = results.backends.get(name)
         tail = entry.stderr_tail if entry else ""
         blocks.append(
-            f'<details><summary><span class="failed">✗ {_e(name)} failed</span>: {_e(error)}'
-            f"</summary><pre>{_e(tail) if tail else '(no stderr)'}</pre></details>")
+            f'<details><summary><span class="failed">✗ {escape(name)} failed</span>: {escape(error)}'
+            f"</summary><pre>{escape(tail) if tail else '(no stderr)'}</pre></details>")
     for step in results.steps:
         if step.status == "failed" and step.backend not in failed:
             blocks.append(
-                f'<details><summary><span class="failed">✗ {_e(step.backend)} at '
-                f'{_e(step.users)} users, repetition {_e(step.repetition)}</span>: '
-                f'{_e(step.error or "failed")}</summary></details>')
+                f'<details><summary><span class="failed">✗ {escape(step.backend)} at '
+                f'{escape(counted(step.users, "user"))}, repetition {escape(step.repetition)}</span>: '
+                f'{escape(step.error or "failed")}</summary></details>')
     if not blocks:
         return ""
     return '<h2 id="failures">Failures</h2>\n' + "\n".join(blocks)
 
 
-def _figure(path: Path) -> str:
+def _figure(path: Path, role: str = "") -> str:
+    """A chart embedded as a PNG, with its caption and a link to its SVG beside the page."""
     data = base64.b64encode(path.read_bytes()).decode("ascii")
     stem = path.stem
     caption = CHART_CAPTIONS.get(stem.split("_u")[0] if stem.startswith("timeseries") else stem, "")
     svg = path.with_suffix(".svg")
-    link = (f' <a href="{_e(path.parent.name)}/{_e(svg.name)}">SVG</a>' if svg.exists() else "")
-    return (f'<figure><img src="data:image/png;base64,{data}" alt="{_e(stem)}" width="800">'
-            f"<figcaption>{_e(caption)}{link}</figcaption></figure>")
+    link = (f' <a href="{escape(path.parent.name)}/{escape(svg.name)}">SVG</a>' if svg.exists() else "")
+    role_class = f' class="{role}"' if role else ""
+    return (f'<figure{role_class}><img src="data:image/png;base64,{data}" '
+            f'alt="{escape(stem)}" width="800"><figcaption>{escape(caption)}{link}</figcaption></figure>')
+
+
+def _details(results: Run) -> str:
+    """What the run was, at the end: the latency floor, what the run's shape left out of the
+    findings, the scenario, the machine and software."""
+    metadata = results.metadata
+    notes = ([floor_line(metadata.latency_floor)] if "latency_floor" in metadata.raw else []) + shape_notes(results)
+    listed = '<ul class="notes">' + "".join(f"<li>{escape(note)}</li>" for note in notes) + "</ul>" if notes else ""
+    return "\n".join(['<h2 id="details">Details</h2>', listed, "<h3>Scenario</h3>",
+                      _definition_list(results.scenario), "<h3>Machine and software</h3>",
+                      _definition_list(metadata.raw)])
 
 
 def _definition_list(mapping: Mapping[str, Any]) -> str:
-    items = "".join(f"<dt>{_e(key)}</dt><dd>{_value(value)}</dd>" for key, value in mapping.items())
+    items = "".join(f"<dt>{escape(key)}</dt><dd>{_value(value)}</dd>" for key, value in mapping.items())
     return f"<dl>{items}</dl>"
 
 
 def _value(value: Any) -> str:
     """Scalars as text, small mappings inline, anything nested as compact JSON."""
     if isinstance(value, Mapping) and all(not isinstance(v, (Mapping, list)) for v in value.values()):
-        return ", ".join(f"{_e(k)}: {_e(v)}" for k, v in value.items()) or "—"
+        return ", ".join(f"{escape(k)}: {escape(v)}" for k, v in value.items()) or "—"
     if isinstance(value, (Mapping, list)):
-        return f"<code>{_e(json.dumps(value, sort_keys=True))}</code>"
-    return _e("—" if value is None else value)
+        return f"<code>{escape(json.dumps(value, sort_keys=True))}</code>"
+    return escape("—" if value is None else value)

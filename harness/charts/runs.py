@@ -28,6 +28,7 @@ from harness.results.metrics import merge_histograms
 from harness.results.model import Run, Step
 from harness.results.units import ms
 from harness.results.steps import DRIVER_BOUND, ERROR_KINDS
+from harness.results.words import counted
 
 # The spectrum's x axis: 0 .. 99.99%, i.e. 1/(1-q) from 1 to 10^4, sampled evenly in nines.
 SPECTRUM_NINES = 4
@@ -168,12 +169,12 @@ def latency_spectrum(results: Run, out_dir: Path, *,
     missing, bounded = {}, False
     for backend, by_users in summaries.items():
         if users not in by_users:
-            missing[backend] = f"no result at {users} users"
+            missing[backend] = f"no result at {counted(users, 'user')}"
             continue
         steps = by_users[users].steps
         histograms = [s.histogram for s in steps if s.histogram]
         if not histograms:  # a run stored without them (a hand-made or trimmed results.json)
-            missing[backend] = f"no latency histogram stored at {users} users"
+            missing[backend] = f"no latency histogram stored at {counted(users, 'user')}"
             continue
         xs, ys = percentile_spectrum(histograms)
         ax.plot(xs, ys, color=backend_colour(backend), label=backend_label(backend))
@@ -194,7 +195,7 @@ def latency_spectrum(results: Run, out_dir: Path, *,
         ax.set_ylim(0.01, 1)  # nothing drawn: a log axis needs some positive range of its own
     ax.yaxis.set_major_formatter(ms_format())
     ax.set_ylabel(f"{LATENCY}, ms (log scale)")
-    ax.set_title(chart_title(results, f"{LATENCY} spectrum at {users} users"))
+    ax.set_title(chart_title(results, f"{LATENCY} spectrum at {counted(users, 'user')}"))
     if summaries:
         handles, _ = ax.get_legend_handles_labels()
         ax.legend(handles=handles + ([lower_bound_handle()] if bounded else []), fontsize=8, loc="upper left")
@@ -219,7 +220,7 @@ def timeseries(results: Run, out_dir: Path) -> list[Path]:
             _timeseries_panel(ax, backend, step)
         axes[-1].set_xlabel("second of the measured window (repetition "
                             f"{rows[0][1].repetition})")
-        figure.suptitle(chart_title(results, f"per second at {users} users"), fontsize=10)
+        figure.suptitle(chart_title(results, f"per second at {counted(users, 'user')}"), fontsize=10)
         note_failed(figure, failed_backends(results))
         paths += save_figure(figure, out_dir, f"timeseries_u{users}")
     return paths

@@ -1,7 +1,8 @@
 """Capacity at an objective, from a rate search's results (harness.run.search does the
 searching): per series, the rate found, whether the rounds at that rate held the objective,
-and what it cost the server (CPU us per request). Read by the printed table, the report, the
-capacity chart and the findings; from results.json alone.
+and what it cost the server (CPU µs per request). Read by the printed table
+(harness.results.printed), the report, the capacity chart and the findings; from results.json
+alone.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from harness.results.model import Run, Step, as_run
+from harness.results.model import Run, Step
 from harness.results.search_record import Probe, Search
 from harness.results.steps import CONTENDED, DRIVER_BOUND, HIGH_SPREAD, NOISY, median_of
 from harness.results.summary import lower_bound
@@ -182,33 +183,6 @@ def objective(run: Run) -> str | None:
     return None
 
 
-def capacity_table(results: Run | Mapping[str, Any]) -> str:
-    """The printable capacity table of a rate search ("" for a run without one)."""
-    results = as_run(results)
-    rows = capacities(results)
-    if not rows:
-        return ""
-    header = ["series", "capacity req/s", "held", "median p99 ms", "median good req/s", "median CPU µs/req",
-              "search found", "probes", "note"]
-    cells = []
-    for row in rows:
-        told = row.told
-        cells.append([row.series, _num(row.rate) + ("+" if row.floor else ""),
-                      f"{told.held}/{told.rounds}" if told else "-", p99_text(told),
-                      _num(told.good_rps if told else None),
-                      _num(told.cpu_us_per_request if told else None, places=1),
-                      _num(row.found), str(row.probes), row.note])
-    widths = [max(len(line[i]) for line in [header, *cells]) for i in range(len(header))]
-
-    def line(values: list[str]) -> str:
-        return "  ".join(v.ljust(w) if i in (0, 8) else v.rjust(w) for i, (v, w) in enumerate(zip(values, widths))).rstrip()
-    return "\n".join([f"\ncapacity within {objective(results)}: the rate found by search, or {BACKOFF:.0%} of it, "
-                      "whichever held in most rounds (open loop, latency from each intended send; held: the rounds "
-                      f"at that rate within it; + a floor; p99, good req/s and CPU: {ROUNDS_AGGREGATE}; >= a lower "
-                      "bound)", line(header), line(["-" * w for w in widths]),
-                      *map(line, cells)])
-
-
 def _median_lower_bound(steps: list[Step]) -> bool:
     """Whether the median of the steps' p99 is a lower bound: a value at or below it (the
     middle one, both middle ones for an even count) is one, and could be higher."""
@@ -219,10 +193,6 @@ def _median_lower_bound(steps: list[Step]) -> bool:
 def p99_text(rounds: Rounds | None) -> str:
     """The rounds' median p99 in ms as a table prints it, ">=" when a lower bound; "-" without."""
     return "-" if rounds is None else ms_text(rounds.p99_us, bound=rounds.p99_lower_bound)
-
-
-def _num(value: float | None, scale: float = 1, places: int = 0) -> str:
-    return "-" if value is None else f"{value / scale:,.{places}f}"
 
 
 def capacity_findings(results: Run) -> list[dict[str, Any]]:
@@ -261,7 +231,7 @@ def capacity_findings(results: Run) -> list[dict[str, Any]]:
         flagged = [FLAG_CAVEATS[flag] for flag in FLAG_CAVEATS if told is not None and flag in told.flags
                    and not (flag == DRIVER_BOUND and row.floor)]  # a driver-bound floor says so already
         caveat = "; ".join([*([row.note] if row.note else []), *flagged]) or None
-        if flagged:  # a finding from flagged rounds says so (issue 15's rule)
+        if flagged:  # a finding from flagged rounds says so, as every finding does
             text += f" ({'; '.join(flagged)})"
         found_list.append({"kind": "capacity", "backend": row.series,
                            "level": {"users": None, "rate": row.rate, "idle_connections": 0, "cores": None},

@@ -16,9 +16,10 @@ from dataclasses import dataclass
 from statistics import median
 from typing import Any
 
-from harness.results.finding_levels import Level, finding, joined, rps
+from harness.results.finding_levels import Level, finding, rps
 from harness.results.finding_rules import RunView, level_requests
 from harness.results.steps import GIL_ON
+from harness.results.words import joined
 
 # A backend's goodput at every users level within this share of its median is "flat" (the
 # reference runs' repetitions spread by up to ~5% at the ceiling)...

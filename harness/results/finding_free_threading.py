@@ -12,10 +12,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from harness.results.finding_levels import (Level, caveat, change, finding, group_caveat, joined, rps,
+from harness.results.finding_levels import (Level, caveat, change, finding, group_caveat, rps,
                                             starved_note)
 from harness.results.finding_rules import RunView
 from harness.results.model import Python
+from harness.results.words import joined
 
 
 def _one_cpu(level: Level) -> bool:

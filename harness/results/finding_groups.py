@@ -1,4 +1,4 @@
-"""Findings that say the same of several backends, told once (issue 15: a short list): the
+"""Findings that say the same of several backends, told once (findings are a short list): the
 backends that saturate at one level, in one sentence with ranges, and the backends whose USL
 fit was skipped for one reason, in one sentence naming them. The rules
 (harness.results.finding_rules) decide what holds for each backend; this module only tells
@@ -12,8 +12,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from harness.results.finding_levels import Level, change, finding, joined, rps, times
+from harness.results.finding_levels import Level, change, finding, rps, times
 from harness.results.usl import MIN_R2, UslFit
+from harness.results.words import counted, joined
 
 # Backends saturating at one level are told in one sentence from this many on: two sentences
 # read as easily as one with ranges; eight near-identical ones (cpu-bound) hide the rest.
@@ -53,7 +54,7 @@ def saturation_group(knees: Sequence[Knee]) -> dict[str, Any]:
     goods = sorted(f["good_rps"] for f in figures.values())
     past = sorted({f["past_users"] for f in figures.values()})
     idle = f" + {at.idle:,} idle" if at.idle else ""
-    where = (f"at {past[0]:,} user{'s' if past[0] != 1 else ''}{idle}" if len(past) == 1
+    where = (f"at {counted(past[0], 'user', form=',')}{idle}" if len(past) == 1
              else f"by {past[0]:,} to {past[-1]:,} users{idle}")
     text = (f"{joined(names)} saturate at {at.label()} ({span(rps(goods[0]), rps(goods[-1]))} req/s): {where} "
             f"p99 is {span(times(*ratios[0]), times(*ratios[-1]))} higher for "

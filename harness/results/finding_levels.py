@@ -14,6 +14,7 @@ from harness.results.steps import (CONTENDED, DRIVER_BOUND, GIL_ON, HIGH_SPREAD,
                                    SHARED_CPU_LOW_PERCENT, group_levels, median_of)
 from harness.results.summary import SummaryRow, summary_rows
 from harness.results.units import ms_text
+from harness.results.words import counted, joined
 
 # What a caveat calls each flag a finding must never hide (measurement rules 5 and 11, steal
 # and other processes; a server that shared the driver's CPU, and a free-threaded build whose
@@ -76,8 +77,7 @@ class Level:
 
     def label(self) -> str:
         """'1 user', '32 users + 1 idle', '1,000/s offered + 1,000 idle'."""
-        text = self.row.load
-        return "1 user" + text[len("1 users"):] if text.startswith("1 users") else text
+        return self.row.load
 
     def level(self) -> dict[str, Any]:
         """The finding's "level": users, offered rate, idle connections, server cores."""
@@ -150,7 +150,7 @@ def starved_note(levels: Iterable[Level]) -> str | None:
     def where(level: Level) -> str:
         first = level.reps[0]
         cores = first.cores
-        on = "" if cores is None else f" on {cores} CPU{'' if cores == 1 else 's'}"
+        on = "" if cores is None else f" on {counted(cores, 'CPU')}"
         return f"{level.row.starved or 0:,} of {level.users:,} in {first.without_cores}{on}"
     return "measured with starved users: " + joined([where(level) for level in starving])
 
@@ -206,6 +206,3 @@ def labels(levels: Iterable[Level]) -> str:
     return joined([level.label() for level in levels])
 
 
-def joined(texts: Sequence[str]) -> str:
-    """'a', 'a and b', 'a, b and c'."""
-    return texts[0] if len(texts) == 1 else ", ".join(texts[:-1]) + " and " + texts[-1]

@@ -13,8 +13,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from harness.results.finding_levels import Level, finding, joined, rps, share
+from harness.results.finding_levels import Level, finding, rps, share
 from harness.results.finding_rules import RunView
+from harness.results.words import joined
 
 KEPT_UP_SHARE = 0.9  # a closed loop's cycle adds the driver's own gap to the round trip
 CAPPED_SHARE = 0.5

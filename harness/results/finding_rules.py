@@ -12,13 +12,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from harness.results.finding_groups import SATURATION_GROUP_MIN, Knee, in_table_order, knee_figures, saturation_group
-from harness.results.finding_levels import (Level, change, finding, joined, labels, ms, rps, run_levels, share,
+from harness.results.finding_levels import (Level, change, finding, labels, ms, rps, run_levels, share,
                                             times, worst_steal)
 from harness.results.model import Backend, Python, Run
 from harness.results.steps import CONTENDED, DRIVER_BOUND, NOISY
+from harness.results.words import counted, joined
 
 # Saturation (the knee): past it, more users buy less than this much more throughput...
-KNEE_GROWTH = 0.10  # issue 15's figure: below 10% the extra users are mostly queueing
+KNEE_GROWTH = 0.10  # below 10% the extra users are mostly queueing
 # ...while p99 grows at least this many times: the extra users wait instead of being served.
 KNEE_P99_RATIO = 2.0
 # Starvation: one user with no answer for a whole window is already a user the server
@@ -181,7 +182,7 @@ def _slow_neighbour(scenario: Mapping[str, Any], level: Level) -> str | None:
         total = sum(r.get("weight", 1) for r in requests) or 1
         return "with " + " and ".join(f"{r['path']} at {r.get('weight', 1) / total:.0%} of requests" for r in slow)
     if level.idle:
-        return f"beside {level.idle:,} idle connection{'s' if level.idle != 1 else ''}"
+        return f"beside {counted(level.idle, 'idle connection', form=',')}"
     if scenario.get("slow_clients"):
         return f"beside {scenario['slow_clients']:,} slow clients"
     return None

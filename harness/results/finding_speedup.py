@@ -20,8 +20,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from harness.results.finding_levels import Level, caveat, finding, group_caveat, joined, rps, starved_note
+from harness.results.finding_levels import Level, caveat, finding, group_caveat, rps, starved_note
 from harness.results.finding_rules import RunView
+from harness.results.words import joined
 
 # A model "scales" when it turns at least this share of each CPU it is given into answers: a
 # model that runs in parallel reaches 1.7x and more on 2 CPUs here (85%); 75% leaves room for

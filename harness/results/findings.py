@@ -1,5 +1,5 @@
 """A run's findings: a short list of sentences, each with its numbers, derived from
-results.json alone (issue 15): where a backend saturates, starves users, refuses, blocks
+results.json alone: where a backend saturates, starves users, refuses, blocks
 short requests behind slow ones, hits one CPU's ceiling (the GIL's, where it is), what more
 server CPUs buy it (speedup), who keeps up as the round trip of an emulated link grows and who
 hits a cap (round-trip), what a free-threaded build costs on one CPU, measured the
@@ -11,7 +11,10 @@ caveat and in its sentence. Figures are those the summary table shows (harness.r
 can find every number of a sentence in the table (a level's throughput too: that of the
 repetition with the median goodput).
 The rules for each kind live in harness.results.finding_rules and the finding_* modules
-beside it; `FINDING_RULES` lists them, in the order findings are told.
+beside it; `FINDING_RULES` lists them, in the order findings are told. A rule that cannot
+apply to the run's shape (a USL fit on fewer user levels than it has parameters) tells no
+finding; `shape_notes` says so once. `verdict_findings` picks the few findings that change what a
+reader would choose, for the top of the report.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from harness.results.finding_free_threading import free_threading_cost
 from harness.results.finding_rules import RunView, driver_bound, head_of_line, noisy, refusals, saturation, starvation
 from harness.results.finding_round_trip import round_trip
 from harness.results.finding_speedup import scaling, speedup
-from harness.results.finding_usl import scalability
+from harness.results.finding_usl import cannot_apply, scalability, shape_note
 from harness.results.model import Finding, Run, as_run, finding_of
 
 # The rules, in the order their findings are told; each returns its findings in the order
@@ -60,8 +63,46 @@ def findings(results: Run | Mapping[str, Any]) -> list[dict[str, Any]]:
 
 def stored_findings(run: Run) -> tuple[Finding, ...]:
     """The findings the run stored, so that `report` tells what the run told; derived now for
-    a run that stored none (recorded by an older version)."""
-    return run.findings if run.findings is not None else tuple(finding_of(found) for found in findings(run))
+    a run that stored none (recorded by an older version). A stored one that cannot apply to
+    the run's shape is left out, as findings() leaves it out now (see shape_notes)."""
+    if run.findings is None:
+        return tuple(finding_of(found) for found in findings(run))
+    view = RunView.of(run)
+    return tuple(finding for finding in run.findings if not cannot_apply(finding, view))
+
+
+def shape_notes(run: Run) -> list[str]:
+    """What the findings leave out because the run's shape rules it out, a sentence each."""
+    note = shape_note(RunView.of(run))
+    return [note] if note else []
+
+
+# The kinds a verdict draws from, most decisive first: what rules a model out (users left
+# without an answer, requests refused, short requests stuck behind slow ones), the capacity a
+# search found, what more cores or another build change, the one-CPU ceiling every model
+# shares; then where each stops scaling. A caveat on the measurement (driver-bound, noisy) is
+# no verdict: it stays in the full list, and in the sentence of each finding it touches.
+VERDICT_KINDS = ("round-trip", "starvation", "refusals", "head-of-line", "capacity", "scaling", "free-threading-cost",
+                 "gil-ceiling", "speedup", "saturation", "scalability")
+# Three or four lines fit a first screen beside the headline chart; more is the full list again.
+VERDICT_SIZE = 4
+
+
+def verdict_findings(found: Sequence[Finding], size: int = VERDICT_SIZE) -> list[Finding]:
+    """The few findings that change what a reader would choose, ranked: the first of each kind
+    in VERDICT_KINDS' order, then the second of each, until `size`; shown kind by kind.
+    Capacities rank by the rate held; a USL fit that was not made is no verdict."""
+    by_kind: dict[str, list[Finding]] = {kind: [] for kind in VERDICT_KINDS}
+    for finding in found:
+        if finding.kind in by_kind and not (finding.kind == "scalability" and not finding.figures.get("ok")):
+            by_kind[finding.kind].append(finding)
+    by_kind["capacity"].sort(key=lambda finding: -(finding.figures.get("rate") or 0.0))
+    picked: list[Finding] = []
+    for rank in range(size):
+        picked += [kind_found[rank] for kind_found in by_kind.values() if len(kind_found) > rank]
+    picked = picked[:size]
+    order = {id(finding): i for i, finding in enumerate(finding for kind in by_kind.values() for finding in kind)}
+    return sorted(picked, key=lambda finding: order[id(finding)])
 
 
 def findings_text(results: Run | Mapping[str, Any]) -> str:

@@ -26,6 +26,7 @@ from harness.results.figures import (Background, Cycles, DriverFigures, Errors, 
                                      errors_of, link_of, littles_of, runtime_of, second_of, server_of,
                                      uncorrected_of)
 from harness.results.store import read_document
+from harness.results.words import counted
 
 @dataclass(frozen=True)
 class Step:
@@ -96,7 +97,7 @@ class Step:
         """The series without its round trip: the line a sweep over the link's round trip draws."""
         if self.cores is None:
             return self.without_cores
-        return f"{self.without_cores} ({self.cores} CPU{'' if self.cores == 1 else 's'})"
+        return f"{self.without_cores} ({counted(self.cores, 'CPU')})"
 
     @property
     def without_cores(self) -> str:

@@ -1,6 +1,6 @@
 """The summary of a run: one row per backend and load level; printed as a table at the end
-of a run (and by `concurbench summary RUN_DIR [--markdown]`), and written as summary.csv
-beside results.json.
+of a run and by `concurbench summary RUN_DIR [--markdown]` (harness.results.printed), and
+written as summary.csv beside results.json.
 
 How a row aggregates its repetitions (one rule, so that the numbers of a row belong together):
 - rps, good_rps, the percentiles, censored, cpu_us_per_request: from ONE repetition, the one
@@ -28,12 +28,11 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from harness.results.steps import (CONTENDED, DRIVER_BOUND, ERROR_KINDS, FLAG_MEANINGS, SHARED_CPU,
-                                   SHARED_CPU_LOW_PERCENT, group_levels)
+from harness.results.steps import DRIVER_BOUND, ERROR_KINDS, group_levels
 from harness.results.metrics import PERCENTILE_KEYS, HistogramError, decode_histogram
-from harness.results.model import Run, Step, as_run, as_steps
+from harness.results.model import Step, as_steps
 from harness.results.store import write_atomically
-from harness.results.units import ms_text
+from harness.results.words import counted
 
 SUMMARY_FILE = "summary.csv"
 
@@ -228,129 +227,14 @@ def summary_rows(steps: Iterable[Step | Mapping[str, Any]]) -> list[SummaryRow]:
     return rows
 
 
-# --- the printed table ---------------------------------------------------------------------
-
-TABLE_HEADER = ("backend", "load", "req/s", "good req/s", "p50 ms", "p99 ms", "errors", "error share",
-                "starved", "dropped", "CPU µs/req", "steal %", "flags")
-_LEFT = {0, 1, 12}  # left-aligned columns (the rest are numbers)
-LOWER_BOUND_NOTE = (">= : a lower bound: the percentile reaches requests that timed out or were still "
-                    "waiting, counted at their wait so far")
-
-
-def _dash(value: Any, form: str) -> str:
-    """value formatted with `form` (a format spec), or "-" when it is missing."""
-    return "-" if value is None else format(value, form)
-
-
-def _fmt_rps(value: float | None) -> str:
-    return _dash(value, ",.0f" if value is None or value >= 100 else ",.1f")
-
-
-def _fmt_share(share: float | None) -> str:
-    if share is None:
-        return "-"
-    if share == 0:
-        return "0%"
-    return "<0.1%" if share < 0.001 else f"{share:.1%}"
-
-
-def _fmt_cpu(us: float | None) -> str:
-    return _dash(us, ",.0f" if us is None or us >= 1000 else ",.1f")
-
+# --- a load level in words ----------------------------------------------------------------
 
 def load_label(users: int, rate: float | None, idle: int = 0) -> str:
     """A load level in words: '8 users', '2,000/s offered', '1 user + 1,000 idle'."""
-    load = f"{users} user{'' if users == 1 else 's'}" if rate is None else f"{rate:,g}/s offered"
+    load = counted(users, "user") if rate is None else f"{rate:,g}/s offered"
     if idle:
         load += f" + {idle:,} idle"
     return load
-
-
-def _cells(row: SummaryRow) -> tuple[str, ...]:
-    return (row.backend, row.load, _fmt_rps(row.rps), _fmt_rps(row.good_rps),
-            ms_text(row.p50_us, bound=row.bound("p50_us")), ms_text(row.p99_us, bound=row.bound("p99_us")),
-            f"{row.errors:,}", _fmt_share(row.error_share), _dash(row.starved, ","),
-            _dash(row.dropped, ","), _fmt_cpu(row.cpu_us_per_request), _dash(row.steal_pct, ".1f"),
-            flags_text(row))
-
-
-def flags_text(row: SummaryRow) -> str:
-    """The row's flags as the table shows them: shared-cpu with the driver's share of the
-    server's CPUs beside it ("shared-cpu (driver 7.2%: may be low)"), contended with the other
-    processes' ("contended (others 12.0%)")."""
-    def shown(flag: str) -> str:
-        others = row.others_pct
-        if flag == CONTENDED and others is not None:
-            return f"{flag} (others {others:.1f}%)"
-        share = row.driver_share_pct
-        if flag != SHARED_CPU or share is None:
-            return flag
-        return f"{flag} (driver {share:.1f}%{': may be low' if share > SHARED_CPU_LOW_PERCENT else ''})"
-    return ", ".join(shown(flag) for flag in row.flags)
-
-
-def summary_title(run: Run, rows: Sequence[SummaryRow]) -> str:
-    """What the table is, in one line: which repetition a row is, and what is summed."""
-    name = run.scenario.get("name", "?")
-    measure = "good req/s" if any(row.good_rps is not None for row in rows) or not rows else "req/s"
-    return (f"{name}: each row is the repetition with the median {measure}, with its own percentiles; "
-            "errors and dropped summed over repetitions, starved and steal the largest, flags of any")
-
-
-def legend(rows: Sequence[SummaryRow]) -> list[str]:
-    """What the marks in these rows mean: ">=" and each flag that appears, one line each."""
-    notes = [LOWER_BOUND_NOTE] if any(any(row.lower_bound.values()) for row in rows) else []
-    flags = sorted({flag for row in rows for flag in row.flags})
-    return notes + [f"{flag}: {FLAG_MEANINGS.get(flag, 'a flag this concurbench has no explanation for')}"
-                    for flag in flags]
-
-
-def _failures(run: Run) -> list[tuple[str, str]]:
-    """Failed or interrupted backends, each with its one-line reason."""
-    return [(name, f"{entry.status.upper()}: {first_line(entry.error)}")
-            for name, entry in run.backends.items() if entry.status != "ok"]
-
-
-def first_line(text: str | None) -> str:
-    """The first line of a message (a backend's error), or nothing."""
-    return ((text or "").strip().splitlines() or [""])[0]
-
-
-def summary_table(results: Run | Mapping[str, Any]) -> str:
-    """The summary as a plain-text table; failed or interrupted backends under it, one line each."""
-    results = as_run(results)
-    rows = summary_rows(results.steps)
-    lines = [TABLE_HEADER, *(_cells(row) for row in rows)]
-    failures = _failures(results)
-    widths = [max(len(line[i]) for line in lines) for i in range(len(TABLE_HEADER))]
-    widths[0] = max([widths[0], *(len(name) for name, _ in failures)])
-    body = ["  ".join(cell.ljust(w) if i in _LEFT else cell.rjust(w)
-                      for i, (cell, w) in enumerate(zip(line, widths))).rstrip() for line in lines]
-    title = ["", summary_title(results, rows), *legend(rows)]
-    return "\n".join([*title, body[0], "-" * max(len(line) for line in body), *body[1:],
-                      *(f"{name.ljust(widths[0])}  {text}" for name, text in failures)])
-
-
-def _md(text: str) -> str:
-    return text.replace("\\", "\\\\").replace("|", "\\|")
-
-
-def summary_markdown(results: Run | Mapping[str, Any]) -> str:
-    """The summary as a GitHub markdown table (what the README pastes), the title above it
-    and failed or interrupted backends as a list under it."""
-    results = as_run(results)
-    rows = summary_rows(results.steps)
-    lines = [f"*{_md(summary_title(results, rows))}*", ""]
-    notes = legend(rows)
-    if notes:
-        lines += [*(f"- {_md(note)}".replace("- >", "- \\>", 1) for note in notes), ""]  # not a blockquote
-    lines.append("| " + " | ".join(TABLE_HEADER) + " |")
-    lines.append("|" + "|".join(":---" if i in _LEFT else "---:" for i in range(len(TABLE_HEADER))) + "|")
-    lines += ["| " + " | ".join(_md(cell) for cell in _cells(row)) + " |" for row in rows]
-    failures = _failures(results)
-    if failures:
-        lines += ["", *(f"- **{_md(name)}**: {_md(text)}" for name, text in failures)]
-    return "\n".join(lines)
 
 
 # --- summary.csv ---------------------------------------------------------------------------

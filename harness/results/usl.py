@@ -20,6 +20,8 @@ from typing import Any
 
 import numpy as np
 
+from harness.results.words import counted
+
 PARAMETERS = 3  # λ, σ, κ
 # Three parameters through three levels fit any three points exactly (R² = 1 says nothing);
 # a fourth distinct level is the least that can show whether the law holds.
@@ -108,7 +110,7 @@ def fit_usl(users: Sequence[float], throughput: Sequence[float | None]) -> UslFi
         raise ValueError(f"users must be at least 1: {[n for n, _ in points]}")
     levels = len({n for n, _ in points})
     if levels < MIN_LEVELS:
-        return _skip(f"{levels} user level{'' if levels == 1 else 's'}, and the fit has {PARAMETERS} parameters "
+        return _skip(f"{counted(levels, 'user level')}, and the fit has {PARAMETERS} parameters "
                      f"(needs at least {MIN_LEVELS})")
     n, x = np.array([p[0] for p in points]), np.array([p[1] for p in points])
     if np.all(x == x[0]):

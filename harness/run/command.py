@@ -29,10 +29,10 @@ from harness.run.interpreter import Interpreter, expand_backends, leave_out_unfi
 from harness.run.driver import wrk_problem
 from harness.scenario import Scenario, ScenarioError, load_scenario
 from harness.results.store import RESULTS_FILE, ResultsError
-from harness.results.capacity import capacity_table
 from harness.results.findings import findings_text
 from harness.results.model import Run as Results
-from harness.results.summary import summary_rows, summary_table
+from harness.results.printed import capacity_table, summary_table
+from harness.results.summary import load_label, summary_rows
 
 __all__ = ["RunOptions", "reference_problem", "run_command", "run_scenario"]
 
@@ -317,14 +317,14 @@ def driver_ratios(results: Results, drivers: tuple[str, ...]) -> str:
     rows = {(r.backend, r.users, r.rate): r for r in summary_rows(results.steps)}
     first, second = drivers[0], drivers[1]
     lines = [f"\n{second} / {first}, per step (medians over repetitions):",
-             f"{'backend':<12} {'load':>10} {'req/s ratio':>12} {'p50 ratio':>10}"]
+             f"{'backend':<12} {'load':>15} {'req/s ratio':>12} {'p50 ratio':>10}"]
     for (backend, users, rate), row in rows.items():
         other = rows.get((f"{backend} ({second})", users, rate))
         if other is None or not row.rps or not row.p50_us:
             continue
-        load = f"{users} users" if rate is None else f"{rate:g}/s"
+        load = load_label(users, rate)
         p50 = f"{other.p50_us / row.p50_us:.3f}" if other.p50_us else "-"
-        lines.append(f"{backend:<12} {load:>10} {(other.rps or 0) / row.rps:>12.3f} {p50:>10}")
+        lines.append(f"{backend:<12} {load:>15} {(other.rps or 0) / row.rps:>12.3f} {p50:>10}")
     return "\n".join(lines)
 
 

@@ -8,6 +8,8 @@ from __future__ import annotations
 import signal
 from dataclasses import dataclass
 
+from harness.results.words import counted
+
 
 class BackendFailed(Exception):
     """The backend or its driver died mid-run; `kind` is the event recorded for it."""
@@ -36,7 +38,7 @@ def first_line(error: object) -> str:
 
 
 def plural_steps(count: int) -> str:
-    return f"{count} step" + ("" if count == 1 else "s")
+    return counted(count, "step")
 
 
 def exit_words(status: int | None) -> str:

@@ -25,7 +25,12 @@ from harness.scenario import Scenario
 
 ALL_CORES = object()  # Plan.levels_at: every level, whatever its server CPU count
 DRIVER_START_S = 1.0  # importing locust, per backend and round: counted in the ETA
-START_STOP_S = 1.5  # starting and stopping a backend, every round
+# Starting and stopping a backend, every round, beside its driver's start. Measured once on
+# the 2-CPU development VM: a backend is up in 0.1-0.3 s and stops in a few ms, and each start
+# of a backend (its driver's too) added 0.7-1.0 s to a run with locust's import warm (quick,
+# 7 backends x 2 rounds: 121 s, where its 84 warm-ups and windows take 105 s). With
+# DRIVER_START_S that is 1.5 s a start: a cold import's margin.
+START_STOP_S = 0.5
 
 
 @dataclass(frozen=True)

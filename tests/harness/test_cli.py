@@ -7,9 +7,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import platform
 import re
 import shlex
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -18,8 +22,14 @@ import harness.cli
 from harness.cli import build_parser, main, worker_command
 from harness.drivers import new_token
 from harness.results.store import read_results
-from harness.results.summary import summary_markdown, summary_rows, summary_table
-from support import FIXTURES
+from harness.results.printed import summary_markdown, summary_table
+from harness.results.summary import summary_rows
+from harness.run.listing import RUN_START_S, WIDTH, default_seconds
+from harness.run.plan import DRIVER_START_S, START_STOP_S
+from harness.run.pythons import BUILDS
+from harness.scenario import builtin_scenarios, load_scenario
+from servers.backends import BACKENDS, variants
+from support import FIXTURES, ROOT
 
 RUN_B = FIXTURES / "runs" / "run-b"
 
@@ -33,14 +43,35 @@ def test_summary_prints_the_table_of_a_stored_run(capsys: pytest.CaptureFixture[
     assert "forking    FAILED: " in out  # run-b's forking did not start
 
 
-def test_summary_markdown_prints_a_github_table(capsys: pytest.CaptureFixture[str]) -> None:
+def test_summary_markdown_prints_a_github_table_then_the_findings(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["summary", str(RUN_B), "--markdown"]) == 0
     out = capsys.readouterr().out
-    assert out == summary_markdown(read_results(RUN_B)) + "\n"
+    assert out.startswith(summary_markdown(read_results(RUN_B)) + "\n\n**Findings**\n\n- ")
     table = [line for line in out.splitlines() if line.startswith("|")]
     assert table[0].startswith("| backend | load | req/s | good req/s |") and table[1].startswith("|:---|")
     assert len(table) == 2 + len(summary_rows(read_results(RUN_B)["steps"]))
     assert all(line.count(" | ") == table[0].count(" | ") for line in table[2:])
+    findings = out[out.index("**Findings**"):].splitlines()[2:]
+    assert findings and all(line.startswith("- ") for line in findings)
+
+
+def test_summary_markdown_keeps_the_capacity_table(capsys: pytest.CaptureFixture[str]) -> None:
+    """What the plain summary prints of a rate search, the markdown prints too."""
+    run = FIXTURES / "runs" / "capacity-tiny"
+    assert main(["summary", str(run)]) == 0
+    text = capsys.readouterr().out
+    assert main(["summary", str(run), "--markdown"]) == 0
+    markdown = capsys.readouterr().out
+    assert "\ncapacity within p99 <= 10 ms" in text and "\n*capacity within p99 <= 10 ms" in markdown
+    header = next(line for line in markdown.splitlines() if line.startswith("| series |"))
+    assert header == ("| series | capacity req/s | held | median p99 ms | median good req/s | median CPU µs/req "
+                      "| search found | probes | note |")
+    in_text = text.split("\nseries ")[1].split("\n\n")[0].splitlines()[2:]  # under the header and its dashes
+    in_markdown = markdown.split("\n| series |")[1].split("\n\n")[0].splitlines()[2:]
+    assert len(in_markdown) == len(in_text) == 4
+    assert [line.split(" | ")[1] for line in in_markdown] == [line.split()[2] for line in in_text]  # capacity req/s
+    findings = [line[4:] for line in text.splitlines() if line.startswith("  - ")]
+    assert findings and all(f"\n- {finding}" in markdown for finding in findings)
 
 
 @pytest.mark.parametrize("make, message", [
@@ -229,3 +260,70 @@ def test_summary_speaks_of_1_user_and_of_microseconds_as_µs(run: Path, capsys: 
     out = capsys.readouterr().out
     assert "CPU µs/req" in out and not re.search(r"\bus\b", out)  # 'us' as a word: '42 us', 'CPU us/req'
     assert "1 users" not in out
+
+
+def test_a_reader_that_stops_early_ends_the_summary_quietly() -> None:
+    """`concurbench summary DIR | head -3`: the pipe's reader is gone before the table is
+    written (its end closed at once here, so the test does not race head)."""
+    read, write = os.pipe()
+    os.close(read)
+    try:
+        done = subprocess.run([sys.executable, "-m", "harness.cli", "summary", str(RUN_B)], stdout=write,
+                              stderr=subprocess.PIPE, text=True, cwd=ROOT, timeout=60, check=False)
+    finally:
+        os.close(write)
+    assert done.stderr == "" and done.returncode == harness.cli.BROKEN_PIPE_STATUS == 141
+
+
+@pytest.fixture(scope="module")
+def listed() -> str:
+    """`concurbench list` in a terminal of WIDTH columns."""
+    import contextlib
+    import io
+
+    out, columns = io.StringIO(), os.environ.get("COLUMNS")
+    os.environ["COLUMNS"] = str(WIDTH)
+    try:
+        with contextlib.redirect_stdout(out):
+            assert main(["list"]) == 0
+    finally:
+        if columns is None:
+            del os.environ["COLUMNS"]
+        else:
+            os.environ["COLUMNS"] = columns
+    return out.getvalue()
+
+
+def test_list_fits_one_screen(listed: str) -> None:
+    lines = listed.splitlines()
+    assert len(lines) <= 50 and max(map(len, lines)) <= WIDTH
+
+
+def test_list_shows_every_variant_with_its_flags(listed: str) -> None:
+    for name, variant in variants().items():
+        if name not in BACKENDS:
+            assert f"{name} ({' '.join(variant.flags[2:])})" in listed, name
+    if sys.version_info < (3, 13):
+        assert f"under Python {platform.python_version()}: it needs Python 3.13+" in listed
+
+
+def test_list_shows_the_pythons_it_finds(listed: str) -> None:
+    section = listed[listed.index("Pythons the servers can run under"):].split("\n\n")[0]
+    assert f"this one    Python {platform.python_version()}: the default" in section
+    for short in BUILDS:  # built or not, each says what it is or how to build it
+        assert re.search(rf"^  {re.escape(short)} +(Python \S+|not built: `make pythons`)", section, re.M), short
+
+
+def test_list_tells_about_how_long_each_scenario_takes(listed: str) -> None:
+    """quick: 7 or 8 backends (interpreters needs Python 3.13) x 2 rounds, each a start and 3
+    levels of 0.5 s warm-up and 2 s window, and the run's own start: about 2 minutes, which
+    the demo takes (121 s measured for 7 backends)."""
+    rows = {line.split()[0]: line for line in listed.splitlines() if re.match(r"^  \S+ +about \d+ (s|min) ", line)}
+    assert set(rows) == set(builtin_scenarios())
+    assert re.match(r"^  quick +about 2 min ", rows["quick"]) and listed.index(rows["quick"]) < min(
+        listed.index(line) for name, line in rows.items() if name != "quick")
+    quick = load_scenario("quick")
+    backends = len(BACKENDS) - (sys.version_info < (3, 13))
+    starts = quick.repeat * backends
+    assert default_seconds(quick) == pytest.approx(
+        RUN_START_S + starts * (START_STOP_S + DRIVER_START_S + len(quick.users) * (quick.warmup_s + quick.duration_s)))

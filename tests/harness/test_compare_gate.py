@@ -22,7 +22,7 @@ from harness.cli import main
 from harness.results.model import Run
 from harness.results.steps import CONTENDED, CONTENDED_PERCENT
 from harness.results.store import read_results
-from harness.results.summary import summary_table
+from harness.results.printed import summary_table
 from harness.run.sampling import read_jiffies
 from support import ROOT, busy_loop_on
 

@@ -20,7 +20,8 @@ from harness.charts.compare_gate import regressions
 from harness.charts.compare_formats import AGGREGATE, JSON_SCHEMA, compare_runs
 from harness.cli import main
 from harness.results.store import read_results, write_results
-from harness.results.summary import summary_rows, summary_table
+from harness.results.printed import summary_table
+from harness.results.summary import summary_rows
 from support import FIXTURES, ROOT
 
 RUNS = FIXTURES / "runs"

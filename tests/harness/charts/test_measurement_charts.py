@@ -20,7 +20,7 @@ import pytest
 from harness.results.model import Run, load, steps_of
 from harness.charts import cost, levels as chart_levels, runs as plots
 from harness.charts.compare_formats import compare_runs
-from harness.charts.notes import MAX_CHART_NOTES, chart_lines, step_warnings
+from harness.charts.notes import MAX_CHART_NOTES, chart_lines, level_warnings, spanned, step_warnings
 from harness.charts.open_loop import draw_open_loop
 from harness.charts.report import write_report
 from harness.charts.style import LATENCY, LOWER_BOUND_LABEL, RESPONSE_TIME, SERVICE_TIME
@@ -134,12 +134,22 @@ def test_dropped_open_loop_requests_are_noted_on_the_chart(stored: Path) -> None
 # --- the report lists every flag of every step, explained with its numbers ---
 
 def test_report_explains_every_flag_of_every_step(stored: Path, new_run: dict[str, Any]) -> None:
+    """One row per backend, level and flag, naming the repetitions that carry it; every step's
+    own explanation is in it, word for word or with each figure that differs as a range."""
     page = html.unescape((stored / "report.html").read_text(encoding="utf-8"))
     table = page[page.index('<table class="warnings">'):]
     table = table[:table.index("</table>")]
+    run = Run.of(new_run)
     expected = sum(len(s["flags"]) + bool(s["starved_users"]) + bool(s["censored"]) + bool(s["dropped"])
                    for s in new_run["steps"])
-    assert table.count("<tr>") - 1 == expected == sum(len(w.items) for w in step_warnings(Run.of(new_run)))
+    assert sum(len(w.items) for w in step_warnings(run)) == expected
+    grouped = level_warnings(run)
+    assert table.count("<tr") - 1 == len(grouped) == len({(w.backend, w.load, w.name) for w in grouped})
+    for step in step_warnings(run):
+        for name, text in step.items:
+            [warning] = [w for w in grouped if (w.backend, w.load, w.name) == (step.backend, step.load, name)]
+            assert step.repetition in warning.repetitions and text in dict((t, r) for r, t in warning.texts)
+            assert (warning.text or text) in table
     assert "CPU steal server 7.0%, driver 0.2% (over 5%)" in table
     assert "8 users, but throughput x cycle time gives 7.2 (ratio 0.90" in table
     assert "the driver's busiest CPU was" in table  # selectors at 32 users in run-a
@@ -147,6 +157,17 @@ def test_report_explains_every_flag_of_every_step(stored: Path, new_run: dict[st
     assert "latency values are waits cut short" in table  # iterative at 32
     for flag in ("driver-bound", "high-spread", "littles-law", "noisy"):
         assert f'id="flag-{flag}"' in page
+
+
+@pytest.mark.parametrize("texts, told", [
+    (["7 of 8 got no answer", "7 of 8 got no answer"], "7 of 8 got no answer"),
+    (["the shortest 4,998.9 ms", "the shortest 4,998.6 ms", "the shortest 4,998.7 ms"],
+     "the shortest 4,998.6–4,998.9 ms"),
+    (["gives 67.0 (ratio 0.52, over 5%)", "gives 65.5 (ratio 0.51, over 5%)"], "gives 65.5–67.0 (ratio 0.51–0.52, over 5%)"),
+    (["CPU steal server 7.0%", "CPU steal driver 7.0%"], None),  # words differ: told one by one
+], ids=["same", "one-figure", "figures", "words"])
+def test_explanations_that_differ_in_figures_only_are_told_once_with_ranges(texts: list[str], told: str | None) -> None:
+    assert spanned(texts) == told
 
 
 # --- goodput, CPU per request ---

@@ -119,6 +119,14 @@ def test_stall_is_marked_in_the_timeseries(drawn: dict[str, list[Path]], run_a: 
     assert "stall" not in svg_text(svgs["timeseries_u1"])  # one user: nothing to wait behind
 
 
+def test_a_title_at_one_user_says_1_user(drawn: dict[str, list[Path]], tmp_path: Path, run_a: dict[str, Any]) -> None:
+    svgs = {p.stem: p for p in drawn["timeseries"] if p.suffix == ".svg"}
+    assert "per second at 1 user" in svg_text(svgs["timeseries_u1"])
+    spectrum = plots.latency_spectrum(Run.of(run_a), tmp_path, users=1)[1]
+    assert "at 1 user" in svg_text(spectrum)
+    assert not any("1 users" in svg_text(path) for paths in drawn.values() for path in paths if path.suffix == ".svg")
+
+
 def test_spectrum_axis_is_in_nines(drawn: dict[str, list[Path]]) -> None:
     text = svg_text(drawn["latency_spectrum"][1])
     for label in ("0%", "90%", "99%", "99.9%", "99.99%", "at 32 users"):

@@ -1,14 +1,18 @@
-"""report.html: one self-contained page that opens from the file system and shows the
-summary table, the flags, the failures, the charts and the metadata.
+"""report.html: one self-contained page that opens from the file system: a verdict and the
+headline chart first, then the findings, the summary table, the flags, the failures, the
+other charts and the details.
 
 The report is written once per module from a copy of fixture run-b, which has a failed
 backend, a driver-bound step and a high-spread step. A headless Chromium, when there is
-one, checks that the page really renders.
+one, checks that the page really renders, and what fits its first screen.
 """
 
 from __future__ import annotations
 
 import base64
+import html
+import json
+import re
 import shutil
 import struct
 import subprocess
@@ -20,6 +24,7 @@ import pytest
 
 from harness.results.model import Run
 from harness.charts.report import REPORT_FILE, render_report, write_report
+from harness.results.findings import VERDICT_SIZE
 from harness.results.store import ResultsError, read_results
 from support import FIXTURES
 
@@ -53,6 +58,47 @@ class PageParser(HTMLParser):
     def handle_endtag(self, tag: str) -> None:
         if tag == "table":
             self._in_summary = False
+
+
+class Landmarks(HTMLParser):
+    """What a reader meets scrolling down the page, in order: the verdict, the headline chart,
+    the findings, the summary table, the flags, the details; any other table or chart too."""
+
+    NAMED = {("section", "verdict"): "verdict", ("figure", "headline"): "headline chart",
+             ("section", "findings"): "findings", ("table", "summary"): "summary table",
+             ("h2", "warnings"): "flags", ("h2", "details"): "details"}
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: list[str] = []
+        self.verdict: list[str] = []
+        self.findings: list[str] = []
+        self._list: list[str] | None = None
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        values = dict(attrs)
+        name = self.NAMED.get((tag, values.get("id") or values.get("class") or ""))
+        if name is None and tag in ("figure", "table"):
+            name = "chart" if tag == "figure" else "table"
+        if name:
+            self.seen.append(name)
+        if tag == "li" and "finding" in (values.get("class") or "").split():
+            self._list = self.verdict if self.seen[-1] == "verdict" else self.findings
+            self._list.append("")
+
+    def handle_data(self, data: str) -> None:
+        if self._list is not None:
+            self._list[-1] += data
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "li":
+            self._list = None
+
+
+def landmarks(page: str) -> Landmarks:
+    parser = Landmarks()
+    parser.feed(page)
+    return parser
 
 
 def parse(page: str) -> PageParser:
@@ -102,6 +148,34 @@ def test_every_image_is_an_embedded_png(page: str, report: Path) -> None:
         assert data[:8] == PNG_SIGNATURE
         width, height = struct.unpack(">II", data[16:24])
         assert 400 <= width <= 2000 and 200 <= height <= 2000
+
+
+def test_the_first_screen_is_the_verdict_then_the_headline_chart(page: str) -> None:
+    found = landmarks(page)
+    named = [name for name in found.seen if name not in ("chart", "table")]
+    assert found.seen[:2] == ["verdict", "headline chart"], found.seen
+    assert named == ["verdict", "headline chart", "findings", "summary table", "flags", "details"]
+    assert found.seen.index("chart") > found.seen.index("summary table")  # the other charts come later
+    assert re.search(r'<figure class="headline"><img src="data:[^"]*" alt="throughput_vs_users"', page)
+
+
+def test_the_verdict_is_a_few_of_the_findings(page: str) -> None:
+    found = landmarks(page)
+    assert 1 <= len(found.verdict) <= VERDICT_SIZE and set(found.verdict) <= set(found.findings)
+
+
+def test_a_finding_the_runs_shape_rules_out_is_only_a_note_in_the_details(page: str) -> None:
+    """run-b swept 1, 8 and 32 users: no USL fit can apply to 3 levels."""
+    assert "no USL fit" not in page
+    details = page[page.index('<h2 id="details">'):]
+    assert ("No Universal Scalability Law fit: this run swept 3 user levels (1, 8 and 32), and the fit has 3 "
+            "parameters, so it needs at least 4 levels.") in details
+
+
+def test_the_page_speaks_of_the_product_not_its_history(page: str) -> None:
+    words = re.sub(r'src="data:[^"]*"', "", page)
+    assert not re.search(r"\bissue\b|before goodput", words, re.IGNORECASE)
+    assert "1 users" not in words
 
 
 def test_summary_table_has_a_row_per_backend_and_load_level(page: str) -> None:
@@ -184,26 +258,56 @@ def _headless(tmp: Path, *args: str) -> subprocess.CompletedProcess[bytes]:
         capture_output=True, timeout=CHROMIUM_TIMEOUT_S, check=False)
 
 
+# The first screen a reader sees, and a narrow window: nothing may run off the right edge.
+FIRST_SCREEN = (1300, 900)
+NARROW = 800
+# Loaded beside report.html, it frames the page at both widths and writes what the browser
+# laid out into #measured, for --dump-dom to print: one browser launch measures both.
+MEASURE_PAGE = """<!DOCTYPE html><html><body>
+<iframe id="wide" src="report.html" width="%(wide)d" height="%(high)d"></iframe>
+<iframe id="narrow" src="report.html" width="%(narrow)d" height="%(high)d"></iframe>
+<pre id="measured">not measured</pre>
+<script>
+function measure(id) {
+  const doc = document.getElementById(id).contentDocument;
+  const top = (selector) => { const found = doc.querySelector(selector); return found ? found.getBoundingClientRect().top : null; };
+  return {scroll_width: doc.documentElement.scrollWidth, client_width: doc.documentElement.clientWidth,
+          verdict: top("#verdict"), headline: top("figure.headline"), findings: top("#findings"),
+          images: doc.images.length, summary_rows: doc.querySelectorAll("table.summary tr:not(.failed-row)").length};
+}
+window.addEventListener("load", () => {
+  document.getElementById("measured").textContent = JSON.stringify({wide: measure("wide"), narrow: measure("narrow")});
+});
+</script></body></html>
+"""
+
+
 @pytest.mark.skipif(_chromium() is None, reason="no chromium on PATH (apt-get install chromium)")
-def test_chromium_renders_the_report(report: Path, tmp_path: Path) -> None:
+def test_chromium_renders_the_verdict_and_the_headline_chart_on_the_first_screen(report: Path, tmp_path: Path) -> None:
     from matplotlib.image import imread
     import numpy as np
 
-    url = report.resolve().as_uri()
+    width, height = FIRST_SCREEN
     shot = tmp_path / "shot.png"
-    done = _headless(tmp_path, f"--screenshot={shot}", "--window-size=1200,3000", url)
+    done = _headless(tmp_path, f"--screenshot={shot}", f"--window-size={width},{height}", report.resolve().as_uri())
     assert shot.exists(), done.stderr.decode(errors="replace")[-2000:]
     pixels = imread(shot)[..., :3]
-    assert pixels.shape[:2] == (3000, 1200)
+    assert pixels.shape[:2] == (height, width)
     assert pixels.std() > 0.05, "the screenshot is blank"
-    # The charts drew: iterative's red covers far more than its three table swatches.
+    # The headline chart drew on the first screen: iterative's red, in its line and legend.
     red = np.all(np.abs(pixels * 255 - (214, 39, 40)) < 30, axis=-1).sum()
-    assert red > 1500, f"only {red} iterative-red pixels: charts not rendered?"
+    assert red > 300, f"only {red} iterative-red pixels on the first screen: no chart there?"
 
-    dom = _headless(tmp_path, "--dump-dom", url).stdout.decode("utf-8", errors="replace")
-    rendered = parse(dom)
-    assert len(rendered.images) == 8 and all(s.startswith("data:image/png;base64,") for s in rendered.images)
-    assert rendered.summary_rows == 13
+    measure = report.parent / "measure.html"
+    measure.write_text(MEASURE_PAGE % {"wide": width, "narrow": NARROW, "high": height}, encoding="utf-8")
+    dom = _headless(tmp_path, "--allow-file-access-from-files", "--dump-dom", measure.resolve().as_uri())
+    found = re.search(r'<pre id="measured">(.*?)</pre>', dom.stdout.decode("utf-8", errors="replace"), re.S)
+    assert found, dom.stderr.decode(errors="replace")[-2000:]
+    laid_out = json.loads(html.unescape(found.group(1)))
+    for window, seen in laid_out.items():
+        assert seen["scroll_width"] <= seen["client_width"], f"{window}: the page runs off the right edge: {seen}"
+        assert 0 < seen["verdict"] < seen["headline"] < min(height, seen["findings"]), f"{window}: {seen}"
+        assert seen["images"] == 8 and seen["summary_rows"] == 13, f"{window}: {seen}"
 
 
 def test_a_contended_step_is_explained_in_the_warnings_and_the_legend() -> None:

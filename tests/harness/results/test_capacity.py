@@ -12,11 +12,11 @@ import pytest
 
 from harness.results.model import Run
 from harness.charts.capacity import FLOOR, HELD, MARK_LEGEND, NOT_HELD, bar_mark, capacity_html, draw_capacity
-from harness.results.capacity import (BACKOFF, ROUNDS_AGGREGATE, backoff_rate, capacities, capacity_findings,
-                                      capacity_table)
+from harness.results.capacity import BACKOFF, ROUNDS_AGGREGATE, backoff_rate, capacities, capacity_findings
 from harness.results.findings import findings
 from harness.results.store import read_results
-from harness.results.summary import summary_rows, summary_table
+from harness.results.printed import capacity_table, summary_table
+from harness.results.summary import summary_rows
 from support import ROOT
 
 FIXTURE = Path(__file__).parents[2] / "fixtures" / "runs" / "capacity-tiny" / "results.json"

@@ -16,7 +16,8 @@ import pytest
 
 from harness.results.model import Run
 from harness.charts.report import render_report
-from harness.results.findings import FINDING_KINDS, findings, findings_text, format_findings
+from harness.results.findings import (FINDING_KINDS, VERDICT_SIZE, findings, findings_text, format_findings,
+                                      shape_notes, stored_findings, verdict_findings)
 from harness.results.finding_groups import SATURATION_GROUP_MIN
 from harness.results.finding_ceiling import CEILING_TOLERANCE, ONE_CPU, UNEXPLAINED, model
 from harness.results.finding_free_threading import free_threading_cost
@@ -536,31 +537,80 @@ def fed(results: dict) -> dict:
 
 
 def test_levels_where_users_starved_are_left_out_of_the_fit_and_the_sentence_says_so() -> None:
-    """mixed: iterative starves from 8 users (its lowest level) on, threaded and forking at 128;
-    selectors and asyncio nowhere."""
-    found = of_kind(findings(load("findings-mixed")), "scalability")
-    assert list(found) == ["iterative", "threaded, forking", "selectors, asyncio"]
-    assert found["iterative"]["text"] == ("no USL fit for iterative: users starved at every level, so none "
-                                          "measured X(N)")
-    assert found["threaded, forking"]["text"] == (
-        "no USL fit for threaded and forking: 2 user levels, and the fit has 3 parameters (needs at least 4); "
-        "left out where users starved: threaded at 128 and forking at 128 users")
-    assert found["threaded, forking"]["figures"]["by_backend"]["forking"]["left_out_starved_users"] == [128]
-    assert found["selectors, asyncio"]["text"] == ("no USL fit for selectors and asyncio: 3 user levels, and the fit "
-                                                   "has 3 parameters (needs at least 4)")
+    """cpu-bound: threaded starves at 64 users, leaving 3 of its 4 levels; hello: iterative
+    from 8 users on, leaving 1; and, in a copy starved at 1 user too, none."""
     cpu = of_kind(findings(load("findings-cpu-bound")), "scalability")
     assert cpu["threaded"]["text"] == ("no USL fit for threaded: 3 user levels, and the fit has 3 parameters "
                                        "(needs at least 4); 64 users left out: users starved there")
+    assert cpu["threaded"]["figures"]["left_out_starved_users"] == [64]
+    hello = load("findings-hello")
+    assert of_kind(findings(hello), "scalability")["iterative"]["text"] == (
+        "no USL fit for iterative: 1 user level, and the fit has 3 parameters (needs at least 4); 8, 32 and 128 "
+        "users left out: users starved there")
+    for step in steps_at(hello, "iterative", 1):
+        step["starved_users"] = 1
+    assert of_kind(findings(hello), "scalability")["iterative"]["text"] == (
+        "no USL fit for iterative: users starved at every level, so none measured X(N)")
 
 
 def test_no_usl_fit_for_any_backend_is_one_finding() -> None:
-    found = of_kind(findings(fed(load("findings-mixed"))), "scalability")
-    assert list(found) == ["iterative, threaded, forking, selectors, asyncio"]
-    skipped = found["iterative, threaded, forking, selectors, asyncio"]
-    assert skipped["text"] == "no USL fit for any backend: 3 user levels, and the fit has 3 parameters (needs at least 4)"
-    assert skipped["figures"]["backends"] == ["iterative", "threaded", "forking", "selectors", "asyncio"]
+    """hello with every backend starved at 32 and 128 users (and none below): each fit has 2
+    levels left, one reason for all."""
+    results = load("findings-hello")
+    for step in results["steps"]:
+        step["starved_users"] = 1 if step["users"] >= 32 else 0
+    found = of_kind(findings(results), "scalability")
+    assert list(found) == ["iterative, threaded, selectors, asyncio"]
+    skipped = found["iterative, threaded, selectors, asyncio"]
+    assert skipped["text"] == ("no USL fit for any backend: 2 user levels, and the fit has 3 parameters (needs at "
+                               "least 4); left out where users starved: iterative at 32 and 128, threaded at 32 and "
+                               "128, selectors at 32 and 128 and asyncio at 32 and 128 users")
+    assert skipped["figures"]["backends"] == ["iterative", "threaded", "selectors", "asyncio"]
     assert skipped["figures"]["by_backend"]["asyncio"]["ok"] is False
-    assert skipped["caveat"] is None  # no fit was made from the high-spread levels
+
+
+def test_a_sweep_shorter_than_the_fit_is_a_note_not_a_finding() -> None:
+    """mixed sweeps 3 user levels: the law's 3 parameters go through any 3 points, so no run
+    of that shape can tell whether it holds. Its stored findings (told before this rule) lose
+    that sentence too; a fit skipped on a longer sweep stays."""
+    mixed = load("findings-mixed")
+    assert of_kind(findings(mixed), "scalability") == {} == of_kind(findings(fed(mixed)), "scalability")
+    assert shape_notes(Run.of(mixed)) == [
+        "No Universal Scalability Law fit: this run swept 3 user levels (8, 32 and 128), and the fit has 3 "
+        "parameters, so it needs at least 4 levels."]
+    told = {"kind": "scalability", "backend": "selectors, asyncio", "level": None, "caveat": None,
+            "text": "no USL fit for selectors and asyncio: 3 user levels, and the fit has 3 parameters (needs at least 4)",
+            "figures": {"ok": False, "backends": ["selectors", "asyncio"]}}
+    saturation = next(item for item in findings(mixed) if item["kind"] == "saturation")
+    assert [item.text for item in stored_findings(Run.of({**mixed, "findings": [saturation, told]}))] == [
+        saturation["text"]]
+    hello = load("findings-hello")
+    kept = of_kind(findings(hello), "scalability")["iterative"]
+    assert stored_findings(Run.of({**hello, "findings": [kept]}))[0].text == kept["text"]
+    assert shape_notes(Run.of(hello)) == []
+
+
+# --- the verdict: the few findings atop the report -------------------------------------------
+
+def told(name: str) -> list[tuple[str, str]]:
+    """(kind, backend) of each finding in the verdict of a fixture run."""
+    return [(item.kind, item.backend) for item in verdict_findings(stored_findings(Run.of(load(name))))]
+
+
+@pytest.mark.parametrize("name, expected", [
+    # one of each kind before a second of any; shown kind by kind, the decisive kinds first
+    ("findings-mixed", [("starvation", "iterative"), ("starvation", "threaded"), ("head-of-line", "threaded"),
+                        ("saturation", "iterative, threaded, forking, asyncio")]),
+    # driver-bound is a caveat, not a verdict; a USL fit that was not made (iterative's) is none either
+    ("findings-hello", [("starvation", "iterative"), ("saturation", "threaded, selectors, asyncio"),
+                        ("scalability", "threaded"), ("scalability", "selectors")]),
+    ("findings-c10k", [("starvation", "iterative"), ("refusals", "threaded")]),
+    # capacities by the rate they hold, the highest first
+    ("capacity-tiny", [("capacity", "selectors /"), ("capacity", "selectors /sleep?ms=1"), ("capacity", "iterative /"),
+                       ("capacity", "iterative /sleep?ms=1")]),
+], ids=lambda value: value if isinstance(value, str) else "")
+def test_the_verdict_is_the_decisive_few_ranked(name: str, expected: list[tuple[str, str]]) -> None:
+    assert told(name) == expected and len(expected) <= VERDICT_SIZE
 
 
 def test_poor_fits_are_one_finding_naming_each_r2() -> None:

@@ -15,8 +15,9 @@ from harness.results.steps import FLAG_MEANINGS
 from harness.results.figures import ServerFigures
 from harness.results.model import steps_of
 from harness.results.store import read_results
+from harness.results.printed import summary_markdown, summary_table
 from harness.results.summary import (COLUMN_NOTES, SummaryRow, LOWER_BOUND_SLACK, SUMMARY_COLUMNS, pick_repetition,
-                                     summary_markdown, summary_rows, summary_table, write_summary_csv)
+                                     summary_rows, write_summary_csv)
 from support import FIXTURES, ROOT
 
 NO_ERRORS = {"connect": 0, "timeout": 0, "reset": 0, "bad_status": 0}

@@ -597,7 +597,7 @@ def test_reap_all_kills_a_child_that_was_never_registered() -> None:
 def test_summary_table_and_report_tell_failed_and_interrupted_backends() -> None:
     from harness.charts.report import render_report
     from harness.results.model import Run
-    from harness.results.summary import summary_table
+    from harness.results.printed import summary_table
 
     results = {"scenario": {"name": "tiny"}, "metadata": {}, "status": "interrupted", "steps": [fake_step()],
                "backends": {"selectors": {"status": "ok"},
@@ -612,3 +612,18 @@ def test_summary_table_and_report_tell_failed_and_interrupted_backends() -> None
                          "after 0 of 2 steps")
     assert lines[-1] == "threaded   INTERRUPTED: interrupted (SIGINT) during threaded users=2 warm-up"
     assert "SIGINT during threaded users=2 warm-up" in render_report(Run.of(results), [])
+
+
+def test_driver_ratios_name_each_load_level_as_the_summary_does() -> None:
+    """--driver both: run-b's steps again as a second driver's, twice as fast."""
+    from harness.results.model import Run
+    from harness.results.store import read_results
+    from harness.run.command import driver_ratios
+    from support import FIXTURES
+
+    document = read_results(FIXTURES / "runs" / "run-b")
+    wrk = [{**step, "backend": f"{step['backend']} (wrk)", "rps": (step.get("rps") or 0) * 2}
+           for step in document["steps"]]
+    text = driver_ratios(Run.of({**document, "steps": document["steps"] + wrk}), ("locust", "wrk"))
+    assert "threaded" in text and " 1 user " in text and "1 users" not in text and " 8 users " in text
+    assert "2.000" in text
