@@ -9,14 +9,14 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable
 import os
-import secrets
+import shlex
 import signal
 import sys
 import textwrap
 from pathlib import Path
 from typing import Any
 
-from harness.drivers import MASTER_PORT, TOKEN_ENV, WORKER_MAX_SOCKETS, WORKER_MAX_USERS
+from harness.drivers import MASTER_PORT, TOKEN_ENV, WORKER_MAX_SOCKETS, WORKER_MAX_USERS, new_token
 from harness.results.words import counted
 from harness.scenario import ScenarioError, builtin_scenarios, load_scenario, parse_duration
 from harness.scenario.fields import did_you_mean
@@ -39,6 +39,18 @@ def _comma_counts(what: str, example: str) -> Callable[[str], tuple[int, ...]]:
 
 _users = _comma_counts("user counts", "1,8,32")
 _counts = _comma_counts("CPU counts", "1,2,4")
+
+
+def _rtts(text: str) -> tuple[float, ...]:
+    """--rtt 0,20,100: round trips in ms (the scenario checks each, as it does rtt_ms)."""
+    try:
+        values = tuple(float(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a comma list of round trips in ms like 0,20,100, got {text!r}") \
+            from None
+    if not values:
+        raise argparse.ArgumentTypeError(f"expected a comma list of round trips in ms like 0,20,100, got {text!r}")
+    return values
 
 
 def _duration(text: str) -> float:
@@ -151,7 +163,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--warmup", type=_duration, help="override the warm-up before each user level, e.g. 2s")
     run.add_argument("--repeat", type=_positive, metavar="N", help="override repetitions per (backend, users)")
     run.add_argument("--host", default="127.0.0.1",
-                     help="address our backends bind; the driver targets it (0.0.0.0 as a target means this host)")
+                     help="address our backends bind; the driver targets it (0.0.0.0 as a target means this host). "
+                          "Over an emulated link ([network] or --rtt) the backend binds the link's own address in "
+                          "its namespace instead: 127.0.0.1 there cannot be reached from the driver's")
     run.add_argument("--out", type=Path, default=RESULTS_ROOT, metavar="DIR",
                      help="directory the run directory is created in")
     run.add_argument("--server-cpus", type=_cpus, metavar="CPUS",
@@ -165,6 +179,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--cores", type=_counts, metavar="N,...",
                      help="server CPU counts to sweep, e.g. 1,2,4: the backend is started pinned to that many of "
                           "the server CPUs for each (overrides [server] cpus; default: all the server CPUs)")
+    run.add_argument("--rtt", type=_rtts, metavar="MS,...",
+                     help="round trips to sweep, in ms, e.g. 0,20,100: the server and the driver each run in a network "
+                          "namespace of the run's own, joined by an emulated link (overrides [network] rtt_ms; "
+                          "needs root, /dev/net/tun and iproute2)")
     run.add_argument("--no-report", action="store_true", help="skip the charts and HTML report at the end")
     run.add_argument("--trust-scenario", action="store_true",
                      help="run the commands a scenario file of your own names ([backends] entries, [server] python); "
@@ -268,10 +286,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     drivers = ("locust", "wrk") if args.driver == "both" else (args.driver,)
     token = ""
     if args.remote_workers:
-        token = args.worker_token or os.environ.get(TOKEN_ENV) or secrets.token_urlsafe(24)
+        token = args.worker_token or os.environ.get(TOKEN_ENV) or new_token()
         where = f"[{args.host}]:{args.master_port}" if ":" in args.host else f"{args.host}:{args.master_port}"
         print(f"concurbench: waiting for {counted(args.remote_workers, 'remote worker')} at {where}; start each with\n"
-              f"  concurbench worker --master {where} --token {token}", file=sys.stderr, flush=True)
+              f"  {worker_command(where, token)}", file=sys.stderr, flush=True)
     options = RunOptions(out_root=args.out, server_cpus=args.server_cpus, driver_cpus=args.driver_cpus,
                          host=args.host, report=not args.no_report, drivers=drivers,
                          driver_procs=args.driver_procs, remote_workers=args.remote_workers, worker_token=token,
@@ -279,7 +297,15 @@ def cmd_run(args: argparse.Namespace) -> int:
     return run_command(args.scenario, backend=args.backend, users=args.users, duration_s=args.duration,
                        warmup_s=args.warmup, repeat=args.repeat, options=options,
                        pythons=tuple(args.server_python) if args.server_python else None, cores=args.cores,
-                       trust_scenario=args.trust_scenario)
+                       rtts_ms=args.rtt, trust_scenario=args.trust_scenario)
+
+
+def worker_command(where: str, token: str) -> str:
+    """The command that starts a remote worker, to be pasted as printed: a given token that
+    starts with "-" goes after "=" (argparse would take it for a flag), and any the shell
+    would split or expand is quoted."""
+    flag = "--token=" if token.startswith("-") else "--token "
+    return f"concurbench worker --master {where} {flag}{shlex.quote(token)}"
 
 
 def cmd_worker(args: argparse.Namespace) -> int:

@@ -25,23 +25,25 @@ ROOT = ROOT
 # What each stage of the harness may import from the harness (itself included). The stages
 # look down: results is a leaf that anyone may read, charts read results only, drivers run
 # in processes of their own and share only results' vocabulary (metrics, error kinds), a
-# scenario is made of driver requests, and the run puts everything together. cli, on top,
-# may import anything.
+# scenario is made of driver requests (and of a network link's shape), network is a leaf that
+# makes an emulated link, and the run puts everything together. cli, on top, may import anything.
 STAGES: dict[str, frozenset[str]] = {
     "harness.results": frozenset({"harness.results"}),
     "harness.charts": frozenset({"harness.charts", "harness.results"}),
     "harness.drivers": frozenset({"harness.drivers", "harness.results"}),
-    "harness.scenario": frozenset({"harness.scenario", "harness.drivers"}),
+    "harness.scenario": frozenset({"harness.scenario", "harness.drivers", "harness.network"}),
+    "harness.network": frozenset({"harness.network"}),
     "harness.run": frozenset({"harness.run", "harness.scenario", "harness.drivers", "harness.results",
-                              "harness.charts"}),
+                              "harness.charts", "harness.network"}),
     "harness.cli": frozenset({"harness"}),
     "harness": frozenset(),  # the package itself: a docstring
 }
 # Only these start processes: the run owns every backend and driver process (through
 # harness.run.processes.spawn, and the /cpu calibration, git for metadata, `concurbench
-# worker`'s exec); the wrk driver runs wrk, the tool it wraps. Locust starts no process of
-# ours: its master/worker processes are started by harness.run.driver.
-PROCESS_OWNERS = ("harness.run", "harness.drivers.wrk")
+# worker`'s exec); the wrk driver runs wrk, the tool it wraps; the network package runs `ip`
+# and an emulated link's relay. Locust starts no process of ours: its master/worker processes
+# are started by harness.run.driver.
+PROCESS_OWNERS = ("harness.run", "harness.drivers.wrk", "harness.network")
 # Importing locust monkey-patches the whole process with gevent: only driver processes may.
 GEVENT_PACKAGES = ("harness.drivers.locust", "harness.drivers.distributed")
 GEVENT_MODULES = ("locust", "gevent")

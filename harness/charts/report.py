@@ -31,10 +31,11 @@ from harness.results.words import counted
 REPORT_FILE = "report.html"
 CHARTS_DIR = "charts"  # beside report.html: the PNG and SVG files the page embeds
 # The chart a run's shape makes its headline, the first drawn of these: a rate search's
-# capacity, a core sweep, an idle-connection sweep, an open-loop sweep, else throughput
-# against users. Where the verdict tells of short requests stuck behind slow ones, the
+# capacity, a round-trip sweep, a core sweep, an idle-connection sweep, an open-loop sweep,
+# else throughput against users. Where the verdict tells of short requests stuck behind slow ones, the
 # latency chart shows it and leads instead.
-HEADLINE_CHARTS = ("capacity", "server_cores", "idle_connections", "latency_vs_rate", "throughput_vs_users")
+HEADLINE_CHARTS = ("capacity", "round_trip", "server_cores", "idle_connections", "latency_vs_rate",
+                   "throughput_vs_users")
 BLOCKING_HEADLINE = "latency_vs_users"
 
 CHART_CAPTIONS = {
@@ -70,6 +71,10 @@ CHART_CAPTIONS = {
                     "interpreter and request; dotted, the ideal of each (linear from its one-core point): pre-fork "
                     "workers, sub-interpreters and free-threaded threads should scale with cores; a single event "
                     "loop should not.",
+    "round_trip": "Good requests/s and p99 against the round trip of the emulated link at the highest user level, "
+                  "one line per backend; dashed, the most that many closed-loop users can ask for (users / round "
+                  "trip, Little's law): a model that answers every connection at once follows it down, one that "
+                  "serves a connection at a time, or a pool's few, falls below it.",
 }
 
 CSS = """

@@ -307,6 +307,7 @@ def draw_all(results: Run, out_dir: Path) -> list[Path]:
     from harness.charts.cost import draw_cost
     from harness.charts.idle import draw_idle
     from harness.charts.open_loop import draw_open_loop
+    from harness.charts.round_trip import draw_round_trip
 
     paths: list[Path] = []
     if summarize_steps(results):
@@ -314,4 +315,4 @@ def draw_all(results: Run, out_dir: Path) -> list[Path]:
                      resources, errors):
             paths += draw(results, out_dir)
     return (paths + draw_cost(results, out_dir) + draw_open_loop(results, out_dir) + draw_idle(results, out_dir)
-            + draw_cores(results, out_dir) + draw_capacity(results, out_dir))
+            + draw_cores(results, out_dir) + draw_round_trip(results, out_dir) + draw_capacity(results, out_dir))

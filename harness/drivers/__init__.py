@@ -9,6 +9,7 @@ and select with gevent for the whole process: never import them, run them as a m
 from __future__ import annotations
 
 import os
+import secrets
 import sys
 
 LOCUST_DRIVER_MODULE = "harness.drivers.locust.driver"
@@ -23,6 +24,13 @@ TOKEN_ENV = "CONCURBENCH_WORKER_TOKEN"
 MASTER_PORT = 5557
 WORKER_MAX_USERS = 1000
 WORKER_MAX_SOCKETS = 10_000
+
+
+def new_token() -> str:
+    """A run's fresh token. Hex, as it is pasted after `concurbench worker --token`: argparse
+    takes a value that starts with "-" for a flag, and 1 in 64 of token_urlsafe's did (that
+    worker exited at once, and the master waited out --expect-timeout for it)."""
+    return secrets.token_hex(24)
 
 
 def locust_driver_argv(

@@ -135,6 +135,35 @@ def second_of(c: Checked) -> Second:
                   p50_us=c.opt_num("p50_us"), p99_us=c.opt_num("p99_us"))
 
 
+@dataclass(frozen=True)
+class LinkFigures:
+    """The emulated link of a step ([network]): as configured, and as a probe measured it
+    just before the step's driver started (None where not measured)."""
+    rtt_ms: float
+    jitter_ms: float = 0.0
+    loss: float = 0.0
+    bandwidth_bps: int | None = None
+    measured_rtt_ms: float | None = None  # a 1-user GET / across the link, less the server's own time
+    measured_bandwidth_bps: float | None = None  # where a bandwidth is set
+    relay_cpu_percent: float | None = None  # the relay process, over the step's window
+
+    @property
+    def rtt_error(self) -> float | None:
+        """How far the measured round trip is off the configured one, as a share of it (None
+        for a 0 ms link, whose measured round trip is all overhead)."""
+        if self.measured_rtt_ms is None or not self.rtt_ms:
+            return None
+        return abs(self.measured_rtt_ms - self.rtt_ms) / self.rtt_ms
+
+
+def link_of(c: Checked) -> LinkFigures:
+    return LinkFigures(rtt_ms=c.number("rtt_ms"), jitter_ms=c.opt_num("jitter_ms") or 0.0,
+                       loss=c.opt_num("loss") or 0.0, bandwidth_bps=c.opt_int("bandwidth_bps"),
+                       measured_rtt_ms=c.opt_num("measured_rtt_ms"),
+                       measured_bandwidth_bps=c.opt_num("measured_bandwidth_bps"),
+                       relay_cpu_percent=c.opt_num("relay_cpu_percent"))
+
+
 def server_of(c: Checked) -> ServerFigures:
     return ServerFigures(
         cpu_percent=c.opt_num("cpu_percent"), rss_bytes=c.opt_int("rss_bytes"), pss_bytes=c.opt_int("pss_bytes"),

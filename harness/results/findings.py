@@ -1,7 +1,8 @@
 """A run's findings: a short list of sentences, each with its numbers, derived from
 results.json alone: where a backend saturates, starves users, refuses, blocks
 short requests behind slow ones, hits one CPU's ceiling (the GIL's, where it is), what more
-server CPUs buy it (speedup), what a free-threaded build costs on one CPU, measured the
+server CPUs buy it (speedup), who keeps up as the round trip of an emulated link grows and who
+hits a cap (round-trip), what a free-threaded build costs on one CPU, measured the
 driver or the machine's neighbours instead of the server, and how it scales (a USL fit).
 
 Each finding is a JSON-ready dict: {"kind", "backend", "level", "text", "figures", "caveat"}.
@@ -25,6 +26,7 @@ from harness.results.capacity import capacity_findings
 from harness.results.finding_ceiling import gil_ceiling
 from harness.results.finding_free_threading import free_threading_cost
 from harness.results.finding_rules import RunView, driver_bound, head_of_line, noisy, refusals, saturation, starvation
+from harness.results.finding_round_trip import round_trip
 from harness.results.finding_speedup import scaling, speedup
 from harness.results.finding_usl import cannot_apply, scalability, shape_note
 from harness.results.model import Finding, Run, as_run, finding_of
@@ -39,6 +41,7 @@ FINDING_RULES: tuple[tuple[str, Callable[[RunView], list[dict[str, Any]]]], ...]
     ("gil-ceiling", gil_ceiling),
     ("scaling", scaling),
     ("speedup", speedup),
+    ("round-trip", round_trip),
     ("free-threading-cost", free_threading_cost),
     ("driver-bound", driver_bound),
     ("noisy", noisy),
@@ -76,11 +79,11 @@ def shape_notes(run: Run) -> list[str]:
 
 # The kinds a verdict draws from, most decisive first: what rules a model out (users left
 # without an answer, requests refused, short requests stuck behind slow ones), the capacity a
-# search found, what more cores or another build change, the one-CPU ceiling every model
+# search found, who keeps up as the round trip grows, what more cores or another build change, the one-CPU ceiling every model
 # shares; then where each stops scaling. A caveat on the measurement (driver-bound, noisy) is
 # no verdict: it stays in the full list, and in the sentence of each finding it touches.
-VERDICT_KINDS = ("starvation", "refusals", "head-of-line", "capacity", "scaling", "free-threading-cost",
-                 "gil-ceiling", "speedup", "saturation", "scalability")
+VERDICT_KINDS = ("starvation", "refusals", "head-of-line", "capacity", "round-trip", "scaling",
+                 "free-threading-cost", "gil-ceiling", "speedup", "saturation", "scalability")
 # Three or four lines fit a first screen beside the headline chart; more is the full list again.
 VERDICT_SIZE = 4
 

@@ -21,9 +21,10 @@ from harness.results.provenance import Metadata, metadata_of
 from harness.results.schema import SCHEMA_VERSION, upgrade
 from harness.results.search_record import Search, search_of
 from harness.results.checked import Checked
-from harness.results.figures import (Background, Cycles, DriverFigures, Errors, Littles, Runtime,
+from harness.results.figures import (Background, Cycles, DriverFigures, Errors, LinkFigures, Littles, Runtime,
                                      Second, ServerFigures, Uncorrected, background_of, cycles_of, driver_of,
-                                     errors_of, littles_of, runtime_of, second_of, server_of, uncorrected_of)
+                                     errors_of, link_of, littles_of, runtime_of, second_of, server_of,
+                                     uncorrected_of)
 from harness.results.store import read_document
 from harness.results.words import counted
 
@@ -40,6 +41,7 @@ class Step:
     idle_connections: int = 0
     cores: int | None = None
     route: str | None = None
+    rtt_ms: float | None = None  # the emulated link's round trip ([network]); None: loopback
     server_cpus: tuple[int, ...] | None = None  # None: not recorded
     requests: int = 0
     good_requests: int | None = None
@@ -72,6 +74,7 @@ class Step:
     cycles: Cycles | None = None
     littles: Littles | None = None
     runtime: Runtime | None = None
+    link: LinkFigures | None = None  # the link as configured and measured; None: loopback
     interrupted: bool = False
     flags: tuple[str, ...] = ()
 
@@ -82,7 +85,16 @@ class Step:
     @property
     def series(self) -> str:
         """The backend as charts and tables name it: with the request it sent alone when the
-        scenario sends each so ("asyncio /sleep?ms=1"), and its CPU count when the run sweeps it."""
+        scenario sends each so ("asyncio /sleep?ms=1"), its CPU count when the run sweeps it,
+        and the link's round trip when there is one ("asyncio (rtt 20 ms)")."""
+        if self.rtt_ms is None:
+            return self.without_rtt
+        return f"{self.without_rtt[:-1]}, rtt {self.rtt_ms:g} ms)" if self.cores is not None \
+            else f"{self.without_rtt} (rtt {self.rtt_ms:g} ms)"
+
+    @property
+    def without_rtt(self) -> str:
+        """The series without its round trip: the line a sweep over the link's round trip draws."""
         if self.cores is None:
             return self.without_cores
         return f"{self.without_cores} ({counted(self.cores, 'CPU')})"
@@ -251,7 +263,7 @@ def _step(c: Checked) -> Step:
         backend=c.text("backend"), users=c.integer("users"), status=c.text("status", default="ok"),
         repetition=c.integer("repetition", default=0), error=c.opt_str("error"), rate=number("rate"),
         idle_connections=c.opt_int("idle_connections") or 0, cores=c.opt_int("cores"),
-        route=c.opt_str("route"),
+        route=c.opt_str("route"), rtt_ms=c.opt_num("rtt_ms"),
         server_cpus=None if c.data.get("server_cpus") is None else tuple(c.ints("server_cpus")),
         requests=c.opt_int("requests") or 0, good_requests=c.opt_int("good_requests"),
         rps=number("rps"), good_rps=number("good_rps"), duration_s=number("duration_s"),
@@ -270,7 +282,7 @@ def _step(c: Checked) -> Step:
         driver=c.optional("driver", driver_of) or DriverFigures(),
         background=c.optional("background", background_of), cycles=c.optional("cycles", cycles_of),
         littles=c.optional("littles", littles_of), runtime=c.optional("runtime", runtime_of),
-        interrupted=c.opt_bool("interrupted") or False, flags=tuple(c.strs("flags")),
+        link=c.optional("link", link_of), interrupted=c.opt_bool("interrupted") or False, flags=tuple(c.strs("flags")),
     )
 
 

@@ -35,7 +35,11 @@ from typing import Any
 #      "contended", "shared-cpu", "gil-on"; a backend entry's "python"; the run's "capacity"
 #      (a rate search) and "findings" (the sentences the run told, harness/results/findings.py).
 #      A version 3 file may lack any of them: each reads as absent.
-SCHEMA_VERSION = 4
+#   5  the network as a dimension: a step's "rtt_ms" (the emulated link's round trip; null over
+#      loopback) and "link" ({"rtt_ms", "jitter_ms", "loss", "bandwidth_bps", "measured_rtt_ms",
+#      "measured_bandwidth_bps", "relay_cpu_percent"}; null over loopback); the flags "rtt-off"
+#      and "relay-bound"; the scenario's "network".
+SCHEMA_VERSION = 5
 
 
 def _to_2(document: dict[str, Any]) -> None:
@@ -60,8 +64,16 @@ def _to_4(document: dict[str, Any]) -> None:
             step.setdefault("runtime", None)
 
 
+def _to_5(document: dict[str, Any]) -> None:
+    """Every run before version 5 talked over loopback."""
+    for step in document["steps"] if isinstance(document.get("steps"), (list, tuple)) else ():
+        if isinstance(step, dict):
+            step.setdefault("rtt_ms", None)
+            step.setdefault("link", None)
+
+
 # UPGRADES[v] brings a version v document to version v + 1.
-UPGRADES = {1: _to_2, 2: _to_3, 3: _to_4}
+UPGRADES = {1: _to_2, 2: _to_3, 3: _to_4, 4: _to_5}
 
 
 def upgrade(document: dict[str, Any]) -> dict[str, Any]:

@@ -1,6 +1,7 @@
 """A step record: one measured window of one backend at one load level, as results.json
 holds it; the load level that groups repetitions, and the median over them; and the flags
-that judge a step (driver-bound, high-spread, littles-law, noisy, contended, shared-cpu, gil-on).
+that judge a step (driver-bound, high-spread, littles-law, noisy, contended, shared-cpu, gil-on,
+link-off, relay-bound).
 
 Everything that summarises repetitions (the printed table, summary.csv, every chart, the
 report, compare) groups the model's Steps with `group_levels` and takes medians with `median_of`;
@@ -48,6 +49,15 @@ SHARED_CPU_LOW_PERCENT = 5.0
 # A step on a free-threaded build whose server said, when asked after it (GET /runtime), that
 # its GIL was on: an extension imported late, or PYTHON_GIL=1. It measured threads under a GIL.
 GIL_ON = "gil-on"  # the flag
+# An emulated link ([network]) is measured just before each step's driver starts: a step whose
+# round trip (or bandwidth, where one is set) measured more than this share off its setting ran
+# on another link than the one it is filed under...
+LINK_OFF_SHARE = 0.10
+LINK_OFF = "link-off"  # the flag
+# ...and one whose relay (the process that carries every packet) was busier than this on its
+# CPU may have been paced by the relay, not the server.
+RELAY_BOUND_PERCENT = 90.0
+RELAY_BOUND = "relay-bound"  # the flag
 # What each flag means, for the report and the printed table's legend.
 FLAG_MEANINGS = {
     DRIVER_BOUND: f"the driver's busiest CPU was over {DRIVER_BOUND_PERCENT:g}% busy: the figure is the "
@@ -66,7 +76,24 @@ FLAG_MEANINGS = {
                 f"{SHARED_CPU_LOW_PERCENT:g}% the figure may be low",
     GIL_ON: "a free-threaded build whose GIL was on when the server was asked after the step (GET /runtime): "
             "an extension imported late, or PYTHON_GIL=1; its threads ran under a GIL",
+    LINK_OFF: f"the emulated link, measured just before the step, was more than {LINK_OFF_SHARE:.0%} off its "
+              "setting (round trip, or bandwidth where one is set): the step ran on another link",
+    RELAY_BOUND: f"the relay that carries the emulated link's packets was over {RELAY_BOUND_PERCENT:g}% busy "
+                 "on its CPU: the link may have set the pace, not the server",
 }
+
+
+def link_flags(link: Mapping[str, Any]) -> list[str]:
+    """What judges a step's emulated link (its "link" record): link-off, relay-bound."""
+    flags = []
+    rtt, measured = link["rtt_ms"], link.get("measured_rtt_ms")
+    rate, measured_rate = link.get("bandwidth_bps"), link.get("measured_bandwidth_bps")
+    if (rtt and measured is not None and abs(measured - rtt) > LINK_OFF_SHARE * rtt) or \
+            (rate and measured_rate is not None and abs(measured_rate - rate) > LINK_OFF_SHARE * rate):
+        flags.append(LINK_OFF)
+    if (link.get("relay_cpu_percent") or 0.0) > RELAY_BOUND_PERCENT:
+        flags.append(RELAY_BOUND)
+    return flags
 
 
 def littles_law(result: Mapping[str, Any]) -> dict[str, Any] | None:
@@ -96,13 +123,14 @@ def littles_law(result: Mapping[str, Any]) -> dict[str, Any] | None:
 def step_record(backend: str, *, users: int, idle_connections: int, repetition: int, result: Mapping[str, Any],
                 server: dict[str, Any], driver: Mapping[str, Any] | None = None,
                 server_cpus: Sequence[int] = (), cores: int | None = None,
-                route: str | None = None) -> dict[str, Any]:
+                route: str | None = None, link: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """The record of one window, from the driver's result (DriverResult.to_dict()), the
     server's CPU and memory over it, and the orchestrator's view of the driver's CPUs
     (`driver`: its busiest CPU's cpu_percent, steal; without it, the driver's own figure).
     `server_cpus`: the CPUs the server was pinned to; `cores`: their count when the run
     sweeps it ([server] cpus), else None; `route`: the one request the window sent, when the
-    scenario sends each alone (mix "each"), else None."""
+    scenario sends each alone (mix "each"), else None; `link`: the emulated link as set and
+    measured for the step ([network]), else None (loopback)."""
     sampled = dict(driver or {})
     sampled.setdefault("cpu_percent", result["driver_cpu_percent"])
     sampled["self_cpu_percent"] = result["driver_cpu_percent"]
@@ -133,6 +161,8 @@ def step_record(backend: str, *, users: int, idle_connections: int, repetition: 
     if share is not None:
         flags.append(SHARED_CPU)
         sampled["share_of_server_percent"] = share
+    if link is not None:
+        flags += link_flags(link)
     return {
         "backend": backend, "users": users, "repetition": repetition, "status": "ok", "error": None,
         "requests": result["requests"], "good_requests": result["good_requests"], "errors": errors,
@@ -151,6 +181,7 @@ def step_record(backend: str, *, users: int, idle_connections: int, repetition: 
         "rate": result["rate"], "uncorrected": result["uncorrected"], "starved_users": result["starved_users"],
         "idle_connections": idle_connections,  # asked for; background.idle_connected: how many were held
         "server_cpus": list(server_cpus), "cores": cores, "route": route,
+        "rtt_ms": None if link is None else link["rtt_ms"], "link": None if link is None else dict(link),
         "runtime": None,  # our servers: what GET /runtime said after the step (apply_runtime)
     }
 

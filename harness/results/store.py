@@ -22,7 +22,8 @@ from harness.results.schema import SCHEMA_VERSION  # its history: harness/result
 
 RESULTS_FILE = "results.json"
 # What the "events" of a run may record (schema.py, version 2).
-EVENT_KINDS = ("backend-failed", "driver-failed", "interrupted", "write-failed", "run-failed", "floor-failed")
+EVENT_KINDS = ("backend-failed", "driver-failed", "interrupted", "write-failed", "run-failed", "floor-failed",
+               "link-failed", "link-unmeasured")
 
 
 class ResultsError(Exception):

@@ -19,7 +19,6 @@ from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import numpy as np
-from scipy.optimize import OptimizeWarning, curve_fit
 
 from harness.results.words import counted
 
@@ -116,6 +115,10 @@ def fit_usl(users: Sequence[float], throughput: Sequence[float | None]) -> UslFi
     n, x = np.array([p[0] for p in points]), np.array([p[1] for p in points])
     if np.all(x == x[0]):
         return _skip(f"throughput is {x[0]:,.0f} req/s at every level: no variance for R² to judge")
+    # scipy is imported here, not with the module: it costs every concurbench command 0.9 s,
+    # and only a run with 4 or more user levels fits a curve.
+    from scipy.optimize import OptimizeWarning, curve_fit
+
     try:
         with warnings.catch_warnings():
             # raised when the covariance cannot be estimated; only the parameters are used

@@ -62,10 +62,10 @@ def reference_problem(out_root: Path, *, root: Path = PROJECT_ROOT, prefix: str 
 def run_command(scenario_name: str, *, backend: str, users: tuple[int, ...] | None, duration_s: float | None,
                 warmup_s: float | None, repeat: int | None, options: RunOptions,
                 pythons: tuple[str, ...] | None = None, cores: tuple[int, ...] | None = None,
-                trust_scenario: bool = False) -> int:
+                rtts_ms: tuple[float, ...] | None = None, trust_scenario: bool = False) -> int:
     """`concurbench run`: the scenario with its overrides, against the --backend list (each of
     ours under each --server-python); 2 (and one line on stderr) for a scenario, backend,
-    interpreter, CPU count or driver that cannot be used, before anything starts (a
+    interpreter, CPU count, driver or emulated link that cannot be used, before anything starts (a
     reference run from a dirty tree or another environment too, and a scenario file's own
     commands without `trust_scenario`: harness.run.trust); otherwise what run_scenario returns."""
     problem = reference_problem(options.out_root)
@@ -76,7 +76,8 @@ def run_command(scenario_name: str, *, backend: str, users: tuple[int, ...] | No
         loaded = load_scenario(scenario_name)
         check_backend_names(loaded)
         scenario = loaded.with_overrides(
-            users=users, duration_s=duration_s, warmup_s=warmup_s, repeat=repeat, pythons=pythons, cpus=cores)
+            users=users, duration_s=duration_s, warmup_s=warmup_s, repeat=repeat, pythons=pythons, cpus=cores,
+            rtts_ms=rtts_ms)
         backends = resolve_backends(backend, scenario.backends)
         commands = commands_to_trust(scenario, backends, pythons_from_file=pythons is None)
         if commands and not trust_scenario:
@@ -99,6 +100,19 @@ def run_command(scenario_name: str, *, backend: str, users: tuple[int, ...] | No
     if problem:
         print(f"concurbench: error: {problem}", file=sys.stderr)
         return 2
+    if scenario.network is not None:
+        problem = network_problem(scenario, options)
+        if problem:
+            print(f"concurbench: error: {problem}", file=sys.stderr)
+            return 2
+        from harness.run.shaping import LinkError, sweep_leftovers
+
+        try:
+            for removed in sweep_leftovers():
+                print(f"concurbench: removed what a run that died left behind: {removed}", file=sys.stderr)
+        except LinkError as error:
+            print(f"concurbench: error: what a run that died left behind cannot be removed: {error}", file=sys.stderr)
+            return 2
     if "wrk" in options.drivers:
         problem = wrk_problem(scenario)
         if problem:
@@ -126,6 +140,23 @@ def cores_problem(counts: tuple[int, ...], options: RunOptions, *, source: str =
             + ("" if share else ", or [server] share_driver_cpus = true lets the server use the driver's too"))
 
 
+def network_problem(scenario: Scenario, options: RunOptions) -> str | None:
+    """Why this run cannot have an emulated link (None: it can): what the machine lacks for
+    one (root, /dev/net/tun, iproute2), or a driver that cannot go inside the link's
+    namespace (remote workers are other machines)."""
+    from harness.network.link import missing
+
+    where = "--rtt" if any(o.startswith("rtt_ms=") for o in scenario.overrides) else f"{scenario.path}: [network]"
+    lacking = missing()
+    if lacking:
+        return f"{where} asks for an emulated link, but {lacking}; scenarios without [network] run over loopback"
+    if options.remote_workers:
+        return f"{where}: remote workers cannot join an emulated link (it lives in this machine's namespaces)"
+    if scenario.search is not None:
+        return f"{where}: a rate search runs over loopback; measure the emulated link with users or rate levels"
+    return None
+
+
 def run_scenario(scenario: Scenario, backends: dict[str, str], options: RunOptions,
                  pythons: dict[str, Interpreter] | None = None) -> int:
     """Run, store, summarize; the exit status is 0, 1 (a backend failed, or the results
@@ -149,7 +180,9 @@ def run_scenario(scenario: Scenario, backends: dict[str, str], options: RunOptio
             return 130
         finally:
             interrupts.closing = True
-            reap_all()
+            reap_all()  # the processes inside an emulated link's namespaces first: then it can go
+            if interrupts.run is not None:
+                interrupts.run.close_link()
 
 
 def _run_scenario(scenario: Scenario, backends: dict[str, str], options: RunOptions,
@@ -172,6 +205,9 @@ def _run_scenario(scenario: Scenario, backends: dict[str, str], options: RunOpti
             print(f"concurbench: warning: {run.fd_limit.warning}", file=sys.stderr)
         run.calibrate()
         print(f"concurbench: {run.measure_floor()}")
+        linked = run.open_link()
+        if linked:
+            print(f"concurbench: {linked}")
         with make_progress(planned_seconds=planned) as progress:
             run.execute(progress)
     except KeyboardInterrupt:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import queue
-import secrets
 import shutil
 import signal
 import subprocess
@@ -21,7 +20,7 @@ from collections import deque
 from pathlib import Path
 from typing import Any, NoReturn
 
-from harness.drivers import LOCUST_DRIVER_MODULE, MASTER_PORT, TOKEN_ENV
+from harness.drivers import LOCUST_DRIVER_MODULE, MASTER_PORT, TOKEN_ENV, new_token
 from harness.drivers.spec import DriverSpec, SpecError, write_spec
 from harness.run.processes import child_env, spawn, stop_group
 from harness.run.plan import plan_run
@@ -41,7 +40,8 @@ class DriverProcess:
 
     def __init__(self, specs: list[DriverSpec], *, workdir: Path, cpus: tuple[int, ...],
                  module: str = LOCUST_DRIVER_MODULE, procs: int = 1, remote_workers: int = 0,
-                 master_bind: str = "127.0.0.1", master_port: int = MASTER_PORT, token: str = "") -> None:
+                 master_bind: str = "127.0.0.1", master_port: int = MASTER_PORT, token: str = "",
+                 netns: str | None = None) -> None:
         workdir.mkdir(parents=True, exist_ok=True)
         argv = [sys.executable, "-m", module, "--out-dir", str(workdir)]
         for index, spec in enumerate(specs):
@@ -56,10 +56,11 @@ class DriverProcess:
                     ["--master-bind", "127.0.0.1", "--master-port", "0"]
             argv += ["--master", "--expect-workers", str(procs + remote_workers), *where]
         # Only workers that know it are counted in: the run's, or one of this driver's own.
-        self.env = child_env({TOKEN_ENV: token or secrets.token_urlsafe(24)} if distributed else None)
+        self.env = child_env({TOKEN_ENV: token or new_token()} if distributed else None)
         self.events: queue.Queue[dict[str, Any] | None] = queue.Queue()
         self.stderr: deque[str] = deque(maxlen=30)
         self.workers: list[subprocess.Popen] = []
+        self.netns = netns  # an emulated link's client side: the master and local workers run there
         self.process = self._start(argv, cpus, stdout=subprocess.PIPE)
         try:
             port = self._master_port() if distributed else None
@@ -77,8 +78,8 @@ class DriverProcess:
             threading.Thread(target=lambda p=process: self.stderr.extend(p.stderr), daemon=True).start()
 
     def _start(self, argv: list[str], cpus: tuple[int, ...], *, stdout: int) -> subprocess.Popen:
-        return spawn(argv, cpus=cpus, stdout=stdout, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True,
-                     env=self.env)
+        return spawn(argv, cpus=cpus, netns=self.netns, stdout=stdout, stderr=subprocess.PIPE,
+                     stdin=subprocess.DEVNULL, text=True, env=self.env)
 
     def dead_worker(self) -> subprocess.Popen | None:
         """A local worker that has exited, if any (mid-run, that is a fault: see the runner)."""

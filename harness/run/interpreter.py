@@ -93,7 +93,10 @@ def locate(path: str, *, source: str = "--server-python") -> str:
         if built_path is None:
             raise InterpreterError(f"{source} {path}: {missing_message(path)}")
         return str(built_path)
-    found = shutil.which(path) if os.sep not in path else (path if Path(path).is_file() else None)
+    try:
+        found = shutil.which(path) if os.sep not in path else (path if Path(path).is_file() else None)
+    except OSError as error:  # a directory on the way this user may not enter
+        raise InterpreterError(f"{source} {path}: cannot be reached: {error.strerror}") from None
     if found is None:
         raise InterpreterError(f"{source} {path}: no such interpreter (not a file, not a command on PATH, "
                                f"and not one of the short names {', '.join(BUILDS)} that `{BUILD_COMMAND}` builds)")

@@ -19,8 +19,9 @@ import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from harness.drivers.wire import destination_host
 from harness.run.bytecode import BytecodeError, compiled_env
@@ -29,6 +30,7 @@ from harness.run.processes import child_env, spawn, stop_group
 START_TIMEOUT = 15.0  # seconds for a backend to print its line and answer GET /
 STOP_GRACE = 6.0  # SIGTERM, then this long (the servers' own grace is 5 s), then SIGKILL
 STDERR_TAIL = 40  # lines of a failed backend's stderr kept for the results
+T = TypeVar("T")
 
 
 class LaunchError(Exception):
@@ -71,6 +73,7 @@ class RunningBackend:
     host: str
     port: int
     cpus: tuple[int, ...]
+    netns: str | None = None  # the network namespace it runs in (an emulated link's server side)
     _stderr: deque[str] = field(default_factory=lambda: deque(maxlen=STDERR_TAIL))
 
     @property
@@ -90,9 +93,10 @@ class RunningBackend:
 
 def launch_backend(backend: str, *, host: str = "127.0.0.1", cpus: tuple[int, ...] = (),
                    extra_args: tuple[str, ...] = (), timeout: float = START_TIMEOUT,
-                   env: dict[str, str] | None = None, python: str | None = None) -> RunningBackend:
-    """Start `backend` pinned to `cpus` (ours under `python`, if given) and return it once
-    it answers GET /."""
+                   env: dict[str, str] | None = None, python: str | None = None,
+                   netns: str | None = None) -> RunningBackend:
+    """Start `backend` pinned to `cpus` (ours under `python`, if given; in network namespace
+    `netns`, if given) and return it once it answers GET / (asked from inside `netns`)."""
     argv, port = backend_command(backend, host=host, extra_args=extra_args, python=python)
     if not backend.startswith("cmd:"):  # ours run from bytecode compiled beforehand (see bytecode.py)
         try:
@@ -101,11 +105,11 @@ def launch_backend(backend: str, *, host: str = "127.0.0.1", cpus: tuple[int, ..
             raise LaunchError(str(error)) from None
     env = child_env(env)
     try:
-        process = spawn(argv, cpus=cpus, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
-                        env=env, text=True)
+        process = spawn(argv, cpus=cpus, netns=netns, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                        stdin=subprocess.DEVNULL, env=env, text=True)
     except (OSError, ValueError, subprocess.SubprocessError) as error:
         raise LaunchError(f"cannot start {backend!r}: {error}") from None
-    running = RunningBackend(backend, process, destination_host(host), port or 0, cpus)
+    running = RunningBackend(backend, process, destination_host(host), port or 0, cpus, netns)
     threading.Thread(target=_collect, args=(process.stderr, running._stderr), daemon=True).start()
     try:
         if port is None:
@@ -144,6 +148,22 @@ def _read_port(process: subprocess.Popen, timeout: float) -> int:
     return int(line.strip().rsplit(":", 1)[1])
 
 
+def in_namespace(name: str | None, work: Callable[[], T]) -> T:
+    """`work()` here, or on a thread inside network namespace `name` (its sockets are made
+    there: a server in an emulated link's namespace is reachable only from inside it)."""
+    if name is None:
+        return work()
+    from harness.network import netns
+
+    return netns.run_in(name, work)
+
+
+def _get_root(host: str, port: int) -> bytes:
+    with socket.create_connection((host, port), timeout=1) as sock:
+        sock.sendall(b"GET / HTTP/1.1\r\nHost: concurbench\r\nConnection: close\r\n\r\n")
+        return sock.recv(64)
+
+
 def _wait_healthy(running: RunningBackend, timeout: float) -> None:
     """GET / must answer 200 before load starts (external servers may take a while)."""
     deadline = time.monotonic() + timeout
@@ -152,9 +172,7 @@ def _wait_healthy(running: RunningBackend, timeout: float) -> None:
         if not running.alive():
             raise LaunchError(f"backend exited with status {running.process.returncode} before answering")
         try:
-            with socket.create_connection((running.host, running.port), timeout=1) as sock:
-                sock.sendall(b"GET / HTTP/1.1\r\nHost: concurbench\r\nConnection: close\r\n\r\n")
-                head = sock.recv(64)
+            head = in_namespace(running.netns, lambda: _get_root(running.host, running.port))
             if head.startswith(b"HTTP/1.") and head[9:12] == b"200":
                 return
             last_error = f"answered {head[:40]!r}"

@@ -3,8 +3,9 @@ on each backend, and what the run will take (wall time, descriptors).
 
 This is the one place the levels of a scenario are enumerated: each closed-loop user count,
 then each open-loop rate (spread over the scenario's `connections`), at each idle-connection
-count in turn (c10k sweeps it), at each server CPU count in turn ([server] cpus; a backend is
-started anew, pinned to that many CPUs, for each). A stored step is matched back to its
+count in turn (c10k sweeps it), at each round trip in turn ([network] rtt_ms: the link is
+reshaped and a driver started anew for each), at each server CPU count in turn ([server] cpus;
+a backend is started anew, pinned to that many CPUs, for each). A stored step is matched back to its
 level by harness.results.steps.level_key, from the same fields.
 
 A run goes in rounds, one per repetition (measurement rule 11): in round r each backend in
@@ -43,6 +44,7 @@ class Level:
     cores: int | None = None  # server CPUs, when the scenario sweeps them (None: all the server's)
     request: int | None = None  # mix "each": the one [[request]] this level sends (None: the mix)
     route: str | None = None  # that request as a series says it: "/sleep?ms=1", "POST /echo"
+    rtt_ms: float | None = None  # the link's round trip, when the scenario has [network] (None: loopback)
 
     @property
     def name(self) -> str:
@@ -51,6 +53,7 @@ class Level:
         load = f"users={self.users}" if self.rate is None else f"rate={self.rate:g}/s"
         load = f"{load} idle={self.idle_connections}" if self.idle_connections else load
         load = load if self.route is None else f"{load} {self.route}"
+        load = load if self.rtt_ms is None else f"{load} rtt={self.rtt_ms:g}ms"
         return load if self.cores is None else f"{load} cpus={self.cores}"
 
 
@@ -69,8 +72,8 @@ def levels(scenario: Scenario) -> tuple[Level, ...]:
     if scenario.search is not None:
         return ()
     loads = [(users, None) for users in scenario.users] + [(scenario.connections, rate) for rate in scenario.rate]
-    return tuple(Level(users, rate, idle, cores, request, route) for cores in core_counts(scenario)
-                 for request, route in requests_of(scenario)
+    return tuple(Level(users, rate, idle, cores, request, route, rtt) for cores in core_counts(scenario)
+                 for rtt in round_trips(scenario) for request, route in requests_of(scenario)
                  for idle in scenario.idle_connections for users, rate in loads)
 
 
@@ -85,6 +88,11 @@ def requests_of(scenario: Scenario) -> list[tuple[int | None, str | None]]:
 def route(method: str, path: str) -> str:
     """A request as its series names it: the path for a GET, else "POST /echo"."""
     return path if method == "GET" else f"{method} {path}"
+
+
+def round_trips(scenario: Scenario) -> tuple[float | None, ...]:
+    """The link's round trips a backend is driven at in turn; (None,): no link, loopback."""
+    return scenario.network.rtts_ms if scenario.network else (None,)
 
 
 def core_counts(scenario: Scenario) -> tuple[int | None, ...]:
@@ -119,17 +127,21 @@ class Plan:
         """(round, backend) in the order they run: A B C A B C."""
         return [(round_, backend) for round_ in range(self.rounds) for backend in self.backends]
 
-    def levels_at(self, cores: object = ALL_CORES, backend: str | None = None) -> tuple[Level, ...]:
+    def levels_at(self, cores: object = ALL_CORES, backend: str | None = None,
+                  rtt: object = ALL_CORES) -> tuple[Level, ...]:
         """The levels one start of a backend runs: those at `cores` server CPUs (None is a
-        count: all the server's), or every level; in a rate search, those `backend` found."""
+        count: all the server's), or every level; in a rate search, those `backend` found;
+        only those at round trip `rtt`, if given (None: loopback)."""
         levels = self.found.get(backend or "", ()) if self.scenario.search else self.levels
-        return levels if cores is ALL_CORES else tuple(level for level in levels if level.cores == cores)
+        return tuple(level for level in levels if (cores is ALL_CORES or level.cores == cores)
+                     and (rtt is ALL_CORES or level.rtt_ms == rtt))
 
-    def steps_of(self, backend: str, round_: int | None = None, *, cores: object = ALL_CORES) -> list[PlannedStep]:
+    def steps_of(self, backend: str, round_: int | None = None, *, cores: object = ALL_CORES,
+                 rtt: object = ALL_CORES) -> list[PlannedStep]:
         """`backend`'s steps in round `round_` (None: in every round), in the order they run;
-        only those at `cores` server CPUs, if given."""
+        only those at `cores` server CPUs and round trip `rtt`, if given."""
         rounds = range(self.rounds) if round_ is None else (round_,)
-        return [PlannedStep(backend, level, rep) for rep in rounds for level in self.levels_at(cores, backend)]
+        return [PlannedStep(backend, level, rep) for rep in rounds for level in self.levels_at(cores, backend, rtt)]
 
     @property
     def core_counts(self) -> tuple[int | None, ...]:
@@ -137,13 +149,19 @@ class Plan:
         return core_counts(self.scenario)
 
     @property
+    def round_trips(self) -> tuple[float | None, ...]:
+        """Each driver of a start, in turn: the link's round trip (None: loopback)."""
+        return round_trips(self.scenario)
+
+    @property
     def steps(self) -> list[PlannedStep]:
         return [step for round_, backend in self.order for step in self.steps_of(backend, round_)]
 
-    def specs(self, *, host: str, port: int, cores: object = ALL_CORES, backend: str | None = None) -> list[DriverSpec]:
-        """One round's driver specs against host:port, one per level (at `cores` server CPUs,
-        if given; `backend`'s, in a rate search): a warm-up, then one window."""
-        return [self.spec(level, host=host, port=port) for level in self.levels_at(cores, backend)]
+    def specs(self, *, host: str, port: int, cores: object = ALL_CORES, backend: str | None = None,
+              rtt: object = ALL_CORES) -> list[DriverSpec]:
+        """One round's driver specs against host:port, one per level (at `cores` server CPUs
+        and round trip `rtt`, if given; `backend`'s, in a rate search): a warm-up, then one window."""
+        return [self.spec(level, host=host, port=port) for level in self.levels_at(cores, backend, rtt)]
 
     def spec(self, level: Level, *, host: str, port: int) -> DriverSpec:
         """The driver spec of one level: a warm-up, then one window."""
@@ -156,14 +174,15 @@ class Plan:
 
     def probe_level(self, request: int | None, route_: str | None, rate: float) -> Level:
         """A rate search's probe (or its repetitions) of one request at `rate`."""
-        return Level(self.scenario.connections, rate, self.scenario.idle_connections[0], None, request, route_)
+        return Level(self.scenario.connections, rate, self.scenario.idle_connections[0], None, request, route_,
+                     self.round_trips[0])
 
     @property
     def seconds(self) -> float:
         """The wall time to expect, for the ETA: every start, warm-up and window of every round
         (a rate search: its budget per backend and request, then its rounds at one rate each)."""
-        starts = len(self.backends) * self.rounds * len(self.core_counts)
-        return planned_seconds(self.scenario, backends=len(self.backends)) + DRIVER_START_S * starts
+        drivers = len(self.backends) * self.rounds * len(self.core_counts) * len(self.round_trips)
+        return planned_seconds(self.scenario, backends=len(self.backends)) + DRIVER_START_S * drivers
 
     @property
     def descriptors(self) -> int:

@@ -24,6 +24,8 @@ class Activity(Enum):
     PREPARING = "before the run started"
     CALIBRATING = "during the /cpu calibration"
     MEASURING_FLOOR = "while measuring the latency floor"
+    LINKING = "while making the emulated link"
+    SHAPING = "while {backend}'s link was shaped and measured"
     STARTING = "while {backend} was starting{start}"
     DRIVING = "during {backend} {step}"
     STOPPING_DRIVER = "while {backend}'s driver was stopping"

@@ -48,14 +48,20 @@ def child_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     return {**os.environ, **(extra or {}), "PYTHONPATH": path}
 
 
-def child_setup(cpus: tuple[int, ...] = ()) -> Callable[[], None]:
-    """The preexec_fn of every child: pin it to `cpus`, and have the kernel SIGKILL it when
+def child_setup(cpus: tuple[int, ...] = (), netns: str | None = None) -> Callable[[], None]:
+    """The preexec_fn of every child: pin it to `cpus`, move it into the network namespace
+    `netns` (an emulated link's side, harness.network), and have the kernel SIGKILL it when
     the orchestrator dies, however it dies (Linux; elsewhere only the pinning).
 
     PR_SET_PDEATHSIG fires when the *thread* that forked the child exits, not the process:
     every Popen here runs on the orchestrator's main thread, which lives as long as it does.
     """
     parent = os.getpid()
+    enter: Callable[[], None] | None = None
+    if netns is not None:
+        from harness.network.link import setns_preexec
+
+        enter = setns_preexec(netns)
 
     def setup() -> None:
         if _PRCTL is not None:
@@ -64,15 +70,18 @@ def child_setup(cpus: tuple[int, ...] = ()) -> Callable[[], None]:
                 os.kill(os.getpid(), signal.SIGKILL)
         if cpus and hasattr(os, "sched_setaffinity"):
             os.sched_setaffinity(0, cpus)
+        if enter is not None:
+            enter()
 
     return setup
 
 
-def spawn(argv: list[str], *, cpus: tuple[int, ...] = (), **popen: Any) -> subprocess.Popen:
+def spawn(argv: list[str], *, cpus: tuple[int, ...] = (), netns: str | None = None, **popen: Any) -> subprocess.Popen:
     """Popen in a new session (a Ctrl+C at the terminal is the orchestrator's alone to
-    handle), pinned, dying with the orchestrator, and registered for `reap_all`."""
+    handle), pinned, in network namespace `netns` if given, dying with the orchestrator, and
+    registered for `reap_all`."""
     env = {**(popen.pop("env", None) or os.environ), SPAWNED_BY: str(os.getpid())}
-    process = subprocess.Popen(argv, start_new_session=True, preexec_fn=child_setup(cpus), env=env, **popen)
+    process = subprocess.Popen(argv, start_new_session=True, preexec_fn=child_setup(cpus, netns), env=env, **popen)
     _STARTED[process.pid] = process
     return process
 

@@ -12,6 +12,10 @@ search (harness.run.capacity) comes before the rounds and uses the same steps.
 Around each window the orchestrator measures what the driver cannot (harness.run.sampling):
 the server tree's CPU seconds, CPU us per request and memory, the whole local driver's CPU
 per driver CPU, the steal on both sides, and what other processes used on the server's CPUs.
+
+A scenario with [network] runs over an emulated link (harness.run.shaping, open_link): the
+backend in the link's server namespace, each driver in its client namespace, one driver per
+round trip of the sweep, after the link is reshaped and measured (each step records both).
 """
 
 from __future__ import annotations
@@ -42,15 +46,16 @@ from harness.run.driver import DriverProcess
 from harness.run.faults import BackendFailed, RunFailed, Session, exit_words, first_line, plural_steps
 from harness.run.floor import FLOOR_SECONDS, FloorError, measure_floor
 from harness.run.interpreter import Interpreter, own_interpreter
-from harness.run.launch import LaunchError, RunningBackend, launch_backend
+from harness.run.launch import LaunchError, RunningBackend, in_namespace, launch_backend
 from harness.run.limits import ensure_fd_limit
 from harness.run.metadata import collect_metadata
 from harness.run.options import RunOptions
 from harness.run.plan import Plan, PlannedStep, plan_run
 from harness.run.position import Activity, Position, Start, StepAt
 from harness.run.progress import Progress, Tick, ms_text
-from harness.run.runtime import RuntimeChecks
+from harness.run.runtime import RuntimeChecks, ask_runtime
 from harness.run.sampling import WindowSampler, server_cpu_seconds, server_memory, steal_at_start
+from harness.run.shaping import LinkError, RunLink
 from harness.run.targets import registry_name
 from harness.scenario import Scenario
 
@@ -91,6 +96,7 @@ class Run:
                     "pythons": [Path(p).name for p in scenario.pythons]}
         self.results: dict[str, Any] = {"metadata": metadata, "scenario": recorded, "status": "running",
                                         "backends": {}, "steps": [], "events": []}
+        self.link: RunLink | None = None  # the emulated link, when the scenario has [network]: open_link
         self.position = Position(Activity.PREPARING)  # where the run stands: see stop_here
         self.stopped_at: Position | None = None  # where the first fault or Ctrl+C found it
         self.saved_steps = 0  # steps in the results.json on disk
@@ -129,6 +135,44 @@ class Run:
         self.results["metadata"]["latency_floor"] = floor
         self.save()
         return floor_line(floor)
+
+    def open_link(self) -> str | None:
+        """The emulated link of a scenario with [network], made for the whole run (on this,
+        the main thread: the relay dies with the thread that made it); returns the line that
+        says it, or None for a loopback run. RunFailed if it cannot be made."""
+        network = self.scenario.network
+        if network is None:
+            return None
+        self.position = Position(Activity.LINKING)
+        try:
+            self.link = RunLink(network, self.run_dir.name, relay_cpus=self.driver_cpus)
+        except LinkError as error:
+            self.stop_here()
+            raise RunFailed(f"the emulated link could not be made: {error}") from None
+        self.results["metadata"]["network"] = {
+            **network.to_dict(), "server_ns": self.link.server_ns, "client_ns": self.link.client_ns,
+            "server_addr": self.link.server_addr, "relay_cpus": list(self.driver_cpus)}
+        self.save()
+        rtts = ", ".join(f"{rtt:g}" for rtt in network.rtts_ms)
+        return (f"emulated link: the server in namespace {self.link.server_ns} at {self.link.server_addr}, the "
+                f"driver in {self.link.client_ns}; round trips {rtts} ms, each measured before its steps")
+
+    def close_link(self) -> None:
+        """Remove the emulated link (after every process inside it has stopped); a warning if
+        something stays, which the next run's sweep removes."""
+        if self.link is None:
+            return
+        try:
+            self.link.close()
+        except LinkError as error:
+            print(f"concurbench: warning: the emulated link was not all removed: {error}", file=sys.stderr)
+        self.link = None
+
+    @property
+    def target_host(self) -> str:
+        """The address our backends bind and the driver targets: the link's server address
+        over an emulated link, else --host."""
+        return self.link.server_addr if self.link is not None else self.options.host
 
     # --- the backends -------------------------------------------------------------------------
 
@@ -171,22 +215,44 @@ class Run:
                                          self.server_cpus[:cores] if cores else self.server_cpus, progress)
             if running is None:
                 break
-            last_start = cores == self.plan.core_counts[-1]
             with self.serving(backend, running, start, progress) as session:
-                steps = self.plan.steps_of(backend, round_, cores=cores)
-                # The driver gets the address as given: 0.0.0.0 as a destination means this host.
-                specs = self.plan.specs(host=self.options.host, port=running.port, cores=cores, backend=backend)
-                for tool in self.options.drivers:
-                    series = backend if tool == self.options.drivers[0] else f"{backend} ({tool})"
-                    with self.start_driver(specs, session, tool=tool, name=series) as driver:
-                        self.drive(running, driver, steps, progress, series=series)
-                        if tool == self.options.drivers[-1] and last_start:  # measured: the rest is cleanup
-                            entry["rounds_done"] = round_ + 1
-                            if round_ + 1 == self.plan.rounds:
-                                entry.update(status="ok", error=None)
+                for rtt in self.plan.round_trips:
+                    link = self.shape_link(backend, rtt, running, progress) if rtt is not None else None
+                    steps = self.plan.steps_of(backend, round_, cores=cores, rtt=rtt)
+                    # The driver gets the address as given: 0.0.0.0 as a destination means this host.
+                    specs = self.plan.specs(host=self.target_host, port=running.port, cores=cores, backend=backend,
+                                            rtt=rtt)
+                    last = cores == self.plan.core_counts[-1] and rtt == self.plan.round_trips[-1]
+                    for tool in self.options.drivers:
+                        series = backend if tool == self.options.drivers[0] else f"{backend} ({tool})"
+                        with self.start_driver(specs, session, tool=tool, name=series) as driver:
+                            self.drive(running, driver, steps, progress, series=series, link=link)
+                            if tool == self.options.drivers[-1] and last:  # measured: the rest is cleanup
+                                entry["rounds_done"] = round_ + 1
+                                if round_ + 1 == self.plan.rounds:
+                                    entry.update(status="ok", error=None)
             if session.failed:
                 break
         return entry
+
+    def shape_link(self, backend: str, rtt_ms: float, running: RunningBackend,
+                   progress: Progress) -> dict[str, Any]:
+        """Set the emulated link to round trip `rtt_ms` and measure it against `running`: the
+        "link" record of the steps that follow (a probe that failed is an event, and leaves
+        its figure None)."""
+        assert self.link is not None  # a level has a round trip only over a link
+        self.position = Position(Activity.SHAPING, backend)
+        try:
+            record, failed = self.link.reshape(rtt_ms, running.port)
+        except LinkError as error:
+            raise BackendFailed(f"the emulated link could not be shaped to {rtt_ms:g} ms: {error}",
+                                kind="link-failed") from None
+        if failed:
+            self.event("link-unmeasured", f"{backend}: {failed}", backend=backend)
+        measured = record["measured_rtt_ms"]
+        progress.message(f"{backend}: link at {rtt_ms:g} ms round trip, measured "
+                         f"{'?' if measured is None else f'{measured:.1f}'} ms")
+        return record
 
     def backend_entry(self, backend: str, target: str) -> dict[str, Any]:
         """`backend`'s entry in results["backends"], made at its first start."""
@@ -209,9 +275,10 @@ class Run:
         extra = () if external else self.scenario.server_args_for(registry_name(target))  # our servers' flags
         python = self.pythons.get(backend)
         try:
-            return launch_backend(target, host=self.options.host, cpus=cpus, extra_args=extra,
+            return launch_backend(target, host=self.target_host, cpus=cpus, extra_args=extra,
                                   env={"CONCURBENCH_CPU_ITERS_PER_MS": str(self.cpu_iters_per_ms)},
-                                  python=python.path if python else None)
+                                  python=python.path if python else None,
+                                  netns=self.link.server_ns if self.link is not None else None)
         except LaunchError as error:
             why = str(error).splitlines()[0]
             progress.message(f"{backend}: FAILED to start{said}: {why}")
@@ -253,7 +320,8 @@ class Run:
                                    module=DRIVER_MODULES[tool], procs=self.options.driver_procs if locust else 1,
                                    remote_workers=self.options.remote_workers if locust else 0,
                                    master_bind=self.options.host, master_port=self.options.master_port,
-                                   token=self.options.worker_token)
+                                   token=self.options.worker_token,
+                                   netns=self.link.client_ns if self.link is not None else None)
             try:
                 yield driver
             except BackendFailed as error:
@@ -265,16 +333,19 @@ class Run:
                 session.driver_stderr = "".join(driver.stderr)
 
     def drive(self, running: RunningBackend, driver: DriverProcess, steps: Sequence[PlannedStep],
-              progress: Progress, *, series: str | None = None, keep: bool = True) -> list[dict[str, Any]]:
+              progress: Progress, *, series: str | None = None, keep: bool = True,
+              link: dict[str, Any] | None = None) -> list[dict[str, Any]]:
         """Turn the driver's windows into step records, one per step of `steps` (the driver's
         specs, in order), stored under `series` (default: the steps' backend): each recorded
         as it ends (record_step), or, for a rate search's probes (`keep` False), only
-        returned. Raises BackendFailed if the backend, the driver or a worker dies."""
+        returned; over an emulated link, with `link` (shape_link's record) and the relay's CPU
+        over the window. Raises BackendFailed if the backend, the driver or a worker dies."""
         backend = steps[0].backend
         name = series or backend
         sampler = WindowSampler(server_cpu=partial(server_cpu_seconds, running.process.pid),
                                 server_memory=partial(server_memory, running.process.pid), driver=driver.pids,
-                                server_cpus=running.cpus, driver_cpus=self.driver_cpus)
+                                server_cpus=running.cpus, driver_cpus=self.driver_cpus,
+                                relay=self.link.relay_pid if self.link is not None and link is not None else None)
         sampler.sample()
         before, expected = 0, len(steps)
         if keep:  # as "after 3 of 8 steps" says: over every round
@@ -285,7 +356,8 @@ class Run:
             # here), and in this round at the CPU counts before.
             before = round_ * len(in_round) + in_round.index(steps[0])
         # GET /runtime after each step (not a probe): whether a free-threaded server's GIL came back
-        checks = RuntimeChecks(running.host, running.port) if keep and not running.name.startswith("cmd:") else None
+        checks = RuntimeChecks(running.host, running.port, ask=partial(_ask_in, running.netns)) \
+            if keep and not running.name.startswith("cmd:") else None
         records: list[dict[str, Any]] = []
         warmup = bool(self.scenario.warmup_s)  # each level's first phase
         worker_gone_at: float | None = None
@@ -323,12 +395,14 @@ class Run:
                 level = planned.level
                 result = DriverResult.from_dict(json.loads(Path(event["path"]).read_text()))
                 # The window closed as its result was said, and lasted duration_s before that.
-                server, driver_cpu = sampler.window(end=event.get("received", time.monotonic()),
-                                                    seconds=result.duration_s, requests=result.requests)
+                end = event.get("received", time.monotonic())
+                server, driver_cpu = sampler.window(end=end, seconds=result.duration_s, requests=result.requests)
+                window_link = None if link is None else \
+                    {**link, "relay_cpu_percent": sampler.relay_percent(end=end, seconds=result.duration_s)}
                 record = step_record(name, users=level.users, idle_connections=level.idle_connections,
                                      repetition=planned.repetition, result=result.to_dict(), server=server,
                                      driver=driver_cpu, server_cpus=running.cpus, cores=level.cores,
-                                     route=level.route)
+                                     route=level.route, link=window_link)
                 records.append(record)
                 self._at(steps, len(records), warmup, series=series)  # the driver is on to the next level
                 if keep:
@@ -449,6 +523,11 @@ class Run:
             else:
                 done = entry.get("rounds_done", 0)
                 entry.update(status=status, error=f"{why}, after {done} of {self.plan.rounds} rounds", step=None)
+
+
+def _ask_in(netns: str | None, host: str, port: int) -> dict[str, Any]:
+    """GET /runtime from inside the server's network namespace, if it runs in one."""
+    return in_namespace(netns, lambda: ask_runtime(host, port))
 
 
 def _file_name(name: str) -> str:

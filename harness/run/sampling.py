@@ -166,7 +166,9 @@ class WindowSampler:
 
     `server_cpu` and `server_memory` read the server tree (server_cpu_seconds and
     server_memory); `driver` are the driver's local processes (the master and each worker), whose
-    CPU counts on the CPUs each is pinned to, split evenly when it is pinned to several."""
+    CPU counts on the CPUs each is pinned to, split evenly when it is pinned to several.
+    `relay`: an emulated link's relay process, on the driver's CPUs: its CPU counts there as
+    the load's, and `relay_percent` gives its own share."""
 
     server_cpu: Callable[[], float]
     server_memory: Callable[[], tuple[int | None, int | None]]
@@ -175,11 +177,12 @@ class WindowSampler:
     driver_cpus: tuple[int, ...]
     proc_stat: Path = PROC_STAT
     samples: list[Sample] = field(default_factory=list)
+    relay: int | None = None  # pid
 
     def __post_init__(self) -> None:
         self._procs: list[psutil.Process | None] = []
         self._pinned: list[tuple[int, ...]] = []
-        for pid in self.driver:
+        for pid in (*self.driver, *([self.relay] if self.relay is not None else [])):
             try:
                 proc = psutil.Process(pid)
                 pinned = tuple(proc.cpu_affinity() or ()) if hasattr(proc, "cpu_affinity") else ()
@@ -230,6 +233,13 @@ class WindowSampler:
         driver = {"cpu_percent": max(percent.values()) if percent else None, "cpu_percent_by_cpu": percent,
                   "steal_percent": self._steal(start, end, self.driver_cpus)}
         return server, driver
+
+    def relay_percent(self, *, end: float, seconds: float) -> float | None:
+        """The relay's CPU over [end - seconds, end], as a % of one CPU (None without one)."""
+        if self.relay is None or seconds <= 0:
+            return None
+        used = _delta(self.samples, end - seconds, end, functools.partial(_driver_cpu, index=len(self._procs) - 1))
+        return None if used is None else round(100 * used / seconds, 1)
 
     def _steal(self, start: float, end: float, cpus: tuple[int, ...]) -> float | None:
         if len({s.t for s in self.samples}) < 2:

@@ -18,6 +18,7 @@ from typing import Any, Sequence
 
 from harness.drivers.wire import RequestSpec, SpecError, is_token
 from harness.scenario.fields import _show, _Table, did_you_mean
+from harness.scenario.network import Network, read_network, rtt_sweep
 from harness.scenario.objective import RateSearch, Slo, read_search, read_slo
 from servers.backends import BACKENDS
 
@@ -87,6 +88,7 @@ class Scenario:
     mix: str = "weighted"
     slo: Slo | None = None
     search: RateSearch | None = None
+    network: Network | None = None  # [network]: the emulated link, None: loopback
 
     def requests_of(self, request: int | None) -> tuple[RequestSpec, ...]:
         """The requests a level sends: the whole mix (None), or one of them alone (mix "each")."""
@@ -95,7 +97,7 @@ class Scenario:
     def with_overrides(self, *, users: Sequence[int] | None = None,
                        duration_s: float | None = None, warmup_s: float | None = None,
                        repeat: int | None = None, pythons: Sequence[str] | None = None,
-                       cpus: Sequence[int] | None = None) -> Scenario:
+                       cpus: Sequence[int] | None = None, rtts_ms: Sequence[float] | None = None) -> Scenario:
         """A copy with command-line overrides, held to the file's rules: a bad value
         raises ScenarioError whose file is "command line"."""
         given = {"users": None if users is None else list(users), "duration": duration_s,
@@ -122,9 +124,17 @@ class Scenario:
             if self.search is not None:
                 server.fail("cpus", "a rate search runs on all the server's CPUs: --cores does not apply to it")
             changes["cpus"] = server.sweep("cpus", kind=int, what="CPU count")
+        if rtts_ms is not None:
+            network = _Table(file="command line", prefix="network", data={"rtt_ms": list(rtts_ms)})
+            if self.search is not None and len(rtts_ms) > 1:
+                network.fail("rtt_ms", "a rate search runs at one round trip: give one value")
+            changes["network"] = dataclasses.replace(self.network or Network(),
+                                                     rtts_ms=rtt_sweep(network, list(rtts_ms)))
         # An interpreter by its file name: its directory is the machine's (measurement rule 13).
         shown = {**changes, **({"pythons": tuple(Path(p).name for p in changes["pythons"])}
                                if "pythons" in changes else {})}
+        if "network" in shown:
+            shown["rtt_ms"] = shown.pop("network").rtts_ms
         noted = tuple(f"{key}={list(v) if isinstance(v, tuple) else v}"
                       for key, v in shown.items())
         return dataclasses.replace(self, **changes, overrides=self.overrides + noted)
@@ -177,7 +187,7 @@ def load_scenario(name_or_path: str | Path) -> Scenario:
 
 
 def _build(top: _Table, *, name: str, path: Path, sha256: str) -> Scenario:
-    top.allow("description", "load", "background", "server", "request", "backends")
+    top.allow("description", "load", "background", "server", "request", "backends", "network")
     load = top.table("load", required=True)
     load.allow("users", "rate", "connections", "duration", "warmup", "repeat", "keep_alive", "timeout", "slo", "mix")
     users = load.sweep("users", kind=int, what="user count")
@@ -200,6 +210,9 @@ def _build(top: _Table, *, name: str, path: Path, sha256: str) -> Scenario:
     if search and (len(idle) > 1 or cpus):
         top.fail("background.idle_connections" if len(idle) > 1 else "server.cpus",
                  "a rate search runs at one idle count and on all the server's CPUs: give one value, or none")
+    network = read_network(top.table("network", required=False)) if "network" in top.data else None
+    if search and network and len(network.rtts_ms) > 1:
+        top.fail("network.rtt_ms", "a rate search runs at one round trip: give one value")
     mix = load.value("mix", str, "a string", default="weighted")
     if mix not in MIXES:
         load.fail("mix", f"must be one of {', '.join(repr(m) for m in MIXES)}; got {mix!r}")
@@ -223,7 +236,7 @@ def _build(top: _Table, *, name: str, path: Path, sha256: str) -> Scenario:
         pythons=_pythons(server),
         cpus=cpus, share_driver_cpus=server.value("share_driver_cpus", bool, "true or false", default=False),
         skip_missing_python=_missing_python(server),
-        mix=mix, slo=slo, search=search,
+        mix=mix, slo=slo, search=search, network=network,
     )
 
 

@@ -131,6 +131,7 @@ class BlockingConnection(Connection):
     the answers to go out, while an idle or half-received connection is simply closed.
     """
 
+    __slots__ = ("sock", "busy")
     timeouts_class: type[Timeouts] = KernelTimeouts  # gevent's sockets wait in its hub: their own
 
     def __init__(self, sock: socket.socket, *, responder: Responder, config: ServerConfig,

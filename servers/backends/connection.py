@@ -26,6 +26,9 @@ class Connection:
     be complete: the request timeout from its first byte (from accept for a new connection),
     or the keep-alive timeout from the last answer while `idle`."""
 
+    __slots__ = ("responder", "config", "signals", "parser", "idle", "fresh", "deadline", "closing", "emit",
+                 "send_answer")
+
     def __init__(self, *, responder: Responder, config: ServerConfig, signals: StopSignals, now: float) -> None:
         self.responder = responder
         self.config = config

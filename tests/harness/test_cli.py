@@ -10,6 +10,7 @@ import json
 import os
 import platform
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -18,7 +19,8 @@ from pathlib import Path
 import pytest
 
 import harness.cli
-from harness.cli import build_parser, main
+from harness.cli import build_parser, main, worker_command
+from harness.drivers import new_token
 from harness.results.store import read_results
 from harness.results.printed import summary_markdown, summary_table
 from harness.results.summary import summary_rows
@@ -202,6 +204,22 @@ def test_a_wrong_argument_gets_the_commands_usage(capsys: pytest.CaptureFixture[
 def test_a_flag_abbreviated_or_after_a_double_dash_is_not_misspelt(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["summary", "--mark", str(RUN_B)]) == 0  # argparse takes a flag's unique prefix
     assert main(["summary", "--", str(RUN_B)]) == 0
+
+
+@pytest.mark.parametrize("token", [new_token(), "-starts-like-a-flag", "--two-dashes", "a space; and $HOME"],
+                         ids=["new", "dash", "two-dashes", "shell"])
+def test_the_printed_worker_command_gives_the_worker_the_runs_token(token: str) -> None:
+    """`concurbench run --remote-workers` prints it to be pasted. Once in 64 runs, a token of
+    token_urlsafe's began with "-": the worker's argparse took it for a flag and exited, and
+    the run waited out its 60 s for that worker (test_remote_workers failed so in CI)."""
+    argv = shlex.split(worker_command("127.0.0.1:5557", token))
+    assert argv[:4] == ["concurbench", "worker", "--master", "127.0.0.1:5557"]
+    harness.cli._refuse_unknown_flags(COMMANDS["worker"], argv[2:])
+    assert build_parser().parse_args(argv[1:]).token == token
+
+
+def test_a_new_token_never_starts_like_a_flag() -> None:
+    assert not [token for token in (new_token() for _ in range(1000)) if token.startswith("-")]
 
 
 # --- stored runs: summary, report, compare ---

@@ -16,7 +16,7 @@ from typing import Any
 import gevent
 import gevent.event
 from locust.rpc import Message
-from locust.runners import MasterRunner
+from locust.runners import STATE_MISSING, MasterRunner
 
 from harness.drivers.locust.client import _NS
 from harness.drivers.locust.window import Waiting, Window
@@ -121,6 +121,9 @@ class Board:
         self.token = token
         self.hosts: dict[str, str] = {}  # client id -> hostname, for every worker that proved the token
         self.pending: dict[str, tuple[str, str, str]] = {}  # client id -> (hostname, its nonce, ours)
+        # client id -> how far its handshake got (none: Locust's own "client_ready" only), so
+        # gather's error names who came but was not counted in, and where each stopped
+        self.stages: dict[str, str] = {}
         self.level: dict[str, str] = {}  # the workers carrying the current level
         self.index = -1
         self.ready: dict[str, str | None] = {}  # client id -> error, for the current level
@@ -156,6 +159,7 @@ class Board:
     def _on_hello(self, environment: Any, msg: Any) -> None:
         if self.closing:
             return
+        self.stages[msg.node_id] = "said hello"
         data = msg.data if isinstance(msg.data, dict) else {}
         host, nonce = str(data.get("hostname", "?"))[:100], data.get("nonce")
         if not isinstance(nonce, str) or not nonce:
@@ -165,6 +169,7 @@ class Board:
         self.pending[msg.node_id] = (host, nonce, ours)
         self.runner.send_message(WELCOME, {"nonce": ours, "proof": proof(self.token, "master", nonce, ours)},
                                  client_id=msg.node_id)
+        self.stages[msg.node_id] = "welcome sent, no proof"
 
     def _on_proof(self, environment: Any, msg: Any) -> None:
         """Counted in only now: a worker that knows the run's token."""
@@ -174,6 +179,7 @@ class Board:
             self.refuse(msg.node_id, host, "it does not know the run's token")
         elif not self.closing:
             self.hosts[msg.node_id] = host
+            self.stages[msg.node_id] = "proved the token, then left"  # said only once it is gone
 
     def refuse(self, client: str, host: str, why: str) -> None:
         """Tell a worker that cannot prove the token to quit, and forget it, so Locust never
@@ -182,6 +188,7 @@ class Board:
         self.runner.server.send_to_client(Message("quit", None, client))
         self.runner.clients.pop(client, None)
         self.pending.pop(client, None)
+        self.stages[client] = f"refused ({why})"
 
     def _on_ready(self, environment: Any, msg: Any) -> None:
         if msg.data["index"] == self.index:
@@ -219,9 +226,27 @@ class Board:
             if time.monotonic() > deadline:
                 raise DistributedError(
                     f"only {len(self._connected())} of {expected} workers joined within {timeout_s:g}s "
-                    f"(master port {self.runner.server.port})", exit_status=2)
+                    f"(master port {self.runner.server.port}){self._who_came()}", exit_status=2)
             gevent.sleep(POLL_S)
         return True
+
+    def _who_came(self) -> str:
+        """Gather's account of the workers that came: those counted in, and the others by the
+        stage their handshake stopped at, with how many Locust has stopped hearing from. A
+        worker that never connected is in neither: look on its own side."""
+        counted = self._connected()
+        stopped: dict[str, list[str]] = {}
+        for client in [*self.stages, *(c for c in self.runner.clients if c not in self.stages)]:
+            if client not in counted:
+                stopped.setdefault(self.stages.get(client, "connected"), []).append(client)
+        parts = []
+        for stage, clients in stopped.items():
+            silent = sum(getattr(self.runner.clients.get(c), "state", None) == STATE_MISSING for c in clients)
+            more = f" and {len(clients) - 3} more" if len(clients) > 3 else ""
+            parts.append(f"{len(clients)} {stage}: {', '.join(clients[:3])}{more}"
+                         + (f" ({silent} missing: no heartbeat)" if silent else ""))
+        return (f"; counted in: {', '.join(counted) or 'none'}; came but not counted: "
+                f"{'; '.join(parts) if parts else 'none'}; any other worker never reached this master")
 
     def configure(self, index: int, spec: DriverSpec) -> int:
         """Send every worker the level, with its share of the background sockets, and wait

@@ -57,6 +57,7 @@ def serve_worker(master_host: str, master_port: int, stop: gevent.event.Event, *
         side = WorkerSide(runner, token, limits)
         side.answered.wait(timeout=WELCOME_TIMEOUT_S)
         if not side.welcomed.is_set():  # the last master, quitting; or one without the token
+            side.leave()
             runner.quit()
             runner.client.close(linger=0)
             if side.answered.is_set():

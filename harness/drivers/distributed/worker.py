@@ -139,6 +139,7 @@ class WorkerSide:
         self.level: WorkerLevel | None = None
         self.answered = gevent.event.Event()  # the master's welcome came, proof right or wrong
         self.welcomed = gevent.event.Event()  # the master proved the token
+        self.left = False  # gave up on this master: see leave
         self.nonce = new_nonce()
         runner.register_message(WELCOME, self._on_welcome)
         runner.register_message(LEVEL, self._on_level)
@@ -147,12 +148,21 @@ class WorkerSide:
         runner.send_message(HELLO, {"hostname": socket.gethostname(), "nonce": self.nonce})
 
     def _on_welcome(self, environment: Any, msg: Any) -> None:
+        if self.left:
+            return
         data = msg.data if isinstance(msg.data, dict) else {}
         theirs = data.get("nonce")
         if isinstance(theirs, str) and proves(self.token, "master", self.nonce, theirs, data.get("proof")):
             self.runner.send_message(PROOF, {"proof": proof(self.token, "worker", theirs, self.nonce)})
             self.welcomed.set()
         self.answered.set()
+
+    def leave(self) -> None:
+        """Give up on this master: no welcome within WELCOME_TIMEOUT_S (or a wrong one).
+        Leaving yields (runner.quit), and a late welcome handled then (this process stalled
+        past the timeout) would send the proof: the master would count in a worker that is
+        gone, and this one would say the master lacks the token."""
+        self.left = True
 
     def _send(self, data: dict[str, Any]) -> None:
         self.runner.send_message(BATCH, data)

@@ -21,7 +21,7 @@ REQUEST = '[[request]]\nmethod = "GET"\npath = "/"\n'
 GOOD = LOAD + REQUEST
 
 SHIPPED = ["quick", "hello", "close", "io-bound", "cpu-bound", "mixed", "big-response",
-           "idle-preconnect", "slowloris", "c10k", "open-loop", "interpreters", "capacity", "parallel"]
+           "idle-preconnect", "slowloris", "c10k", "open-loop", "interpreters", "capacity", "parallel", "wan"]
 
 
 def write(tmp_path: Path, text: str, name: str = "mine.toml") -> Path:
@@ -72,6 +72,8 @@ def test_parallel_takes_a_few_minutes_for_three_backends() -> None:
     # 1 and 2 server CPUs, the second borrowed from the driver where the machine has no more
     ("parallel", lambda s: s.keep_alive is False and s.mix == "each" and s.cpus == (1, 2) and s.share_driver_cpus
      and [r.path for r in s.requests] == ["/cpu?ms=5", "/cpu-shared?ms=5"]),
+    # clients a round trip away, over the emulated link
+    ("wan", lambda s: s.network is not None and s.network.rtts_ms == (0, 20, 100) and s.users == (64,)),
 ], ids=lambda v: v if isinstance(v, str) else "")
 def test_builtin_scenario_does_what_its_name_says(name: str, check) -> None:
     assert check(load_scenario(name))
