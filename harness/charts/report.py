@@ -31,10 +31,10 @@ from harness.results.words import counted
 REPORT_FILE = "report.html"
 CHARTS_DIR = "charts"  # beside report.html: the PNG and SVG files the page embeds
 # The chart a run's shape makes its headline, the first drawn of these: a rate search's
-# capacity, a core sweep, an idle-connection sweep, an open-loop sweep, else throughput
-# against users. Where the verdict tells of short requests stuck behind slow ones, the
+# capacity, a round-trip sweep, a core sweep, an idle-connection sweep, an open-loop sweep,
+# else throughput against users. Where the verdict tells of short requests stuck behind slow ones, the
 # latency chart shows it and leads instead.
-HEADLINE_CHARTS = ("capacity", "server_cores", "round_trip", "idle_connections", "latency_vs_rate",
+HEADLINE_CHARTS = ("capacity", "round_trip", "server_cores", "idle_connections", "latency_vs_rate",
                    "throughput_vs_users")
 BLOCKING_HEADLINE = "latency_vs_users"
 

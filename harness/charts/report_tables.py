@@ -135,11 +135,12 @@ def warnings_html(results: Run, summaries: Mapping[str, Any]) -> str:
 
 
 def _repetitions(warning: LevelWarning) -> str:
-    """'all 3', or '2 of 3 (0 and 2)' (numbered from 0, as results.json numbers them)."""
+    """'all 3', or '2 of 3 (reps 0 and 2)' (numbered from 0, as results.json numbers them)."""
     carrying = warning.repetitions
     if len(carrying) == warning.of and len(set(carrying)) == len(carrying):
         return f"all {warning.of}" if warning.of > 1 else "the one"
-    return f"{len(carrying)} of {warning.of} ({joined([str(rep) for rep in carrying])})"
+    which = joined([str(rep) for rep in carrying])
+    return f"{len(carrying)} of {warning.of} ({'rep' if len(carrying) == 1 else 'reps'} {which})"
 
 
 def _meanings(warning: LevelWarning) -> str:

@@ -28,6 +28,7 @@ from harness.charts.style import (LATENCY, LOWER_BOUND_LABEL, LOWER_BOUND_MARKER
 from harness.results.model import Run, Step
 from harness.results.steps import DRIVER_BOUND, median_of
 from harness.results.units import ms
+from harness.results.words import counted
 
 
 @dataclass(frozen=True)
@@ -99,7 +100,7 @@ def throughput_latency_vs_rtt(results: Run, out_dir: Path) -> list[Path]:
     p99_ax.set_yscale("log")
     p99_ax.yaxis.set_major_formatter(ms_format())
     p99_ax.set_ylabel(f"p99 {LATENCY}, ms\n(median, log scale)")
-    rps_ax.set_title(chart_title(results, f"good req/s and p99 vs round trip at {users} users"))
+    rps_ax.set_title(chart_title(results, f"good req/s and p99 vs round trip at {counted(users, 'user')}"))
     rps_ax.legend(handles=_handles(points, colours, users), fontsize=7)
     note_failed(figure, failed_backends(results))
     return save_figure(figure, out_dir, "round_trip")
@@ -123,7 +124,7 @@ def _handles(points: dict[str, list[RttPoint]], colours: dict[str, str], users: 
     handles = [Line2D([], [], color=colours[line[0].backend], marker="o", label=backend_label(name))
                for name, line in points.items()]
     handles.append(Line2D([], [], color="black", linestyle="--", linewidth=1,
-                          label=f"{users} users / round trip: the most they can ask (Little's law)"))
+                          label=f"{counted(users, 'user')} / round trip: the most they can ask (Little's law)"))
     if any(point.driver_bound for point in every):
         handles.append(Line2D([], [], color="black", marker="o", markerfacecolor="white", linestyle="",
                               label="driver-bound: a floor, not capacity"))

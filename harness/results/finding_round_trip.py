@@ -15,7 +15,7 @@ from typing import Any
 
 from harness.results.finding_levels import Level, finding, rps, share
 from harness.results.finding_rules import RunView
-from harness.results.words import joined
+from harness.results.words import counted, joined
 
 KEPT_UP_SHARE = 0.9  # a closed loop's cycle adds the driver's own gap to the round trip
 CAPPED_SHARE = 0.5
@@ -37,7 +37,7 @@ def round_trip(run: RunView) -> list[dict[str, Any]]:
     if kept:
         names = joined(list(kept))
         figures = joined([rps(level.good_rps or 0.0) for level in kept.values()])
-        text = (f"{users} users a {far:g} ms round trip away ask for at most {rps(bound)} req/s (users / round trip, "
+        text = (f"{counted(users, 'user')} a {far:g} ms round trip away ask for at most {rps(bound)} req/s (users / round trip, "
                 f"Little's law), and {names} kept up ({figures} good req/s)")
         found.append(finding("round-trip", ", ".join(kept), next(iter(kept.values())), text,
                              {"rtt_ms": far, "users": users, "bound_rps": round(bound, 1),
@@ -48,7 +48,7 @@ def round_trip(run: RunView) -> list[dict[str, Any]]:
         if good >= CAPPED_SHARE * bound:
             continue
         connections = good * far / 1000
-        text = (f"{name} at a {far:g} ms round trip: {rps(good)} good req/s of the {rps(bound)} that {users} users "
+        text = (f"{name} at a {far:g} ms round trip: {rps(good)} good req/s of the {rps(bound)} that {counted(users, 'user')} "
                 f"can ask for ({share(good / bound)}): as if it answered {connections:.1f} connections at a time "
                 f"(good req/s x round trip), a cap the round trip exposes")
         found.append(finding("round-trip", name, level, text,

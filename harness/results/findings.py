@@ -79,11 +79,11 @@ def shape_notes(run: Run) -> list[str]:
 
 # The kinds a verdict draws from, most decisive first: what rules a model out (users left
 # without an answer, requests refused, short requests stuck behind slow ones), the capacity a
-# search found, what more cores or another build change, the one-CPU ceiling every model
+# search found, who keeps up as the round trip grows, what more cores or another build change, the one-CPU ceiling every model
 # shares; then where each stops scaling. A caveat on the measurement (driver-bound, noisy) is
 # no verdict: it stays in the full list, and in the sentence of each finding it touches.
-VERDICT_KINDS = ("round-trip", "starvation", "refusals", "head-of-line", "capacity", "scaling", "free-threading-cost",
-                 "gil-ceiling", "speedup", "saturation", "scalability")
+VERDICT_KINDS = ("starvation", "refusals", "head-of-line", "capacity", "round-trip", "scaling",
+                 "free-threading-cost", "gil-ceiling", "speedup", "saturation", "scalability")
 # Three or four lines fit a first screen beside the headline chart; more is the full list again.
 VERDICT_SIZE = 4
 

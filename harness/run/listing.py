@@ -13,6 +13,7 @@ import shutil
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
+from harness.network.link import missing
 from harness.run.interpreter import (Interpreter, InterpreterError, expand_backends, leave_out_unfit,
                                      own_interpreter, probe, resolve_interpreters, unfit)
 from harness.run.peers import PEERS, available
@@ -123,6 +124,9 @@ def scenario_lines(scenarios: Mapping[str, Scenario | ScenarioError]) -> list[st
             lines.append(f"  {name:<{width}}  {'':>12}  (invalid: {scenario.reason})")
         else:
             lines.append(f"  {name:<{width}}  {estimate_text(scenario):>12}  {scenario.description}")
+            lacking = missing() if scenario.network is not None else None
+            if lacking:  # such a run is refused before it starts (harness.run.command.network_problem)
+                lines.append(f"    not here: {lacking}")
     return lines
 
 
