@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed-stamp
 .PHONY: help demo test pythons bench-parser bench-servers bench-driver bench-accuracy clean venv
 
 help:
-	@echo "make demo   set up .venv and run the default comparison (all seven backends, ~2 min)"
+	@echo "make demo   set up .venv and run the default comparison (every backend, ~2 min)"
 	@echo "make test   set up .venv and run the test suite"
 	@echo "make pythons  build CPython 3.13 and free-threaded 3.13t into ~/.cache/concurbench (once, ~5 min)"
 	@echo "make bench-parser   parser throughput against h11 and httptools"

@@ -18,8 +18,9 @@ A source is one of:
 - `SCENARIO BACKEND LOAD FIELD`: a field of one summary row of the run under
   results/reference/ whose directory ends in "-SCENARIO".
   - LOAD: u16 (16 users), r1000 (1000/s offered), i5000 (5000 idle connections beside it),
-    c2 (on 2 server CPUs, in a run that sweeps them), a route sent alone (/cpu?ms=5, in a run
-    whose mix is "each"), joined with "+" (r1000+i5000, u8+c2+/cpu?ms=5).
+    c2 (on 2 server CPUs, in a run that sweeps them), l20 (over an emulated link of a 20 ms
+    round trip), a route sent alone (/cpu?ms=5, in a run whose mix is "each"), joined with "+"
+    (r1000+i5000, u8+c2+/cpu?ms=5, u64+l100).
   - FIELD: a field of harness.results.summary.SummaryRow (the row the printed table and
     `concurbench summary` show): rps, good_rps, errors, starved, dropped,
     cpu_us_per_request, p50_us...; `_ms` for a `_us` field in milliseconds; mem_mib for the
@@ -130,8 +131,8 @@ def reference_runs() -> list[Path]:
     return sorted(path for path in REFERENCE.iterdir() if (path / "results.json").exists())
 
 
-def parse_load(load: str) -> tuple[int | None, float | None, int, int | None, str | None]:
-    users = rate = cores = route = None
+def parse_load(load: str) -> tuple[int | None, float | None, int, int | None, str | None, float | None]:
+    users = rate = cores = route = rtt = None
     idle = 0
     for part in load.split("+"):
         kind, value = part[0], part[1:]
@@ -143,17 +144,19 @@ def parse_load(load: str) -> tuple[int | None, float | None, int, int | None, st
             idle = int(value)
         elif kind == "c":
             cores = int(value)
+        elif kind == "l":
+            rtt = float(value)
         elif kind == "/":
             route = part
         else:
-            raise AssertionError(f"unknown load {load!r}: use u16, r1000, i5000, c2 (server CPUs) or a "
-                                 "route sent alone (/cpu?ms=5), joined with +")
-    return users, rate, idle, cores, route
+            raise AssertionError(f"unknown load {load!r}: use u16, r1000, i5000, c2 (server CPUs), l20 (a link's "
+                                 "round trip) or a route sent alone (/cpu?ms=5), joined with +")
+    return users, rate, idle, cores, route, rtt
 
 
 def row_of(scenario: str, backend: str, load: str) -> SummaryRow:
-    users, rate, idle, cores, route = parse_load(load)
-    series = Step(backend=backend, users=0, route=route, cores=cores).series
+    users, rate, idle, cores, route, rtt = parse_load(load)
+    series = Step(backend=backend, users=0, route=route, cores=cores, rtt_ms=rtt).series
     rows = [row for row in summary_rows(run(scenario).steps)
             if row.backend == series and row.idle == idle and row.rate == rate
             and (users is None or row.users == users)]

@@ -29,7 +29,8 @@ from harness.run.launch import RunningBackend
 from harness.run.options import RunOptions
 from harness.run.plan import DRIVER_START_S, Level, Plan, PlannedStep, requests_of
 from harness.run.position import PROBE, Start
-from harness.run.progress import Progress, ms_text
+from harness.run.progress import Progress
+from harness.results.units import ms_text
 from harness.run.search import Search
 from harness.scenario import Scenario
 from harness.scenario.load import RateSearch, Slo
@@ -105,7 +106,7 @@ class CapacitySearch:
                     probe = search.record(self.probe(running, PlannedStep(backend, level, PROBE), session, progress))
                     record.update(search.to_dict(), seconds=round(time.monotonic() - started, 1))
                     run.save()
-                    progress.message(f"{backend}: probe {level.name}: p99 {ms_text(probe.p99_us)}, errors "
+                    progress.message(f"{backend}: probe {level.name}: p99 {ms_text(probe.p99_us, unit=' ms')}, errors "
                                      f"{probe.error_share:.2%}: {'holds' if probe.passed else 'misses: ' + probe.why}"
                                      + (f" [{', '.join(probe.flags)}]" if probe.flags else ""))
                 record.update(search.to_dict(), seconds=round(time.monotonic() - started, 1))

@@ -19,11 +19,6 @@ def fmt_duration(seconds: float) -> str:
     return f"{seconds // 60}m{seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s"
 
 
-def ms_text(us: float | None) -> str:
-    """Microseconds as progress says them: "1.25 ms", or "-"."""
-    return "-" if us is None else f"{us / 1000:.2f} ms"
-
-
 @dataclass(frozen=True)
 class Tick:
     """A second of a step: the series it measures, the step (said "users=16 rep 2/2 warm-up"),

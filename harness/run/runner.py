@@ -38,7 +38,7 @@ from harness.drivers.spec import DriverResult, DriverSpec
 from harness.results.findings import findings as run_findings
 from harness.results.model import Run as Results
 from harness.results.steps import flag_high_spread, step_record
-from harness.results.store import RESULTS_FILE, ResultsError, new_run_dir, write_results
+from harness.results.store import RESULTS_FILE, ResultsError, file_name, new_run_dir, write_results
 from harness.results.summary import floor_line, write_summary_csv
 from harness.run.calibration import calibrate_cpu_work
 from harness.run.capacity import CapacitySearch
@@ -52,7 +52,8 @@ from harness.run.metadata import collect_metadata
 from harness.run.options import RunOptions
 from harness.run.plan import Plan, PlannedStep, plan_run
 from harness.run.position import Activity, Position, Start, StepAt
-from harness.run.progress import Progress, Tick, ms_text
+from harness.run.progress import Progress, Tick
+from harness.results.units import ms_text
 from harness.run.runtime import RuntimeChecks, ask_runtime
 from harness.run.sampling import WindowSampler, server_cpu_seconds, server_memory, steal_at_start
 from harness.run.shaping import LinkError, RunLink
@@ -315,7 +316,7 @@ class Run:
         own; stopped at the end (killed at once if it failed), its last stderr kept in
         `session`."""
         locust = tool == "locust"
-        with tempfile.TemporaryDirectory(prefix=f"concurbench-{_file_name(name)}-") as workdir:
+        with tempfile.TemporaryDirectory(prefix=f"concurbench-{file_name(name, fallback='driver')}-") as workdir:
             driver = DriverProcess(list(specs), workdir=Path(workdir), cpus=self.driver_cpus,
                                    module=DRIVER_MODULES[tool], procs=self.options.driver_procs if locust else 1,
                                    remote_workers=self.options.remote_workers if locust else 0,
@@ -433,7 +434,7 @@ class Run:
             checks.ask(record, f"{series}: {level.name} rep {rep}")
         errors = sum(record["errors"].values())
         progress.message(f"{series}: {level.name} rep {rep}: {record['rps']:,.0f} req/s, p99 "
-                         f"{ms_text(record['p99_us'])}, errors {errors}"
+                         f"{ms_text(record['p99_us'], unit=' ms')}, errors {errors}"
                          + (f" [{', '.join(record['flags'])}]" if record["flags"] else ""))
 
     def stop_backend(self, backend: str, running: RunningBackend, start: Start) -> None:
@@ -530,6 +531,3 @@ def _ask_in(netns: str | None, host: str, port: int) -> dict[str, Any]:
     return in_namespace(netns, lambda: ask_runtime(host, port))
 
 
-def _file_name(name: str) -> str:
-    """A series' name as part of a file name."""
-    return "".join(c if c.isalnum() or c in "-_" else "_" for c in name)[:60]
