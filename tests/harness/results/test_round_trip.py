@@ -12,7 +12,9 @@ from harness.charts.round_trip import draw_round_trip, littles_bound, rtt_points
 from harness.results.findings import findings
 from harness.results.model import load
 from harness.results.steps import LINK_OFF, RELAY_BOUND, link_flags
-from support import FIXTURES
+from support import FIXTURES, ROOT
+
+REFERENCE = ROOT / "results" / "reference"
 
 RUN = FIXTURES / "runs" / "wan-two"
 
@@ -54,3 +56,18 @@ def test_the_chart_draws_each_backend_against_the_round_trip(tmp_path: Path) -> 
     assert littles_bound(64, 100) == 640 and littles_bound(64, 0) is None
     paths = draw_round_trip(run, tmp_path)
     assert sorted(p.name for p in paths) == ["round_trip.png", "round_trip.svg"]
+
+
+def test_every_shaped_step_of_the_reference_runs_measured_within_ten_percent_of_its_setting() -> None:
+    """The issue's bar for an honest emulation: each committed reference run over a link
+    measured every shaped step's round trip within 10% of its setting, with the relay under
+    its CPU's limit (a step that missed would be flagged, and is not)."""
+    runs = [path for path in REFERENCE.iterdir() if (path / "results.json").exists()
+            and load(path).scenario.get("network")]
+    assert runs, "no reference run over an emulated link"
+    for path in runs:
+        for step in load(path).steps:
+            assert step.link is not None and step.rtt_ms is not None, (path.name, step.series)
+            if step.rtt_ms:
+                assert step.link.rtt_error is not None and step.link.rtt_error <= 0.10, (path.name, step.series)
+            assert LINK_OFF not in step.flags and RELAY_BOUND not in step.flags, (path.name, step.series)
