@@ -4,14 +4,10 @@ CPUs into more answers. Beside each, dotted, its ideal: linear from its own one-
 Pre-fork workers, sub-interpreters and threads on a free-threaded Python should climb near
 their ideal; one event loop, or threads under the GIL, should stay flat.
 
-Drawn at the run's highest closed-loop user level only: a closed-loop user has one request in
-flight, so a low level cannot keep several cores busy and shows every model flat; the highest
-level is the one that can saturate the server, and one chart reads better than one per level.
-An open-loop-only sweep is not drawn: below saturation an offered rate measures the schedule,
-not the server (open_loop.py draws those levels against the rate). There is a chart only when
-the run sweeps two or more core counts. Steps are grouped by their series without the core
-count (harness.results.steps.series) and step["cores"]; good req/s and p99 are medians over the
-repetitions. A request's series share its backend's colour and differ by marker and line style.
+Drawn at the run's highest closed-loop user level only, from the steps harness.charts.sweep
+picks (open_loop.py draws open-loop levels against the rate). There is a chart only when the
+run sweeps two or more core counts. Steps are grouped by their series without the core count
+and their cores; good req/s and p99 are medians over the repetitions. A request's series share its backend's colour and differ by marker and line style.
 A count at which the server shared the driver's CPU ([server] share_driver_cpus) is noted,
 with the driver's largest share of the server's CPUs.
 """
@@ -24,10 +20,10 @@ from typing import Any, Mapping, Sequence
 
 from matplotlib.lines import Line2D
 
-from harness.charts.idle import at_fewest_idle
 from harness.charts.levels import failed_backends
 from harness.charts.notes import draw_notes
-from harness.charts.style import (LATENCY, LOWER_BOUND_LABEL, LOWER_BOUND_MARKER, backend_label, backend_order,
+from harness.charts.sweep import by_series, has_sweep, top_users
+from harness.charts.style import (LATENCY, LOWER_BOUND_LABEL, LOWER_BOUND_MARKER, backend_label,
                                   chart_title, distinct_colours, ms_format, new_figure, note_failed, save_figure,
                                   styled, thousands_format)
 from harness.results.model import Run, Step
@@ -58,30 +54,24 @@ class CorePoint:
     driver_share: float | None = None  # shared-cpu: the driver's largest share of the server's CPUs (%)
 
 
-def _swept(results: Run) -> list[Step]:
-    """The good closed-loop steps that carry a core count, at the run's fewest idle connections."""
-    return [step for step in at_fewest_idle(results) if step.ok and step.cores is not None and step.rate is None]
+def _cores(step: Step) -> int | None:
+    return step.cores
 
 
 def has_core_sweep(results: Run) -> bool:
     """Whether the run's closed-loop steps ran the server on two or more core counts."""
-    return len({step.cores for step in _swept(results)}) >= 2
+    return has_sweep(results, _cores)
 
 
 def chart_users(results: Run) -> int | None:
     """The user level the chart shows: the highest closed-loop one of the sweep."""
-    return max((step.users for step in _swept(results)), default=None)
+    return top_users(results, _cores)
 
 
 def core_points(results: Run) -> dict[str, list[CorePoint]]:
     """series -> its points at the chart's user level, by cores; our backends in the usual order."""
-    users = chart_users(results)
-    groups: dict[tuple[str, int], list[Step]] = {}
-    for step in _swept(results):
-        if step.users == users and step.cores is not None:
-            groups.setdefault((step.without_cores, step.cores), []).append(step)
-    return {name: [_point(cores, groups[name, cores]) for cores in sorted(c for n, c in groups if n == name)]
-            for name in backend_order([name for name, _ in groups])}
+    return {name: [_point(cores, reps) for cores, reps in line.items()]
+            for name, line in by_series(results, _cores, lambda step: step.without_cores).items()}
 
 
 def _point(cores: int, reps: Sequence[Step]) -> CorePoint:

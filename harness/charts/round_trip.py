@@ -6,8 +6,8 @@ By Little's law N closed-loop users, each waiting a round trip per request, can 
 most N / RTT requests a second: the dashed line. A model that keeps a connection per thread,
 process or greenlet, or an event loop, follows it down; one that serves a connection at a
 time, or a pool's few, falls below it to connections / RTT. Drawn at the run's highest
-closed-loop user level (the one that can saturate the server; one chart reads better than one
-per level), with good req/s and p99 the medians over the repetitions. The round trip is the
+closed-loop user level, from the steps harness.charts.sweep picks, with good req/s and p99 the
+medians over the repetitions. The round trip is the
 configured one; each step's measured one is in its record, flagged link-off past 10%.
 """
 
@@ -20,10 +20,10 @@ from typing import Any, Sequence
 from matplotlib.lines import Line2D
 
 from harness.charts.cores import median_p99
-from harness.charts.idle import at_fewest_idle
 from harness.charts.levels import failed_backends
-from harness.charts.style import (LATENCY, LOWER_BOUND_LABEL, LOWER_BOUND_MARKER, backend_label, backend_order,
-                                  chart_title, distinct_colours, ms_format, new_figure, note_failed, save_figure,
+from harness.charts.sweep import by_series, has_sweep, top_users
+from harness.charts.style import (LATENCY, LOWER_BOUND_LABEL, LOWER_BOUND_MARKER, backend_label, chart_title,
+                                  distinct_colours, ms_format, new_figure, note_failed, save_figure,
                                   styled, thousands_format)
 from harness.results.model import Run, Step
 from harness.results.steps import DRIVER_BOUND, median_of
@@ -43,28 +43,23 @@ class RttPoint:
     backend: str
 
 
-def _swept(results: Run) -> list[Step]:
-    return [step for step in at_fewest_idle(results) if step.ok and step.rtt_ms is not None and step.rate is None]
+def _rtt(step: Step) -> float | None:
+    return step.rtt_ms
 
 
 def has_rtt_sweep(results: Run) -> bool:
     """Whether the run's closed-loop steps ran over two or more round trips."""
-    return len({step.rtt_ms for step in _swept(results)}) >= 2
+    return has_sweep(results, _rtt)
 
 
 def chart_users(results: Run) -> int | None:
-    return max((step.users for step in _swept(results)), default=None)
+    return top_users(results, _rtt)
 
 
 def rtt_points(results: Run) -> dict[str, list[RttPoint]]:
     """series (without its round trip) -> its points by round trip; our backends in the usual order."""
-    users = chart_users(results)
-    groups: dict[tuple[str, float], list[Step]] = {}
-    for step in _swept(results):
-        if step.users == users and step.rtt_ms is not None:
-            groups.setdefault((step.without_rtt, step.rtt_ms), []).append(step)
-    return {name: [_point(rtt, groups[name, rtt]) for rtt in sorted(r for n, r in groups if n == name)]
-            for name in backend_order(list(dict.fromkeys(name for name, _ in groups)))}
+    return {name: [_point(rtt, reps) for rtt, reps in line.items()]
+            for name, line in by_series(results, _rtt, lambda step: step.without_rtt).items()}
 
 
 def _point(rtt: float, reps: Sequence[Step]) -> RttPoint:
