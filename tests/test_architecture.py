@@ -36,6 +36,7 @@ STAGES: dict[str, frozenset[str]] = {
     "harness.run": frozenset({"harness.run", "harness.scenario", "harness.drivers", "harness.results",
                               "harness.charts", "harness.network"}),
     "harness.cli": frozenset({"harness"}),
+    "harness.arguments": frozenset({"harness"}),  # the cli's parser: what every command accepts
     "harness": frozenset(),  # the package itself: a docstring
 }
 # Only these start processes: the run owns every backend and driver process (through

@@ -5,7 +5,7 @@ Each check reads the real thing, never a list kept by hand:
   top-level folder of the repository, and every file name (`constraints.txt`, DESIGN.md)
   anywhere, against the files of the checkout;
 - flags: after `concurbench COMMAND` or `python -m servers` in code, that command's flags,
-  read from the parsers the programs build (harness.cli.build_parser,
+  read from the parsers the programs build (harness.arguments.build_parser,
   servers.__main__.build_parser); anywhere else, a flag of one of them (or of another tool
   the docs name, in FOREIGN_FLAGS);
 - defaults: a table with a "flag" and a "default" column, and in prose "`--flag` (default X)",
@@ -28,7 +28,7 @@ from typing import Any
 
 import pytest
 
-from harness.cli import build_parser
+from harness.arguments import build_parser
 from harness.run.peers import PEERS
 from harness.scenario import builtin_scenarios
 from servers.__main__ import build_parser as build_server_parser

@@ -19,7 +19,8 @@ from pathlib import Path
 import pytest
 
 import harness.cli
-from harness.cli import build_parser, main, worker_command
+from harness.arguments import build_parser
+from harness.cli import main, worker_command
 from harness.drivers import new_token
 from harness.results.store import read_results
 from harness.results.printed import summary_markdown, summary_table
