@@ -31,6 +31,16 @@ TESTS = ROOT / "tests"
 FIXTURES = TESTS / "fixtures"
 BENCH = ROOT / "bench"
 
+
+def doc_name(doc: Path) -> str:
+    """A document (README.md, docs/...) as the docs' tests name it: relative to the checkout."""
+    return str(doc.relative_to(ROOT))
+
+
+@functools.cache
+def doc_text(doc: Path) -> str:
+    return doc.read_text(encoding="utf-8")
+
 # Every registered backend, plus the variants that change its model: from the registry,
 # so a new backend is tested by every conformance test without editing one.
 REGISTRY = variants()

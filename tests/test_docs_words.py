@@ -33,7 +33,7 @@ from harness.run.peers import PEERS
 from harness.scenario import builtin_scenarios
 from servers.__main__ import build_parser as build_server_parser
 from servers.backends import variants
-from support import ROOT
+from support import ROOT, doc_name as name, doc_text as text_of
 
 DOCS = [ROOT / "README.md", ROOT / "results" / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
 # Flags of other programs the docs name, each with its program.
@@ -56,15 +56,6 @@ UNITS = {"": 1.0, "s": 1.0, "ms": 1e-3, "KiB": 1024.0, "KiB/s": 1024.0, "MiB": 2
 DEFAULT_IN_PROSE = re.compile(r"`(--[\w-]+)[^`]*`\s*\((?:default:?\s*([^)]+)|([^)]+?) by default)\)")
 # "`--backlog` (1024)", "`--port` (0 = any free port)": a value alone, or before = , ; in parentheses.
 VALUE_IN_PROSE = re.compile(r"`(--[\w-]+)`\s*\((\d[\d,.]*(?:\s*(?:KiB/s|KiB|MiB|ms|s)\b)?)\s*[=,;)]")
-
-
-def name(doc: Path) -> str:
-    return str(doc.relative_to(ROOT))
-
-
-@cache
-def text_of(doc: Path) -> str:
-    return doc.read_text(encoding="utf-8")
 
 
 # --- what exists ------------------------------------------------------------------------------

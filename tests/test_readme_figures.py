@@ -79,7 +79,7 @@ from harness.results.summary import SummaryRow, summary_rows
 from harness.run.options import RunOptions
 from harness.run.targets import resolve_backends
 from harness.scenario import load_scenario
-from support import ROOT
+from support import ROOT, doc_name as name, doc_text as text_of
 
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
 REFERENCE_PAGES = ROOT / "docs" / "reference"
@@ -93,15 +93,6 @@ OUTPUT = re.compile(r"<!--\s*output of:\s*(.+?)\s*-->\s*\n```[^\n]*\n(.*?)^```",
 COMMAND = re.compile(r"<!--\s*command that made\s+(\S+)\s*-->\s*\n```[^\n]*\n(.*?)^```", re.S | re.M)
 NUMBER = re.compile(r"(?<![\w.])\d[\d,]*(?:\.\d+)?")
 ELIDED = {"...", "…"}
-
-
-def name(doc: Path) -> str:
-    return str(doc.relative_to(ROOT))
-
-
-@cache
-def text_of(doc: Path) -> str:
-    return doc.read_text(encoding="utf-8")
 
 
 # --- the committed runs ----------------------------------------------------------------------
