@@ -22,13 +22,12 @@ from matplotlib.lines import Line2D
 
 from harness.charts.levels import failed_backends
 from harness.charts.notes import draw_notes
-from harness.charts.sweep import by_series, has_sweep, top_users
+from harness.charts.sweep import by_series, has_sweep, measured, top_users
 from harness.charts.style import (LATENCY, LOWER_BOUND_LABEL, LOWER_BOUND_MARKER, backend_label,
                                   chart_title, distinct_colours, ms_format, new_figure, note_failed, save_figure,
                                   styled, thousands_format)
 from harness.results.model import Run, Step
-from harness.results.steps import DRIVER_BOUND, SHARED_CPU, SHARED_CPU_LOW_PERCENT, median_of
-from harness.results.summary import lower_bound
+from harness.results.steps import DRIVER_BOUND, SHARED_CPU, SHARED_CPU_LOW_PERCENT
 from harness.results.units import ms
 from harness.results.words import counted
 
@@ -75,14 +74,10 @@ def core_points(results: Run) -> dict[str, list[CorePoint]]:
 
 
 def _point(cores: int, reps: Sequence[Step]) -> CorePoint:
-    good = median_of(rep.good_rps for rep in reps)
-    p99, bound = median_p99(reps)
     pinned = [len(rep.server_cpus) for rep in reps if rep.server_cpus is not None]
     shares = [rep.driver.share_of_server_percent or 0.0 for rep in reps if SHARED_CPU in rep.flags]
-    return CorePoint(cores=cores, good_rps=good if good is not None else median_of(rep.rps for rep in reps) or 0.0,
-                     p99_us=p99, p99_lower_bound=bound, pinned=min(pinned, default=None),
-                     driver_bound=any(DRIVER_BOUND in rep.flags for rep in reps),
-                     backend=reps[0].backend, route=reps[0].route, driver_share=max(shares, default=None))
+    return CorePoint(cores, **vars(measured(reps)), pinned=min(pinned, default=None), backend=reps[0].backend,
+                     route=reps[0].route, driver_share=max(shares, default=None))
 
 
 def ideal(line: Sequence[CorePoint]) -> list[tuple[int, float]]:
@@ -95,17 +90,6 @@ def route_style(points: Mapping[str, Sequence[CorePoint]], line: Sequence[CorePo
     """(marker, line style) of a series: by its request's place among the chart's requests."""
     routes = list(dict.fromkeys(point.route for each in points.values() for point in each))
     return ROUTE_STYLES[routes.index(line[0].route) % len(ROUTE_STYLES)]
-
-
-def median_p99(reps: Sequence[Step]) -> tuple[float | None, bool]:
-    """The repetitions' median p99, and whether it is a lower bound: it is when a repetition at
-    or below the (upper) middle one is, since that one's truth could lift the median."""
-    ranked = sorted((rep for rep in reps if rep.p99_us is not None), key=lambda rep: rep.p99_us or 0.0)
-    if not ranked:
-        return None, False
-    middle = ranked[len(ranked) // 2].p99_us or 0.0
-    return (median_of(rep.p99_us for rep in ranked),
-            any(lower_bound(rep, "p99_us") for rep in ranked if (rep.p99_us or 0.0) <= middle))
 
 
 @styled

@@ -19,14 +19,12 @@ from typing import Any, Sequence
 
 from matplotlib.lines import Line2D
 
-from harness.charts.cores import median_p99
 from harness.charts.levels import failed_backends
-from harness.charts.sweep import by_series, has_sweep, top_users
+from harness.charts.sweep import by_series, has_sweep, measured, top_users
 from harness.charts.style import (LATENCY, LOWER_BOUND_LABEL, LOWER_BOUND_MARKER, backend_label, chart_title,
                                   distinct_colours, ms_format, new_figure, note_failed, save_figure,
                                   styled, thousands_format)
 from harness.results.model import Run, Step
-from harness.results.steps import DRIVER_BOUND, median_of
 from harness.results.units import ms
 from harness.results.words import counted
 
@@ -63,11 +61,7 @@ def rtt_points(results: Run) -> dict[str, list[RttPoint]]:
 
 
 def _point(rtt: float, reps: Sequence[Step]) -> RttPoint:
-    good = median_of(rep.good_rps for rep in reps)
-    p99, bound = median_p99(reps)
-    return RttPoint(rtt_ms=rtt, good_rps=good if good is not None else median_of(rep.rps for rep in reps) or 0.0,
-                    p99_us=p99, p99_lower_bound=bound, driver_bound=any(DRIVER_BOUND in rep.flags for rep in reps),
-                    backend=reps[0].backend)
+    return RttPoint(rtt, **vars(measured(reps)), backend=reps[0].backend)
 
 
 def littles_bound(users: int, rtt_ms: float) -> float | None:

@@ -18,7 +18,8 @@ from typing import Any, Callable
 import pytest
 
 from harness.results.model import Run, steps_of
-from harness.charts.cores import (chart_users, core_points, draw_cores, has_core_sweep, median_p99,
+from harness.charts.sweep import median_p99
+from harness.charts.cores import (chart_users, core_points, draw_cores, has_core_sweep,
                                   pinning_notes)
 from harness.charts.report import CHART_CAPTIONS, write_report
 from harness.results.store import read_results
