@@ -50,7 +50,7 @@ class HttpProtocol(EventConnection, asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self.server.now = time.monotonic()  # the one clock read of this callback
-        self.received(data)
+        self.arrived(data)
 
     def _delayed(self, data: bytes | Streamed, keep_alive: bool) -> None:
         self.server.now = time.monotonic()

@@ -150,7 +150,7 @@ class BlockingConnection(Connection):
             self.sock.close()
 
     def _serve(self) -> None:
-        sock, config, signals, parser = self.sock, self.config, self.signals, self.parser
+        sock, config, signals = self.sock, self.config, self.signals
         # A new connection gets the request timeout from when a thread takes it up; between
         # keep-alive requests the idle timeout applies until the first byte of the next one.
         self.deadline = time.monotonic() + config.request_timeout
@@ -159,8 +159,14 @@ class BlockingConnection(Connection):
         self.send_answer = self.emit = timeouts.send
         # Looked up once: a request's loop costs a blocking model's throughput in every lookup.
         recv, receive_within, monotonic = sock.recv, timeouts.receive_within, time.monotonic
-        take, answer_in_order, keepalive_timeout = self.take, self.answer_in_order, config.keepalive_timeout
-        while not signals.stopping:
+        received, keepalive_timeout, expired = self.received, config.keepalive_timeout, timeouts.expired
+        # `while True`, not `while not signals.stopping`: 3.11 specializes a function's bytecode
+        # only once it is called or loops back (JUMP_BACKWARD) often enough, and a loop on a
+        # condition jumps back with POP_JUMP_BACKWARD_IF_FALSE, which does not count, so a
+        # connection's loop, entered once, would run unspecialized for all its requests.
+        while True:
+            if signals.stopping:
+                return
             if self.idle and not self.fresh:
                 receive_within(keepalive_timeout)  # the same value every time
             else:
@@ -171,17 +177,15 @@ class BlockingConnection(Connection):
                 receive_within(remaining)
             try:
                 data = recv(RECV_SIZE)
-            except timeouts.expired:
+            except expired:
                 self._timed_out()
                 return
             if not data:
                 return
-            items = take(data, monotonic())
-            if items or parser.client_awaits_continue:
-                self.busy = True
-                if not answer_in_order(items):
-                    return  # an answer closed it, or pipelined work came past the request timeout
-                self.busy = False
+            self.busy = True
+            if not received(data, monotonic()):
+                return  # an answer closed it, or pipelined work came past the request timeout
+            self.busy = False
 
     def _timed_out(self) -> None:
         """408 if part of a request arrived; a connection that sent nothing just closes."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator, Sequence
+from typing import TYPE_CHECKING
 from time import monotonic
 
 from servers.backends.responder import Responder
@@ -39,10 +40,17 @@ class Connection:
         self.deadline = now + config.request_timeout
         self.closing = False  # close once the answers given so far are sent
 
-    # -- the request deadline --------------------------------------------------------------
-    def take(self, data: bytes, now: float) -> Sequence[Item]:
-        """The requests (and an error, last) these bytes complete. The first bytes since the
-        last answer start the request timeout (a new connection's started at accept)."""
+    # -- a read: the request deadline, then answering in order -------------------------------
+    # One routine, one frame: a blocking model calls it once per read, and every frame and
+    # attribute on this path costs its requests a second.
+    def received(self, data: bytes, now: float) -> bool:
+        """Take a read's bytes (`now`: when it came) and answer the requests they complete,
+        in order, then a CONTINUE that is due. The first bytes since the last answer start
+        the request timeout (a new connection's started at accept). Behind an answer still
+        `held`, they wait their turn (`behind`). True: all answered and the connection stays
+        open, idle until the next request's first byte (the model sets the keep-alive
+        deadline), or, if part of one came with the last, that request's timeout from now.
+        False: stopped, as answer_in_order says."""
         if self.idle:
             self.idle = False
             if not self.fresh:
@@ -50,34 +58,28 @@ class Connection:
             self.fresh = False
         parser = self.parser
         try:
-            return parser.feed(data)  # parser.parse(data), less a call
+            items: Sequence[Item] = parser.feed(data)  # parser.parse(data), less a call
         except ProtocolError as error:
-            return parser.after_error(error)
-
-    # -- answering in order ------------------------------------------------------------------
-    def answer_in_order(self, items: Sequence[Item], later: bool = False) -> bool:
-        """Answer `items` in order, then a CONTINUE that is due. True: all answered and the
-        connection stays open, idle until the next request's first byte (the model sets the
-        keep-alive deadline), or, if part of one came with the last, that request's timeout
-        from now. False: stopped, either closing (an answer closes it, or a pipelined request came
-        past the request timeout: it is not started) or waiting (a hook stopped for a delay, a
-        body in pieces or unread output, and kept what is left of `items`). `later`: the first
-        item too is pipelined behind an answer already given."""
-        if later or len(items) != 1 or type(items[0]) is not Request:
-            return self._answer_each(iter(items), later)
+            items = parser.after_error(error)
+        if self.held:
+            return self.behind(items)
+        if len(items) != 1 or type(items[0]) is not Request:
+            if items or parser.client_awaits_continue:
+                return self.answer_in_order(iter(items), False)
+            return True  # part of a request: its timeout runs
         # A read holding one request, the common case: answered without the loop's list and
         # pipelining checks (they cost a blocking model 6 to 10% of its requests a second).
-        data, delay, keep_alive = self.responder.respond(items[0], self.signals.stopping)
-        if delay or type(data) is not bytes:
-            if not self.hold(data, delay, keep_alive, iter(())):
+        answer, delay, keep_alive = self.responder.respond(items[0], self.signals.stopping)
+        if delay or type(answer) is not bytes:
+            if not self.hold(answer, delay, keep_alive, iter(())):
                 return False
         else:
-            self.emit(data)
+            emit = self.emit  # an attribute, not a method: called as one, 3.11 would not cache its lookup
+            emit(answer)
         if not keep_alive:
             self.finish()
             return False
-        parser = self.parser  # what _settled does, less a call
-        if parser.client_awaits_continue:
+        if parser.client_awaits_continue:  # what _settled does, less a call
             parser.client_awaits_continue = False
             self.emit(CONTINUE)
         self.idle = idle = parser.buffered == 0
@@ -85,8 +87,12 @@ class Connection:
             self.deadline = monotonic() + self.config.request_timeout
         return True
 
-    def _answer_each(self, pending: Iterator[Item], later: bool) -> bool:
-        """answer_in_order's general case: any number of items, errors among them."""
+    def answer_in_order(self, pending: Iterator[Item], later: bool) -> bool:
+        """Answer `pending` in order, then a CONTINUE that is due: received's True or False.
+        False is either closing (an answer closes it, or a pipelined request came past the
+        request timeout: it is not started) or waiting (a hook stopped for a delay, a body in
+        pieces or unread output, and kept what is left of `pending`). `later`: the first item
+        too is pipelined behind an answer already given."""
         out: list[bytes] = []
         respond = self.responder.respond
         stopping = self.signals.stopping  # a stop that lands mid-loop is seen by the next call
@@ -144,6 +150,20 @@ class Connection:
     # Set by the model, as attributes rather than methods, so that a send costs no extra call:
     emit: Callable[[bytes], None]  # send these bytes, or buffer them to send
     send_answer: Callable[[bytes | Streamed], None]  # a blocking model's send of a whole answer, pieces and all
+
+    # An answer is held (on a timer, its pieces going out, or answers queued behind unread
+    # output): what a read completes waits behind it. A blocking model answers before it
+    # reads again, so it never holds one: a constant here (an attribute read on its hot path),
+    # a property where a model works it out from its state.
+    if TYPE_CHECKING:
+        @property
+        def held(self) -> bool: ...
+    else:
+        held = False
+
+    def behind(self, items: Sequence[Item]) -> bool:
+        """Requests a read completed behind a `held` answer: kept to be answered in turn."""
+        raise NotImplementedError
 
     def finish(self) -> None:
         """An answer closes the connection: nothing more is answered."""

@@ -74,38 +74,53 @@ class EventConnection(Connection):
         """Answers owed: a stopping server lets these finish."""
         return self.waiting or bool(self.queue) or self.stream is not None or self.pending_output() > 0
 
-    def received(self, data: bytes) -> None:
+    def arrived(self, data: bytes) -> None:
+        """A read's bytes, from the loop."""
         if self.closing:
             return  # answered and closing: whatever else arrives is not read
-        items = self.take(data, self.clock.now)
-        if self.waiting or self.stream is not None:
-            self.queue.extend(items)  # behind a delayed or streaming answer: their turn comes after it
-            self._bound_queue()
-        elif self.queue:
-            self.queue.extend(items)
-            self._bound_queue()
-            self.answer()
-        elif items or self.parser.client_awaits_continue:
-            self.answer(items)  # an empty list sends the CONTINUE that is due
+        self.received(data, self.clock.now)
+        self._settle()
 
     def answer(self, items: Sequence[Item] | None = None) -> None:
         """Answer `items` (else the queue) in order until one must wait; the rest queue."""
-        later = items is None  # the queue: what waited behind an answer already given
         if items is None:
-            items = list(self.queue)
-            self.queue.clear()
-        self.answer_in_order(items, later)
+            self.answer_in_order(self._dequeued(), True)  # what waited behind an answer already given
+        else:
+            self.answer_in_order(iter(items), False)
+        self._settle()
+
+    def _dequeued(self) -> Iterator[Item]:
+        items = list(self.queue)
+        self.queue.clear()
+        return iter(items)
+
+    def _settle(self) -> None:
+        """After answering: close if that is what comes next, else, if idle, the keep-alive
+        deadline runs from now. A delayed or streaming answer comes back here when it is out."""
         if self.waiting or self.stream is not None:
             return  # the timer, or the client taking the pieces, calls back
-        queue = self.queue
-        if self.eof and not queue:
+        if self.eof and not self.queue:
             self.closing = True  # all it asked is answered (a partial request never will be)
         if self.closing:
             self.close()
         elif self.idle:
             self.deadline = self.clock.now + self.config.keepalive_timeout
 
-    # -- the hooks of answer_in_order ---------------------------------------------------------
+    # -- the hooks of received and answer_in_order -------------------------------------------
+    @property
+    def held(self) -> bool:
+        return self.waiting or self.stream is not None or bool(self.queue)
+
+    def behind(self, items: Sequence[Item]) -> bool:
+        """They queue; unless a delay or a body in pieces holds the queue (the timer or the
+        client taking the pieces calls back), they were queued behind unread output: answer
+        from the queue, which makes room or queues again."""
+        self.queue.extend(items)
+        self._bound_queue()
+        if not self.waiting and self.stream is None:
+            self.answer_in_order(self._dequeued(), True)
+        return True
+
     def finish(self) -> None:
         self.closing = True
         self.queue.clear()

@@ -44,7 +44,7 @@ class SelectorConnection(EventConnection):
             self._want(selectors.EVENT_WRITE if self.out else 0)  # EOF stays readable: stop asking
             self.peer_closed()  # a half-close: answers owed are still sent
             return
-        self.received(data)
+        self.arrived(data)
 
     def write(self, data: bytes) -> None:
         self.written += len(data)

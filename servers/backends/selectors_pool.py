@@ -1,10 +1,11 @@
 """selectors-pool: one selector thread waits on every connection; a pool of N threads answers.
 
 The split of gunicorn's gthread worker and Tomcat's NIO connector. The main thread owns the
-selector: it accepts, reads and parses. A connection with complete requests leaves the
-selector for a queue; one of N pool threads answers them with blocking calls (a Reply's
-delay is time.sleep, the answer a blocking send at the minimum rate) and hands the connection
-back.
+selector: it accepts and reads. A connection with bytes read leaves the selector for a queue;
+one of N pool threads parses them and answers the requests they complete with blocking calls
+(a Reply's delay is time.sleep, the answer a blocking send at the minimum rate), and hands
+the connection back. Parsing in the pool, as gthread's workers do, lets a free-threaded
+build parse on several cores; part of a request costs a round trip through the queue.
 
 Against threaded: an idle keep-alive connection costs a selector entry, not a thread.
 Against selectors: /cpu or a delay stalls one pool thread, not the accept loop.
@@ -20,10 +21,9 @@ import socket
 import threading
 import time
 from collections import deque
-from collections.abc import Sequence
 
 from servers.backends.blocking import KernelTimeouts
-from servers.backends.connection import Connection, Item
+from servers.backends.connection import Connection
 from servers.backends.events import SWEEP_INTERVAL
 from servers.backends.listener import BACKLOG
 from servers.backends.selectors_loop import RECV_SIZE
@@ -42,7 +42,7 @@ class PooledConnection(Connection):
     def __init__(self, sock: socket.socket, server: SelectorsPoolServer) -> None:
         super().__init__(responder=server.responder, config=server.config, signals=server.signals, now=server.now)
         self.sock = sock
-        self.items: Sequence[Item] = ()  # complete, for the pool to answer in order
+        self.data, self.read_at = b"", 0.0  # a read, and when, for the pool to parse and answer
         self.open = True  # False once a pool thread has closed it
         self.on_readable = lambda: server.read(self)  # the selector key's data
         # The pool's blocking sends, each answer at the minimum rate (SO_SNDTIMEO, no poll()
@@ -115,13 +115,11 @@ class SelectorsPoolServer(SelectorServer):
             # only then), and a partial one never will be. A half-close ends here too.
             self._close(conn)
             return
-        items = conn.take(data, self.now)
-        if items or conn.parser.client_awaits_continue:  # the pool sends a CONTINUE after the answers owed
-            conn.items = items
-            self.selector.unregister(conn.sock)
-            self.waiting.discard(conn)
-            self.answering.add(conn)
-            self._work.put(conn)
+        conn.data, conn.read_at = data, self.now
+        self.selector.unregister(conn.sock)
+        self.waiting.discard(conn)
+        self.answering.add(conn)
+        self._work.put(conn)
 
     def _take_back(self) -> None:
         drain(self._wake_r)  # before taking: a byte written after this wakes the next select()
@@ -181,9 +179,10 @@ class SelectorsPoolServer(SelectorServer):
                 pass  # the socket is full: the selector thread has a wake-up pending already
 
     def _answer(self, conn: PooledConnection) -> bool:
-        """Answer the requests in order, then a CONTINUE that is due; False: close."""
-        items, conn.items = conn.items, ()
-        return conn.answer_in_order(items)
+        """Parse the read and answer the requests it completes, in order; False: close. Part
+        of a request comes back to the selector at once, to wait for the rest."""
+        data, conn.data = conn.data, b""
+        return conn.received(data, conn.read_at)
 
     def server_close(self) -> None:
         """Close what waits, shut down what the pool still holds past the grace (a blocked
