@@ -15,6 +15,7 @@ from typing import Any
 
 from harness.drivers import MASTER_PORT, TOKEN_ENV, WORKER_MAX_SOCKETS, WORKER_MAX_USERS
 from harness.scenario import parse_duration
+from servers._help import DefaultsOnce
 from servers.backends import BACKENDS, variants
 
 
@@ -111,17 +112,8 @@ def _summary_columns() -> str:
     return "\n".join(lines)
 
 
-class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
-    """Each flag's default, once: added as "(default: X)" unless the help already says it or
-    there is none to tell (None, or an off switch), where ArgumentDefaultsHelpFormatter adds
-    "(default: None)", or a second default after the one the help gives in words."""
-
-    def _get_help_string(self, action: argparse.Action) -> str | None:
-        text = action.help or ""
-        if (not action.option_strings or action.default in (None, False, argparse.SUPPRESS)
-                or "(default" in text or "default:" in text):
-            return text
-        return f"{text} (default: %(default)s)"
+class _HelpFormatter(DefaultsOnce, argparse.RawDescriptionHelpFormatter):
+    """The servers' rule for defaults, with descriptions laid out as written."""
 
 
 def _command(sub: argparse._SubParsersAction, name: str, summary: str, **kwargs: Any) -> argparse.ArgumentParser:

@@ -7,6 +7,7 @@ import errno
 import sys
 from pathlib import Path
 
+from servers._help import DefaultsOnce
 from servers.backends import BACKENDS, load_backend
 from servers.descriptors import raise_fd_limit
 from servers.config import MAX_PENDING_OUTPUT, POOL_THREADS, ServerConfig
@@ -45,7 +46,7 @@ def build_parser(prog: str = "python -m servers") -> argparse.ArgumentParser:
         prog=prog,
         allow_abbrev=False,  # a flag is named in full: a scenario's args are checked by name (--docroot)
         description="Serve the concurbench app with one concurrency model.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=DefaultsOnce,
         epilog="Work per connection is bounded: of the requests one read completes, at most "
                f"{limits.max_pipelined} are answered (then 503 and close); a pipelined request is not started "
                "past the request timeout (the connection closes instead); and the event loops make no more "
@@ -66,15 +67,15 @@ def build_parser(prog: str = "python -m servers") -> argparse.ArgumentParser:
                         help="idle seconds allowed between requests on a connection")
     parser.add_argument("--min-send-rate", type=positive_int, default=defaults.min_send_rate, metavar="BYTES",
                         help="bytes a second a client must take an answer at once it falls behind (a send not taken "
-                             "whole), after a grace of the request timeout; a slower reader is reset (the default is "
+                             "whole), after a grace of the request timeout; a slower reader is reset (default: %(default)s, "
                              "512 kbit/s: lower it for clients on slow links)")
     parser.add_argument("--max-connections", type=positive_int, default=None,
                         help="connections served at once; beyond it new ones get 503 and close (default: no limit)")
     parser.add_argument("--access-log", action="store_true", help="log each request to stderr")
     parser.add_argument("--threads", type=positive_int, default=None,
-                        help="threaded (and gevent: of greenlets; interpreters: in each): a bounded pool of N threads "
-                             "(default: a thread per connection); "
-                             f"selectors-pool: the pool that answers requests (default: {POOL_THREADS})")
+                        help="threaded (and gevent: of greenlets; interpreters: in each): a bounded pool of N threads; "
+                             "selectors-pool: the pool that parses and answers requests "
+                             f"(default: a thread per connection; selectors-pool: {POOL_THREADS})")
     parser.add_argument("--workers", type=positive_int, default=None,
                         help="forking: N pre-forked worker processes (default: a process per connection)")
     parser.add_argument("--reuseport", action="store_true",

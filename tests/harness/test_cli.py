@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 import harness.cli
+import servers.__main__
 from harness.arguments import build_parser
 from harness.cli import main, worker_command
 from harness.drivers import new_token
@@ -125,7 +126,8 @@ def test_summary_ends_with_the_capacity_found_and_the_findings(capsys: pytest.Ca
 
 COMMANDS = harness.cli._commands(build_parser())
 ACTIONS = [pytest.param(parser, action, id=f"{name} {'/'.join(action.option_strings) or action.dest}")
-           for name, parser in COMMANDS.items() for action in parser._actions]
+           for name, parser in (COMMANDS | {"python -m servers": servers.__main__.build_parser()}).items()
+           for action in parser._actions]
 
 
 def flag_help(parser: argparse.ArgumentParser, action: argparse.Action) -> str:
