@@ -26,6 +26,7 @@ machines are for.
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -77,5 +78,9 @@ def ratio_interval(base: Sequence[float], other: Sequence[float]) -> Ratio:
         return Ratio(value, None, None)
     if np.ptp(log_base) == 0 and np.ptp(log_other) == 0:  # no noise at all: the shift is exact
         return Ratio(value, value, value)
-    low, high = stats.ttest_ind(log_other, log_base, equal_var=False).confidence_interval(CONFIDENCE)
+    with warnings.catch_warnings():
+        # scipy warns of "precision loss" when a side's repetitions are (nearly) all equal:
+        # that side's variance is then (nearly) zero, which is what Welch's interval needs.
+        warnings.filterwarnings("ignore", "Precision loss", RuntimeWarning)
+        low, high = stats.ttest_ind(log_other, log_base, equal_var=False).confidence_interval(CONFIDENCE)
     return Ratio(value, math.exp(low), math.exp(high))

@@ -107,7 +107,9 @@ def test_header_names_the_runs_and_the_test(a_vs_b: str) -> None:
     ([7000, 7100, 6900], [0, 0, 0], True, False),  # stalled: down to 0, still a ratio
     ([100], [200], None, False),  # one repetition cannot be tested
     ([100, 102], [150], None, False),
-], ids=["same", "shifted", "noisy", "identical", "exact-shift", "stalled", "one-rep", "one-side"])
+    ([1000, 1000, 1000], [1000, 1001, 1000], False, False),  # one side flat: scipy would warn
+], ids=["same", "shifted", "noisy", "identical", "exact-shift", "stalled", "one-rep", "one-side", "one-flat"])
+@pytest.mark.filterwarnings("error")  # a warning on the compare gate's output is a defect
 def test_ratio_interval(base: list[float], other: list[float], significant: bool | None,
                         low_above_1: bool) -> None:
     ratio = ratio_interval(base, other)
