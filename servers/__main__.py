@@ -74,7 +74,7 @@ def build_parser(prog: str = "python -m servers") -> argparse.ArgumentParser:
     parser.add_argument("--access-log", action="store_true", help="log each request to stderr")
     parser.add_argument("--threads", type=positive_int, default=None,
                         help="threaded (and gevent: of greenlets; interpreters: in each): a bounded pool of N threads; "
-                             "selectors-pool: the pool that parses and answers requests "
+                             "selectors-pool: the pool that answers requests "
                              f"(default: a thread per connection; selectors-pool: {POOL_THREADS})")
     parser.add_argument("--workers", type=positive_int, default=None,
                         help="forking: N pre-forked worker processes (default: a process per connection)")

@@ -57,7 +57,7 @@ BACKENDS: dict[str, Backend] = {
                       needs="gevent"),
     "selectors-pool": Backend("servers.backends.selectors_pool:SelectorsPoolServer",
                               "one selector thread waits on every connection; a pool of --threads N "
-                              f"(default {POOL_THREADS}) parses what it reads and answers", at_once=POOL_THREADS,
+                              f"(default {POOL_THREADS}) answers complete requests", at_once=POOL_THREADS,
                               variants={"threads2": Variant(("--threads", "2"), at_once=2)}),
     "interpreters": Backend("servers.backends.interpreters:InterpretersServer",
                             "sub-interpreters in one process, each with its own GIL and a thread per connection "

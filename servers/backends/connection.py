@@ -152,9 +152,10 @@ class Connection:
     send_answer: Callable[[bytes | Streamed], None]  # a blocking model's send of a whole answer, pieces and all
 
     # An answer is held (on a timer, its pieces going out, or answers queued behind unread
-    # output): what a read completes waits behind it. A blocking model answers before it
-    # reads again, so it never holds one: a constant here (an attribute read on its hot path),
-    # a property where a model works it out from its state.
+    # output), or, where one thread reads and another answers (the pool), answers are always
+    # made elsewhere: what a read completes waits (`behind`). A blocking model answers before
+    # it reads again, so it never holds one: a constant here (an attribute read on its hot
+    # path), a property where a model works it out from its state.
     if TYPE_CHECKING:
         @property
         def held(self) -> bool: ...
