@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: help demo test pythons bench-parser bench-servers bench-driver bench-accuracy clean venv
+.PHONY: help demo test pythons bench-parser bench-servers bench-driver bench-accuracy bench-flood clean venv
 
 help:
 	@echo "make demo   set up .venv and run the default comparison (every backend, ~2 min)"
@@ -15,6 +15,7 @@ help:
 	@echo "make bench-driver   the Locust driver's capacity on one CPU, against wrk"
 	@echo "make bench-accuracy the harness against wrk: req/s and p50 at 1, 8, 32 users on / and /sleep?ms=10 (~2 min)"
 	@echo "                    narrow it: make bench-accuracy ACCURACY_ARGS='--path / --users 1 --rounds 5'"
+	@echo "make bench-flood    what 200 clients sending a byte a millisecond leave 32 others, per backend (~4 min)"
 
 # constraints.txt pins every package (direct and transitive) to the versions tested.
 $(STAMP): pyproject.toml constraints.txt
@@ -44,6 +45,9 @@ bench-driver: $(STAMP)
 
 bench-accuracy: $(STAMP)
 	$(BIN)/python bench/accuracy.py $(ACCURACY_ARGS)
+
+bench-flood: $(STAMP)
+	$(BIN)/python bench/byte_flood.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info
