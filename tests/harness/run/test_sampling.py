@@ -12,7 +12,8 @@ from pathlib import Path
 import psutil
 import pytest
 
-from harness.run.sampling import TICKS_PER_S, Sample, WindowSampler, read_jiffies, steal_at_start, steal_percent
+from harness.run.sampling import (TICKS_PER_S, Sample, WindowSampler, read_jiffies, steal_at_start, steal_percent,
+                                   tree_cpu_seconds)
 
 # /proc/stat as Linux writes it: the sum of all CPUs first, then one line per CPU: user nice
 # system idle iowait irq softirq steal guest guest_nice (guest is inside user already).
@@ -136,3 +137,48 @@ def test_processes_sharing_a_driver_cpu_add_up() -> None:
     assert driver["cpu_percent"] == driver["cpu_percent_by_cpu"][str(cpu)]
     assert driver["cpu_percent"] == pytest.approx(sum(each), abs=5)
     assert driver["cpu_percent"] > 1.5 * max(each)  # not the busiest process: the CPU
+
+
+LIGHT_CHILDREN = r"""
+import os, sys, time
+go_r, go_w = os.pipe()
+for _ in range(int(sys.argv[1])):
+    if os.fork() == 0:
+        os.read(go_r, 1)
+        end = time.process_time() + float(sys.argv[2])  # this child's own CPU time
+        while time.process_time() < end:
+            pass
+        os.write(1, b"x")
+        time.sleep(60)
+        os._exit(0)
+os.write(1, b"ready\n")
+sys.stdin.readline()
+os.write(go_w, b"g" * int(sys.argv[1]))
+time.sleep(60)
+"""
+
+
+@pytest.mark.timeout(30)
+def test_a_tree_of_light_children_is_counted_whole() -> None:
+    """40 forked children, each using 4 ms of CPU: under a clock tick each, so /proc's
+    tick counts read 0 for every one of them (forking's children at 50 requests a second
+    each read 0 for a whole step), where the tree used 160 ms."""
+    children, each_s = 40, 0.004
+    tree = subprocess.Popen([sys.executable, "-c", LIGHT_CHILDREN, str(children), str(each_s)],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, start_new_session=True)
+    assert tree.stdin is not None and tree.stdout is not None
+    try:
+        assert tree.stdout.readline() == b"ready\n"
+        root = psutil.Process(tree.pid)
+        before = tree_cpu_seconds(root)
+        tree.stdin.write(b"go\n")
+        tree.stdin.flush()
+        done = b""
+        while len(done) < children:
+            done += tree.stdout.read(children - len(done))
+        after = tree_cpu_seconds(root)
+    finally:
+        os.killpg(tree.pid, 9)
+        tree.wait()
+    assert before is not None and after is not None
+    assert children * each_s * 0.9 <= after - before <= children * each_s * 3
