@@ -22,8 +22,10 @@ moving the load's own packets, charged to no process, not a neighbour's work.
 
 from __future__ import annotations
 
+import ctypes
 import functools
 import os
+import sys
 import time
 from bisect import bisect_right
 from collections.abc import Callable, Iterable, Sequence
@@ -109,26 +111,25 @@ def process_cpu_seconds(proc: psutil.Process) -> float:
     /proc counts user and system time in whole clock ticks (10 ms), rounded down: a process
     that has used 4 ms reads 0. One busy process loses under a tick; 64 forking children,
     each answering 50 requests a second, each read 0 for a whole step, and the step's server
-    CPU read 0 while the machine's counters charged it to "other processes". A
-    single-threaded process's scheduler runtime (/proc/PID/schedstat, in ns) is exact. A
-    multi-threaded one keeps the ticks: they count its exited threads too, and it loses
-    under a tick in all."""
-    with proc.oneshot():
-        times = proc.cpu_times()
-        used = times.user + times.system
-        if proc.num_threads() == 1:
-            used = max(used, _runtime_seconds(proc.pid))
+    CPU read 0 while the machine's counters charged it to "other processes". On Linux the
+    process's CPU-time clock (clock_gettime on its clock id, as clock_getcpuclockid makes
+    it) is the scheduler's runtime of all its threads, exited ones too, in ns: one call, and
+    exact. Reaped children stay in ticks: the kernel sums them before it rounds."""
+    times = proc.cpu_times()
+    used = times.user + times.system
+    if sys.platform == "linux":
+        try:
+            used = time.clock_gettime(_cpu_clock(proc.pid))
+        except OSError:
+            pass  # gone since, or a kernel without it: the ticks
     return used + getattr(times, "children_user", 0.0) + getattr(times, "children_system", 0.0)
 
 
-def _runtime_seconds(pid: int) -> float:
-    """The scheduler's runtime of `pid`'s main thread in seconds; 0.0 where there is none
-    (not Linux, or a kernel without schedstat)."""
-    try:
-        with open(f"/proc/{pid}/schedstat", "rb") as file:
-            return int(file.read().split()[0]) / 1e9
-    except (OSError, ValueError, IndexError):
-        return 0.0
+def _cpu_clock(pid: int) -> int:
+    """clock_getcpuclockid(pid): Linux's clock id of a process's CPU time (CPUCLOCK_SCHED, the
+    whole thread group), as a C int."""
+    clock = ((~pid) << 3) | 2
+    return ctypes.c_int32(clock).value
 
 
 def server_tree(pid: int) -> list[psutil.Process]:

@@ -182,3 +182,43 @@ def test_a_tree_of_light_children_is_counted_whole() -> None:
         tree.wait()
     assert before is not None and after is not None
     assert children * each_s * 0.9 <= after - before <= children * each_s * 3
+
+
+LIGHT_THREADS = r"""
+import sys, threading, time
+def burn():
+    end = time.thread_time() + float(sys.argv[2])  # this thread's own CPU time
+    while time.thread_time() < end:
+        pass
+sys.stdout.write("ready\n"); sys.stdout.flush()
+sys.stdin.readline()
+threads = [threading.Thread(target=burn) for _ in range(int(sys.argv[1]))]
+for thread in threads:
+    thread.start()
+for thread in threads:
+    thread.join()
+sys.stdout.write("done\n"); sys.stdout.flush()
+time.sleep(60)
+"""
+
+
+@pytest.mark.timeout(30)
+def test_a_process_whose_threads_have_exited_is_counted_to_the_millisecond() -> None:
+    """3 threads that use 2 ms of CPU each, then exit: /proc's ticks would say 0 or 10 ms;
+    the process's CPU clock says the 6 ms (and the little the main thread did)."""
+    threads, each_s = 3, 0.002
+    proc = subprocess.Popen([sys.executable, "-c", LIGHT_THREADS, str(threads), str(each_s)],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    assert proc.stdin is not None and proc.stdout is not None
+    try:
+        assert proc.stdout.readline() == b"ready\n"
+        before = tree_cpu_seconds(psutil.Process(proc.pid))
+        proc.stdin.write(b"go\n")
+        proc.stdin.flush()
+        assert proc.stdout.readline() == b"done\n"
+        after = tree_cpu_seconds(psutil.Process(proc.pid))
+    finally:
+        proc.kill()
+        proc.wait()
+    assert before is not None and after is not None
+    assert threads * each_s * 0.9 <= after - before <= threads * each_s + 0.0035
