@@ -13,7 +13,6 @@ hits both alike. Each is reported as its median over the rounds; the ratio is fl
 from __future__ import annotations
 
 import argparse
-import re
 import socket
 import statistics
 import subprocess
@@ -22,7 +21,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from server_bench import PY, REPO, WRK_CPU, LaunchError, WrkError, installed, ours, start, stop, wrk
+from server_bench import PY, REPO, WRK_CPU, LaunchError, WrkError, installed, ours, requests_per_second, start, stop, wrk
 
 sys.path.insert(0, str(REPO))
 from servers._help import DefaultsOnce  # noqa: E402
@@ -42,25 +41,19 @@ def flood(port: int, clients: int, seconds: float) -> None:
         sock.setblocking(False)
         conns.append(sock)
     end, i = time.monotonic() + seconds, 0
-    while time.monotonic() < end:
+    while conns and time.monotonic() < end:
         byte = REQUEST[i % len(REQUEST):][:1]
         i += 1
-        for sock in conns:
+        for sock in list(conns):
             try:
                 sock.send(byte)
                 sock.recv(65536)
             except (BlockingIOError, InterruptedError):
                 pass
             except OSError:
-                return  # the server dropped it (a limit, or it is stopping): the flood is over
+                conns.remove(sock)  # the server dropped it (a limit, or it is stopping): the rest go on
+                sock.close()
         time.sleep(0.001)
-
-
-def rps(out: str) -> float:
-    match = re.search(r"Requests/sec:\s+([\d.]+)", out)
-    if not match:
-        raise WrkError(f"cannot read wrk output:\n{out}")
-    return float(match.group(1))
 
 
 def measure(backend: str, *, flooded: bool, clients: int, seconds: int, log: Path) -> float:
@@ -71,7 +64,7 @@ def measure(backend: str, *, flooded: bool, clients: int, seconds: int, log: Pat
             flooder = subprocess.Popen(["taskset", "-c", WRK_CPU, PY, __file__, "--flood", str(port), str(clients),
                                         str(seconds + 2 * FLOOD_LEAD_S + 1)])
             time.sleep(FLOOD_LEAD_S)
-        return rps(wrk(port, conns=CONNS, seconds=seconds))
+        return requests_per_second(wrk(port, conns=CONNS, seconds=seconds), backend)
     finally:
         if flooder is not None:
             flooder.kill()

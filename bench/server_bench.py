@@ -201,6 +201,14 @@ def wrk(port: int, *, conns: int, seconds: int) -> str:
     return done.stdout
 
 
+def requests_per_second(out: str, label: str) -> float:
+    """wrk's "Requests/sec" figure; WrkError, naming `label`, without one."""
+    match = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    if not match:
+        raise WrkError(f"{label}: cannot read wrk output:\n{out}")
+    return float(match.group(1))
+
+
 def measure(server: Server, *, group: str, conns: int, seconds: int, round_: int, log: Path) -> Run:
     proc, port = start(server, log)
     try:
@@ -208,13 +216,13 @@ def measure(server: Server, *, group: str, conns: int, seconds: int, round_: int
         out = wrk(port, conns=conns, seconds=seconds)
     finally:
         stop(proc)
-    rps = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    rps = requests_per_second(out, server.label)
     latency = re.search(r"Latency\s+(\S+)\s+\S+\s+(\S+)", out)
-    if not (rps and latency):
+    if not latency:
         raise WrkError(f"{server.label}: cannot read wrk output:\n{out}")
     non_2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
     errors = re.search(r"Socket errors:\s+(.+)", out)
-    return Run(group, server.label, round_, float(rps.group(1)), to_ms(latency.group(1)), to_ms(latency.group(2)),
+    return Run(group, server.label, round_, rps, to_ms(latency.group(1)), to_ms(latency.group(2)),
                int(non_2xx.group(1)) if non_2xx else 0, errors.group(1).strip() if errors else "")
 
 

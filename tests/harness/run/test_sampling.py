@@ -4,6 +4,7 @@ window's boundaries, and the whole driver's CPU per driver CPU (real processes).
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -178,7 +179,7 @@ def test_a_tree_of_light_children_is_counted_whole() -> None:
             done += tree.stdout.read(children - len(done))
         after = tree_cpu_seconds(root)
     finally:
-        os.killpg(tree.pid, 9)
+        os.killpg(tree.pid, signal.SIGKILL)
         tree.wait()
     assert before is not None and after is not None
     assert children * each_s * 0.9 <= after - before <= children * each_s * 3
